@@ -1,0 +1,77 @@
+# redis-sidecar. `make run` and `make test` are the two commands a user
+# needs; both install what is missing first (`make deps`).
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
+LDLIBS  := -lev -lhiredis -linih -lm
+PYTHON  := /usr/bin/python3
+
+LIB_SRC   := lib/buf.c lib/log.c lib/net.c lib/resp.c
+POOL_SRC  := pool/link.c pool/pool.c
+PROXY_SRC := proxy/config.c proxy/command.c proxy/client.c proxy/listener.c \
+             proxy/router.c proxy/admin.c proxy/main.c
+SRC       := $(LIB_SRC) $(POOL_SRC) $(PROXY_SRC)
+
+BUILD ?= build
+OBJ   := $(SRC:%.c=$(BUILD)/%.o)
+BIN   ?= redis-sidecar
+
+UNIT_TESTS := test_resp test_config test_command
+UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
+
+.PHONY: all deps run test unit integration asan bench clean
+
+all: $(BIN)
+
+$(BIN): $(OBJ)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+-include $(OBJ:.o=.d)
+
+# Unit tests link only the module under test.
+$(BUILD)/tests/test_resp: tests/unit/test_resp.c $(BUILD)/lib/resp.o $(BUILD)/lib/buf.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^
+$(BUILD)/tests/test_config: tests/unit/test_config.c $(BUILD)/proxy/config.o \
+		$(BUILD)/lib/net.o $(BUILD)/lib/log.o $(BUILD)/lib/buf.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -linih
+$(BUILD)/tests/test_command: tests/unit/test_command.c $(BUILD)/proxy/command.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^
+
+deps:
+	@./tests/deps.sh
+
+run: deps all
+	@./tests/run-local.sh
+
+unit: $(UNIT_BINS)
+	@./tests/run-tests.sh unit $(UNIT_BINS)
+
+integration: all
+	@SIDECAR_BIN=$(abspath $(BIN)) ./tests/run-tests.sh integration
+
+test: deps all $(UNIT_BINS)
+	@SIDECAR_BIN=$(abspath $(BIN)) ./tests/run-tests.sh all $(UNIT_BINS)
+
+# ASan + UBSan build in its own directory; runs the whole suite on it.
+asan: deps
+	$(MAKE) BUILD=build-asan BIN=build-asan/redis-sidecar \
+	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	    LDFLAGS="-fsanitize=address,undefined" \
+	    build-asan/redis-sidecar $(UNIT_TESTS:%=build-asan/tests/%)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	    SIDECAR_BIN=$(abspath build-asan/redis-sidecar) SIDECAR_ASAN=1 \
+	    ./tests/run-tests.sh all $(UNIT_TESTS:%=build-asan/tests/%)
+
+bench: deps all
+	@./bench/run.sh
+
+clean:
+	rm -rf build build-asan $(BIN)

@@ -1,0 +1,110 @@
+/* Growable byte buffers: the only place that reallocs I/O memory. */
+#include "buf.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int buf_reserve(struct buf *b, size_t want)
+{
+    if (b->cap - b->len >= want)
+        return 0;
+    size_t used = b->len - b->pos;
+    /* Slide down first when the dead prefix alone makes enough room and
+     * is at least as big as the live bytes (the move is then cheap). */
+    if (b->pos > 0 && b->cap - used >= want && b->pos >= used) {
+        memmove(b->data, b->data + b->pos, used);
+        b->pos = 0;
+        b->len = used;
+        return 0;
+    }
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap - used < want) {
+        if (cap > ((size_t)-1) / 2)
+            return -1;
+        cap *= 2;
+    }
+    char *d = malloc(cap);
+    if (!d)
+        return -1;
+    if (used)
+        memcpy(d, b->data + b->pos, used);
+    free(b->data);
+    b->data = d;
+    b->pos = 0;
+    b->len = used;
+    b->cap = cap;
+    return 0;
+}
+
+int buf_append(struct buf *b, const void *p, size_t n)
+{
+    if (buf_reserve(b, n) < 0)
+        return -1;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+int buf_appendf(struct buf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0 || buf_reserve(b, (size_t)n + 1) < 0)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+void buf_consume(struct buf *b, size_t n)
+{
+    b->pos += n;
+    if (b->pos >= b->len)
+        b->pos = b->len = 0;
+}
+
+void buf_reset(struct buf *b)
+{
+    b->pos = b->len = 0;
+}
+
+void buf_shrink(struct buf *b, size_t keep)
+{
+    if (b->pos == b->len && b->cap > keep)
+        buf_free(b);
+}
+
+void buf_free(struct buf *b)
+{
+    free(b->data);
+    b->data = NULL;
+    b->pos = b->len = b->cap = 0;
+}
+
+ssize_t buf_read_fd(struct buf *b, int fd, size_t chunk)
+{
+    if (buf_reserve(b, chunk) < 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    ssize_t n = read(fd, b->data + b->len, b->cap - b->len);
+    if (n > 0)
+        b->len += (size_t)n;
+    return n;
+}
+
+ssize_t buf_write_fd(struct buf *b, int fd)
+{
+    ssize_t n = write(fd, b->data + b->pos, b->len - b->pos);
+    if (n > 0)
+        buf_consume(b, (size_t)n);
+    return n;
+}

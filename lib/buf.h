@@ -1,0 +1,39 @@
+/* Growable byte buffers. Bytes live in data[pos, len); consuming from the
+ * front only advances pos, and the gap is reclaimed when more room is asked
+ * for, so a buffer that is drained as fast as it fills never moves bytes.
+ * Pointers into data are invalidated by any call that may grow it. */
+#ifndef SIDECAR_BUF_H
+#define SIDECAR_BUF_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct buf {
+    char  *data;
+    size_t pos;   /* first unread byte */
+    size_t len;   /* one past the last byte */
+    size_t cap;
+};
+
+static inline size_t buf_used(const struct buf *b) { return b->len - b->pos; }
+static inline char *buf_start(const struct buf *b) { return b->data + b->pos; }
+
+/* Make room for at least `want` more bytes; -1 only when out of memory. */
+int buf_reserve(struct buf *b, size_t want);
+int buf_append(struct buf *b, const void *p, size_t n);
+int buf_appendf(struct buf *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void buf_consume(struct buf *b, size_t n);
+void buf_reset(struct buf *b);
+/* Give memory back once a burst is over: a drained buffer larger than
+ * `keep` is freed. */
+void buf_shrink(struct buf *b, size_t keep);
+void buf_free(struct buf *b);
+
+/* read() once into the buffer, growing it so that at least `chunk` bytes
+ * fit. Returns what read() returned (errno set on -1). */
+ssize_t buf_read_fd(struct buf *b, int fd, size_t chunk);
+/* write() once what the buffer holds and consume what went out. */
+ssize_t buf_write_fd(struct buf *b, int fd);
+
+#endif

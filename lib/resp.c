@@ -1,0 +1,431 @@
+/* RESP framers. The request framer follows redis's networking.c
+ * (processMultibulkBuffer, processInlineBuffer) so that the proxy refuses
+ * exactly what redis would, with redis's words; the reply framer accepts
+ * every RESP2 and RESP3 type. */
+#include "resp.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Internal: a phase made progress, go on with the next one. */
+#define STEP 2
+
+enum {
+    P_START, P_MB_COUNT, P_ARG_HDR, P_ARG_BODY, P_INLINE,   /* requests */
+    P_ITEM, P_ITEM_BODY,                                    /* replies */
+};
+
+void resp_framer_reset(struct resp_framer *f)
+{
+    f->phase = P_START;
+    f->off = f->scan = 0;
+    f->owed = f->bulk = f->argi = 0;
+    memset(&f->fr, 0, sizeof f->fr);
+    f->err = NULL;
+}
+
+int resp_parse_ll(const char *p, size_t n, long long *out)
+{
+    size_t i = 0;
+    int neg = 0;
+    unsigned long long v = 0;
+
+    if (n == 0 || n > 20)
+        return -1;
+    if (p[0] == '-') {
+        neg = 1;
+        if (++i == n)
+            return -1;
+    }
+    if (p[i] == '0' && n > i + 1)
+        return -1;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        unsigned d = (unsigned)(p[i] - '0');
+        if (v > (ULLONG_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    if (neg) {
+        if (v > (unsigned long long)LLONG_MAX + 1)
+            return -1;
+        *out = v ? -(long long)(v - 1) - 1 : 0;
+    } else {
+        if (v > (unsigned long long)LLONG_MAX)
+            return -1;
+        *out = (long long)v;
+    }
+    return 0;
+}
+
+static int fail(struct resp_framer *f, const char *why)
+{
+    f->err = why;
+    return RESP_ERR;
+}
+
+/* Find the CR of the line starting at f->off; the LF after it must be
+ * there too. Resumes where the last search stopped. */
+static const char *find_line(struct resp_framer *f, const char *p, size_t n)
+{
+    size_t from = f->scan > f->off ? f->scan : f->off;
+    if (from < n) {
+        const char *cr = memchr(p + from, '\r', n - from);
+        if (cr && (size_t)(cr - p) + 1 < n)
+            return cr;
+        f->scan = cr ? (size_t)(cr - p) : n;
+    }
+    return NULL;
+}
+
+/* Parse the number on the line [off+1, cr) and step past the line. */
+static int header_number(struct resp_framer *f, const char *p, const char *cr,
+                         long long *v)
+{
+    size_t start = f->off + 1;
+    int rc = resp_parse_ll(p + start, (size_t)(cr - p) - start, v);
+    f->off = (size_t)(cr - p) + 2;
+    return rc;
+}
+
+static int request_done(struct resp_framer *f, size_t len)
+{
+    f->fr.len = len;
+    f->phase = P_START;
+    f->off = f->scan = 0;
+    return RESP_DONE;
+}
+
+static int request_count(struct resp_framer *f, const char *p, size_t n)
+{
+    const char *cr = find_line(f, p, n);
+    long long v;
+
+    if (!cr) {
+        if (n - f->off > RESP_MAX_HEADER)
+            return fail(f, "Protocol error: too big mbulk count string");
+        return RESP_MORE;
+    }
+    if (header_number(f, p, cr, &v) < 0 || v > RESP_MAX_ARGS)
+        return fail(f, "Protocol error: invalid multibulk length");
+    if (v <= 0) {
+        f->fr.argc = 0;
+        return request_done(f, f->off);
+    }
+    f->fr.argc = f->owed = v;
+    f->argi = 0;
+    f->phase = P_ARG_HDR;
+    return STEP;
+}
+
+static int request_arg_header(struct resp_framer *f, const char *p, size_t n,
+                              const struct resp_limits *lim)
+{
+    if (f->off >= n)
+        return RESP_MORE;
+    if (p[f->off] != '$') {
+        snprintf(f->errbuf, sizeof f->errbuf,
+                 "Protocol error: expected '$', got '%c'", p[f->off]);
+        return fail(f, f->errbuf);
+    }
+    const char *cr = find_line(f, p, n);
+    long long v;
+    if (!cr) {
+        if (n - f->off > RESP_MAX_HEADER)
+            return fail(f, "Protocol error: too big bulk count string");
+        return RESP_MORE;
+    }
+    if (header_number(f, p, cr, &v) < 0 || v < 0 || v > lim->max_bulk)
+        return fail(f, "Protocol error: invalid bulk length");
+    if (f->argi == 0) {
+        f->fr.name_off = f->off;
+        f->fr.name_len = (size_t)v;
+    }
+    f->bulk = v + 2;
+    f->phase = P_ARG_BODY;
+    return STEP;
+}
+
+static int request_inline(struct resp_framer *f, const char *p, size_t n)
+{
+    size_t from = f->scan;
+    const char *nl = from < n ? memchr(p + from, '\n', n - from) : NULL;
+
+    if (!nl) {
+        f->scan = n;
+        if (n > RESP_MAX_INLINE)
+            return fail(f, "Protocol error: too big inline request");
+        return RESP_MORE;
+    }
+    f->fr.is_inline = 1;
+    return request_done(f, (size_t)(nl - p) + 1);
+}
+
+int resp_frame_request(struct resp_framer *f, const char *p, size_t n,
+                       const struct resp_limits *lim)
+{
+    int rc = RESP_MORE;
+
+    for (;;) {
+        switch (f->phase) {
+        case P_START:
+            if (n == 0)
+                return RESP_MORE;
+            memset(&f->fr, 0, sizeof f->fr);
+            f->off = f->scan = 0;
+            if (p[0] == '*') {
+                f->phase = P_MB_COUNT;
+            } else {
+                f->phase = P_INLINE;
+            }
+            continue;
+        case P_MB_COUNT:
+            rc = request_count(f, p, n);
+            break;
+        case P_ARG_HDR:
+            rc = request_arg_header(f, p, n, lim);
+            break;
+        case P_ARG_BODY:
+            if ((long long)(n - f->off) < f->bulk)
+                return RESP_MORE;
+            f->off += (size_t)f->bulk;
+            f->argi++;
+            if (--f->owed == 0)
+                return request_done(f, f->off);
+            f->phase = P_ARG_HDR;
+            continue;
+        case P_INLINE:
+            return request_inline(f, p, n);
+        default:
+            return fail(f, "framer used for the wrong direction");
+        }
+        if (rc != STEP)
+            return rc;
+    }
+}
+
+/* One reply item is complete: the frame is when nothing more is owed. */
+static int item_done(struct resp_framer *f)
+{
+    f->phase = P_ITEM;
+    if (--f->owed > 0)
+        return STEP;
+    f->fr.len = f->off;
+    f->phase = P_START;
+    f->off = f->scan = 0;
+    return RESP_DONE;
+}
+
+static int reply_item(struct resp_framer *f, const char *p, size_t n,
+                      const struct resp_limits *lim)
+{
+    if (f->off >= n)
+        return RESP_MORE;
+    char t = p[f->off];
+    const char *cr = find_line(f, p, n);
+    long long v;
+
+    if (!cr) {
+        size_t cap = (t == '+' || t == '-') ? lim->max_line : RESP_MAX_HEADER;
+        if (n - f->off > cap)
+            return fail(f, "reply line too long");
+        return RESP_MORE;
+    }
+    switch (t) {
+    case '+': case '-': case ':': case '_': case ',': case '#': case '(':
+        f->off = (size_t)(cr - p) + 2;
+        return item_done(f);
+    case '$': case '!': case '=':
+        if (header_number(f, p, cr, &v) < 0 || v < -1)
+            return fail(f, "bad bulk length in reply");
+        if (v == -1)
+            return item_done(f);
+        f->bulk = v + 2;
+        f->phase = P_ITEM_BODY;
+        return STEP;
+    case '*': case '~': case '>': case '%': case '|':
+        if (header_number(f, p, cr, &v) < 0 || v < -1 || v > RESP_MAX_ARGS)
+            return fail(f, "bad aggregate length in reply");
+        if (v == -1)
+            return item_done(f);
+        /* The header is an item; its elements (twice for a map) are owed.
+         * An attribute precedes the item it describes, which stays owed. */
+        if (t == '%' || t == '|')
+            v *= 2;
+        if (t == '|')
+            v += 1;
+        if (f->owed > LLONG_MAX / 2)
+            return fail(f, "reply nesting too large");
+        f->owed += v;
+        return item_done(f);
+    default:
+        snprintf(f->errbuf, sizeof f->errbuf,
+                 "unknown reply type byte 0x%02x", (unsigned char)t);
+        return fail(f, f->errbuf);
+    }
+}
+
+int resp_frame_reply(struct resp_framer *f, const char *p, size_t n,
+                     const struct resp_limits *lim)
+{
+    int rc;
+
+    for (;;) {
+        switch (f->phase) {
+        case P_START:
+            if (n == 0)
+                return RESP_MORE;
+            memset(&f->fr, 0, sizeof f->fr);
+            f->fr.type = p[0];
+            f->off = f->scan = 0;
+            f->owed = 1;
+            f->phase = P_ITEM;
+            continue;
+        case P_ITEM:
+            rc = reply_item(f, p, n, lim);
+            break;
+        case P_ITEM_BODY:
+            if ((long long)(n - f->off) < f->bulk)
+                return RESP_MORE;
+            f->off += (size_t)f->bulk;
+            rc = item_done(f);
+            break;
+        default:
+            return fail(f, "framer used for the wrong direction");
+        }
+        if (rc != STEP)
+            return rc;
+    }
+}
+
+static int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+static int is_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' ||
+           c == '\f';
+}
+
+/* One double-quoted token starting after the quote; its decoded bytes go
+ * to tok. Returns the index after the closing quote, or 0 when unbalanced. */
+static size_t inline_dquoted(const char *s, size_t i, size_t len, struct buf *tok)
+{
+    static const char esc_from[] = "nrtba", esc_to[] = "\n\r\t\b\a";
+
+    while (i < len) {
+        char c = s[i];
+        if (c == '\\' && i + 3 < len && s[i + 1] == 'x' &&
+            hex_digit(s[i + 2]) >= 0 && hex_digit(s[i + 3]) >= 0) {
+            char b = (char)(hex_digit(s[i + 2]) * 16 + hex_digit(s[i + 3]));
+            buf_append(tok, &b, 1);
+            i += 4;
+        } else if (c == '\\' && i + 1 < len) {
+            const char *e = strchr(esc_from, s[i + 1]);
+            char b = (e && s[i + 1]) ? esc_to[e - esc_from] : s[i + 1];
+            buf_append(tok, &b, 1);
+            i += 2;
+        } else if (c == '"') {
+            return (i + 1 < len && !is_space(s[i + 1])) ? 0 : i + 1;
+        } else {
+            buf_append(tok, &c, 1);
+            i++;
+        }
+    }
+    return 0;
+}
+
+static size_t inline_squoted(const char *s, size_t i, size_t len, struct buf *tok)
+{
+    while (i < len) {
+        char c = s[i];
+        if (c == '\\' && i + 1 < len && s[i + 1] == '\'') {
+            buf_append(tok, "'", 1);
+            i += 2;
+        } else if (c == '\'') {
+            return (i + 1 < len && !is_space(s[i + 1])) ? 0 : i + 1;
+        } else {
+            buf_append(tok, &c, 1);
+            i++;
+        }
+    }
+    return 0;
+}
+
+long long resp_inline_to_multibulk(const char *line, size_t len,
+                                   struct buf *out, const char **err)
+{
+    struct buf args = {0}, tok = {0};
+    long long argc = 0;
+    size_t i = 0;
+
+    while (i < len) {
+        while (i < len && is_space(line[i]))
+            i++;
+        if (i == len)
+            break;
+        buf_reset(&tok);
+        /* A token is runs of bare bytes and quoted parts, as sdssplitargs. */
+        while (i < len && !is_space(line[i])) {
+            if (line[i] == '"' || line[i] == '\'') {
+                size_t next = line[i] == '"'
+                    ? inline_dquoted(line, i + 1, len, &tok)
+                    : inline_squoted(line, i + 1, len, &tok);
+                if (next == 0) {
+                    buf_free(&args);
+                    buf_free(&tok);
+                    *err = "Protocol error: unbalanced quotes in request";
+                    return -1;
+                }
+                i = next;
+                break;
+            }
+            buf_append(&tok, &line[i], 1);
+            i++;
+        }
+        buf_appendf(&args, "$%zu\r\n", buf_used(&tok));
+        buf_append(&args, buf_start(&tok), buf_used(&tok));
+        buf_append(&args, "\r\n", 2);
+        argc++;
+    }
+    if (argc > 0) {
+        buf_appendf(out, "*%lld\r\n", argc);
+        buf_append(out, buf_start(&args), buf_used(&args));
+    }
+    buf_free(&args);
+    buf_free(&tok);
+    return argc;
+}
+
+int resp_next_arg(const char *frame, size_t frame_len, size_t *pos,
+                  const char **arg, size_t *len)
+{
+    size_t i = *pos;
+    long long v;
+
+    if (i == 0) {
+        const char *cr = memchr(frame, '\r', frame_len);
+        if (!cr)
+            return 0;
+        i = (size_t)(cr - frame) + 2;
+    }
+    if (i >= frame_len || frame[i] != '$')
+        return 0;
+    const char *cr = memchr(frame + i, '\r', frame_len - i);
+    if (!cr || resp_parse_ll(frame + i + 1, (size_t)(cr - frame) - i - 1, &v) < 0)
+        return 0;
+    i = (size_t)(cr - frame) + 2;
+    if (v < 0 || i + (size_t)v + 2 > frame_len)
+        return 0;
+    *arg = frame + i;
+    *len = (size_t)v;
+    *pos = i + (size_t)v + 2;
+    return 1;
+}

@@ -1,0 +1,73 @@
+/* RESP framers: find where a request or a reply ends, without copying it,
+ * allocating, or recursing. No I/O here.
+ *
+ * A framer is fed the unconsumed bytes of a buffer, from the start of the
+ * frame, as often as more arrive; it keeps offsets, never pointers, so the
+ * buffer may move between calls. Nesting costs one counter (items still
+ * owed), so depth is limited only by the bytes a peer may send. */
+#ifndef SIDECAR_RESP_H
+#define SIDECAR_RESP_H
+
+#include <stddef.h>
+
+#include "buf.h"
+
+enum { RESP_ERR = -1, RESP_DONE = 0, RESP_MORE = 1 };
+
+#define RESP_MAX_HEADER    (64 * 1024)   /* a count or length line, as redis */
+#define RESP_MAX_INLINE    (64 * 1024)   /* an inline command without newline */
+#define RESP_MAX_BULK      (512LL * 1024 * 1024)
+#define RESP_MAX_ARGS      2147483647LL  /* redis: INT_MAX */
+
+struct resp_limits {
+    long long max_bulk;     /* a request argument; also bounded by the query buffer */
+    size_t    max_line;     /* a reply's simple line (+, -, :, ...) */
+};
+
+/* What a complete frame is; offsets are from the frame's first byte. */
+struct resp_frame {
+    size_t    len;
+    size_t    name_off;     /* request: first argument (multibulk form only) */
+    size_t    name_len;
+    long long argc;         /* request: 0 = nothing to do (empty line, "*0") */
+    char      type;         /* reply: first type byte ('>' = push) */
+    int       is_inline;
+};
+
+struct resp_framer {
+    int       phase;
+    size_t    off;          /* bytes of this frame parsed so far */
+    size_t    scan;         /* where the search for the next line end resumes */
+    long long owed;         /* arguments or items still owed */
+    long long bulk;         /* bytes of the current bulk still owed, CRLF included */
+    long long argi;         /* request: index of the argument being read */
+    struct resp_frame fr;
+    const char *err;        /* reason, on RESP_ERR */
+    char      errbuf[64];
+};
+
+void resp_framer_reset(struct resp_framer *f);
+
+/* A client request: RESP array of bulk strings, or an inline line. */
+int resp_frame_request(struct resp_framer *f, const char *p, size_t n,
+                       const struct resp_limits *lim);
+
+/* A server reply of any RESP2 or RESP3 type, any depth. */
+int resp_frame_reply(struct resp_framer *f, const char *p, size_t n,
+                     const struct resp_limits *lim);
+
+/* Split an inline line (without its line end) the way redis does
+ * (quotes, \xHH escapes) and append it to `out` as a RESP array of bulk
+ * strings. Returns the argument count, or -1 with *err set. */
+long long resp_inline_to_multibulk(const char *line, size_t len,
+                                   struct buf *out, const char **err);
+
+/* Walk the arguments of a complete multibulk frame: call with *pos = 0
+ * first. Returns 1 with the argument in arg and len, 0 at the end. */
+int resp_next_arg(const char *frame, size_t frame_len, size_t *pos,
+                  const char **arg, size_t *len);
+
+/* Strict decimal parse of p[0..n), as redis's string2ll. 0 or -1. */
+int resp_parse_ll(const char *p, size_t n, long long *out);
+
+#endif

@@ -1,0 +1,530 @@
+/* One upstream socket: connect, handshake (AUTH, SELECT, name), the FIFO
+ * of requests in flight, and what happens to them when the socket dies.
+ * Every state change goes through link_ready() or link_down(), which log
+ * why. */
+#include "link.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/log.h"
+#include "../lib/net.h"
+#include "pool.h"
+
+#define LINK_READ_CHUNK  (16 * 1024)
+#define LINK_KEEP_BUF    (64 * 1024)
+#define BACKOFF_FIRST    0.05
+#define BACKOFF_MAX      2.0
+
+enum { HS_AUTH, HS_SELECT, HS_NAME, HS_INFO };
+
+static const struct resp_limits reply_limits = {
+    .max_bulk = RESP_MAX_BULK, .max_line = 64 * 1024 * 1024,
+};
+
+struct req *req_alloc(struct req_cache *rc)
+{
+    struct req *r = rc->free;
+
+    if (r) {
+        rc->free = r->owner;
+        rc->nfree--;
+    } else if (!(r = malloc(sizeof *r))) {
+        return NULL;
+    }
+    memset(r, 0, sizeof *r);
+    return r;
+}
+
+void req_release(struct req_cache *rc, struct req *r)
+{
+    buf_free(&r->reply);
+    if (rc->nfree >= rc->max_free) {
+        free(r);
+        return;
+    }
+    r->owner = rc->free;
+    rc->free = r;
+    rc->nfree++;
+}
+
+void req_cache_clear(struct req_cache *rc)
+{
+    while (rc->free) {
+        struct req *r = rc->free;
+        rc->free = r->owner;
+        free(r);
+    }
+    rc->nfree = 0;
+}
+
+static void link_rd_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void link_wr_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void link_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
+static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents);
+
+void link_init(struct link *l, struct pool *p, int idx)
+{
+    memset(l, 0, sizeof *l);
+    l->pool = p;
+    l->idx = idx;
+    l->fd = -1;
+    TAILQ_INIT(&l->fifo);
+    resp_framer_reset(&l->fr);
+    ev_init(&l->rio, link_rd_cb);
+    ev_init(&l->wio, link_wr_cb);
+    ev_init(&l->conn_timer, link_conn_timer_cb);
+    ev_init(&l->watchdog, link_watchdog_cb);
+    l->rio.data = l->wio.data = l->conn_timer.data = l->watchdog.data = l;
+}
+
+static void append_command(struct buf *b, int argc, const char **argv)
+{
+    buf_appendf(b, "*%d\r\n", argc);
+    for (int i = 0; i < argc; i++)
+        buf_appendf(b, "$%zu\r\n%s\r\n", strlen(argv[i]), argv[i]);
+}
+
+static void close_socket(struct link *l)
+{
+    struct ev_loop *loop = l->pool->loop;
+
+    ev_io_stop(loop, &l->rio);
+    ev_io_stop(loop, &l->wio);
+    ev_timer_stop(loop, &l->conn_timer);
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    buf_free(&l->in);
+    buf_free(&l->hs);
+    l->hs_pending = 0;
+    resp_framer_reset(&l->fr);
+}
+
+/* Fail a request that will not be answered; its owner gets the reason. */
+static void fail_req(struct link *l, struct req *r, const char *why)
+{
+    TAILQ_REMOVE(&l->fifo, r, link_tqe);
+    l->nfifo--;
+    r->link = NULL;
+    if (r->owner)
+        l->pool->on_reply(r, NULL, 0, why, l->pool->arg);
+    else
+        req_release(l->pool->cache, r);
+}
+
+/* The retry rule, applied to everything the dead socket held. Requests
+ * kept are copied, in order, into a fresh output stream. */
+static void requeue_or_fail(struct link *l, const char *why)
+{
+    struct pool *p = l->pool;
+    struct buf out = {0};
+    TAILQ_HEAD(, req) keep = TAILQ_HEAD_INITIALIZER(keep);
+    char msg[320];
+    struct req *r;
+    unsigned kept = 0;
+
+    snprintf(msg, sizeof msg, "upstream link to %s lost after the request "
+             "was sent (%s); it may or may not have been applied",
+             p->cfg.name, why);
+    while ((r = TAILQ_FIRST(&l->fifo)) != NULL) {
+        int written = r->off + r->len <= l->sent;
+        int retry = (r->flags & REQ_READONLY) && p->cfg.retry_reads &&
+                    !(r->flags & REQ_RETRIED);
+        if (!r->owner || (written && !retry)) {
+            if (r->owner)
+                p->st.failed_after_send++;
+            fail_req(l, r, msg);
+            continue;
+        }
+        TAILQ_REMOVE(&l->fifo, r, link_tqe);
+        if (written) {
+            r->flags |= REQ_RETRIED;
+            p->st.retried_reads++;
+        }
+        const char *src = buf_start(&l->out) + (r->off - l->out_base);
+        r->off = buf_used(&out);
+        r->queued_at = ev_now(p->loop);
+        buf_append(&out, src, r->len);
+        TAILQ_INSERT_TAIL(&keep, r, link_tqe);
+        kept++;
+    }
+    buf_free(&l->out);
+    l->out = out;
+    l->out_base = l->sent = 0;
+    TAILQ_CONCAT(&l->fifo, &keep, link_tqe);
+    l->nfifo = kept;
+}
+
+static void link_down(struct link *l, const char *why)
+{
+    struct pool *p = l->pool;
+    int was_ready = l->state == LINK_READY;
+    double delay;
+
+    if (was_ready) {
+        log_warn("link %s#%d lost: %s", p->cfg.name, l->idx, why);
+        p->st.link_failures++;
+        delay = 0;
+        l->backoff = BACKOFF_FIRST;
+    } else {
+        if (strcmp(l->last_err, why) != 0)
+            log_warn("link %s#%d cannot connect: %s", p->cfg.name, l->idx, why);
+        else
+            log_debug("link %s#%d cannot connect: %s", p->cfg.name, l->idx, why);
+        p->st.connect_failures++;
+        delay = l->backoff ? l->backoff : BACKOFF_FIRST;
+        l->backoff = delay * 2 > BACKOFF_MAX ? BACKOFF_MAX : delay * 2;
+    }
+    snprintf(l->last_err, sizeof l->last_err, "%s", why);
+    close_socket(l);
+    l->state = LINK_DOWN;
+    requeue_or_fail(l, why);
+    ev_timer_set(&l->conn_timer, delay, 0);
+    ev_timer_start(p->loop, &l->conn_timer);
+}
+
+static void link_ready(struct link *l)
+{
+    struct pool *p = l->pool;
+
+    ev_timer_stop(p->loop, &l->conn_timer);
+    if (l->last_err[0])
+        log_info("link %s#%d up again (was: %s)", p->cfg.name, l->idx, l->last_err);
+    else
+        log_debug("link %s#%d ready", p->cfg.name, l->idx);
+    l->last_err[0] = '\0';
+    l->state = LINK_READY;
+    l->backoff = 0;
+    l->ready_at = ev_now(p->loop);
+    p->st.links_opened++;
+    if (buf_used(&l->out))
+        pool_mark_dirty(p, l);
+}
+
+static void connect_now(struct link *l)
+{
+    struct pool *p = l->pool;
+    char err[128];
+    int fd;
+
+    if (net_connect(&p->cfg.addr, &fd, err, sizeof err) < 0) {
+        link_down(l, err);
+        return;
+    }
+    l->fd = fd;
+    l->state = LINK_CONNECTING;
+    ev_io_set(&l->rio, fd, EV_READ);
+    ev_io_set(&l->wio, fd, EV_WRITE);
+    ev_io_start(p->loop, &l->wio);
+    ev_timer_set(&l->conn_timer, p->cfg.connect_timeout, 0);
+    ev_timer_start(p->loop, &l->conn_timer);
+}
+
+void link_start(struct link *l)
+{
+    connect_now(l);
+}
+
+/* AUTH and SELECT must succeed before any client byte goes out, or a
+ * client's write could land unauthenticated or in the wrong database. */
+static void start_handshake(struct link *l)
+{
+    const struct pool_config *c = &l->pool->cfg;
+    char db[16];
+
+    net_set_nodelay(l->fd);
+    l->hs_pending = 0;
+    if (c->password) {
+        const char *auth[] = {"AUTH", c->username ? c->username : c->password,
+                              c->password};
+        append_command(&l->hs, c->username ? 3 : 2, auth);
+        l->hs_pending++;
+    }
+    if (c->database) {
+        snprintf(db, sizeof db, "%d", c->database);
+        const char *sel[] = {"SELECT", db};
+        append_command(&l->hs, 2, sel);
+        l->hs_pending++;
+    }
+    const char *name[] = {"CLIENT", "SETNAME", "sidecar-data"};
+    const char *info[] = {"INFO", "server"};
+    append_command(&l->hs, 3, name);
+    append_command(&l->hs, 2, info);
+    l->hs_pending += 2;
+    l->state = LINK_HANDSHAKE;
+    ev_io_start(l->pool->loop, &l->rio);
+}
+
+/* Which handshake command a reply answers, counting back from the end. */
+static int handshake_kind(const struct link *l)
+{
+    const struct pool_config *c = &l->pool->cfg;
+
+    if (l->hs_pending == 1)
+        return HS_INFO;
+    if (l->hs_pending == 2)
+        return HS_NAME;
+    if (l->hs_pending == 3 && c->database)
+        return HS_SELECT;
+    return HS_AUTH;
+}
+
+static void remember_version(struct pool *p, const char *r, size_t n)
+{
+    static const char key[] = "redis_version:";
+    const char *end = r + n, *s = r;
+
+    while ((s = memchr(s, 'r', (size_t)(end - s))) != NULL) {
+        if ((size_t)(end - s) > sizeof key &&
+            memcmp(s, key, sizeof key - 1) == 0) {
+            s += sizeof key - 1;
+            size_t i = 0;
+            while (s + i < end && s[i] != '\r' && i < sizeof p->version - 1)
+                i++;
+            memcpy(p->version, s, i);
+            p->version[i] = '\0';
+            return;
+        }
+        s++;
+    }
+}
+
+static int handshake_reply(struct link *l, const char *p, size_t n)
+{
+    int kind = handshake_kind(l);
+    char why[200];
+
+    l->hs_pending--;
+    if (p[0] == '-' && (kind == HS_AUTH || kind == HS_SELECT)) {
+        int m = (int)(n - 3 > 120 ? 120 : n - 3);
+        snprintf(why, sizeof why, "%s refused: %.*s",
+                 kind == HS_AUTH ? "AUTH" : "SELECT", m, p + 1);
+        link_down(l, why);
+        return -1;
+    }
+    if (kind == HS_INFO && p[0] == '$')
+        remember_version(l->pool, p, n);
+    if (l->hs_pending == 0)
+        link_ready(l);
+    return 0;
+}
+
+static int deliver(struct link *l, const char *p, size_t n)
+{
+    struct pool *pl = l->pool;
+    struct req *r = TAILQ_FIRST(&l->fifo);
+
+    if (!r || r->off + r->len > l->sent) {
+        link_down(l, "reply with no request waiting for it");
+        return -1;
+    }
+    TAILQ_REMOVE(&l->fifo, r, link_tqe);
+    l->nfifo--;
+    buf_consume(&l->out, (size_t)(r->off + r->len - l->out_base));
+    l->out_base = r->off + r->len;
+    r->link = NULL;
+    if (r->owner)
+        pl->on_reply(r, p, n, NULL, pl->arg);
+    else
+        req_release(pl->cache, r);
+    return 0;
+}
+
+static void process_replies(struct link *l)
+{
+    while (buf_used(&l->in)) {
+        int rc = resp_frame_reply(&l->fr, buf_start(&l->in), buf_used(&l->in),
+                                  &reply_limits);
+        if (rc == RESP_MORE)
+            break;
+        if (rc == RESP_ERR) {
+            char why[128];
+            snprintf(why, sizeof why, "bad reply from server: %s", l->fr.err);
+            link_down(l, why);
+            return;
+        }
+        size_t len = l->fr.fr.len;
+        const char *p = buf_start(&l->in);
+        if (l->hs_pending ? handshake_reply(l, p, len) < 0 : deliver(l, p, len) < 0)
+            return;
+        buf_consume(&l->in, len);
+    }
+    buf_shrink(&l->in, LINK_KEEP_BUF);
+    if (l->nfifo == 0)
+        buf_shrink(&l->out, LINK_KEEP_BUF);
+}
+
+static void link_rd_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct link *l = w->data;
+    char why[128];
+    (void)loop;
+    (void)revents;
+
+    ssize_t n = buf_read_fd(&l->in, l->fd, LINK_READ_CHUNK);
+    if (n > 0) {
+        l->pool->st.bytes_in += (uint64_t)n;
+        process_replies(l);
+        return;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    snprintf(why, sizeof why, "%s", n == 0 ? "closed by the server" : strerror(errno));
+    link_down(l, why);
+}
+
+static void write_handshake(struct link *l)
+{
+    ssize_t n = buf_write_fd(&l->hs, l->fd);
+
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        link_down(l, strerror(errno));
+        return;
+    }
+    if (buf_used(&l->hs) == 0)
+        ev_io_stop(l->pool->loop, &l->wio);
+}
+
+static void link_wr_cb(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct link *l = w->data;
+    char err[128];
+    (void)loop;
+    (void)revents;
+
+    switch (l->state) {
+    case LINK_CONNECTING:
+        if (net_connect_result(l->fd, err, sizeof err) < 0) {
+            link_down(l, err);
+            return;
+        }
+        start_handshake(l);
+        write_handshake(l);
+        break;
+    case LINK_HANDSHAKE:
+        write_handshake(l);
+        break;
+    case LINK_READY:
+        link_flush(l);
+        break;
+    case LINK_DOWN:
+        ev_io_stop(loop, w);
+        break;
+    }
+}
+
+static void link_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct link *l = w->data;
+    (void)loop;
+    (void)revents;
+
+    if (l->state == LINK_DOWN)
+        connect_now(l);
+    else if (l->state == LINK_CONNECTING)
+        link_down(l, "connect timeout");
+    else if (l->state == LINK_HANDSHAKE)
+        link_down(l, "no reply to the connection handshake");
+}
+
+/* Requests waiting for a socket give up after connect_timeout; a request
+ * written on a ready socket may wait reply_timeout for its answer. RESP has
+ * no request ids, so a late reply costs the whole link. */
+static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct link *l = w->data;
+    struct pool *p = l->pool;
+    ev_tstamp now = ev_now(loop);
+    struct req *r;
+    (void)revents;
+
+    if (l->state == LINK_READY) {
+        r = TAILQ_FIRST(&l->fifo);
+        if (r && now - r->queued_at > p->cfg.reply_timeout) {
+            p->st.reply_timeouts++;
+            link_down(l, "no reply within reply_timeout");
+        }
+    } else {
+        char why[320];
+        snprintf(why, sizeof why, "upstream %s unavailable: %s", p->cfg.name,
+                 l->last_err[0] ? l->last_err : "still connecting");
+        while ((r = TAILQ_FIRST(&l->fifo)) != NULL &&
+               now - r->queued_at >= p->cfg.connect_timeout) {
+            buf_consume(&l->out, r->len);
+            l->out_base += r->len;
+            if (l->sent < l->out_base)
+                l->sent = l->out_base;
+            p->st.failed_unavailable++;
+            fail_req(l, r, why);
+        }
+    }
+    if (l->nfifo == 0)
+        ev_timer_stop(loop, w);
+}
+
+void link_send(struct link *l, struct req *r, const char *p, size_t n)
+{
+    struct pool *pl = l->pool;
+
+    r->link = l;
+    r->off = l->out_base + buf_used(&l->out);
+    r->len = n;
+    r->queued_at = ev_now(pl->loop);
+    buf_append(&l->out, p, n);
+    TAILQ_INSERT_TAIL(&l->fifo, r, link_tqe);
+    l->nfifo++;
+    pl->st.requests_sent++;
+    if (l->state == LINK_READY)
+        pool_mark_dirty(pl, l);
+    if (!ev_is_active(&l->watchdog)) {
+        double t = pl->cfg.connect_timeout < pl->cfg.reply_timeout
+                   ? pl->cfg.connect_timeout : pl->cfg.reply_timeout;
+        t /= 10;
+        t = t < 0.01 ? 0.01 : t > 0.1 ? 0.1 : t;
+        ev_timer_set(&l->watchdog, t, t);
+        ev_timer_start(pl->loop, &l->watchdog);
+    }
+}
+
+void link_flush(struct link *l)
+{
+    struct ev_loop *loop = l->pool->loop;
+
+    if (l->state != LINK_READY)
+        return;
+    size_t from = (size_t)(l->sent - l->out_base);
+    size_t n = buf_used(&l->out) - from;
+    if (n == 0) {
+        ev_io_stop(loop, &l->wio);
+        return;
+    }
+    ssize_t w = write(l->fd, buf_start(&l->out) + from, n);
+    if (w < 0 && errno != EAGAIN && errno != EINTR) {
+        link_down(l, strerror(errno));
+        return;
+    }
+    if (w > 0) {
+        l->sent += (uint64_t)w;
+        l->pool->st.bytes_out += (uint64_t)w;
+    }
+    if (w == (ssize_t)n)
+        ev_io_stop(loop, &l->wio);
+    else
+        ev_io_start(loop, &l->wio);
+}
+
+void link_stop(struct link *l)
+{
+    struct req *r;
+
+    close_socket(l);
+    ev_timer_stop(l->pool->loop, &l->watchdog);
+    while ((r = TAILQ_FIRST(&l->fifo)) != NULL)
+        fail_req(l, r, "proxy is shutting down");
+    buf_free(&l->out);
+    l->state = LINK_DOWN;
+}

@@ -1,0 +1,87 @@
+/* One upstream socket to a Redis node and the requests riding on it.
+ *
+ * A request's bytes stay in the link's output stream until its reply is in,
+ * so a link that dies can hand every request it still holds to the retry
+ * rule: never written, or written and safe to repeat, goes out again on the
+ * reconnected socket; a write that may have run gets an error. */
+#ifndef SIDECAR_LINK_H
+#define SIDECAR_LINK_H
+
+#include <ev.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "../lib/buf.h"
+#include "../lib/resp.h"
+
+struct pool;
+
+#define REQ_READONLY  0x01  /* safe to run twice: retried once if its link dies */
+#define REQ_RETRIED   0x02
+#define REQ_DONE      0x04  /* reply held in r->reply, waiting for earlier ones */
+#define REQ_CLOSE     0x08  /* owner closes once this reply is sent (QUIT) */
+
+/* A request slot. It sits on its owner's reply FIFO (owner_tqe, the
+ * owner's business) and, until answered, on its link's FIFO (link_tqe). */
+struct req {
+    TAILQ_ENTRY(req) link_tqe;
+    TAILQ_ENTRY(req) owner_tqe;
+    void       *owner;      /* NULL once the owner left: the reply is dropped */
+    struct link *link;      /* NULL when not (or no longer) upstream */
+    uint64_t    off;        /* first byte in the link's output stream */
+    size_t      len;
+    ev_tstamp   queued_at;  /* ev_now() when handed to the link */
+    struct buf  reply;      /* reply bytes, when they came before earlier ones */
+    unsigned    flags;
+};
+
+TAILQ_HEAD(req_fifo, req);
+
+/* Freed slots are kept for reuse up to a bound, so a burst costs no
+ * malloc per request and memory returns once the burst is over. */
+struct req_cache {
+    struct req *free;
+    unsigned    nfree;
+    unsigned    max_free;
+};
+
+struct req *req_alloc(struct req_cache *rc);
+void req_release(struct req_cache *rc, struct req *r);
+void req_cache_clear(struct req_cache *rc);
+
+enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_HANDSHAKE, LINK_READY };
+
+struct link {
+    struct pool *pool;
+    int          idx;           /* position in the pool, for logs: addr#idx */
+    int          fd;
+    enum link_state state;
+    ev_io        rio, wio;
+    ev_timer     conn_timer;    /* connect+handshake deadline, then backoff */
+    ev_timer     watchdog;      /* reply_timeout and queued-wait checks */
+    struct buf   out;           /* bytes of every request on the FIFO */
+    uint64_t     out_base;      /* stream offset of buf_start(&out) */
+    uint64_t     sent;          /* stream offset written so far */
+    struct buf   hs;            /* handshake commands, sent before `out` */
+    int          hs_pending;    /* handshake replies still expected */
+    struct buf   in;
+    struct resp_framer fr;
+    struct req_fifo fifo;       /* requests not yet answered, oldest first */
+    unsigned     nfifo;
+    double       backoff;       /* next reconnect delay, seconds */
+    int          dirty;         /* on the pool's flush list */
+    TAILQ_ENTRY(link) dirty_tqe;
+    ev_tstamp    ready_at;
+    char         last_err[160]; /* why the last connect or link failed */
+};
+
+void link_init(struct link *l, struct pool *p, int idx);
+void link_start(struct link *l);
+/* Queue a request's bytes; they go out at the end of this loop iteration. */
+void link_send(struct link *l, struct req *r, const char *p, size_t n);
+/* One write of everything pending; called once per loop iteration. */
+void link_flush(struct link *l);
+void link_stop(struct link *l);
+static inline int link_is_ready(const struct link *l) { return l->state == LINK_READY; }
+
+#endif

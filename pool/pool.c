@@ -1,0 +1,82 @@
+/* The links to one node. Links that got bytes during this loop iteration
+ * are on the dirty list and written once, together, just before the loop
+ * waits again: that is what turns many clients' requests into one write. */
+#include "pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void pool_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    struct pool *p = w->data;
+    struct link *l;
+    (void)loop;
+    (void)revents;
+
+    while ((l = TAILQ_FIRST(&p->dirty)) != NULL) {
+        TAILQ_REMOVE(&p->dirty, l, dirty_tqe);
+        l->dirty = 0;
+        link_flush(l);
+    }
+}
+
+struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
+                      struct req_cache *cache, pool_reply_fn *on_reply, void *arg)
+{
+    struct pool *p = calloc(1, sizeof *p);
+
+    if (!p)
+        return NULL;
+    p->links = calloc((size_t)cfg->connections, sizeof *p->links);
+    if (!p->links) {
+        free(p);
+        return NULL;
+    }
+    p->loop = loop;
+    p->cfg = *cfg;
+    p->cache = cache;
+    p->on_reply = on_reply;
+    p->arg = arg;
+    TAILQ_INIT(&p->dirty);
+    ev_prepare_init(&p->flush_w, pool_flush_cb);
+    p->flush_w.data = p;
+    ev_prepare_start(loop, &p->flush_w);
+    for (int i = 0; i < cfg->connections; i++) {
+        link_init(&p->links[i], p, i);
+        link_start(&p->links[i]);
+    }
+    return p;
+}
+
+void pool_free(struct pool *p)
+{
+    if (!p)
+        return;
+    for (int i = 0; i < p->cfg.connections; i++)
+        link_stop(&p->links[i]);
+    ev_prepare_stop(p->loop, &p->flush_w);
+    free(p->links);
+    free(p);
+}
+
+struct link *pool_link_for(struct pool *p, uint64_t key)
+{
+    return &p->links[key % (uint64_t)p->cfg.connections];
+}
+
+void pool_mark_dirty(struct pool *p, struct link *l)
+{
+    if (!l->dirty) {
+        l->dirty = 1;
+        TAILQ_INSERT_TAIL(&p->dirty, l, dirty_tqe);
+    }
+}
+
+int pool_ready_links(const struct pool *p)
+{
+    int n = 0;
+
+    for (int i = 0; i < p->cfg.connections; i++)
+        n += link_is_ready(&p->links[i]);
+    return n;
+}

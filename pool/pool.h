@@ -1,0 +1,63 @@
+/* The links to one Redis node: a few multiplexed connections shared by
+ * every client, flushed once per loop iteration. */
+#ifndef SIDECAR_POOL_H
+#define SIDECAR_POOL_H
+
+#include <ev.h>
+#include <stdint.h>
+
+#include "../lib/net.h"
+#include "link.h"
+
+struct pool_config {
+    char        name[128];        /* "host:port", for logs and errors */
+    struct net_addr addr;
+    int         connections;      /* multiplexed links */
+    double      connect_timeout;  /* seconds; also how long a queued request waits */
+    double      reply_timeout;    /* seconds */
+    int         database;
+    const char *username;         /* NULL: AUTH with the password alone */
+    const char *password;         /* NULL: no AUTH */
+    int         retry_reads;
+};
+
+/* Delivers a reply (bytes of one RESP frame) or, when err is set, the
+ * reason the request failed. Never called for orphans. */
+typedef void pool_reply_fn(struct req *r, const char *p, size_t n,
+                           const char *err, void *arg);
+
+struct pool_stats {
+    uint64_t links_opened;
+    uint64_t link_failures;        /* ready links lost */
+    uint64_t connect_failures;
+    uint64_t requests_sent;
+    uint64_t retried_reads;
+    uint64_t failed_unavailable;   /* queued past connect_timeout */
+    uint64_t failed_after_send;    /* writes whose link died after sending */
+    uint64_t reply_timeouts;
+    uint64_t bytes_out;
+    uint64_t bytes_in;
+};
+
+struct pool {
+    struct ev_loop    *loop;
+    struct pool_config cfg;
+    struct link       *links;
+    struct req_cache  *cache;
+    pool_reply_fn     *on_reply;
+    void              *arg;
+    ev_prepare         flush_w;
+    TAILQ_HEAD(, link) dirty;
+    struct pool_stats  st;
+    char               version[32];  /* redis_version the node reported */
+};
+
+struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
+                      struct req_cache *cache, pool_reply_fn *on_reply, void *arg);
+void pool_free(struct pool *p);
+/* The link a client with this key always uses, so its order holds. */
+struct link *pool_link_for(struct pool *p, uint64_t key);
+void pool_mark_dirty(struct pool *p, struct link *l);
+int pool_ready_links(const struct pool *p);
+
+#endif

@@ -1,0 +1,52 @@
+/* One app connection: its buffers, its FIFO of reply slots, its close. */
+#ifndef SIDECAR_CLIENT_H
+#define SIDECAR_CLIENT_H
+
+#include <stdarg.h>
+#include <sys/socket.h>
+
+#include "sidecar.h"
+
+/* Allocated by listener_accept(); freed only by the loop's flush step after
+ * the iteration that closed it, never inside its own callbacks. */
+struct client {
+    struct sidecar *sc;
+    uint64_t        id;
+    int             fd;
+    ev_io           rio, wio;
+    struct buf      in, out;
+    struct resp_framer fr;
+    struct req_fifo pending;     /* reply slots in request order */
+    unsigned        npending;
+    size_t          held;        /* reply bytes parked in slots */
+    char            addr[64];    /* peer "ip:port", for logs */
+    char           *name;        /* CLIENT SETNAME / HELLO SETNAME */
+    ev_tstamp       created;
+    unsigned        authed : 1;
+    unsigned        closing : 1;     /* reads stopped; close once replies are out */
+    unsigned        closed : 1;
+    unsigned        paused : 1;      /* too many replies pending: not reading */
+    unsigned        dirty : 1;
+    TAILQ_ENTRY(client) tqe;         /* sc->clients or sc->closed */
+    TAILQ_ENTRY(client) dirty_tqe;
+};
+
+void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer);
+/* Pool callback: a reply (or why there is none) for one of c's slots. */
+void client_on_reply(struct req *r, const char *p, size_t n, const char *err,
+                     void *arg);
+/* Hand a request to a link; its reply takes the next slot. */
+void client_forward(struct client *c, struct link *l, const char *p, size_t n,
+                    unsigned req_flags);
+/* A reply made by the proxy, sent in order after earlier ones. */
+void client_reply(struct client *c, const char *p, size_t n);
+void client_reply_error(struct client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Send this reply after earlier ones, then close (QUIT, protocol errors). */
+void client_reply_and_close(struct client *c, const char *p, size_t n);
+void client_close(struct client *c, const char *why);
+void client_close_all(struct sidecar *sc);
+/* The loop's flush step, once per iteration. */
+void client_flush_all(struct sidecar *sc);
+
+#endif

@@ -1,0 +1,38 @@
+/* The command table: what the proxy must know of a command before it
+ * forwards it. A compiled-in table for now; unknown commands are treated
+ * as writes and forwarded, so redis answers them itself. */
+#ifndef SIDECAR_COMMAND_H
+#define SIDECAR_COMMAND_H
+
+#include <stddef.h>
+
+#define CMD_READONLY  0x01   /* never changes data: may be repeated */
+#define CMD_LOCAL     0x02   /* answered by the proxy */
+#define CMD_STATEFUL  0x04   /* needs a dedicated link (server-side state) */
+#define CMD_BLOCKING  0x08   /* may wait on the server */
+#define CMD_REFUSED   0x10   /* never through a proxy */
+#define CMD_MAYBLOCK  0x20   /* blocks only with a BLOCK argument (XREAD) */
+
+enum cmd_local {
+    LOCAL_NONE, LOCAL_AUTH, LOCAL_HELLO, LOCAL_QUIT, LOCAL_SELECT,
+    LOCAL_PROXY, LOCAL_CLIENT,
+};
+
+struct command {
+    const char    *name;     /* lower case */
+    unsigned       flags;
+    enum cmd_local local;
+};
+
+#define COMMAND_SLOTS 1024   /* power of two, over twice the table */
+
+struct command_table {
+    const struct command *slot[COMMAND_SLOTS];
+};
+
+void command_table_init(struct command_table *t);
+/* Case-insensitive; NULL when the proxy does not know the command. */
+const struct command *command_lookup(const struct command_table *t,
+                                     const char *name, size_t len);
+
+#endif

@@ -1,0 +1,340 @@
+/* proxy.ini -> struct config. Every key is a row of `keys[]`: section,
+ * name, parser, where it goes and its bounds. The inih callback keeps the
+ * first reason and returns 0; inih then returns that line's number. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/buf.h"
+#include "../lib/net.h"
+
+#define INI_LINE_MAX 199   /* Debian's libinih splits longer lines silently */
+
+struct key;
+typedef int key_parser(const struct key *k, const char *v, void *dst,
+                       char *why, size_t whylen);
+
+struct key {
+    const char *section, *name;
+    key_parser *parse;
+    size_t      off;
+    double      min, max;
+    int         is_list;   /* may repeat; values add up */
+};
+
+static int p_string(const struct key *k, const char *v, void *dst, char *why, size_t wl)
+{
+    (void)k;
+    char **s = dst;
+    if (*v == '\0') {
+        snprintf(why, wl, "empty value");
+        return -1;
+    }
+    free(*s);
+    *s = strdup(v);
+    return 0;
+}
+
+static int p_addr(const struct key *k, const char *v, void *dst, char *why, size_t wl)
+{
+    struct net_addr a;
+    char err[200];
+    if (net_resolve(v, &a, err, sizeof err) < 0) {
+        snprintf(why, wl, "%s", err);
+        return -1;
+    }
+    return p_string(k, v, dst, why, wl);
+}
+
+static int p_int(const struct key *k, const char *v, void *dst, char *why, size_t wl)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || errno || n < k->min || n > k->max) {
+        snprintf(why, wl, "\"%s\" not in %.0f..%.0f", v, k->min, k->max);
+        return -1;
+    }
+    *(int *)dst = (int)n;
+    return 0;
+}
+
+int config_parse_duration(const char *s, double *seconds)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || v < 0 || !isdigit((unsigned char)s[0]))
+        return -1;
+    if (strcmp(end, "ms") == 0)
+        v /= 1000;
+    else if (strcmp(end, "m") == 0)
+        v *= 60;
+    else if (strcmp(end, "s") != 0 && !(*end == '\0' && v == 0))
+        return -1;
+    *seconds = v;
+    return 0;
+}
+
+int config_parse_size(const char *s, size_t *bytes)
+{
+    static const struct { const char *unit; double mul; } units[] = {
+        {"b", 1}, {"kb", 1024}, {"mb", 1024.0 * 1024}, {"gb", 1024.0 * 1024 * 1024},
+    };
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || v < 0 || !isdigit((unsigned char)s[0]))
+        return -1;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcasecmp(end, units[i].unit) == 0) {
+            *bytes = (size_t)(v * units[i].mul);
+            return 0;
+        }
+    }
+    if (*end == '\0' && v == 0) {
+        *bytes = 0;
+        return 0;
+    }
+    return -1;
+}
+
+static int p_duration(const struct key *k, const char *v, void *dst, char *why, size_t wl)
+{
+    double d;
+    if (config_parse_duration(v, &d) < 0) {
+        snprintf(why, wl, "\"%s\" is not a duration with a unit (ms, s, m)", v);
+        return -1;
+    }
+    if (d < k->min || d > k->max) {
+        snprintf(why, wl, "\"%s\" not in %gs..%gs", v, k->min, k->max);
+        return -1;
+    }
+    *(double *)dst = d;
+    return 0;
+}
+
+static int p_size(const struct key *k, const char *v, void *dst, char *why, size_t wl)
+{
+    size_t b;
+    if (config_parse_size(v, &b) < 0) {
+        snprintf(why, wl, "\"%s\" is not a size with a unit (b, kb, mb, gb)", v);
+        return -1;
+    }
+    if ((double)b < k->min || (double)b > k->max) {
+        snprintf(why, wl, "\"%s\" not in %.0f..%.0f bytes", v, k->min, k->max);
+        return -1;
+    }
+    *(size_t *)dst = b;
+    return 0;
+}
+
+static int p_loglevel(const struct key *k, const char *v, void *dst, char *why, size_t wl)
+{
+    (void)k;
+    if (log_level_parse(v, dst) < 0) {
+        snprintf(why, wl, "\"%s\" is not one of error, warn, info, debug", v);
+        return -1;
+    }
+    return 0;
+}
+
+/* "a, b,c" appended to the list; each item checked as an address. */
+static int p_listen(const struct key *k, const char *v, void *dst, char *why, size_t wl)
+{
+    (void)k;
+    struct config *c = (struct config *)((char *)dst - offsetof(struct config, listen));
+    char *copy = strdup(v), *save = NULL;
+    int rc = 0;
+
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (isspace((unsigned char)*t))
+            t++;
+        char *e = t + strlen(t);
+        while (e > t && isspace((unsigned char)e[-1]))
+            *--e = '\0';
+        struct net_addr a;
+        char err[200];
+        if (net_resolve(t, &a, err, sizeof err) < 0) {
+            snprintf(why, wl, "%s", err);
+            rc = -1;
+            break;
+        }
+        if (c->nlisten == CONFIG_MAX_LISTEN) {
+            snprintf(why, wl, "more than %d addresses", CONFIG_MAX_LISTEN);
+            rc = -1;
+            break;
+        }
+        c->listen[c->nlisten++] = strdup(t);
+    }
+    free(copy);
+    return rc;
+}
+
+#define OFF(f) offsetof(struct config, f)
+#define MB (1024.0 * 1024)
+static const struct key keys[] = {
+    {"proxy", "listen", p_listen, OFF(listen), 0, 0, 1},
+    {"proxy", "password", p_string, OFF(password), 0, 0, 0},
+    {"upstream", "master", p_addr, OFF(master), 0, 0, 0},
+    {"upstream", "username", p_string, OFF(username), 0, 0, 0},
+    {"upstream", "password", p_string, OFF(upstream_password), 0, 0, 0},
+    {"upstream", "database", p_int, OFF(database), 0, 100000, 0},
+    {"pool", "connections", p_int, OFF(connections), 1, 64, 0},
+    {"pool", "connect_timeout", p_duration, OFF(connect_timeout), 0.01, 60, 0},
+    {"pool", "reply_timeout", p_duration, OFF(reply_timeout), 0.01, 3600, 0},
+    {"clients", "max_query_buffer", p_size, OFF(max_query_buffer), 1024, 4096 * MB, 0},
+    {"clients", "max_output_buffer", p_size, OFF(max_output_buffer), 1024, 4096 * MB, 0},
+    {"log", "level", p_loglevel, OFF(log_level), 0, 0, 0},
+};
+#define NKEYS (sizeof keys / sizeof keys[0])
+
+struct parse_ctx {
+    struct config *c;
+    char why[256];
+    unsigned char seen[NKEYS];
+};
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+    struct parse_ctx *pc = user;
+    char why[200] = "";
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (strcmp(keys[i].section, section) != 0 || strcmp(keys[i].name, name) != 0)
+            continue;
+        if (pc->seen[i] && !keys[i].is_list) {
+            snprintf(why, sizeof why, "given twice");
+        } else if (keys[i].parse(&keys[i], value, (char *)pc->c + keys[i].off,
+                                 why, sizeof why) == 0) {
+            pc->seen[i] = 1;
+            return 1;
+        }
+        if (!pc->why[0])
+            snprintf(pc->why, sizeof pc->why, "%s.%s: %s", section, name, why);
+        return 0;
+    }
+    if (!pc->why[0])
+        snprintf(pc->why, sizeof pc->why, "unknown key %s.%s", section, name);
+    return 0;
+}
+
+static int known_section(const char *s, size_t n)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (strlen(keys[i].section) == n && strncmp(keys[i].section, s, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* What inih cannot tell us: over-long lines and sections without keys. */
+static int prescan(const char *text, const char *name, char *err, size_t errlen)
+{
+    int line = 1;
+
+    for (const char *s = text; *s; line++) {
+        const char *e = strchr(s, '\n');
+        size_t n = e ? (size_t)(e - s) : strlen(s);
+        if (n && s[n - 1] == '\r')
+            n--;
+        if (n > INI_LINE_MAX) {
+            snprintf(err, errlen, "%s:%d: line too long", name, line);
+            return -1;
+        }
+        const char *t = s;
+        while (t < s + n && isspace((unsigned char)*t))
+            t++;
+        if (*t == '[') {
+            const char *close = memchr(t, ']', (size_t)(s + n - t));
+            if (close && !known_section(t + 1, (size_t)(close - t - 1))) {
+                snprintf(err, errlen, "%s:%d: unknown section [%.*s]", name, line,
+                         (int)(close - t - 1), t + 1);
+                return -1;
+            }
+        }
+        s = e ? e + 1 : s + strlen(s);
+    }
+    return 0;
+}
+
+void config_defaults(struct config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->connections = 2;
+    c->connect_timeout = 1;
+    c->reply_timeout = 10;
+    c->max_query_buffer = 64 * 1024 * 1024;
+    c->max_output_buffer = 64 * 1024 * 1024;
+    c->log_level = LOG_INFO;
+}
+
+static int check_config(struct config *c, const char *name, char *err, size_t errlen)
+{
+    if (!c->master) {
+        snprintf(err, errlen, "%s: upstream.master is required", name);
+        return -1;
+    }
+    if (c->username && !c->upstream_password) {
+        snprintf(err, errlen, "%s: upstream.username needs upstream.password", name);
+        return -1;
+    }
+    if (c->nlisten == 0)
+        c->listen[c->nlisten++] = strdup("127.0.0.1:6380");
+    return 0;
+}
+
+int config_load_string(struct config *c, const char *text, const char *name,
+                       char *err, size_t errlen)
+{
+    struct parse_ctx pc = {.c = c};
+
+    if (prescan(text, name, err, errlen) < 0)
+        return -1;
+    int line = ini_parse_string(text, on_key, &pc);
+    if (line != 0) {
+        snprintf(err, errlen, "%s:%d: %s", name, line,
+                 pc.why[0] ? pc.why : "syntax error");
+        return -1;
+    }
+    return check_config(c, name, err, errlen);
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    struct buf b = {0};
+    char chunk[4096];
+    size_t got;
+    while ((got = fread(chunk, 1, sizeof chunk, f)) > 0)
+        buf_append(&b, chunk, got);
+    fclose(f);
+    buf_append(&b, "", 1);
+    if (strlen(b.data) != b.len - 1) {
+        snprintf(err, errlen, "%s: contains a NUL byte", path);
+        buf_free(&b);
+        return -1;
+    }
+    int rc = config_load_string(c, b.data, path, err, errlen);
+    buf_free(&b);
+    return rc;
+}
+
+void config_free(struct config *c)
+{
+    for (int i = 0; i < c->nlisten; i++)
+        free(c->listen[i]);
+    free(c->password);
+    free(c->master);
+    free(c->username);
+    free(c->upstream_password);
+    memset(c, 0, sizeof *c);
+}

@@ -1,0 +1,44 @@
+/* proxy.ini, parsed once into one struct. */
+#ifndef SIDECAR_CONFIG_H
+#define SIDECAR_CONFIG_H
+
+#include <stddef.h>
+
+#include "../lib/log.h"
+
+#define CONFIG_MAX_LISTEN 8
+
+struct config {
+    /* [proxy] */
+    char   *listen[CONFIG_MAX_LISTEN];
+    int     nlisten;
+    char   *password;          /* NULL: clients need no AUTH */
+    /* [upstream] */
+    char   *master;            /* host:port */
+    char   *username;
+    char   *upstream_password;
+    int     database;
+    /* [pool] */
+    int     connections;
+    double  connect_timeout;   /* seconds */
+    double  reply_timeout;
+    /* [clients] */
+    size_t  max_query_buffer;  /* bytes */
+    size_t  max_output_buffer;
+    /* [log] */
+    enum log_level log_level;
+};
+
+void config_defaults(struct config *c);
+/* 0, or -1 with "file:line: reason" in err. */
+int config_load(struct config *c, const char *path, char *err, size_t errlen);
+/* Parse one line of ini text, for tests: same rules as a file. */
+int config_load_string(struct config *c, const char *text, const char *name,
+                       char *err, size_t errlen);
+void config_free(struct config *c);
+
+/* Value parsers shared with the tests: 0 or -1. */
+int config_parse_duration(const char *s, double *seconds);
+int config_parse_size(const char *s, size_t *bytes);
+
+#endif

@@ -1,0 +1,179 @@
+/* redis-sidecar: command line, config, signals, and the loop. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "../lib/log.h"
+#include "../lib/net.h"
+#include "client.h"
+#include "listener.h"
+#include "sidecar.h"
+
+static const char usage[] =
+    "Usage: redis-sidecar -c FILE [--check]\n"
+    "       redis-sidecar --version | --help\n"
+    "\n"
+    "A Redis proxy for localhost: apps connect to it as to Redis; it shares a\n"
+    "few upstream connections among them.\n"
+    "\n"
+    "  -c, --config FILE  proxy.ini to use (see the annotated example)\n"
+    "  --check            validate FILE, print what is wrong, and exit\n"
+    "  -v, --version      print the version\n"
+    "  -h, --help         this text\n"
+    "\n"
+    "Signals: SIGINT and SIGTERM stop the proxy.\n";
+
+/* One app connection costs one descriptor: take all the hard limit allows. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        log_info("file descriptor limit %llu", (unsigned long long)rl.rlim_cur);
+}
+
+static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)revents;
+    log_info("signal %d: stopping", w->signum);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* Runs after every callback of an iteration, before the loop waits:
+ * higher priority than the pools' flush, so requests a resumed client
+ * hands to a link still go out in this iteration. */
+static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    client_flush_all(w->data);
+}
+
+static int start_pool(struct sidecar *sc, char *err, size_t errlen)
+{
+    const struct config *cfg = sc->cfg;
+    struct pool_config pc = {
+        .connections = cfg->connections,
+        .connect_timeout = cfg->connect_timeout,
+        .reply_timeout = cfg->reply_timeout,
+        .database = cfg->database,
+        .username = cfg->username,
+        .password = cfg->upstream_password,
+        .retry_reads = 0,
+    };
+    char why[200];
+
+    snprintf(pc.name, sizeof pc.name, "%s", cfg->master);
+    if (net_resolve(cfg->master, &pc.addr, why, sizeof why) < 0) {
+        snprintf(err, errlen, "upstream.master: %s", why);
+        return -1;
+    }
+    sc->master = pool_new(sc->loop, &pc, &sc->cache, client_on_reply, sc);
+    if (!sc->master) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    return 0;
+}
+
+static int run(struct config *cfg)
+{
+    struct sidecar sc;
+    char err[300];
+
+    memset(&sc, 0, sizeof sc);
+    sc.loop = ev_default_loop(EVFLAG_AUTO);
+    sc.cfg = cfg;
+    sc.cache.max_free = 4096;
+    sc.req_limits.max_bulk = (long long)cfg->max_query_buffer < RESP_MAX_BULK
+                             ? (long long)cfg->max_query_buffer : RESP_MAX_BULK;
+    sc.req_limits.max_line = RESP_MAX_HEADER;
+    sc.started = ev_now(sc.loop);
+    command_table_init(&sc.cmds);
+    TAILQ_INIT(&sc.clients);
+    TAILQ_INIT(&sc.dirty);
+    TAILQ_INIT(&sc.closed);
+
+    signal(SIGPIPE, SIG_IGN);
+    raise_nofile();
+    if (listener_start_all(&sc, err, sizeof err) < 0 ||
+        start_pool(&sc, err, sizeof err) < 0) {
+        log_error("%s", err);
+        return 1;
+    }
+    ev_prepare_init(&sc.flush_w, on_prepare);
+    sc.flush_w.data = &sc;
+    ev_set_priority(&sc.flush_w, EV_MAXPRI);
+    ev_prepare_start(sc.loop, &sc.flush_w);
+    ev_signal_init(&sc.sig_int, on_stop_signal, SIGINT);
+    ev_signal_init(&sc.sig_term, on_stop_signal, SIGTERM);
+    ev_signal_start(sc.loop, &sc.sig_int);
+    ev_signal_start(sc.loop, &sc.sig_term);
+    log_info("redis-sidecar %s: master %s, %d links", SIDECAR_VERSION,
+             cfg->master, cfg->connections);
+
+    ev_run(sc.loop, 0);
+
+    listener_stop_all(&sc);
+    client_close_all(&sc);
+    pool_free(sc.master);
+    req_cache_clear(&sc.cache);
+    buf_free(&sc.inline_req);
+    buf_free(&sc.scratch);
+    ev_prepare_stop(sc.loop, &sc.flush_w);
+    ev_loop_destroy(sc.loop);
+    log_info("stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = NULL;
+    int check = 0;
+
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
+            path = argv[++i];
+        } else if (!strcmp(argv[i], "--check")) {
+            check = 1;
+        } else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--version")) {
+            printf("redis-sidecar %s\n", SIDECAR_VERSION);
+            return 0;
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(usage, stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "redis-sidecar: unknown argument \"%s\"\n\n%s", argv[i], usage);
+            return 2;
+        }
+    }
+    if (!path) {
+        fprintf(stderr, "redis-sidecar: -c FILE is required\n\n%s", usage);
+        return 2;
+    }
+
+    struct config cfg;
+    char err[400];
+    config_defaults(&cfg);
+    if (config_load(&cfg, path, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        config_free(&cfg);
+        return 1;
+    }
+    if (check) {
+        printf("%s: OK\n", path);
+        config_free(&cfg);
+        return 0;
+    }
+    log_set_level(cfg.log_level);
+    int rc = run(&cfg);
+    config_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,59 @@
+/* The one context of a loop: everything the proxy owns hangs off it and
+ * it is passed to every proxy call (no file-scope state). */
+#ifndef SIDECAR_SIDECAR_H
+#define SIDECAR_SIDECAR_H
+
+#include <ev.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "../lib/buf.h"
+#include "../lib/resp.h"
+#include "../pool/link.h"
+#include "../pool/pool.h"
+#include "command.h"
+#include "config.h"
+
+#define SIDECAR_VERSION "0.1.0"
+
+struct client;
+struct listener;
+
+struct sidecar_stats {
+    uint64_t connections_received;
+    uint64_t requests;          /* complete requests read from clients */
+    uint64_t forwarded;
+    uint64_t local_replies;     /* answered by the proxy itself */
+    uint64_t bytes_in;          /* from clients */
+    uint64_t bytes_out;         /* to clients */
+    uint64_t err_protocol;      /* malformed requests (client closed) */
+    uint64_t err_query_buffer;  /* clients closed over max_query_buffer */
+    uint64_t err_output_buffer; /* clients closed over max_output_buffer */
+    uint64_t err_refused;       /* commands never allowed through */
+    uint64_t err_unsupported;   /* commands that need a dedicated link */
+    uint64_t err_auth;          /* NOAUTH and WRONGPASS */
+};
+
+struct sidecar {
+    struct ev_loop       *loop;
+    struct config        *cfg;
+    struct command_table  cmds;
+    struct req_cache      cache;
+    struct pool          *master;
+    struct listener      *listeners;
+    int                   nlisteners;
+    TAILQ_HEAD(, client)  clients;   /* open */
+    TAILQ_HEAD(, client)  dirty;     /* output to write or input to resume */
+    TAILQ_HEAD(, client)  closed;    /* freed after this loop iteration */
+    unsigned              nclients;
+    uint64_t              next_client_id;
+    ev_prepare            flush_w;
+    ev_signal             sig_int, sig_term;
+    struct resp_limits    req_limits;
+    struct buf            inline_req; /* an inline request rewritten as RESP */
+    struct buf            scratch;    /* replies built by the proxy */
+    ev_tstamp             started;
+    struct sidecar_stats  st;
+};
+
+#endif
