@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Install what the build, the tests and the benchmark need, from Debian's
+# packages only; do nothing when everything is there. Called by `make deps`.
+set -euo pipefail
+
+packages=(
+    gcc make libc6-dev
+    libev-dev libhiredis-dev libinih-dev
+    redis-server redis-sentinel redis-tools nutcracker
+    python3 python3-redis python3-pytest python3-pytest-xdist
+    procps iproute2 valgrind util-linux
+)
+
+missing=()
+for p in "${packages[@]}"; do
+    status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [[ "$status" == "install ok installed" ]] || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "make deps: missing packages: ${missing[*]}" >&2
+        echo "make deps: run as root, or: sudo apt-get install -y ${missing[*]}" >&2
+        exit 1
+    fi
+    echo "make deps: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
