@@ -38,7 +38,9 @@ int resp_parse_ll(const char *p, size_t n, long long *out)
         if (++i == n)
             return -1;
     }
-    if (p[i] == '0' && n > i + 1)
+    /* As string2ll, the only number starting with 0 is "0": redis refuses
+     * "-0" as a length, so the proxy must not pass it upstream. */
+    if (p[i] == '0' && (n > i + 1 || neg))
         return -1;
     for (; i < n; i++) {
         if (p[i] < '0' || p[i] > '9')
@@ -51,7 +53,7 @@ int resp_parse_ll(const char *p, size_t n, long long *out)
     if (neg) {
         if (v > (unsigned long long)LLONG_MAX + 1)
             return -1;
-        *out = v ? -(long long)(v - 1) - 1 : 0;
+        *out = -(long long)(v - 1) - 1;
     } else {
         if (v > (unsigned long long)LLONG_MAX)
             return -1;
@@ -238,7 +240,9 @@ static int reply_item(struct resp_framer *f, const char *p, size_t n,
         f->off = (size_t)(cr - p) + 2;
         return item_done(f);
     case '$': case '!': case '=':
-        if (header_number(f, p, cr, &v) < 0 || v < -1)
+        /* v + 2 (the CRLF) must not overflow into a frame length past
+         * the buffer. */
+        if (header_number(f, p, cr, &v) < 0 || v < -1 || v > LLONG_MAX - 2)
             return fail(f, "bad bulk length in reply");
         if (v == -1)
             return item_done(f);
@@ -391,7 +395,9 @@ long long resp_inline_to_multibulk(const char *line, size_t len,
             i++;
         }
         buf_appendf(&args, "$%zu\r\n", buf_used(&tok));
-        buf_append(&args, buf_start(&tok), buf_used(&tok));
+        /* An empty first token ("") has no memory yet: no memcpy from NULL. */
+        if (buf_used(&tok))
+            buf_append(&args, buf_start(&tok), buf_used(&tok));
         buf_append(&args, "\r\n", 2);
         argc++;
     }

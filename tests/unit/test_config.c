@@ -1,0 +1,164 @@
+/* Config parsing: defaults, units, and every error path with its line. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../proxy/config.h"
+#include "check.h"
+
+static char err[512];
+
+/* Parse text; returns 0/-1 and leaves the reason in err. */
+static int load(struct config *c, const char *text)
+{
+    config_free(c);
+    config_defaults(c);
+    err[0] = '\0';
+    return config_load_string(c, text, "t.ini", err, sizeof err);
+}
+
+static int fails_with(const char *text, const char *want)
+{
+    struct config c;
+    config_defaults(&c);
+    int rc = load(&c, text);
+    config_free(&c);
+    if (rc == 0 || strcmp(err, want) != 0) {
+        printf("  text: %s\n  want: %s\n  got:  %s\n", text, want, rc ? err : "(accepted)");
+        return 0;
+    }
+    return 1;
+}
+
+static void test_defaults_and_values(void)
+{
+    struct config c;
+    config_defaults(&c);
+    CHECK(load(&c, "[upstream]\nmaster = 127.0.0.1:7000\n") == 0);
+    CHECK(c.connections == 2);
+    CHECK(c.connect_timeout == 1.0 && c.reply_timeout == 10.0);
+    CHECK(c.max_query_buffer == 64u << 20 && c.max_output_buffer == 64u << 20);
+    CHECK(c.nlisten == 1 && strcmp(c.listen[0], "127.0.0.1:6380") == 0);
+    CHECK(c.password == NULL && c.database == 0 && c.log_level == LOG_INFO);
+
+    CHECK(load(&c, "[proxy]\nlisten = 127.0.0.1:1, unix:/tmp/x.sock\n"
+                   "listen = [::1]:2\npassword = p ; comment\n"
+                   "[upstream]\nmaster = localhost:7000\nusername = u\npassword = up\n"
+                   "database = 3\n[pool]\nconnections = 4\nconnect_timeout = 250ms\n"
+                   "reply_timeout = 2m\n[clients]\nmax_query_buffer = 1kb\n"
+                   "max_output_buffer = 2gb\n[log]\nlevel = debug\n") == 0);
+    CHECK(c.nlisten == 3 && strcmp(c.listen[1], "unix:/tmp/x.sock") == 0 &&
+          strcmp(c.listen[2], "[::1]:2") == 0);
+    CHECK(strcmp(c.password, "p") == 0 && strcmp(c.username, "u") == 0 &&
+          strcmp(c.upstream_password, "up") == 0);
+    CHECK(c.database == 3 && c.connections == 4);
+    CHECK(c.connect_timeout == 0.25 && c.reply_timeout == 120);
+    CHECK(c.max_query_buffer == 1024 && c.max_output_buffer == 2048ull << 20);
+    CHECK(c.log_level == LOG_DEBUG);
+    config_free(&c);
+}
+
+static void test_units(void)
+{
+    double d;
+    size_t s;
+    CHECK(config_parse_duration("1s", &d) == 0 && d == 1);
+    CHECK(config_parse_duration("1.5s", &d) == 0 && d == 1.5);
+    CHECK(config_parse_duration("300ms", &d) == 0 && d == 0.3);
+    CHECK(config_parse_duration("2m", &d) == 0 && d == 120);
+    CHECK(config_parse_duration("0", &d) == 0 && d == 0);
+    CHECK(config_parse_duration("10", &d) < 0);
+    CHECK(config_parse_duration("s", &d) < 0);
+    CHECK(config_parse_duration("-1s", &d) < 0);
+    CHECK(config_parse_duration("1h", &d) < 0);
+    CHECK(config_parse_duration("1 s", &d) < 0);
+    CHECK(config_parse_size("64mb", &s) == 0 && s == 64u << 20);
+    CHECK(config_parse_size("3kb", &s) == 0 && s == 3072);
+    CHECK(config_parse_size("1gb", &s) == 0 && s == 1u << 30);
+    CHECK(config_parse_size("7b", &s) == 0 && s == 7);
+    CHECK(config_parse_size("0", &s) == 0 && s == 0);
+    CHECK(config_parse_size("10", &s) < 0);
+    CHECK(config_parse_size("mb", &s) < 0);
+    CHECK(config_parse_size("1tb", &s) < 0);
+}
+
+static void test_errors(void)
+{
+    const char *m = "[upstream]\nmaster = 127.0.0.1:7000\n";
+    char text[1024];
+
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[pool]\nconnections = 0\n",
+                     "t.ini:4: pool.connections: \"0\" not in 1..64"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n\n[pool]\nconnections = many\n",
+                     "t.ini:5: pool.connections: \"many\" not in 1..64"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\nmastr = x\n",
+                     "t.ini:3: unknown key upstream.mastr"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[nope]\nx = 1\n",
+                     "t.ini:3: unknown section [nope]"));
+    CHECK(fails_with("[nope]\n[upstream]\nmaster = 127.0.0.1:7000\n",
+                     "t.ini:1: unknown section [nope]"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\nmaster = 127.0.0.1:7001\n",
+                     "t.ini:3: upstream.master: given twice"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1\n",
+                     "t.ini:2: upstream.master: \"127.0.0.1\" is not host:port"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:99999\n",
+                     "t.ini:2: upstream.master: bad port \"99999\""));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[pool]\nconnect_timeout = 5\n",
+                     "t.ini:4: pool.connect_timeout: \"5\" is not a duration with a unit (ms, s, m)"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[pool]\nreply_timeout = 0s\n",
+                     "t.ini:4: pool.reply_timeout: \"0s\" not in 0.01s..3600s"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[clients]\nmax_query_buffer = 64\n",
+                     "t.ini:4: clients.max_query_buffer: \"64\" is not a size with a unit (b, kb, mb, gb)"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[clients]\nmax_output_buffer = 10b\n",
+                     "t.ini:4: clients.max_output_buffer: \"10b\" not in 1024..4294967296 bytes"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[log]\nlevel = loud\n",
+                     "t.ini:4: log.level: \"loud\" is not one of error, warn, info, debug"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[upstream]\ndatabase = -1\n",
+                     "t.ini:4: upstream.database: \"-1\" not in 0..100000"));
+    CHECK(fails_with("[proxy]\nlisten = 127.0.0.1:1, nonsense\n[upstream]\nmaster = 127.0.0.1:7000\n",
+                     "t.ini:2: proxy.listen: \"nonsense\" is not host:port"));
+    CHECK(fails_with("[proxy]\npassword =\n[upstream]\nmaster = 127.0.0.1:7000\n",
+                     "t.ini:2: proxy.password: empty value"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\nthis line has no equals\n",
+                     "t.ini:3: syntax error"));
+    CHECK(fails_with("[pool]\nconnections = 2\n", "t.ini: upstream.master is required"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\nusername = u\n",
+                     "t.ini: upstream.username needs upstream.password"));
+    /* The first error wins, with its own line. */
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\ndatabase = x\n[pool]\nconnections = 0\n",
+                     "t.ini:3: upstream.database: \"x\" not in 0..100000"));
+    /* Lines libinih would split silently are refused. */
+    snprintf(text, sizeof text, "%s[proxy]\npassword = %0200d\n", m, 7);
+    CHECK(fails_with(text, "t.ini:4: line too long"));
+}
+
+static void test_file(void)
+{
+    struct config c;
+    char path[] = "/tmp/sidecar-test-config-XXXXXX";
+    int fd = mkstemp(path);
+    const char *text = "; comment\n[upstream]\nmaster = 127.0.0.1:7000\n[pool]\nconnections = 99\n";
+
+    CHECK(fd >= 0 && write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    config_defaults(&c);
+    char want[128];
+    snprintf(want, sizeof want, "%s:5: pool.connections: \"99\" not in 1..64", path);
+    CHECK(config_load(&c, path, err, sizeof err) < 0 && strcmp(err, want) == 0);
+    config_free(&c);
+    unlink(path);
+    config_defaults(&c);
+    CHECK(config_load(&c, "/nonexistent/proxy.ini", err, sizeof err) < 0 &&
+          strcmp(err, "/nonexistent/proxy.ini: No such file or directory") == 0);
+    config_free(&c);
+}
+
+int main(void)
+{
+    test_defaults_and_values();
+    test_units();
+    test_errors();
+    test_file();
+    CHECK_DONE();
+}
