@@ -159,6 +159,8 @@ def test_refused_and_unsupported_commands(sidecar):
 
 def test_local_commands(sidecar, master):
     r = sidecar.client()
+    # HELLO reports the master's version once a link has learnt it
+    wait_until(lambda: sidecar.info()["master_links_ready"] == "2", what="links up")
     hello = r.execute_command("HELLO")
     d = dict(zip(hello[::2], hello[1::2]))
     assert d[b"proto"] == 2 and d[b"server"] == b"redis"
