@@ -409,7 +409,8 @@ static void link_wr_cb(struct ev_loop *loop, ev_io *w, int revents)
         write_handshake(l);
         break;
     case LINK_READY:
-        link_flush(l);
+        if (!l->dirty)      /* else the pool's flush writes it, once */
+            link_flush(l);
         break;
     case LINK_DOWN:
         ev_io_stop(loop, w);

@@ -341,9 +341,11 @@ static void client_write(struct client *c)
 
 static void client_wr_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
+    struct client *c = w->data;
     (void)loop;
     (void)revents;
-    client_write(w->data);
+    if (!c->dirty)          /* else the flush step writes it, once */
+        client_write(c);
 }
 
 void client_flush_all(struct sidecar *sc)
