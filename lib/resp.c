@@ -27,6 +27,19 @@ void resp_framer_reset(struct resp_framer *f)
 
 int resp_parse_ll(const char *p, size_t n, long long *out)
 {
+    /* Nearly every header is a short positive number: no sign, no leading
+     * zero, and 18 digits cannot overflow. */
+    if (n - 1 < 18 && p[0] >= '1' && p[0] <= '9') {
+        long long v = 0;
+        for (size_t k = 0; k < n; k++) {
+            unsigned d = (unsigned)(p[k] - '0');
+            if (d > 9)
+                return -1;
+            v = v * 10 + d;
+        }
+        *out = v;
+        return 0;
+    }
     size_t i = 0;
     int neg = 0;
     unsigned long long v = 0;
@@ -73,12 +86,19 @@ static int fail(struct resp_framer *f, const char *why)
 static const char *find_line(struct resp_framer *f, const char *p, size_t n)
 {
     size_t from = f->scan > f->off ? f->scan : f->off;
-    if (from < n) {
-        const char *cr = memchr(p + from, '\r', n - from);
-        if (cr && (size_t)(cr - p) + 1 < n)
-            return cr;
-        f->scan = cr ? (size_t)(cr - p) : n;
-    }
+    size_t near = from + 24 < n ? from + 24 : n;
+    const char *cr = NULL;
+
+    /* Headers are a few bytes long: look at them before paying for memchr. */
+    while (from < near && p[from] != '\r')
+        from++;
+    if (from < near)
+        cr = p + from;
+    else if (from < n)
+        cr = memchr(p + from, '\r', n - from);
+    if (cr && (size_t)(cr - p) + 1 < n)
+        return cr;
+    f->scan = cr ? (size_t)(cr - p) : n;
     return NULL;
 }
 
@@ -92,6 +112,28 @@ static int header_number(struct resp_framer *f, const char *p, const char *cr,
     return rc;
 }
 
+/* A header's number: 1 with f->off past the line, 0 when the line is not
+ * complete yet, -1 when it is not a number. Plain digits are read in the
+ * same pass that finds the line end; anything else takes the strict path. */
+static int read_header(struct resp_framer *f, const char *p, size_t n, long long *v)
+{
+    size_t first = f->off + 1, i = first;
+    size_t lim = first + 18 < n ? first + 18 : n;
+    long long x = 0;
+
+    while (i < lim && (unsigned)(p[i] - '0') <= 9)
+        x = x * 10 + (p[i++] - '0');
+    if (i + 1 < n && p[i] == '\r' && i > first && (p[first] != '0' || i == first + 1)) {
+        *v = x;
+        f->off = i + 2;
+        return 1;
+    }
+    const char *cr = find_line(f, p, n);
+    if (!cr)
+        return 0;
+    return header_number(f, p, cr, v) < 0 ? -1 : 1;
+}
+
 static int request_done(struct resp_framer *f, size_t len)
 {
     f->fr.len = len;
@@ -102,15 +144,15 @@ static int request_done(struct resp_framer *f, size_t len)
 
 static int request_count(struct resp_framer *f, const char *p, size_t n)
 {
-    const char *cr = find_line(f, p, n);
     long long v;
+    int rc = read_header(f, p, n, &v);
 
-    if (!cr) {
+    if (rc == 0) {
         if (n - f->off > RESP_MAX_HEADER)
             return fail(f, "Protocol error: too big mbulk count string");
         return RESP_MORE;
     }
-    if (header_number(f, p, cr, &v) < 0 || v > RESP_MAX_ARGS)
+    if (rc < 0 || v > RESP_MAX_ARGS)
         return fail(f, "Protocol error: invalid multibulk length");
     if (v <= 0) {
         f->fr.argc = 0;
@@ -132,14 +174,14 @@ static int request_arg_header(struct resp_framer *f, const char *p, size_t n,
                  "Protocol error: expected '$', got '%c'", p[f->off]);
         return fail(f, f->errbuf);
     }
-    const char *cr = find_line(f, p, n);
     long long v;
-    if (!cr) {
+    int rc = read_header(f, p, n, &v);
+    if (rc == 0) {
         if (n - f->off > RESP_MAX_HEADER)
             return fail(f, "Protocol error: too big bulk count string");
         return RESP_MORE;
     }
-    if (header_number(f, p, cr, &v) < 0 || v < 0 || v > lim->max_bulk)
+    if (rc < 0 || v < 0 || v > lim->max_bulk)
         return fail(f, "Protocol error: invalid bulk length");
     if (f->argi == 0) {
         f->fr.name_off = f->off;
@@ -220,29 +262,37 @@ static int item_done(struct resp_framer *f)
     return RESP_DONE;
 }
 
+/* A reply line is not complete yet: wait, unless it is already too long. */
+static int line_pending(struct resp_framer *f, size_t n, size_t cap)
+{
+    if (n - f->off > cap)
+        return fail(f, "reply line too long");
+    return RESP_MORE;
+}
+
 static int reply_item(struct resp_framer *f, const char *p, size_t n,
                       const struct resp_limits *lim)
 {
+    const char *cr;
+    long long v;
+    int rc;
+
     if (f->off >= n)
         return RESP_MORE;
     char t = p[f->off];
-    const char *cr = find_line(f, p, n);
-    long long v;
-
-    if (!cr) {
-        size_t cap = (t == '+' || t == '-') ? lim->max_line : RESP_MAX_HEADER;
-        if (n - f->off > cap)
-            return fail(f, "reply line too long");
-        return RESP_MORE;
-    }
     switch (t) {
     case '+': case '-': case ':': case '_': case ',': case '#': case '(':
+        if (!(cr = find_line(f, p, n)))
+            return line_pending(f, n, t == '+' || t == '-' ? lim->max_line
+                                                           : RESP_MAX_HEADER);
         f->off = (size_t)(cr - p) + 2;
         return item_done(f);
     case '$': case '!': case '=':
+        if ((rc = read_header(f, p, n, &v)) == 0)
+            return line_pending(f, n, RESP_MAX_HEADER);
         /* v + 2 (the CRLF) must not overflow into a frame length past
          * the buffer. */
-        if (header_number(f, p, cr, &v) < 0 || v < -1 || v > LLONG_MAX - 2)
+        if (rc < 0 || v < -1 || v > LLONG_MAX - 2)
             return fail(f, "bad bulk length in reply");
         if (v == -1)
             return item_done(f);
@@ -250,7 +300,9 @@ static int reply_item(struct resp_framer *f, const char *p, size_t n,
         f->phase = P_ITEM_BODY;
         return STEP;
     case '*': case '~': case '>': case '%': case '|':
-        if (header_number(f, p, cr, &v) < 0 || v < -1 || v > RESP_MAX_ARGS)
+        if ((rc = read_header(f, p, n, &v)) == 0)
+            return line_pending(f, n, RESP_MAX_HEADER);
+        if (rc < 0 || v < -1 || v > RESP_MAX_ARGS)
             return fail(f, "bad aggregate length in reply");
         if (v == -1)
             return item_done(f);

@@ -79,10 +79,12 @@ void command_table_init(struct command_table *t)
     memset(t, 0, sizeof *t);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
         const struct command *c = &commands[i];
-        unsigned h = hash_name(c->name, strlen(c->name));
+        size_t n = strlen(c->name);
+        unsigned h = hash_name(c->name, n);
         while (t->slot[h & (COMMAND_SLOTS - 1)])
             h++;
         t->slot[h & (COMMAND_SLOTS - 1)] = c;
+        t->len[h & (COMMAND_SLOTS - 1)] = (unsigned char)n;
     }
 }
 
@@ -91,12 +93,12 @@ const struct command *command_lookup(const struct command_table *t,
 {
     unsigned h = hash_name(name, len);
 
-    for (;;) {
-        const struct command *c = t->slot[h & (COMMAND_SLOTS - 1)];
+    for (;; h++) {
+        unsigned i = h & (COMMAND_SLOTS - 1);
+        const struct command *c = t->slot[i];
         if (!c)
             return NULL;
-        if (strlen(c->name) == len && strncasecmp(c->name, name, len) == 0)
+        if (t->len[i] == len && strncasecmp(c->name, name, len) == 0)
             return c;
-        h++;
     }
 }

@@ -28,6 +28,7 @@ struct command {
 
 struct command_table {
     const struct command *slot[COMMAND_SLOTS];
+    unsigned char         len[COMMAND_SLOTS];   /* strlen of slot[i]->name */
 };
 
 void command_table_init(struct command_table *t);
