@@ -9,9 +9,10 @@ PYTHON  := /usr/bin/python3
 
 LIB_SRC   := lib/buf.c lib/log.c lib/net.c lib/resp.c
 POOL_SRC  := pool/link.c pool/pool.c
+HEALTH_SRC := health/checker.c
 PROXY_SRC := proxy/config.c proxy/command.c proxy/client.c proxy/listener.c \
              proxy/router.c proxy/admin.c proxy/main.c
-SRC       := $(LIB_SRC) $(POOL_SRC) $(PROXY_SRC)
+SRC       := $(LIB_SRC) $(POOL_SRC) $(HEALTH_SRC) $(PROXY_SRC)
 
 BUILD ?= build
 OBJ   := $(SRC:%.c=$(BUILD)/%.o)

@@ -19,7 +19,7 @@
 #define BACKOFF_FIRST    0.05
 #define BACKOFF_MAX      2.0
 
-enum { HS_AUTH, HS_SELECT, HS_NAME, HS_INFO };
+
 
 static const struct resp_limits reply_limits = {
     .max_bulk = RESP_MAX_BULK, .max_line = 64 * 1024 * 1024,
@@ -162,9 +162,12 @@ static void requeue_or_fail(struct link *l, const char *why)
 static void link_down(struct link *l, const char *why)
 {
     struct pool *p = l->pool;
-    int was_ready = l->state == LINK_READY;
+    int was_ready = l->state == LINK_READY || l->validating;
     double delay;
 
+    if (l->validating)
+        p->st.validations_failed++;
+    l->validating = 0;
     if (was_ready) {
         log_warn("link %s#%d lost: %s", p->cfg.name, l->idx, why);
         p->st.link_failures++;
@@ -192,6 +195,17 @@ static void link_ready(struct link *l)
     struct pool *p = l->pool;
 
     ev_timer_stop(p->loop, &l->conn_timer);
+    if (l->validating) {
+        l->validating = 0;
+        l->state = LINK_READY;
+        p->st.validation_wait += ev_now(p->loop) - l->validate_started;
+        if (buf_used(&l->out))
+            pool_mark_dirty(p, l);
+        return;
+    }
+    l->opened_at = ev_now(p->loop);
+    /* Up to 10% either way, so links opened together do not retire together. */
+    l->age_limit = p->cfg.max_link_age * (0.9 + 0.2 * (double)(random() % 1000) / 1000);
     if (l->last_err[0])
         log_info("link %s#%d up again (was: %s)", p->cfg.name, l->idx, l->last_err);
     else
@@ -199,7 +213,7 @@ static void link_ready(struct link *l)
     l->last_err[0] = '\0';
     l->state = LINK_READY;
     l->backoff = 0;
-    l->ready_at = ev_now(p->loop);
+    l->last_rx = ev_now(p->loop);
     p->st.links_opened++;
     if (buf_used(&l->out))
         pool_mark_dirty(p, l);
@@ -229,6 +243,13 @@ void link_start(struct link *l)
     connect_now(l);
 }
 
+static void hs_add(struct link *l, enum hs_kind kind, int argc, const char **argv)
+{
+    append_command(&l->hs, argc, argv);
+    l->hs_kind[l->hs_total++] = kind;
+    l->hs_pending++;
+}
+
 /* AUTH and SELECT must succeed before any client byte goes out, or a
  * client's write could land unauthenticated or in the wrong database. */
 static void start_handshake(struct link *l)
@@ -237,40 +258,45 @@ static void start_handshake(struct link *l)
     char db[16];
 
     net_set_nodelay(l->fd);
-    l->hs_pending = 0;
+    net_set_keepalive(l->fd, c->tcp_keepalive, c->tcp_user_timeout_ms);
+    l->hs_pending = l->hs_total = 0;
     if (c->password) {
         const char *auth[] = {"AUTH", c->username ? c->username : c->password,
                               c->password};
-        append_command(&l->hs, c->username ? 3 : 2, auth);
-        l->hs_pending++;
+        hs_add(l, HS_AUTH, c->username ? 3 : 2, auth);
     }
     if (c->database) {
         snprintf(db, sizeof db, "%d", c->database);
         const char *sel[] = {"SELECT", db};
-        append_command(&l->hs, 2, sel);
-        l->hs_pending++;
+        hs_add(l, HS_SELECT, 2, sel);
     }
     const char *name[] = {"CLIENT", "SETNAME", "sidecar-data"};
     const char *info[] = {"INFO", "server"};
-    append_command(&l->hs, 3, name);
-    append_command(&l->hs, 2, info);
-    l->hs_pending += 2;
+    hs_add(l, HS_NAME, 3, name);
+    hs_add(l, HS_INFO, 2, info);
     l->state = LINK_HANDSHAKE;
     ev_io_start(l->pool->loop, &l->rio);
 }
 
-/* Which handshake command a reply answers, counting back from the end. */
-static int handshake_kind(const struct link *l)
+/* A link idle for a while may have been dropped silently on the way (NAT,
+ * firewall, server timeout): ask before trusting it with requests. The
+ * requests wait behind the PING; if no PONG comes within ping_timeout the
+ * link is replaced and they go out, never written, on the new one. */
+static void link_validate(struct link *l, const char *why)
 {
-    const struct pool_config *c = &l->pool->cfg;
+    struct pool *p = l->pool;
+    const char *ping[] = {"PING"};
 
-    if (l->hs_pending == 1)
-        return HS_INFO;
-    if (l->hs_pending == 2)
-        return HS_NAME;
-    if (l->hs_pending == 3 && c->database)
-        return HS_SELECT;
-    return HS_AUTH;
+    log_debug("link %s#%d validating: %s", p->cfg.name, l->idx, why);
+    p->st.validations++;
+    l->hs_pending = l->hs_total = 0;
+    hs_add(l, HS_PING, 1, ping);
+    l->state = LINK_HANDSHAKE;
+    l->validating = 1;
+    l->validate_started = ev_now(p->loop);
+    ev_timer_set(&l->conn_timer, p->cfg.ping_timeout, 0);
+    ev_timer_start(p->loop, &l->conn_timer);
+    pool_mark_dirty(p, l);
 }
 
 static void remember_version(struct pool *p, const char *r, size_t n)
@@ -295,14 +321,14 @@ static void remember_version(struct pool *p, const char *r, size_t n)
 
 static int handshake_reply(struct link *l, const char *p, size_t n)
 {
-    int kind = handshake_kind(l);
+    enum hs_kind kind = l->hs_kind[l->hs_total - l->hs_pending];
     char why[200];
+    int m = (int)(n - 3 > 120 ? 120 : n - 3);
 
     l->hs_pending--;
-    if (p[0] == '-' && (kind == HS_AUTH || kind == HS_SELECT)) {
-        int m = (int)(n - 3 > 120 ? 120 : n - 3);
-        snprintf(why, sizeof why, "%s refused: %.*s",
-                 kind == HS_AUTH ? "AUTH" : "SELECT", m, p + 1);
+    if (p[0] == '-' && kind != HS_NAME && kind != HS_INFO) {
+        snprintf(why, sizeof why, "%s refused: %.*s", kind == HS_AUTH ? "AUTH" :
+                 kind == HS_SELECT ? "SELECT" : "validation PING", m, p + 1);
         link_down(l, why);
         return -1;
     }
@@ -367,6 +393,7 @@ static void link_rd_cb(struct ev_loop *loop, ev_io *w, int revents)
 
     ssize_t n = buf_read_fd(&l->in, l->fd, LINK_READ_CHUNK);
     if (n > 0) {
+        l->last_rx = ev_now(loop);
         l->pool->st.bytes_in += (uint64_t)n;
         process_replies(l);
         return;
@@ -428,6 +455,8 @@ static void link_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         connect_now(l);
     else if (l->state == LINK_CONNECTING)
         link_down(l, "connect timeout");
+    else if (l->validating)
+        link_down(l, "no reply to the validation PING within ping_timeout");
     else if (l->state == LINK_HANDSHAKE)
         link_down(l, "no reply to the connection handshake");
 }
@@ -471,6 +500,9 @@ void link_send(struct link *l, struct req *r, const char *p, size_t n)
 {
     struct pool *pl = l->pool;
 
+    if (l->state == LINK_READY && l->nfifo == 0 && pl->cfg.validate_after > 0 &&
+        ev_now(pl->loop) - l->last_rx > pl->cfg.validate_after)
+        link_validate(l, "idle before use");
     r->link = l;
     r->off = l->out_base + buf_used(&l->out);
     r->len = n;
@@ -495,6 +527,10 @@ void link_flush(struct link *l)
 {
     struct ev_loop *loop = l->pool->loop;
 
+    if (l->state == LINK_HANDSHAKE && buf_used(&l->hs)) {
+        write_handshake(l);
+        return;
+    }
     if (l->state != LINK_READY)
         return;
     size_t from = (size_t)(l->sent - l->out_base);
@@ -528,4 +564,26 @@ void link_stop(struct link *l)
         fail_req(l, r, "proxy is shutting down");
     buf_free(&l->out);
     l->state = LINK_DOWN;
+}
+
+void link_tend(struct link *l, ev_tstamp now)
+{
+    struct pool *p = l->pool;
+
+    if (l->state != LINK_READY || l->nfifo != 0)
+        return;
+    if (p->cfg.max_link_age > 0 && now - l->opened_at > l->age_limit) {
+        log_info("link %s#%d retired after %.0fs (max_link_age)", p->cfg.name,
+                 l->idx, now - l->opened_at);
+        p->st.links_retired++;
+        close_socket(l);
+        buf_free(&l->out);
+        l->out_base = l->sent = 0;
+        l->state = LINK_DOWN;
+        ev_timer_set(&l->conn_timer, 0, 0);
+        ev_timer_start(p->loop, &l->conn_timer);
+        return;
+    }
+    if (p->cfg.ping_interval > 0 && now - l->last_rx >= p->cfg.ping_interval)
+        link_validate(l, "idle, background ping");
 }

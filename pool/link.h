@@ -50,6 +50,7 @@ void req_release(struct req_cache *rc, struct req *r);
 void req_cache_clear(struct req_cache *rc);
 
 enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_HANDSHAKE, LINK_READY };
+enum hs_kind { HS_AUTH, HS_SELECT, HS_NAME, HS_INFO, HS_PING };
 
 struct link {
     struct pool *pool;
@@ -62,8 +63,12 @@ struct link {
     struct buf   out;           /* bytes of every request on the FIFO */
     uint64_t     out_base;      /* stream offset of buf_start(&out) */
     uint64_t     sent;          /* stream offset written so far */
-    struct buf   hs;            /* handshake commands, sent before `out` */
+    struct buf   hs;            /* handshake (or validation PING), sent before `out` */
     int          hs_pending;    /* handshake replies still expected */
+    int          hs_total;
+    enum hs_kind hs_kind[4];    /* what each handshake command was */
+    int          validating;    /* hs holds a validation PING */
+    ev_tstamp    validate_started;
     struct buf   in;
     struct resp_framer fr;
     struct req_fifo fifo;       /* requests not yet answered, oldest first */
@@ -71,7 +76,9 @@ struct link {
     double       backoff;       /* next reconnect delay, seconds */
     int          dirty;         /* on the pool's flush list */
     TAILQ_ENTRY(link) dirty_tqe;
-    ev_tstamp    ready_at;
+    ev_tstamp    opened_at;     /* when the socket became ready */
+    ev_tstamp    last_rx;       /* when bytes last arrived: idle since */
+    double       age_limit;     /* max_link_age with this link's jitter */
     char         last_err[160]; /* why the last connect or link failed */
 };
 
@@ -82,6 +89,8 @@ void link_send(struct link *l, struct req *r, const char *p, size_t n);
 /* One write of everything pending; called once per loop iteration. */
 void link_flush(struct link *l);
 void link_stop(struct link *l);
+/* Background care, from the pool's timer: ping idle links, retire old ones. */
+void link_tend(struct link *l, ev_tstamp now);
 static inline int link_is_ready(const struct link *l) { return l->state == LINK_READY; }
 
 #endif

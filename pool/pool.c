@@ -3,6 +3,7 @@
  * waits again: that is what turns many clients' requests into one write. */
 #include "pool.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +19,15 @@ static void pool_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         l->dirty = 0;
         link_flush(l);
     }
+}
+
+static void pool_care_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct pool *p = w->data;
+    (void)revents;
+
+    for (int i = 0; i < p->cfg.connections; i++)
+        link_tend(&p->links[i], ev_now(loop));
 }
 
 struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
@@ -41,6 +51,12 @@ struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
     ev_prepare_init(&p->flush_w, pool_flush_cb);
     p->flush_w.data = p;
     ev_prepare_start(loop, &p->flush_w);
+    double tick = 1.0;
+    if (cfg->ping_interval > 0 && cfg->ping_interval / 4 < tick)
+        tick = cfg->ping_interval / 4 < 0.05 ? 0.05 : cfg->ping_interval / 4;
+    ev_timer_init(&p->care_w, pool_care_cb, tick, tick);
+    p->care_w.data = p;
+    ev_timer_start(loop, &p->care_w);
     for (int i = 0; i < cfg->connections; i++) {
         link_init(&p->links[i], p, i);
         link_start(&p->links[i]);
@@ -55,6 +71,7 @@ void pool_free(struct pool *p)
     for (int i = 0; i < p->cfg.connections; i++)
         link_stop(&p->links[i]);
     ev_prepare_stop(p->loop, &p->flush_w);
+    ev_timer_stop(p->loop, &p->care_w);
     free(p->links);
     free(p);
 }
@@ -79,4 +96,10 @@ int pool_ready_links(const struct pool *p)
     for (int i = 0; i < p->cfg.connections; i++)
         n += link_is_ready(&p->links[i]);
     return n;
+}
+
+void pool_set_down(struct pool *p, int down, const char *why)
+{
+    p->down = down;
+    snprintf(p->down_reason, sizeof p->down_reason, "%s", why ? why : "");
 }

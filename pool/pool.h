@@ -19,6 +19,12 @@ struct pool_config {
     const char *username;         /* NULL: AUTH with the password alone */
     const char *password;         /* NULL: no AUTH */
     int         retry_reads;
+    double      validate_after;   /* seconds idle before a PING precedes use; 0 off */
+    double      ping_timeout;
+    double      ping_interval;    /* idle links are pinged this often; 0 off */
+    double      max_link_age;     /* 0 off */
+    int         tcp_keepalive;    /* seconds, 0 off */
+    int         tcp_user_timeout_ms;
 };
 
 /* Delivers a reply (bytes of one RESP frame) or, when err is set, the
@@ -35,6 +41,10 @@ struct pool_stats {
     uint64_t failed_unavailable;   /* queued past connect_timeout */
     uint64_t failed_after_send;    /* writes whose link died after sending */
     uint64_t reply_timeouts;
+    uint64_t validations;          /* PINGs before reuse or in the background */
+    uint64_t validations_failed;
+    double   validation_wait;      /* seconds requests spent behind PINGs */
+    uint64_t links_retired;        /* max_link_age */
     uint64_t bytes_out;
     uint64_t bytes_in;
 };
@@ -47,9 +57,12 @@ struct pool {
     pool_reply_fn     *on_reply;
     void              *arg;
     ev_prepare         flush_w;
+    ev_timer           care_w;        /* background pings and retirement */
     TAILQ_HEAD(, link) dirty;
     struct pool_stats  st;
     char               version[32];  /* redis_version the node reported */
+    int                down;          /* health checks failed: fail fast */
+    char               down_reason[160];
 };
 
 struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
@@ -59,5 +72,7 @@ void pool_free(struct pool *p);
 struct link *pool_link_for(struct pool *p, uint64_t key);
 void pool_mark_dirty(struct pool *p, struct link *l);
 int pool_ready_links(const struct pool *p);
+/* Set by the owner from the node's health checks. */
+void pool_set_down(struct pool *p, int down, const char *why);
 
 #endif

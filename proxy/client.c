@@ -45,8 +45,12 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer)
     net_peer_name(peer, c->addr, sizeof c->addr);
     TAILQ_INIT(&c->pending);
     resp_framer_reset(&c->fr);
-    if (peer->ss_family != AF_UNIX)
+    c->last_active = c->created;
+    if (peer->ss_family != AF_UNIX) {
         net_set_nodelay(fd);
+        /* Reaps dead app sockets even when Redis has tcp-keepalive 0. */
+        net_set_keepalive(fd, (int)sc->cfg->tcp_keepalive, 0);
+    }
     ev_io_init(&c->rio, client_rd_cb, fd, EV_READ);
     ev_io_init(&c->wio, client_wr_cb, fd, EV_WRITE);
     c->rio.data = c->wio.data = c;
@@ -307,6 +311,7 @@ static void client_rd_cb(struct ev_loop *loop, ev_io *w, int revents)
 
     ssize_t n = buf_read_fd(&c->in, c->fd, CLIENT_READ_CHUNK);
     if (n > 0) {
+        c->last_active = ev_now(loop);
         c->sc->st.bytes_in += (uint64_t)n;
         client_process(c);
     } else if (n == 0) {
@@ -366,6 +371,22 @@ void client_flush_all(struct sidecar *sc)
     while ((c = TAILQ_FIRST(&sc->closed)) != NULL) {
         TAILQ_REMOVE(&sc->closed, c, tqe);
         client_free(c);
+    }
+}
+
+void client_sweep_idle(struct sidecar *sc)
+{
+    ev_tstamp now = ev_now(sc->loop);
+    struct client *c, *next;
+
+    for (c = TAILQ_FIRST(&sc->clients); c; c = next) {
+        next = TAILQ_NEXT(c, tqe);
+        if (c->npending == 0 && now - c->last_active > sc->cfg->idle_timeout) {
+            sc->st.idle_closed++;
+            log_info("client %s closed: idle for %.0fs (idle_timeout)", c->addr,
+                     now - c->last_active);
+            client_close(c, "idle timeout");
+        }
     }
 }
 

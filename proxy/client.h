@@ -22,6 +22,7 @@ struct client {
     char            addr[64];    /* peer "ip:port", for logs */
     char           *name;        /* CLIENT SETNAME / HELLO SETNAME */
     ev_tstamp       created;
+    ev_tstamp       last_active;     /* last bytes read from the app */
     unsigned        authed : 1;
     unsigned        closing : 1;     /* reads stopped; close once replies are out */
     unsigned        closed : 1;
@@ -46,6 +47,8 @@ void client_reply_error(struct client *c, const char *fmt, ...)
 void client_reply_and_close(struct client *c, const char *p, size_t n);
 void client_close(struct client *c, const char *why);
 void client_close_all(struct sidecar *sc);
+/* Close clients idle (nothing read, nothing pending) past idle_timeout. */
+void client_sweep_idle(struct sidecar *sc);
 /* The loop's flush step, once per iteration. */
 void client_flush_all(struct sidecar *sc);
 

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../lib/buf.h"
 #include "../lib/net.h"
@@ -134,6 +135,21 @@ static int p_size(const struct key *k, const char *v, void *dst, char *why, size
     return 0;
 }
 
+static int p_bool(const struct key *k, const char *v, void *dst, char *why, size_t wl)
+{
+    static const char *const yes[] = {"on", "yes", "true", "1"};
+    static const char *const no[] = {"off", "no", "false", "0"};
+    (void)k;
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0 || strcasecmp(v, no[i]) == 0) {
+            *(int *)dst = strcasecmp(v, yes[i]) == 0;
+            return 0;
+        }
+    }
+    snprintf(why, wl, "\"%s\" is not on or off", v);
+    return -1;
+}
+
 static int p_loglevel(const struct key *k, const char *v, void *dst, char *why, size_t wl)
 {
     (void)k;
@@ -188,6 +204,16 @@ static const struct key keys[] = {
     {"pool", "connections", p_int, OFF(connections), 1, 64, 0},
     {"pool", "connect_timeout", p_duration, OFF(connect_timeout), 0.01, 60, 0},
     {"pool", "reply_timeout", p_duration, OFF(reply_timeout), 0.01, 3600, 0},
+    {"pool", "validate_after", p_duration, OFF(validate_after), 0, 86400, 0},
+    {"pool", "ping_timeout", p_duration, OFF(ping_timeout), 0.001, 60, 0},
+    {"pool", "ping_interval", p_duration, OFF(ping_interval), 0, 86400, 0},
+    {"pool", "tcp_keepalive", p_duration, OFF(tcp_keepalive), 0, 86400, 0},
+    {"pool", "tcp_user_timeout", p_duration, OFF(tcp_user_timeout), 0, 86400, 0},
+    {"pool", "max_link_age", p_duration, OFF(max_link_age), 0, 30 * 86400, 0},
+    {"pool", "retry_reads", p_bool, OFF(retry_reads), 0, 0, 0},
+    {"health", "check_interval", p_duration, OFF(check_interval), 0.01, 3600, 0},
+    {"health", "down_after", p_int, OFF(down_after), 1, 1000, 0},
+    {"clients", "idle_timeout", p_duration, OFF(idle_timeout), 0, 30 * 86400, 0},
     {"clients", "max_query_buffer", p_size, OFF(max_query_buffer), 1024, 4096 * MB, 0},
     {"clients", "max_output_buffer", p_size, OFF(max_output_buffer), 1024, 4096 * MB, 0},
     {"log", "level", p_loglevel, OFF(log_level), 0, 0, 0},
@@ -268,6 +294,14 @@ void config_defaults(struct config *c)
     c->connections = 2;
     c->connect_timeout = 1;
     c->reply_timeout = 10;
+    c->validate_after = 1;
+    c->ping_timeout = 0.3;
+    c->ping_interval = 15;
+    c->tcp_keepalive = 30;
+    c->tcp_user_timeout = 10;
+    c->retry_reads = 1;
+    c->check_interval = 1;
+    c->down_after = 3;
     c->max_query_buffer = 64 * 1024 * 1024;
     c->max_output_buffer = 64 * 1024 * 1024;
     c->log_level = LOG_INFO;

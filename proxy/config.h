@@ -22,7 +22,18 @@ struct config {
     int     connections;
     double  connect_timeout;   /* seconds */
     double  reply_timeout;
+    double  validate_after;    /* 0: never validate before use */
+    double  ping_timeout;
+    double  ping_interval;     /* 0: no background pings */
+    double  tcp_keepalive;     /* 0: off */
+    double  tcp_user_timeout;  /* 0: off */
+    double  max_link_age;      /* 0: off */
+    int     retry_reads;
+    /* [health] */
+    double  check_interval;
+    int     down_after;        /* failed checks in a row */
     /* [clients] */
+    double  idle_timeout;      /* 0: off */
     size_t  max_query_buffer;  /* bytes */
     size_t  max_output_buffer;
     /* [log] */

@@ -56,6 +56,44 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     client_flush_all(w->data);
 }
 
+static void on_master_health(void *arg, int up, const char *why)
+{
+    struct sidecar *sc = arg;
+    pool_set_down(sc->master, !up, why);
+}
+
+static void on_idle_sweep(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    client_sweep_idle(w->data);
+}
+
+static int start_health(struct sidecar *sc, char *err, size_t errlen)
+{
+    const struct config *cfg = sc->cfg;
+    struct checker_config hc = {
+        .interval = cfg->check_interval,
+        .down_after = cfg->down_after,
+        .username = cfg->username,
+        .password = cfg->upstream_password,
+    };
+
+    snprintf(hc.name, sizeof hc.name, "%s", cfg->master);
+    if (health_config_addr(&hc, cfg->master) < 0) {
+        snprintf(err, errlen, "upstream.master: health checks need host:port");
+        return -1;
+    }
+    health_start(&sc->master_health, sc->loop, &hc, on_master_health, sc);
+    if (cfg->idle_timeout > 0) {
+        double t = cfg->idle_timeout / 4 < 1 ? cfg->idle_timeout / 4 : 1;
+        ev_timer_init(&sc->idle_w, on_idle_sweep, t, t);
+        sc->idle_w.data = sc;
+        ev_timer_start(sc->loop, &sc->idle_w);
+    }
+    return 0;
+}
+
 static int start_pool(struct sidecar *sc, char *err, size_t errlen)
 {
     const struct config *cfg = sc->cfg;
@@ -66,7 +104,13 @@ static int start_pool(struct sidecar *sc, char *err, size_t errlen)
         .database = cfg->database,
         .username = cfg->username,
         .password = cfg->upstream_password,
-        .retry_reads = 0,
+        .retry_reads = cfg->retry_reads,
+        .validate_after = cfg->validate_after,
+        .ping_timeout = cfg->ping_timeout,
+        .ping_interval = cfg->ping_interval,
+        .max_link_age = cfg->max_link_age,
+        .tcp_keepalive = (int)cfg->tcp_keepalive,
+        .tcp_user_timeout_ms = (int)(cfg->tcp_user_timeout * 1000),
     };
     char why[200];
 
@@ -104,7 +148,7 @@ static int run(struct config *cfg)
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
     if (listener_start_all(&sc, err, sizeof err) < 0 ||
-        start_pool(&sc, err, sizeof err) < 0) {
+        start_pool(&sc, err, sizeof err) < 0 || start_health(&sc, err, sizeof err) < 0) {
         log_error("%s", err);
         return 1;
     }
@@ -122,6 +166,8 @@ static int run(struct config *cfg)
     ev_run(sc.loop, 0);
 
     listener_stop_all(&sc);
+    health_stop(&sc.master_health);
+    ev_timer_stop(sc.loop, &sc.idle_w);
     client_close_all(&sc);
     pool_free(sc.master);
     req_cache_clear(&sc.cache);

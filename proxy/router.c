@@ -28,6 +28,18 @@ static int needs_auth(const struct client *c, const struct command *cmd)
                                    cmd->local == LOCAL_QUIT));
 }
 
+static void forward(struct client *c, const char *frame, size_t len, unsigned flags)
+{
+    struct pool *m = c->sc->master;
+
+    if (m->down) {
+        c->sc->st.err_node_down++;
+        client_reply_error(c, "ERR upstream %s is down (%s)", m->cfg.name, m->down_reason);
+        return;
+    }
+    client_forward(c, pool_link_for(m, c->id), frame, len, flags);
+}
+
 void router_dispatch(struct client *c, const char *frame, const struct resp_frame *fr)
 {
     struct sidecar *sc = c->sc;
@@ -41,7 +53,7 @@ void router_dispatch(struct client *c, const char *frame, const struct resp_fram
         return;
     }
     if (!cmd) {
-        client_forward(c, pool_link_for(sc->master, c->id), frame, fr->len, 0);
+        forward(c, frame, fr->len, 0);
         return;
     }
     if (cmd->flags & CMD_LOCAL) {
@@ -62,6 +74,5 @@ void router_dispatch(struct client *c, const char *frame, const struct resp_fram
                            "(it needs a dedicated server connection)", nl, name);
         return;
     }
-    client_forward(c, pool_link_for(sc->master, c->id), frame, fr->len,
-                   (cmd->flags & CMD_READONLY) ? REQ_READONLY : 0);
+    forward(c, frame, fr->len, (cmd->flags & CMD_READONLY) ? REQ_READONLY : 0);
 }

@@ -10,6 +10,7 @@
 #include "../lib/buf.h"
 #include "../lib/resp.h"
 #include "../pool/link.h"
+#include "../health/checker.h"
 #include "../pool/pool.h"
 #include "command.h"
 #include "config.h"
@@ -32,6 +33,8 @@ struct sidecar_stats {
     uint64_t err_refused;       /* commands never allowed through */
     uint64_t err_unsupported;   /* commands that need a dedicated link */
     uint64_t err_auth;          /* NOAUTH and WRONGPASS */
+    uint64_t err_node_down;     /* failed fast: the master is down */
+    uint64_t idle_closed;       /* clients closed after idle_timeout */
 };
 
 struct sidecar {
@@ -40,6 +43,7 @@ struct sidecar {
     struct command_table  cmds;
     struct req_cache      cache;
     struct pool          *master;
+    struct checker        master_health;
     struct listener      *listeners;
     int                   nlisteners;
     TAILQ_HEAD(, client)  clients;   /* open */
@@ -49,6 +53,7 @@ struct sidecar {
     uint64_t              next_client_id;
     ev_prepare            flush_w;
     ev_signal             sig_int, sig_term;
+    ev_timer              idle_w;    /* closes clients idle past idle_timeout */
     struct resp_limits    req_limits;
     struct buf            inline_req; /* an inline request rewritten as RESP */
     struct buf            scratch;    /* replies built by the proxy */

@@ -1,0 +1,187 @@
+/* Node health over hiredis (async, on the proxy's loop). hiredis 0.14's
+ * async API has no timeouts, so the tick that sends a check also judges
+ * the previous one: still unanswered means failed. */
+#include "checker.h"
+
+#include <hiredis/adapters/libev.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/log.h"
+
+int health_config_addr(struct checker_config *cfg, const char *spec)
+{
+    const char *colon = strrchr(spec, ':');
+    size_t hl;
+
+    if (!colon || strncmp(spec, "unix:", 5) == 0)
+        return -1;
+    hl = (size_t)(colon - spec);
+    if (spec[0] == '[' && hl >= 2) {
+        spec++;
+        hl -= 2;
+    }
+    if (hl >= sizeof cfg->host)
+        return -1;
+    memcpy(cfg->host, spec, hl);
+    cfg->host[hl] = '\0';
+    cfg->port = atoi(colon + 1);
+    return 0;
+}
+
+static void check_failed(struct checker *ch, const char *why)
+{
+    ch->in_flight = 0;
+    ch->fails++;
+    ch->failures++;
+    snprintf(ch->last_err, sizeof ch->last_err, "%s", why);
+    log_debug("health %s: check failed (%d in a row): %s", ch->cfg.name, ch->fails, why);
+    if (!ch->down && ch->fails >= ch->cfg.down_after) {
+        ch->down = 1;
+        ch->downs++;
+        log_warn("node %s is down: %d checks failed, last: %s", ch->cfg.name,
+                 ch->fails, why);
+        ch->on_change(ch->arg, 0, why);
+    }
+}
+
+static void check_passed(struct checker *ch)
+{
+    ch->in_flight = 0;
+    ch->fails = 0;
+    ch->checks++;
+    if (ch->down) {
+        ch->down = 0;
+        ch->ups++;
+        log_info("node %s is up again (role %s)", ch->cfg.name, ch->role);
+        ch->on_change(ch->arg, 1, NULL);
+    }
+}
+
+static void on_role(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct checker *ch = priv;
+    redisReply *reply = r;
+    (void)ac;
+
+    if (!reply || !ch->in_flight)
+        return;            /* the connection went; the disconnect counts */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        check_failed(ch, reply->str);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
+        reply->element[0]->type == REDIS_REPLY_STRING) {
+        snprintf(ch->role, sizeof ch->role, "%s", reply->element[0]->str);
+        if (reply->element[1]->type == REDIS_REPLY_INTEGER)
+            ch->offset = reply->element[1]->integer;
+        else if (reply->elements >= 5 && reply->element[4]->type == REDIS_REPLY_INTEGER)
+            ch->offset = reply->element[4]->integer;
+    }
+    check_passed(ch);
+}
+
+static void on_auth(redisAsyncContext *ac, void *r, void *priv)
+{
+    redisReply *reply = r;
+    struct checker *ch = priv;
+    char why[200];
+    (void)ac;
+
+    if (reply && reply->type == REDIS_REPLY_ERROR && ch->in_flight) {
+        snprintf(why, sizeof why, "AUTH refused: %s", reply->str);
+        check_failed(ch, why);
+    }
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct checker *ch = ac->data;
+
+    if (status != REDIS_OK) {
+        ch->ac = NULL;     /* hiredis frees it after this callback */
+        if (ch->in_flight)
+            check_failed(ch, ac->errstr);
+    }
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct checker *ch = ac->data;
+
+    ch->ac = NULL;
+    if (ch->in_flight)
+        check_failed(ch, status == REDIS_OK ? "connection closed" : ac->errstr);
+}
+
+static void drop_connection(struct checker *ch)
+{
+    redisAsyncContext *ac = ch->ac;
+
+    if (ac) {
+        ch->ac = NULL;
+        redisAsyncFree(ac);
+    }
+}
+
+static int connect_checker(struct checker *ch)
+{
+    redisAsyncContext *ac = redisAsyncConnect(ch->cfg.host, ch->cfg.port);
+
+    if (!ac || ac->err) {
+        check_failed(ch, ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        return -1;
+    }
+    ac->data = ch;
+    redisLibevAttach(ch->loop, ac);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    ch->ac = ac;
+    if (ch->cfg.password && ch->cfg.username)
+        redisAsyncCommand(ac, on_auth, ch, "AUTH %s %s", ch->cfg.username, ch->cfg.password);
+    else if (ch->cfg.password)
+        redisAsyncCommand(ac, on_auth, ch, "AUTH %s", ch->cfg.password);
+    redisAsyncCommand(ac, NULL, NULL, "CLIENT SETNAME sidecar-health");
+    return 0;
+}
+
+static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct checker *ch = w->data;
+    (void)loop;
+    (void)revents;
+
+    if (ch->in_flight) {
+        check_failed(ch, "no reply within check_interval");
+        drop_connection(ch);
+    }
+    ch->in_flight = 1;
+    if (!ch->ac && connect_checker(ch) < 0)
+        return;
+    redisAsyncCommand(ch->ac, on_role, ch, "ROLE");
+}
+
+void health_start(struct checker *ch, struct ev_loop *loop,
+                  const struct checker_config *cfg, checker_change_fn *fn, void *arg)
+{
+    memset(ch, 0, sizeof *ch);
+    ch->loop = loop;
+    ch->cfg = *cfg;
+    ch->on_change = fn;
+    ch->arg = arg;
+    ev_timer_init(&ch->tick, on_tick, 0, cfg->interval);
+    ch->tick.data = ch;
+    ev_timer_start(loop, &ch->tick);
+}
+
+void health_stop(struct checker *ch)
+{
+    ev_timer_stop(ch->loop, &ch->tick);
+    ch->in_flight = 0;
+    drop_connection(ch);
+}

@@ -1,0 +1,47 @@
+/* A health checker per Redis node: PING and ROLE every check_interval over
+ * its own hiredis connection on the loop. After down_after failed checks
+ * in a row the node is down; the first good check brings it back. Each
+ * change is reported once through the callback, never per request. */
+#ifndef SIDECAR_CHECKER_H
+#define SIDECAR_CHECKER_H
+
+#include <ev.h>
+#include <stdint.h>
+
+struct redisAsyncContext;
+
+struct checker_config {
+    char        name[128];      /* "host:port", for logs */
+    char        host[100];
+    int         port;
+    double      interval;       /* seconds; a check must answer within it */
+    int         down_after;     /* failed checks in a row */
+    const char *username;
+    const char *password;
+};
+
+typedef void checker_change_fn(void *arg, int up, const char *why);
+
+struct checker {
+    struct ev_loop           *loop;
+    struct checker_config     cfg;
+    struct redisAsyncContext *ac;
+    ev_timer                  tick;
+    int                       in_flight;   /* a check awaits its ROLE reply */
+    int                       fails;       /* failed checks in a row */
+    int                       down;
+    char                      role[16];    /* "master", "slave", ... */
+    long long                 offset;      /* replication offset ROLE reports */
+    char                      last_err[160];
+    checker_change_fn        *on_change;
+    void                     *arg;
+    uint64_t                  checks, failures, downs, ups;
+};
+
+/* host:port split into cfg; -1 when spec is not a TCP address. */
+int health_config_addr(struct checker_config *cfg, const char *spec);
+void health_start(struct checker *ch, struct ev_loop *loop,
+                  const struct checker_config *cfg, checker_change_fn *fn, void *arg);
+void health_stop(struct checker *ch);
+
+#endif
