@@ -1,0 +1,163 @@
+#!/usr/bin/python3
+"""Helpers for bench/run.sh (stdlib only; run with /usr/bin/python3).
+
+  helpers.py ports N
+      print N free TCP ports from 21000-29999, one a line (bind test on
+      0.0.0.0 and 127.0.0.1, which also catches listeners on either).
+
+  helpers.py idle --port P --pid PID --n N
+      open N TCP connections to 127.0.0.1:P from this one process, send one
+      PING on each and read the PONG (so each is really accepted and served),
+      then print "baseline_kb=.. loaded_kb=.. opened=.. ok=.. failed=.." with
+      the VmRSS of PID before and with the connections. Closes them with RST
+      (SO_LINGER 0) so no TIME_WAIT ports are left behind.
+
+  helpers.py irtotal FILE
+      print the total Ir of a callgrind output file ("totals:" or "summary:").
+"""
+import argparse
+import random
+import resource
+import selectors
+import socket
+import struct
+import sys
+import time
+
+PING = b"*1\r\n$4\r\nPING\r\n"  # twemproxy does not take inline commands
+
+
+def free_ports(n):
+    cands = list(range(21000, 30000))
+    random.shuffle(cands)
+    out = []
+    for p in cands:
+        ok = True
+        for host in ("0.0.0.0", "127.0.0.1"):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind((host, p))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+            if not ok:
+                break
+        if ok:
+            out.append(p)
+            if len(out) == n:
+                return out
+    sys.exit("helpers.py: not enough free ports in 21000-29999")
+
+
+def vmrss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def idle(port, pid, n):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard < n + 64:
+        print(f"warning: RLIMIT_NOFILE hard limit {hard} < {n + 64}", file=sys.stderr)
+
+    baseline = vmrss_kb(pid)
+    socks, failed, first_err = [], 0, ""
+    linger = struct.pack("ii", 1, 0)
+    # Connect in waves of up to 500 so the listen backlog never overflows,
+    # each wave PINGs and waits for every PONG before the next one starts.
+    wave = 500
+    sel = selectors.DefaultSelector()
+    while len(socks) + failed < n:
+        batch = []
+        for _ in range(min(wave, n - len(socks) - failed)):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            try:
+                s.settimeout(10)
+                s.connect(("127.0.0.1", port))
+                s.sendall(PING)
+                s.setblocking(False)
+            except OSError as e:
+                failed += 1
+                first_err = first_err or repr(e)
+                s.close()
+                continue
+            batch.append(s)
+            sel.register(s, selectors.EVENT_READ, bytearray())
+        pending = len(batch)
+        deadline = time.monotonic() + 30
+        while pending and time.monotonic() < deadline:
+            for key, _ in sel.select(timeout=1):
+                s, buf = key.fileobj, key.data
+                try:
+                    chunk = s.recv(64)
+                except BlockingIOError:
+                    continue
+                except OSError as e:
+                    chunk = b""
+                    first_err = first_err or repr(e)
+                buf += chunk
+                if not chunk or buf.endswith(b"\r\n"):
+                    sel.unregister(s)
+                    pending -= 1
+                    if bytes(buf) == b"+PONG\r\n":
+                        socks.append(s)
+                    else:
+                        failed += 1
+                        first_err = first_err or f"reply {bytes(buf)!r}"
+                        s.close()
+        for key in list(sel.get_map().values()):  # timed out
+            sel.unregister(key.fileobj)
+            key.fileobj.close()
+            failed += 1
+            first_err = first_err or "timeout waiting for PONG"
+    time.sleep(1.0)  # let the proxy settle (lazy allocations, free lists)
+    loaded = vmrss_kb(pid)
+    ok = len(socks)
+    for s in socks:
+        s.close()
+    print(f"baseline_kb={baseline} loaded_kb={loaded} opened={n} ok={ok} "
+          f"failed={failed} first_error={first_err.replace(' ', '_') or '-'}")
+
+
+def irtotal(path):
+    total = summary = None
+    with open(path) as f:
+        for line in f:
+            if line.startswith("totals:"):
+                total = int(line.split()[1])
+            elif line.startswith("summary:"):
+                summary = int(line.split()[1])
+    v = total if total is not None else summary
+    if v is None:
+        sys.exit(f"helpers.py: no totals/summary line in {path}")
+    print(v)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("ports")
+    p.add_argument("n", type=int)
+    p = sub.add_parser("idle")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--pid", type=int, required=True)
+    p.add_argument("--n", type=int, required=True)
+    p = sub.add_parser("irtotal")
+    p.add_argument("file")
+    a = ap.parse_args()
+    if a.cmd == "ports":
+        print("\n".join(map(str, free_ports(a.n))))
+    elif a.cmd == "idle":
+        idle(a.port, a.pid, a.n)
+    else:
+        irtotal(a.file)
+
+
+if __name__ == "__main__":
+    main()

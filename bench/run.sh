@@ -1,0 +1,667 @@
+#!/usr/bin/env bash
+# redis-sidecar benchmark: direct Redis vs twemproxy (nutcracker) vs
+# redis-sidecar, all against the same redis-server master.
+#
+#   make bench                 # full run (a few minutes)
+#   BENCH_QUICK=1 make bench   # smoke run (small -n, 1 repetition, 2,000 idle)
+#   ./bench/run.sh             # the same without rebuilding
+#
+# Environment: SIDECAR_BIN (default ./redis-sidecar), NUTCRACKER_BIN (default
+# nutcracker from PATH or /usr/sbin), BENCH_QUICK=1, BENCH_REPS (repetitions
+# per target), BENCH_N_P1 / BENCH_N_P16 (requests per run), BENCH_IDLE
+# (idle client connections for the RSS measure), BENCH_CG_N (requests per
+# test in the callgrind run), BENCH_CPU_REDIS / BENCH_CPU_PROXY /
+# BENCH_CPU_CLIENT (CPU placement; default: redis on the first usable CPU,
+# proxy and redis-benchmark on the second).
+#
+# What it measures, in order:
+#  1. Throughput: for each workload, direct, twemproxy and sidecar, one after
+#     the other, repeated BENCH_REPS times; the table shows the median.
+#  2. With one proxy running at a time: RSS of the fresh proxy, then with
+#     N idle client connections (each has sent PING and got PONG); then the
+#     number of upstream connections in the master's CLIENT LIST while
+#     `redis-benchmark -c 500 -P 1` runs through it.
+#  3. Instructions per request of each proxy under callgrind: Ir of a fixed
+#     redis-benchmark run minus Ir of a run with no requests (startup,
+#     config parsing, connecting the pool and shutdown cancel out).
+#
+# Results go to stdout and, as markdown, to bench/out/results.md; per-run
+# numbers to bench/out/runs.csv; the processes' logs to bench/out/logs/.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
+ROOT=$PWD
+OUT=$ROOT/bench/out
+PY=/usr/bin/python3
+HELP=$ROOT/bench/helpers.py
+SIDECAR_BIN=${SIDECAR_BIN:-./redis-sidecar}
+NUTCRACKER_BIN=${NUTCRACKER_BIN:-$(command -v nutcracker || echo /usr/sbin/nutcracker)}
+POOL=2                      # redis-sidecar [pool] connections = twemproxy server_connections
+T_START=$(date +%s)
+
+QUICK=${BENCH_QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+    REPS=${BENCH_REPS:-1}
+    N_P1=${BENCH_N_P1:-10000}
+    N_P16=${BENCH_N_P16:-100000}
+    IDLE=${BENCH_IDLE:-2000}
+    CG_N=${BENCH_CG_N:-2000}
+    N_LINKS=50000
+    MODE="quick (BENCH_QUICK=1): indicative numbers only"
+else
+    REPS=${BENCH_REPS:-3}
+    N_P1=${BENCH_N_P1:-100000}
+    N_P16=${BENCH_N_P16:-1000000}
+    IDLE=${BENCH_IDLE:-10000}
+    CG_N=${BENCH_CG_N:-20000}
+    N_LINKS=200000
+    MODE="full"
+fi
+
+# Workloads: label|test|clients|pipeline|value size|requests
+WORKLOADS=(
+    "SET -c 50 -P 1|set|50|1|3|$N_P1"
+    "GET -c 50 -P 1|get|50|1|3|$N_P1"
+    "SET -c 50 -P 16|set|50|16|3|$N_P16"
+    "GET -c 50 -P 16|get|50|16|3|$N_P16"
+    "SET -c 500 -P 1|set|500|1|3|$N_P1"
+    "GET -c 500 -P 1|get|500|1|3|$N_P1"
+    "GET -d 1024 -c 50 -P 1|get|50|1|1024|$N_P1"
+)
+TARGETS=(direct twemproxy sidecar)
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+for tool in redis-server redis-cli redis-benchmark valgrind taskset; do
+    command -v "$tool" >/dev/null || die "$tool not found (apt-get install redis-server redis-tools valgrind)"
+done
+[ -x "$NUTCRACKER_BIN" ] || die "nutcracker not found (apt-get install nutcracker) or set NUTCRACKER_BIN"
+[ -x "$SIDECAR_BIN" ] || die "$SIDECAR_BIN not found: run make first or set SIDECAR_BIN"
+[ -x "$PY" ] || die "$PY not found"
+
+# --- processes we start, and cleanup ------------------------------------
+declare -A PIDS=()          # pid -> name, for everything started in background
+TMP=$(mktemp -d -t redis-sidecar-bench.XXXXXX) || die "mktemp failed"
+mkdir -p "$OUT"
+rm -f "$OUT/results.md"
+
+track() { PIDS[$1]=$2; }
+untrack() { unset "PIDS[$1]"; }
+
+cleanup() {
+    local rc=$? pid i left
+    trap - EXIT INT TERM
+    for pid in "${!PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null; done
+    for i in $(seq 50); do
+        left=0
+        for pid in "${!PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && left=1; done
+        [ $left = 0 ] && break
+        sleep 0.1
+    done
+    for pid in "${!PIDS[@]}"; do
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "bench: ${PIDS[$pid]} (pid $pid) ignored SIGTERM, sending SIGKILL" >&2
+            kill -KILL "$pid" 2>/dev/null
+        fi
+    done
+    wait 2>/dev/null
+    rm -rf "$OUT/logs"
+    mkdir -p "$OUT/logs"
+    cp "$TMP"/*.log "$OUT/logs/" 2>/dev/null
+    rm -rf "$TMP"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'echo; echo "bench: interrupted" >&2; exit 130' INT
+trap 'echo "bench: terminated" >&2; exit 143' TERM
+
+# --- limits, ports, CPUs --------------------------------------------------
+hard=$(ulimit -Hn)
+if [ "$hard" = unlimited ]; then ulimit -n 1048576 2>/dev/null || true; else ulimit -n "$hard"; fi
+NOFILE=$(ulimit -n)
+if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt $((IDLE + 100)) ]; then
+    echo "bench: warning: open files limit $NOFILE is below $IDLE idle connections + 100" >&2
+fi
+
+mapfile -t PORTS < <("$PY" "$HELP" ports 4) || die "no free ports"
+[ ${#PORTS[@]} = 4 ] || die "no free ports"
+P_MASTER=${PORTS[0]} P_TWEM=${PORTS[1]} P_SIDECAR=${PORTS[2]} P_STATS=${PORTS[3]}
+
+mapfile -t CPUS < <("$PY" -c 'import os; print("\n".join(map(str, sorted(os.sched_getaffinity(0)))))')
+if [ ${#CPUS[@]} -ge 2 ]; then
+    CPU_REDIS=${CPUS[0]} CPU_PROXY=${CPUS[1]} CPU_CLIENT=${CPUS[1]}
+else
+    CPU_REDIS=${CPUS[0]} CPU_PROXY=${CPUS[0]} CPU_CLIENT=${CPUS[0]}
+fi
+DEFAULT_PLACEMENT="$CPU_REDIS/$CPU_PROXY/$CPU_CLIENT"
+CPU_REDIS=${BENCH_CPU_REDIS:-$CPU_REDIS}
+CPU_PROXY=${BENCH_CPU_PROXY:-$CPU_PROXY}
+CPU_CLIENT=${BENCH_CPU_CLIENT:-$CPU_CLIENT}
+if [ "$CPU_REDIS/$CPU_PROXY/$CPU_CLIENT" = "$DEFAULT_PLACEMENT" ] && [ "$CPU_PROXY" = "$CPU_CLIENT" ] && [ "$CPU_REDIS" != "$CPU_PROXY" ]; then
+    PLACEMENT="redis-server on CPU $CPU_REDIS; the proxy under test (twemproxy or redis-sidecar) on CPU $CPU_PROXY; redis-benchmark and the idle-client script on CPU $CPU_CLIENT (client and proxy share a core, as an app and its sidecar do; with direct, redis-benchmark has CPU $CPU_CLIENT to itself). Pinned with taskset; the same placement for both proxies, also under callgrind."
+else
+    PLACEMENT="redis-server on CPU $CPU_REDIS; the proxy under test (twemproxy or redis-sidecar) on CPU $CPU_PROXY; redis-benchmark and the idle-client script on CPU $CPU_CLIENT. Pinned with taskset; the same placement for both proxies, also under callgrind."
+    [ ${#CPUS[@]} -ge 2 ] || PLACEMENT+=" Only one usable CPU: everything shares it."
+    [ "$CPU_REDIS/$CPU_PROXY/$CPU_CLIENT" = "$DEFAULT_PLACEMENT" ] || PLACEMENT+=" (set by BENCH_CPU_REDIS/BENCH_CPU_PROXY/BENCH_CPU_CLIENT; default $DEFAULT_PLACEMENT)"
+fi
+
+# --- starting and stopping ------------------------------------------------
+REDIS_PID="" TWEM_PID="" SIDECAR_PID=""
+
+start_redis() {
+    taskset -c "$CPU_REDIS" redis-server --port "$P_MASTER" --bind 127.0.0.1 \
+        --save '' --appendonly no --dir "$TMP" --logfile "$TMP/redis.log" \
+        --daemonize no >>"$TMP/redis.log" 2>&1 &
+    REDIS_PID=$!
+    track $REDIS_PID redis-server
+}
+
+# start_sidecar [wrapper command...], e.g. start_sidecar valgrind --tool=callgrind
+start_sidecar() {
+    cat >"$TMP/sidecar.ini" <<EOF
+[proxy]
+listen = 127.0.0.1:$P_SIDECAR
+[upstream]
+master = 127.0.0.1:$P_MASTER
+[pool]
+connections = $POOL
+[log]
+level = warn
+EOF
+    echo "--- start: $* $SIDECAR_BIN -c $TMP/sidecar.ini" >>"$TMP/sidecar.log"
+    taskset -c "$CPU_PROXY" "$@" "$SIDECAR_BIN" -c "$TMP/sidecar.ini" >>"$TMP/sidecar.log" 2>&1 &
+    SIDECAR_PID=$!
+    track $SIDECAR_PID redis-sidecar
+}
+
+start_twemproxy() {
+    cat >"$TMP/twemproxy.yml" <<EOF
+bench:
+  listen: 127.0.0.1:$P_TWEM
+  redis: true
+  hash: fnv1a_64
+  distribution: ketama
+  server_connections: $POOL
+  client_connections: 0
+  auto_eject_hosts: false
+  timeout: 10000
+  servers:
+   - 127.0.0.1:$P_MASTER:1
+EOF
+    echo "--- start: $* $NUTCRACKER_BIN -c $TMP/twemproxy.yml" >>"$TMP/twemproxy.log"
+    # -v 4: warnings and errors, as redis-sidecar's level = warn
+    taskset -c "$CPU_PROXY" "$@" "$NUTCRACKER_BIN" -c "$TMP/twemproxy.yml" -v 4 \
+        -o "$TMP/twemproxy.log" -s "$P_STATS" -a 127.0.0.1 -p "$TMP/twemproxy.pid" \
+        >>"$TMP/twemproxy.stdout.log" 2>&1 &
+    TWEM_PID=$!
+    track $TWEM_PID twemproxy
+}
+
+port_of() {
+    case $1 in direct) echo "$P_MASTER" ;; twemproxy) echo "$P_TWEM" ;; sidecar) echo "$P_SIDECAR" ;; esac
+}
+pid_of() {
+    case $1 in direct) echo "$REDIS_PID" ;; twemproxy) echo "$TWEM_PID" ;; sidecar) echo "$SIDECAR_PID" ;; esac
+}
+logtail() {
+    case $1 in
+        twemproxy) tail -n 15 "$TMP/twemproxy.log" "$TMP/twemproxy.stdout.log" 2>/dev/null ;;
+        sidecar) tail -n 15 "$TMP/sidecar.log" 2>/dev/null ;;
+        direct) tail -n 15 "$TMP/redis.log" 2>/dev/null ;;
+    esac
+}
+
+# wait_ready TARGET SECONDS: PING answered through it
+wait_ready() {
+    local t=$1 secs=$2 port pid
+    port=$(port_of "$t") pid=$(pid_of "$t")
+    for _ in $(seq $((secs * 10))); do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            echo "bench: $t (pid $pid) exited during startup:" >&2
+            logtail "$t" >&2
+            return 1
+        fi
+        [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
+        sleep 0.1
+    done
+    echo "bench: $t did not answer PING on port $port within ${secs}s" >&2
+    logtail "$t" >&2
+    return 1
+}
+
+# stop_proc PID SIGNAL SECONDS: signal it, wait; SIGKILL after SECONDS.
+# Sets STOP_STATUS to its exit status.
+stop_proc() {
+    local pid=$1 sig=$2 secs=$3
+    kill -"$sig" "$pid" 2>/dev/null
+    for _ in $(seq $((secs * 10))); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        echo "bench: pid $pid (${PIDS[$pid]:-?}) still running ${secs}s after SIG$sig, sending SIGKILL" >&2
+        kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null
+    STOP_STATUS=$?
+    untrack "$pid"
+}
+
+describe_status() {
+    local st=$1
+    if [ "$st" -gt 128 ]; then echo "killed by SIG$(kill -l $((st - 128)) 2>/dev/null) (status $st)"
+    else echo "exit status $st"; fi
+}
+
+FAILURES=()     # human-readable lines about anything that went wrong
+
+# A proxy found dead: record how it ended, its log, and start it again.
+proxy_died() {
+    local t=$1 what=$2 pid st
+    pid=$(pid_of "$t")
+    wait "$pid" 2>/dev/null
+    st=$?
+    untrack "$pid"
+    local msg
+    msg="$t (pid $pid) died during $what: $(describe_status $st)"
+    echo "bench: CRASH: $msg; log tail:" >&2
+    logtail "$t" >&2
+    FAILURES+=("CRASH: $msg (log: bench/out/logs/)")
+    "start_$t"
+    wait_ready "$t" 10 || die "$t does not come back after its crash"
+}
+
+# --- measurements -----------------------------------------------------------
+# nap SECONDS: sleep without forking (read on a pipe nobody writes to)
+exec {NAPFD}<> <(:) || NAPFD=""
+nap() { if [ -n "$NAPFD" ]; then read -r -t "$1" -u "$NAPFD" _; else sleep "$1"; fi; }
+
+# watch_run TARGET SECONDS OUTFILE ERRFILE COMMAND...: run COMMAND in the
+# background (stdout/stderr to the files) and wait for it; stop it if TARGET's
+# process dies (3 s grace: redis-benchmark does not always notice) or after
+# SECONDS. Sets WATCH to why it was stopped.
+watch_run() {
+    local t=$1 secs=$2 out=$3 err=$4 pid tpid start died_at="" rc
+    shift 4
+    tpid=$(pid_of "$t")
+    "$@" >"$out" 2>"$err" &
+    pid=$!
+    track $pid "client command ($*)"
+    WATCH="" start=$SECONDS
+    while kill -0 $pid 2>/dev/null; do
+        if [ -z "$died_at" ] && ! kill -0 "$tpid" 2>/dev/null; then died_at=$SECONDS; fi
+        if [ -n "$died_at" ] && [ $((SECONDS - died_at)) -ge 3 ]; then
+            WATCH="stopped: $t died while it ran"
+            kill -TERM $pid 2>/dev/null
+            break
+        fi
+        if [ $((SECONDS - start)) -ge "$secs" ]; then
+            WATCH="stopped: still running after ${secs}s"
+            kill -TERM $pid 2>/dev/null
+            break
+        fi
+        nap 0.05
+    done
+    wait $pid
+    rc=$?
+    untrack $pid
+    return $rc
+}
+
+RPS=""          # set by bench_once
+bench_once() {  # TARGET TEST CLIENTS PIPELINE SIZE N
+    local t=$1 test=$2 c=$3 p=$4 d=$5 n=$6 port rc
+    port=$(port_of "$t")
+    RPS=""
+    watch_run "$t" $((60 + n / 5000)) "$TMP/rb.out" "$TMP/rb.err" taskset -c "$CPU_CLIENT" \
+        redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -c "$c" -P "$p" -d "$d" -n "$n" --csv
+    rc=$?
+    RPS=$(awk -F'"' -v t="${test^^}" '$2 == t { print $4 }' "$TMP/rb.out")
+    if [ $rc != 0 ] || [ -z "$RPS" ] || [ -n "$WATCH" ]; then
+        RB_ERR="redis-benchmark exit status $rc${WATCH:+ ($WATCH)}: $(cat "$TMP/rb.err" "$TMP/rb.out" | grep -v '^"test"' | tr '\n' ' ' | tail -c 400)"
+        RPS=""
+        return 1
+    fi
+    return 0
+}
+
+# populate KEY for GET workloads (redis-benchmark without -r uses one key)
+populate() { # SIZE
+    redis-benchmark -h 127.0.0.1 -p "$P_MASTER" -t set -n 100 -c 1 -d "$1" -q >/dev/null 2>&1 ||
+        die "could not populate the master"
+}
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print ""; else printf "%.2f\n", a / b }'; }
+fmt_int() { [ -z "$1" ] && { echo "FAILED"; return; }; printf "%.0f" "$1"; }
+fmt_x() { [ -z "$1" ] && { echo "-"; return; }; echo "${1}x"; }
+fmt_kb() { awk -v k="$1" 'BEGIN { if (k >= 10240) printf "%.1f MB (%d KB)", k / 1024, k; else printf "%d KB", k }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && b != "" && a + 0 >= b + 0) }'; }
+
+git_note() {
+    local rev
+    rev=$(git rev-parse --short HEAD 2>/dev/null) || { echo "not a git checkout"; return; }
+    echo "repo at $rev$(git diff --quiet HEAD -- . ':!bench' 2>/dev/null || echo ' (working tree has uncommitted changes)')"
+}
+
+# Does make think ./redis-sidecar is older than its sources? (-q builds nothing)
+stale_note() {
+    [ "$SIDECAR_BIN" = ./redis-sidecar ] || [ "$SIDECAR_BIN" = "$ROOT/redis-sidecar" ] || return 0
+    make -q redis-sidecar >/dev/null 2>&1 || echo "; the binary is OLDER than the sources: run make"
+}
+
+# ===========================================================================
+echo "redis-sidecar benchmark, $MODE"
+[ -n "$(stale_note)" ] && echo "warning: $SIDECAR_BIN is older than its sources (make -q); \`make bench\` rebuilds it first"
+echo "placement: $PLACEMENT"
+echo "ports: master $P_MASTER, twemproxy $P_TWEM (stats $P_STATS), redis-sidecar $P_SIDECAR; open files limit $NOFILE"
+echo "temp dir: $TMP"
+echo
+
+start_redis
+wait_ready direct 10 || die "redis-server did not start"
+start_twemproxy
+start_sidecar
+wait_ready twemproxy 10 || die "twemproxy did not start"
+wait_ready sidecar 10 || die "redis-sidecar did not start"
+
+# Sanity: both proxies really reach the master.
+for t in twemproxy sidecar; do
+    v="bench-$t-$RANDOM"
+    redis-cli -h 127.0.0.1 -p "$(port_of $t)" set bench:sanity "$v" >/dev/null 2>&1
+    got=$(redis-cli -h 127.0.0.1 -p "$P_MASTER" get bench:sanity 2>/dev/null)
+    [ "$got" = "$v" ] || die "$t did not pass SET bench:sanity through to the master (master has \"$got\")"
+    got=$(redis-cli -h 127.0.0.1 -p "$(port_of $t)" get bench:sanity 2>/dev/null)
+    [ "$got" = "$v" ] || die "$t: GET bench:sanity returned \"$got\", expected \"$v\""
+done
+
+# --- 1. throughput ---------------------------------------------------------
+declare -A RUNS=()  # "label|target" -> "rps rps rps"
+echo "workload,repetition,target,requests,req_per_sec" >"$OUT/runs.csv"
+echo "== throughput: $REPS repetition(s) per target, interleaved; -n $N_P1 (P1) / $N_P16 (P16)"
+for wl in "${WORKLOADS[@]}"; do
+    IFS='|' read -r label test c p d n <<<"$wl"
+    [ "$test" = get ] && populate "$d"
+    for rep in $(seq "$REPS"); do
+        line="  $label  rep $rep:"
+        for t in "${TARGETS[@]}"; do
+            if bench_once "$t" "$test" "$c" "$p" "$d" "$n"; then
+                RUNS["$label|$t"]+="$RPS "
+                line+="  $t $(fmt_int "$RPS")"
+                echo "$label,$rep,$t,$n,$RPS" >>"$OUT/runs.csv"
+            else
+                line+="  $t FAILED"
+                echo "$label,$rep,$t,$n," >>"$OUT/runs.csv"
+                FAILURES+=("FAIL: $t, $label, repetition $rep: $RB_ERR")
+            fi
+            pid=$(pid_of "$t")
+            if ! kill -0 "$pid" 2>/dev/null; then
+                [ "$t" = direct ] && die "redis-server died during $label: $(logtail direct)"
+                proxy_died "$t" "$label, repetition $rep"
+                line+=" (CRASHED)"
+            fi
+        done
+        echo "$line"
+    done
+done
+
+declare -A MED=()
+for wl in "${WORKLOADS[@]}"; do
+    IFS='|' read -r label _ <<<"$wl"
+    for t in "${TARGETS[@]}"; do
+        MED["$label|$t"]=$(echo "${RUNS["$label|$t"]:-}" | median)
+    done
+done
+
+stop_proc "$TWEM_PID" INT 10
+stop_proc "$SIDECAR_PID" TERM 10
+[ "$STOP_STATUS" = 0 ] || FAILURES+=("redis-sidecar did not exit cleanly on SIGTERM after the throughput runs: $(describe_status "$STOP_STATUS")")
+
+# --- 2. RSS with idle clients, and upstream links during -c 500 -------------
+# links_during_c500 TARGET: max CLIENT LIST entries (not counting the
+# redis-cli asking) seen while redis-benchmark -c 500 -P 1 runs through it.
+LINKS=""
+links_during_c500() {
+    local t=$1 port bpid max=0 samples=0 cnt seen=""
+    port=$(port_of "$t")
+    taskset -c "$CPU_CLIENT" redis-benchmark -h 127.0.0.1 -p "$port" \
+        -t get -c 500 -P 1 -n "$N_LINKS" --csv >"$TMP/links.out" 2>"$TMP/links.err" &
+    bpid=$!
+    track $bpid redis-benchmark
+    sleep 0.3
+    local tpid start=$SECONDS
+    tpid=$(pid_of "$t")
+    while kill -0 $bpid 2>/dev/null; do
+        if ! kill -0 "$tpid" 2>/dev/null || [ $((SECONDS - start)) -gt 300 ]; then
+            sleep 3
+            kill -TERM $bpid 2>/dev/null
+            break
+        fi
+        cnt=$(redis-cli -h 127.0.0.1 -p "$P_MASTER" client list 2>/dev/null | grep -vc 'cmd=client|list')
+        samples=$((samples + 1))
+        [ "$cnt" -gt "$max" ] && max=$cnt
+        case " $seen " in *" $cnt "*) ;; *) seen+=" $cnt" ;; esac
+        sleep 0.2
+    done
+    wait $bpid
+    local rc=$?
+    untrack $bpid
+    [ $rc = 0 ] || FAILURES+=("FAIL: $t, links run (GET -c 500 -P 1 -n $N_LINKS): redis-benchmark exit status $rc: $(tail -c 300 "$TMP/links.err" | tr '\n' ' ')")
+    LINKS="$max"
+    LINKS_NOTE="$samples samples, values seen:${seen}"
+}
+
+declare -A RSS_BASE=() RSS_LOAD=() RSS_NOTE=() LINK=() LINK_NOTE=()
+echo
+echo "== RSS with $IDLE idle clients, upstream links during GET -c 500 -P 1 (one proxy running at a time)"
+for t in twemproxy sidecar; do
+    "start_$t"
+    wait_ready "$t" 10 || die "$t did not start"
+    pid=$(pid_of "$t")
+    res=$(taskset -c "$CPU_CLIENT" "$PY" "$HELP" idle --port "$(port_of "$t")" --pid "$pid" --n "$IDLE")
+    echo "  $t: $res"
+    for kv in $res; do
+        case $kv in
+            baseline_kb=*) RSS_BASE[$t]=${kv#*=} ;;
+            loaded_kb=*) RSS_LOAD[$t]=${kv#*=} ;;
+            ok=*) ok=${kv#*=} ;;
+            failed=*) failed=${kv#*=} ;;
+            first_error=*) ferr=${kv#*=} ;;
+        esac
+    done
+    RSS_NOTE[$t]=""
+    if [ "${failed:-1}" != 0 ]; then
+        RSS_NOTE[$t]=" (only $ok of $IDLE connections got PONG; first error: $ferr)"
+        FAILURES+=("FAIL: $t accepted/answered only $ok of $IDLE idle connections (first error: $ferr)")
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+        proxy_died "$t" "the $IDLE idle connections test"
+        pid=$(pid_of "$t")
+    fi
+    sleep 0.5
+    links_during_c500 "$t"
+    LINK[$t]=$LINKS LINK_NOTE[$t]=$LINKS_NOTE
+    echo "  $t: upstream links during -c 500: $LINKS ($LINKS_NOTE)"
+    if ! kill -0 "$pid" 2>/dev/null; then
+        proxy_died "$t" "the -c 500 links run"
+        pid=$(pid_of "$t")
+    fi
+    if [ "$t" = twemproxy ]; then stop_proc "$pid" INT 10; else stop_proc "$pid" TERM 10; fi
+done
+links_during_c500 direct
+LINK[direct]=$LINKS LINK_NOTE[direct]=$LINKS_NOTE
+echo "  direct: client connections during -c 500: $LINKS ($LINKS_NOTE)"
+
+# --- 3. instructions per request under callgrind -----------------------------
+CG_REQ=$((2 * CG_N))
+CG_CMD="redis-benchmark -c 50 -n $CG_N -t get,set -P 1"
+declare -A IR_EMPTY=() IR_LOAD=() IPR=()
+echo
+echo "== callgrind: $CG_CMD ($CG_REQ requests) minus a run with 0 requests"
+cg_run() { # TARGET N -> IR
+    local t=$1 n=$2 f pid
+    f="$TMP/callgrind.$t.$n.out"
+    "start_$t" valgrind --tool=callgrind --callgrind-out-file="$f"
+    wait_ready "$t" 120 || die "$t did not start under callgrind"
+    pid=$(pid_of "$t")
+    if [ "$n" -gt 0 ]; then
+        if ! watch_run "$t" 1800 "$TMP/cg.rb.out" "$TMP/cg.rb.err" taskset -c "$CPU_CLIENT" \
+            redis-benchmark -h 127.0.0.1 -p "$(port_of "$t")" -c 50 -n "$n" -t get,set -P 1 --csv ||
+            [ -n "$WATCH" ]; then
+            FAILURES+=("FAIL: $t under callgrind: redis-benchmark failed${WATCH:+ ($WATCH)}: $(tail -c 300 "$TMP/cg.rb.err" | tr '\n' ' ')")
+        fi
+    fi
+    local alive=1
+    kill -0 "$pid" 2>/dev/null || alive=0
+    stop_proc "$pid" INT 60
+    cp "$f" "$OUT/callgrind/" 2>/dev/null
+    IR=$("$PY" "$HELP" irtotal "$f" 2>/dev/null) || IR=""
+    if [ $alive = 0 ]; then
+        FAILURES+=("CRASH: $t died under callgrind during the $n-request run: $(describe_status "$STOP_STATUS") (log: bench/out/logs/)")
+        echo "bench: CRASH: $t died under callgrind; log tail:" >&2
+        logtail "$t" >&2
+        IR=""
+    fi
+}
+rm -rf "$OUT/callgrind"
+mkdir -p "$OUT/callgrind"
+for t in twemproxy sidecar; do
+    cg_run "$t" 0
+    IR_EMPTY[$t]=$IR
+    cg_run "$t" "$CG_N"
+    IR_LOAD[$t]=$IR
+    IPR[$t]=$(awk -v a="${IR_LOAD[$t]}" -v b="${IR_EMPTY[$t]}" -v n="$CG_REQ" \
+        'BEGIN { if (a == "" || b == "") print ""; else printf "%.0f\n", (a - b) / n }')
+    echo "  $t: Ir with 0 requests ${IR_EMPTY[$t]:-?}, with $CG_REQ requests ${IR_LOAD[$t]:-?} -> ${IPR[$t]:-?} instructions/request"
+done
+
+stop_proc "$REDIS_PID" TERM 10
+
+# --- report ---------------------------------------------------------------
+ELAPSED=$(( $(date +%s) - T_START ))
+TW_SHORT=() ALL_TW=1
+TBL=()          # rows: workload|direct|twem|sidecar|s/d|s/t
+for wl in "${WORKLOADS[@]}"; do
+    IFS='|' read -r label _ <<<"$wl"
+    d=${MED["$label|direct"]} tw=${MED["$label|twemproxy"]} s=${MED["$label|sidecar"]}
+    rd=$(ratio "$s" "$d") rt=$(ratio "$s" "$tw")
+    TBL+=("$label|$(fmt_int "$d")|$(fmt_int "$tw")|$(fmt_int "$s")|$(fmt_x "$rd")|$(fmt_x "$rt")")
+    # compare the medians themselves: the ratio shown is rounded
+    if ! ge "$s" "$tw"; then ALL_TW=0; TW_SHORT+=("$label ${rt:-FAILED}x"); fi
+done
+C500_OK=1 C500_TXT=""
+for test in SET GET; do
+    label="$test -c 500 -P 1"
+    r=$(ratio "${MED["$label|sidecar"]}" "${MED["$label|direct"]}")
+    ge "${MED["$label|sidecar"]}" "${MED["$label|direct"]}" || C500_OK=0
+    C500_TXT+="${C500_TXT:+, }$test ${r:-FAILED}x"
+done
+verdict() { [ "$1" = 1 ] && echo PASS || echo SHORT; }
+
+V_TW=$(verdict $ALL_TW)
+V_C500=$(verdict $C500_OK)
+if [ -n "${IPR[sidecar]}" ] && [ -n "${IPR[twemproxy]}" ] && [ "${IPR[sidecar]}" -lt "${IPR[twemproxy]}" ]; then V_IPR=PASS; else V_IPR=SHORT; fi
+if [ -n "${RSS_LOAD[sidecar]:-}" ] && [ -n "${RSS_LOAD[twemproxy]:-}" ] && [ "${RSS_NOTE[sidecar]}" = "" ] &&
+    [ "${RSS_LOAD[sidecar]}" -lt "${RSS_LOAD[twemproxy]}" ]; then V_RSS=PASS; else V_RSS=SHORT; fi
+
+rss_line() { # TARGET
+    local t=$1 b=${RSS_BASE[$1]:-} l=${RSS_LOAD[$1]:-}
+    [ -z "$b" ] || [ -z "$l" ] && { echo "FAILED${RSS_NOTE[$t]:-}"; return; }
+    echo "baseline $(fmt_kb "$b"), with $IDLE idle clients $(fmt_kb "$l") ($(awk -v b="$b" -v l="$l" -v n="$IDLE" 'BEGIN { printf "%.2f", (l - b) * 1024 / n / 1024 }') KB per client)${RSS_NOTE[$t]}"
+}
+name_of() { case $1 in twemproxy) echo "twemproxy" ;; sidecar) echo "redis-sidecar" ;; direct) echo "direct" ;; esac; }
+
+RSS_L=() LINK_L=() IPR_L=() TGT_L=()
+for t in twemproxy sidecar; do RSS_L+=("RSS, $(name_of $t): $(rss_line $t)"); done
+LINK_L+=("upstream links, direct: ${LINK[direct]} client connections (${LINK_NOTE[direct]})")
+for t in twemproxy sidecar; do LINK_L+=("upstream links, $(name_of $t): ${LINK[$t]} (${LINK_NOTE[$t]}; configured pool $POOL)"); done
+for t in twemproxy sidecar; do
+    IPR_L+=("instructions/request, $(name_of $t): ${IPR[$t]:-FAILED} (Ir $CG_REQ-request run ${IR_LOAD[$t]:-?} - Ir 0-request run ${IR_EMPTY[$t]:-?})")
+done
+TW_DETAIL=$( [ $ALL_TW = 1 ] && echo "all workloads" || echo "short in: $(IFS=';'; echo "${TW_SHORT[*]}")" )
+TGT_L+=("[$V_TW] sidecar >= 1.0x twemproxy in every workload ($TW_DETAIL)")
+TGT_L+=("[$V_C500] sidecar >= 1.0x direct at -c 500 -P 1 ($C500_TXT)")
+TGT_L+=("[$V_IPR] fewer instructions per request than twemproxy (sidecar ${IPR[sidecar]:-?} vs twemproxy ${IPR[twemproxy]:-?})")
+TGT_L+=("[$V_RSS] less RSS than twemproxy with $IDLE idle clients (sidecar $(fmt_kb "${RSS_LOAD[sidecar]:-0}") vs twemproxy $(fmt_kb "${RSS_LOAD[twemproxy]:-0}"))")
+
+NOTES=(
+    "mode: $MODE; $REPS repetition(s) per target, median shown; -n $N_P1 for -P 1, $N_P16 for -P 16; redis-benchmark default keyspace (one key), GET key populated first with the workload's value size"
+    "placement: $PLACEMENT"
+    "twemproxy: nutcracker, server_connections $POOL, client_connections 0 (unlimited), default 16 KiB mbufs, -v 4; redis-sidecar: [pool] connections $POOL, log level warn"
+    "RSS: VmRSS from /proc/PID/status of a freshly started proxy, before and with $IDLE connections from one Python process, each of which sent PING and read PONG"
+    "links: max over samples of the lines in the master's CLIENT LIST (minus the redis-cli asking) while redis-benchmark -t get -c 500 -P 1 -n $N_LINKS ran through the proxy alone"
+    "instructions: callgrind total Ir of the proxy for '$CG_CMD' minus a run that starts, answers one PING and stops; divided by $CG_REQ requests (includes the 100 client connects/closes)"
+)
+
+VERS="redis-server $(redis-server --version | grep -o 'v=[^ ]*' | cut -c3-), $("$NUTCRACKER_BIN" -V 2>&1 | head -1 | sed "s/^This is //"), $(valgrind --version), $("$SIDECAR_BIN" --version 2>/dev/null) (binary $SIDECAR_BIN built $(date -u -r "$SIDECAR_BIN" '+%Y-%m-%d %H:%M UTC'); $(git_note)$(stale_note))"
+CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
+
+# terminal
+{
+    echo
+    echo "== results ($MODE), $(date -u '+%Y-%m-%d %H:%M UTC'), took ${ELAPSED}s"
+    printf '%-24s | %13s | %15s | %13s | %14s | %17s\n' workload "direct req/s" "twemproxy req/s" "sidecar req/s" "sidecar/direct" "sidecar/twemproxy"
+    printf '%s\n' "-------------------------+---------------+-----------------+---------------+----------------+------------------"
+    for row in "${TBL[@]}"; do
+        IFS='|' read -r a b c d e f <<<"$row"
+        printf '%-24s | %13s | %15s | %13s | %14s | %17s\n' "$a" "$b" "$c" "$d" "$e" "$f"
+    done
+    echo
+    printf '%s\n' "${RSS_L[@]}" "" "${LINK_L[@]}" "" "${IPR_L[@]}" "" "${TGT_L[@]}"
+    if [ ${#FAILURES[@]} -gt 0 ]; then
+        echo
+        echo "problems:"
+        printf '  %s\n' "${FAILURES[@]}"
+    fi
+    echo
+    printf '%s\n' "${NOTES[@]}"
+    echo "versions: $VERS; CPU: $CPU_MODEL"
+    echo "markdown: bench/out/results.md; per-run numbers: bench/out/runs.csv; logs: bench/out/logs/"
+}
+
+# markdown
+{
+    echo "# redis-sidecar benchmark"
+    echo
+    echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $MODE, took ${ELAPSED}s. Versions: $VERS. CPU: $CPU_MODEL, ${#CPUS[@]} usable core(s)."
+    echo
+    echo "| workload | direct req/s | twemproxy req/s | sidecar req/s | sidecar/direct | sidecar/twemproxy |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for row in "${TBL[@]}"; do
+        IFS='|' read -r a b c d e f <<<"$row"
+        echo "| $a | $b | $c | $d | $e | $f |"
+    done
+    echo
+    printf -- '- %s\n' "${RSS_L[@]}"
+    echo
+    printf -- '- %s\n' "${LINK_L[@]}"
+    echo
+    printf -- '- %s\n' "${IPR_L[@]}"
+    echo
+    echo "## Targets"
+    echo
+    printf -- '- %s\n' "${TGT_L[@]}"
+    if [ ${#FAILURES[@]} -gt 0 ]; then
+        echo
+        echo "## Problems"
+        echo
+        printf -- '- %s\n' "${FAILURES[@]}"
+    fi
+    echo
+    echo "## Method"
+    echo
+    printf -- '- %s\n' "${NOTES[@]}"
+    echo
+    echo "## All runs (req/s)"
+    echo
+    echo "| workload | target | runs |"
+    echo "|---|---|---|"
+    for wl in "${WORKLOADS[@]}"; do
+        IFS='|' read -r label _ <<<"$wl"
+        for t in "${TARGETS[@]}"; do
+            echo "| $label | $t | $(for v in ${RUNS["$label|$t"]:-}; do printf '%.0f ' "$v"; done) |"
+        done
+    done
+} >"$OUT/results.md"
+
+[ ${#FAILURES[@]} -eq 0 ]
