@@ -110,3 +110,32 @@ ssize_t buf_write_fd(struct buf *b, int fd)
         buf_consume(b, (size_t)n);
     return n;
 }
+
+void buf_cache_put(struct buf_cache *bc, struct buf *b)
+{
+    if (b->data && b->cap <= BUF_CACHE_MAX_CAP && bc->n < BUF_CACHE_SLOTS) {
+        bc->slot[bc->n].data = b->data;
+        bc->slot[bc->n].cap = b->cap;
+        bc->n++;
+        b->data = NULL;
+        b->pos = b->len = b->cap = 0;
+        return;
+    }
+    buf_free(b);
+}
+
+void buf_cache_get(struct buf_cache *bc, struct buf *b)
+{
+    if (bc->n > 0 && !b->data) {
+        bc->n--;
+        b->data = bc->slot[bc->n].data;
+        b->cap = bc->slot[bc->n].cap;
+        b->pos = b->len = 0;
+    }
+}
+
+void buf_cache_clear(struct buf_cache *bc)
+{
+    while (bc->n > 0)
+        free(bc->slot[--bc->n].data);
+}

@@ -30,6 +30,23 @@ void buf_reset(struct buf *b);
 void buf_shrink(struct buf *b, size_t keep);
 void buf_free(struct buf *b);
 
+/* Drained buffers kept for reuse, so a busy connection does not pay a
+ * malloc and a free for every batch of replies, while an idle one holds
+ * no memory at all. Bounded in count and size. */
+#define BUF_CACHE_SLOTS   256
+#define BUF_CACHE_MAX_CAP (16 * 1024)
+
+struct buf_cache {
+    unsigned n;
+    struct { char *data; size_t cap; } slot[BUF_CACHE_SLOTS];
+};
+
+/* b must be drained: its memory goes to the cache, or is freed. */
+void buf_cache_put(struct buf_cache *bc, struct buf *b);
+/* b has no memory: give it a cached block, if any. */
+void buf_cache_get(struct buf_cache *bc, struct buf *b);
+void buf_cache_clear(struct buf_cache *bc);
+
 /* read() once into the buffer, growing it so that at least `chunk` bytes
  * fit. Returns what read() returned (errno set on -1). */
 ssize_t buf_read_fd(struct buf *b, int fd, size_t chunk);

@@ -15,17 +15,31 @@
 #include "router.h"
 
 #define CLIENT_READ_CHUNK  (16 * 1024)
-#define CLIENT_KEEP_BUF    (64 * 1024)
 #define CLIENT_MAX_PIPELINE 10000     /* slots before the proxy stops reading */
 
-static void client_rd_cb(struct ev_loop *loop, ev_io *w, int revents);
-static void client_wr_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents);
+
+/* The one watcher follows the client's state: read unless paused or
+ * closing, write while output waits. Changing it costs a syscall, so it
+ * changes only when the state does. */
+static void update_watch(struct client *c)
+{
+    int want = (c->paused || c->closing || c->closed ? 0 : EV_READ) |
+               (buf_used(&c->out) && !c->closed ? EV_WRITE : 0);
+
+    if (want == (c->io.events & (EV_READ | EV_WRITE)) && ev_is_active(&c->io) == (want != 0))
+        return;
+    ev_io_stop(c->sc->loop, &c->io);
+    ev_io_set(&c->io, c->fd, want);
+    if (want)
+        ev_io_start(c->sc->loop, &c->io);
+}
 
 static void mark_dirty(struct client *c)
 {
     if (!c->dirty && !c->closed) {
         c->dirty = 1;
-        TAILQ_INSERT_TAIL(&c->sc->dirty, c, dirty_tqe);
+        STAILQ_INSERT_TAIL(&c->sc->dirty, c, dirty_tqe);
     }
 }
 
@@ -42,23 +56,36 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer)
     c->fd = fd;
     c->created = ev_now(sc->loop);
     c->authed = sc->cfg->password == NULL;
-    net_peer_name(peer, c->addr, sizeof c->addr);
+    memcpy(&c->peer, peer, peer->ss_family == AF_INET6 ? sizeof c->peer.in6
+           : peer->ss_family == AF_INET ? sizeof c->peer.in : sizeof c->peer.sa);
     TAILQ_INIT(&c->pending);
-    resp_framer_reset(&c->fr);
     c->last_active = c->created;
     if (peer->ss_family != AF_UNIX) {
         net_set_nodelay(fd);
         /* Reaps dead app sockets even when Redis has tcp-keepalive 0. */
         net_set_keepalive(fd, (int)sc->cfg->tcp_keepalive, 0);
     }
-    ev_io_init(&c->rio, client_rd_cb, fd, EV_READ);
-    ev_io_init(&c->wio, client_wr_cb, fd, EV_WRITE);
-    c->rio.data = c->wio.data = c;
-    ev_io_start(sc->loop, &c->rio);
+    ev_io_init(&c->io, client_io_cb, fd, EV_READ);
+    c->io.data = c;
+    ev_io_start(sc->loop, &c->io);
     TAILQ_INSERT_TAIL(&sc->clients, c, tqe);
     sc->nclients++;
     sc->st.connections_received++;
-    log_debug("client %s id=%llu connected", c->addr, (unsigned long long)c->id);
+    if (log_enabled(LOG_DEBUG)) {
+        char a[64];
+        log_debug("client %s id=%llu connected", client_addr(c, a, sizeof a),
+                  (unsigned long long)c->id);
+    }
+}
+
+const char *client_addr(const struct client *c, char *out, size_t outlen)
+{
+    struct sockaddr_storage ss;
+
+    memset(&ss, 0, sizeof ss);
+    memcpy(&ss, &c->peer, sizeof c->peer);
+    net_peer_name(&ss, out, outlen);
+    return out;
 }
 
 void client_close(struct client *c, const char *why)
@@ -68,10 +95,13 @@ void client_close(struct client *c, const char *why)
 
     if (c->closed)
         return;
-    log_debug("client %s id=%llu closed: %s", c->addr, (unsigned long long)c->id, why);
+    if (log_enabled(LOG_DEBUG)) {
+        char a[64];
+        log_debug("client %s id=%llu closed: %s", client_addr(c, a, sizeof a),
+                  (unsigned long long)c->id, why);
+    }
     c->closed = 1;
-    ev_io_stop(sc->loop, &c->rio);
-    ev_io_stop(sc->loop, &c->wio);
+    ev_io_stop(sc->loop, &c->io);
     close(c->fd);
     /* Slots still upstream become orphans: their links drop the replies. */
     while ((r = TAILQ_FIRST(&c->pending)) != NULL) {
@@ -82,18 +112,23 @@ void client_close(struct client *c, const char *why)
             req_release(&sc->cache, r);
     }
     c->npending = 0;
-    if (c->dirty) {
-        TAILQ_REMOVE(&sc->dirty, c, dirty_tqe);
-        c->dirty = 0;
-    }
     TAILQ_REMOVE(&sc->clients, c, tqe);
     TAILQ_INSERT_TAIL(&sc->closed, c, tqe);
     sc->nclients--;
 }
 
+static void drop_partial(struct client *c)
+{
+    if (c->partial) {
+        buf_free(&c->partial->buf);
+        free(c->partial);
+        c->partial = NULL;
+    }
+}
+
 static void client_free(struct client *c)
 {
-    buf_free(&c->in);
+    drop_partial(c);
     buf_free(&c->out);
     free(c->name);
     free(c);
@@ -103,11 +138,14 @@ static void emit(struct client *c, const char *p, size_t n)
 {
     struct sidecar *sc = c->sc;
 
+    if (!c->out.data)
+        buf_cache_get(&sc->bufs, &c->out);
     buf_append(&c->out, p, n);
     if (buf_used(&c->out) + c->held > sc->cfg->max_output_buffer) {
+        char a[64];
         sc->st.err_output_buffer++;
         log_warn("client %s closed: output buffer over %zu bytes (replies not read)",
-                 c->addr, sc->cfg->max_output_buffer);
+                 client_addr(c, a, sizeof a), sc->cfg->max_output_buffer);
         client_close(c, "output buffer limit");
         return;
     }
@@ -222,16 +260,17 @@ void client_reply_error(struct client *c, const char *fmt, ...)
 
 void client_reply_and_close(struct client *c, const char *p, size_t n)
 {
-    ev_io_stop(c->sc->loop, &c->rio);
     if (TAILQ_EMPTY(&c->pending)) {
         c->closing = 1;
         client_reply(c, p, n);
-        return;
+    } else {
+        client_reply(c, p, n);
+        if (!c->closed)
+            TAILQ_LAST(&c->pending, req_fifo)->flags |= REQ_CLOSE;
+        c->closing = 1;
     }
-    client_reply(c, p, n);
     if (!c->closed)
-        TAILQ_LAST(&c->pending, req_fifo)->flags |= REQ_CLOSE;
-    c->closing = 1;
+        update_watch(c);
 }
 
 static void protocol_error(struct client *c, const char *why)
@@ -239,8 +278,9 @@ static void protocol_error(struct client *c, const char *why)
     char e[160];
     int n = snprintf(e, sizeof e, "-ERR %s\r\n", why);
 
+    char a[64];
     c->sc->st.err_protocol++;
-    log_info("client %s closed: %s", c->addr, why);
+    log_info("client %s closed: %s", client_addr(c, a, sizeof a), why);
     client_reply_and_close(c, e, (size_t)n);
 }
 
@@ -266,54 +306,89 @@ static void dispatch_inline(struct client *c, const char *line, size_t len)
         router_dispatch(c, buf_start(&sc->inline_req), &f.fr);
 }
 
-/* Frame and dispatch what the input buffer holds, up to the pipeline cap. */
-static void client_process(struct client *c)
+/* Frame and dispatch complete requests from p[0..n), up to the pipeline
+ * cap; returns the bytes used. What is left is a partial request (the
+ * framer holds its state) or requests held back by the cap. */
+static size_t client_process(struct client *c, const char *p, size_t n,
+                             struct resp_framer *f)
 {
     struct sidecar *sc = c->sc;
+    size_t used = 0;
 
-    while (!c->closed && !c->closing && buf_used(&c->in)) {
+    while (!c->closed && !c->closing && used < n) {
         if (c->npending >= CLIENT_MAX_PIPELINE) {
             c->paused = 1;
-            ev_io_stop(sc->loop, &c->rio);
-            return;
+            update_watch(c);
+            break;
         }
-        int rc = resp_frame_request(&c->fr, buf_start(&c->in), buf_used(&c->in),
-                                    &sc->req_limits);
+        int rc = resp_frame_request(f, p + used, n - used, &sc->req_limits);
         if (rc == RESP_MORE) {
-            if (buf_used(&c->in) > sc->cfg->max_query_buffer) {
+            if (n - used > sc->cfg->max_query_buffer) {
                 sc->st.err_query_buffer++;
                 protocol_error(c, "Protocol error: query buffer over max_query_buffer");
             }
-            return;
+            break;
         }
         if (rc == RESP_ERR) {
-            protocol_error(c, c->fr.err);
-            return;
+            protocol_error(c, f->err);
+            break;
         }
-        const struct resp_frame *fr = &c->fr.fr;
-        size_t len = fr->len;
+        const struct resp_frame *fr = &f->fr;
         sc->st.requests++;
         if (fr->is_inline)
-            dispatch_inline(c, buf_start(&c->in), len);
+            dispatch_inline(c, p + used, fr->len);
         else if (fr->argc > 0)
-            router_dispatch(c, buf_start(&c->in), fr);
-        buf_consume(&c->in, len);
+            router_dispatch(c, p + used, fr);
+        used += fr->len;
     }
-    if (!c->closed)
-        buf_shrink(&c->in, CLIENT_KEEP_BUF);
+    return used;
 }
 
-static void client_rd_cb(struct ev_loop *loop, ev_io *w, int revents)
+/* Input already waiting in c->partial: frame it, free it once used up. */
+static void process_partial(struct client *c)
 {
-    struct client *c = w->data;
-    (void)loop;
-    (void)revents;
+    struct client_input *in = c->partial;
+    size_t used = client_process(c, buf_start(&in->buf), buf_used(&in->buf), &in->fr);
 
-    ssize_t n = buf_read_fd(&c->in, c->fd, CLIENT_READ_CHUNK);
+    if (c->closed || c->closing || used == buf_used(&in->buf))
+        drop_partial(c);
+    else
+        buf_consume(&in->buf, used);
+}
+
+/* Requests framed from the shared buffer; only a remainder is copied. */
+static void process_shared(struct client *c, size_t n)
+{
+    struct sidecar *sc = c->sc;
+
+    resp_framer_reset(&sc->rfr);
+    size_t used = client_process(c, sc->rbuf, n, &sc->rfr);
+    if (used == n || c->closed || c->closing)
+        return;
+    c->partial = calloc(1, sizeof *c->partial);
+    if (!c->partial || buf_append(&c->partial->buf, sc->rbuf + used, n - used) < 0) {
+        client_close(c, "out of memory");
+        return;
+    }
+    c->partial->fr = sc->rfr;
+}
+
+static void client_read(struct ev_loop *loop, struct client *c)
+{
+    struct sidecar *sc = c->sc;
+    ssize_t n;
+
+    if (c->partial)
+        n = buf_read_fd(&c->partial->buf, c->fd, CLIENT_READ_CHUNK);
+    else
+        n = read(c->fd, sc->rbuf, SIDECAR_RBUF);
     if (n > 0) {
         c->last_active = ev_now(loop);
-        c->sc->st.bytes_in += (uint64_t)n;
-        client_process(c);
+        sc->st.bytes_in += (uint64_t)n;
+        if (c->partial)
+            process_partial(c);
+        else
+            process_shared(c, (size_t)n);
     } else if (n == 0) {
         client_close(c, "closed by the client");
     } else if (errno != EAGAIN && errno != EINTR) {
@@ -335,35 +410,39 @@ static void client_write(struct client *c)
             sc->st.bytes_out += (uint64_t)n;
     }
     if (buf_used(&c->out)) {
-        ev_io_start(sc->loop, &c->wio);
+        update_watch(c);
         return;
     }
-    ev_io_stop(sc->loop, &c->wio);
-    buf_shrink(&c->out, CLIENT_KEEP_BUF);
+    buf_cache_put(&sc->bufs, &c->out);
+    update_watch(c);
     if (c->closing && TAILQ_EMPTY(&c->pending))
         client_close(c, "closed after its last reply");
 }
 
-static void client_wr_cb(struct ev_loop *loop, ev_io *w, int revents)
+static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct client *c = w->data;
-    (void)loop;
-    (void)revents;
-    if (!c->dirty)          /* else the flush step writes it, once */
-        client_write(c);
+
+    if (revents & EV_READ)
+        client_read(loop, c);
+    if ((revents & EV_WRITE) && !c->closed && !c->dirty)
+        client_write(c);    /* a dirty client is written by the flush step, once */
 }
 
 void client_flush_all(struct sidecar *sc)
 {
     struct client *c;
 
-    while ((c = TAILQ_FIRST(&sc->dirty)) != NULL) {
-        TAILQ_REMOVE(&sc->dirty, c, dirty_tqe);
+    while ((c = STAILQ_FIRST(&sc->dirty)) != NULL) {
+        STAILQ_REMOVE_HEAD(&sc->dirty, dirty_tqe);
         c->dirty = 0;
+        if (c->closed)
+            continue;
         if (c->paused && c->npending < CLIENT_MAX_PIPELINE / 2) {
             c->paused = 0;
-            ev_io_start(sc->loop, &c->rio);
-            client_process(c);
+            update_watch(c);
+            if (c->partial)
+                process_partial(c);
         }
         if (!c->closed)
             client_write(c);
@@ -382,9 +461,10 @@ void client_sweep_idle(struct sidecar *sc)
     for (c = TAILQ_FIRST(&sc->clients); c; c = next) {
         next = TAILQ_NEXT(c, tqe);
         if (c->npending == 0 && now - c->last_active > sc->cfg->idle_timeout) {
+            char a[64];
             sc->st.idle_closed++;
-            log_info("client %s closed: idle for %.0fs (idle_timeout)", c->addr,
-                     now - c->last_active);
+            log_info("client %s closed: idle for %.0fs (idle_timeout)",
+                     client_addr(c, a, sizeof a), now - c->last_active);
             client_close(c, "idle timeout");
         }
     }

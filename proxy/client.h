@@ -3,33 +3,47 @@
 #define SIDECAR_CLIENT_H
 
 #include <stdarg.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "sidecar.h"
 
+/* Input that ends inside a request: its bytes and the framer's state.
+ * Only a client in the middle of a request has one; every complete request
+ * is framed straight from the loop's shared read buffer. */
+struct client_input {
+    struct buf         buf;
+    struct resp_framer fr;
+};
+
 /* Allocated by listener_accept(); freed only by the loop's flush step after
- * the iteration that closed it, never inside its own callbacks. */
+ * the iteration that closed it, never inside its own callbacks. Kept small:
+ * an idle connection costs this struct and nothing else. */
 struct client {
     struct sidecar *sc;
     uint64_t        id;
-    int             fd;
-    ev_io           rio, wio;
-    struct buf      in, out;
-    struct resp_framer fr;
-    struct req_fifo pending;     /* reply slots in request order */
-    unsigned        npending;
-    size_t          held;        /* reply bytes parked in slots */
-    char            addr[64];    /* peer "ip:port", for logs */
-    char           *name;        /* CLIENT SETNAME / HELLO SETNAME */
+    ev_io           io;           /* EV_READ unless paused or closing, EV_WRITE while output waits */
+    struct client_input *partial; /* NULL unless a request is half read */
+    struct buf      out;          /* freed whenever it drains */
+    struct req_fifo pending;      /* reply slots in request order */
+    size_t          held;         /* reply bytes parked in slots */
+    char           *name;         /* CLIENT SETNAME / HELLO SETNAME */
     ev_tstamp       created;
-    ev_tstamp       last_active;     /* last bytes read from the app */
+    ev_tstamp       last_active;  /* last bytes read from the app */
+    TAILQ_ENTRY(client) tqe;      /* sc->clients or sc->closed */
+    STAILQ_ENTRY(client) dirty_tqe; /* closed ones stay until the flush step */
+    union {                       /* the peer, for logs and per-IP limits */
+        struct sockaddr     sa;
+        struct sockaddr_in  in;
+        struct sockaddr_in6 in6;
+    } peer;
+    int             fd;
+    unsigned        npending;
     unsigned        authed : 1;
-    unsigned        closing : 1;     /* reads stopped; close once replies are out */
+    unsigned        closing : 1;  /* reads stopped; close once replies are out */
     unsigned        closed : 1;
-    unsigned        paused : 1;      /* too many replies pending: not reading */
+    unsigned        paused : 1;   /* too many replies pending: not reading */
     unsigned        dirty : 1;
-    TAILQ_ENTRY(client) tqe;         /* sc->clients or sc->closed */
-    TAILQ_ENTRY(client) dirty_tqe;
 };
 
 void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer);
@@ -46,6 +60,8 @@ void client_reply_error(struct client *c, const char *fmt, ...)
 /* Send this reply after earlier ones, then close (QUIT, protocol errors). */
 void client_reply_and_close(struct client *c, const char *p, size_t n);
 void client_close(struct client *c, const char *why);
+/* "ip:port" of the peer, for logs. */
+const char *client_addr(const struct client *c, char *out, size_t outlen);
 void client_close_all(struct sidecar *sc);
 /* Close clients idle (nothing read, nothing pending) past idle_timeout. */
 void client_sweep_idle(struct sidecar *sc);

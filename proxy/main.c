@@ -140,9 +140,10 @@ static int run(struct config *cfg)
                              ? (long long)cfg->max_query_buffer : RESP_MAX_BULK;
     sc.req_limits.max_line = RESP_MAX_HEADER;
     sc.started = ev_now(sc.loop);
+    sc.rbuf = malloc(SIDECAR_RBUF);
     command_table_init(&sc.cmds);
     TAILQ_INIT(&sc.clients);
-    TAILQ_INIT(&sc.dirty);
+    STAILQ_INIT(&sc.dirty);
     TAILQ_INIT(&sc.closed);
 
     signal(SIGPIPE, SIG_IGN);
@@ -171,6 +172,8 @@ static int run(struct config *cfg)
     client_close_all(&sc);
     pool_free(sc.master);
     req_cache_clear(&sc.cache);
+    buf_cache_clear(&sc.bufs);
+    free(sc.rbuf);
     buf_free(&sc.inline_req);
     buf_free(&sc.scratch);
     ev_prepare_stop(sc.loop, &sc.flush_w);

@@ -16,6 +16,7 @@
 #include "config.h"
 
 #define SIDECAR_VERSION "0.1.0"
+#define SIDECAR_RBUF    (16 * 1024)
 
 struct client;
 struct listener;
@@ -42,12 +43,13 @@ struct sidecar {
     struct config        *cfg;
     struct command_table  cmds;
     struct req_cache      cache;
+    struct buf_cache      bufs;       /* drained client output buffers */
     struct pool          *master;
     struct checker        master_health;
     struct listener      *listeners;
     int                   nlisteners;
     TAILQ_HEAD(, client)  clients;   /* open */
-    TAILQ_HEAD(, client)  dirty;     /* output to write or input to resume */
+    STAILQ_HEAD(, client) dirty;     /* output to write or input to resume */
     TAILQ_HEAD(, client)  closed;    /* freed after this loop iteration */
     unsigned              nclients;
     uint64_t              next_client_id;
@@ -55,6 +57,8 @@ struct sidecar {
     ev_signal             sig_int, sig_term;
     ev_timer              idle_w;    /* closes clients idle past idle_timeout */
     struct resp_limits    req_limits;
+    char                 *rbuf;       /* every client read lands here first */
+    struct resp_framer    rfr;        /* frames requests straight from rbuf */
     struct buf            inline_req; /* an inline request rewritten as RESP */
     struct buf            scratch;    /* replies built by the proxy */
     ev_tstamp             started;
