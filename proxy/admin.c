@@ -296,20 +296,30 @@ static void proxy_info(struct client *c)
                 "errors_output_buffer:%llu\r\nerrors_refused_command:%llu\r\n"
                 "errors_unsupported_command:%llu\r\nerrors_auth:%llu\r\n"
                 "errors_upstream_unavailable:%llu\r\nerrors_link_lost_after_send:%llu\r\n"
-                "errors_reply_timeout:%llu\r\n\r\n",
+                "errors_reply_timeout:%llu\r\nerrors_node_down:%llu\r\n"
+                "clients_closed_idle:%llu\r\n\r\n",
                 (unsigned long long)s->err_protocol, (unsigned long long)s->err_query_buffer,
                 (unsigned long long)s->err_output_buffer, (unsigned long long)s->err_refused,
                 (unsigned long long)s->err_unsupported, (unsigned long long)s->err_auth,
                 (unsigned long long)p->failed_unavailable,
                 (unsigned long long)p->failed_after_send,
-                (unsigned long long)p->reply_timeouts);
+                (unsigned long long)p->reply_timeouts, (unsigned long long)s->err_node_down,
+                (unsigned long long)s->idle_closed);
     buf_appendf(&b, "# Upstream\r\nmaster:%s\r\nmaster_links:%d\r\nmaster_links_ready:%d\r\n"
                 "links_opened:%llu\r\nlink_failures:%llu\r\nconnect_failures:%llu\r\n"
-                "retried_reads:%llu\r\n\r\n",
+                "retried_reads:%llu\r\nvalidations:%llu\r\nvalidations_failed:%llu\r\n"
+                "validation_wait_ms_total:%.0f\r\nlinks_retired:%llu\r\n"
+                "master_state:%s\r\nnode_down_transitions:%llu\r\nnode_up_transitions:%llu\r\n"
+                "master_role:%s\r\n\r\n",
                 sc->master->cfg.name, sc->master->cfg.connections,
                 pool_ready_links(sc->master), (unsigned long long)p->links_opened,
                 (unsigned long long)p->link_failures, (unsigned long long)p->connect_failures,
-                (unsigned long long)p->retried_reads);
+                (unsigned long long)p->retried_reads, (unsigned long long)p->validations,
+                (unsigned long long)p->validations_failed, p->validation_wait * 1000,
+                (unsigned long long)p->links_retired, sc->master->down ? "down" : "up",
+                (unsigned long long)sc->master_health.downs,
+                (unsigned long long)sc->master_health.ups,
+                sc->master_health.role[0] ? sc->master_health.role : "unknown");
     buf_appendf(&b, "# Memory\r\nused_memory_rss:%ld\r\n", rss_bytes());
     reply_bulk(c, buf_start(&b), buf_used(&b));
     buf_free(&b);

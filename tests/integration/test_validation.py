@@ -1,0 +1,283 @@
+"""A dead link never reaches the app: idle links are validated with PING
+before reuse, links are replaced when Redis reaps, restarts or a relay
+blackholes them, and requests follow the retry rule."""
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+import redis
+
+from conftest import SLOW, rss_kb, wait_until
+from relay import Relay
+
+IDLE = 1.6            # longer than the default validate_after (1s)
+
+
+def twenty_idle_clients_then(sc, break_links, idle=IDLE):
+    """20 connections write once, sit idle, the links are broken, then each
+    sends 10 requests. Returns (errors, slowest first request, clients)."""
+    clients = [sc.client(socket_timeout=10 * SLOW) for _ in range(20)]
+    for i, c in enumerate(clients):
+        assert c.set(f"v:{i}", "init") is True
+    time.sleep(idle)
+    break_links()
+    errors, firsts = [], []
+
+    def run(i, c):
+        expect = "init"
+        for j in range(10):
+            t0 = time.monotonic()
+            try:
+                if j % 2 == 0:
+                    expect = f"s{j}"
+                    assert c.set(f"v:{i}", expect) is True
+                else:
+                    got = c.get(f"v:{i}")
+                    assert got == expect.encode(), (got, expect)
+            except redis.RedisError as e:
+                errors.append(f"client {i} request {j}: {e}")
+            if j == 0:
+                firsts.append(time.monotonic() - t0)
+
+    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return errors, max(firsts), clients
+
+
+def no_lost_write(master):
+    r = master.client()
+    for i in range(20):
+        assert r.get(f"v:{i}") == b"s8", f"v:{i} lost its last write"
+
+
+def test_links_killed_by_client_kill(env, master):
+    sc = env.sidecar(master)
+
+    def kill():
+        n = master.client().client_kill_filter(_type="normal")
+        assert n >= 2
+    errors, _, _ = twenty_idle_clients_then(sc, kill)
+    assert errors == []
+    no_lost_write(master)
+
+
+def test_links_reaped_by_redis_timeout(env):
+    m = env.redis("master", args=["--timeout", "1"])
+    sc = env.sidecar(m)
+    errors, _, _ = twenty_idle_clients_then(sc, lambda: None, idle=2.5)
+    assert errors == []
+    no_lost_write(m)
+    assert int(sc.info()["link_failures"]) >= 2     # Redis did reap them
+
+
+def test_redis_restarted_during_idle_time(env, master):
+    sc = env.sidecar(master)
+
+    def restart():
+        master.stop()
+        time.sleep(1)
+        master.start()
+        time.sleep(1)
+    errors, _, _ = twenty_idle_clients_then(sc, restart, idle=0.2)
+    assert errors == []
+    no_lost_write(master)
+
+
+def test_relay_blackholes_the_links(env, master):
+    relay = Relay(master.port)
+    try:
+        sc = env.sidecar(relay.port)
+        errors, slowest, _ = twenty_idle_clients_then(sc, relay.blackhole)
+        assert errors == []
+        # ping_timeout (300ms) plus one connect, not a TCP timeout
+        assert slowest < 0.3 * 3 * SLOW, f"first requests took {slowest:.2f}s"
+        no_lost_write(master)
+        info = sc.info()
+        assert int(info["validations_failed"]) >= 2
+    finally:
+        relay.close()
+
+
+def netns_available():
+    if subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0":
+        return False
+    probe = subprocess.run(["ip", "netns", "add", "sidecar-probe"], capture_output=True)
+    subprocess.run(["ip", "netns", "del", "sidecar-probe"], capture_output=True)
+    return probe.returncode == 0 and subprocess.run(
+        ["which", "iptables"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not netns_available(), reason="needs root, CAP_NET_ADMIN, iproute2 and iptables")
+def test_flow_dropped_by_iptables_in_a_netns(env, master):
+    """The relay variant with a real firewall: the links' packets are
+    dropped by iptables inside a network namespace the test creates."""
+    pytest.skip("netns variant not written yet: tracked in issue 4's note")
+
+
+def test_written_read_is_retried_and_written_write_gets_an_error(env, master):
+    relay = Relay(master.port)
+    try:
+        sc = env.sidecar(relay.port, pool={"validate_after": "0", "reply_timeout": "500ms"})
+        a, b = sc.client(), sc.client()        # consecutive ids: one per link
+        assert a.set("k", "v") is True and b.set("k2", "v2") is True
+        relay.blackhole()
+        t0 = time.monotonic()
+        assert a.get("k") == b"v"               # written, lost, retried once
+        assert time.monotonic() - t0 < 0.5 * 3 * SLOW
+        with pytest.raises(redis.ResponseError, match="may or may not have been applied"):
+            b.set("k2", "v3")
+        info = sc.info()
+        assert int(info["retried_reads"]) >= 1
+        assert int(info["errors_link_lost_after_send"]) >= 1
+        assert int(info["errors_reply_timeout"]) >= 2
+    finally:
+        relay.close()
+
+
+def test_background_pings_keep_idle_links_alive(env, master):
+    sc = env.sidecar(master, pool={"ping_interval": "200ms", "validate_after": "0"})
+    sc.client().ping()
+    time.sleep(1.2)
+    assert int(sc.info()["validations"]) >= 6
+    for link in master.sidecar_links():
+        assert int(link["idle"]) <= 1
+
+
+def test_links_carry_tcp_keepalive(env, master):
+    sc = env.sidecar(master, pool={"tcp_keepalive": "7s"})
+    sc.client().ping()
+    out = subprocess.run(["ss", "-tnoH", "state", "established", f"dport = :{master.port}"],
+                         capture_output=True, text=True).stdout
+    assert out.count("keepalive") >= 2, out
+
+
+def test_max_link_age_retires_links(env, master):
+    sc = env.sidecar(master, pool={"max_link_age": "500ms"})
+    r = sc.client()
+    wait_until(lambda: int(sc.info()["links_retired"]) >= 2, timeout=5, what="links retired")
+    assert r.set("k", "v") is True and r.get("k") == b"v"
+
+
+def test_client_idle_timeout(env, master):
+    sc = env.sidecar(master, clients={"idle_timeout": "500ms"})
+    s = sc.raw()
+    s.settimeout(5 * SLOW)
+    t0 = time.monotonic()
+    assert s.recv(10) == b""              # closed by the proxy
+    assert 0.4 < time.monotonic() - t0 < 2 * SLOW
+    assert int(sc.info()["clients_closed_idle"]) == 1
+
+
+def test_node_down_fails_fast_and_comes_back(env, master):
+    sc = env.sidecar(master, health={"check_interval": "100ms", "down_after": "3"},
+                     pool={"connect_timeout": "1s"})
+    r = sc.client()
+    assert r.ping() is True
+    master.stop()
+    wait_until(lambda: sc.info()["master_state"] == "down", timeout=2, what="master marked down")
+    t0 = time.monotonic()
+    with pytest.raises(redis.ResponseError, match=f"upstream 127.0.0.1:{master.port} is down"):
+        r.get("k")
+    assert time.monotonic() - t0 < 0.1 * SLOW       # fast: no connect_timeout wait
+    master.start()
+    wait_until(lambda: r.set("k", "v"), timeout=5, what="service back")
+    info = sc.info()
+    assert info["master_state"] == "up"
+    assert int(info["node_down_transitions"]) == 1 and int(info["node_up_transitions"]) == 1
+    assert sc.log().count("is down") == 1          # logged once, not per request
+
+
+def test_restart_with_aof_loses_and_duplicates_nothing(env):
+    m = env.redis("master", args=["--appendonly", "yes", "--appendfsync", "always"])
+    sc = env.sidecar(m)
+    stop = threading.Event()
+    back = {}
+    stats = [{"sets": [], "incr_ok": 0, "incr_unsure": 0, "errors": [], "first_ok_after_back": None}
+             for _ in range(8)]
+
+    def worker(i):
+        r = sc.client(socket_timeout=10 * SLOW)
+        st = stats[i]
+        n = 0
+        while not stop.is_set():
+            n += 1
+            t0 = time.monotonic()
+            try:
+                if n % 2:
+                    r.set(f"aof:{i}:{n}", n)
+                    st["sets"].append(n)
+                else:
+                    r.incr(f"ctr:{i}")
+                    st["incr_ok"] += 1
+                if "t" in back and t0 >= back["t"] and st["first_ok_after_back"] is None:
+                    st["first_ok_after_back"] = time.monotonic() - back["t"]
+            except redis.ResponseError as e:
+                if n % 2 == 0 and "may or may not" in str(e):
+                    st["incr_unsure"] += 1
+                st["errors"].append((t0, str(e)))
+            time.sleep(max(0, 1 / 150 - (time.monotonic() - t0)))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(4)
+    m.stop(signal.SIGTERM)
+    m.start()
+    back["t"] = time.monotonic()
+    time.sleep(8)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    r = m.client()
+    for i, st in enumerate(stats):
+        ctr = int(r.get(f"ctr:{i}") or 0)
+        assert st["incr_ok"] <= ctr <= st["incr_ok"] + st["incr_unsure"], (i, ctr, st["incr_ok"])
+        missing = [n for n in st["sets"] if r.get(f"aof:{i}:{n}") != str(n).encode()]
+        assert missing == [], f"client {i} lost acknowledged writes {missing[:5]}"
+        late = [e for t0, e in st["errors"] if t0 >= back["t"]]
+        assert late == [], f"client {i} errors after Redis was back: {late[:3]}"
+        assert st["first_ok_after_back"] is not None and st["first_ok_after_back"] < 1 * SLOW
+
+
+def test_down_at_start_and_for_10s_under_load(env):
+    m = env.redis("master", start=False)
+    sc = env.sidecar(m.port, pool={"connect_timeout": "300ms"})
+    rss0 = sc.rss_kb()
+    stop = threading.Event()
+    res = [{"ok": 0, "errors": set(), "slowest": 0.0} for _ in range(4)]
+
+    def worker(i):
+        r = sc.client(socket_timeout=10 * SLOW)
+        n = 0
+        while not stop.is_set():
+            n += 1
+            t0 = time.monotonic()
+            try:
+                r.set(f"d:{i}", n) if n % 2 else r.get(f"d:{i}")
+                res[i]["ok"] += 1
+            except redis.ResponseError as e:
+                res[i]["errors"].add(str(e).split(" (")[0].split(":")[0])
+            res[i]["slowest"] = max(res[i]["slowest"], time.monotonic() - t0)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(10)
+    assert all(x["ok"] == 0 for x in res)
+    grew = rss_kb(sc.proc.pid) - rss0
+    m.start()
+    wait_until(lambda: all(x["ok"] > 0 for x in res), timeout=5, what="every client served")
+    stop.set()
+    for t in threads:
+        t.join(20)
+    assert not any(t.is_alive() for t in threads)
+    for x in res:
+        assert x["slowest"] < 0.3 * 3 * SLOW, x
+        assert x["errors"] <= {f"upstream 127.0.0.1", "upstream 127.0.0.1"} or all(
+            e.startswith("upstream 127.0.0.1") for e in x["errors"]), x["errors"]
+    assert grew < 64 * 1024, f"RSS grew by {grew} kB"
