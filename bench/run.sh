@@ -16,7 +16,10 @@
 #
 # What it measures, in order:
 #  1. Throughput: for each workload, direct, twemproxy and sidecar, one after
-#     the other, repeated BENCH_REPS times; the table shows the median.
+#     the other, repeated BENCH_REPS times; the table shows the median. Around
+#     each run, the master's INFO cpu gives Redis's own CPU time per request
+#     (median too): with a proxy, 50 or 500 clients arrive over 2 links,
+#     pipelined, so Redis spends less CPU on each request.
 #  2. With one proxy running at a time: RSS of the fresh proxy, then with
 #     N idle client connections (each has sent PING and got PONG); then the
 #     number of upstream connections in the master's CLIENT LIST while
@@ -143,6 +146,14 @@ else
     PLACEMENT="redis-server on CPU $CPU_REDIS; the proxy under test (twemproxy or redis-sidecar) on CPU $CPU_PROXY; redis-benchmark and the idle-client script on CPU $CPU_CLIENT. Pinned with taskset; the same placement for both proxies, also under callgrind."
     [ ${#CPUS[@]} -ge 2 ] || PLACEMENT+=" Only one usable CPU: everything shares it."
     [ "$CPU_REDIS/$CPU_PROXY/$CPU_CLIENT" = "$DEFAULT_PLACEMENT" ] || PLACEMENT+=" (set by BENCH_CPU_REDIS/BENCH_CPU_PROXY/BENCH_CPU_CLIENT; default $DEFAULT_PLACEMENT)"
+fi
+
+if [ "$CPU_PROXY" = "$CPU_CLIENT" ] && [ "$CPU_REDIS" != "$CPU_PROXY" ]; then
+    PLACEMENT_EFFECT="with ${#CPUS[@]} usable core(s) and this placement, the proxy shares CPU $CPU_PROXY with redis-benchmark (as a sidecar shares its app's host), while redis-benchmark direct to Redis has CPU $CPU_CLIENT to itself; so sidecar/direct throughput on this machine measures the cost of the extra hop on a shared core, not Redis-side capacity. The Redis CPU columns (Redis µs/request) show the Redis-side effect."
+elif [ "$CPU_REDIS" = "$CPU_PROXY" ] && [ "$CPU_PROXY" = "$CPU_CLIENT" ]; then
+    PLACEMENT_EFFECT="Redis, the proxy and redis-benchmark all share CPU $CPU_REDIS, so sidecar/direct throughput measures how the extra hop competes with Redis and the client for one core, not Redis-side capacity. The Redis CPU columns (Redis µs/request) show the Redis-side effect."
+else
+    PLACEMENT_EFFECT="with this placement (redis CPU $CPU_REDIS, proxy CPU $CPU_PROXY, client CPU $CPU_CLIENT), sidecar/direct throughput depends on which processes share a core, not only on Redis-side capacity. The Redis CPU columns (Redis µs/request) show the Redis-side effect."
 fi
 
 # --- starting and stopping ------------------------------------------------
@@ -308,20 +319,41 @@ watch_run() {
     return $rc
 }
 
-RPS=""          # set by bench_once
+# redis_cpu: "SECONDS FIELDS", the master's CPU time so far from INFO cpu:
+# used_cpu_sys_main_thread + used_cpu_user_main_thread where Redis has them
+# (6.0+), else used_cpu_sys + used_cpu_user. Empty if INFO fails.
+redis_cpu() {
+    redis-cli -h 127.0.0.1 -p "$P_MASTER" info cpu 2>/dev/null | tr -d '\r' | awk -F: '
+        $1 == "used_cpu_sys" { s = $2; n++ }
+        $1 == "used_cpu_user" { u = $2; n++ }
+        $1 == "used_cpu_sys_main_thread" { ms = $2; m++ }
+        $1 == "used_cpu_user_main_thread" { mu = $2; m++ }
+        END {
+            if (m == 2) printf "%.6f used_cpu_sys_main_thread + used_cpu_user_main_thread\n", ms + mu
+            else if (n == 2) printf "%.6f used_cpu_sys + used_cpu_user\n", s + u
+        }'
+}
+REDIS_CPU_FIELDS=""     # which INFO cpu fields redis_cpu found
+
+RPS="" RCPU=""  # set by bench_once; RCPU: Redis CPU microseconds per request
 bench_once() {  # TARGET TEST CLIENTS PIPELINE SIZE N
-    local t=$1 test=$2 c=$3 p=$4 d=$5 n=$6 port rc
+    local t=$1 test=$2 c=$3 p=$4 d=$5 n=$6 port rc cpu0 cpu1 fields
     port=$(port_of "$t")
-    RPS=""
+    RPS="" RCPU=""
+    read -r cpu0 fields < <(redis_cpu)
     watch_run "$t" $((60 + n / 5000)) "$TMP/rb.out" "$TMP/rb.err" taskset -c "$CPU_CLIENT" \
         redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -c "$c" -P "$p" -d "$d" -n "$n" --csv
     rc=$?
+    read -r cpu1 fields < <(redis_cpu)
+    [ -n "${fields:-}" ] && REDIS_CPU_FIELDS=$fields
     RPS=$(awk -F'"' -v t="${test^^}" '$2 == t { print $4 }' "$TMP/rb.out")
     if [ $rc != 0 ] || [ -z "$RPS" ] || [ -n "$WATCH" ]; then
         RB_ERR="redis-benchmark exit status $rc${WATCH:+ ($WATCH)}: $(cat "$TMP/rb.err" "$TMP/rb.out" | grep -v '^"test"' | tr '\n' ' ' | tail -c 400)"
         RPS=""
         return 1
     fi
+    RCPU=$(awk -v a="${cpu0:-}" -v b="${cpu1:-}" -v n="$n" \
+        'BEGIN { if (a == "" || b == "" || n <= 0) print ""; else printf "%.3f\n", (b - a) / n * 1e6 }')
     return 0
 }
 
@@ -334,6 +366,7 @@ populate() { # SIZE
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print ""; else printf "%.2f\n", a / b }'; }
 fmt_int() { [ -z "$1" ] && { echo "FAILED"; return; }; printf "%.0f" "$1"; }
+fmt_us() { [ -z "$1" ] && { echo "-"; return; }; printf "%.2f" "$1"; }
 fmt_x() { [ -z "$1" ] && { echo "-"; return; }; echo "${1}x"; }
 fmt_kb() { awk -v k="$1" 'BEGIN { if (k >= 10240) printf "%.1f MB (%d KB)", k / 1024, k; else printf "%d KB", k }'; }
 ge() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a != "" && b != "" && a + 0 >= b + 0) }'; }
@@ -376,9 +409,9 @@ for t in twemproxy sidecar; do
 done
 
 # --- 1. throughput ---------------------------------------------------------
-declare -A RUNS=()  # "label|target" -> "rps rps rps"
-echo "workload,repetition,target,requests,req_per_sec" >"$OUT/runs.csv"
-echo "== throughput: $REPS repetition(s) per target, interleaved; -n $N_P1 (P1) / $N_P16 (P16)"
+declare -A RUNS=() CPUR=()  # "label|target" -> "rps rps rps" / "us us us" (Redis CPU per request)
+echo "workload,repetition,target,requests,req_per_sec,redis_cpu_us_per_req" >"$OUT/runs.csv"
+echo "== throughput: $REPS repetition(s) per target, interleaved; -n $N_P1 (P1) / $N_P16 (P16); req/s (Redis CPU us/request)"
 for wl in "${WORKLOADS[@]}"; do
     IFS='|' read -r label test c p d n <<<"$wl"
     [ "$test" = get ] && populate "$d"
@@ -387,11 +420,12 @@ for wl in "${WORKLOADS[@]}"; do
         for t in "${TARGETS[@]}"; do
             if bench_once "$t" "$test" "$c" "$p" "$d" "$n"; then
                 RUNS["$label|$t"]+="$RPS "
-                line+="  $t $(fmt_int "$RPS")"
-                echo "$label,$rep,$t,$n,$RPS" >>"$OUT/runs.csv"
+                CPUR["$label|$t"]+="$RCPU "
+                line+="  $t $(fmt_int "$RPS") ($(fmt_us "$RCPU") us)"
+                echo "$label,$rep,$t,$n,$RPS,$RCPU" >>"$OUT/runs.csv"
             else
                 line+="  $t FAILED"
-                echo "$label,$rep,$t,$n," >>"$OUT/runs.csv"
+                echo "$label,$rep,$t,$n,," >>"$OUT/runs.csv"
                 FAILURES+=("FAIL: $t, $label, repetition $rep: $RB_ERR")
             fi
             pid=$(pid_of "$t")
@@ -405,11 +439,12 @@ for wl in "${WORKLOADS[@]}"; do
     done
 done
 
-declare -A MED=()
+declare -A MED=() MEDCPU=()
 for wl in "${WORKLOADS[@]}"; do
     IFS='|' read -r label _ <<<"$wl"
     for t in "${TARGETS[@]}"; do
         MED["$label|$t"]=$(echo "${RUNS["$label|$t"]:-}" | median)
+        MEDCPU["$label|$t"]=$(echo "${CPUR["$label|$t"]:-}" | median)
     done
 done
 
@@ -540,12 +575,12 @@ stop_proc "$REDIS_PID" TERM 10
 # --- report ---------------------------------------------------------------
 ELAPSED=$(( $(date +%s) - T_START ))
 TW_SHORT=() ALL_TW=1
-TBL=()          # rows: workload|direct|twem|sidecar|s/d|s/t
+TBL=()          # rows: workload|direct|twem|sidecar|s/d|s/t|Redis us/req direct|twem|sidecar
 for wl in "${WORKLOADS[@]}"; do
     IFS='|' read -r label _ <<<"$wl"
     d=${MED["$label|direct"]} tw=${MED["$label|twemproxy"]} s=${MED["$label|sidecar"]}
     rd=$(ratio "$s" "$d") rt=$(ratio "$s" "$tw")
-    TBL+=("$label|$(fmt_int "$d")|$(fmt_int "$tw")|$(fmt_int "$s")|$(fmt_x "$rd")|$(fmt_x "$rt")")
+    TBL+=("$label|$(fmt_int "$d")|$(fmt_int "$tw")|$(fmt_int "$s")|$(fmt_x "$rd")|$(fmt_x "$rt")|$(fmt_us "${MEDCPU["$label|direct"]}")|$(fmt_us "${MEDCPU["$label|twemproxy"]}")|$(fmt_us "${MEDCPU["$label|sidecar"]}")")
     # compare the medians themselves: the ratio shown is rounded
     if ! ge "$s" "$tw"; then ALL_TW=0; TW_SHORT+=("$label ${rt:-FAILED}x"); fi
 done
@@ -557,6 +592,17 @@ for test in SET GET; do
     C500_TXT+="${C500_TXT:+, }$test ${r:-FAILED}x"
 done
 verdict() { [ "$1" = 1 ] && echo PASS || echo SHORT; }
+# Informational: Redis CPU per request, direct vs sidecar, at -c 500 -P 1
+CPU500_TXT=""
+for test in SET GET; do
+    label="$test -c 500 -P 1"
+    cd_=${MEDCPU["$label|direct"]} cs_=${MEDCPU["$label|sidecar"]}
+    rel=$(awk -v d="$cd_" -v s="$cs_" 'BEGIN {
+        if (d == "" || s == "" || d <= 0 || s <= 0) print "-"
+        else if (s <= d) printf "%.2f× less\n", d / s
+        else printf "%.2f× more\n", s / d }')
+    CPU500_TXT+="${CPU500_TXT:+; }$test: direct $(fmt_us "$cd_") µs, sidecar $(fmt_us "$cs_") µs ($rel)"
+done
 
 V_TW=$(verdict $ALL_TW)
 V_C500=$(verdict $C500_OK)
@@ -583,10 +629,13 @@ TGT_L+=("[$V_TW] sidecar >= 1.0x twemproxy in every workload ($TW_DETAIL)")
 TGT_L+=("[$V_C500] sidecar >= 1.0x direct at -c 500 -P 1 ($C500_TXT)")
 TGT_L+=("[$V_IPR] fewer instructions per request than twemproxy (sidecar ${IPR[sidecar]:-?} vs twemproxy ${IPR[twemproxy]:-?})")
 TGT_L+=("[$V_RSS] less RSS than twemproxy with $IDLE idle clients (sidecar $(fmt_kb "${RSS_LOAD[sidecar]:-0}") vs twemproxy $(fmt_kb "${RSS_LOAD[twemproxy]:-0}"))")
+TGT_L+=("[info] Redis CPU per request at -c 500 -P 1: $CPU500_TXT")
 
 NOTES=(
     "mode: $MODE; $REPS repetition(s) per target, median shown; -n $N_P1 for -P 1, $N_P16 for -P 16; redis-benchmark default keyspace (one key), GET key populated first with the workload's value size"
     "placement: $PLACEMENT"
+    "placement consequence: $PLACEMENT_EFFECT"
+    "Redis CPU: ${REDIS_CPU_FIELDS:-used_cpu_sys + used_cpu_user (INFO cpu did not answer)} from the master's INFO cpu just before and just after each redis-benchmark run; the difference divided by the run's requests, in microseconds of Redis CPU per request; median over the repetitions like req/s. It includes Redis accepting and closing redis-benchmark's connections when direct (through a proxy, Redis only sees the proxy's persistent links) and the one INFO call"
     "twemproxy: nutcracker, server_connections $POOL, client_connections 0 (unlimited), default 16 KiB mbufs, -v 4; redis-sidecar: [pool] connections $POOL, log level warn"
     "RSS: VmRSS from /proc/PID/status of a freshly started proxy, before and with $IDLE connections from one Python process, each of which sent PING and read PONG"
     "links: max over samples of the lines in the master's CLIENT LIST (minus the redis-cli asking) while redis-benchmark -t get -c 500 -P 1 -n $N_LINKS ran through the proxy alone"
@@ -600,11 +649,12 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 {
     echo
     echo "== results ($MODE), $(date -u '+%Y-%m-%d %H:%M UTC'), took ${ELAPSED}s"
-    printf '%-24s | %13s | %15s | %13s | %14s | %17s\n' workload "direct req/s" "twemproxy req/s" "sidecar req/s" "sidecar/direct" "sidecar/twemproxy"
-    printf '%s\n' "-------------------------+---------------+-----------------+---------------+----------------+------------------"
+    printf '%-24s | %13s | %15s | %13s | %14s | %17s | %s\n' "" "" "" "" "" "" " Redis CPU µs/request"
+    printf '%-24s | %13s | %15s | %13s | %14s | %17s | %7s | %9s | %7s\n' workload "direct req/s" "twemproxy req/s" "sidecar req/s" "sidecar/direct" "sidecar/twemproxy" direct twemproxy sidecar
+    printf '%s\n' "-------------------------+---------------+-----------------+---------------+----------------+-------------------+---------+-----------+--------"
     for row in "${TBL[@]}"; do
-        IFS='|' read -r a b c d e f <<<"$row"
-        printf '%-24s | %13s | %15s | %13s | %14s | %17s\n' "$a" "$b" "$c" "$d" "$e" "$f"
+        IFS='|' read -r a b c d e f g h i <<<"$row"
+        printf '%-24s | %13s | %15s | %13s | %14s | %17s | %7s | %9s | %7s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h" "$i"
     done
     echo
     printf '%s\n' "${RSS_L[@]}" "" "${LINK_L[@]}" "" "${IPR_L[@]}" "" "${TGT_L[@]}"
@@ -625,12 +675,14 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $MODE, took ${ELAPSED}s. Versions: $VERS. CPU: $CPU_MODEL, ${#CPUS[@]} usable core(s)."
     echo
-    echo "| workload | direct req/s | twemproxy req/s | sidecar req/s | sidecar/direct | sidecar/twemproxy |"
-    echo "|---|---:|---:|---:|---:|---:|"
+    echo "| workload | direct req/s | twemproxy req/s | sidecar req/s | sidecar/direct | sidecar/twemproxy | Redis µs/req direct | Redis µs/req twemproxy | Redis µs/req sidecar |"
+    echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for row in "${TBL[@]}"; do
-        IFS='|' read -r a b c d e f <<<"$row"
-        echo "| $a | $b | $c | $d | $e | $f |"
+        IFS='|' read -r a b c d e f g h i <<<"$row"
+        echo "| $a | $b | $c | $d | $e | $f | $g | $h | $i |"
     done
+    echo
+    echo "Redis µs/req: the master's own CPU time per request (INFO cpu before and after each run), median over the repetitions."
     echo
     printf -- '- %s\n' "${RSS_L[@]}"
     echo
@@ -652,14 +704,14 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
     echo
     printf -- '- %s\n' "${NOTES[@]}"
     echo
-    echo "## All runs (req/s)"
+    echo "## All runs"
     echo
-    echo "| workload | target | runs |"
-    echo "|---|---|---|"
+    echo "| workload | target | req/s runs | Redis µs/req runs |"
+    echo "|---|---|---|---|"
     for wl in "${WORKLOADS[@]}"; do
         IFS='|' read -r label _ <<<"$wl"
         for t in "${TARGETS[@]}"; do
-            echo "| $label | $t | $(for v in ${RUNS["$label|$t"]:-}; do printf '%.0f ' "$v"; done) |"
+            echo "| $label | $t | $(for v in ${RUNS["$label|$t"]:-}; do printf '%.0f ' "$v"; done) | $(for v in ${CPUR["$label|$t"]:-}; do printf '%.2f ' "$v"; done) |"
         done
     done
 } >"$OUT/results.md"
