@@ -1,6 +1,7 @@
 """A dead link never reaches the app: idle links are validated with PING
 before reuse, links are replaced when Redis reaps, restarts or a relay
 blackholes them, and requests follow the retry rule."""
+import os
 import signal
 import subprocess
 import threading
@@ -9,7 +10,7 @@ import time
 import pytest
 import redis
 
-from conftest import SLOW, rss_kb, wait_until
+from conftest import SIDECAR_BIN, SLOW, rss_kb, wait_until
 from relay import Relay
 
 IDLE = 1.6            # longer than the default validate_after (1s)
@@ -106,17 +107,96 @@ def test_relay_blackholes_the_links(env, master):
 def netns_available():
     if subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip() != "0":
         return False
-    probe = subprocess.run(["ip", "netns", "add", "sidecar-probe"], capture_output=True)
-    subprocess.run(["ip", "netns", "del", "sidecar-probe"], capture_output=True)
-    return probe.returncode == 0 and subprocess.run(
-        ["which", "iptables"], capture_output=True).returncode == 0
+    ns = f"sidecar-probe-{os.getpid()}"
+    ok = subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode == 0
+    ok = ok and subprocess.run(["ip", "netns", "exec", ns, "iptables", "-S"],
+                               capture_output=True).returncode == 0
+    subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    return ok
+
+
+NETNS_CLIENT = r"""
+import sys, threading, time, redis
+port = int(sys.argv[1])
+clients = [redis.Redis(port=port, socket_timeout=30) for _ in range(20)]
+for i, c in enumerate(clients):
+    c.set(f"v:{i}", "init")
+print("IDLE", flush=True)
+sys.stdin.readline()                     # the firewall drops the links now
+errors, firsts = [], []
+def run(i, c):
+    expect = "init"
+    for j in range(10):
+        t0 = time.monotonic()
+        try:
+            if j % 2 == 0:
+                expect = f"s{j}"
+                assert c.set(f"v:{i}", expect) is True
+            else:
+                assert c.get(f"v:{i}") == expect.encode()
+        except Exception as e:
+            errors.append(repr(e))
+        if j == 0:
+            firsts.append(time.monotonic() - t0)
+ts = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(clients)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print("RESULT", len(errors), max(firsts), errors[:3], flush=True)
+"""
 
 
 @pytest.mark.skipif(not netns_available(), reason="needs root, CAP_NET_ADMIN, iproute2 and iptables")
-def test_flow_dropped_by_iptables_in_a_netns(env, master):
-    """The relay variant with a real firewall: the links' packets are
-    dropped by iptables inside a network namespace the test creates."""
-    pytest.skip("netns variant not written yet: tracked in issue 4's note")
+def test_flow_dropped_by_iptables_in_a_netns(tmp_path):
+    """The relay variant with a real firewall: inside a network namespace
+    made for the test, iptables drops every packet of the proxy's existing
+    links; new connections pass."""
+    ns = f"sidecar-t{os.getpid()}"
+    procs = []
+
+    def nsexec(*cmd, **kw):
+        return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True,
+                              text=True, **kw)
+
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        nsexec("ip", "link", "set", "lo", "up")
+        procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", ns, "redis-server", "--port", "7000", "--save", "",
+             "--appendonly", "no", "--dir", str(tmp_path), "--logfile", str(tmp_path / "r.log")]))
+        ini = tmp_path / "proxy.ini"
+        ini.write_text("[proxy]\nlisten = 127.0.0.1:6380\n[upstream]\nmaster = 127.0.0.1:7000\n")
+        log = open(tmp_path / "sidecar.log", "w")
+        procs.append(subprocess.Popen(["ip", "netns", "exec", ns, SIDECAR_BIN, "-c", str(ini)],
+                                      stdout=log, stderr=subprocess.STDOUT))
+        wait_until(lambda: nsexec("redis-cli", "-p", "6380", "ping").stdout.strip() == "PONG",
+                   what="sidecar in the namespace")
+        script = tmp_path / "client.py"
+        script.write_text(NETNS_CLIENT)
+        cl = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", str(script), "6380"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        procs.append(cl)
+        assert cl.stdout.readline().strip() == "IDLE"
+        time.sleep(IDLE)
+        flows = nsexec("ss", "-tnH", "state", "established", "dport = :7000").stdout.split()
+        sports = [f.rsplit(":", 1)[1] for f in flows if f.startswith("127.0.0.1:") and
+                  not f.endswith(":7000")]
+        assert len(sports) >= 2, flows
+        for sp in sports:
+            nsexec("iptables", "-A", "OUTPUT", "-p", "tcp", "--sport", sp, "-j", "DROP", check=True)
+            nsexec("iptables", "-A", "OUTPUT", "-p", "tcp", "--dport", sp, "-j", "DROP", check=True)
+        cl.stdin.write("go\n")
+        cl.stdin.flush()
+        line = cl.stdout.readline().split(maxsplit=3)
+        assert line[0] == "RESULT", line
+        assert int(line[1]) == 0, line
+        assert float(line[2]) < 0.3 * 3 * SLOW, f"first requests took {line[2]}s"
+        assert nsexec("redis-cli", "-p", "7000", "get", "v:7").stdout.strip() == "s8"
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def test_written_read_is_retried_and_written_write_gets_an_error(env, master):
