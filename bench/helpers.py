@@ -20,6 +20,7 @@ import random
 import resource
 import selectors
 import socket
+import statistics
 import struct
 import sys
 import time
@@ -139,6 +140,31 @@ def irtotal(path):
     print(v)
 
 
+def latency(port, idle_s, rounds):
+    """Median latency of a GET that follows an idle period (the sidecar
+    validates the link with a PING first) and of the GET right after it."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    req = b"*2\r\n$3\r\nGET\r\n$8\r\nlat:idle\r\n"
+
+    def one():
+        t0 = time.perf_counter()
+        s.sendall(req)
+        buf = b""
+        while not buf.endswith(b"\r\n"):
+            buf += s.recv(4096)
+        return (time.perf_counter() - t0) * 1e6
+
+    one()
+    after_idle, busy = [], []
+    for _ in range(rounds):
+        time.sleep(idle_s)
+        after_idle.append(one())
+        busy.append(one())
+    s.close()
+    print(f"after_idle_us={statistics.median(after_idle):.0f} busy_us={statistics.median(busy):.0f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -150,11 +176,17 @@ def main():
     p.add_argument("--n", type=int, required=True)
     p = sub.add_parser("irtotal")
     p.add_argument("file")
+    p = sub.add_parser("latency")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--idle", type=float, required=True)
+    p.add_argument("--rounds", type=int, required=True)
     a = ap.parse_args()
     if a.cmd == "ports":
         print("\n".join(map(str, free_ports(a.n))))
     elif a.cmd == "idle":
         idle(a.port, a.pid, a.n)
+    elif a.cmd == "latency":
+        latency(a.port, a.idle, a.rounds)
     else:
         irtotal(a.file)
 

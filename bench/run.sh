@@ -41,6 +41,7 @@ SIDECAR_BIN=${SIDECAR_BIN:-./redis-sidecar}
 NUTCRACKER_BIN=${NUTCRACKER_BIN:-$(command -v nutcracker || echo /usr/sbin/nutcracker)}
 POOL=2                      # redis-sidecar [pool] connections = twemproxy server_connections
 T_START=$(date +%s)
+IDLE_S=1.5                  # longer than the sidecar's validate_after (1s)
 
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -50,6 +51,7 @@ if [ "$QUICK" = 1 ]; then
     IDLE=${BENCH_IDLE:-2000}
     CG_N=${BENCH_CG_N:-2000}
     N_LINKS=50000
+    LAT_ROUNDS=2
     MODE="quick (BENCH_QUICK=1): indicative numbers only"
 else
     REPS=${BENCH_REPS:-3}
@@ -58,6 +60,7 @@ else
     IDLE=${BENCH_IDLE:-10000}
     CG_N=${BENCH_CG_N:-20000}
     N_LINKS=200000
+    LAT_ROUNDS=5
     MODE="full"
 fi
 
@@ -486,7 +489,15 @@ links_during_c500() {
     LINKS_NOTE="$samples samples, values seen:${seen}"
 }
 
-declare -A RSS_BASE=() RSS_LOAD=() RSS_NOTE=() LINK=() LINK_NOTE=()
+declare -A RSS_BASE=() RSS_LOAD=() RSS_NOTE=() LINK=() LINK_NOTE=() LAT=()
+# idle_latency TARGET: a GET after IDLE_S seconds idle (the sidecar
+# validates the link with a PING first, validate_after = 1s) and the GET
+# right after it, medians over LAT_ROUNDS rounds.
+idle_latency() {
+    LAT[$1]=$(taskset -c "$CPU_CLIENT" "$PY" "$HELP" latency --port "$(port_of "$1")" \
+        --idle "$IDLE_S" --rounds "$LAT_ROUNDS")
+    echo "  $1: first request after ${IDLE_S}s idle / next request: ${LAT[$1]}"
+}
 echo
 echo "== RSS with $IDLE idle clients, upstream links during GET -c 500 -P 1 (one proxy running at a time)"
 for t in twemproxy sidecar; do
@@ -513,6 +524,7 @@ for t in twemproxy sidecar; do
         proxy_died "$t" "the $IDLE idle connections test"
         pid=$(pid_of "$t")
     fi
+    idle_latency "$t"
     sleep 0.5
     links_during_c500 "$t"
     LINK[$t]=$LINKS LINK_NOTE[$t]=$LINKS_NOTE
@@ -525,6 +537,7 @@ for t in twemproxy sidecar; do
 done
 links_during_c500 direct
 LINK[direct]=$LINKS LINK_NOTE[direct]=$LINKS_NOTE
+idle_latency direct
 echo "  direct: client connections during -c 500: $LINKS ($LINKS_NOTE)"
 
 # --- 3. instructions per request under callgrind -----------------------------
@@ -621,6 +634,10 @@ RSS_L=() LINK_L=() IPR_L=() TGT_L=()
 for t in twemproxy sidecar; do RSS_L+=("RSS, $(name_of $t): $(rss_line $t)"); done
 LINK_L+=("upstream links, direct: ${LINK[direct]} client connections (${LINK_NOTE[direct]})")
 for t in twemproxy sidecar; do LINK_L+=("upstream links, $(name_of $t): ${LINK[$t]} (${LINK_NOTE[$t]}; configured pool $POOL)"); done
+LAT_L=()
+for t in direct twemproxy sidecar; do
+    LAT_L+=("latency, $(name_of $t): GET after ${IDLE_S}s idle $(sed 's/after_idle_us=\([0-9]*\) busy_us=\([0-9]*\)/\1 µs, the GET right after it \2 µs/' <<<"${LAT[$t]:-FAILED}")")
+done
 for t in twemproxy sidecar; do
     IPR_L+=("instructions/request, $(name_of $t): ${IPR[$t]:-FAILED} (Ir $CG_REQ-request run ${IR_LOAD[$t]:-?} - Ir 0-request run ${IR_EMPTY[$t]:-?})")
 done
@@ -657,7 +674,7 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
         printf '%-24s | %13s | %15s | %13s | %14s | %17s | %7s | %9s | %7s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h" "$i"
     done
     echo
-    printf '%s\n' "${RSS_L[@]}" "" "${LINK_L[@]}" "" "${IPR_L[@]}" "" "${TGT_L[@]}"
+    printf '%s\n' "${RSS_L[@]}" "" "${LINK_L[@]}" "" "${LAT_L[@]}" "" "${IPR_L[@]}" "" "${TGT_L[@]}"
     if [ ${#FAILURES[@]} -gt 0 ]; then
         echo
         echo "problems:"
@@ -687,6 +704,8 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
     printf -- '- %s\n' "${RSS_L[@]}"
     echo
     printf -- '- %s\n' "${LINK_L[@]}"
+    echo
+    printf -- '- %s\n' "${LAT_L[@]}"
     echo
     printf -- '- %s\n' "${IPR_L[@]}"
     echo

@@ -144,6 +144,8 @@ static void requeue_or_fail(struct link *l, const char *why)
         if (written) {
             r->flags |= REQ_RETRIED;
             p->st.retried_reads++;
+        } else {
+            p->st.requeued_unsent++;
         }
         const char *src = buf_start(&l->out) + (r->off - l->out_base);
         r->off = buf_used(&out);

@@ -37,7 +37,8 @@ struct pool_stats {
     uint64_t link_failures;        /* ready links lost */
     uint64_t connect_failures;
     uint64_t requests_sent;
-    uint64_t retried_reads;
+    uint64_t retried_reads;        /* written reads sent again after link loss */
+    uint64_t requeued_unsent;      /* never-written requests moved to a new socket */
     uint64_t failed_unavailable;   /* queued past connect_timeout */
     uint64_t failed_after_send;    /* writes whose link died after sending */
     uint64_t reply_timeouts;

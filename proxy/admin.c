@@ -307,14 +307,15 @@ static void proxy_info(struct client *c)
                 (unsigned long long)s->idle_closed);
     buf_appendf(&b, "# Upstream\r\nmaster:%s\r\nmaster_links:%d\r\nmaster_links_ready:%d\r\n"
                 "links_opened:%llu\r\nlink_failures:%llu\r\nconnect_failures:%llu\r\n"
-                "retried_reads:%llu\r\nvalidations:%llu\r\nvalidations_failed:%llu\r\n"
+                "retried_reads:%llu\r\nrequeued_unsent:%llu\r\nvalidations:%llu\r\nvalidations_failed:%llu\r\n"
                 "validation_wait_ms_total:%.0f\r\nlinks_retired:%llu\r\n"
                 "master_state:%s\r\nnode_down_transitions:%llu\r\nnode_up_transitions:%llu\r\n"
                 "master_role:%s\r\n\r\n",
                 sc->master->cfg.name, sc->master->cfg.connections,
                 pool_ready_links(sc->master), (unsigned long long)p->links_opened,
                 (unsigned long long)p->link_failures, (unsigned long long)p->connect_failures,
-                (unsigned long long)p->retried_reads, (unsigned long long)p->validations,
+                (unsigned long long)p->retried_reads, (unsigned long long)p->requeued_unsent,
+                (unsigned long long)p->validations,
                 (unsigned long long)p->validations_failed, p->validation_wait * 1000,
                 (unsigned long long)p->links_retired, sc->master->down ? "down" : "up",
                 (unsigned long long)sc->master_health.downs,

@@ -100,6 +100,7 @@ def test_relay_blackholes_the_links(env, master):
         no_lost_write(master)
         info = sc.info()
         assert int(info["validations_failed"]) >= 2
+        assert int(info["requeued_unsent"]) >= 20
     finally:
         relay.close()
 
@@ -228,12 +229,17 @@ def test_background_pings_keep_idle_links_alive(env, master):
         assert int(link["idle"]) <= 1
 
 
-def test_links_carry_tcp_keepalive(env, master):
+def test_links_and_client_sockets_carry_tcp_keepalive(env, master):
     sc = env.sidecar(master, pool={"tcp_keepalive": "7s"})
-    sc.client().ping()
+    c = sc.client()
+    c.ping()
     out = subprocess.run(["ss", "-tnoH", "state", "established", f"dport = :{master.port}"],
                          capture_output=True, text=True).stdout
     assert out.count("keepalive") >= 2, out
+    # the proxy's end of the app connection too (Redis may run tcp-keepalive 0)
+    out = subprocess.run(["ss", "-tnoH", "state", "established", f"sport = :{sc.port}"],
+                         capture_output=True, text=True).stdout
+    assert "keepalive" in out, out
 
 
 def test_max_link_age_retires_links(env, master):
