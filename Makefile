@@ -7,11 +7,11 @@ CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
 LDLIBS  := -lev -lhiredis -linih -lm
 PYTHON  := /usr/bin/python3
 
-LIB_SRC   := lib/buf.c lib/log.c lib/net.c lib/resp.c
+LIB_SRC   := lib/buf.c lib/cidr.c lib/log.c lib/net.c lib/resp.c
 POOL_SRC  := pool/link.c pool/pool.c
 HEALTH_SRC := health/checker.c
 PROXY_SRC := proxy/config.c proxy/command.c proxy/client.c proxy/listener.c \
-             proxy/router.c proxy/admin.c proxy/main.c
+             proxy/iptable.c proxy/router.c proxy/admin.c proxy/main.c
 SRC       := $(LIB_SRC) $(POOL_SRC) $(HEALTH_SRC) $(PROXY_SRC)
 
 BUILD ?= build
@@ -39,7 +39,7 @@ $(BUILD)/tests/test_resp: tests/unit/test_resp.c $(BUILD)/lib/resp.o $(BUILD)/li
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^
 $(BUILD)/tests/test_config: tests/unit/test_config.c $(BUILD)/proxy/config.o \
-		$(BUILD)/lib/net.o $(BUILD)/lib/log.o $(BUILD)/lib/buf.o
+		$(BUILD)/lib/net.o $(BUILD)/lib/log.o $(BUILD)/lib/buf.o $(BUILD)/lib/cidr.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -linih
 $(BUILD)/tests/test_command: tests/unit/test_command.c $(BUILD)/proxy/command.o

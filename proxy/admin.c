@@ -59,11 +59,18 @@ static void reply_bulk(struct client *c, const char *p, size_t n)
     client_reply(c, buf_start(b), buf_used(b));
 }
 
-/* user may be NULL (AUTH pass). Which password counts: see DECISIONS.md. */
+/* user may be NULL (AUTH pass). Which password counts: see DECISIONS.md.
+ * The admin password, in either case, also grants admin rights. */
 static int check_credentials(struct client *c, const char *user, size_t ul,
                              const char *pass, size_t pl)
 {
     const struct config *cfg = c->sc->cfg;
+
+    if (cfg->admin_password && (!user || (ul == 7 && memcmp(user, "default", 7) == 0)) &&
+        secret_eq(cfg->admin_password, pass, pl)) {
+        c->admin = 1;
+        return 0;
+    }
 
     if (cfg->password) {
         if (user && !(ul == 7 && memcmp(user, "default", 7) == 0))
@@ -228,36 +235,6 @@ static void cmd_select(struct client *c, const struct args *a)
                        "(%d) is not supported by redis-sidecar yet", c->sc->cfg->database);
 }
 
-static void cmd_client(struct client *c, const struct args *a)
-{
-    char num[32];
-
-    if (a->argc >= 2 && arg_is(a, 1, "setinfo")) {
-        reply_ok(c);
-    } else if (a->argc == 3 && arg_is(a, 1, "setname")) {
-        if (!valid_name(a->v[2], a->l[2])) {
-            client_reply_error(c, "ERR Client names cannot contain spaces, "
-                               "newlines or special characters.");
-            return;
-        }
-        set_name(c, a->v[2], a->l[2]);
-        reply_ok(c);
-    } else if (a->argc == 2 && arg_is(a, 1, "getname")) {
-        if (c->name)
-            reply_bulk(c, c->name, strlen(c->name));
-        else
-            client_reply(c, "$-1\r\n", 5);
-    } else if (a->argc == 2 && arg_is(a, 1, "id")) {
-        int n = snprintf(num, sizeof num, ":%llu\r\n", (unsigned long long)c->id);
-        client_reply(c, num, (size_t)n);
-    } else {
-        c->sc->st.err_unsupported++;
-        client_reply_error(c, "ERR CLIENT %.*s is not supported by redis-sidecar: "
-                           "the upstream connections are shared",
-                           a->argc >= 2 ? (int)(a->l[1] > 32 ? 32 : a->l[1]) : 0,
-                           a->argc >= 2 ? a->v[1] : "");
-    }
-}
 
 static long rss_bytes(void)
 {
@@ -326,19 +303,330 @@ static void proxy_info(struct client *c)
     buf_free(&b);
 }
 
+static int require_admin(struct client *c)
+{
+    if (c->admin)
+        return 1;
+    c->sc->st.err_noperm++;
+    client_reply_error(c, "NOPERM this command needs admin rights: connect from "
+                       "[admin] allow, or AUTH with the admin password");
+    return 0;
+}
+
+static void reply_int(struct client *c, long long v)
+{
+    char num[32];
+    int n = snprintf(num, sizeof num, ":%lld\r\n", v);
+    client_reply(c, num, (size_t)n);
+}
+
+/* One line about a client, in the spirit of CLIENT LIST. */
+static void client_line(struct buf *b, const struct client *c, ev_tstamp now)
+{
+    char a[64];
+    size_t qbuf = c->partial ? buf_used(&c->partial->buf) : 0;
+
+    buf_appendf(b, "id=%llu addr=%s name=%s age=%.0f idle=%.0f cmd=%s pending=%u "
+                "qbuf=%zu obuf=%zu admin=%d\n", (unsigned long long)c->id,
+                client_addr(c, a, sizeof a), c->name ? c->name : "",
+                now - c->created, now - c->last_active,
+                c->last_cmd ? c->last_cmd->name : "-", c->npending, qbuf,
+                buf_used(&c->out) + c->held, c->admin);
+}
+
+static int by_busiest(const void *x, const void *y)
+{
+    const struct ipstat *a = *(const struct ipstat *const *)x;
+    const struct ipstat *b = *(const struct ipstat *const *)y;
+    uint64_t ra = a->accepted, rb = b->accepted;
+
+    for (int i = 0; i < REFUSED_NREASONS; i++) {
+        ra += a->refused[i];
+        rb += b->refused[i];
+    }
+    if (a->current != b->current)
+        return a->current < b->current ? 1 : -1;
+    return ra < rb ? 1 : ra > rb ? -1 : 0;
+}
+
+/* PROXY CLIENTS [TOP n]: the per-IP table, busiest first. */
+static void proxy_clients(struct client *c, const struct args *a)
+{
+    struct sidecar *sc = c->sc;
+    long long top = 1000;
+    ev_tstamp now = ev_now(sc->loop);
+
+    if (a->argc == 4 && arg_is(a, 2, "top")) {
+        if (resp_parse_ll(a->v[3], a->l[3], &top) < 0 || top < 1) {
+            client_reply_error(c, "ERR TOP needs a positive count");
+            return;
+        }
+    } else if (a->argc != 2) {
+        client_reply_error(c, "ERR usage: PROXY CLIENTS [TOP n]");
+        return;
+    }
+    struct ipstat **all = malloc((sc->ips.n + 1) * sizeof *all);
+    unsigned n = iptable_all(&sc->ips, all, sc->ips.n);
+    qsort(all, n, sizeof *all, by_busiest);
+    struct buf b = {0};
+    for (unsigned i = 0; i < n && i < top; i++) {
+        const struct ipstat *e = all[i];
+        char ip[64];
+        uint64_t refused = 0;
+        for (int k = 0; k < REFUSED_NREASONS; k++)
+            refused += e->refused[k];
+        if (ip_equal(&e->ip, &(struct ip){{0}}))
+            snprintf(ip, sizeof ip, "unix");
+        else
+            ip_format(&e->ip, ip, sizeof ip);
+        buf_appendf(&b, "ip=%s current=%u peak=%u accepted=%llu refused=%llu "
+                    "refused_per_ip=%llu refused_max_connections=%llu refused_denied=%llu "
+                    "refused_banned=%llu first_seen=%.0f last_seen=%.0f banned_for=%.0f\n",
+                    ip, e->current, e->peak, (unsigned long long)e->accepted,
+                    (unsigned long long)refused,
+                    (unsigned long long)e->refused[REFUSED_PER_IP],
+                    (unsigned long long)e->refused[REFUSED_MAX_CONN],
+                    (unsigned long long)e->refused[REFUSED_DENIED],
+                    (unsigned long long)e->refused[REFUSED_BANNED],
+                    now - e->first_seen, now - e->last_seen,
+                    iptable_banned_for(&sc->ips, &e->ip, now));
+    }
+    reply_bulk(c, buf_start(&b), buf_used(&b));
+    buf_free(&b);
+    free(all);
+}
+
+static void proxy_client_list(struct client *c)
+{
+    struct buf b = {0};
+    const struct client *o;
+
+    TAILQ_FOREACH(o, &c->sc->clients, tqe)
+        client_line(&b, o, ev_now(c->sc->loop));
+    reply_bulk(c, buf_start(&b), buf_used(&b));
+    buf_free(&b);
+}
+
+enum kill_by { KILL_ID, KILL_ADDR, KILL_IP, KILL_CIDR };
+
+/* Close matching clients other than the caller; returns how many. */
+static long long kill_matching(struct client *self, enum kill_by by, const char *v,
+                               size_t vl, const struct cidr *range, const char *why)
+{
+    struct sidecar *sc = self->sc;
+    struct client *c, *next;
+    long long id = 0, n = 0;
+    struct cidr one;
+    char a[64];
+
+    if (by == KILL_ID && resp_parse_ll(v, vl, &id) < 0)
+        return -1;
+    if (by == KILL_IP) {
+        snprintf(a, sizeof a, "%.*s", (int)(vl < 60 ? vl : 60), v);
+        if (cidr_parse(a, &one) < 0 || strchr(a, '/'))
+            return -1;
+        range = &one;
+    }
+    for (c = TAILQ_FIRST(&sc->clients); c; c = next) {
+        next = TAILQ_NEXT(c, tqe);
+        int hit = 0;
+        if (c == self)
+            continue;
+        if (by == KILL_ID)
+            hit = c->id == (uint64_t)id;
+        else if (by == KILL_ADDR)
+            hit = strlen(client_addr(c, a, sizeof a)) == vl && memcmp(a, v, vl) == 0;
+        else
+            hit = c->peer.sa.sa_family != AF_UNIX && cidr_match(range, &c->ips->ip);
+        if (hit) {
+            client_close(c, why);
+            sc->st.killed++;
+            n++;
+        }
+    }
+    return n;
+}
+
+static void proxy_kill(struct client *c, const struct args *a)
+{
+    static const char *const kinds[] = {"id", "addr", "ip"};
+    long long n = -1;
+
+    for (int k = 0; a->argc == 4 && k < 3; k++)
+        if (arg_is(a, 2, kinds[k]))
+            n = kill_matching(c, (enum kill_by)k, a->v[3], a->l[3], NULL,
+                              "killed by PROXY KILL");
+    if (n < 0)
+        client_reply_error(c, "ERR usage: PROXY KILL ID id | ADDR ip:port | IP ip");
+    else
+        reply_int(c, n);
+}
+
+static int arg_cidr(const struct args *a, int i, struct cidr *out)
+{
+    char s[80];
+    snprintf(s, sizeof s, "%.*s", (int)(a->l[i] < 79 ? a->l[i] : 79), a->v[i]);
+    return a->l[i] < 79 ? cidr_parse(s, out) : -1;
+}
+
+/* PROXY BAN cidr seconds: close matching clients, refuse new ones until
+ * it expires. */
+static void proxy_ban(struct client *c, const struct args *a)
+{
+    struct sidecar *sc = c->sc;
+    struct cidr range;
+    long long secs;
+    char r[96];
+
+    if (a->argc != 4 || arg_cidr(a, 2, &range) < 0 ||
+        resp_parse_ll(a->v[3], a->l[3], &secs) < 0 || secs < 1) {
+        client_reply_error(c, "ERR usage: PROXY BAN cidr seconds");
+        return;
+    }
+    if (iptable_ban(&sc->ips, &range, ev_now(sc->loop) + (double)secs) < 0) {
+        client_reply_error(c, "ERR too many bans (%d)", BANS_MAX);
+        return;
+    }
+    cidr_format(&range, r, sizeof r);
+    log_warn("ban %s for %llds (PROXY BAN)", r, secs);
+    reply_int(c, kill_matching(c, KILL_CIDR, NULL, 0, &range, "banned by PROXY BAN"));
+}
+
+static void proxy_unban(struct client *c, const struct args *a)
+{
+    struct cidr range;
+
+    if (a->argc != 3 || arg_cidr(a, 2, &range) < 0) {
+        client_reply_error(c, "ERR usage: PROXY UNBAN cidr");
+        return;
+    }
+    reply_int(c, iptable_unban(&c->sc->ips, &range));
+}
+
+static void proxy_bans(struct client *c)
+{
+    struct iptable *t = &c->sc->ips;
+    ev_tstamp now = ev_now(c->sc->loop);
+    struct buf b = {0};
+    char r[96];
+
+    iptable_banned_for(t, &(struct ip){{0}}, now);     /* drops expired bans */
+    for (int i = 0; i < t->nbans; i++) {
+        cidr_format(&t->bans[i].cidr, r, sizeof r);
+        buf_appendf(&b, "cidr=%s remaining=%.0f\n", r, t->bans[i].until - now);
+    }
+    reply_bulk(c, buf_start(&b), buf_used(&b));
+    buf_free(&b);
+}
+
+/* CLIENT KILL ip:port (old form: +OK) or CLIENT KILL ID id | ADDR ip:port
+ * (a count), for admins, on the proxy's own app connections. */
+static void client_kill(struct client *c, const struct args *a)
+{
+    long long n = -1;
+
+    if (!require_admin(c))
+        return;
+    if (a->argc == 3) {
+        n = kill_matching(c, KILL_ADDR, a->v[2], a->l[2], NULL, "killed by CLIENT KILL");
+        if (n > 0)
+            reply_ok(c);
+        else
+            client_reply_error(c, "ERR No such client");
+        return;
+    }
+    if (a->argc == 4 && arg_is(a, 2, "id"))
+        n = kill_matching(c, KILL_ID, a->v[3], a->l[3], NULL, "killed by CLIENT KILL");
+    else if (a->argc == 4 && arg_is(a, 2, "addr"))
+        n = kill_matching(c, KILL_ADDR, a->v[3], a->l[3], NULL, "killed by CLIENT KILL");
+    if (n < 0)
+        client_reply_error(c, "ERR syntax error: CLIENT KILL ip:port | ID id | ADDR ip:port");
+    else
+        reply_int(c, n);
+}
+
+static void cmd_client(struct client *c, const struct args *a)
+{
+    char num[32];
+
+    if (a->argc >= 2 && arg_is(a, 1, "setinfo")) {
+        reply_ok(c);
+    } else if (a->argc == 3 && arg_is(a, 1, "setname")) {
+        if (!valid_name(a->v[2], a->l[2])) {
+            client_reply_error(c, "ERR Client names cannot contain spaces, "
+                               "newlines or special characters.");
+            return;
+        }
+        set_name(c, a->v[2], a->l[2]);
+        reply_ok(c);
+    } else if (a->argc == 2 && arg_is(a, 1, "getname")) {
+        if (c->name)
+            reply_bulk(c, c->name, strlen(c->name));
+        else
+            client_reply(c, "$-1\r\n", 5);
+    } else if (a->argc == 2 && arg_is(a, 1, "id")) {
+        int n = snprintf(num, sizeof num, ":%llu\r\n", (unsigned long long)c->id);
+        client_reply(c, num, (size_t)n);
+    } else if (a->argc == 2 && arg_is(a, 1, "info")) {
+        struct buf b = {0};
+        client_line(&b, c, ev_now(c->sc->loop));
+        reply_bulk(c, buf_start(&b), buf_used(&b));
+        buf_free(&b);
+    } else if (a->argc == 2 && arg_is(a, 1, "list")) {
+        if (c->admin) {
+            proxy_client_list(c);
+        } else {
+            struct buf b = {0};
+            client_line(&b, c, ev_now(c->sc->loop));
+            reply_bulk(c, buf_start(&b), buf_used(&b));
+            buf_free(&b);
+        }
+    } else if (a->argc >= 3 && arg_is(a, 1, "kill")) {
+        client_kill(c, a);
+    } else if (a->argc == 3 && arg_is(a, 1, "no-evict")) {
+        reply_ok(c);
+    } else {
+        c->sc->st.err_unsupported++;
+        client_reply_error(c, "ERR CLIENT %.*s is not supported by redis-sidecar: "
+                           "the upstream connections are shared",
+                           a->argc >= 2 ? (int)(a->l[1] > 32 ? 32 : a->l[1]) : 0,
+                           a->argc >= 2 ? a->v[1] : "");
+    }
+}
+
 static void cmd_proxy(struct client *c, const struct args *a)
 {
     static const char help[] =
-        "*4\r\n+PROXY INFO: the proxy's counters, in INFO format\r\n"
+        "*11\r\n+PROXY INFO: the proxy's counters, in INFO format\r\n"
+        "+PROXY CLIENTS [TOP n]: per-IP connections, peaks and refusals, busiest first\r\n"
+        "+PROXY CLIENT LIST: one line per app connection\r\n"
+        "+PROXY KILL ID id | ADDR ip:port | IP ip: close app connections\r\n"
+        "+PROXY BAN cidr seconds: close matching connections, refuse new ones until it expires\r\n"
+        "+PROXY UNBAN cidr: lift a ban\r\n"
+        "+PROXY BANS: the bans in force\r\n"
         "+PROXY HELP: this list\r\n"
-        "+Other commands go to the master; AUTH, HELLO, QUIT, SELECT and CLIENT "
-        "SETNAME|GETNAME|ID|SETINFO are answered by the proxy\r\n"
+        "+PROXY commands need admin rights: [admin] allow, or AUTH with [admin] password\r\n"
+        "+AUTH, HELLO, QUIT, SELECT and CLIENT are answered by the proxy; the rest goes to the master\r\n"
         "+See README.md for the retry rule and the limits\r\n";
 
+    if (!require_admin(c))
+        return;
     if (a->argc == 2 && arg_is(a, 1, "info"))
         proxy_info(c);
     else if (a->argc == 2 && arg_is(a, 1, "help"))
         client_reply(c, help, sizeof help - 1);
+    else if (a->argc >= 2 && arg_is(a, 1, "clients"))
+        proxy_clients(c, a);
+    else if (a->argc == 3 && arg_is(a, 1, "client") && arg_is(a, 2, "list"))
+        proxy_client_list(c);
+    else if (a->argc >= 2 && arg_is(a, 1, "kill"))
+        proxy_kill(c, a);
+    else if (a->argc >= 2 && arg_is(a, 1, "ban"))
+        proxy_ban(c, a);
+    else if (a->argc >= 2 && arg_is(a, 1, "unban"))
+        proxy_unban(c, a);
+    else if (a->argc == 2 && arg_is(a, 1, "bans"))
+        proxy_bans(c);
     else
         client_reply_error(c, "ERR unknown PROXY subcommand or wrong number of "
                            "arguments; try PROXY HELP");

@@ -15,7 +15,6 @@
 #include "router.h"
 
 #define CLIENT_READ_CHUNK  (16 * 1024)
-#define CLIENT_MAX_PIPELINE 10000     /* slots before the proxy stops reading */
 
 static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents);
 
@@ -43,14 +42,18 @@ static void mark_dirty(struct client *c)
     }
 }
 
-void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer)
+void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
+                struct ipstat *ips, int admin)
 {
     struct client *c = calloc(1, sizeof *c);
 
     if (!c) {
+        ips->current--;
         close(fd);
         return;
     }
+    c->ips = ips;
+    c->admin = admin != 0;
     c->sc = sc;
     c->id = ++sc->next_client_id;
     c->fd = fd;
@@ -103,6 +106,8 @@ void client_close(struct client *c, const char *why)
     c->closed = 1;
     ev_io_stop(sc->loop, &c->io);
     close(c->fd);
+    c->ips->current--;
+    c->ips->last_seen = ev_now(sc->loop);
     /* Slots still upstream become orphans: their links drop the replies. */
     while ((r = TAILQ_FIRST(&c->pending)) != NULL) {
         TAILQ_REMOVE(&c->pending, r, owner_tqe);
@@ -316,7 +321,7 @@ static size_t client_process(struct client *c, const char *p, size_t n,
     size_t used = 0;
 
     while (!c->closed && !c->closing && used < n) {
-        if (c->npending >= CLIENT_MAX_PIPELINE) {
+        if (c->npending >= (unsigned)sc->cfg->max_pipeline) {
             c->paused = 1;
             update_watch(c);
             break;
@@ -438,7 +443,7 @@ void client_flush_all(struct sidecar *sc)
         c->dirty = 0;
         if (c->closed)
             continue;
-        if (c->paused && c->npending < CLIENT_MAX_PIPELINE / 2) {
+        if (c->paused && c->npending <= (unsigned)sc->cfg->max_pipeline / 2) {
             c->paused = 0;
             update_watch(c);
             if (c->partial)

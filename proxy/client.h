@@ -28,6 +28,8 @@ struct client {
     struct req_fifo pending;      /* reply slots in request order */
     size_t          held;         /* reply bytes parked in slots */
     char           *name;         /* CLIENT SETNAME / HELLO SETNAME */
+    struct ipstat  *ips;          /* its address's entry; counts it in current */
+    const struct command *last_cmd;  /* NULL: none yet, or unknown to the table */
     ev_tstamp       created;
     ev_tstamp       last_active;  /* last bytes read from the app */
     TAILQ_ENTRY(client) tqe;      /* sc->clients or sc->closed */
@@ -40,13 +42,15 @@ struct client {
     int             fd;
     unsigned        npending;
     unsigned        authed : 1;
+    unsigned        admin : 1;    /* PROXY commands: [admin] allow or admin AUTH */
     unsigned        closing : 1;  /* reads stopped; close once replies are out */
     unsigned        closed : 1;
     unsigned        paused : 1;   /* too many replies pending: not reading */
     unsigned        dirty : 1;
 };
 
-void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer);
+void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
+                struct ipstat *ips, int admin);
 /* Pool callback: a reply (or why there is none) for one of c's slots. */
 void client_on_reply(struct req *r, const char *p, size_t n, const char *err,
                      void *arg);

@@ -192,6 +192,13 @@ static int p_listen(const struct key *k, const char *v, void *dst, char *why, si
     return rc;
 }
 
+static int p_cidrs(const struct key *k, const char *v, void *dst, char *why, size_t wl)
+{
+    if (strcmp(k->section, "admin") == 0)
+        ((struct config *)((char *)dst - offsetof(struct config, admin_allow)))->admin_allow_given = 1;
+    return cidr_list_parse(dst, v, why, wl);
+}
+
 #define OFF(f) offsetof(struct config, f)
 #define MB (1024.0 * 1024)
 static const struct key keys[] = {
@@ -214,6 +221,14 @@ static const struct key keys[] = {
     {"health", "check_interval", p_duration, OFF(check_interval), 0.01, 3600, 0},
     {"health", "down_after", p_int, OFF(down_after), 1, 1000, 0},
     {"clients", "idle_timeout", p_duration, OFF(idle_timeout), 0, 30 * 86400, 0},
+    {"clients", "max_connections", p_int, OFF(max_connections), 1, 1000000, 0},
+    {"clients", "max_connections_per_ip", p_int, OFF(max_connections_per_ip), 0, 1000000, 0},
+    {"clients", "allow", p_cidrs, OFF(allow), 0, 0, 1},
+    {"clients", "deny", p_cidrs, OFF(deny), 0, 0, 1},
+    {"clients", "max_pipeline", p_int, OFF(max_pipeline), 1, 10000000, 0},
+    {"admin", "allow", p_cidrs, OFF(admin_allow), 0, 0, 1},
+    {"admin", "password", p_string, OFF(admin_password), 0, 0, 0},
+    {"admin", "reserved", p_int, OFF(admin_reserved), 0, 1000, 0},
     {"clients", "max_query_buffer", p_size, OFF(max_query_buffer), 1024, 4096 * MB, 0},
     {"clients", "max_output_buffer", p_size, OFF(max_output_buffer), 1024, 4096 * MB, 0},
     {"log", "level", p_loglevel, OFF(log_level), 0, 0, 0},
@@ -302,6 +317,9 @@ void config_defaults(struct config *c)
     c->retry_reads = 1;
     c->check_interval = 1;
     c->down_after = 3;
+    c->max_connections = 10000;
+    c->max_pipeline = 10000;
+    c->admin_reserved = 4;
     c->max_query_buffer = 64 * 1024 * 1024;
     c->max_output_buffer = 64 * 1024 * 1024;
     c->log_level = LOG_INFO;
@@ -319,6 +337,10 @@ static int check_config(struct config *c, const char *name, char *err, size_t er
     }
     if (c->nlisten == 0)
         c->listen[c->nlisten++] = strdup("127.0.0.1:6380");
+    if (!c->admin_allow_given) {
+        char why[100];
+        cidr_list_parse(&c->admin_allow, "127.0.0.0/8, ::1", why, sizeof why);
+    }
     return 0;
 }
 
@@ -370,5 +392,6 @@ void config_free(struct config *c)
     free(c->master);
     free(c->username);
     free(c->upstream_password);
+    free(c->admin_password);
     memset(c, 0, sizeof *c);
 }

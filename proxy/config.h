@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include "../lib/cidr.h"
 #include "../lib/log.h"
 
 #define CONFIG_MAX_LISTEN 8
@@ -34,6 +35,16 @@ struct config {
     int     down_after;        /* failed checks in a row */
     /* [clients] */
     double  idle_timeout;      /* 0: off */
+    int     max_connections;
+    int     max_connections_per_ip;   /* 0: off */
+    struct cidr_list allow;    /* empty: everyone not denied */
+    struct cidr_list deny;
+    int     max_pipeline;      /* pending replies before the proxy stops reading */
+    /* [admin] */
+    struct cidr_list admin_allow;
+    int     admin_allow_given; /* else the default: 127.0.0.0/8, ::1 */
+    char   *admin_password;
+    int     admin_reserved;    /* slots for admins beyond max_connections */
     size_t  max_query_buffer;  /* bytes */
     size_t  max_output_buffer;
     /* [log] */

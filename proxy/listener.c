@@ -12,12 +12,74 @@
 #include "../lib/net.h"
 #include "client.h"
 
-#define ACCEPT_BATCH 64   /* per readiness event, so one busy listener cannot starve the loop */
+#define ACCEPT_BATCH 256   /* per readiness event, so one busy listener cannot starve the loop */
+
+static void refusal_counted(struct sidecar *sc, struct ipstat *e, enum refusal why,
+                            const char *addr, const char *line)
+{
+    sc->st.refused[why]++;
+    /* One line per address and reason when it starts, not one per connection. */
+    if (e->refused[why]++ == 0)
+        log_warn("client %s refused: %.*s; further refusals are counted in "
+                 "PROXY CLIENTS", addr, (int)strlen(line) - 7, line + 5);
+}
+
+/* Caps and bans apply to every address, admins included; admins only get
+ * [admin] reserved slots beyond max_connections. NULL admits; otherwise
+ * the error line for the refused connection. */
+static const char *admit(struct sidecar *sc, const struct ip *ip, int is_unix,
+                         struct ipstat *e, int admin, char *line, size_t len)
+{
+    const struct config *cfg = sc->cfg;
+    ev_tstamp now = ev_now(sc->loop);
+    char a[64] = "unix";
+    enum refusal why;
+    double ban;
+
+    if (!is_unix)
+        ip_format(ip, a, sizeof a);
+    if (!is_unix && (ban = iptable_banned_for(&sc->ips, ip, now)) > 0) {
+        why = REFUSED_BANNED;
+        snprintf(line, len, "-ERR client IP %s is banned for another %.0fs\r\n", a, ban + 0.5);
+    } else if (!is_unix && (cidr_list_match(&cfg->deny, ip) ||
+                            (cfg->allow.n && !cidr_list_match(&cfg->allow, ip)))) {
+        why = REFUSED_DENIED;
+        snprintf(line, len, "-ERR client IP %s is not allowed to connect\r\n", a);
+    } else if ((int)sc->nclients >= cfg->max_connections + (admin ? cfg->admin_reserved : 0)) {
+        why = REFUSED_MAX_CONN;
+        snprintf(line, len, "-ERR max number of clients reached (limit %d)\r\n",
+                 cfg->max_connections);
+    } else if (!is_unix && cfg->max_connections_per_ip &&
+               (int)e->current >= cfg->max_connections_per_ip) {
+        why = REFUSED_PER_IP;
+        snprintf(line, len, "-ERR max connections per client IP reached (%s, limit %d)\r\n",
+                 a, cfg->max_connections_per_ip);
+    } else {
+        return NULL;
+    }
+    refusal_counted(sc, e, why, a, line);
+    return line;
+}
+
+/* One clear line, then a close that does not turn into a reset: FIN after
+ * the line, and what the client already sent is read away first. */
+static void refuse(int fd, const char *line)
+{
+    char sink[4096];
+
+    if (write(fd, line, strlen(line)) < 0) {
+        /* nothing more to do: the close says it */
+    }
+    shutdown(fd, SHUT_WR);
+    while (read(fd, sink, sizeof sink) > 0)
+        ;
+    close(fd);
+}
 
 static void listener_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct listener *li = w->data;
-    (void)loop;
+    struct sidecar *sc = li->sc;
     (void)revents;
 
     for (int i = 0; i < ACCEPT_BATCH; i++) {
@@ -32,7 +94,25 @@ static void listener_accept(struct ev_loop *loop, ev_io *w, int revents)
         }
         if (len == 0 || peer.ss_family == AF_UNSPEC)
             peer.ss_family = AF_UNIX;
-        client_new(li->sc, fd, &peer);
+        struct ip ip;
+        int is_unix = ip_from_sockaddr((struct sockaddr *)&peer, &ip) < 0;
+        struct ipstat *e = iptable_get(&sc->ips, &ip, ev_now(loop));
+        if (!e) {
+            refuse(fd, "-ERR proxy out of memory\r\n");
+            continue;
+        }
+        e->last_seen = ev_now(loop);
+        int admin = is_unix || cidr_list_match(&sc->cfg->admin_allow, &ip);
+        char line[160];
+        const char *no = admit(sc, &ip, is_unix, e, admin, line, sizeof line);
+        if (no) {
+            refuse(fd, no);
+            continue;
+        }
+        e->accepted++;
+        if (++e->current > e->peak)
+            e->peak = e->current;
+        client_new(sc, fd, &peer, e, admin);
     }
 }
 

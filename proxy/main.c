@@ -142,6 +142,10 @@ static int run(struct config *cfg)
     sc.started = ev_now(sc.loop);
     sc.rbuf = malloc(SIDECAR_RBUF);
     command_table_init(&sc.cmds);
+    if (iptable_init(&sc.ips) < 0) {
+        log_error("out of memory");
+        return 1;
+    }
     TAILQ_INIT(&sc.clients);
     STAILQ_INIT(&sc.dirty);
     TAILQ_INIT(&sc.closed);
@@ -172,6 +176,7 @@ static int run(struct config *cfg)
     client_close_all(&sc);
     pool_free(sc.master);
     req_cache_clear(&sc.cache);
+    iptable_free(&sc.ips);
     buf_cache_clear(&sc.bufs);
     free(sc.rbuf);
     buf_free(&sc.inline_req);

@@ -47,6 +47,8 @@ void router_dispatch(struct client *c, const char *frame, const struct resp_fram
     int nl = fr->name_len > 40 ? 40 : (int)fr->name_len;
     const struct command *cmd = command_lookup(&sc->cmds, name, fr->name_len);
 
+    c->last_cmd = cmd;
+
     if (needs_auth(c, cmd)) {
         sc->st.err_auth++;
         client_reply_error(c, "NOAUTH Authentication required.");

@@ -14,6 +14,7 @@
 #include "../pool/pool.h"
 #include "command.h"
 #include "config.h"
+#include "iptable.h"
 
 #define SIDECAR_VERSION "0.1.0"
 #define SIDECAR_RBUF    (16 * 1024)
@@ -34,8 +35,11 @@ struct sidecar_stats {
     uint64_t err_refused;       /* commands never allowed through */
     uint64_t err_unsupported;   /* commands that need a dedicated link */
     uint64_t err_auth;          /* NOAUTH and WRONGPASS */
+    uint64_t err_noperm;        /* PROXY commands without admin rights */
     uint64_t err_node_down;     /* failed fast: the master is down */
     uint64_t idle_closed;       /* clients closed after idle_timeout */
+    uint64_t refused[REFUSED_NREASONS];  /* connections refused, by reason */
+    uint64_t killed;            /* clients closed by PROXY KILL, BAN, CLIENT KILL */
 };
 
 struct sidecar {
@@ -52,6 +56,7 @@ struct sidecar {
     STAILQ_HEAD(, client) dirty;     /* output to write or input to resume */
     TAILQ_HEAD(, client)  closed;    /* freed after this loop iteration */
     unsigned              nclients;
+    struct iptable        ips;       /* per-IP accounting and bans */
     uint64_t              next_client_id;
     ev_prepare            flush_w;
     ev_signal             sig_int, sig_term;
