@@ -18,7 +18,7 @@ BUILD ?= build
 OBJ   := $(SRC:%.c=$(BUILD)/%.o)
 BIN   ?= redis-sidecar
 
-UNIT_TESTS := test_resp test_config test_command
+UNIT_TESTS := test_resp test_config test_command test_cidr
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit integration asan bench clean
@@ -42,6 +42,9 @@ $(BUILD)/tests/test_config: tests/unit/test_config.c $(BUILD)/proxy/config.o \
 		$(BUILD)/lib/net.o $(BUILD)/lib/log.o $(BUILD)/lib/buf.o $(BUILD)/lib/cidr.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -linih
+$(BUILD)/tests/test_cidr: tests/unit/test_cidr.c $(BUILD)/lib/cidr.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^
 $(BUILD)/tests/test_command: tests/unit/test_command.c $(BUILD)/proxy/command.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^

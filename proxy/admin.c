@@ -260,8 +260,17 @@ static void proxy_info(struct client *c)
                 "upstream_redis_version:%s\r\n\r\n",
                 SIDECAR_VERSION, (int)getpid(), ev_now(sc->loop) - sc->started,
                 sc->master->version[0] ? sc->master->version : "unknown");
-    buf_appendf(&b, "# Clients\r\nconnected_clients:%u\r\ntotal_connections_received:%llu\r\n\r\n",
-                sc->nclients, (unsigned long long)s->connections_received);
+    buf_appendf(&b, "# Clients\r\nconnected_clients:%u\r\ntotal_connections_received:%llu\r\n"
+                "refused_banned:%llu\r\nrefused_denied:%llu\r\nrefused_max_connections:%llu\r\n"
+                "refused_per_ip:%llu\r\nclients_killed:%llu\r\npipeline_pauses:%llu\r\n"
+                "tracked_ips:%u\r\nbans:%d\r\n\r\n",
+                sc->nclients, (unsigned long long)s->connections_received,
+                (unsigned long long)s->refused[REFUSED_BANNED],
+                (unsigned long long)s->refused[REFUSED_DENIED],
+                (unsigned long long)s->refused[REFUSED_MAX_CONN],
+                (unsigned long long)s->refused[REFUSED_PER_IP],
+                (unsigned long long)s->killed, (unsigned long long)s->pipeline_pauses,
+                sc->ips.n, sc->ips.nbans);
     buf_appendf(&b, "# Stats\r\ntotal_requests:%llu\r\nforwarded_requests:%llu\r\n"
                 "local_replies:%llu\r\nclient_bytes_in:%llu\r\nclient_bytes_out:%llu\r\n"
                 "upstream_bytes_out:%llu\r\nupstream_bytes_in:%llu\r\n\r\n",
@@ -273,7 +282,7 @@ static void proxy_info(struct client *c)
                 "errors_output_buffer:%llu\r\nerrors_refused_command:%llu\r\n"
                 "errors_unsupported_command:%llu\r\nerrors_auth:%llu\r\n"
                 "errors_upstream_unavailable:%llu\r\nerrors_link_lost_after_send:%llu\r\n"
-                "errors_reply_timeout:%llu\r\nerrors_node_down:%llu\r\n"
+                "errors_reply_timeout:%llu\r\nerrors_node_down:%llu\r\nerrors_noperm:%llu\r\n"
                 "clients_closed_idle:%llu\r\n\r\n",
                 (unsigned long long)s->err_protocol, (unsigned long long)s->err_query_buffer,
                 (unsigned long long)s->err_output_buffer, (unsigned long long)s->err_refused,
@@ -281,6 +290,7 @@ static void proxy_info(struct client *c)
                 (unsigned long long)p->failed_unavailable,
                 (unsigned long long)p->failed_after_send,
                 (unsigned long long)p->reply_timeouts, (unsigned long long)s->err_node_down,
+                (unsigned long long)s->err_noperm,
                 (unsigned long long)s->idle_closed);
     buf_appendf(&b, "# Upstream\r\nmaster:%s\r\nmaster_links:%d\r\nmaster_links_ready:%d\r\n"
                 "links_opened:%llu\r\nlink_failures:%llu\r\nconnect_failures:%llu\r\n"

@@ -322,6 +322,7 @@ static size_t client_process(struct client *c, const char *p, size_t n,
 
     while (!c->closed && !c->closing && used < n) {
         if (c->npending >= (unsigned)sc->cfg->max_pipeline) {
+            sc->st.pipeline_pauses++;
             c->paused = 1;
             update_watch(c);
             break;

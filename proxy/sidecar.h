@@ -40,6 +40,7 @@ struct sidecar_stats {
     uint64_t idle_closed;       /* clients closed after idle_timeout */
     uint64_t refused[REFUSED_NREASONS];  /* connections refused, by reason */
     uint64_t killed;            /* clients closed by PROXY KILL, BAN, CLIENT KILL */
+    uint64_t pipeline_pauses;   /* reads stopped at max_pipeline pending replies */
 };
 
 struct sidecar {

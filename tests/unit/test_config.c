@@ -41,6 +41,15 @@ static void test_defaults_and_values(void)
     CHECK(c.max_query_buffer == 64u << 20 && c.max_output_buffer == 64u << 20);
     CHECK(c.nlisten == 1 && strcmp(c.listen[0], "127.0.0.1:6380") == 0);
     CHECK(c.password == NULL && c.database == 0 && c.log_level == LOG_INFO);
+    CHECK(c.max_connections == 10000 && c.max_connections_per_ip == 0 &&
+          c.max_pipeline == 10000 && c.admin_reserved == 4);
+    CHECK(c.allow.n == 0 && c.deny.n == 0 && c.admin_allow.n == 2);  /* 127.0.0.0/8, ::1 */
+    CHECK(c.validate_after == 1 && c.ping_timeout == 0.3 && c.ping_interval == 15 &&
+          c.retry_reads == 1 && c.check_interval == 1 && c.down_after == 3);
+    CHECK(load(&c, "[upstream]\nmaster = 127.0.0.1:7000\n[clients]\nallow = 10.0.0.0/8\n"
+                   "allow = ::1\ndeny = 10.1.0.0/16\n[admin]\nallow = 127.0.0.1\n"
+                   "[pool]\nretry_reads = off\n") == 0);
+    CHECK(c.allow.n == 2 && c.deny.n == 1 && c.admin_allow.n == 1 && c.retry_reads == 0);
 
     CHECK(load(&c, "[proxy]\nlisten = 127.0.0.1:1, unix:/tmp/x.sock\n"
                    "listen = [::1]:2\npassword = p ; comment\n"
@@ -125,6 +134,12 @@ static void test_errors(void)
     CHECK(fails_with("[pool]\nconnections = 2\n", "t.ini: upstream.master is required"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\nusername = u\n",
                      "t.ini: upstream.username needs upstream.password"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[clients]\ndeny = 10.0.0.0/8, 300.1.1.1\n",
+                     "t.ini:4: clients.deny: \"300.1.1.1\" is not an address or CIDR range"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[pool]\nretry_reads = maybe\n",
+                     "t.ini:4: pool.retry_reads: \"maybe\" is not on or off"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[admin]\nreserved = -1\n",
+                     "t.ini:4: admin.reserved: \"-1\" not in 0..1000"));
     /* The first error wins, with its own line. */
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\ndatabase = x\n[pool]\nconnections = 0\n",
                      "t.ini:3: upstream.database: \"x\" not in 0..100000"));

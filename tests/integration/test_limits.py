@@ -1,0 +1,249 @@
+"""Client limits and the admin view: a runaway host is capped with a clear
+error while everyone else is served; max_connections keeps slots for
+admins; bans, allow/deny lists, admin rights, back-pressure."""
+import resource
+import socket
+import threading
+import time
+
+import pytest
+import redis
+
+from conftest import SLOW, free_port, resp_cmd, resp_read, wait_until
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def connect_from(ip, port, timeout=10):
+    s = socket.socket()
+    s.bind((ip, 0))
+    s.settimeout(timeout * SLOW)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+class _BoundRedis(redis.Redis):
+    def __init__(self, ip, port, **kw):
+        class Conn(redis.Connection):
+            def _connect(self):
+                s = socket.socket()
+                s.bind((ip, 0))
+                s.settimeout(self.socket_connect_timeout or 10)
+                s.connect((self.host, self.port))
+                s.settimeout(self.socket_timeout)
+                return s
+        super().__init__(connection_pool=redis.ConnectionPool(
+            connection_class=Conn, host="127.0.0.1", port=port, **kw))
+
+
+def proxy_clients(admin):
+    out = {}
+    for line in admin.execute_command("PROXY", "CLIENTS").decode().splitlines():
+        kv = dict(f.split("=", 1) for f in line.split())
+        out[kv["ip"]] = kv
+    return out
+
+
+def test_runaway_host_is_capped(env, master):
+    raise_nofile()
+    sc = env.sidecar(master, clients={"max_connections_per_ip": "100"})
+    admin = sc.client()
+    stop = threading.Event()
+    links_seen = []
+
+    def watch_links():
+        while not stop.is_set():
+            links_seen.append(len([c for c in master.client().client_list()
+                                   if c.get("name", "").startswith("sidecar-")]))
+            time.sleep(0.05)
+
+    good = {"ok": 0, "errors": []}
+
+    def good_host():
+        r = _BoundRedis("127.0.0.1", sc.port)
+        for i in range(20):
+            try:
+                assert r.set(f"good:{i}", i) is True
+                assert r.get(f"good:{i}") == str(i).encode()
+                good["ok"] += 1
+            except redis.RedisError as e:
+                good["errors"].append(str(e))
+
+    watcher = threading.Thread(target=watch_links)
+    watcher.start()
+    socks = []
+    for _ in range(3000):
+        s = connect_from("127.0.0.2", sc.port)
+        s.sendall(resp_cmd("GET", "runaway"))
+        socks.append(s)
+    g = threading.Thread(target=good_host)
+    g.start()
+    served = refused = 0
+    for s in socks:
+        f = s.makefile("rb")
+        reply = resp_read(f)
+        if reply is None:
+            served += 1
+        else:
+            assert isinstance(reply, redis.ResponseError), reply
+            assert str(reply) == "ERR max connections per client IP reached (127.0.0.2, limit 100)"
+            assert f.read() == b""      # and closed
+            refused += 1
+    g.join(60)
+    stop.set()
+    watcher.join()
+    assert (served, refused) == (100, 2900)
+    assert good == {"ok": 20, "errors": []}
+    assert links_seen and max(links_seen) <= 3        # 2 data links + 1 health check
+    row = proxy_clients(admin)["127.0.0.2"]
+    assert row["current"] == "100" and row["refused"] == "2900"
+    assert row["refused_per_ip"] == "2900" and row["peak"] == "100"
+    assert sc.info()["refused_per_ip"] == "2900"
+    assert "127.0.0.2 refused: max connections per client IP reached" in sc.log()
+    for s in socks:
+        s.close()
+
+
+def test_max_connections_keeps_admin_slots(env, master):
+    sc = env.sidecar(master, clients={"max_connections": "20"},
+                     admin={"allow": "127.0.0.1/32", "reserved": "2"})
+    apps = [connect_from("127.0.0.2", sc.port) for _ in range(20)]
+    for s in apps:
+        s.sendall(resp_cmd("PING"))
+        assert resp_read(s.makefile("rb")) == b"PONG"
+    extra = connect_from("127.0.0.2", sc.port)
+    err = resp_read(extra.makefile("rb"))
+    assert str(err) == "ERR max number of clients reached (limit 20)"
+    admin = _BoundRedis("127.0.0.1", sc.port)
+    assert admin.execute_command("PROXY", "KILL", "IP", "127.0.0.2") == 20
+    for s in apps:
+        assert s.recv(10) == b""
+    again = connect_from("127.0.0.2", sc.port)
+    again.sendall(resp_cmd("PING"))
+    assert resp_read(again.makefile("rb")) == b"PONG"
+
+
+def test_ban_closes_refuses_and_expires(env, master):
+    sc = env.sidecar(master)
+    victims = [connect_from("127.0.0.2", sc.port) for _ in range(5)]
+    for s in victims:
+        s.sendall(resp_cmd("PING"))
+        assert resp_read(s.makefile("rb")) == b"PONG"
+    admin = sc.client()
+    assert admin.execute_command("PROXY", "BAN", "127.0.0.2/32", "2") == 5
+    for s in victims:
+        assert s.recv(10) == b""
+    err = resp_read(connect_from("127.0.0.2", sc.port).makefile("rb"))
+    assert str(err).startswith("ERR client IP 127.0.0.2 is banned for another")
+    assert b"cidr=127.0.0.2/32" in admin.execute_command("PROXY", "BANS")
+    assert _BoundRedis("127.0.0.3", sc.port).ping() is True     # others untouched
+    time.sleep(2.1)
+    assert _BoundRedis("127.0.0.2", sc.port).ping() is True
+    assert admin.execute_command("PROXY", "BANS") == b""
+    assert admin.execute_command("PROXY", "BAN", "127.0.0.0/24", "60") >= 0
+    assert admin.execute_command("PROXY", "UNBAN", "127.0.0.0/24") == 1
+
+
+def test_allow_and_deny_lists_ipv4_and_ipv6(env, master):
+    v6 = free_port()
+    sc = env.sidecar(master, start=False, clients={"allow": "127.0.0.0/30"})
+    sc.ini.write_text(sc.ini.read_text().replace(
+        f"listen = 127.0.0.1:{sc.port}", f"listen = 127.0.0.1:{sc.port}, [::1]:{v6}"))
+    sc.start()
+    assert _BoundRedis("127.0.0.2", sc.port).ping() is True
+    err = resp_read(connect_from("127.0.0.5", sc.port).makefile("rb"))
+    assert str(err) == "ERR client IP 127.0.0.5 is not allowed to connect"
+    s6 = socket.create_connection(("::1", v6), timeout=5)
+    assert str(resp_read(s6.makefile("rb"))) == "ERR client IP ::1 is not allowed to connect"
+    env.sidecars.remove(sc)
+    assert sc.stop() == 0
+
+    sc2 = env.sidecar(master, start=False, clients={"deny": "::1, 127.0.0.3"})
+    v6b = free_port()
+    sc2.ini.write_text(sc2.ini.read_text().replace(
+        f"listen = 127.0.0.1:{sc2.port}", f"listen = 127.0.0.1:{sc2.port}, [::1]:{v6b}"))
+    sc2.start()
+    s6 = socket.create_connection(("::1", v6b), timeout=5)
+    assert str(resp_read(s6.makefile("rb"))) == "ERR client IP ::1 is not allowed to connect"
+    err = resp_read(connect_from("127.0.0.3", sc2.port).makefile("rb"))
+    assert str(err) == "ERR client IP 127.0.0.3 is not allowed to connect"
+    assert _BoundRedis("127.0.0.4", sc2.port).ping() is True
+
+
+def test_non_admin_gets_noperm_and_admin_password_grants(env, master):
+    sc = env.sidecar(master, admin={"allow": "127.0.0.1/32", "password": "adm1n"})
+    r = _BoundRedis("127.0.0.3", sc.port)
+    for cmd in (["PROXY", "INFO"], ["PROXY", "CLIENTS"], ["PROXY", "CLIENT", "LIST"],
+                ["PROXY", "KILL", "IP", "127.0.0.9"], ["PROXY", "BAN", "127.0.0.9/32", "1"],
+                ["PROXY", "UNBAN", "127.0.0.9/32"], ["PROXY", "BANS"], ["PROXY", "HELP"],
+                ["CLIENT", "KILL", "ID", "1"]):
+        with pytest.raises(redis.exceptions.NoPermissionError, match="needs admin rights"):
+            r.execute_command(*cmd)
+    assert r.set("k", "v") is True                    # data commands still work
+    assert r.execute_command("AUTH", "adm1n") in (True, b"OK")
+    assert b"connected_clients" in r.execute_command("PROXY", "INFO")
+    lines = r.execute_command("CLIENT", "LIST").decode().splitlines()
+    assert len(lines) >= 1 and all(line.startswith("id=") for line in lines)
+    me = _BoundRedis("127.0.0.4", sc.port)
+    assert len(me.execute_command("CLIENT", "LIST").decode().splitlines()) == 1  # itself only
+    assert b"PROXY CLIENTS" in b"".join(_BoundRedis("127.0.0.1", sc.port).execute_command("PROXY", "HELP"))
+
+
+def test_client_commands_answered_by_the_proxy(env, master):
+    sc = env.sidecar(master)
+    r = sc.client()
+    r.client_setname("worker-7")
+    info = r.execute_command("CLIENT", "INFO").decode()
+    assert "name=worker-7" in info and f"id={r.client_id()}" in info
+    assert r.execute_command("CLIENT", "NO-EVICT", "on") in (True, b"OK")
+    other = sc.client()
+    other.ping()
+    oid = other.client_id()
+    assert r.execute_command("CLIENT", "KILL", "ID", oid) == 1
+    assert other.client_id() != oid      # redis-py noticed the close and reconnected
+    assert r.execute_command("CLIENT", "KILL", "ID", oid) == 0
+    with pytest.raises(redis.ResponseError, match="not supported"):
+        r.execute_command("CLIENT", "PAUSE", "10")
+
+
+def test_max_pipeline_is_back_pressure(env, master):
+    sc = env.sidecar(master, clients={"max_pipeline": "1000"})
+    rss0 = sc.rss_kb()
+    s = sc.raw(timeout=60)
+    n = 100000
+    payload = b"".join(resp_cmd("INCR", "pipe") for _ in range(n))
+    sender = threading.Thread(target=s.sendall, args=(payload,))
+    sender.start()
+    time.sleep(1)                        # the proxy stops reading at 1000 pending
+    peak = sc.rss_kb()
+    f = s.makefile("rb", buffering=1 << 20)
+    for i in range(1, n + 1):
+        assert resp_read(f) == i
+    sender.join(30)
+    assert peak - rss0 < 64 * 1024
+    assert int(sc.info()["pipeline_pauses"]) >= 1     # it did stop reading
+    assert master.client().get("pipe") == str(n).encode()
+
+
+def test_10000_idle_clients_from_several_addresses(env, master):
+    raise_nofile()
+    sc = env.sidecar(master, clients={"max_connections": "10050", "max_connections_per_ip": "1000"})
+    rss0 = sc.rss_kb()
+    socks = []
+    for i in range(10000):
+        s = connect_from(f"127.0.0.{2 + i % 10}", sc.port)
+        socks.append(s)
+    extra = connect_from("127.0.0.2", sc.port)
+    assert str(resp_read(extra.makefile("rb"))).startswith("ERR max connections per client IP")
+    for s in socks[::97]:
+        s.sendall(resp_cmd("PING"))
+        assert resp_read(s.makefile("rb")) == b"PONG"
+    wait_until(lambda: int(sc.info()["connected_clients"]) == 10001, what="all accepted")
+    rss = sc.rss_kb()
+    print(f"RSS with 10,000 idle clients: {rss} kB (fresh {rss0} kB)")
+    assert rss - rss0 < 16 * 1024
+    for s in socks:
+        s.close()
