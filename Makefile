@@ -2,13 +2,15 @@
 # needs; both install what is missing first (`make deps`).
 
 CC      ?= cc
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
+OPT     ?= -O2 -g
+SANFLAGS ?=
+override CFLAGS += $(OPT) $(SANFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
+override LDFLAGS += $(SANFLAGS)
 LDLIBS  := -lev -lhiredis -linih -lm
 PYTHON  := /usr/bin/python3
 
 LIB_SRC   := lib/buf.c lib/cidr.c lib/log.c lib/net.c lib/resp.c
-POOL_SRC  := pool/link.c pool/pool.c
+POOL_SRC  := pool/req.c pool/link.c pool/pool.c
 HEALTH_SRC := health/checker.c
 PROXY_SRC := proxy/config.c proxy/command.c proxy/client.c proxy/listener.c \
              proxy/iptable.c proxy/router.c proxy/admin.c proxy/main.c
@@ -66,9 +68,8 @@ test: deps all $(UNIT_BINS)
 
 # ASan + UBSan build in its own directory; runs the whole suite on it.
 asan: deps
-	$(MAKE) BUILD=build-asan BIN=build-asan/redis-sidecar \
-	    CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	    LDFLAGS="-fsanitize=address,undefined" \
+	$(MAKE) BUILD=build-asan BIN=build-asan/redis-sidecar OPT="-O1 -g -fno-omit-frame-pointer" \
+	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 	    build-asan/redis-sidecar $(UNIT_TESTS:%=build-asan/tests/%)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    SIDECAR_BIN=$(abspath build-asan/redis-sidecar) SIDECAR_ASAN=1 \

@@ -1,6 +1,7 @@
-/* Node health over hiredis (async, on the proxy's loop). hiredis 0.14's
- * async API has no timeouts, so the tick that sends a check also judges
- * the previous one: still unanswered means failed. */
+/* Node health over hiredis (async, on the proxy's loop): PING says whether
+ * the node answers, ROLE what it is. hiredis 0.14's async API has no
+ * timeouts, so the tick that sends a check also judges the previous one:
+ * still unanswered means failed. */
 #include "checker.h"
 
 #include <hiredis/adapters/libev.h>
@@ -61,18 +62,35 @@ static void check_passed(struct checker *ch)
     }
 }
 
+/* Any answer to PING, even an error (NOAUTH, LOADING, max clients), proves
+ * the node is alive: down means it does not answer at all. */
+static void on_ping(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct checker *ch = priv;
+    (void)ac;
+
+    if (r && ch->in_flight)
+        check_passed(ch);
+}
+
+/* ROLE says what the node is; a user without the right to run it (ACL)
+ * leaves the role unknown, which is logged once and is no failure. */
 static void on_role(redisAsyncContext *ac, void *r, void *priv)
 {
     struct checker *ch = priv;
     redisReply *reply = r;
     (void)ac;
 
-    if (!reply || !ch->in_flight)
-        return;            /* the connection went; the disconnect counts */
+    if (!reply)
+        return;
     if (reply->type == REDIS_REPLY_ERROR) {
-        check_failed(ch, reply->str);
+        if (!ch->role_refused)
+            log_warn("health %s: ROLE refused (%s); the node's role stays unknown",
+                     ch->cfg.name, reply->str);
+        ch->role_refused = 1;
         return;
     }
+    ch->role_refused = 0;
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
         reply->element[0]->type == REDIS_REPLY_STRING) {
         snprintf(ch->role, sizeof ch->role, "%s", reply->element[0]->str);
@@ -81,19 +99,20 @@ static void on_role(redisAsyncContext *ac, void *r, void *priv)
         else if (reply->elements >= 5 && reply->element[4]->type == REDIS_REPLY_INTEGER)
             ch->offset = reply->element[4]->integer;
     }
-    check_passed(ch);
 }
 
+/* A refused AUTH leaves an unauthenticated connection: the next tick
+ * starts a fresh one (the password may have been fixed meanwhile). */
 static void on_auth(redisAsyncContext *ac, void *r, void *priv)
 {
     redisReply *reply = r;
     struct checker *ch = priv;
-    char why[200];
     (void)ac;
 
-    if (reply && reply->type == REDIS_REPLY_ERROR && ch->in_flight) {
-        snprintf(why, sizeof why, "AUTH refused: %s", reply->str);
-        check_failed(ch, why);
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        if (!ch->auth_failed)
+            log_warn("health %s: AUTH refused: %s", ch->cfg.name, reply->str);
+        ch->auth_failed = 1;
     }
 }
 
@@ -159,15 +178,20 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     if (ch->in_flight) {
         check_failed(ch, "no reply within check_interval");
         drop_connection(ch);
+    } else if (ch->auth_failed) {
+        drop_connection(ch);
     }
+    ch->auth_failed = 0;
     ch->in_flight = 1;
     if (!ch->ac && connect_checker(ch) < 0)
         return;
+    redisAsyncCommand(ch->ac, on_ping, ch, "PING");
     redisAsyncCommand(ch->ac, on_role, ch, "ROLE");
 }
 
 void health_start(struct checker *ch, struct ev_loop *loop,
-                  const struct checker_config *cfg, checker_change_fn *fn, void *arg)
+                  const struct checker_config *cfg,
+                  void (*fn)(void *arg, int up, const char *why), void *arg)
 {
     memset(ch, 0, sizeof *ch);
     ch->loop = loop;

@@ -20,8 +20,6 @@ struct checker_config {
     const char *password;
 };
 
-typedef void checker_change_fn(void *arg, int up, const char *why);
-
 struct checker {
     struct ev_loop           *loop;
     struct checker_config     cfg;
@@ -30,10 +28,12 @@ struct checker {
     int                       in_flight;   /* a check awaits its ROLE reply */
     int                       fails;       /* failed checks in a row */
     int                       down;
+    int                       role_refused; /* ROLE not permitted: logged once */
+    int                       auth_failed;  /* reconnect on the next tick */
     char                      role[16];    /* "master", "slave", ... */
     long long                 offset;      /* replication offset ROLE reports */
     char                      last_err[160];
-    checker_change_fn        *on_change;
+    void                    (*on_change)(void *arg, int up, const char *why);
     void                     *arg;
     uint64_t                  checks, failures, downs, ups;
 };
@@ -41,7 +41,8 @@ struct checker {
 /* host:port split into cfg; -1 when spec is not a TCP address. */
 int health_config_addr(struct checker_config *cfg, const char *spec);
 void health_start(struct checker *ch, struct ev_loop *loop,
-                  const struct checker_config *cfg, checker_change_fn *fn, void *arg);
+                  const struct checker_config *cfg,
+                  void (*on_change)(void *arg, int up, const char *why), void *arg);
 void health_stop(struct checker *ch);
 
 #endif

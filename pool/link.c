@@ -1,7 +1,8 @@
 /* One upstream socket: connect, handshake (AUTH, SELECT, name), the FIFO
  * of requests in flight, and what happens to them when the socket dies.
- * Every state change goes through link_ready() or link_down(), which log
- * why. */
+ * A link is gained in link_ready() and lost in link_down(), which log why
+ * and count the cause; the steps in between (connecting, handshake,
+ * validation) only move it forward. */
 #include "link.h"
 
 #include <errno.h>
@@ -17,49 +18,14 @@
 #define LINK_READ_CHUNK  (16 * 1024)
 #define LINK_KEEP_BUF    (64 * 1024)
 #define BACKOFF_FIRST    0.05
-#define BACKOFF_MAX      2.0
+#define BACKOFF_MAX      2.0    /* and never over connect_timeout / 2, so a
+                                 * request always sees a try before it gives up */
 
 
 
 static const struct resp_limits reply_limits = {
     .max_bulk = RESP_MAX_BULK, .max_line = 64 * 1024 * 1024,
 };
-
-struct req *req_alloc(struct req_cache *rc)
-{
-    struct req *r = rc->free;
-
-    if (r) {
-        rc->free = r->owner;
-        rc->nfree--;
-    } else if (!(r = malloc(sizeof *r))) {
-        return NULL;
-    }
-    memset(r, 0, sizeof *r);
-    return r;
-}
-
-void req_release(struct req_cache *rc, struct req *r)
-{
-    buf_free(&r->reply);
-    if (rc->nfree >= rc->max_free) {
-        free(r);
-        return;
-    }
-    r->owner = rc->free;
-    rc->free = r;
-    rc->nfree++;
-}
-
-void req_cache_clear(struct req_cache *rc)
-{
-    while (rc->free) {
-        struct req *r = rc->free;
-        rc->free = r->owner;
-        free(r);
-    }
-    rc->nfree = 0;
-}
 
 static void link_rd_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void link_wr_cb(struct ev_loop *loop, ev_io *w, int revents);
@@ -141,15 +107,17 @@ static void requeue_or_fail(struct link *l, const char *why)
             continue;
         }
         TAILQ_REMOVE(&l->fifo, r, link_tqe);
+        /* A retried read gets a fresh wait; a request never sent keeps its
+         * own, so connect_timeout bounds it however often the link fails. */
         if (written) {
             r->flags |= REQ_RETRIED;
+            r->queued_at = ev_now(p->loop);
             p->st.retried_reads++;
         } else {
             p->st.requeued_unsent++;
         }
         const char *src = buf_start(&l->out) + (r->off - l->out_base);
         r->off = buf_used(&out);
-        r->queued_at = ev_now(p->loop);
         buf_append(&out, src, r->len);
         TAILQ_INSERT_TAIL(&keep, r, link_tqe);
         kept++;
@@ -161,16 +129,21 @@ static void requeue_or_fail(struct link *l, const char *why)
     l->nfifo = kept;
 }
 
-static void link_down(struct link *l, const char *why)
+static void link_down(struct link *l, enum link_loss cause, const char *why)
 {
     struct pool *p = l->pool;
     int was_ready = l->state == LINK_READY || l->validating;
     double delay;
 
+    p->st.lost[cause]++;
     if (l->validating)
         p->st.validations_failed++;
     l->validating = 0;
-    if (was_ready) {
+    if (cause == LOST_RETIRED) {
+        log_info("link %s#%d retired: %s", p->cfg.name, l->idx, why);
+        p->st.links_retired++;
+        delay = 0;
+    } else if (was_ready) {
         log_warn("link %s#%d lost: %s", p->cfg.name, l->idx, why);
         p->st.link_failures++;
         delay = 0;
@@ -181,10 +154,14 @@ static void link_down(struct link *l, const char *why)
         else
             log_debug("link %s#%d cannot connect: %s", p->cfg.name, l->idx, why);
         p->st.connect_failures++;
+        double cap = p->cfg.connect_timeout / 2 < BACKOFF_MAX ? p->cfg.connect_timeout / 2
+                                                               : BACKOFF_MAX;
         delay = l->backoff ? l->backoff : BACKOFF_FIRST;
-        l->backoff = delay * 2 > BACKOFF_MAX ? BACKOFF_MAX : delay * 2;
+        if (delay > cap)
+            delay = cap;
+        l->backoff = delay * 2 > cap ? cap : delay * 2;
     }
-    snprintf(l->last_err, sizeof l->last_err, "%s", why);
+    snprintf(l->last_err, sizeof l->last_err, "%s", cause == LOST_RETIRED ? "" : why);
     close_socket(l);
     l->state = LINK_DOWN;
     requeue_or_fail(l, why);
@@ -207,7 +184,7 @@ static void link_ready(struct link *l)
     }
     l->opened_at = ev_now(p->loop);
     /* Up to 10% either way, so links opened together do not retire together. */
-    l->age_limit = p->cfg.max_link_age * (0.9 + 0.2 * (double)(random() % 1000) / 1000);
+    l->age_limit = p->cfg.max_link_age * (0.9 + 0.2 * (double)(rand_r(&p->seed) % 1000) / 1000);
     if (l->last_err[0])
         log_info("link %s#%d up again (was: %s)", p->cfg.name, l->idx, l->last_err);
     else
@@ -221,14 +198,14 @@ static void link_ready(struct link *l)
         pool_mark_dirty(p, l);
 }
 
-static void connect_now(struct link *l)
+void link_start(struct link *l)
 {
     struct pool *p = l->pool;
     char err[128];
     int fd;
 
     if (net_connect(&p->cfg.addr, &fd, err, sizeof err) < 0) {
-        link_down(l, err);
+        link_down(l, LOST_CONNECT, err);
         return;
     }
     l->fd = fd;
@@ -238,11 +215,6 @@ static void connect_now(struct link *l)
     ev_io_start(p->loop, &l->wio);
     ev_timer_set(&l->conn_timer, p->cfg.connect_timeout, 0);
     ev_timer_start(p->loop, &l->conn_timer);
-}
-
-void link_start(struct link *l)
-{
-    connect_now(l);
 }
 
 static void hs_add(struct link *l, enum hs_kind kind, int argc, const char **argv)
@@ -331,7 +303,7 @@ static int handshake_reply(struct link *l, const char *p, size_t n)
     if (p[0] == '-' && kind != HS_NAME && kind != HS_INFO) {
         snprintf(why, sizeof why, "%s refused: %.*s", kind == HS_AUTH ? "AUTH" :
                  kind == HS_SELECT ? "SELECT" : "validation PING", m, p + 1);
-        link_down(l, why);
+        link_down(l, kind == HS_PING ? LOST_VALIDATION : LOST_HANDSHAKE, why);
         return -1;
     }
     if (kind == HS_INFO && p[0] == '$')
@@ -347,7 +319,7 @@ static int deliver(struct link *l, const char *p, size_t n)
     struct req *r = TAILQ_FIRST(&l->fifo);
 
     if (!r || r->off + r->len > l->sent) {
-        link_down(l, "reply with no request waiting for it");
+        link_down(l, LOST_PROTOCOL, "reply with no request waiting for it");
         return -1;
     }
     TAILQ_REMOVE(&l->fifo, r, link_tqe);
@@ -372,7 +344,7 @@ static void process_replies(struct link *l)
         if (rc == RESP_ERR) {
             char why[128];
             snprintf(why, sizeof why, "bad reply from server: %s", l->fr.err);
-            link_down(l, why);
+            link_down(l, LOST_PROTOCOL, why);
             return;
         }
         size_t len = l->fr.fr.len;
@@ -403,7 +375,7 @@ static void link_rd_cb(struct ev_loop *loop, ev_io *w, int revents)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     snprintf(why, sizeof why, "%s", n == 0 ? "closed by the server" : strerror(errno));
-    link_down(l, why);
+    link_down(l, n == 0 ? LOST_CLOSED : LOST_ERROR, why);
 }
 
 static void write_handshake(struct link *l)
@@ -411,11 +383,13 @@ static void write_handshake(struct link *l)
     ssize_t n = buf_write_fd(&l->hs, l->fd);
 
     if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        link_down(l, strerror(errno));
+        link_down(l, LOST_ERROR, strerror(errno));
         return;
     }
     if (buf_used(&l->hs) == 0)
         ev_io_stop(l->pool->loop, &l->wio);
+    else
+        ev_io_start(l->pool->loop, &l->wio);
 }
 
 static void link_wr_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -428,7 +402,7 @@ static void link_wr_cb(struct ev_loop *loop, ev_io *w, int revents)
     switch (l->state) {
     case LINK_CONNECTING:
         if (net_connect_result(l->fd, err, sizeof err) < 0) {
-            link_down(l, err);
+            link_down(l, LOST_CONNECT, err);
             return;
         }
         start_handshake(l);
@@ -438,8 +412,7 @@ static void link_wr_cb(struct ev_loop *loop, ev_io *w, int revents)
         write_handshake(l);
         break;
     case LINK_READY:
-        if (!l->dirty)      /* else the pool's flush writes it, once */
-            link_flush(l);
+        pool_mark_dirty(l->pool, l);    /* the flush step writes it, once */
         break;
     case LINK_DOWN:
         ev_io_stop(loop, w);
@@ -454,13 +427,13 @@ static void link_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)revents;
 
     if (l->state == LINK_DOWN)
-        connect_now(l);
+        link_start(l);
     else if (l->state == LINK_CONNECTING)
-        link_down(l, "connect timeout");
+        link_down(l, LOST_CONNECT, "connect timeout");
     else if (l->validating)
-        link_down(l, "no reply to the validation PING within ping_timeout");
+        link_down(l, LOST_VALIDATION, "no reply to the validation PING within ping_timeout");
     else if (l->state == LINK_HANDSHAKE)
-        link_down(l, "no reply to the connection handshake");
+        link_down(l, LOST_HANDSHAKE, "no reply to the connection handshake");
 }
 
 /* Requests waiting for a socket give up after connect_timeout; a request
@@ -478,9 +451,9 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         r = TAILQ_FIRST(&l->fifo);
         if (r && now - r->queued_at > p->cfg.reply_timeout) {
             p->st.reply_timeouts++;
-            link_down(l, "no reply within reply_timeout");
+            link_down(l, LOST_REPLY_TIMEOUT, "no reply within reply_timeout");
         }
-    } else {
+    } else if (!l->validating) {     /* validation has its own, shorter, deadline */
         char why[320];
         snprintf(why, sizeof why, "upstream %s unavailable: %s", p->cfg.name,
                  l->last_err[0] ? l->last_err : "still connecting");
@@ -498,18 +471,21 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ev_timer_stop(loop, w);
 }
 
-void link_send(struct link *l, struct req *r, const char *p, size_t n)
+int link_send(struct link *l, struct req *r, const char *p, size_t n)
 {
     struct pool *pl = l->pool;
 
+    /* The bytes first: a slot on the FIFO without them would take
+     * another request's reply. */
+    if (buf_append(&l->out, p, n) < 0)
+        return -1;
     if (l->state == LINK_READY && l->nfifo == 0 && pl->cfg.validate_after > 0 &&
         ev_now(pl->loop) - l->last_rx > pl->cfg.validate_after)
         link_validate(l, "idle before use");
     r->link = l;
-    r->off = l->out_base + buf_used(&l->out);
+    r->off = l->out_base + buf_used(&l->out) - n;
     r->len = n;
     r->queued_at = ev_now(pl->loop);
-    buf_append(&l->out, p, n);
     TAILQ_INSERT_TAIL(&l->fifo, r, link_tqe);
     l->nfifo++;
     pl->st.requests_sent++;
@@ -523,6 +499,7 @@ void link_send(struct link *l, struct req *r, const char *p, size_t n)
         ev_timer_set(&l->watchdog, t, t);
         ev_timer_start(pl->loop, &l->watchdog);
     }
+    return 0;
 }
 
 void link_flush(struct link *l)
@@ -543,7 +520,7 @@ void link_flush(struct link *l)
     }
     ssize_t w = write(l->fd, buf_start(&l->out) + from, n);
     if (w < 0 && errno != EAGAIN && errno != EINTR) {
-        link_down(l, strerror(errno));
+        link_down(l, LOST_ERROR, strerror(errno));
         return;
     }
     if (w > 0) {
@@ -575,17 +552,20 @@ void link_tend(struct link *l, ev_tstamp now)
     if (l->state != LINK_READY || l->nfifo != 0)
         return;
     if (p->cfg.max_link_age > 0 && now - l->opened_at > l->age_limit) {
-        log_info("link %s#%d retired after %.0fs (max_link_age)", p->cfg.name,
-                 l->idx, now - l->opened_at);
-        p->st.links_retired++;
-        close_socket(l);
-        buf_free(&l->out);
-        l->out_base = l->sent = 0;
-        l->state = LINK_DOWN;
-        ev_timer_set(&l->conn_timer, 0, 0);
-        ev_timer_start(p->loop, &l->conn_timer);
+        char why[64];
+        snprintf(why, sizeof why, "%.0fs old (max_link_age)", now - l->opened_at);
+        link_down(l, LOST_RETIRED, why);
         return;
     }
     if (p->cfg.ping_interval > 0 && now - l->last_rx >= p->cfg.ping_interval)
         link_validate(l, "idle, background ping");
+}
+
+void link_retry_now(struct link *l)
+{
+    if (l->state == LINK_DOWN && ev_is_active(&l->conn_timer)) {
+        ev_timer_stop(l->pool->loop, &l->conn_timer);
+        ev_timer_set(&l->conn_timer, 0, 0);
+        ev_timer_start(l->pool->loop, &l->conn_timer);
+    }
 }

@@ -13,44 +13,16 @@
 
 #include "../lib/buf.h"
 #include "../lib/resp.h"
+#include "req.h"
 
 struct pool;
 
-#define REQ_READONLY  0x01  /* safe to run twice: retried once if its link dies */
-#define REQ_RETRIED   0x02
-#define REQ_DONE      0x04  /* reply held in r->reply, waiting for earlier ones */
-#define REQ_CLOSE     0x08  /* owner closes once this reply is sent (QUIT) */
-
-/* A request slot. It sits on its owner's reply FIFO (owner_tqe, the
- * owner's business) and, until answered, on its link's FIFO (link_tqe). */
-struct req {
-    TAILQ_ENTRY(req) link_tqe;
-    TAILQ_ENTRY(req) owner_tqe;
-    void       *owner;      /* NULL once the owner left: the reply is dropped */
-    struct link *link;      /* NULL when not (or no longer) upstream */
-    uint64_t    off;        /* first byte in the link's output stream */
-    size_t      len;
-    ev_tstamp   queued_at;  /* ev_now() when handed to the link */
-    struct buf  reply;      /* reply bytes, when they came before earlier ones */
-    unsigned    flags;
-};
-
-TAILQ_HEAD(req_fifo, req);
-
-/* Freed slots are kept for reuse up to a bound, so a burst costs no
- * malloc per request and memory returns once the burst is over. */
-struct req_cache {
-    struct req *free;
-    unsigned    nfree;
-    unsigned    max_free;
-};
-
-struct req *req_alloc(struct req_cache *rc);
-void req_release(struct req_cache *rc, struct req *r);
-void req_cache_clear(struct req_cache *rc);
-
 enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_HANDSHAKE, LINK_READY };
 enum hs_kind { HS_AUTH, HS_SELECT, HS_NAME, HS_INFO, HS_PING };
+/* Why a link went down, for the counters. */
+enum link_loss { LOST_CLOSED, LOST_ERROR, LOST_PROTOCOL, LOST_VALIDATION,
+                 LOST_REPLY_TIMEOUT, LOST_HANDSHAKE, LOST_CONNECT, LOST_RETIRED,
+                 LOST_NCAUSES };
 
 struct link {
     struct pool *pool;
@@ -84,8 +56,11 @@ struct link {
 
 void link_init(struct link *l, struct pool *p, int idx);
 void link_start(struct link *l);
-/* Queue a request's bytes; they go out at the end of this loop iteration. */
-void link_send(struct link *l, struct req *r, const char *p, size_t n);
+/* Queue a request's bytes; they go out at the end of this loop iteration.
+ * -1 (out of memory): the request was not queued. */
+int link_send(struct link *l, struct req *r, const char *p, size_t n);
+/* A link waiting out its reconnect backoff tries again now. */
+void link_retry_now(struct link *l);
 /* One write of everything pending; called once per loop iteration. */
 void link_flush(struct link *l);
 void link_stop(struct link *l);

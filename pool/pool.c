@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void pool_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
@@ -31,7 +32,10 @@ static void pool_care_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
-                      struct req_cache *cache, pool_reply_fn *on_reply, void *arg)
+                      struct req_cache *cache,
+                      void (*on_reply)(struct req *r, const char *p, size_t n,
+                                       const char *err, void *arg),
+                      void *arg)
 {
     struct pool *p = calloc(1, sizeof *p);
 
@@ -47,6 +51,7 @@ struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
     p->cache = cache;
     p->on_reply = on_reply;
     p->arg = arg;
+    p->seed = (unsigned)getpid() ^ (unsigned)(ev_time() * 1000);
     TAILQ_INIT(&p->dirty);
     ev_prepare_init(&p->flush_w, pool_flush_cb);
     p->flush_w.data = p;
@@ -101,5 +106,7 @@ int pool_ready_links(const struct pool *p)
 void pool_set_down(struct pool *p, int down, const char *why)
 {
     p->down = down;
+    for (int i = 0; !down && i < p->cfg.connections; i++)
+        link_retry_now(&p->links[i]);
     snprintf(p->down_reason, sizeof p->down_reason, "%s", why ? why : "");
 }

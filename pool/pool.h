@@ -27,11 +27,6 @@ struct pool_config {
     int         tcp_user_timeout_ms;
 };
 
-/* Delivers a reply (bytes of one RESP frame) or, when err is set, the
- * reason the request failed. Never called for orphans. */
-typedef void pool_reply_fn(struct req *r, const char *p, size_t n,
-                           const char *err, void *arg);
-
 struct pool_stats {
     uint64_t links_opened;
     uint64_t link_failures;        /* ready links lost */
@@ -46,6 +41,7 @@ struct pool_stats {
     uint64_t validations_failed;
     double   validation_wait;      /* seconds requests spent behind PINGs */
     uint64_t links_retired;        /* max_link_age */
+    uint64_t lost[LOST_NCAUSES];   /* links gone, by cause (connect attempts too) */
     uint64_t bytes_out;
     uint64_t bytes_in;
 };
@@ -55,25 +51,33 @@ struct pool {
     struct pool_config cfg;
     struct link       *links;
     struct req_cache  *cache;
-    pool_reply_fn     *on_reply;
+    /* A reply (bytes of one RESP frame) or, when err is set, why the
+     * request failed. Never called for orphans. */
+    void             (*on_reply)(struct req *r, const char *p, size_t n,
+                                 const char *err, void *arg);
     void              *arg;
     ev_prepare         flush_w;
     ev_timer           care_w;        /* background pings and retirement */
     TAILQ_HEAD(, link) dirty;
     struct pool_stats  st;
     char               version[32];  /* redis_version the node reported */
+    unsigned           seed;          /* for max_link_age jitter */
     int                down;          /* health checks failed: fail fast */
     char               down_reason[160];
 };
 
 struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
-                      struct req_cache *cache, pool_reply_fn *on_reply, void *arg);
+                      struct req_cache *cache,
+                      void (*on_reply)(struct req *r, const char *p, size_t n,
+                                       const char *err, void *arg),
+                      void *arg);
 void pool_free(struct pool *p);
 /* The link a client with this key always uses, so its order holds. */
 struct link *pool_link_for(struct pool *p, uint64_t key);
 void pool_mark_dirty(struct pool *p, struct link *l);
 int pool_ready_links(const struct pool *p);
-/* Set by the owner from the node's health checks. */
+/* Set by the owner from the node's health checks; back up means links
+ * waiting out a backoff try again at once. */
 void pool_set_down(struct pool *p, int down, const char *why);
 
 #endif

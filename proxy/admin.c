@@ -161,6 +161,10 @@ static void cmd_hello(struct client *c, const struct args *a)
     const char *name = NULL;
     size_t namel = 0;
 
+    if (a->argc > MAX_ARGS) {
+        client_reply_error(c, "ERR syntax error in HELLO: too many options");
+        return;
+    }
     if (a->argc >= 2) {
         if (resp_parse_ll(a->v[1], a->l[1], &ver) < 0) {
             client_reply_error(c, "ERR Protocol version is not an integer or out of range");
@@ -173,7 +177,7 @@ static void cmd_hello(struct client *c, const struct args *a)
     }
     for (; i < a->argc && i < MAX_ARGS; i++) {
         int more = (int)(a->argc - i - 1);
-        if (arg_is(a, i, "auth") && more >= 2 && i + 2 < MAX_ARGS) {
+        if (arg_is(a, i, "auth") && more >= 2) {
             int rc = check_credentials(c, a->v[i + 1], a->l[i + 1], a->v[i + 2], a->l[i + 2]);
             if (rc != 0) {
                 auth_failed(c, rc);
@@ -249,6 +253,50 @@ static long rss_bytes(void)
     return rss * sysconf(_SC_PAGESIZE);
 }
 
+struct field {
+    const char        *name;
+    unsigned long long v;
+};
+
+#define FIELDS(...) (const struct field[]){__VA_ARGS__}, \
+    sizeof (const struct field[]){__VA_ARGS__} / sizeof (struct field)
+
+static void section(struct buf *b, const char *title, const struct field *f, size_t n)
+{
+    buf_appendf(b, "# %s\r\n", title);
+    for (size_t i = 0; i < n; i++)
+        buf_appendf(b, "%s:%llu\r\n", f[i].name, f[i].v);
+    buf_append(b, "\r\n", 2);
+}
+
+static void info_upstream(struct buf *b, const struct sidecar *sc)
+{
+    const struct pool *m = sc->master;
+    const struct pool_stats *p = &m->st;
+
+    buf_appendf(b, "# Upstream\r\nmaster:%s\r\nmaster_state:%s\r\nmaster_role:%s\r\n\r\n",
+                m->cfg.name, m->down ? "down" : "up",
+                sc->master_health.role[0] ? sc->master_health.role : "unknown");
+    section(b, "Links", FIELDS(
+        {"master_links", (unsigned long long)m->cfg.connections},
+        {"master_links_ready", (unsigned long long)pool_ready_links(m)},
+        {"links_opened", p->links_opened}, {"link_failures", p->link_failures},
+        {"connect_failures", p->connect_failures}, {"links_retired", p->links_retired},
+        {"links_lost_closed_by_server", p->lost[LOST_CLOSED]},
+        {"links_lost_socket_error", p->lost[LOST_ERROR]},
+        {"links_lost_bad_reply", p->lost[LOST_PROTOCOL]},
+        {"links_lost_validation", p->lost[LOST_VALIDATION]},
+        {"links_lost_reply_timeout", p->lost[LOST_REPLY_TIMEOUT]},
+        {"links_lost_handshake", p->lost[LOST_HANDSHAKE]},
+        {"retried_reads", p->retried_reads}, {"requeued_unsent", p->requeued_unsent},
+        {"validations", p->validations}, {"validations_failed", p->validations_failed},
+        {"validation_wait_ms_total", (unsigned long long)(p->validation_wait * 1000)},
+        {"health_checks", sc->master_health.checks},
+        {"health_checks_failed", sc->master_health.failures},
+        {"node_down_transitions", sc->master_health.downs},
+        {"node_up_transitions", sc->master_health.ups}));
+}
+
 static void proxy_info(struct client *c)
 {
     struct sidecar *sc = c->sc;
@@ -260,54 +308,31 @@ static void proxy_info(struct client *c)
                 "upstream_redis_version:%s\r\n\r\n",
                 SIDECAR_VERSION, (int)getpid(), ev_now(sc->loop) - sc->started,
                 sc->master->version[0] ? sc->master->version : "unknown");
-    buf_appendf(&b, "# Clients\r\nconnected_clients:%u\r\ntotal_connections_received:%llu\r\n"
-                "refused_banned:%llu\r\nrefused_denied:%llu\r\nrefused_max_connections:%llu\r\n"
-                "refused_per_ip:%llu\r\nclients_killed:%llu\r\npipeline_pauses:%llu\r\n"
-                "tracked_ips:%u\r\nbans:%d\r\n\r\n",
-                sc->nclients, (unsigned long long)s->connections_received,
-                (unsigned long long)s->refused[REFUSED_BANNED],
-                (unsigned long long)s->refused[REFUSED_DENIED],
-                (unsigned long long)s->refused[REFUSED_MAX_CONN],
-                (unsigned long long)s->refused[REFUSED_PER_IP],
-                (unsigned long long)s->killed, (unsigned long long)s->pipeline_pauses,
-                sc->ips.n, sc->ips.nbans);
-    buf_appendf(&b, "# Stats\r\ntotal_requests:%llu\r\nforwarded_requests:%llu\r\n"
-                "local_replies:%llu\r\nclient_bytes_in:%llu\r\nclient_bytes_out:%llu\r\n"
-                "upstream_bytes_out:%llu\r\nupstream_bytes_in:%llu\r\n\r\n",
-                (unsigned long long)s->requests, (unsigned long long)s->forwarded,
-                (unsigned long long)s->local_replies, (unsigned long long)s->bytes_in,
-                (unsigned long long)s->bytes_out, (unsigned long long)p->bytes_out,
-                (unsigned long long)p->bytes_in);
-    buf_appendf(&b, "# Errors\r\nerrors_protocol:%llu\r\nerrors_query_buffer:%llu\r\n"
-                "errors_output_buffer:%llu\r\nerrors_refused_command:%llu\r\n"
-                "errors_unsupported_command:%llu\r\nerrors_auth:%llu\r\n"
-                "errors_upstream_unavailable:%llu\r\nerrors_link_lost_after_send:%llu\r\n"
-                "errors_reply_timeout:%llu\r\nerrors_node_down:%llu\r\nerrors_noperm:%llu\r\n"
-                "clients_closed_idle:%llu\r\n\r\n",
-                (unsigned long long)s->err_protocol, (unsigned long long)s->err_query_buffer,
-                (unsigned long long)s->err_output_buffer, (unsigned long long)s->err_refused,
-                (unsigned long long)s->err_unsupported, (unsigned long long)s->err_auth,
-                (unsigned long long)p->failed_unavailable,
-                (unsigned long long)p->failed_after_send,
-                (unsigned long long)p->reply_timeouts, (unsigned long long)s->err_node_down,
-                (unsigned long long)s->err_noperm,
-                (unsigned long long)s->idle_closed);
-    buf_appendf(&b, "# Upstream\r\nmaster:%s\r\nmaster_links:%d\r\nmaster_links_ready:%d\r\n"
-                "links_opened:%llu\r\nlink_failures:%llu\r\nconnect_failures:%llu\r\n"
-                "retried_reads:%llu\r\nrequeued_unsent:%llu\r\nvalidations:%llu\r\nvalidations_failed:%llu\r\n"
-                "validation_wait_ms_total:%.0f\r\nlinks_retired:%llu\r\n"
-                "master_state:%s\r\nnode_down_transitions:%llu\r\nnode_up_transitions:%llu\r\n"
-                "master_role:%s\r\n\r\n",
-                sc->master->cfg.name, sc->master->cfg.connections,
-                pool_ready_links(sc->master), (unsigned long long)p->links_opened,
-                (unsigned long long)p->link_failures, (unsigned long long)p->connect_failures,
-                (unsigned long long)p->retried_reads, (unsigned long long)p->requeued_unsent,
-                (unsigned long long)p->validations,
-                (unsigned long long)p->validations_failed, p->validation_wait * 1000,
-                (unsigned long long)p->links_retired, sc->master->down ? "down" : "up",
-                (unsigned long long)sc->master_health.downs,
-                (unsigned long long)sc->master_health.ups,
-                sc->master_health.role[0] ? sc->master_health.role : "unknown");
+    section(&b, "Clients", FIELDS(
+        {"connected_clients", sc->nclients},
+        {"total_connections_received", s->connections_received},
+        {"refused_banned", s->refused[REFUSED_BANNED]},
+        {"refused_denied", s->refused[REFUSED_DENIED]},
+        {"refused_max_connections", s->refused[REFUSED_MAX_CONN]},
+        {"refused_per_ip", s->refused[REFUSED_PER_IP]},
+        {"clients_killed", s->killed}, {"clients_closed_idle", s->idle_closed},
+        {"pipeline_pauses", s->pipeline_pauses}, {"tracked_ips", sc->ips.n},
+        {"bans", (unsigned long long)sc->ips.nbans}));
+    section(&b, "Stats", FIELDS(
+        {"total_requests", s->requests}, {"forwarded_requests", s->forwarded},
+        {"forwarded_replies", s->replies}, {"local_replies", s->local_replies},
+        {"client_bytes_in", s->bytes_in}, {"client_bytes_out", s->bytes_out},
+        {"upstream_bytes_out", p->bytes_out}, {"upstream_bytes_in", p->bytes_in}));
+    section(&b, "Errors", FIELDS(
+        {"errors_protocol", s->err_protocol}, {"errors_query_buffer", s->err_query_buffer},
+        {"errors_output_buffer", s->err_output_buffer},
+        {"errors_refused_command", s->err_refused},
+        {"errors_unsupported_command", s->err_unsupported}, {"errors_auth", s->err_auth},
+        {"errors_noperm", s->err_noperm},
+        {"errors_upstream_unavailable", p->failed_unavailable},
+        {"errors_link_lost_after_send", p->failed_after_send},
+        {"errors_reply_timeout", p->reply_timeouts}, {"errors_node_down", s->err_node_down}));
+    info_upstream(&b, sc);
     buf_appendf(&b, "# Memory\r\nused_memory_rss:%ld\r\n", rss_bytes());
     reply_bulk(c, buf_start(&b), buf_used(&b));
     buf_free(&b);

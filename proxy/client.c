@@ -145,7 +145,10 @@ static void emit(struct client *c, const char *p, size_t n)
 
     if (!c->out.data)
         buf_cache_get(&sc->bufs, &c->out);
-    buf_append(&c->out, p, n);
+    if (buf_append(&c->out, p, n) < 0) {
+        client_close(c, "out of memory for its replies");
+        return;
+    }
     if (buf_used(&c->out) + c->held > sc->cfg->max_output_buffer) {
         char a[64];
         sc->st.err_output_buffer++;
@@ -206,6 +209,10 @@ void client_on_reply(struct req *r, const char *p, size_t n, const char *err,
     char e[512];
     (void)arg;
 
+    c->inflight -= r->len;
+    c->sc->st.replies++;
+    if (c->paused)
+        mark_dirty(c);       /* the flush step decides whether to read again */
     if (err) {
         int m = snprintf(e, sizeof e, "-ERR %s\r\n", err);
         p = e;
@@ -225,10 +232,15 @@ void client_forward(struct client *c, struct link *l, const char *p, size_t n,
     }
     r->owner = c;
     r->flags = req_flags;
+    if (link_send(l, r, p, n) < 0) {
+        req_release(&c->sc->cache, r);
+        client_reply_error(c, "ERR proxy out of memory");
+        return;
+    }
     TAILQ_INSERT_TAIL(&c->pending, r, owner_tqe);
     c->npending++;
+    c->inflight += n;
     c->sc->st.forwarded++;
-    link_send(l, r, p, n);
 }
 
 void client_reply(struct client *c, const char *p, size_t n)
@@ -321,7 +333,10 @@ static size_t client_process(struct client *c, const char *p, size_t n,
     size_t used = 0;
 
     while (!c->closed && !c->closing && used < n) {
-        if (c->npending >= (unsigned)sc->cfg->max_pipeline) {
+        /* Back-pressure: replies pending, or request bytes still upstream,
+         * bound what one connection can make the proxy hold. */
+        if (c->npending >= (unsigned)sc->cfg->max_pipeline ||
+            c->inflight > sc->cfg->max_query_buffer) {
             sc->st.pipeline_pauses++;
             c->paused = 1;
             update_watch(c);
@@ -431,8 +446,8 @@ static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents)
 
     if (revents & EV_READ)
         client_read(loop, c);
-    if ((revents & EV_WRITE) && !c->closed && !c->dirty)
-        client_write(c);    /* a dirty client is written by the flush step, once */
+    if (revents & EV_WRITE)
+        mark_dirty(c);      /* the flush step writes it, once per iteration */
 }
 
 void client_flush_all(struct sidecar *sc)
@@ -444,7 +459,8 @@ void client_flush_all(struct sidecar *sc)
         c->dirty = 0;
         if (c->closed)
             continue;
-        if (c->paused && c->npending <= (unsigned)sc->cfg->max_pipeline / 2) {
+        if (c->paused && c->npending <= (unsigned)sc->cfg->max_pipeline / 2 &&
+            c->inflight <= sc->cfg->max_query_buffer / 2) {
             c->paused = 0;
             update_watch(c);
             if (c->partial)

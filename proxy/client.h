@@ -27,6 +27,7 @@ struct client {
     struct buf      out;          /* freed whenever it drains */
     struct req_fifo pending;      /* reply slots in request order */
     size_t          held;         /* reply bytes parked in slots */
+    size_t          inflight;     /* request bytes sent upstream, not yet answered */
     char           *name;         /* CLIENT SETNAME / HELLO SETNAME */
     struct ipstat  *ips;          /* its address's entry; counts it in current */
     const struct command *last_cmd;  /* NULL: none yet, or unknown to the table */

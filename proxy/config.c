@@ -331,6 +331,10 @@ static int check_config(struct config *c, const char *name, char *err, size_t er
         snprintf(err, errlen, "%s: upstream.master is required", name);
         return -1;
     }
+    if (c->tcp_keepalive > 0 && c->tcp_keepalive < 1) {
+        snprintf(err, errlen, "%s: pool.tcp_keepalive: 0 (off) or at least 1s", name);
+        return -1;
+    }
     if (c->username && !c->upstream_password) {
         snprintf(err, errlen, "%s: upstream.username needs upstream.password", name);
         return -1;

@@ -88,8 +88,16 @@ static void listener_accept(struct ev_loop *loop, ev_io *w, int revents)
         int fd = accept4(li->fd, (struct sockaddr *)&peer, &len,
                          SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE)
-                log_warn("listener %s: accept: %s", li->spec, strerror(errno));
+            /* Out of descriptors, the connection stays queued and the
+             * listener readable: stop watching it for a moment instead of
+             * spinning. */
+            if (errno == EMFILE || errno == ENFILE) {
+                log_warn("listener %s: accept: %s; pausing accepts for 100ms",
+                         li->spec, strerror(errno));
+                ev_io_stop(loop, &li->io);
+                ev_timer_set(&li->pause, 0.1, 0);
+                ev_timer_start(loop, &li->pause);
+            }
             return;
         }
         if (len == 0 || peer.ss_family == AF_UNSPEC)
@@ -116,6 +124,13 @@ static void listener_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
+static void listener_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct listener *li = w->data;
+    (void)revents;
+    ev_io_start(loop, &li->io);
+}
+
 int listener_start_all(struct sidecar *sc, char *err, size_t errlen)
 {
     const struct config *cfg = sc->cfg;
@@ -134,7 +149,8 @@ int listener_start_all(struct sidecar *sc, char *err, size_t errlen)
         li->sc = sc;
         snprintf(li->spec, sizeof li->spec, "%s", cfg->listen[i]);
         ev_io_init(&li->io, listener_accept, li->fd, EV_READ);
-        li->io.data = li;
+        ev_timer_init(&li->pause, listener_resume, 0.1, 0);
+        li->io.data = li->pause.data = li;
         ev_io_start(sc->loop, &li->io);
         sc->nlisteners++;
         log_info("listening on %s", li->spec);
@@ -146,6 +162,7 @@ void listener_stop_all(struct sidecar *sc)
 {
     for (int i = 0; i < sc->nlisteners; i++) {
         ev_io_stop(sc->loop, &sc->listeners[i].io);
+        ev_timer_stop(sc->loop, &sc->listeners[i].pause);
         close(sc->listeners[i].fd);
         if (strncmp(sc->listeners[i].spec, "unix:", 5) == 0)
             unlink(sc->listeners[i].spec + 5);

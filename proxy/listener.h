@@ -10,6 +10,7 @@ struct listener {
     struct sidecar *sc;
     int             fd;
     ev_io           io;
+    ev_timer        pause;        /* out of descriptors: accept again later */
     char            spec[128];
 };
 

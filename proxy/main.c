@@ -138,7 +138,6 @@ static int run(struct config *cfg)
     sc.cache.max_free = 4096;
     sc.req_limits.max_bulk = (long long)cfg->max_query_buffer < RESP_MAX_BULK
                              ? (long long)cfg->max_query_buffer : RESP_MAX_BULK;
-    sc.req_limits.max_line = RESP_MAX_HEADER;
     sc.started = ev_now(sc.loop);
     sc.rbuf = malloc(SIDECAR_RBUF);
     command_table_init(&sc.cmds);

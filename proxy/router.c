@@ -9,15 +9,19 @@
 #include "admin.h"
 #include "client.h"
 
-/* XREAD and XREADGROUP block only when given BLOCK. */
+/* XREAD and XREADGROUP block only when given BLOCK, among the options
+ * before STREAMS (after it come key names, which may be called "block"). */
 static int has_block_arg(const char *frame, size_t len)
 {
     size_t pos = 0, n;
     const char *a;
 
-    while (resp_next_arg(frame, len, &pos, &a, &n))
+    while (resp_next_arg(frame, len, &pos, &a, &n)) {
+        if (n == 7 && strncasecmp(a, "streams", 7) == 0)
+            return 0;
         if (n == 5 && strncasecmp(a, "block", 5) == 0)
             return 1;
+    }
     return 0;
 }
 

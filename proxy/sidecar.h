@@ -26,6 +26,7 @@ struct sidecar_stats {
     uint64_t connections_received;
     uint64_t requests;          /* complete requests read from clients */
     uint64_t forwarded;
+    uint64_t replies;           /* upstream replies (or errors) for forwarded requests */
     uint64_t local_replies;     /* answered by the proxy itself */
     uint64_t bytes_in;          /* from clients */
     uint64_t bytes_out;         /* to clients */

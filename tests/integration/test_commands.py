@@ -137,6 +137,19 @@ def test_inline_commands(sidecar):
     assert f.read() == b""   # closed, as redis does
 
 
+def test_hello_with_too_many_options_is_refused(sidecar):
+    args = ["HELLO", "2", "AUTH", "default", "x"] + ["SETNAME", "a"] * 5 + ["SETNAME", "x"]
+    with pytest.raises(redis.ResponseError):
+        sidecar.client().execute_command(*args)
+    assert sidecar.client().ping() is True
+
+
+def test_xread_of_a_stream_named_block_is_not_blocking(sidecar):
+    r = sidecar.client()
+    r.xadd("block", {"f": "v"})
+    assert r.execute_command("XREAD", "COUNT", "1", "STREAMS", "block", "0")[0][0] == b"block"
+
+
 def test_unknown_command_gets_redis_error(sidecar):
     with pytest.raises(redis.ResponseError, match="unknown command"):
         sidecar.client().execute_command("NOSUCHCOMMAND", "a")
@@ -230,13 +243,21 @@ def test_upstream_password_and_database(env):
     assert r.execute_command("SELECT", "5") in (True, b"OK")
 
 
-def test_upstream_acl_user(env):
+def test_upstream_acl_user_with_least_privilege(env):
+    """An ACL user without @admin (no ROLE, no INFO) still works, and the
+    health check does not take the master for down."""
     m = env.redis("master")
-    m.client().execute_command("ACL", "SETUSER", "app", "on", ">app-pass", "~*", "+@all")
-    sc = env.sidecar(m.port, upstream={"username": "app", "password": "app-pass"})
+    m.client().execute_command("ACL", "SETUSER", "app", "on", ">app-pass", "~*",
+                               "+@all", "-@admin", "-@dangerous", "+client|setname")
+    sc = env.sidecar(m.port, upstream={"username": "app", "password": "app-pass"},
+                     health={"check_interval": "100ms"})
     assert sc.client().set("k", "v") is True
     links = m.sidecar_links()
     assert links and all(c["user"] == "app" for c in links)
+    time.sleep(0.6)                      # several checks with ROLE refused
+    assert sc.info()["master_state"] == "up"
+    assert sc.client().get("k") == b"v"
+    assert sc.log().count("ROLE refused") == 1
 
 
 def test_wrong_upstream_password_is_a_clear_error(env):

@@ -3,13 +3,14 @@ error while everyone else is served; max_connections keeps slots for
 admins; bans, allow/deny lists, admin rights, back-pressure."""
 import resource
 import socket
+import subprocess
 import threading
 import time
 
 import pytest
 import redis
 
-from conftest import SLOW, free_port, resp_cmd, resp_read, wait_until
+from conftest import SIDECAR_BIN, SLOW, free_port, resp_cmd, resp_read, wait_until
 
 
 def raise_nofile():
@@ -110,20 +111,25 @@ def test_runaway_host_is_capped(env, master):
 def test_max_connections_keeps_admin_slots(env, master):
     sc = env.sidecar(master, clients={"max_connections": "20"},
                      admin={"allow": "127.0.0.1/32", "reserved": "2"})
-    apps = [connect_from("127.0.0.2", sc.port) for _ in range(20)]
+    watcher = _BoundRedis("127.0.0.1", sc.port)
+    # the start-up probe's connections must be gone: only this admin is left
+    wait_until(lambda: b"connected_clients:1\r" in watcher.execute_command("PROXY", "INFO"),
+               what="probe connections closed")
+    apps = [connect_from("127.0.0.2", sc.port) for _ in range(19)]   # 20 with the admin
     for s in apps:
         s.sendall(resp_cmd("PING"))
         assert resp_read(s.makefile("rb")) == b"PONG"
     extra = connect_from("127.0.0.2", sc.port)
     err = resp_read(extra.makefile("rb"))
     assert str(err) == "ERR max number of clients reached (limit 20)"
-    admin = _BoundRedis("127.0.0.1", sc.port)
-    assert admin.execute_command("PROXY", "KILL", "IP", "127.0.0.2") == 20
+    admin = _BoundRedis("127.0.0.1", sc.port)        # a reserved slot
+    assert admin.execute_command("PROXY", "KILL", "IP", "127.0.0.2") == 19
     for s in apps:
         assert s.recv(10) == b""
     again = connect_from("127.0.0.2", sc.port)
     again.sendall(resp_cmd("PING"))
     assert resp_read(again.makefile("rb")) == b"PONG"
+    assert sc.info()["refused_max_connections"] == "1"
 
 
 def test_ban_closes_refuses_and_expires(env, master):
@@ -247,3 +253,30 @@ def test_10000_idle_clients_from_several_addresses(env, master):
     assert rss - rss0 < 16 * 1024
     for s in socks:
         s.close()
+
+
+def test_out_of_descriptors_pauses_accepts_instead_of_spinning(env, master):
+    """With its descriptors used up, the proxy stops accepting for a moment
+    (the log says so a few times a second), burns no CPU, and serves again
+    once connections go."""
+    sc = env.sidecar(master, start=False)
+    sc.log_fh = open(sc.logfile, "ab")
+    sc.proc = subprocess.Popen(["prlimit", "--nofile=64:64", SIDECAR_BIN, "-c", str(sc.ini)],
+                               stdout=sc.log_fh, stderr=subprocess.STDOUT)
+    wait_until(lambda: sc.client().ping(), what="sidecar up")
+    socks = []
+    for _ in range(100):
+        try:
+            socks.append(socket.create_connection(("127.0.0.1", sc.port), timeout=1))
+        except OSError:
+            break
+    with open(f"/proc/{sc.proc.pid}/stat") as f:
+        before = sum(int(x) for x in f.read().split()[13:15])
+    time.sleep(1)
+    with open(f"/proc/{sc.proc.pid}/stat") as f:
+        after = sum(int(x) for x in f.read().split()[13:15])
+    assert after - before < 20, f"{after - before} ticks of CPU in 1 s while out of fds"
+    assert 3 <= sc.log().count("pausing accepts") <= 30
+    for s in socks:
+        s.close()
+    wait_until(lambda: sc.client().ping(), what="serving again")

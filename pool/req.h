@@ -1,0 +1,46 @@
+/* A request slot and the bounded cache slots are recycled through. */
+#ifndef SIDECAR_REQ_H
+#define SIDECAR_REQ_H
+
+#include <ev.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "../lib/buf.h"
+
+struct link;
+
+#define REQ_READONLY  0x01  /* safe to run twice: retried once if its link dies */
+#define REQ_RETRIED   0x02
+#define REQ_DONE      0x04  /* reply held in r->reply, waiting for earlier ones */
+#define REQ_CLOSE     0x08  /* owner closes once this reply is sent (QUIT) */
+
+/* A request slot. It sits on its owner's reply FIFO (owner_tqe, the
+ * owner's business) and, until answered, on its link's FIFO (link_tqe). */
+struct req {
+    TAILQ_ENTRY(req) link_tqe;
+    TAILQ_ENTRY(req) owner_tqe;
+    void       *owner;      /* NULL once the owner left: the reply is dropped */
+    struct link *link;      /* NULL when not (or no longer) upstream */
+    uint64_t    off;        /* first byte in the link's output stream */
+    size_t      len;
+    ev_tstamp   queued_at;  /* ev_now() when handed to the link */
+    struct buf  reply;      /* reply bytes, when they came before earlier ones */
+    unsigned    flags;
+};
+
+TAILQ_HEAD(req_fifo, req);
+
+/* Freed slots are kept for reuse up to a bound, so a burst costs no
+ * malloc per request and memory returns once the burst is over. */
+struct req_cache {
+    struct req *free;
+    unsigned    nfree;
+    unsigned    max_free;
+};
+
+struct req *req_alloc(struct req_cache *rc);
+void req_release(struct req_cache *rc, struct req *r);
+void req_cache_clear(struct req_cache *rc);
+
+#endif
