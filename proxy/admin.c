@@ -472,7 +472,7 @@ static long long kill_matching(struct client *self, enum kill_by by, const char 
         else if (by == KILL_ADDR)
             hit = strlen(client_addr(c, a, sizeof a)) == vl && memcmp(a, v, vl) == 0;
         else
-            hit = c->peer.sa.sa_family != AF_UNIX && cidr_match(range, &c->ips->ip);
+            hit = !c->is_unix && cidr_match(range, &c->ips->ip);
         if (hit) {
             client_close(c, why);
             sc->st.killed++;

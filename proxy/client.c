@@ -4,6 +4,7 @@
  * iteration by client_flush_all(). */
 #include "client.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +60,11 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
     c->fd = fd;
     c->created = ev_now(sc->loop);
     c->authed = sc->cfg->password == NULL;
-    memcpy(&c->peer, peer, peer->ss_family == AF_INET6 ? sizeof c->peer.in6
-           : peer->ss_family == AF_INET ? sizeof c->peer.in : sizeof c->peer.sa);
+    c->is_unix = peer->ss_family == AF_UNIX;
+    if (peer->ss_family == AF_INET)
+        c->port = ntohs(((const struct sockaddr_in *)peer)->sin_port);
+    else if (peer->ss_family == AF_INET6)
+        c->port = ntohs(((const struct sockaddr_in6 *)peer)->sin6_port);
     TAILQ_INIT(&c->pending);
     c->last_active = c->created;
     if (peer->ss_family != AF_UNIX) {
@@ -83,11 +87,14 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
 
 const char *client_addr(const struct client *c, char *out, size_t outlen)
 {
-    struct sockaddr_storage ss;
+    char ip[64];
 
-    memset(&ss, 0, sizeof ss);
-    memcpy(&ss, &c->peer, sizeof c->peer);
-    net_peer_name(&ss, out, outlen);
+    if (c->is_unix) {
+        snprintf(out, outlen, "unix");
+        return out;
+    }
+    ip_format(&c->ips->ip, ip, sizeof ip);
+    snprintf(out, outlen, strchr(ip, ':') ? "[%s]:%u" : "%s:%u", ip, c->port);
     return out;
 }
 

@@ -35,15 +35,12 @@ struct client {
     ev_tstamp       last_active;  /* last bytes read from the app */
     TAILQ_ENTRY(client) tqe;      /* sc->clients or sc->closed */
     STAILQ_ENTRY(client) dirty_tqe; /* closed ones stay until the flush step */
-    union {                       /* the peer, for logs and per-IP limits */
-        struct sockaddr     sa;
-        struct sockaddr_in  in;
-        struct sockaddr_in6 in6;
-    } peer;
     int             fd;
+    uint16_t        port;         /* the peer's; its address is ips->ip */
     unsigned        npending;
     unsigned        authed : 1;
     unsigned        admin : 1;    /* PROXY commands: [admin] allow or admin AUTH */
+    unsigned        is_unix : 1;  /* came over a unix socket: no address */
     unsigned        closing : 1;  /* reads stopped; close once replies are out */
     unsigned        closed : 1;
     unsigned        paused : 1;   /* too many replies pending: not reading */
