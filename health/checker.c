@@ -91,13 +91,21 @@ static void on_role(redisAsyncContext *ac, void *r, void *priv)
         return;
     }
     ch->role_refused = 0;
+    /* master: [role, offset, replicas]; replica: [role, host, port, link state, offset] */
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements >= 2 &&
         reply->element[0]->type == REDIS_REPLY_STRING) {
         snprintf(ch->role, sizeof ch->role, "%s", reply->element[0]->str);
+        ch->link[0] = '\0';
         if (reply->element[1]->type == REDIS_REPLY_INTEGER)
             ch->offset = reply->element[1]->integer;
-        else if (reply->elements >= 5 && reply->element[4]->type == REDIS_REPLY_INTEGER)
+        if (reply->elements >= 5 && reply->element[3]->type == REDIS_REPLY_STRING &&
+            reply->element[4]->type == REDIS_REPLY_INTEGER) {
+            snprintf(ch->link, sizeof ch->link, "%s", reply->element[3]->str);
             ch->offset = reply->element[4]->integer;
+        }
+        ch->role_at = ev_now(ch->loop);
+        if (ch->on_role)
+            ch->on_role(ch->arg);
     }
 }
 

@@ -31,9 +31,12 @@ struct checker {
     int                       role_refused; /* ROLE not permitted: logged once */
     int                       auth_failed;  /* reconnect on the next tick */
     char                      role[16];    /* "master", "slave", ... */
+    char                      link[16];    /* a replica's link to its master: "connected", ... */
     long long                 offset;      /* replication offset ROLE reports */
+    ev_tstamp                 role_at;     /* when role and offset were read */
     char                      last_err[160];
     void                    (*on_change)(void *arg, int up, const char *why);
+    void                    (*on_role)(void *arg);   /* optional: after each ROLE read */
     void                     *arg;
     uint64_t                  checks, failures, downs, ups;
 };

@@ -70,14 +70,17 @@ static void close_socket(struct link *l)
     resp_framer_reset(&l->fr);
 }
 
-/* Fail a request that will not be answered; its owner gets the reason. */
+/* Fail a request that will not be answered; its owner gets the reason
+ * and the request's bytes, still in the output stream. */
 static void fail_req(struct link *l, struct req *r, const char *why)
 {
+    const char *req = buf_start(&l->out) + (r->off - l->out_base);
+
     TAILQ_REMOVE(&l->fifo, r, link_tqe);
     l->nfifo--;
     r->link = NULL;
     if (r->owner)
-        l->pool->on_reply(r, NULL, 0, why, l->pool->arg);
+        l->pool->on_reply(r, req, NULL, 0, why, l->pool->arg);
     else
         req_release(l->pool->cache, r);
 }
@@ -100,6 +103,10 @@ static void requeue_or_fail(struct link *l, const char *why)
         int written = r->off + r->len <= l->sent;
         int retry = (r->flags & REQ_READONLY) && p->cfg.retry_reads &&
                     !(r->flags & REQ_RETRIED);
+        if (r->owner && (r->flags & REQ_REROUTE)) {
+            fail_req(l, r, why);
+            continue;
+        }
         if (!r->owner || (written && !retry)) {
             if (r->owner)
                 p->st.failed_after_send++;
@@ -324,13 +331,16 @@ static int deliver(struct link *l, const char *p, size_t n)
     }
     TAILQ_REMOVE(&l->fifo, r, link_tqe);
     l->nfifo--;
-    buf_consume(&l->out, (size_t)(r->off + r->len - l->out_base));
-    l->out_base = r->off + r->len;
     r->link = NULL;
+    /* The request's bytes stay until the owner has seen the reply: it may
+     * send them elsewhere (a read a replica could not serve). */
+    uint64_t end = r->off + r->len;
     if (r->owner)
-        pl->on_reply(r, p, n, NULL, pl->arg);
+        pl->on_reply(r, buf_start(&l->out) + (r->off - l->out_base), p, n, NULL, pl->arg);
     else
         req_release(pl->cache, r);
+    buf_consume(&l->out, (size_t)(end - l->out_base));
+    l->out_base = end;
     return 0;
 }
 
@@ -459,12 +469,13 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
                  l->last_err[0] ? l->last_err : "still connecting");
         while ((r = TAILQ_FIRST(&l->fifo)) != NULL &&
                now - r->queued_at >= p->cfg.connect_timeout) {
-            buf_consume(&l->out, r->len);
-            l->out_base += r->len;
-            if (l->sent < l->out_base)
-                l->sent = l->out_base;
+            size_t len = r->len;
             p->st.failed_unavailable++;
             fail_req(l, r, why);
+            buf_consume(&l->out, len);
+            l->out_base += len;
+            if (l->sent < l->out_base)
+                l->sent = l->out_base;
         }
     }
     if (l->nfifo == 0)

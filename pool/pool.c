@@ -33,8 +33,8 @@ static void pool_care_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
                       struct req_cache *cache,
-                      void (*on_reply)(struct req *r, const char *p, size_t n,
-                                       const char *err, void *arg),
+                      void (*on_reply)(struct req *r, const char *req, const char *p,
+                                       size_t n, const char *err, void *arg),
                       void *arg)
 {
     struct pool *p = calloc(1, sizeof *p);
@@ -109,4 +109,13 @@ void pool_set_down(struct pool *p, int down, const char *why)
     for (int i = 0; !down && i < p->cfg.connections; i++)
         link_retry_now(&p->links[i]);
     snprintf(p->down_reason, sizeof p->down_reason, "%s", why ? why : "");
+}
+
+unsigned pool_inflight(const struct pool *p)
+{
+    unsigned n = 0;
+
+    for (int i = 0; i < p->cfg.connections; i++)
+        n += p->links[i].nfifo;
+    return n;
 }

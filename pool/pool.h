@@ -51,10 +51,11 @@ struct pool {
     struct pool_config cfg;
     struct link       *links;
     struct req_cache  *cache;
-    /* A reply (bytes of one RESP frame) or, when err is set, why the
-     * request failed. Never called for orphans. */
-    void             (*on_reply)(struct req *r, const char *p, size_t n,
-                                 const char *err, void *arg);
+    /* A reply (bytes of one RESP frame), or, when err is set, why the
+     * request failed; with the request's own r->len bytes, valid during
+     * the call (to send it elsewhere). Never called for orphans. */
+    void             (*on_reply)(struct req *r, const char *req, const char *p,
+                                 size_t n, const char *err, void *arg);
     void              *arg;
     ev_prepare         flush_w;
     ev_timer           care_w;        /* background pings and retirement */
@@ -68,14 +69,16 @@ struct pool {
 
 struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
                       struct req_cache *cache,
-                      void (*on_reply)(struct req *r, const char *p, size_t n,
-                                       const char *err, void *arg),
+                      void (*on_reply)(struct req *r, const char *req, const char *p,
+                                       size_t n, const char *err, void *arg),
                       void *arg);
 void pool_free(struct pool *p);
 /* The link a client with this key always uses, so its order holds. */
 struct link *pool_link_for(struct pool *p, uint64_t key);
 void pool_mark_dirty(struct pool *p, struct link *l);
 int pool_ready_links(const struct pool *p);
+/* Requests on the pool's links not yet answered. */
+unsigned pool_inflight(const struct pool *p);
 /* Set by the owner from the node's health checks; back up means links
  * waiting out a backoff try again at once. */
 void pool_set_down(struct pool *p, int down, const char *why);

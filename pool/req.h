@@ -14,6 +14,8 @@ struct link;
 #define REQ_RETRIED   0x02
 #define REQ_DONE      0x04  /* reply held in r->reply, waiting for earlier ones */
 #define REQ_CLOSE     0x08  /* owner closes once this reply is sent (QUIT) */
+#define REQ_REROUTE   0x10  /* the owner can send it elsewhere (a read on a replica):
+                             * when its link dies, fail it at once, never hold it */
 
 /* A request slot. It sits on its owner's reply FIFO (owner_tqe, the
  * owner's business) and, until answered, on its link's FIFO (link_tqe). */

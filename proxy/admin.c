@@ -142,7 +142,7 @@ static void set_name(struct client *c, const char *p, size_t n)
 static void hello_reply(struct client *c)
 {
     struct buf *b = &c->sc->scratch;
-    const char *v = c->sc->master->version[0] ? c->sc->master->version : "unknown";
+    const char *v = c->sc->master.pool->version[0] ? c->sc->master.pool->version : "unknown";
 
     buf_reset(b);
     buf_appendf(b, "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"
@@ -269,14 +269,37 @@ static void section(struct buf *b, const char *title, const struct field *f, siz
     buf_append(b, "\r\n", 2);
 }
 
+/* One line per replica, in the style of INFO replication's slaveN lines. */
+static void info_replicas(struct buf *b, const struct sidecar *sc)
+{
+    ev_tstamp now = ev_now(sc->loop);
+
+    buf_appendf(b, "# Replicas\r\nreplicas:%d\r\n", sc->nreplicas);
+    for (int i = 0; i < sc->nreplicas; i++) {
+        const struct node *n = &sc->replicas[i];
+        char why[96] = "";
+        int ok = !n->pool->down && health_replica_eligible(&sc->topo, &n->health,
+                     sc->cfg->replica_max_lag, now, why, sizeof why);
+        buf_appendf(b, "replica%d:addr=%s,state=%s,role=%s,master_link=%s,offset=%lld,"
+                    "lag=%.1f,eligible=%d,why=%s,links_ready=%d,inflight=%u,requests=%llu\r\n",
+                    i, n->pool->cfg.name, n->pool->down ? "down" : "up",
+                    n->health.role[0] ? n->health.role : "unknown",
+                    n->health.link[0] ? n->health.link : "unknown", n->health.offset,
+                    health_replica_lag(&sc->topo, n->health.offset, now), ok,
+                    ok ? "-" : why, pool_ready_links(n->pool), pool_inflight(n->pool),
+                    (unsigned long long)n->pool->st.requests_sent);
+    }
+    buf_append(b, "\r\n", 2);
+}
+
 static void info_upstream(struct buf *b, const struct sidecar *sc)
 {
-    const struct pool *m = sc->master;
+    const struct pool *m = sc->master.pool;
     const struct pool_stats *p = &m->st;
 
     buf_appendf(b, "# Upstream\r\nmaster:%s\r\nmaster_state:%s\r\nmaster_role:%s\r\n\r\n",
                 m->cfg.name, m->down ? "down" : "up",
-                sc->master_health.role[0] ? sc->master_health.role : "unknown");
+                sc->master.health.role[0] ? sc->master.health.role : "unknown");
     section(b, "Links", FIELDS(
         {"master_links", (unsigned long long)m->cfg.connections},
         {"master_links_ready", (unsigned long long)pool_ready_links(m)},
@@ -291,23 +314,24 @@ static void info_upstream(struct buf *b, const struct sidecar *sc)
         {"retried_reads", p->retried_reads}, {"requeued_unsent", p->requeued_unsent},
         {"validations", p->validations}, {"validations_failed", p->validations_failed},
         {"validation_wait_ms_total", (unsigned long long)(p->validation_wait * 1000)},
-        {"health_checks", sc->master_health.checks},
-        {"health_checks_failed", sc->master_health.failures},
-        {"node_down_transitions", sc->master_health.downs},
-        {"node_up_transitions", sc->master_health.ups}));
+        {"health_checks", sc->master.health.checks},
+        {"health_checks_failed", sc->master.health.failures},
+        {"node_down_transitions", sc->master.health.downs},
+        {"node_up_transitions", sc->master.health.ups}));
+    info_replicas(b, sc);
 }
 
 static void proxy_info(struct client *c)
 {
     struct sidecar *sc = c->sc;
     const struct sidecar_stats *s = &sc->st;
-    const struct pool_stats *p = &sc->master->st;
+    const struct pool_stats *p = &sc->master.pool->st;
     struct buf b = {0};
 
     buf_appendf(&b, "# Proxy\r\nversion:%s\r\nprocess_id:%d\r\nuptime_in_seconds:%.0f\r\n"
                 "upstream_redis_version:%s\r\n\r\n",
                 SIDECAR_VERSION, (int)getpid(), ev_now(sc->loop) - sc->started,
-                sc->master->version[0] ? sc->master->version : "unknown");
+                sc->master.pool->version[0] ? sc->master.pool->version : "unknown");
     section(&b, "Clients", FIELDS(
         {"connected_clients", sc->nclients},
         {"total_connections_received", s->connections_received},
@@ -320,6 +344,8 @@ static void proxy_info(struct client *c)
         {"bans", (unsigned long long)sc->ips.nbans}));
     section(&b, "Stats", FIELDS(
         {"total_requests", s->requests}, {"forwarded_requests", s->forwarded},
+        {"reads_to_replicas", s->reads_to_replicas},
+        {"replica_redirects", s->replica_redirects},
         {"forwarded_replies", s->replies}, {"local_replies", s->local_replies},
         {"client_bytes_in", s->bytes_in}, {"client_bytes_out", s->bytes_out},
         {"upstream_bytes_out", p->bytes_out}, {"upstream_bytes_in", p->bytes_in}));
@@ -331,7 +357,8 @@ static void proxy_info(struct client *c)
         {"errors_noperm", s->err_noperm},
         {"errors_upstream_unavailable", p->failed_unavailable},
         {"errors_link_lost_after_send", p->failed_after_send},
-        {"errors_reply_timeout", p->reply_timeouts}, {"errors_node_down", s->err_node_down}));
+        {"errors_reply_timeout", p->reply_timeouts}, {"errors_node_down", s->err_node_down},
+        {"errors_no_replica", s->err_no_replica}));
     info_upstream(&b, sc);
     buf_appendf(&b, "# Memory\r\nused_memory_rss:%ld\r\n", rss_bytes());
     reply_bulk(c, buf_start(&b), buf_used(&b));

@@ -209,14 +209,45 @@ static void fill_slot(struct client *c, struct req *r, const char *p, size_t n)
         emit(c, "", 0);
 }
 
-void client_on_reply(struct req *r, const char *p, size_t n, const char *err,
-                     void *arg)
+/* A replica that answers a read with one of these did not run it (it is
+ * a master's replica no more, or lost its master, or is loading); one
+ * whose link failed may not have either, and a read is safe to repeat:
+ * the master runs it instead, in the same slot, so order holds. */
+static int replica_refused(const char *p, size_t n)
+{
+    static const char *const codes[] = {"-READONLY", "-MASTERDOWN", "-LOADING"};
+
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        size_t l = strlen(codes[i]);
+        if (n > l && memcmp(p, codes[i], l) == 0 && (p[l] == ' ' || p[l] == '\r'))
+            return 1;
+    }
+    return 0;
+}
+
+static int redirect_to_master(struct client *c, struct req *r, const char *req)
+{
+    struct pool *m = c->sc->master.pool;
+
+    r->flags &= ~(unsigned)REQ_REROUTE;
+    if (m->down || link_send(pool_link_for(m, c->id), r, req, r->len) < 0)
+        return -1;
+    c->inflight += r->len;
+    c->sc->st.replica_redirects++;
+    return 0;
+}
+
+void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
+                     const char *err, void *arg)
 {
     struct client *c = r->owner;
     char e[512];
     (void)arg;
 
     c->inflight -= r->len;
+    if ((r->flags & REQ_REROUTE) && req && (err || replica_refused(p, n)) &&
+        redirect_to_master(c, r, req) == 0)
+        return;
     c->sc->st.replies++;
     if (c->paused)
         mark_dirty(c);       /* the flush step decides whether to read again */

@@ -50,8 +50,8 @@ struct client {
 void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
                 struct ipstat *ips, int admin);
 /* Pool callback: a reply (or why there is none) for one of c's slots. */
-void client_on_reply(struct req *r, const char *p, size_t n, const char *err,
-                     void *arg);
+void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
+                     const char *err, void *arg);
 /* Hand a request to a link; its reply takes the next slot. */
 void client_forward(struct client *c, struct link *l, const char *p, size_t n,
                     unsigned req_flags);

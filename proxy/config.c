@@ -161,10 +161,9 @@ static int p_loglevel(const struct key *k, const char *v, void *dst, char *why, 
 }
 
 /* "a, b,c" appended to the list; each item checked as an address. */
-static int p_listen(const struct key *k, const char *v, void *dst, char *why, size_t wl)
+static int p_addrs(const struct key *k, const char *v, void *dst, char *why, size_t wl)
 {
-    (void)k;
-    struct config *c = (struct config *)((char *)dst - offsetof(struct config, listen));
+    struct addr_list *l = dst;
     char *copy = strdup(v), *save = NULL;
     int rc = 0;
 
@@ -176,20 +175,35 @@ static int p_listen(const struct key *k, const char *v, void *dst, char *why, si
             *--e = '\0';
         struct net_addr a;
         char err[200];
-        if (net_resolve(t, &a, err, sizeof err) < 0) {
-            snprintf(why, wl, "%s", err);
+        if (net_resolve(t, &a, err, sizeof err) < 0 ||
+            (strcmp(k->section, "proxy") != 0 && net_is_unix(&a))) {
+            snprintf(why, wl, "%s", net_is_unix(&a) ? "a unix socket is not a node" : err);
             rc = -1;
             break;
         }
-        if (c->nlisten == CONFIG_MAX_LISTEN) {
-            snprintf(why, wl, "more than %d addresses", CONFIG_MAX_LISTEN);
+        if (l->n == CONFIG_MAX_ADDRS) {
+            snprintf(why, wl, "more than %d addresses", CONFIG_MAX_ADDRS);
             rc = -1;
             break;
         }
-        c->listen[c->nlisten++] = strdup(t);
+        l->v[l->n++] = strdup(t);
     }
     free(copy);
     return rc;
+}
+
+static int p_read_from(const struct key *k, const char *v, void *dst, char *why, size_t wl)
+{
+    static const char *const names[] = {"master", "prefer-replica", "replica"};
+    (void)k;
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(v, names[i]) == 0) {
+            *(enum read_from *)dst = (enum read_from)i;
+            return 0;
+        }
+    }
+    snprintf(why, wl, "\"%s\" is not one of master, prefer-replica, replica", v);
+    return -1;
 }
 
 static int p_cidrs(const struct key *k, const char *v, void *dst, char *why, size_t wl)
@@ -202,9 +216,10 @@ static int p_cidrs(const struct key *k, const char *v, void *dst, char *why, siz
 #define OFF(f) offsetof(struct config, f)
 #define MB (1024.0 * 1024)
 static const struct key keys[] = {
-    {"proxy", "listen", p_listen, OFF(listen), 0, 0, 1},
+    {"proxy", "listen", p_addrs, OFF(listen), 0, 0, 1},
     {"proxy", "password", p_string, OFF(password), 0, 0, 0},
     {"upstream", "master", p_addr, OFF(master), 0, 0, 0},
+    {"upstream", "replicas", p_addrs, OFF(replicas), 0, 0, 1},
     {"upstream", "username", p_string, OFF(username), 0, 0, 0},
     {"upstream", "password", p_string, OFF(upstream_password), 0, 0, 0},
     {"upstream", "database", p_int, OFF(database), 0, 100000, 0},
@@ -220,6 +235,8 @@ static const struct key keys[] = {
     {"pool", "retry_reads", p_bool, OFF(retry_reads), 0, 0, 0},
     {"health", "check_interval", p_duration, OFF(check_interval), 0.01, 3600, 0},
     {"health", "down_after", p_int, OFF(down_after), 1, 1000, 0},
+    {"routing", "read_from", p_read_from, OFF(read_from), 0, 0, 0},
+    {"routing", "replica_max_lag", p_duration, OFF(replica_max_lag), 0, 86400, 0},
     {"clients", "idle_timeout", p_duration, OFF(idle_timeout), 0, 30 * 86400, 0},
     {"clients", "max_connections", p_int, OFF(max_connections), 1, 1000000, 0},
     {"clients", "max_connections_per_ip", p_int, OFF(max_connections_per_ip), 0, 1000000, 0},
@@ -320,6 +337,8 @@ void config_defaults(struct config *c)
     c->max_connections = 10000;
     c->max_pipeline = 10000;
     c->admin_reserved = 4;
+    c->read_from = READ_UNSET;
+    c->replica_max_lag = 5;
     c->max_query_buffer = 64 * 1024 * 1024;
     c->max_output_buffer = 64 * 1024 * 1024;
     c->log_level = LOG_INFO;
@@ -339,8 +358,14 @@ static int check_config(struct config *c, const char *name, char *err, size_t er
         snprintf(err, errlen, "%s: upstream.username needs upstream.password", name);
         return -1;
     }
-    if (c->nlisten == 0)
-        c->listen[c->nlisten++] = strdup("127.0.0.1:6380");
+    if (c->listen.n == 0)
+        c->listen.v[c->listen.n++] = strdup("127.0.0.1:6380");
+    if (c->read_from == READ_UNSET)
+        c->read_from = c->replicas.n ? READ_PREFER_REPLICA : READ_MASTER;
+    if (c->read_from == READ_REPLICA && c->replicas.n == 0) {
+        snprintf(err, errlen, "%s: routing.read_from = replica needs upstream.replicas", name);
+        return -1;
+    }
     if (!c->admin_allow_given) {
         char why[100];
         cidr_list_parse(&c->admin_allow, "127.0.0.0/8, ::1", why, sizeof why);
@@ -390,8 +415,10 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 
 void config_free(struct config *c)
 {
-    for (int i = 0; i < c->nlisten; i++)
-        free(c->listen[i]);
+    for (int i = 0; i < c->listen.n; i++)
+        free(c->listen.v[i]);
+    for (int i = 0; i < c->replicas.n; i++)
+        free(c->replicas.v[i]);
     free(c->password);
     free(c->master);
     free(c->username);

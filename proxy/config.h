@@ -7,15 +7,23 @@
 #include "../lib/cidr.h"
 #include "../lib/log.h"
 
-#define CONFIG_MAX_LISTEN 8
+#define CONFIG_MAX_ADDRS 16
+
+/* host:port (or unix:/path) items of a list key. */
+struct addr_list {
+    char *v[CONFIG_MAX_ADDRS];
+    int   n;
+};
+
+enum read_from { READ_MASTER, READ_PREFER_REPLICA, READ_REPLICA, READ_UNSET };
 
 struct config {
     /* [proxy] */
-    char   *listen[CONFIG_MAX_LISTEN];
-    int     nlisten;
+    struct addr_list listen;
     char   *password;          /* NULL: clients need no AUTH */
     /* [upstream] */
     char   *master;            /* host:port */
+    struct addr_list replicas;
     char   *username;
     char   *upstream_password;
     int     database;
@@ -33,6 +41,9 @@ struct config {
     /* [health] */
     double  check_interval;
     int     down_after;        /* failed checks in a row */
+    /* [routing] */
+    enum read_from read_from;  /* default: prefer-replica with replicas, else master */
+    double  replica_max_lag;
     /* [clients] */
     double  idle_timeout;      /* 0: off */
     int     max_connections;

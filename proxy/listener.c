@@ -135,19 +135,19 @@ int listener_start_all(struct sidecar *sc, char *err, size_t errlen)
 {
     const struct config *cfg = sc->cfg;
 
-    sc->listeners = calloc((size_t)cfg->nlisten, sizeof *sc->listeners);
-    for (int i = 0; i < cfg->nlisten; i++) {
+    sc->listeners = calloc((size_t)cfg->listen.n, sizeof *sc->listeners);
+    for (int i = 0; i < cfg->listen.n; i++) {
         struct listener *li = &sc->listeners[i];
         struct net_addr a;
         char why[200];
 
-        if (net_resolve(cfg->listen[i], &a, why, sizeof why) < 0 ||
+        if (net_resolve(cfg->listen.v[i], &a, why, sizeof why) < 0 ||
             (li->fd = net_listen(&a, 1024, why, sizeof why)) < 0) {
-            snprintf(err, errlen, "listen %s: %s", cfg->listen[i], why);
+            snprintf(err, errlen, "listen %s: %s", cfg->listen.v[i], why);
             return -1;
         }
         li->sc = sc;
-        snprintf(li->spec, sizeof li->spec, "%s", cfg->listen[i]);
+        snprintf(li->spec, sizeof li->spec, "%s", cfg->listen.v[i]);
         ev_io_init(&li->io, listener_accept, li->fd, EV_READ);
         ev_timer_init(&li->pause, listener_resume, 0.1, 0);
         li->io.data = li->pause.data = li;

@@ -56,10 +56,16 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     client_flush_all(w->data);
 }
 
-static void on_master_health(void *arg, int up, const char *why)
+static void on_node_health(void *arg, int up, const char *why)
 {
-    struct sidecar *sc = arg;
-    pool_set_down(sc->master, !up, why);
+    struct node *n = arg;
+    pool_set_down(n->pool, !up, why);
+}
+
+static void on_master_role(void *arg)
+{
+    struct node *n = arg;
+    health_record_master(&n->sc->topo, n->health.role_at, n->health.offset);
 }
 
 static void on_idle_sweep(struct ev_loop *loop, ev_timer *w, int revents)
@@ -69,32 +75,9 @@ static void on_idle_sweep(struct ev_loop *loop, ev_timer *w, int revents)
     client_sweep_idle(w->data);
 }
 
-static int start_health(struct sidecar *sc, char *err, size_t errlen)
-{
-    const struct config *cfg = sc->cfg;
-    struct checker_config hc = {
-        .interval = cfg->check_interval,
-        .down_after = cfg->down_after,
-        .username = cfg->username,
-        .password = cfg->upstream_password,
-    };
-
-    snprintf(hc.name, sizeof hc.name, "%s", cfg->master);
-    if (health_config_addr(&hc, cfg->master) < 0) {
-        snprintf(err, errlen, "upstream.master: health checks need host:port");
-        return -1;
-    }
-    health_start(&sc->master_health, sc->loop, &hc, on_master_health, sc);
-    if (cfg->idle_timeout > 0) {
-        double t = cfg->idle_timeout / 4 < 1 ? cfg->idle_timeout / 4 : 1;
-        ev_timer_init(&sc->idle_w, on_idle_sweep, t, t);
-        sc->idle_w.data = sc;
-        ev_timer_start(sc->loop, &sc->idle_w);
-    }
-    return 0;
-}
-
-static int start_pool(struct sidecar *sc, char *err, size_t errlen)
+/* A node's pool of links and its health checker. */
+static int start_node(struct sidecar *sc, struct node *n, const char *addr, int replica,
+                      char *err, size_t errlen)
 {
     const struct config *cfg = sc->cfg;
     struct pool_config pc = {
@@ -112,19 +95,57 @@ static int start_pool(struct sidecar *sc, char *err, size_t errlen)
         .tcp_keepalive = (int)cfg->tcp_keepalive,
         .tcp_user_timeout_ms = (int)(cfg->tcp_user_timeout * 1000),
     };
+    struct checker_config hc = {
+        .interval = cfg->check_interval,
+        .down_after = cfg->down_after,
+        .username = cfg->username,
+        .password = cfg->upstream_password,
+    };
     char why[200];
 
-    snprintf(pc.name, sizeof pc.name, "%s", cfg->master);
-    if (net_resolve(cfg->master, &pc.addr, why, sizeof why) < 0) {
-        snprintf(err, errlen, "upstream.master: %s", why);
+    n->sc = sc;
+    n->replica = replica;
+    snprintf(pc.name, sizeof pc.name, "%s", addr);
+    snprintf(hc.name, sizeof hc.name, "%s", addr);
+    if (net_resolve(addr, &pc.addr, why, sizeof why) < 0 || health_config_addr(&hc, addr) < 0) {
+        snprintf(err, errlen, "%s: %s", addr, why);
         return -1;
     }
-    sc->master = pool_new(sc->loop, &pc, &sc->cache, client_on_reply, sc);
-    if (!sc->master) {
+    n->pool = pool_new(sc->loop, &pc, &sc->cache, client_on_reply, sc);
+    if (!n->pool) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    health_start(&n->health, sc->loop, &hc, on_node_health, n);
+    if (!replica)
+        n->health.on_role = on_master_role;
     return 0;
+}
+
+static int start_nodes(struct sidecar *sc, char *err, size_t errlen)
+{
+    const struct config *cfg = sc->cfg;
+
+    if (start_node(sc, &sc->master, cfg->master, 0, err, errlen) < 0)
+        return -1;
+    for (int i = 0; i < cfg->replicas.n; i++) {
+        if (start_node(sc, &sc->replicas[i], cfg->replicas.v[i], i + 1, err, errlen) < 0)
+            return -1;
+        sc->nreplicas++;
+    }
+    if (cfg->idle_timeout > 0) {
+        double t = cfg->idle_timeout / 4 < 1 ? cfg->idle_timeout / 4 : 1;
+        ev_timer_init(&sc->idle_w, on_idle_sweep, t, t);
+        sc->idle_w.data = sc;
+        ev_timer_start(sc->loop, &sc->idle_w);
+    }
+    return 0;
+}
+
+static void stop_node(struct node *n)
+{
+    health_stop(&n->health);
+    pool_free(n->pool);
 }
 
 static int run(struct config *cfg)
@@ -152,7 +173,7 @@ static int run(struct config *cfg)
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
     if (listener_start_all(&sc, err, sizeof err) < 0 ||
-        start_pool(&sc, err, sizeof err) < 0 || start_health(&sc, err, sizeof err) < 0) {
+        start_nodes(&sc, err, sizeof err) < 0) {
         log_error("%s", err);
         return 1;
     }
@@ -164,16 +185,17 @@ static int run(struct config *cfg)
     ev_signal_init(&sc.sig_term, on_stop_signal, SIGTERM);
     ev_signal_start(sc.loop, &sc.sig_int);
     ev_signal_start(sc.loop, &sc.sig_term);
-    log_info("redis-sidecar %s: master %s, %d links", SIDECAR_VERSION,
-             cfg->master, cfg->connections);
+    log_info("redis-sidecar %s: master %s, %d replicas, %d links per node", SIDECAR_VERSION,
+             cfg->master, cfg->replicas.n, cfg->connections);
 
     ev_run(sc.loop, 0);
 
     listener_stop_all(&sc);
-    health_stop(&sc.master_health);
     ev_timer_stop(sc.loop, &sc.idle_w);
     client_close_all(&sc);
-    pool_free(sc.master);
+    stop_node(&sc.master);
+    for (int i = 0; i < sc.nreplicas; i++)
+        stop_node(&sc.replicas[i]);
     req_cache_clear(&sc.cache);
     iptable_free(&sc.ips);
     buf_cache_clear(&sc.bufs);

@@ -32,16 +32,55 @@ static int needs_auth(const struct client *c, const struct command *cmd)
                                    cmd->local == LOCAL_QUIT));
 }
 
+/* The eligible replica with the fewest requests in flight; among equals,
+ * the one sent the fewest so far, so that light traffic spreads too. */
+static struct node *pick_replica(struct sidecar *sc)
+{
+    ev_tstamp now = ev_now(sc->loop);
+    struct node *best = NULL;
+    unsigned best_load = 0;
+    char why[96];
+
+    for (int i = 0; i < sc->nreplicas; i++) {
+        struct node *n = &sc->replicas[i];
+        if (n->pool->down || pool_ready_links(n->pool) == 0 ||
+            !health_replica_eligible(&sc->topo, &n->health, sc->cfg->replica_max_lag,
+                                     now, why, sizeof why))
+            continue;
+        unsigned load = pool_inflight(n->pool);
+        if (!best || load < best_load ||
+            (load == best_load && n->pool->st.requests_sent < best->pool->st.requests_sent)) {
+            best = n;
+            best_load = load;
+        }
+    }
+    return best;
+}
+
 static void forward(struct client *c, const char *frame, size_t len, unsigned flags)
 {
-    struct pool *m = c->sc->master;
+    struct sidecar *sc = c->sc;
+    struct node *n = &sc->master;
 
-    if (m->down) {
-        c->sc->st.err_node_down++;
-        client_reply_error(c, "ERR upstream %s is down (%s)", m->cfg.name, m->down_reason);
+    if ((flags & REQ_READONLY) && sc->cfg->read_from != READ_MASTER) {
+        struct node *r = pick_replica(sc);
+        if (r) {
+            n = r;
+            flags |= REQ_REROUTE;
+            sc->st.reads_to_replicas++;
+        } else if (sc->cfg->read_from == READ_REPLICA) {
+            sc->st.err_no_replica++;
+            client_reply_error(c, "ERR no replica can serve reads now (read_from = replica)");
+            return;
+        }
+    }
+    if (n->pool->down) {
+        sc->st.err_node_down++;
+        client_reply_error(c, "ERR upstream %s is down (%s)", n->pool->cfg.name,
+                           n->pool->down_reason);
         return;
     }
-    client_forward(c, pool_link_for(m, c->id), frame, len, flags);
+    client_forward(c, pool_link_for(n->pool, c->id), frame, len, flags);
 }
 
 void router_dispatch(struct client *c, const char *frame, const struct resp_frame *fr)

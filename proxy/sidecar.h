@@ -11,6 +11,7 @@
 #include "../lib/resp.h"
 #include "../pool/link.h"
 #include "../health/checker.h"
+#include "../health/topology.h"
 #include "../pool/pool.h"
 #include "command.h"
 #include "config.h"
@@ -21,12 +22,24 @@
 
 struct client;
 struct listener;
+struct sidecar;
+
+/* A Redis node: its links and its health checks. */
+struct node {
+    struct sidecar *sc;
+    struct pool    *pool;
+    struct checker  health;
+    int             replica;   /* 0: the master; else 1 + its index */
+};
 
 struct sidecar_stats {
     uint64_t connections_received;
     uint64_t requests;          /* complete requests read from clients */
     uint64_t forwarded;
     uint64_t replies;           /* upstream replies (or errors) for forwarded requests */
+    uint64_t reads_to_replicas;
+    uint64_t replica_redirects; /* reads a replica refused (READONLY...), re-sent to the master */
+    uint64_t err_no_replica;    /* read_from = replica and none eligible */
     uint64_t local_replies;     /* answered by the proxy itself */
     uint64_t bytes_in;          /* from clients */
     uint64_t bytes_out;         /* to clients */
@@ -50,8 +63,10 @@ struct sidecar {
     struct command_table  cmds;
     struct req_cache      cache;
     struct buf_cache      bufs;       /* drained client output buffers */
-    struct pool          *master;
-    struct checker        master_health;
+    struct node           master;
+    struct node           replicas[CONFIG_MAX_ADDRS];
+    int                   nreplicas;
+    struct topology       topo;      /* the master's offsets, for replica lag */
     struct listener      *listeners;
     int                   nlisteners;
     TAILQ_HEAD(, client)  clients;   /* open */

@@ -39,7 +39,7 @@ static void test_defaults_and_values(void)
     CHECK(c.connections == 2);
     CHECK(c.connect_timeout == 1.0 && c.reply_timeout == 10.0);
     CHECK(c.max_query_buffer == 64u << 20 && c.max_output_buffer == 64u << 20);
-    CHECK(c.nlisten == 1 && strcmp(c.listen[0], "127.0.0.1:6380") == 0);
+    CHECK(c.listen.n == 1 && strcmp(c.listen.v[0], "127.0.0.1:6380") == 0);
     CHECK(c.password == NULL && c.database == 0 && c.log_level == LOG_INFO);
     CHECK(c.max_connections == 10000 && c.max_connections_per_ip == 0 &&
           c.max_pipeline == 10000 && c.admin_reserved == 4);
@@ -57,8 +57,8 @@ static void test_defaults_and_values(void)
                    "database = 3\n[pool]\nconnections = 4\nconnect_timeout = 250ms\n"
                    "reply_timeout = 2m\n[clients]\nmax_query_buffer = 1kb\n"
                    "max_output_buffer = 2gb\n[log]\nlevel = debug\n") == 0);
-    CHECK(c.nlisten == 3 && strcmp(c.listen[1], "unix:/tmp/x.sock") == 0 &&
-          strcmp(c.listen[2], "[::1]:2") == 0);
+    CHECK(c.listen.n == 3 && strcmp(c.listen.v[1], "unix:/tmp/x.sock") == 0 &&
+          strcmp(c.listen.v[2], "[::1]:2") == 0);
     CHECK(strcmp(c.password, "p") == 0 && strcmp(c.username, "u") == 0 &&
           strcmp(c.upstream_password, "up") == 0);
     CHECK(c.database == 3 && c.connections == 4);

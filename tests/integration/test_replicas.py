@@ -1,0 +1,168 @@
+"""Reads to replicas, writes to the master, proven on the servers'
+INFO commandstats; replicas that cannot serve are skipped."""
+import time
+
+import pytest
+import redis
+
+from conftest import SLOW, wait_until
+from relay import Relay
+
+
+def calls(node, cmd):
+    stats = node.client().info("commandstats")
+    return stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)
+
+
+@pytest.fixture
+def topo(env, master):
+    replicas = [env.redis(f"replica{i}", args=["--replicaof", "127.0.0.1", str(master.port)])
+                for i in range(2)]
+    for r in replicas:
+        wait_until(lambda r=r: r.client().info("replication")["master_link_status"] == "up",
+                   what="replica in sync")
+    return master, replicas
+
+
+def sidecar_for(env, master, replicas, **sections):
+    sections.setdefault("health", {}).setdefault("check_interval", "100ms")
+    sc = env.sidecar(master, upstream={"replicas": ", ".join(f"127.0.0.1:{r.port}"
+                                                              for r in replicas)}, **sections)
+    wait_until(lambda: sc.info()["replicas"] == str(len(replicas)) and
+               all(f"eligible=1" in sc.info()[f"replica{i}"] for i in range(len(replicas))),
+               what="replicas eligible")
+    return sc
+
+
+def test_writes_to_master_reads_spread_over_replicas(env, topo):
+    master, replicas = topo
+    sc = sidecar_for(env, master, replicas)
+    r = sc.client()
+    before = [calls(n, "get") for n in replicas]
+    for i in range(1000):
+        r.set(f"k{i}", i)
+    time.sleep(1)                                   # let the replicas catch up
+    for i in range(1000):
+        assert r.get(f"k{i}") == str(i).encode()
+    assert calls(master, "set") == 1000
+    assert calls(master, "get") == 0
+    got = [calls(n, "get") - b for n, b in zip(replicas, before)]
+    assert sum(got) == 1000 and min(got) >= 200, got
+    for n in replicas:       # replicas ran the SETs by replication only, none refused
+        st = n.client().info("commandstats")["cmdstat_set"]
+        assert st["calls"] == 1000 and st.get("rejected_calls", 0) == 0
+    assert sc.info()["reads_to_replicas"] == "1000"
+
+
+def test_read_from_master_policy(env, topo):
+    master, replicas = topo
+    sc = sidecar_for(env, master, replicas, routing={"read_from": "master"})
+    r = sc.client()
+    for i in range(100):
+        r.get(f"m{i}")
+    assert calls(master, "get") == 100
+    assert all(calls(n, "get") == 0 for n in replicas)
+
+
+def test_replica_killed_reads_move_to_master_and_back(env, topo):
+    master, replicas = topo
+    sc = sidecar_for(env, master, replicas)
+    r = sc.client()
+    r.set("k", "v")
+    time.sleep(0.3)
+    for rep in replicas:
+        rep.stop()
+    errors = 0
+    for _ in range(200):                      # no error at any point
+        try:
+            assert r.get("k") == b"v"
+        except redis.RedisError:
+            errors += 1
+        time.sleep(0.005)
+    assert errors == 0
+    assert calls(master, "get") > 0
+    for rep in replicas:
+        rep.start()
+    wait_until(lambda: all("eligible=1" in sc.info()[f"replica{i}"] for i in range(2)),
+               timeout=10, what="replicas back")
+    before = calls(master, "get")
+    for _ in range(50):
+        assert r.get("k") == b"v"
+    assert calls(master, "get") == before        # reads are back on the replicas
+
+
+def test_replica_with_master_link_down_is_skipped(env, topo):
+    master, replicas = topo
+    sc = sidecar_for(env, master, replicas)
+    dead = replicas[0]
+    dead.client().execute_command("REPLICAOF", "127.0.0.1", "1")     # nothing listens there
+    wait_until(lambda: "eligible=0" in sc.info()["replica0"], what="replica0 skipped")
+    assert "master_link" in sc.info()["replica0"]
+    r = sc.client()
+    r.set("k", "v")
+    wait_until(lambda: replicas[1].client().get("k") == b"v", what="replica1 has it")
+    before = calls(dead, "get")
+    for _ in range(100):
+        assert r.get("k") == b"v"
+    assert calls(dead, "get") == before
+
+
+def test_lagging_replica_is_skipped_until_it_catches_up(env, master):
+    relay = Relay(master.port)
+    try:
+        rep = env.redis("replica", args=["--replicaof", "127.0.0.1", str(relay.port)])
+        wait_until(lambda: rep.client().info("replication")["master_link_status"] == "up",
+                   what="replica in sync")
+        sc = sidecar_for(env, master, [rep], routing={"replica_max_lag": "1s"})
+        relay.blackhole()                     # replication stalls, the link looks up
+        w = sc.client()
+        deadline = time.monotonic() + 3 * SLOW
+        while "eligible=0" not in sc.info()["replica0"]:
+            w.incr("lagging")                  # the master moves on
+            time.sleep(0.05)
+            assert time.monotonic() < deadline, sc.info()["replica0"]
+        assert "lag" in sc.info()["replica0"]
+        before = calls(rep, "get")
+        assert w.get("lagging") is not None   # fresh value: served by the master
+        assert calls(rep, "get") == before
+    finally:
+        relay.close()
+
+
+def test_read_from_replica_without_eligible_replica_is_an_error(env, topo):
+    master, replicas = topo
+    sc = sidecar_for(env, master, replicas, routing={"read_from": "replica"})
+    r = sc.client()
+    assert r.get("nope") is None
+    for rep in replicas:
+        rep.stop()
+    wait_until(lambda: all("eligible=0" in sc.info()[f"replica{i}"] for i in range(2)),
+               what="no replica eligible")
+    with pytest.raises(redis.ResponseError, match="no replica can serve reads"):
+        r.get("nope")
+    assert r.set("w", "1") is True              # writes are unaffected
+
+
+def test_replica_refusing_a_read_is_bypassed_through_the_master(env, master):
+    """A replica that answers -MASTERDOWN did not run the read: the client
+    gets the master's answer instead, in order, never the error. The
+    sidecar's view is kept stale on purpose (checks every 30 s)."""
+    rep = env.redis("replica", args=["--replicaof", "127.0.0.1", str(master.port)])
+    wait_until(lambda: rep.client().info("replication")["master_link_status"] == "up",
+               what="replica in sync")
+    rep.client().config_set("replica-serve-stale-data", "no")
+    sc = env.sidecar(master, upstream={"replicas": f"127.0.0.1:{rep.port}"},
+                     health={"check_interval": "30s"})
+    wait_until(lambda: "eligible=1" in sc.info()["replica0"], what="replica eligible")
+    r = sc.client()
+    r.set("k", "v")
+    wait_until(lambda: rep.client().get("k") == b"v", what="replicated")
+    rep.client().execute_command("REPLICAOF", "127.0.0.1", "1")    # its master link is gone
+    with pytest.raises(redis.ResponseError, match="MASTERDOWN"):
+        rep.client().get("k")
+    p = r.pipeline(transaction=False)
+    for i in range(10):
+        p.get("k")
+        p.incr("n")
+    assert p.execute() == [x for i in range(10) for x in (b"v", i + 1)]
+    assert int(sc.info()["replica_redirects"]) >= 10
