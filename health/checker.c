@@ -79,8 +79,16 @@ static void on_role(redisAsyncContext *ac, void *r, void *priv)
 {
     struct checker *ch = priv;
     redisReply *reply = r;
+    ev_tstamp sent = 0;
     (void)ac;
 
+    /* Replies come in the order the ROLEs went out, even the NULL ones a
+     * closing connection delivers. */
+    if (ch->nsent > 0) {
+        sent = ch->sent_at[ch->sent_head];
+        ch->sent_head = (ch->sent_head + 1) % CHECKER_SENT_MAX;
+        ch->nsent--;
+    }
     if (!reply)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -103,7 +111,7 @@ static void on_role(redisAsyncContext *ac, void *r, void *priv)
             snprintf(ch->link, sizeof ch->link, "%s", reply->element[3]->str);
             ch->offset = reply->element[4]->integer;
         }
-        ch->role_at = ev_now(ch->loop);
+        ch->role_at = sent;
         if (ch->on_role)
             ch->on_role(ch->arg);
     }
@@ -177,6 +185,17 @@ static int connect_checker(struct checker *ch)
     return 0;
 }
 
+/* ROLE, remembering when it went out: an offset describes the node as of
+ * then, so a write acknowledged before that moment is included. */
+static void send_role(struct checker *ch)
+{
+    if (ch->nsent == CHECKER_SENT_MAX)
+        return;
+    ch->sent_at[(ch->sent_head + ch->nsent) % CHECKER_SENT_MAX] = ev_now(ch->loop);
+    ch->nsent++;
+    redisAsyncCommand(ch->ac, on_role, ch, "ROLE");
+}
+
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct checker *ch = w->data;
@@ -194,7 +213,25 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     if (!ch->ac && connect_checker(ch) < 0)
         return;
     redisAsyncCommand(ch->ac, on_ping, ch, "PING");
-    redisAsyncCommand(ch->ac, on_role, ch, "ROLE");
+    send_role(ch);
+}
+
+static void on_soon(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct checker *ch = w->data;
+    (void)loop;
+    (void)revents;
+
+    if (ch->ac && !ch->down)
+        send_role(ch);
+}
+
+void health_sample_soon(struct checker *ch, double delay)
+{
+    if (!ev_is_active(&ch->soon)) {
+        ev_timer_set(&ch->soon, delay, 0);
+        ev_timer_start(ch->loop, &ch->soon);
+    }
 }
 
 void health_start(struct checker *ch, struct ev_loop *loop,
@@ -207,13 +244,15 @@ void health_start(struct checker *ch, struct ev_loop *loop,
     ch->on_change = fn;
     ch->arg = arg;
     ev_timer_init(&ch->tick, on_tick, 0, cfg->interval);
-    ch->tick.data = ch;
+    ev_init(&ch->soon, on_soon);
+    ch->tick.data = ch->soon.data = ch;
     ev_timer_start(loop, &ch->tick);
 }
 
 void health_stop(struct checker *ch)
 {
     ev_timer_stop(ch->loop, &ch->tick);
+    ev_timer_stop(ch->loop, &ch->soon);
     ch->in_flight = 0;
     drop_connection(ch);
 }

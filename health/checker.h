@@ -10,6 +10,8 @@
 
 struct redisAsyncContext;
 
+#define CHECKER_SENT_MAX 16
+
 struct checker_config {
     char        name[128];      /* "host:port", for logs */
     char        host[100];
@@ -25,6 +27,7 @@ struct checker {
     struct checker_config     cfg;
     struct redisAsyncContext *ac;
     ev_timer                  tick;
+    ev_timer                  soon;        /* an extra ROLE, asked for by health_sample_soon */
     int                       in_flight;   /* a check awaits its ROLE reply */
     int                       fails;       /* failed checks in a row */
     int                       down;
@@ -33,7 +36,9 @@ struct checker {
     char                      role[16];    /* "master", "slave", ... */
     char                      link[16];    /* a replica's link to its master: "connected", ... */
     long long                 offset;      /* replication offset ROLE reports */
-    ev_tstamp                 role_at;     /* when role and offset were read */
+    ev_tstamp                 role_at;     /* when the ROLE that read them was sent */
+    ev_tstamp                 sent_at[CHECKER_SENT_MAX];  /* ROLEs awaiting replies */
+    int                       sent_head, nsent;
     char                      last_err[160];
     void                    (*on_change)(void *arg, int up, const char *why);
     void                    (*on_role)(void *arg);   /* optional: after each ROLE read */
@@ -47,5 +52,8 @@ void health_start(struct checker *ch, struct ev_loop *loop,
                   const struct checker_config *cfg,
                   void (*on_change)(void *arg, int up, const char *why), void *arg);
 void health_stop(struct checker *ch);
+/* Read ROLE again within `delay` seconds (read-your-writes wants a fresh
+ * offset); calls while one is pending cost nothing. */
+void health_sample_soon(struct checker *ch, double delay);
 
 #endif

@@ -6,11 +6,6 @@
 
 void health_record_master(struct topology *t, ev_tstamp now, long long offset)
 {
-    int newest = (t->head + t->n - 1) % TOPOLOGY_SAMPLES;
-
-    /* Only growth matters: an unchanged offset adds nothing to compare. */
-    if (t->n > 0 && t->s[newest].offset == offset)
-        return;
     if (t->n == TOPOLOGY_SAMPLES) {
         t->head = (t->head + 1) % TOPOLOGY_SAMPLES;
         t->n--;
@@ -52,4 +47,14 @@ int health_replica_eligible(const struct topology *t, const struct checker *ch,
         return 0;
     }
     return 1;
+}
+
+long long health_master_offset_after(const struct topology *t, ev_tstamp when)
+{
+    for (int k = 0; k < t->n; k++) {
+        int i = (t->head + k) % TOPOLOGY_SAMPLES;
+        if (t->s[i].t > when)
+            return t->s[i].offset;
+    }
+    return -1;
 }

@@ -25,6 +25,9 @@ void health_record_master(struct topology *t, ev_tstamp now, long long offset);
 /* Seconds the replica at this offset is behind the master (0: caught up
  * with the newest sample; unknown history counts as caught up). */
 double health_replica_lag(const struct topology *t, long long offset, ev_tstamp now);
+/* The master's offset first sampled after `when`; -1 if none yet. A write
+ * acknowledged at `when` is in every replica at or past that offset. */
+long long health_master_offset_after(const struct topology *t, ev_tstamp when);
 /* 1 if the replica may serve reads; else 0 with the reason in why. */
 int health_replica_eligible(const struct topology *t, const struct checker *ch,
                             double max_lag, ev_tstamp now, char *why, size_t whylen);

@@ -345,6 +345,7 @@ static void proxy_info(struct client *c)
     section(&b, "Stats", FIELDS(
         {"total_requests", s->requests}, {"forwarded_requests", s->forwarded},
         {"reads_to_replicas", s->reads_to_replicas},
+        {"reads_kept_on_master_ryw", s->reads_ryw_master},
         {"replica_redirects", s->replica_redirects},
         {"forwarded_replies", s->replies}, {"local_replies", s->local_replies},
         {"client_bytes_in", s->bytes_in}, {"client_bytes_out", s->bytes_out},

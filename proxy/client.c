@@ -245,6 +245,13 @@ void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
     (void)arg;
 
     c->inflight -= r->len;
+    if (r->flags & REQ_WRITE) {
+        c->writes_pending--;
+        c->wrote_at = ev_now(c->sc->loop);
+        c->wrote_offset = -1;
+        if (c->sc->cfg->read_your_writes == RYW_OFFSET && c->sc->nreplicas)
+            health_sample_soon(&c->sc->master.health, 0.1);
+    }
     if ((r->flags & REQ_REROUTE) && req && (err || replica_refused(p, n)) &&
         redirect_to_master(c, r, req) == 0)
         return;
@@ -278,6 +285,8 @@ void client_forward(struct client *c, struct link *l, const char *p, size_t n,
     TAILQ_INSERT_TAIL(&c->pending, r, owner_tqe);
     c->npending++;
     c->inflight += n;
+    if (req_flags & REQ_WRITE)
+        c->writes_pending++;
     c->sc->st.forwarded++;
 }
 

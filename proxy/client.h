@@ -28,6 +28,9 @@ struct client {
     struct req_fifo pending;      /* reply slots in request order */
     size_t          held;         /* reply bytes parked in slots */
     size_t          inflight;     /* request bytes sent upstream, not yet answered */
+    ev_tstamp       wrote_at;     /* last write's reply: read-your-writes from here */
+    long long       wrote_offset; /* master offset covering it; -1 until sampled */
+    unsigned        writes_pending; /* writes sent, not answered yet */
     char           *name;         /* CLIENT SETNAME / HELLO SETNAME */
     struct ipstat  *ips;          /* its address's entry; counts it in current */
     const struct command *last_cmd;  /* NULL: none yet, or unknown to the table */

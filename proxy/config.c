@@ -192,6 +192,20 @@ static int p_addrs(const struct key *k, const char *v, void *dst, char *why, siz
     return rc;
 }
 
+static int p_ryw(const struct key *k, const char *v, void *dst, char *why, size_t wl)
+{
+    static const char *const names[] = {"offset", "window", "off"};
+    (void)k;
+    for (int i = 0; i < 3; i++) {
+        if (strcmp(v, names[i]) == 0) {
+            *(enum ryw *)dst = (enum ryw)i;
+            return 0;
+        }
+    }
+    snprintf(why, wl, "\"%s\" is not one of offset, window, off", v);
+    return -1;
+}
+
 static int p_read_from(const struct key *k, const char *v, void *dst, char *why, size_t wl)
 {
     static const char *const names[] = {"master", "prefer-replica", "replica"};
@@ -237,6 +251,8 @@ static const struct key keys[] = {
     {"health", "down_after", p_int, OFF(down_after), 1, 1000, 0},
     {"routing", "read_from", p_read_from, OFF(read_from), 0, 0, 0},
     {"routing", "replica_max_lag", p_duration, OFF(replica_max_lag), 0, 86400, 0},
+    {"routing", "read_your_writes", p_ryw, OFF(read_your_writes), 0, 0, 0},
+    {"routing", "ryw_window", p_duration, OFF(ryw_window), 0, 3600, 0},
     {"clients", "idle_timeout", p_duration, OFF(idle_timeout), 0, 30 * 86400, 0},
     {"clients", "max_connections", p_int, OFF(max_connections), 1, 1000000, 0},
     {"clients", "max_connections_per_ip", p_int, OFF(max_connections_per_ip), 0, 1000000, 0},
@@ -339,6 +355,8 @@ void config_defaults(struct config *c)
     c->admin_reserved = 4;
     c->read_from = READ_UNSET;
     c->replica_max_lag = 5;
+    c->read_your_writes = RYW_OFFSET;
+    c->ryw_window = 2;
     c->max_query_buffer = 64 * 1024 * 1024;
     c->max_output_buffer = 64 * 1024 * 1024;
     c->log_level = LOG_INFO;

@@ -16,6 +16,7 @@ struct addr_list {
 };
 
 enum read_from { READ_MASTER, READ_PREFER_REPLICA, READ_REPLICA, READ_UNSET };
+enum ryw { RYW_OFFSET, RYW_WINDOW, RYW_OFF };
 
 struct config {
     /* [proxy] */
@@ -44,6 +45,8 @@ struct config {
     /* [routing] */
     enum read_from read_from;  /* default: prefer-replica with replicas, else master */
     double  replica_max_lag;
+    enum ryw read_your_writes;
+    double  ryw_window;
     /* [clients] */
     double  idle_timeout;      /* 0: off */
     int     max_connections;

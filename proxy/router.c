@@ -32,9 +32,34 @@ static int needs_auth(const struct client *c, const struct command *cmd)
                                    cmd->local == LOCAL_QUIT));
 }
 
-/* The eligible replica with the fewest requests in flight; among equals,
- * the one sent the fewest so far, so that light traffic spreads too. */
-static struct node *pick_replica(struct sidecar *sc)
+/* Read-your-writes: the offset a replica must have reached to serve this
+ * client's reads (0: any), or -1 when only the master will do: a write
+ * still in flight, its covering offset not sampled yet, or inside the
+ * window. */
+static long long ryw_floor(struct client *c)
+{
+    struct sidecar *sc = c->sc;
+    ev_tstamp now = ev_now(sc->loop);
+
+    if (sc->cfg->read_your_writes == RYW_OFF)
+        return 0;
+    if (c->writes_pending)
+        return -1;
+    if (c->wrote_at == 0)
+        return 0;
+    if (sc->cfg->read_your_writes == RYW_WINDOW)
+        return now - c->wrote_at < sc->cfg->ryw_window ? -1 : 0;
+    if (c->wrote_offset < 0)
+        c->wrote_offset = health_master_offset_after(&sc->topo, c->wrote_at);
+    if (c->wrote_offset < 0)
+        health_sample_soon(&sc->master.health, 0.1);
+    return c->wrote_offset;
+}
+
+/* The eligible replica, at or past `floor`, with the fewest requests in
+ * flight; among equals, the one sent the fewest so far, so that light
+ * traffic spreads too. */
+static struct node *pick_replica(struct sidecar *sc, long long floor)
 {
     ev_tstamp now = ev_now(sc->loop);
     struct node *best = NULL;
@@ -47,6 +72,10 @@ static struct node *pick_replica(struct sidecar *sc)
             !health_replica_eligible(&sc->topo, &n->health, sc->cfg->replica_max_lag,
                                      now, why, sizeof why))
             continue;
+        if (n->health.offset < floor) {
+            health_sample_soon(&n->health, 0.05);   /* it may have caught up since */
+            continue;
+        }
         unsigned load = pool_inflight(n->pool);
         if (!best || load < best_load ||
             (load == best_load && n->pool->st.requests_sent < best->pool->st.requests_sent)) {
@@ -62,12 +91,17 @@ static void forward(struct client *c, const char *frame, size_t len, unsigned fl
     struct sidecar *sc = c->sc;
     struct node *n = &sc->master;
 
-    if ((flags & REQ_READONLY) && sc->cfg->read_from != READ_MASTER) {
-        struct node *r = pick_replica(sc);
+    if (!(flags & REQ_READONLY)) {
+        flags |= REQ_WRITE;
+    } else if (sc->cfg->read_from != READ_MASTER) {
+        long long floor = ryw_floor(c);
+        struct node *r = floor < 0 ? NULL : pick_replica(sc, floor);
         if (r) {
             n = r;
             flags |= REQ_REROUTE;
             sc->st.reads_to_replicas++;
+        } else if (floor < 0) {
+            sc->st.reads_ryw_master++;
         } else if (sc->cfg->read_from == READ_REPLICA) {
             sc->st.err_no_replica++;
             client_reply_error(c, "ERR no replica can serve reads now (read_from = replica)");

@@ -38,6 +38,7 @@ struct sidecar_stats {
     uint64_t forwarded;
     uint64_t replies;           /* upstream replies (or errors) for forwarded requests */
     uint64_t reads_to_replicas;
+    uint64_t reads_ryw_master;  /* reads kept on the master by read-your-writes */
     uint64_t replica_redirects; /* reads a replica refused (READONLY...), re-sent to the master */
     uint64_t err_no_replica;    /* read_from = replica and none eligible */
     uint64_t local_replies;     /* answered by the proxy itself */

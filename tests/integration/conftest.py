@@ -82,7 +82,8 @@ class RedisServer:
     def start(self):
         cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                "--save", "", "--appendonly", "no", "--dir", str(self.dir),
-               "--logfile", str(self.logfile), "--daemonize", "no"] + self.args
+               "--logfile", str(self.logfile), "--daemonize", "no",
+               "--repl-diskless-sync-delay", "0"] + self.args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
         wait_until(lambda: self.client().ping(), what=f"redis on {self.port}")
         return self

@@ -1,16 +1,21 @@
-"""A TCP relay for fault tests: forwards loopback connections to a target
-and can turn every flow it already carries into a black hole (kept open,
-nothing forwarded either way), as a NAT or firewall that silently dropped
-them would. Flows opened afterwards are forwarded normally."""
+"""A TCP relay for fault tests: forwards loopback connections to a target,
+optionally delaying every chunk (replication lag), and can turn every flow
+it already carries into a black hole (kept open, nothing forwarded either
+way), as a NAT or firewall that silently dropped them would. Flows opened
+afterwards are forwarded normally."""
+import collections
 import selectors
 import socket
 import threading
+import time
 
 from conftest import free_port
 
 
 class Relay:
-    def __init__(self, target_port):
+    def __init__(self, target_port, delay=0.0):
+        self.delay = delay
+        self.due = collections.deque()   # (time, peer socket, data), in order
         self.port = free_port()
         self.target = ("127.0.0.1", target_port)
         self.lsock = socket.socket()
@@ -43,9 +48,24 @@ class Relay:
         if flow and flow[0] in self.flows:
             self._close(flow[0])
 
+    def _flush_due(self):
+        now = time.monotonic()
+        while self.due and self.due[0][0] <= now:
+            _, peer, data = self.due.popleft()
+            if peer in self.flows:
+                try:
+                    peer.setblocking(True)
+                    peer.sendall(data)
+                    peer.setblocking(False)
+                except OSError:
+                    self._close(peer)
+
     def _run(self):
         while not self.stopping:
-            for key, _ in self.sel.select(timeout=0.05):
+            with self.lock:
+                self._flush_due()
+                wait = 0.05 if not self.due else max(0.0, min(0.05, self.due[0][0] - time.monotonic()))
+            for key, _ in self.sel.select(timeout=wait):
                 s = key.fileobj
                 with self.lock:
                     if s is self.lsock:
@@ -84,6 +104,9 @@ class Relay:
                 self.sel.unregister(s)   # a black hole says nothing, not even FIN
             return
         if holed:
+            return
+        if self.delay:
+            self.due.append((time.monotonic() + self.delay, peer, data))
             return
         try:
             peer.setblocking(True)

@@ -152,7 +152,7 @@ def test_replica_refusing_a_read_is_bypassed_through_the_master(env, master):
                what="replica in sync")
     rep.client().config_set("replica-serve-stale-data", "no")
     sc = env.sidecar(master, upstream={"replicas": f"127.0.0.1:{rep.port}"},
-                     health={"check_interval": "30s"})
+                     health={"check_interval": "30s"}, routing={"read_your_writes": "off"})
     wait_until(lambda: "eligible=1" in sc.info()["replica0"], what="replica eligible")
     r = sc.client()
     r.set("k", "v")
@@ -166,3 +166,72 @@ def test_replica_refusing_a_read_is_bypassed_through_the_master(env, master):
         p.incr("n")
     assert p.execute() == [x for i in range(10) for x in (b"v", i + 1)]
     assert int(sc.info()["replica_redirects"]) >= 10
+
+
+def ryw_setup(env, master, lag):
+    relay = Relay(master.port, delay=lag) if lag else None
+    reps = []
+    for i in range(2):
+        up = relay.port if relay else master.port
+        reps.append(env.redis(f"replica{i}", args=["--replicaof", "127.0.0.1", str(up)]))
+    for rep in reps:
+        wait_until(lambda rep=rep: rep.client().info("replication")["master_link_status"] == "up",
+                   what="replica in sync")
+    return relay, reps
+
+
+@pytest.mark.parametrize("lag", [0, 0.05])
+def test_read_your_writes_sequential_and_pipelined(env, master, lag):
+    relay, reps = ryw_setup(env, master, lag)
+    try:
+        sc = sidecar_for(env, master, reps)
+        r = sc.client()
+        stale = 0
+        for i in range(1000):
+            r.set("ryw", f"v{i}")
+            if r.get("ryw") != f"v{i}".encode():
+                stale += 1
+        p = r.pipeline(transaction=False)
+        for i in range(1000):
+            p.set("ryw", f"p{i}")
+            p.get("ryw")
+        out = p.execute()
+        stale += sum(1 for i in range(1000) if out[2 * i + 1] != f"p{i}".encode())
+        assert stale == 0
+        # a client that has not written reads from the replicas
+        reader = sc.client()
+        before = sum(calls(n, "get") for n in reps)
+        for _ in range(100):
+            reader.get("ryw")
+        assert sum(calls(n, "get") for n in reps) - before == 100
+    finally:
+        if relay:
+            relay.close()
+
+
+def test_without_read_your_writes_replication_lag_shows(env, master):
+    """The control: the same loop with read_your_writes off does read stale
+    values through a 50 ms lag, so the test above can fail."""
+    relay, reps = ryw_setup(env, master, 0.05)
+    try:
+        sc = sidecar_for(env, master, reps, routing={"read_your_writes": "off"})
+        r = sc.client()
+        stale = sum(1 for i in range(200) if (r.set("ryw", f"v{i}"), r.get("ryw"))[1]
+                    != f"v{i}".encode())
+        assert stale > 100
+    finally:
+        relay.close()
+
+
+def test_read_your_writes_window(env, topo):
+    master, replicas = topo
+    sc = sidecar_for(env, master, replicas, routing={"read_your_writes": "window",
+                                                      "ryw_window": "500ms"})
+    r = sc.client()
+    r.set("w", "1")
+    before = calls(master, "get")
+    r.get("w")
+    assert calls(master, "get") == before + 1          # inside the window: master
+    time.sleep(0.6)
+    r.get("w")
+    assert calls(master, "get") == before + 1          # after it: a replica
