@@ -24,7 +24,8 @@ start_redis() {  # port [replicaof-port]
     local port=$1 dir=$run/redis-$1
     mkdir -p "$dir"
     local args=(--port "$port" --bind 127.0.0.1 --dir "$dir" --save ""
-                --appendonly no --logfile "$dir/redis.log" --daemonize no)
+                --appendonly no --logfile "$dir/redis.log" --daemonize no
+                --repl-diskless-sync-delay 0)
     [[ $# -gt 1 ]] && args+=(--replicaof 127.0.0.1 "$2")
     redis-server "${args[@]}" </dev/null &
     pids+=($!)
