@@ -136,9 +136,35 @@ static void requeue_or_fail(struct link *l, const char *why)
     l->nfifo = kept;
 }
 
+/* A leased connection that dies takes its server-side state with it
+ * (a transaction, WATCH, a database): nothing on it may run elsewhere, so
+ * every request on it fails, and the link is gone for good. */
+static void lease_down(struct link *l, const char *why)
+{
+    struct pool *p = l->pool;
+    struct req *r;
+    char msg[320];
+
+    log_info("lease %s#%d closed: %s", p->cfg.name, l->idx, why);
+    snprintf(msg, sizeof msg, "dedicated connection to %s lost (%s); its "
+             "transaction, WATCH or blocking call is gone", p->cfg.name, why);
+    close_socket(l);
+    ev_timer_stop(p->loop, &l->watchdog);
+    l->state = LINK_DOWN;
+    while ((r = TAILQ_FIRST(&l->fifo)) != NULL)
+        fail_req(l, r, msg);
+    pool_lease_dead(p, l);
+}
+
 static void link_down(struct link *l, enum link_loss cause, const char *why)
 {
     struct pool *p = l->pool;
+
+    if (l->lease) {
+        p->st.lost[cause]++;
+        lease_down(l, why);
+        return;
+    }
     int was_ready = l->state == LINK_READY || l->validating;
     double delay;
 
@@ -189,6 +215,13 @@ static void link_ready(struct link *l)
             pool_mark_dirty(p, l);
         return;
     }
+    if (l->returning) {
+        l->returning = 0;
+        l->state = LINK_READY;
+        l->last_rx = ev_now(p->loop);
+        pool_lease_idle(p, l);
+        return;
+    }
     l->opened_at = ev_now(p->loop);
     /* Up to 10% either way, so links opened together do not retire together. */
     l->age_limit = p->cfg.max_link_age * (0.9 + 0.2 * (double)(rand_r(&p->seed) % 1000) / 1000);
@@ -232,15 +265,19 @@ static void hs_add(struct link *l, enum hs_kind kind, int argc, const char **arg
 }
 
 /* AUTH and SELECT must succeed before any client byte goes out, or a
- * client's write could land unauthenticated or in the wrong database. */
-static void start_handshake(struct link *l)
+ * client's write could land unauthenticated or in the wrong database.
+ * After RESET (a lease coming back), a connection is as good as new and
+ * gets the same. */
+static void queue_handshake(struct link *l, int reset)
 {
     const struct pool_config *c = &l->pool->cfg;
     char db[16];
 
-    net_set_nodelay(l->fd);
-    net_set_keepalive(l->fd, c->tcp_keepalive, c->tcp_user_timeout_ms);
     l->hs_pending = l->hs_total = 0;
+    if (reset) {
+        const char *rst[] = {"RESET"};
+        hs_add(l, HS_RESET, 1, rst);
+    }
     if (c->password) {
         const char *auth[] = {"AUTH", c->username ? c->username : c->password,
                               c->password};
@@ -251,19 +288,40 @@ static void start_handshake(struct link *l)
         const char *sel[] = {"SELECT", db};
         hs_add(l, HS_SELECT, 2, sel);
     }
-    const char *name[] = {"CLIENT", "SETNAME", "sidecar-data"};
+    const char *name[] = {"CLIENT", "SETNAME", l->lease ? "sidecar-lease" : "sidecar-data"};
     const char *info[] = {"INFO", "server"};
     hs_add(l, HS_NAME, 3, name);
     hs_add(l, HS_INFO, 2, info);
     l->state = LINK_HANDSHAKE;
+}
+
+static void start_handshake(struct link *l)
+{
+    const struct pool_config *c = &l->pool->cfg;
+
+    net_set_nodelay(l->fd);
+    net_set_keepalive(l->fd, c->tcp_keepalive, c->tcp_user_timeout_ms);
+    queue_handshake(l, 0);
     ev_io_start(l->pool->loop, &l->rio);
+}
+
+void link_return(struct link *l)
+{
+    struct pool *p = l->pool;
+
+    l->lessee = NULL;
+    l->returning = 1;
+    queue_handshake(l, 1);
+    ev_timer_set(&l->conn_timer, p->cfg.connect_timeout, 0);
+    ev_timer_start(p->loop, &l->conn_timer);
+    pool_mark_dirty(p, l);
 }
 
 /* A link idle for a while may have been dropped silently on the way (NAT,
  * firewall, server timeout): ask before trusting it with requests. The
  * requests wait behind the PING; if no PONG comes within ping_timeout the
  * link is replaced and they go out, never written, on the new one. */
-static void link_validate(struct link *l, const char *why)
+void link_validate(struct link *l, const char *why)
 {
     struct pool *p = l->pool;
     const char *ping[] = {"PING"};
@@ -309,7 +367,8 @@ static int handshake_reply(struct link *l, const char *p, size_t n)
     l->hs_pending--;
     if (p[0] == '-' && kind != HS_NAME && kind != HS_INFO) {
         snprintf(why, sizeof why, "%s refused: %.*s", kind == HS_AUTH ? "AUTH" :
-                 kind == HS_SELECT ? "SELECT" : "validation PING", m, p + 1);
+                 kind == HS_SELECT ? "SELECT" : kind == HS_RESET ? "RESET" :
+                 "validation PING", m, p + 1);
         link_down(l, kind == HS_PING ? LOST_VALIDATION : LOST_HANDSHAKE, why);
         return -1;
     }
@@ -459,7 +518,8 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (l->state == LINK_READY) {
         r = TAILQ_FIRST(&l->fifo);
-        if (r && now - r->queued_at > p->cfg.reply_timeout) {
+        /* A lease may wait as long as a blocking call does. */
+        if (r && !l->lease && now - r->queued_at > p->cfg.reply_timeout) {
             p->st.reply_timeouts++;
             link_down(l, LOST_REPLY_TIMEOUT, "no reply within reply_timeout");
         }
@@ -490,7 +550,8 @@ int link_send(struct link *l, struct req *r, const char *p, size_t n)
      * another request's reply. */
     if (buf_append(&l->out, p, n) < 0)
         return -1;
-    if (l->state == LINK_READY && l->nfifo == 0 && pl->cfg.validate_after > 0 &&
+    /* Never inside a lease: a PING in a MULTI would be queued with it. */
+    if (l->state == LINK_READY && !l->lease && l->nfifo == 0 && pl->cfg.validate_after > 0 &&
         ev_now(pl->loop) - l->last_rx > pl->cfg.validate_after)
         link_validate(l, "idle before use");
     r->link = l;

@@ -18,7 +18,7 @@
 struct pool;
 
 enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_HANDSHAKE, LINK_READY };
-enum hs_kind { HS_AUTH, HS_SELECT, HS_NAME, HS_INFO, HS_PING };
+enum hs_kind { HS_RESET, HS_AUTH, HS_SELECT, HS_NAME, HS_INFO, HS_PING };
 /* Why a link went down, for the counters. */
 enum link_loss { LOST_CLOSED, LOST_ERROR, LOST_PROTOCOL, LOST_VALIDATION,
                  LOST_REPLY_TIMEOUT, LOST_HANDSHAKE, LOST_CONNECT, LOST_RETIRED,
@@ -38,7 +38,7 @@ struct link {
     struct buf   hs;            /* handshake (or validation PING), sent before `out` */
     int          hs_pending;    /* handshake replies still expected */
     int          hs_total;
-    enum hs_kind hs_kind[4];    /* what each handshake command was */
+    enum hs_kind hs_kind[6];    /* what each handshake command was */
     int          validating;    /* hs holds a validation PING */
     ev_tstamp    validate_started;
     struct buf   in;
@@ -48,6 +48,12 @@ struct link {
     double       backoff;       /* next reconnect delay, seconds */
     int          dirty;         /* on the pool's flush list */
     TAILQ_ENTRY(link) dirty_tqe;
+    /* Leased links: one client's own connection while it holds server-side
+     * state (a transaction, WATCH, a blocking call, another database). */
+    int          lease;         /* a leased link, not one of the shared ones */
+    void        *lessee;        /* its holder; NULL while idle in the pool */
+    int          returning;     /* RESET and handshake under way, then idle */
+    TAILQ_ENTRY(link) lease_tqe;  /* on the pool's idle or dead list */
     ev_tstamp    opened_at;     /* when the socket became ready */
     ev_tstamp    last_rx;       /* when bytes last arrived: idle since */
     double       age_limit;     /* max_link_age with this link's jitter */
@@ -61,6 +67,11 @@ void link_start(struct link *l);
 int link_send(struct link *l, struct req *r, const char *p, size_t n);
 /* A link waiting out its reconnect backoff tries again now. */
 void link_retry_now(struct link *l);
+/* PING before trusting an idle link; requests wait behind it. */
+void link_validate(struct link *l, const char *why);
+/* A lease going back to the pool: RESET, re-authenticate, re-SELECT, and
+ * it is idle again once all that answered. */
+void link_return(struct link *l);
 /* One write of everything pending; called once per loop iteration. */
 void link_flush(struct link *l);
 void link_stop(struct link *l);

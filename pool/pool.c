@@ -20,6 +20,11 @@ static void pool_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         l->dirty = 0;
         link_flush(l);
     }
+    while ((l = TAILQ_FIRST(&p->lease_dead)) != NULL) {
+        TAILQ_REMOVE(&p->lease_dead, l, lease_tqe);
+        buf_free(&l->out);
+        free(l);
+    }
 }
 
 static void pool_care_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -53,6 +58,8 @@ struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
     p->arg = arg;
     p->seed = (unsigned)getpid() ^ (unsigned)(ev_time() * 1000);
     TAILQ_INIT(&p->dirty);
+    TAILQ_INIT(&p->lease_idle);
+    TAILQ_INIT(&p->lease_dead);
     ev_prepare_init(&p->flush_w, pool_flush_cb);
     p->flush_w.data = p;
     ev_prepare_start(loop, &p->flush_w);
@@ -71,10 +78,18 @@ struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
 
 void pool_free(struct pool *p)
 {
+    struct link *l;
+
     if (!p)
         return;
     for (int i = 0; i < p->cfg.connections; i++)
         link_stop(&p->links[i]);
+    while ((l = TAILQ_FIRST(&p->lease_idle)) != NULL) {
+        TAILQ_REMOVE(&p->lease_idle, l, lease_tqe);
+        link_stop(l);
+        free(l);
+    }
+    pool_flush_cb(p->loop, &p->flush_w, 0);
     ev_prepare_stop(p->loop, &p->flush_w);
     ev_timer_stop(p->loop, &p->care_w);
     free(p->links);
@@ -118,4 +133,73 @@ unsigned pool_inflight(const struct pool *p)
     for (int i = 0; i < p->cfg.connections; i++)
         n += p->links[i].nfifo;
     return n;
+}
+
+struct link *pool_lease(struct pool *p, void *lessee)
+{
+    struct link *l = TAILQ_FIRST(&p->lease_idle);
+
+    if (l) {
+        TAILQ_REMOVE(&p->lease_idle, l, lease_tqe);
+        if (p->cfg.validate_after > 0 && ev_now(p->loop) - l->last_rx > p->cfg.validate_after)
+            link_validate(l, "idle lease before use");
+    } else {
+        if (p->nleases >= p->cfg.max_leased) {
+            p->st.leases_refused++;
+            return NULL;
+        }
+        if (!(l = malloc(sizeof *l)))
+            return NULL;
+        link_init(l, p, 1000 + p->next_lease_idx++);
+        l->lease = 1;
+        p->nleases++;
+        link_start(l);
+    }
+    l->lessee = lessee;
+    p->st.leases_taken++;
+    return l;
+}
+
+void pool_unlease(struct pool *p, struct link *l)
+{
+    l->lessee = NULL;
+    if (l->nfifo == 0 && l->state == LINK_READY) {
+        p->st.leases_reset++;
+        link_return(l);
+        return;
+    }
+    /* Still busy (a blocking call may never answer): close it, and its
+     * requests, orphans now, go with it. */
+    p->st.leases_closed++;
+    link_stop(l);
+    pool_lease_dead(p, l);
+}
+
+void pool_lease_idle(struct pool *p, struct link *l)
+{
+    TAILQ_INSERT_TAIL(&p->lease_idle, l, lease_tqe);
+}
+
+void pool_lease_dead(struct pool *p, struct link *l)
+{
+    void *lessee = l->lessee;
+
+    if (l->dirty) {
+        TAILQ_REMOVE(&p->dirty, l, dirty_tqe);
+        l->dirty = 0;
+    }
+    if (!l->lessee && !l->returning) {
+        /* idle or just returned: it may sit on the idle list */
+        struct link *i;
+        TAILQ_FOREACH(i, &p->lease_idle, lease_tqe)
+            if (i == l) {
+                TAILQ_REMOVE(&p->lease_idle, l, lease_tqe);
+                break;
+            }
+    }
+    l->lessee = NULL;
+    p->nleases--;
+    TAILQ_INSERT_TAIL(&p->lease_dead, l, lease_tqe);
+    if (lessee && p->on_lease_lost)
+        p->on_lease_lost(lessee, p->arg);
 }

@@ -23,6 +23,7 @@ struct pool_config {
     double      ping_timeout;
     double      ping_interval;    /* idle links are pinged this often; 0 off */
     double      max_link_age;     /* 0 off */
+    int         max_leased;       /* leased links at most, busy or idle */
     int         tcp_keepalive;    /* seconds, 0 off */
     int         tcp_user_timeout_ms;
 };
@@ -42,6 +43,10 @@ struct pool_stats {
     double   validation_wait;      /* seconds requests spent behind PINGs */
     uint64_t links_retired;        /* max_link_age */
     uint64_t lost[LOST_NCAUSES];   /* links gone, by cause (connect attempts too) */
+    uint64_t leases_taken;
+    uint64_t leases_refused;       /* max_leased reached */
+    uint64_t leases_reset;         /* returned with RESET, reused */
+    uint64_t leases_closed;        /* returned busy or lost: closed */
     uint64_t bytes_out;
     uint64_t bytes_in;
 };
@@ -57,6 +62,12 @@ struct pool {
     void             (*on_reply)(struct req *r, const char *req, const char *p,
                                  size_t n, const char *err, void *arg);
     void              *arg;
+    /* A lease whose link died; its holder must forget it. */
+    void             (*on_lease_lost)(void *lessee, void *arg);
+    TAILQ_HEAD(, link) lease_idle;   /* ready, waiting for a holder */
+    TAILQ_HEAD(, link) lease_dead;   /* freed at the next flush */
+    int                nleases;      /* leased links in existence */
+    int                next_lease_idx;
     ev_prepare         flush_w;
     ev_timer           care_w;        /* background pings and retirement */
     TAILQ_HEAD(, link) dirty;
@@ -79,6 +90,16 @@ void pool_mark_dirty(struct pool *p, struct link *l);
 int pool_ready_links(const struct pool *p);
 /* Requests on the pool's links not yet answered. */
 unsigned pool_inflight(const struct pool *p);
+/* A link of its own for `lessee`: an idle one, or a new one (requests
+ * queue on it while it connects). NULL when max_leased are out. */
+struct link *pool_lease(struct pool *p, void *lessee);
+/* The holder is done: with nothing in flight the link is RESET and kept,
+ * otherwise (a blocking call still waiting, say) it is closed. */
+void pool_unlease(struct pool *p, struct link *l);
+/* For link.c: a returned lease is ready again; a lease died. */
+void pool_lease_idle(struct pool *p, struct link *l);
+void pool_lease_dead(struct pool *p, struct link *l);
+
 /* Set by the owner from the node's health checks; back up means links
  * waiting out a backoff try again at once. */
 void pool_set_down(struct pool *p, int down, const char *why);

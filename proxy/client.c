@@ -124,6 +124,10 @@ void client_close(struct client *c, const char *why)
             req_release(&sc->cache, r);
     }
     c->npending = 0;
+    if (c->lease) {
+        pool_unlease(sc->master.pool, c->lease);   /* its orphans make it close */
+        c->lease = NULL;
+    }
     TAILQ_REMOVE(&sc->clients, c, tqe);
     TAILQ_INSERT_TAIL(&sc->closed, c, tqe);
     sc->nclients--;
@@ -209,13 +213,37 @@ static void fill_slot(struct client *c, struct req *r, const char *p, size_t n)
         emit(c, "", 0);
 }
 
+/* A reply on the lease: with nothing held any more and nothing in flight,
+ * the lease goes back to the pool (RESET there) and the client's next
+ * requests go to the shared links again. */
+static void lease_answered(struct client *c)
+{
+    c->lease_pending--;
+    if (c->lease && c->lease_pending == 0 && !c->in_multi && !c->watching &&
+        !c->other_db && link_is_ready(c->lease)) {
+        pool_unlease(c->sc->master.pool, c->lease);
+        c->lease = NULL;
+    }
+}
+
+void client_lease_lost(void *lessee, void *arg)
+{
+    struct client *c = lessee;
+    (void)arg;
+
+    c->lease = NULL;
+    c->lease_pending = 0;
+    c->in_multi = c->watching = c->other_db = 0;
+}
+
 /* A replica that answers a read with one of these did not run it (it is
- * a master's replica no more, or lost its master, or is loading); one
+ * a master's replica no more, or lost its master, or is loading, or lacks
+ * a script the master has, whose cache is per node); one
  * whose link failed may not have either, and a read is safe to repeat:
  * the master runs it instead, in the same slot, so order holds. */
 static int replica_refused(const char *p, size_t n)
 {
-    static const char *const codes[] = {"-READONLY", "-MASTERDOWN", "-LOADING"};
+    static const char *const codes[] = {"-READONLY", "-MASTERDOWN", "-LOADING", "-NOSCRIPT"};
 
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         size_t l = strlen(codes[i]);
@@ -255,6 +283,8 @@ void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
     if ((r->flags & REQ_REROUTE) && req && (err || replica_refused(p, n)) &&
         redirect_to_master(c, r, req) == 0)
         return;
+    if (r->flags & REQ_LEASED)
+        lease_answered(c);
     c->sc->st.replies++;
     if (c->paused)
         mark_dirty(c);       /* the flush step decides whether to read again */
@@ -287,6 +317,8 @@ void client_forward(struct client *c, struct link *l, const char *p, size_t n,
     c->inflight += n;
     if (req_flags & REQ_WRITE)
         c->writes_pending++;
+    if (req_flags & REQ_LEASED)
+        c->lease_pending++;
     c->sc->st.forwarded++;
 }
 
@@ -348,7 +380,7 @@ static void protocol_error(struct client *c, const char *why)
     client_reply_and_close(c, e, (size_t)n);
 }
 
-static void dispatch_inline(struct client *c, const char *line, size_t len)
+static int dispatch_inline(struct client *c, const char *line, size_t len)
 {
     struct sidecar *sc = c->sc;
     struct resp_framer f;
@@ -360,14 +392,15 @@ static void dispatch_inline(struct client *c, const char *line, size_t len)
     long long argc = resp_inline_to_multibulk(line, len, &sc->inline_req, &err);
     if (argc < 0) {
         protocol_error(c, err);
-        return;
+        return ROUTE_DONE;
     }
     if (argc == 0)
-        return;
+        return ROUTE_DONE;
     resp_framer_reset(&f);
     if (resp_frame_request(&f, buf_start(&sc->inline_req), buf_used(&sc->inline_req),
-                           &sc->req_limits) == RESP_DONE)
-        router_dispatch(c, buf_start(&sc->inline_req), &f.fr);
+                           &sc->req_limits) != RESP_DONE)
+        return ROUTE_DONE;
+    return router_dispatch(c, buf_start(&sc->inline_req), &f.fr);
 }
 
 /* Frame and dispatch complete requests from p[0..n), up to the pipeline
@@ -402,11 +435,18 @@ static size_t client_process(struct client *c, const char *p, size_t n,
             break;
         }
         const struct resp_frame *fr = &f->fr;
-        sc->st.requests++;
+        int route = ROUTE_DONE;
         if (fr->is_inline)
-            dispatch_inline(c, p + used, fr->len);
+            route = dispatch_inline(c, p + used, fr->len);
         else if (fr->argc > 0)
-            router_dispatch(c, p + used, fr);
+            route = router_dispatch(c, p + used, fr);
+        if (route == ROUTE_LATER) {
+            /* Kept whole for later: the framer starts it afresh then. */
+            c->paused = c->barrier = 1;
+            update_watch(c);
+            break;
+        }
+        sc->st.requests++;
         used += fr->len;
     }
     return used;
@@ -506,9 +546,10 @@ void client_flush_all(struct sidecar *sc)
         c->dirty = 0;
         if (c->closed)
             continue;
-        if (c->paused && c->npending <= (unsigned)sc->cfg->max_pipeline / 2 &&
-            c->inflight <= sc->cfg->max_query_buffer / 2) {
-            c->paused = 0;
+        if (c->paused && (c->barrier ? c->inflight == 0 :
+                          c->npending <= (unsigned)sc->cfg->max_pipeline / 2 &&
+                          c->inflight <= sc->cfg->max_query_buffer / 2)) {
+            c->paused = c->barrier = 0;
             update_watch(c);
             if (c->partial)
                 process_partial(c);

@@ -33,6 +33,8 @@ struct client {
     unsigned        writes_pending; /* writes sent, not answered yet */
     char           *name;         /* CLIENT SETNAME / HELLO SETNAME */
     struct ipstat  *ips;          /* its address's entry; counts it in current */
+    struct link    *lease;        /* its own master link, while it holds server state */
+    unsigned        lease_pending; /* requests on the lease not answered yet */
     const struct command *last_cmd;  /* NULL: none yet, or unknown to the table */
     ev_tstamp       created;
     ev_tstamp       last_active;  /* last bytes read from the app */
@@ -44,6 +46,10 @@ struct client {
     unsigned        authed : 1;
     unsigned        admin : 1;    /* PROXY commands: [admin] allow or admin AUTH */
     unsigned        is_unix : 1;  /* came over a unix socket: no address */
+    unsigned        in_multi : 1; /* lease state: MULTI sent, no EXEC/DISCARD yet */
+    unsigned        watching : 1; /* lease state: WATCH sent, not cleared */
+    unsigned        other_db : 1; /* lease state: SELECT of another database */
+    unsigned        barrier : 1;  /* paused until its requests in flight are answered */
     unsigned        closing : 1;  /* reads stopped; close once replies are out */
     unsigned        closed : 1;
     unsigned        paused : 1;   /* too many replies pending: not reading */
@@ -55,6 +61,8 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
 /* Pool callback: a reply (or why there is none) for one of c's slots. */
 void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
                      const char *err, void *arg);
+/* Pool callback: c's lease died; its state went with it. */
+void client_lease_lost(void *lessee, void *arg);
 /* Hand a request to a link; its reply takes the next slot. */
 void client_forward(struct client *c, struct link *l, const char *p, size_t n,
                     unsigned req_flags);

@@ -5,61 +5,64 @@
 #include <strings.h>
 
 #define R CMD_READONLY
-#define S CMD_STATEFUL
-#define B (CMD_STATEFUL | CMD_BLOCKING)
+#define S (CMD_STATEFUL | CMD_LEASE)
+#define N (CMD_STATEFUL | CMD_NOT_YET)
+#define B (CMD_STATEFUL | CMD_BLOCKING | CMD_LEASE)
 
 static const struct command commands[] = {
     /* answered by the proxy */
-    {"auth", CMD_LOCAL, LOCAL_AUTH},
-    {"hello", CMD_LOCAL, LOCAL_HELLO},
-    {"quit", CMD_LOCAL, LOCAL_QUIT},
-    {"select", CMD_LOCAL, LOCAL_SELECT},
-    {"proxy", CMD_LOCAL, LOCAL_PROXY},
-    {"client", CMD_LOCAL, LOCAL_CLIENT},
+    {"auth", CMD_LOCAL, LOCAL_AUTH, 0},
+    {"hello", CMD_LOCAL, LOCAL_HELLO, 0},
+    {"quit", CMD_LOCAL, LOCAL_QUIT, 0},
+    {"select", CMD_LOCAL, LOCAL_SELECT, STATE_SELECT},
+    {"proxy", CMD_LOCAL, LOCAL_PROXY, 0},
+    {"client", CMD_LOCAL, LOCAL_CLIENT, 0},
     /* connection state that a shared link must never carry */
-    {"multi", S, 0}, {"exec", S, 0}, {"discard", S, 0},
-    {"watch", S, 0}, {"unwatch", S, 0}, {"reset", S, 0},
-    {"subscribe", S, 0}, {"psubscribe", S, 0}, {"ssubscribe", S, 0},
-    {"unsubscribe", S, 0}, {"punsubscribe", S, 0}, {"sunsubscribe", S, 0},
-    {"blpop", B, 0}, {"brpop", B, 0}, {"brpoplpush", B, 0}, {"blmove", B, 0},
-    {"blmpop", B, 0}, {"bzpopmin", B, 0}, {"bzpopmax", B, 0}, {"bzmpop", B, 0},
-    {"wait", B, 0}, {"waitaof", B, 0},
-    {"xread", R | CMD_MAYBLOCK, 0}, {"xreadgroup", CMD_MAYBLOCK, 0},
+    {"multi", S, 0, STATE_MULTI}, {"exec", S, 0, STATE_END_MULTI},
+    {"discard", S, 0, STATE_END_MULTI}, {"watch", S, 0, STATE_WATCH},
+    {"unwatch", S, 0, STATE_UNWATCH}, {"reset", N, 0, 0},
+    {"subscribe", N, 0, 0}, {"psubscribe", N, 0, 0}, {"ssubscribe", N, 0, 0},
+    {"unsubscribe", N, 0, 0}, {"punsubscribe", N, 0, 0}, {"sunsubscribe", N, 0, 0},
+    {"blpop", B, 0, 0}, {"brpop", B, 0, 0}, {"brpoplpush", B, 0, 0}, {"blmove", B, 0, 0},
+    {"blmpop", B, 0, 0}, {"bzpopmin", B, 0, 0}, {"bzpopmax", B, 0, 0}, {"bzmpop", B, 0, 0},
+    {"wait", B, 0, 0}, {"waitaof", B, 0, 0},
+    {"xread", R | CMD_MAYBLOCK, 0, 0}, {"xreadgroup", CMD_MAYBLOCK, 0, 0},
     /* replication and server control belong to the operator, not an app */
-    {"monitor", CMD_REFUSED, 0}, {"sync", CMD_REFUSED, 0}, {"psync", CMD_REFUSED, 0},
-    {"replicaof", CMD_REFUSED, 0}, {"slaveof", CMD_REFUSED, 0},
-    {"shutdown", CMD_REFUSED, 0}, {"debug", CMD_REFUSED, 0},
+    {"monitor", CMD_REFUSED, 0, 0}, {"sync", CMD_REFUSED, 0, 0}, {"psync", CMD_REFUSED, 0, 0},
+    {"replicaof", CMD_REFUSED, 0, 0}, {"slaveof", CMD_REFUSED, 0, 0},
+    {"shutdown", CMD_REFUSED, 0, 0}, {"debug", CMD_REFUSED, 0, 0},
     /* read-only: safe to run again after a lost link */
-    {"get", R, 0}, {"mget", R, 0}, {"getrange", R, 0}, {"substr", R, 0},
-    {"strlen", R, 0}, {"exists", R, 0}, {"type", R, 0}, {"ttl", R, 0},
-    {"pttl", R, 0}, {"expiretime", R, 0}, {"pexpiretime", R, 0}, {"keys", R, 0},
-    {"scan", R, 0}, {"randomkey", R, 0}, {"dbsize", R, 0}, {"touch", R, 0},
-    {"hget", R, 0}, {"hmget", R, 0}, {"hgetall", R, 0}, {"hkeys", R, 0},
-    {"hvals", R, 0}, {"hlen", R, 0}, {"hexists", R, 0}, {"hstrlen", R, 0},
-    {"hrandfield", R, 0}, {"hscan", R, 0},
-    {"lrange", R, 0}, {"lindex", R, 0}, {"llen", R, 0}, {"lpos", R, 0},
-    {"smembers", R, 0}, {"sismember", R, 0}, {"smismember", R, 0},
-    {"scard", R, 0}, {"srandmember", R, 0}, {"sinter", R, 0},
-    {"sintercard", R, 0}, {"sunion", R, 0}, {"sdiff", R, 0}, {"sscan", R, 0},
-    {"zrange", R, 0}, {"zrangebyscore", R, 0}, {"zrevrange", R, 0},
-    {"zrevrangebyscore", R, 0}, {"zrangebylex", R, 0}, {"zrevrangebylex", R, 0},
-    {"zscore", R, 0}, {"zmscore", R, 0}, {"zrank", R, 0}, {"zrevrank", R, 0},
-    {"zcard", R, 0}, {"zcount", R, 0}, {"zlexcount", R, 0},
-    {"zrandmember", R, 0}, {"zscan", R, 0}, {"zdiff", R, 0}, {"zinter", R, 0},
-    {"zunion", R, 0}, {"zintercard", R, 0},
-    {"xrange", R, 0}, {"xrevrange", R, 0}, {"xlen", R, 0}, {"xpending", R, 0},
-    {"xinfo", R, 0},
-    {"getbit", R, 0}, {"bitcount", R, 0}, {"bitpos", R, 0}, {"bitfield_ro", R, 0},
-    {"geopos", R, 0}, {"geodist", R, 0}, {"geohash", R, 0},
-    {"georadius_ro", R, 0}, {"georadiusbymember_ro", R, 0}, {"geosearch", R, 0},
-    {"dump", R, 0}, {"object", R, 0}, {"lcs", R, 0}, {"sort_ro", R, 0},
-    {"eval_ro", R, 0}, {"evalsha_ro", R, 0}, {"fcall_ro", R, 0},
-    {"ping", R, 0}, {"echo", R, 0}, {"time", R, 0}, {"info", R, 0},
-    {"command", R, 0}, {"lolwut", R, 0},
+    {"get", R, 0, 0}, {"mget", R, 0, 0}, {"getrange", R, 0, 0}, {"substr", R, 0, 0},
+    {"strlen", R, 0, 0}, {"exists", R, 0, 0}, {"type", R, 0, 0}, {"ttl", R, 0, 0},
+    {"pttl", R, 0, 0}, {"expiretime", R, 0, 0}, {"pexpiretime", R, 0, 0}, {"keys", R, 0, 0},
+    {"scan", R, 0, 0}, {"randomkey", R, 0, 0}, {"dbsize", R, 0, 0}, {"touch", R, 0, 0},
+    {"hget", R, 0, 0}, {"hmget", R, 0, 0}, {"hgetall", R, 0, 0}, {"hkeys", R, 0, 0},
+    {"hvals", R, 0, 0}, {"hlen", R, 0, 0}, {"hexists", R, 0, 0}, {"hstrlen", R, 0, 0},
+    {"hrandfield", R, 0, 0}, {"hscan", R, 0, 0},
+    {"lrange", R, 0, 0}, {"lindex", R, 0, 0}, {"llen", R, 0, 0}, {"lpos", R, 0, 0},
+    {"smembers", R, 0, 0}, {"sismember", R, 0, 0}, {"smismember", R, 0, 0},
+    {"scard", R, 0, 0}, {"srandmember", R, 0, 0}, {"sinter", R, 0, 0},
+    {"sintercard", R, 0, 0}, {"sunion", R, 0, 0}, {"sdiff", R, 0, 0}, {"sscan", R, 0, 0},
+    {"zrange", R, 0, 0}, {"zrangebyscore", R, 0, 0}, {"zrevrange", R, 0, 0},
+    {"zrevrangebyscore", R, 0, 0}, {"zrangebylex", R, 0, 0}, {"zrevrangebylex", R, 0, 0},
+    {"zscore", R, 0, 0}, {"zmscore", R, 0, 0}, {"zrank", R, 0, 0}, {"zrevrank", R, 0, 0},
+    {"zcard", R, 0, 0}, {"zcount", R, 0, 0}, {"zlexcount", R, 0, 0},
+    {"zrandmember", R, 0, 0}, {"zscan", R, 0, 0}, {"zdiff", R, 0, 0}, {"zinter", R, 0, 0},
+    {"zunion", R, 0, 0}, {"zintercard", R, 0, 0},
+    {"xrange", R, 0, 0}, {"xrevrange", R, 0, 0}, {"xlen", R, 0, 0}, {"xpending", R, 0, 0},
+    {"xinfo", R, 0, 0},
+    {"getbit", R, 0, 0}, {"bitcount", R, 0, 0}, {"bitpos", R, 0, 0}, {"bitfield_ro", R, 0, 0},
+    {"geopos", R, 0, 0}, {"geodist", R, 0, 0}, {"geohash", R, 0, 0},
+    {"georadius_ro", R, 0, 0}, {"georadiusbymember_ro", R, 0, 0}, {"geosearch", R, 0, 0},
+    {"dump", R, 0, 0}, {"object", R, 0, 0}, {"lcs", R, 0, 0}, {"sort_ro", R, 0, 0},
+    {"eval_ro", R, 0, 0}, {"evalsha_ro", R, 0, 0}, {"fcall_ro", R, 0, 0},
+    {"ping", R, 0, 0}, {"echo", R, 0, 0}, {"time", R, 0, 0}, {"info", R, 0, 0},
+    {"command", R, 0, 0}, {"lolwut", R, 0, 0},
 };
 
 #undef R
 #undef S
+#undef N
 #undef B
 
 static unsigned hash_name(const char *s, size_t n)

@@ -12,16 +12,24 @@
 #define CMD_BLOCKING  0x08   /* may wait on the server */
 #define CMD_REFUSED   0x10   /* never through a proxy */
 #define CMD_MAYBLOCK  0x20   /* blocks only with a BLOCK argument (XREAD) */
+#define CMD_LEASE     0x40   /* taken on a lease (transactions, blocking calls) */
+#define CMD_NOT_YET   0x80   /* needs a lease the proxy cannot manage yet */
 
 enum cmd_local {
     LOCAL_NONE, LOCAL_AUTH, LOCAL_HELLO, LOCAL_QUIT, LOCAL_SELECT,
     LOCAL_PROXY, LOCAL_CLIENT,
 };
 
+/* What a command does to a connection's server-side state, so the proxy
+ * knows when a lease holds nothing any more. */
+enum cmd_state { STATE_NONE, STATE_MULTI, STATE_END_MULTI, STATE_WATCH, STATE_UNWATCH,
+                 STATE_SELECT };
+
 struct command {
     const char    *name;     /* lower case */
     unsigned       flags;
     enum cmd_local local;
+    enum cmd_state state;
 };
 
 #define COMMAND_SLOTS 1024   /* power of two, over twice the table */

@@ -247,6 +247,7 @@ static const struct key keys[] = {
     {"pool", "tcp_user_timeout", p_duration, OFF(tcp_user_timeout), 0, 86400, 0},
     {"pool", "max_link_age", p_duration, OFF(max_link_age), 0, 30 * 86400, 0},
     {"pool", "retry_reads", p_bool, OFF(retry_reads), 0, 0, 0},
+    {"pool", "max_leased", p_int, OFF(max_leased), 1, 100000, 0},
     {"health", "check_interval", p_duration, OFF(check_interval), 0.01, 3600, 0},
     {"health", "down_after", p_int, OFF(down_after), 1, 1000, 0},
     {"routing", "read_from", p_read_from, OFF(read_from), 0, 0, 0},
@@ -348,6 +349,7 @@ void config_defaults(struct config *c)
     c->tcp_keepalive = 30;
     c->tcp_user_timeout = 10;
     c->retry_reads = 1;
+    c->max_leased = 64;
     c->check_interval = 1;
     c->down_after = 3;
     c->max_connections = 10000;

@@ -39,6 +39,7 @@ struct config {
     double  tcp_user_timeout;  /* 0: off */
     double  max_link_age;      /* 0: off */
     int     retry_reads;
+    int     max_leased;        /* dedicated links per node, busy or idle */
     /* [health] */
     double  check_interval;
     int     down_after;        /* failed checks in a row */

@@ -88,6 +88,7 @@ static int start_node(struct sidecar *sc, struct node *n, const char *addr, int 
         .username = cfg->username,
         .password = cfg->upstream_password,
         .retry_reads = cfg->retry_reads,
+        .max_leased = cfg->max_leased,
         .validate_after = cfg->validate_after,
         .ping_timeout = cfg->ping_timeout,
         .ping_interval = cfg->ping_interval,
@@ -116,6 +117,7 @@ static int start_node(struct sidecar *sc, struct node *n, const char *addr, int 
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    n->pool->on_lease_lost = client_lease_lost;
     health_start(&n->health, sc->loop, &hc, on_node_health, n);
     if (!replica)
         n->health.on_role = on_master_role;

@@ -117,41 +117,101 @@ static void forward(struct client *c, const char *frame, size_t len, unsigned fl
     client_forward(c, pool_link_for(n->pool, c->id), frame, len, flags);
 }
 
-void router_dispatch(struct client *c, const char *frame, const struct resp_frame *fr)
+/* SELECT of another database holds state; while leased, every SELECT
+ * goes to the lease so that its database is known. */
+static int select_needs_lease(struct client *c, const char *frame, const struct resp_frame *fr,
+                              long long *db)
+{
+    size_t pos = 0, n;
+    const char *a;
+
+    *db = c->sc->cfg->database;
+    if (fr->argc != 2 || !resp_next_arg(frame, fr->len, &pos, &a, &n) ||
+        !resp_next_arg(frame, fr->len, &pos, &a, &n) || resp_parse_ll(a, n, db) < 0)
+        return c->lease != NULL;      /* a bad SELECT: redis's own error, if leased */
+    return c->lease != NULL || *db != c->sc->cfg->database;
+}
+
+/* Track what a request leaves on its lease, so the lease goes back to the
+ * pool as soon as nothing is held. Sent, not answered, is what counts: a
+ * refused MULTI keeps nothing, but counting it only keeps the lease a
+ * little longer, never too short. */
+static void note_lease_state(struct client *c, const struct command *cmd, long long db)
+{
+    switch (cmd ? cmd->state : STATE_NONE) {
+    case STATE_MULTI:     c->in_multi = 1; break;
+    case STATE_END_MULTI: c->in_multi = 0; c->watching = 0; break;
+    case STATE_WATCH:     c->watching = 1; break;
+    case STATE_UNWATCH:   c->watching = 0; break;
+    case STATE_SELECT:    c->other_db = db != c->sc->cfg->database; break;
+    case STATE_NONE:      break;
+    }
+}
+
+/* Everything of a client holding a lease goes through it, in order. */
+static int lease_forward(struct client *c, const struct command *cmd, const char *frame,
+                         const struct resp_frame *fr, long long db)
+{
+    struct sidecar *sc = c->sc;
+
+    if (!c->lease) {
+        if (c->inflight)
+            return ROUTE_LATER;       /* earlier requests first, on their links */
+        if (sc->master.pool->down) {
+            sc->st.err_node_down++;
+            client_reply_error(c, "ERR upstream %s is down (%s)", sc->master.pool->cfg.name,
+                               sc->master.pool->down_reason);
+            return ROUTE_DONE;
+        }
+        c->lease = pool_lease(sc->master.pool, c);
+        if (!c->lease) {
+            client_reply_error(c, "ERR no dedicated connection free for this command "
+                               "(max_leased %d reached)", sc->cfg->max_leased);
+            return ROUTE_DONE;
+        }
+    }
+    note_lease_state(c, cmd, db);
+    unsigned flags = REQ_LEASED | (cmd && (cmd->flags & CMD_READONLY) ? 0 : REQ_WRITE);
+    client_forward(c, c->lease, frame, fr->len, flags);
+    return ROUTE_DONE;
+}
+
+int router_dispatch(struct client *c, const char *frame, const struct resp_frame *fr)
 {
     struct sidecar *sc = c->sc;
     const char *name = frame + fr->name_off;
     int nl = fr->name_len > 40 ? 40 : (int)fr->name_len;
     const struct command *cmd = command_lookup(&sc->cmds, name, fr->name_len);
+    long long db = sc->cfg->database;
 
     c->last_cmd = cmd;
-
     if (needs_auth(c, cmd)) {
         sc->st.err_auth++;
         client_reply_error(c, "NOAUTH Authentication required.");
-        return;
+        return ROUTE_DONE;
     }
-    if (!cmd) {
-        forward(c, frame, fr->len, 0);
-        return;
-    }
-    if (cmd->flags & CMD_LOCAL) {
+    if (cmd && cmd->local == LOCAL_SELECT && select_needs_lease(c, frame, fr, &db))
+        return lease_forward(c, cmd, frame, fr, db);
+    if (cmd && (cmd->flags & CMD_LOCAL)) {
         admin_local(c, cmd, frame, fr);
-        return;
+        return ROUTE_DONE;
     }
-    if (cmd->flags & CMD_REFUSED) {
+    if (cmd && (cmd->flags & CMD_REFUSED)) {
         sc->st.err_refused++;
         client_reply_error(c, "ERR '%.*s' is not allowed through redis-sidecar "
                            "(it acts on the server's connections or replication)",
                            nl, name);
-        return;
+        return ROUTE_DONE;
     }
-    if ((cmd->flags & CMD_STATEFUL) ||
-        ((cmd->flags & CMD_MAYBLOCK) && has_block_arg(frame, fr->len))) {
+    if (cmd && (cmd->flags & CMD_NOT_YET)) {
         sc->st.err_unsupported++;
         client_reply_error(c, "ERR '%.*s' is not supported by redis-sidecar yet "
                            "(it needs a dedicated server connection)", nl, name);
-        return;
+        return ROUTE_DONE;
     }
-    forward(c, frame, fr->len, (cmd->flags & CMD_READONLY) ? REQ_READONLY : 0);
+    if (c->lease || (cmd && (cmd->flags & CMD_LEASE)) ||
+        (cmd && (cmd->flags & CMD_MAYBLOCK) && has_block_arg(frame, fr->len)))
+        return lease_forward(c, cmd, frame, fr, db);
+    forward(c, frame, fr->len, cmd && (cmd->flags & CMD_READONLY) ? REQ_READONLY : 0);
+    return ROUTE_DONE;
 }

@@ -6,6 +6,10 @@
 
 struct client;
 
-void router_dispatch(struct client *c, const char *frame, const struct resp_frame *fr);
+enum { ROUTE_DONE, ROUTE_LATER };
+
+/* ROUTE_LATER: not now (it must wait for the client's requests in flight);
+ * the caller keeps the request and tries again. */
+int router_dispatch(struct client *c, const char *frame, const struct resp_frame *fr);
 
 #endif

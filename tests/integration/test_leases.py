@@ -1,0 +1,153 @@
+"""Stateful commands on leased links: transactions, WATCH, blocking calls,
+other databases. A lease goes back clean (RESET) and never leaks state to
+its next holder."""
+import threading
+import time
+
+import pytest
+import redis
+
+from conftest import SLOW, resp_cmd, resp_read, wait_until
+
+
+def lease_links(master):
+    return [c for c in master.client().client_list() if c.get("name") == "sidecar-lease"]
+
+
+def test_transaction_and_watch_conflict(env, master):
+    sc = env.sidecar(master)
+    r = sc.client()
+    p = r.pipeline(transaction=True)
+    p.set("tx", 1).incr("tx").get("tx")
+    assert p.execute() == [True, 2, b"2"]
+    other = sc.client()
+    with r.pipeline() as pipe:
+        pipe.watch("w")
+        v = int(pipe.get("w") or 0)
+        other.set("w", 100)                      # a conflicting write
+        pipe.multi()
+        pipe.set("w", v + 1)
+        with pytest.raises(redis.WatchError):
+            pipe.execute()
+    assert r.get("w") == b"100"
+    with r.pipeline() as pipe:                   # no conflict: it runs
+        pipe.watch("w")
+        v = int(pipe.get("w"))
+        pipe.multi()
+        pipe.set("w", v + 1)
+        assert pipe.execute() == [True]
+    assert r.get("w") == b"101"
+    assert len(lease_links(master)) == 1         # one lease, reused
+
+
+def test_discard(env, master):
+    sc = env.sidecar(master)
+    s = sc.raw()
+    f = s.makefile("rb")
+    s.sendall(resp_cmd("MULTI") + resp_cmd("SET", "d", "1") + resp_cmd("DISCARD") +
+              resp_cmd("GET", "d") + resp_cmd("SET", "d", "2"))
+    assert [resp_read(f) for _ in range(5)] == [b"OK", b"QUEUED", b"OK", None, b"OK"]
+
+
+def test_client_killed_mid_multi_leaves_nothing_for_the_next_holder(env, master):
+    sc = env.sidecar(master)
+    a = sc.raw()
+    a.sendall(b"MULTI\r\nSET leaked 1\r\n")
+    assert a.recv(100).startswith(b"+OK")
+    a.close()                                    # gone mid-transaction
+    wait_until(lambda: sc.info()["connected_clients"] == "1", what="client gone")
+    b = sc.client()
+    assert b.execute_command("MULTI") in (True, b"OK")   # a fresh lease, or the reset one
+    assert b.execute_command("INCR", "n") == b"QUEUED"
+    assert b.execute_command("EXEC") == [1]      # only its own command ran
+    assert b.get("leaked") is None
+    info = sc.info()
+    assert int(info["leases_reset_and_reused"]) + int(info["leases_closed"]) >= 1
+
+
+def test_200_blocked_clients_do_not_disturb_200_others(env, master):
+    sc = env.sidecar(master, pool={"max_leased": "250"})
+    blocked = []
+    results = []
+
+    def blocker(i):
+        r = sc.client(socket_timeout=30 * SLOW)
+        results.append(r.blpop(f"queue:{i}", 20))
+
+    for i in range(200):
+        t = threading.Thread(target=blocker, args=(i,))
+        t.start()
+        blocked.append(t)
+    wait_until(lambda: len(lease_links(master)) >= 200, timeout=10, what="200 leases")
+    errors, slowest = [], 0.0
+
+    def worker(i):
+        nonlocal slowest
+        r = sc.client()
+        for j in range(10):
+            t0 = time.monotonic()
+            try:
+                assert r.set(f"k{i}", j) is True
+                assert r.get(f"k{i}") == str(j).encode()
+            except (redis.RedisError, AssertionError) as e:
+                errors.append(repr(e))
+            slowest = max(slowest, time.monotonic() - t0)
+
+    workers = [threading.Thread(target=worker, args=(i,)) for i in range(200)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(60)
+    assert errors == []
+    assert slowest < 2 * SLOW
+    pusher = master.client()
+    for i in range(200):
+        pusher.rpush(f"queue:{i}", "x")
+    for t in blocked:
+        t.join(30)
+    assert len(results) == 200 and all(r and r[1] == b"x" for r in results)
+
+
+def test_lease_pool_exhausted_is_a_clear_error(env, master):
+    sc = env.sidecar(master, pool={"max_leased": "2"})
+    holders = [sc.client() for _ in range(2)]
+    for h in holders:
+        assert h.execute_command("MULTI") in (True, b"OK")
+    third = sc.client()
+    t0 = time.monotonic()
+    with pytest.raises(redis.ResponseError, match="max_leased 2 reached"):
+        third.execute_command("MULTI")
+    assert time.monotonic() - t0 < 1
+    assert third.set("still", "works") is True
+    holders[0].execute_command("DISCARD")
+    assert third.execute_command("MULTI") in (True, b"OK")   # freed for the next one
+    third.execute_command("DISCARD")
+
+
+def test_select_another_database(env, master):
+    sc = env.sidecar(master)
+    r = sc.client()
+    assert r.execute_command("SELECT", "3") in (True, b"OK")
+    assert r.set("db3key", "here") is True
+    assert r.get("db3key") == b"here"
+    assert redis.Redis(port=master.port, db=3).get("db3key") == b"here"
+    assert redis.Redis(port=master.port, db=0).get("db3key") is None
+    assert r.execute_command("SELECT", "0") in (True, b"OK")
+    assert r.get("db3key") is None
+    other = sc.client()
+    assert other.get("db3key") is None           # no state leaked to the shared links
+
+
+def test_blocking_call_is_exempt_from_reply_timeout(env, master):
+    sc = env.sidecar(master, pool={"reply_timeout": "500ms"})
+    r = sc.client(socket_timeout=10)
+    t0 = time.monotonic()
+    assert r.blpop("nothing", 2) is None         # waits its full 2 s, no error
+    assert time.monotonic() - t0 >= 1.9
+
+
+def test_xread_block_and_wait_take_a_lease(env, master):
+    sc = env.sidecar(master)
+    r = sc.client()
+    assert r.execute_command("XREAD", "BLOCK", "100", "STREAMS", "s", "$") in (None, [])
+    assert r.execute_command("WAIT", "0", "100") == 0
