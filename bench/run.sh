@@ -129,9 +129,10 @@ if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt $((IDLE + 100)) ]; then
     echo "bench: warning: open files limit $NOFILE is below $IDLE idle connections + 100" >&2
 fi
 
-mapfile -t PORTS < <("$PY" "$HELP" ports 4) || die "no free ports"
-[ ${#PORTS[@]} = 4 ] || die "no free ports"
+mapfile -t PORTS < <("$PY" "$HELP" ports 6) || die "no free ports"
+[ ${#PORTS[@]} = 6 ] || die "no free ports"
 P_MASTER=${PORTS[0]} P_TWEM=${PORTS[1]} P_SIDECAR=${PORTS[2]} P_STATS=${PORTS[3]}
+P_REPLICAS=("${PORTS[4]}" "${PORTS[5]}")
 
 mapfile -t CPUS < <("$PY" -c 'import os; print("\n".join(map(str, sorted(os.sched_getaffinity(0)))))')
 if [ ${#CPUS[@]} -ge 2 ]; then
@@ -177,10 +178,12 @@ start_sidecar() {
 listen = 127.0.0.1:$P_SIDECAR
 [upstream]
 master = 127.0.0.1:$P_MASTER
+${UPSTREAM_EXTRA:-}
 [pool]
 connections = $POOL
 [log]
 level = warn
+${SIDECAR_EXTRA:-}
 EOF
     echo "--- start: $* $SIDECAR_BIN -c $TMP/sidecar.ini" >>"$TMP/sidecar.log"
     taskset -c "$CPU_PROXY" "$@" "$SIDECAR_BIN" -c "$TMP/sidecar.ini" >>"$TMP/sidecar.log" 2>&1 &
@@ -583,6 +586,53 @@ for t in twemproxy sidecar; do
     echo "  $t: Ir with 0 requests ${IR_EMPTY[$t]:-?}, with $CG_REQ requests ${IR_LOAD[$t]:-?} -> ${IPR[$t]:-?} instructions/request"
 done
 
+# --- 4. read-heavy with two replicas: read_from prefer-replica vs master -------
+# The same GET workload through the sidecar, reads kept on the master or
+# sent to the replicas; with the master's own CPU per GET, the load the
+# replicas take off it.
+echo
+echo "== read-heavy: GET -c 50 -P 1 through the sidecar with 2 replicas"
+for p in "${P_REPLICAS[@]}"; do
+    taskset -c "$CPU_REDIS" redis-server --port "$p" --bind 127.0.0.1 --save '' \
+        --appendonly no --dir "$TMP" --dbfilename "replica-$p.rdb" \
+        --logfile "$TMP/replica-$p.log" --replicaof 127.0.0.1 "$P_MASTER" \
+        --daemonize no >/dev/null 2>&1 &
+    track $! "replica-$p"
+done
+for p in "${P_REPLICAS[@]}"; do
+    for _ in $(seq 100); do
+        redis-cli -p "$p" info replication 2>/dev/null | grep -q "master_link_status:up" && break
+        sleep 0.1
+    done
+done
+declare -A RH=() RHCPU=()
+for policy in master prefer-replica; do RH[$policy]="" RHCPU[$policy]=""; done
+for rep in $(seq "$REPS"); do
+    for policy in master prefer-replica; do
+        UPSTREAM_EXTRA="replicas = 127.0.0.1:${P_REPLICAS[0]}, 127.0.0.1:${P_REPLICAS[1]}"
+        SIDECAR_EXTRA="[routing]
+read_from = $policy
+read_your_writes = off"
+        start_sidecar
+        wait_ready sidecar 10 || die "sidecar with replicas did not start"
+        sleep 1.5                               # replicas checked and eligible
+        c0=$(redis_cpu | awk '{print $1}')
+        out=$(taskset -c "$CPU_CLIENT" redis-benchmark -h 127.0.0.1 -p "$P_SIDECAR" -t get \
+              -c 50 -P 1 -n "$N_P1" --csv 2>/dev/null | tail -n 1)
+        c1=$(redis_cpu | awk '{print $1}')
+        rps=$(awk -F'"' '{print $4}' <<<"$out" | cut -d. -f1)
+        RH[$policy]+="$rps "
+        RHCPU[$policy]+="$(awk -v a="$c0" -v b="$c1" -v n="$N_P1" 'BEGIN { printf "%.2f", (b - a) / n * 1e6 }') "
+        echo "  rep $rep read_from $policy: $rps req/s"
+        stop_proc "$(pid_of sidecar)" TERM 10
+    done
+done
+SIDECAR_EXTRA="" UPSTREAM_EXTRA=""
+median_of() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+RH_M=$(median_of "${RH[master]}") RH_R=$(median_of "${RH[prefer-replica]}")
+RHC_M=$(median_of "${RHCPU[master]}") RHC_R=$(median_of "${RHCPU[prefer-replica]}")
+RH_LINE="read-heavy, GET -c 50 -P 1 through the sidecar with 2 replicas: read_from master $RH_M req/s (master CPU $RHC_M µs/GET), prefer-replica $RH_R req/s (master CPU $RHC_R µs/GET): $(ratio "$RH_R" "$RH_M")x"
+
 stop_proc "$REDIS_PID" TERM 10
 
 # --- report ---------------------------------------------------------------
@@ -634,7 +684,7 @@ RSS_L=() LINK_L=() IPR_L=() TGT_L=()
 for t in twemproxy sidecar; do RSS_L+=("RSS, $(name_of $t): $(rss_line $t)"); done
 LINK_L+=("upstream links, direct: ${LINK[direct]} client connections (${LINK_NOTE[direct]})")
 for t in twemproxy sidecar; do LINK_L+=("upstream links, $(name_of $t): ${LINK[$t]} (${LINK_NOTE[$t]}; configured pool $POOL)"); done
-LAT_L=()
+LAT_L=("$RH_LINE")
 for t in direct twemproxy sidecar; do
     LAT_L+=("latency, $(name_of $t): GET after ${IDLE_S}s idle $(sed 's/after_idle_us=\([0-9]*\) busy_us=\([0-9]*\)/\1 µs, the GET right after it \2 µs/' <<<"${LAT[$t]:-FAILED}")")
 done

@@ -219,7 +219,10 @@ static void link_ready(struct link *l)
         l->returning = 0;
         l->state = LINK_READY;
         l->last_rx = ev_now(p->loop);
-        pool_lease_idle(p, l);
+        if (!l->lessee)
+            pool_lease_idle(p, l);
+        else if (buf_used(&l->out))      /* taken while it was being reset */
+            pool_mark_dirty(p, l);
         return;
     }
     l->opened_at = ev_now(p->loop);
@@ -418,8 +421,12 @@ static void process_replies(struct link *l)
         }
         size_t len = l->fr.fr.len;
         const char *p = buf_start(&l->in);
-        if (l->hs_pending ? handshake_reply(l, p, len) < 0 : deliver(l, p, len) < 0)
+        if (l->stream && !l->hs_pending) {
+            if (l->lessee)
+                l->pool->on_stream(l->lessee, p, len, l->pool->arg);
+        } else if (l->hs_pending ? handshake_reply(l, p, len) < 0 : deliver(l, p, len) < 0) {
             return;
+        }
         buf_consume(&l->in, len);
     }
     buf_shrink(&l->in, LINK_KEEP_BUF);
@@ -598,6 +605,10 @@ void link_flush(struct link *l)
     if (w > 0) {
         l->sent += (uint64_t)w;
         l->pool->st.bytes_out += (uint64_t)w;
+        if (l->stream) {        /* no slot keeps these bytes: gone once written */
+            buf_consume(&l->out, (size_t)w);
+            l->out_base += (uint64_t)w;
+        }
     }
     if (w == (ssize_t)n)
         ev_io_stop(loop, &l->wio);
@@ -640,4 +651,14 @@ void link_retry_now(struct link *l)
         ev_timer_set(&l->conn_timer, 0, 0);
         ev_timer_start(l->pool->loop, &l->conn_timer);
     }
+}
+
+int link_stream_send(struct link *l, const char *p, size_t n)
+{
+    if (buf_append(&l->out, p, n) < 0)
+        return -1;
+    l->pool->st.requests_sent++;
+    if (l->state == LINK_READY)
+        pool_mark_dirty(l->pool, l);
+    return 0;
 }

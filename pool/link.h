@@ -53,7 +53,10 @@ struct link {
     int          lease;         /* a leased link, not one of the shared ones */
     void        *lessee;        /* its holder; NULL while idle in the pool */
     int          returning;     /* RESET and handshake under way, then idle */
+    int          stream;        /* pub/sub: every frame goes to the holder as it
+                                 * comes, requests carry no slots; never reused */
     TAILQ_ENTRY(link) lease_tqe;  /* on the pool's idle or dead list */
+    TAILQ_ENTRY(link) all_tqe;    /* on the pool's list of live leases */
     ev_tstamp    opened_at;     /* when the socket became ready */
     ev_tstamp    last_rx;       /* when bytes last arrived: idle since */
     double       age_limit;     /* max_link_age with this link's jitter */
@@ -67,6 +70,9 @@ void link_start(struct link *l);
 int link_send(struct link *l, struct req *r, const char *p, size_t n);
 /* A link waiting out its reconnect backoff tries again now. */
 void link_retry_now(struct link *l);
+/* A lease in stream mode (pub/sub): bytes out as they are, every frame
+ * in to the holder through the pool's on_stream. -1 out of memory. */
+int link_stream_send(struct link *l, const char *p, size_t n);
 /* PING before trusting an idle link; requests wait behind it. */
 void link_validate(struct link *l, const char *why);
 /* A lease going back to the pool: RESET, re-authenticate, re-SELECT, and

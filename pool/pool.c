@@ -58,6 +58,7 @@ struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
     p->arg = arg;
     p->seed = (unsigned)getpid() ^ (unsigned)(ev_time() * 1000);
     TAILQ_INIT(&p->dirty);
+    TAILQ_INIT(&p->leases);
     TAILQ_INIT(&p->lease_idle);
     TAILQ_INIT(&p->lease_dead);
     ev_prepare_init(&p->flush_w, pool_flush_cb);
@@ -84,12 +85,17 @@ void pool_free(struct pool *p)
         return;
     for (int i = 0; i < p->cfg.connections; i++)
         link_stop(&p->links[i]);
-    while ((l = TAILQ_FIRST(&p->lease_idle)) != NULL) {
-        TAILQ_REMOVE(&p->lease_idle, l, lease_tqe);
+    TAILQ_INIT(&p->dirty);          /* nothing is written any more */
+    while ((l = TAILQ_FIRST(&p->leases)) != NULL) {
+        TAILQ_REMOVE(&p->leases, l, all_tqe);
         link_stop(l);
         free(l);
     }
-    pool_flush_cb(p->loop, &p->flush_w, 0);
+    while ((l = TAILQ_FIRST(&p->lease_dead)) != NULL) {
+        TAILQ_REMOVE(&p->lease_dead, l, lease_tqe);
+        buf_free(&l->out);
+        free(l);
+    }
     ev_prepare_stop(p->loop, &p->flush_w);
     ev_timer_stop(p->loop, &p->care_w);
     free(p->links);
@@ -139,11 +145,17 @@ struct link *pool_lease(struct pool *p, void *lessee)
 {
     struct link *l = TAILQ_FIRST(&p->lease_idle);
 
-    if (l) {
+    if (!l) {
+        /* One being reset will do: requests wait behind its handshake. */
+        TAILQ_FOREACH(l, &p->leases, all_tqe)
+            if (l->returning && !l->lessee)
+                break;
+    }
+    if (l && !l->returning) {
         TAILQ_REMOVE(&p->lease_idle, l, lease_tqe);
         if (p->cfg.validate_after > 0 && ev_now(p->loop) - l->last_rx > p->cfg.validate_after)
             link_validate(l, "idle lease before use");
-    } else {
+    } else if (!l) {
         if (p->nleases >= p->cfg.max_leased) {
             p->st.leases_refused++;
             return NULL;
@@ -153,6 +165,7 @@ struct link *pool_lease(struct pool *p, void *lessee)
         link_init(l, p, 1000 + p->next_lease_idx++);
         l->lease = 1;
         p->nleases++;
+        TAILQ_INSERT_TAIL(&p->leases, l, all_tqe);
         link_start(l);
     }
     l->lessee = lessee;
@@ -163,7 +176,7 @@ struct link *pool_lease(struct pool *p, void *lessee)
 void pool_unlease(struct pool *p, struct link *l)
 {
     l->lessee = NULL;
-    if (l->nfifo == 0 && l->state == LINK_READY) {
+    if (l->nfifo == 0 && l->state == LINK_READY && !l->stream) {
         p->st.leases_reset++;
         link_return(l);
         return;
@@ -199,6 +212,7 @@ void pool_lease_dead(struct pool *p, struct link *l)
     }
     l->lessee = NULL;
     p->nleases--;
+    TAILQ_REMOVE(&p->leases, l, all_tqe);
     TAILQ_INSERT_TAIL(&p->lease_dead, l, lease_tqe);
     if (lessee && p->on_lease_lost)
         p->on_lease_lost(lessee, p->arg);

@@ -62,8 +62,11 @@ struct pool {
     void             (*on_reply)(struct req *r, const char *req, const char *p,
                                  size_t n, const char *err, void *arg);
     void              *arg;
+    /* A frame on a lease in stream mode (pub/sub), for its holder. */
+    void             (*on_stream)(void *lessee, const char *p, size_t n, void *arg);
     /* A lease whose link died; its holder must forget it. */
     void             (*on_lease_lost)(void *lessee, void *arg);
+    TAILQ_HEAD(, link) leases;       /* every live lease: held, idle or returning */
     TAILQ_HEAD(, link) lease_idle;   /* ready, waiting for a holder */
     TAILQ_HEAD(, link) lease_dead;   /* freed at the next flush */
     int                nleases;      /* leased links in existence */

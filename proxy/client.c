@@ -226,11 +226,25 @@ static void lease_answered(struct client *c)
     }
 }
 
+void client_on_stream(void *lessee, const char *p, size_t n, void *arg)
+{
+    struct client *c = lessee;
+    (void)arg;
+
+    c->sc->st.replies++;
+    emit(c, p, n);
+}
+
 void client_lease_lost(void *lessee, void *arg)
 {
     struct client *c = lessee;
     (void)arg;
 
+    if (c->stream) {       /* its subscriptions are gone: it must resubscribe */
+        c->lease = NULL;
+        client_close(c, "its pub/sub connection to the master was lost");
+        return;
+    }
     c->lease = NULL;
     c->lease_pending = 0;
     c->in_multi = c->watching = c->other_db = 0;

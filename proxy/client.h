@@ -50,6 +50,7 @@ struct client {
     unsigned        watching : 1; /* lease state: WATCH sent, not cleared */
     unsigned        other_db : 1; /* lease state: SELECT of another database */
     unsigned        barrier : 1;  /* paused until its requests in flight are answered */
+    unsigned        stream : 1;   /* pub/sub: its lease streams frames straight to it */
     unsigned        closing : 1;  /* reads stopped; close once replies are out */
     unsigned        closed : 1;
     unsigned        paused : 1;   /* too many replies pending: not reading */
@@ -61,6 +62,8 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
 /* Pool callback: a reply (or why there is none) for one of c's slots. */
 void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
                      const char *err, void *arg);
+/* Pool callback: a frame from c's streaming lease (pub/sub). */
+void client_on_stream(void *lessee, const char *p, size_t n, void *arg);
 /* Pool callback: c's lease died; its state went with it. */
 void client_lease_lost(void *lessee, void *arg);
 /* Hand a request to a link; its reply takes the next slot. */

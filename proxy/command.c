@@ -7,6 +7,7 @@
 #define R CMD_READONLY
 #define S (CMD_STATEFUL | CMD_LEASE)
 #define N (CMD_STATEFUL | CMD_NOT_YET)
+#define P (CMD_STATEFUL | CMD_STREAM)
 #define B (CMD_STATEFUL | CMD_BLOCKING | CMD_LEASE)
 
 static const struct command commands[] = {
@@ -21,8 +22,9 @@ static const struct command commands[] = {
     {"multi", S, 0, STATE_MULTI}, {"exec", S, 0, STATE_END_MULTI},
     {"discard", S, 0, STATE_END_MULTI}, {"watch", S, 0, STATE_WATCH},
     {"unwatch", S, 0, STATE_UNWATCH}, {"reset", N, 0, 0},
-    {"subscribe", N, 0, 0}, {"psubscribe", N, 0, 0}, {"ssubscribe", N, 0, 0},
-    {"unsubscribe", N, 0, 0}, {"punsubscribe", N, 0, 0}, {"sunsubscribe", N, 0, 0},
+    /* pub/sub: one request may get many replies, and messages come unasked */
+    {"subscribe", P, 0, 0}, {"psubscribe", P, 0, 0}, {"ssubscribe", P, 0, 0},
+    {"unsubscribe", P, 0, 0}, {"punsubscribe", P, 0, 0}, {"sunsubscribe", P, 0, 0},
     {"blpop", B, 0, 0}, {"brpop", B, 0, 0}, {"brpoplpush", B, 0, 0}, {"blmove", B, 0, 0},
     {"blmpop", B, 0, 0}, {"bzpopmin", B, 0, 0}, {"bzpopmax", B, 0, 0}, {"bzmpop", B, 0, 0},
     {"wait", B, 0, 0}, {"waitaof", B, 0, 0},
@@ -63,6 +65,7 @@ static const struct command commands[] = {
 #undef R
 #undef S
 #undef N
+#undef P
 #undef B
 
 static unsigned hash_name(const char *s, size_t n)

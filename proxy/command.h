@@ -14,6 +14,7 @@
 #define CMD_MAYBLOCK  0x20   /* blocks only with a BLOCK argument (XREAD) */
 #define CMD_LEASE     0x40   /* taken on a lease (transactions, blocking calls) */
 #define CMD_NOT_YET   0x80   /* needs a lease the proxy cannot manage yet */
+#define CMD_STREAM    0x100  /* pub/sub: its lease streams every frame to the client */
 
 enum cmd_local {
     LOCAL_NONE, LOCAL_AUTH, LOCAL_HELLO, LOCAL_QUIT, LOCAL_SELECT,

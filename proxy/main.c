@@ -118,6 +118,7 @@ static int start_node(struct sidecar *sc, struct node *n, const char *addr, int 
         return -1;
     }
     n->pool->on_lease_lost = client_lease_lost;
+    n->pool->on_stream = client_on_stream;
     health_start(&n->health, sc->loop, &hc, on_node_health, n);
     if (!replica)
         n->health.on_role = on_master_role;

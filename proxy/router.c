@@ -176,6 +176,33 @@ static int lease_forward(struct client *c, const struct command *cmd, const char
     return ROUTE_DONE;
 }
 
+/* Pub/sub: the lease turns into a stream, every frame from it goes to the
+ * client as it comes, and stays one for the rest of the connection (normal
+ * commands work there too, after the last UNSUBSCRIBE). */
+static int stream_forward(struct client *c, const char *frame, size_t len)
+{
+    struct sidecar *sc = c->sc;
+
+    if (!c->stream) {
+        if (c->inflight)
+            return ROUTE_LATER;
+        if (!c->lease)
+            c->lease = pool_lease(sc->master.pool, c);
+        if (!c->lease) {
+            client_reply_error(c, "ERR no dedicated connection free for this command "
+                               "(max_leased %d reached)", sc->cfg->max_leased);
+            return ROUTE_DONE;
+        }
+        c->stream = 1;
+        c->lease->stream = 1;
+    }
+    if (link_stream_send(c->lease, frame, len) < 0)
+        client_close(c, "out of memory");
+    else
+        sc->st.forwarded++;
+    return ROUTE_DONE;
+}
+
 int router_dispatch(struct client *c, const char *frame, const struct resp_frame *fr)
 {
     struct sidecar *sc = c->sc;
@@ -190,6 +217,8 @@ int router_dispatch(struct client *c, const char *frame, const struct resp_frame
         client_reply_error(c, "NOAUTH Authentication required.");
         return ROUTE_DONE;
     }
+    if (c->stream && !(cmd && (cmd->flags & (CMD_LOCAL | CMD_REFUSED))))
+        return stream_forward(c, frame, fr->len);
     if (cmd && cmd->local == LOCAL_SELECT && select_needs_lease(c, frame, fr, &db))
         return lease_forward(c, cmd, frame, fr, db);
     if (cmd && (cmd->flags & CMD_LOCAL)) {
@@ -209,6 +238,8 @@ int router_dispatch(struct client *c, const char *frame, const struct resp_frame
                            "(it needs a dedicated server connection)", nl, name);
         return ROUTE_DONE;
     }
+    if (cmd && (cmd->flags & CMD_STREAM))
+        return stream_forward(c, frame, fr->len);
     if (c->lease || (cmd && (cmd->flags & CMD_LEASE)) ||
         (cmd && (cmd->flags & CMD_MAYBLOCK) && has_block_arg(frame, fr->len)))
         return lease_forward(c, cmd, frame, fr, db);

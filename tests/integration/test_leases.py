@@ -151,3 +151,58 @@ def test_xread_block_and_wait_take_a_lease(env, master):
     r = sc.client()
     assert r.execute_command("XREAD", "BLOCK", "100", "STREAMS", "s", "$") in (None, [])
     assert r.execute_command("WAIT", "0", "100") == 0
+
+
+def test_pubsub_with_redis_py(env, master):
+    sc = env.sidecar(master)
+    r = sc.client()
+    ps = r.pubsub()
+    ps.subscribe("news")
+    ps.psubscribe("ev:*")
+    got = []
+    deadline = time.monotonic() + 5 * SLOW
+    pub = sc.client()
+    while len(got) < 4 and time.monotonic() < deadline:
+        m = ps.get_message(timeout=0.2)
+        if m is None and len(got) >= 2:
+            pub.publish("news", "hello")
+            pub.publish("ev:1", "world")
+        if m:
+            got.append((m["type"], m["channel"], m["data"]))
+    assert ("subscribe", b"news", 1) in got and ("psubscribe", b"ev:*", 2) in got
+    msgs = []
+    while len(msgs) < 2 and time.monotonic() < deadline:
+        m = ps.get_message(timeout=0.2)
+        if m and m["type"] in ("message", "pmessage"):
+            msgs.append((m["type"], m["channel"], m["data"]))
+    msgs += [(t, c, d) for t, c, d in got if t in ("message", "pmessage")]
+    assert ("message", b"news", b"hello") in msgs and ("pmessage", b"ev:1", b"world") in msgs
+    ps.ping()                                     # PING in subscribed mode
+    ps.unsubscribe("news")
+    ps.punsubscribe("ev:*")
+    # back to normal commands on the same connection
+    conn = ps.connection
+    while ps.get_message(timeout=0.2) is not None:
+        pass
+    conn.send_command("SET", "after", "sub")
+    assert conn.read_response() == b"OK"
+    conn.send_command("GET", "after")
+    assert conn.read_response() == b"sub"
+    ps.close()
+
+
+def test_subscriber_messages_do_not_reach_other_clients(env, master):
+    sc = env.sidecar(master)
+    sub = sc.raw()
+    f = sub.makefile("rb")
+    sub.sendall(resp_cmd("SUBSCRIBE", "c1", "c2"))
+    assert resp_read(f) == [b"subscribe", b"c1", 1]
+    assert resp_read(f) == [b"subscribe", b"c2", 2]
+    other = sc.client()
+    for i in range(50):
+        other.publish("c1", f"m{i}")
+        assert other.get("x") is None             # shared links stay aligned
+    for i in range(50):
+        assert resp_read(f) == [b"message", b"c1", f"m{i}".encode()]
+    sub.sendall(resp_cmd("PING"))
+    assert resp_read(f) == [b"pong", b""]
