@@ -33,6 +33,7 @@ static const struct command commands[] = {
     {"monitor", CMD_REFUSED, 0, 0}, {"sync", CMD_REFUSED, 0, 0}, {"psync", CMD_REFUSED, 0, 0},
     {"replicaof", CMD_REFUSED, 0, 0}, {"slaveof", CMD_REFUSED, 0, 0},
     {"shutdown", CMD_REFUSED, 0, 0}, {"debug", CMD_REFUSED, 0, 0},
+    {"script", 0, 0, STATE_SCRIPT},
     /* read-only: safe to run again after a lost link */
     {"get", R, 0, 0}, {"mget", R, 0, 0}, {"getrange", R, 0, 0}, {"substr", R, 0, 0},
     {"strlen", R, 0, 0}, {"exists", R, 0, 0}, {"type", R, 0, 0}, {"ttl", R, 0, 0},

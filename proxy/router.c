@@ -4,6 +4,7 @@
 #include "router.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <strings.h>
 
 #include "admin.h"
@@ -144,7 +145,8 @@ static void note_lease_state(struct client *c, const struct command *cmd, long l
     case STATE_WATCH:     c->watching = 1; break;
     case STATE_UNWATCH:   c->watching = 0; break;
     case STATE_SELECT:    c->other_db = db != c->sc->cfg->database; break;
-    case STATE_NONE:      break;
+    case STATE_NONE:
+    case STATE_SCRIPT:    break;
     }
 }
 
@@ -174,6 +176,45 @@ static int lease_forward(struct client *c, const struct command *cmd, const char
     unsigned flags = REQ_LEASED | (cmd && (cmd->flags & CMD_READONLY) ? 0 : REQ_WRITE);
     client_forward(c, c->lease, frame, fr->len, flags);
     return ROUTE_DONE;
+}
+
+/* CLIENT TRACKING, CACHING and REPLY change what a connection gets back
+ * (invalidations, no replies at all): only a streaming lease can carry
+ * that without losing the request/reply match. */
+static int client_needs_stream(const char *frame, const struct resp_frame *fr)
+{
+    static const char *const subs[] = {"tracking", "caching", "reply"};
+    size_t pos = 0, n;
+    const char *a;
+
+    if (fr->argc < 2 || !resp_next_arg(frame, fr->len, &pos, &a, &n) ||
+        !resp_next_arg(frame, fr->len, &pos, &a, &n))
+        return 0;
+    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
+        if (n == strlen(subs[i]) && strncasecmp(a, subs[i], n) == 0)
+            return 1;
+    return 0;
+}
+
+/* The script cache is per node: SCRIPT LOAD goes to every replica too
+ * (their replies are dropped), so that EVALSHA_RO finds the script there.
+ * The client gets the master's reply. */
+static void script_load_everywhere(struct client *c, const char *frame, const struct resp_frame *fr)
+{
+    struct sidecar *sc = c->sc;
+    size_t pos = 0, n;
+    const char *a;
+
+    if (fr->argc < 3 || !resp_next_arg(frame, fr->len, &pos, &a, &n) ||
+        !resp_next_arg(frame, fr->len, &pos, &a, &n) || n != 4 || strncasecmp(a, "load", 4) != 0)
+        return;
+    for (int i = 0; i < sc->nreplicas; i++) {
+        struct req *r = req_alloc(&sc->cache);
+        if (!r)
+            return;
+        if (link_send(pool_link_for(sc->replicas[i].pool, c->id), r, frame, fr->len) < 0)
+            req_release(&sc->cache, r);      /* an orphan from the start: reply dropped */
+    }
 }
 
 /* Pub/sub: the lease turns into a stream, every frame from it goes to the
@@ -217,6 +258,8 @@ int router_dispatch(struct client *c, const char *frame, const struct resp_frame
         client_reply_error(c, "NOAUTH Authentication required.");
         return ROUTE_DONE;
     }
+    if (cmd && cmd->local == LOCAL_CLIENT && client_needs_stream(frame, fr))
+        return stream_forward(c, frame, fr->len);
     if (c->stream && !(cmd && (cmd->flags & (CMD_LOCAL | CMD_REFUSED))))
         return stream_forward(c, frame, fr->len);
     if (cmd && cmd->local == LOCAL_SELECT && select_needs_lease(c, frame, fr, &db))
@@ -243,6 +286,8 @@ int router_dispatch(struct client *c, const char *frame, const struct resp_frame
     if (c->lease || (cmd && (cmd->flags & CMD_LEASE)) ||
         (cmd && (cmd->flags & CMD_MAYBLOCK) && has_block_arg(frame, fr->len)))
         return lease_forward(c, cmd, frame, fr, db);
+    if (cmd && cmd->state == STATE_SCRIPT)
+        script_load_everywhere(c, frame, fr);
     forward(c, frame, fr->len, cmd && (cmd->flags & CMD_READONLY) ? REQ_READONLY : 0);
     return ROUTE_DONE;
 }

@@ -206,3 +206,20 @@ def test_subscriber_messages_do_not_reach_other_clients(env, master):
         assert resp_read(f) == [b"message", b"c1", f"m{i}".encode()]
     sub.sendall(resp_cmd("PING"))
     assert resp_read(f) == [b"pong", b""]
+
+
+def test_client_reply_off_and_tracking_take_a_streaming_lease(env, master):
+    sc = env.sidecar(master)
+    s = sc.raw()
+    f = s.makefile("rb")
+    # REPLY OFF: no replies until ON; the shared links never see it
+    s.sendall(resp_cmd("CLIENT", "REPLY", "OFF") + resp_cmd("SET", "quiet", "1") +
+              resp_cmd("CLIENT", "REPLY", "ON") + resp_cmd("GET", "quiet"))
+    assert resp_read(f) == b"OK"                  # the reply to REPLY ON
+    assert resp_read(f) == b"1"
+    assert sc.client().get("quiet") == b"1"      # others unaffected
+    # TRACKING with BCAST on the same lease (RESP2 needs a REDIRECT target:
+    # the invalidation channel is read on this very connection)
+    s.sendall(resp_cmd("CLIENT", "TRACKING", "on", "BCAST") + resp_cmd("GET", "quiet"))
+    assert resp_read(f) == b"OK"
+    assert resp_read(f) == b"1"

@@ -235,3 +235,22 @@ def test_read_your_writes_window(env, topo):
     time.sleep(0.6)
     r.get("w")
     assert calls(master, "get") == before + 1          # after it: a replica
+
+
+def test_script_load_reaches_replicas_and_evalsha_ro_runs_there(env, topo):
+    master, replicas = topo
+    sc = sidecar_for(env, master, replicas, routing={"read_your_writes": "off"})
+    r = sc.client()
+    r.set("sk", "sv")
+    sha = r.script_load("return redis.call('GET', KEYS[1])")
+    for n in replicas:
+        wait_until(lambda n=n: n.client().script_exists(sha) == [True], what="script on replica")
+        wait_until(lambda n=n: n.client().get("sk") == b"sv", what="key on replica")
+    for _ in range(20):
+        assert r.execute_command("EVALSHA_RO", sha, 1, "sk") == b"sv"
+    assert sum(calls(n, "evalsha_ro") for n in replicas) == 20
+    assert calls(master, "evalsha_ro") == 0
+    # a script only the master knows: the replica's NOSCRIPT is never shown
+    sha2 = master.client().script_load("return 'only-master'")
+    assert r.execute_command("EVALSHA_RO", sha2, 0) == b"only-master"
+    assert int(sc.info()["replica_redirects"]) >= 1
