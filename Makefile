@@ -47,7 +47,8 @@ $(BUILD)/tests/test_config: tests/unit/test_config.c $(BUILD)/proxy/config.o \
 $(BUILD)/tests/test_cidr: tests/unit/test_cidr.c $(BUILD)/lib/cidr.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^
-$(BUILD)/tests/test_command: tests/unit/test_command.c $(BUILD)/proxy/command.o
+$(BUILD)/tests/test_command: tests/unit/test_command.c $(BUILD)/proxy/command.o \
+		$(BUILD)/lib/resp.o $(BUILD)/lib/buf.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^
 

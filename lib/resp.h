@@ -67,6 +67,10 @@ long long resp_inline_to_multibulk(const char *line, size_t len,
 int resp_next_arg(const char *frame, size_t frame_len, size_t *pos,
                   const char **arg, size_t *len);
 
+/* Length of the one complete RESP value at p (any type, any depth), or 0
+ * when p[0..n) does not hold a whole, valid one. */
+size_t resp_value_len(const char *p, size_t n);
+
 /* Strict decimal parse of p[0..n), as redis's string2ll. 0 or -1. */
 int resp_parse_ll(const char *p, size_t n, long long *out);
 

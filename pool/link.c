@@ -293,8 +293,12 @@ static void queue_handshake(struct link *l, int reset)
     }
     const char *name[] = {"CLIENT", "SETNAME", l->lease ? "sidecar-lease" : "sidecar-data"};
     const char *info[] = {"INFO", "server"};
+    const char *command[] = {"COMMAND"};
     hs_add(l, HS_NAME, 3, name);
     hs_add(l, HS_INFO, 2, info);
+    /* The node's own command table, once, on the first link that comes up. */
+    if (c->fetch_commands && !l->pool->commands_fetched && !l->lease)
+        hs_add(l, HS_COMMAND, 1, command);
     l->state = LINK_HANDSHAKE;
 }
 
@@ -368,7 +372,7 @@ static int handshake_reply(struct link *l, const char *p, size_t n)
     int m = (int)(n - 3 > 120 ? 120 : n - 3);
 
     l->hs_pending--;
-    if (p[0] == '-' && kind != HS_NAME && kind != HS_INFO) {
+    if (p[0] == '-' && kind != HS_NAME && kind != HS_INFO && kind != HS_COMMAND) {
         snprintf(why, sizeof why, "%s refused: %.*s", kind == HS_AUTH ? "AUTH" :
                  kind == HS_SELECT ? "SELECT" : kind == HS_RESET ? "RESET" :
                  "validation PING", m, p + 1);
@@ -377,6 +381,11 @@ static int handshake_reply(struct link *l, const char *p, size_t n)
     }
     if (kind == HS_INFO && p[0] == '$')
         remember_version(l->pool, p, n);
+    if (kind == HS_COMMAND && p[0] == '*' && !l->pool->commands_fetched) {
+        l->pool->commands_fetched = 1;
+        if (l->pool->on_commands)
+            l->pool->on_commands(p, n, l->pool->arg);
+    }
     if (l->hs_pending == 0)
         link_ready(l);
     return 0;

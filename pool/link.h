@@ -18,7 +18,7 @@
 struct pool;
 
 enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_HANDSHAKE, LINK_READY };
-enum hs_kind { HS_RESET, HS_AUTH, HS_SELECT, HS_NAME, HS_INFO, HS_PING };
+enum hs_kind { HS_RESET, HS_AUTH, HS_SELECT, HS_NAME, HS_INFO, HS_COMMAND, HS_PING };
 /* Why a link went down, for the counters. */
 enum link_loss { LOST_CLOSED, LOST_ERROR, LOST_PROTOCOL, LOST_VALIDATION,
                  LOST_REPLY_TIMEOUT, LOST_HANDSHAKE, LOST_CONNECT, LOST_RETIRED,
@@ -38,7 +38,7 @@ struct link {
     struct buf   hs;            /* handshake (or validation PING), sent before `out` */
     int          hs_pending;    /* handshake replies still expected */
     int          hs_total;
-    enum hs_kind hs_kind[6];    /* what each handshake command was */
+    enum hs_kind hs_kind[8];    /* what each handshake command was */
     int          validating;    /* hs holds a validation PING */
     ev_tstamp    validate_started;
     struct buf   in;

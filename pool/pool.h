@@ -24,6 +24,7 @@ struct pool_config {
     double      ping_interval;    /* idle links are pinged this often; 0 off */
     double      max_link_age;     /* 0 off */
     int         max_leased;       /* leased links at most, busy or idle */
+    int         fetch_commands;   /* ask COMMAND once, for on_commands */
     int         tcp_keepalive;    /* seconds, 0 off */
     int         tcp_user_timeout_ms;
 };
@@ -62,6 +63,9 @@ struct pool {
     void             (*on_reply)(struct req *r, const char *req, const char *p,
                                  size_t n, const char *err, void *arg);
     void              *arg;
+    /* The node's COMMAND reply, once (fetch_commands). */
+    void             (*on_commands)(const char *p, size_t n, void *arg);
+    int                commands_fetched;
     /* A frame on a lease in stream mode (pub/sub), for its holder. */
     void             (*on_stream)(void *lessee, const char *p, size_t n, void *arg);
     /* A lease whose link died; its holder must forget it. */

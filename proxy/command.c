@@ -1,8 +1,11 @@
 /* Compiled-in command table and its case-insensitive hash index. */
 #include "command.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+
+#include "../lib/resp.h"
 
 #define R CMD_READONLY
 #define S (CMD_STATEFUL | CMD_LEASE)
@@ -92,6 +95,7 @@ void command_table_init(struct command_table *t)
             h++;
         t->slot[h & (COMMAND_SLOTS - 1)] = c;
         t->len[h & (COMMAND_SLOTS - 1)] = (unsigned char)n;
+        t->nused++;
     }
 }
 
@@ -108,4 +112,116 @@ const struct command *command_lookup(const struct command_table *t,
         if (t->len[i] == len && strncasecmp(c->name, name, len) == 0)
             return c;
     }
+}
+
+static int add_command(struct command_table *t, const char *name, size_t len, unsigned flags)
+{
+    unsigned h = hash_name(name, len);
+    struct command *c = NULL;
+    char *lower = NULL;
+
+    if (len == 0 || len > 200 || command_lookup(t, name, len) ||
+        t->nused >= COMMAND_SLOTS * 3 / 4)
+        return 0;
+    if (!(c = calloc(1, sizeof *c)) || !(lower = malloc(len + 1))) {
+        free(c);
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++)
+        lower[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
+    lower[len] = '\0';
+    c->name = lower;
+    c->flags = flags | CMD_FROM_SERVER;
+    while (t->slot[h & (COMMAND_SLOTS - 1)])
+        h++;
+    t->slot[h & (COMMAND_SLOTS - 1)] = c;
+    t->len[h & (COMMAND_SLOTS - 1)] = (unsigned char)len;
+    t->nused++;
+    return 1;
+}
+
+/* "$len\r\ntext\r\n" or "+text\r\n" at p: the text, or NULL. */
+static const char *text_of(const char *p, size_t n, size_t *len)
+{
+    const char *cr = memchr(p, '\r', n);
+    long long v;
+
+    if (!cr || n < 3)
+        return NULL;
+    if (p[0] == '+') {
+        *len = (size_t)(cr - p - 1);
+        return p + 1;
+    }
+    if (p[0] != '$' || resp_parse_ll(p + 1, (size_t)(cr - p - 1), &v) < 0 || v < 0 ||
+        (size_t)(cr - p) + 2 + (size_t)v > n)
+        return NULL;
+    *len = (size_t)v;
+    return cr + 2;
+}
+
+/* Skip an aggregate's header line; returns the element count, -1 if not one. */
+static long long aggregate(const char *p, size_t n, size_t *hdr)
+{
+    const char *cr = memchr(p, '\r', n);
+    long long v;
+
+    if (!cr || p[0] != '*' || resp_parse_ll(p + 1, (size_t)(cr - p - 1), &v) < 0)
+        return -1;
+    *hdr = (size_t)(cr - p) + 2;
+    return v;
+}
+
+/* One COMMAND entry: [name, arity, [flags...], ...]. */
+static int load_entry(struct command_table *t, const char *p, size_t n)
+{
+    size_t pos, hdr, nl, fl, el;
+    const char *name, *f;
+    unsigned flags = 0;
+    int readonly = 0, write = 0;
+
+    if (aggregate(p, n, &pos) < 3 || !(name = text_of(p + pos, n - pos, &nl)))
+        return 0;
+    pos += resp_value_len(p + pos, n - pos);              /* name */
+    pos += resp_value_len(p + pos, n - pos);              /* arity */
+    long long nflags = aggregate(p + pos, n - pos, &hdr);
+    pos += hdr;
+    for (long long i = 0; i < nflags && pos < n; i++, pos += el) {
+        el = resp_value_len(p + pos, n - pos);
+        if (!el || !(f = text_of(p + pos, el, &fl)))
+            return 0;
+        readonly |= fl == 8 && strncasecmp(f, "readonly", 8) == 0;
+        write |= fl == 5 && strncasecmp(f, "write", 5) == 0;
+        if (fl == 8 && strncasecmp(f, "blocking", 8) == 0)
+            flags |= CMD_STATEFUL | CMD_BLOCKING | CMD_LEASE;
+    }
+    if (readonly && !write && !(flags & CMD_LEASE))
+        flags |= CMD_READONLY;
+    return add_command(t, name, nl, flags);
+}
+
+int command_table_load(struct command_table *t, const char *reply, size_t n)
+{
+    size_t pos, el;
+    long long count = aggregate(reply, n, &pos);
+    int added = 0;
+
+    if (count < 0)
+        return -1;
+    for (long long i = 0; i < count; i++, pos += el) {
+        if (pos >= n || !(el = resp_value_len(reply + pos, n - pos)))
+            return -1;
+        added += load_entry(t, reply + pos, el);
+    }
+    return added;
+}
+
+void command_table_free(struct command_table *t)
+{
+    for (unsigned i = 0; i < COMMAND_SLOTS; i++) {
+        if (t->slot[i] && (t->slot[i]->flags & CMD_FROM_SERVER)) {
+            free((char *)t->slot[i]->name);
+            free((struct command *)t->slot[i]);
+        }
+    }
+    memset(t, 0, sizeof *t);
 }

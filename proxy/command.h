@@ -15,6 +15,7 @@
 #define CMD_LEASE     0x40   /* taken on a lease (transactions, blocking calls) */
 #define CMD_NOT_YET   0x80   /* needs a lease the proxy cannot manage yet */
 #define CMD_STREAM    0x100  /* pub/sub: its lease streams every frame to the client */
+#define CMD_FROM_SERVER 0x200 /* learnt from the server's COMMAND reply (allocated) */
 
 enum cmd_local {
     LOCAL_NONE, LOCAL_AUTH, LOCAL_HELLO, LOCAL_QUIT, LOCAL_SELECT,
@@ -38,9 +39,17 @@ struct command {
 struct command_table {
     const struct command *slot[COMMAND_SLOTS];
     unsigned char         len[COMMAND_SLOTS];   /* strlen of slot[i]->name */
+    unsigned              nused;
 };
 
 void command_table_init(struct command_table *t);
+/* Add what the server's COMMAND reply knows and the compiled table does
+ * not (new commands, modules): read-only ones may go to replicas,
+ * blocking ones take a lease, the rest go to the master. The compiled
+ * entries stay as they are. Returns how many were added, -1 if the reply
+ * does not parse. */
+int command_table_load(struct command_table *t, const char *reply, size_t n);
+void command_table_free(struct command_table *t);
 /* Case-insensitive; NULL when the proxy does not know the command. */
 const struct command *command_lookup(const struct command_table *t,
                                      const char *name, size_t len);

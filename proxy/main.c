@@ -56,6 +56,17 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     client_flush_all(w->data);
 }
 
+static void on_commands(const char *p, size_t n, void *arg)
+{
+    struct sidecar *sc = arg;
+    int added = command_table_load(&sc->cmds, p, n);
+
+    if (added < 0)
+        log_warn("master's COMMAND reply did not parse; using the compiled-in table");
+    else
+        log_info("command table: %d commands learnt from the master", added);
+}
+
 static void on_node_health(void *arg, int up, const char *why)
 {
     struct node *n = arg;
@@ -89,6 +100,7 @@ static int start_node(struct sidecar *sc, struct node *n, const char *addr, int 
         .password = cfg->upstream_password,
         .retry_reads = cfg->retry_reads,
         .max_leased = cfg->max_leased,
+        .fetch_commands = !replica,
         .validate_after = cfg->validate_after,
         .ping_timeout = cfg->ping_timeout,
         .ping_interval = cfg->ping_interval,
@@ -118,6 +130,7 @@ static int start_node(struct sidecar *sc, struct node *n, const char *addr, int 
         return -1;
     }
     n->pool->on_lease_lost = client_lease_lost;
+    n->pool->on_commands = on_commands;
     n->pool->on_stream = client_on_stream;
     health_start(&n->health, sc->loop, &hc, on_node_health, n);
     if (!replica)
@@ -201,6 +214,7 @@ static int run(struct config *cfg)
         stop_node(&sc.replicas[i]);
     req_cache_clear(&sc.cache);
     iptable_free(&sc.ips);
+    command_table_free(&sc.cmds);
     buf_cache_clear(&sc.bufs);
     free(sc.rbuf);
     buf_free(&sc.inline_req);

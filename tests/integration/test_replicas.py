@@ -254,3 +254,16 @@ def test_script_load_reaches_replicas_and_evalsha_ro_runs_there(env, topo):
     sha2 = master.client().script_load("return 'only-master'")
     assert r.execute_command("EVALSHA_RO", sha2, 0) == b"only-master"
     assert int(sc.info()["replica_redirects"]) >= 1
+
+
+def test_commands_learnt_from_the_server_are_routed_by_their_flags(env, topo):
+    """PFCOUNT is not in the compiled table; the master's COMMAND reply
+    says it is read-only, so it goes to a replica."""
+    master, replicas = topo
+    sc = sidecar_for(env, master, replicas, routing={"read_your_writes": "off"})
+    assert "commands learnt from the master" in sc.log()
+    r = sc.client()
+    for _ in range(20):
+        r.pfcount("hll")
+    assert sum(calls(n, "pfcount") for n in replicas) == 20
+    assert calls(master, "pfcount") == 0

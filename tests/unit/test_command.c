@@ -50,5 +50,25 @@ int main(void)
                            ? names[i][j] - 32 : names[i][j]);
         CHECK(find(&t, up) != NULL && find(&t, up) == find(&t, names[i]));
     }
+    /* A COMMAND reply adds what the compiled table lacks; it keeps its own. */
+    static const char reply[] =
+        "*4\r\n"
+        "*10\r\n$7\r\npfcount\r\n:-2\r\n*1\r\n+readonly\r\n:1\r\n:-1\r\n:1\r\n"
+        "*2\r\n+@read\r\n+@hyperloglog\r\n*0\r\n*1\r\n*4\r\n$5\r\nflags\r\n*1\r\n$2\r\nRW\r\n"
+        "$5\r\nnotes\r\n$1\r\nx\r\n*0\r\n"
+        "*3\r\n$9\r\nMOD.BWAIT\r\n:2\r\n*2\r\n+write\r\n+blocking\r\n"
+        "*3\r\n$3\r\nget\r\n:2\r\n*1\r\n+write\r\n"          /* ours wins */
+        "*3\r\n$6\r\nmod.rw\r\n:2\r\n*2\r\n+readonly\r\n+write\r\n";
+    CHECK(find(&t, "pfcount") == NULL);
+    CHECK(command_table_load(&t, reply, sizeof reply - 1) == 3);
+    CHECK(find(&t, "PFCOUNT") && (find(&t, "pfcount")->flags & CMD_READONLY));
+    CHECK(find(&t, "mod.bwait") && (find(&t, "mod.bwait")->flags & CMD_LEASE) &&
+          !(find(&t, "mod.bwait")->flags & CMD_READONLY));
+    CHECK(find(&t, "mod.rw") && !(find(&t, "mod.rw")->flags & CMD_READONLY));
+    CHECK(find(&t, "get")->flags & CMD_READONLY);
+    CHECK(command_table_load(&t, reply, sizeof reply - 1) == 0);     /* idempotent */
+    CHECK(command_table_load(&t, "*2\r\n*1\r\n", 8) == -1);      /* truncated */
+    CHECK(command_table_load(&t, "+OK\r\n", 5) == -1);
+    command_table_free(&t);
     CHECK_DONE();
 }
