@@ -124,6 +124,8 @@ void client_close(struct client *c, const char *why)
             req_release(&sc->cache, r);
     }
     c->npending = 0;
+    if (c->lease_wait)
+        sc->lease_waiters--;
     if (c->lease) {
         pool_unlease(sc->master.pool, c->lease);   /* its orphans make it close */
         c->lease = NULL;
@@ -454,9 +456,12 @@ static size_t client_process(struct client *c, const char *p, size_t n,
             route = dispatch_inline(c, p + used, fr->len);
         else if (fr->argc > 0)
             route = router_dispatch(c, p + used, fr);
-        if (route == ROUTE_LATER) {
+        if (route != ROUTE_DONE) {
             /* Kept whole for later: the framer starts it afresh then. */
-            c->paused = c->barrier = 1;
+            c->paused = 1;
+            c->barrier = route == ROUTE_LATER;
+            if (route == ROUTE_WAIT_LEASE && !ev_is_active(&sc->lease_w))
+                ev_timer_again(sc->loop, &sc->lease_w);
             update_watch(c);
             break;
         }
@@ -560,7 +565,7 @@ void client_flush_all(struct sidecar *sc)
         c->dirty = 0;
         if (c->closed)
             continue;
-        if (c->paused && (c->barrier ? c->inflight == 0 :
+        if (c->paused && !c->lease_wait && (c->barrier ? c->inflight == 0 :
                           c->npending <= (unsigned)sc->cfg->max_pipeline / 2 &&
                           c->inflight <= sc->cfg->max_query_buffer / 2)) {
             c->paused = c->barrier = 0;
@@ -575,6 +580,23 @@ void client_flush_all(struct sidecar *sc)
         TAILQ_REMOVE(&sc->closed, c, tqe);
         client_free(c);
     }
+}
+
+void client_retry_lease_waiters(struct sidecar *sc)
+{
+    struct client *c, *next;
+
+    for (c = TAILQ_FIRST(&sc->clients); c && sc->lease_waiters; c = next) {
+        next = TAILQ_NEXT(c, tqe);
+        if (!c->lease_wait || !c->paused)
+            continue;
+        c->paused = 0;
+        update_watch(c);
+        if (c->partial)
+            process_partial(c);
+    }
+    if (!sc->lease_waiters)
+        ev_timer_stop(sc->loop, &sc->lease_w);
 }
 
 void client_sweep_idle(struct sidecar *sc)

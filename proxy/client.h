@@ -35,6 +35,7 @@ struct client {
     struct ipstat  *ips;          /* its address's entry; counts it in current */
     struct link    *lease;        /* its own master link, while it holds server state */
     unsigned        lease_pending; /* requests on the lease not answered yet */
+    ev_tstamp       lease_deadline; /* waiting for a lease until then */
     const struct command *last_cmd;  /* NULL: none yet, or unknown to the table */
     ev_tstamp       created;
     ev_tstamp       last_active;  /* last bytes read from the app */
@@ -51,6 +52,7 @@ struct client {
     unsigned        other_db : 1; /* lease state: SELECT of another database */
     unsigned        barrier : 1;  /* paused until its requests in flight are answered */
     unsigned        stream : 1;   /* pub/sub: its lease streams frames straight to it */
+    unsigned        lease_wait : 1; /* paused: every lease taken, retried shortly */
     unsigned        closing : 1;  /* reads stopped; close once replies are out */
     unsigned        closed : 1;
     unsigned        paused : 1;   /* too many replies pending: not reading */
@@ -79,6 +81,8 @@ void client_close(struct client *c, const char *why);
 /* "ip:port" of the peer, for logs. */
 const char *client_addr(const struct client *c, char *out, size_t outlen);
 void client_close_all(struct sidecar *sc);
+/* Clients waiting for a lease try again (from a short timer). */
+void client_retry_lease_waiters(struct sidecar *sc);
 /* Close clients idle (nothing read, nothing pending) past idle_timeout. */
 void client_sweep_idle(struct sidecar *sc);
 /* The loop's flush step, once per iteration. */

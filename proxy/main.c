@@ -79,6 +79,13 @@ static void on_master_role(void *arg)
     health_record_master(&n->sc->topo, n->health.role_at, n->health.offset);
 }
 
+static void on_lease_retry(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    client_retry_lease_waiters(w->data);
+}
+
 static void on_idle_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -149,6 +156,9 @@ static int start_nodes(struct sidecar *sc, char *err, size_t errlen)
             return -1;
         sc->nreplicas++;
     }
+    ev_init(&sc->lease_w, on_lease_retry);
+    sc->lease_w.repeat = 0.05;
+    sc->lease_w.data = sc;
     if (cfg->idle_timeout > 0) {
         double t = cfg->idle_timeout / 4 < 1 ? cfg->idle_timeout / 4 : 1;
         ev_timer_init(&sc->idle_w, on_idle_sweep, t, t);
@@ -208,6 +218,7 @@ static int run(struct config *cfg)
 
     listener_stop_all(&sc);
     ev_timer_stop(sc.loop, &sc.idle_w);
+    ev_timer_stop(sc.loop, &sc.lease_w);
     client_close_all(&sc);
     stop_node(&sc.master);
     for (int i = 0; i < sc.nreplicas; i++)

@@ -150,6 +150,36 @@ static void note_lease_state(struct client *c, const struct command *cmd, long l
     }
 }
 
+/* A lease for c, or NULL: then either c waits (lease_wait set, for at most
+ * connect_timeout) or, the wait over, it got the error. */
+static struct link *take_lease(struct client *c)
+{
+    struct sidecar *sc = c->sc;
+    ev_tstamp now = ev_now(sc->loop);
+    struct link *l = pool_lease(sc->master.pool, c);
+
+    if (l) {
+        if (c->lease_wait) {
+            c->lease_wait = 0;
+            sc->lease_waiters--;
+        }
+        return l;
+    }
+    if (!c->lease_wait) {
+        c->lease_wait = 1;
+        c->lease_deadline = now + sc->cfg->connect_timeout;
+        sc->lease_waiters++;
+        return NULL;
+    }
+    if (now < c->lease_deadline)
+        return NULL;
+    c->lease_wait = 0;
+    sc->lease_waiters--;
+    client_reply_error(c, "ERR no dedicated connection free for this command "
+                       "(max_leased %d reached)", sc->cfg->max_leased);
+    return NULL;
+}
+
 /* Everything of a client holding a lease goes through it, in order. */
 static int lease_forward(struct client *c, const struct command *cmd, const char *frame,
                          const struct resp_frame *fr, long long db)
@@ -165,12 +195,8 @@ static int lease_forward(struct client *c, const struct command *cmd, const char
                                sc->master.pool->down_reason);
             return ROUTE_DONE;
         }
-        c->lease = pool_lease(sc->master.pool, c);
-        if (!c->lease) {
-            client_reply_error(c, "ERR no dedicated connection free for this command "
-                               "(max_leased %d reached)", sc->cfg->max_leased);
-            return ROUTE_DONE;
-        }
+        if (!(c->lease = take_lease(c)))
+            return c->lease_wait ? ROUTE_WAIT_LEASE : ROUTE_DONE;
     }
     note_lease_state(c, cmd, db);
     unsigned flags = REQ_LEASED | (cmd && (cmd->flags & CMD_READONLY) ? 0 : REQ_WRITE);
@@ -227,13 +253,8 @@ static int stream_forward(struct client *c, const char *frame, size_t len)
     if (!c->stream) {
         if (c->inflight)
             return ROUTE_LATER;
-        if (!c->lease)
-            c->lease = pool_lease(sc->master.pool, c);
-        if (!c->lease) {
-            client_reply_error(c, "ERR no dedicated connection free for this command "
-                               "(max_leased %d reached)", sc->cfg->max_leased);
-            return ROUTE_DONE;
-        }
+        if (!c->lease && !(c->lease = take_lease(c)))
+            return c->lease_wait ? ROUTE_WAIT_LEASE : ROUTE_DONE;
         c->stream = 1;
         c->lease->stream = 1;
     }

@@ -6,9 +6,10 @@
 
 struct client;
 
-enum { ROUTE_DONE, ROUTE_LATER };
+enum { ROUTE_DONE, ROUTE_LATER, ROUTE_WAIT_LEASE };
 
 /* ROUTE_LATER: not now (it must wait for the client's requests in flight);
+ * ROUTE_WAIT_LEASE: every lease is taken, try again shortly. Either way
  * the caller keeps the request and tries again. */
 int router_dispatch(struct client *c, const char *frame, const struct resp_frame *fr);
 

@@ -79,6 +79,8 @@ struct sidecar {
     ev_prepare            flush_w;
     ev_signal             sig_int, sig_term;
     ev_timer              idle_w;    /* closes clients idle past idle_timeout */
+    ev_timer              lease_w;   /* retries clients waiting for a lease */
+    unsigned              lease_waiters;
     struct resp_limits    req_limits;
     char                 *rbuf;       /* every client read lands here first */
     struct resp_framer    rfr;        /* frames requests straight from rbuf */
