@@ -130,13 +130,21 @@ static int valid_name(const char *p, size_t n)
 
 static void set_name(struct client *c, const char *p, size_t n)
 {
-    free(c->name);
-    c->name = NULL;
-    if (n) {
-        c->name = malloc(n + 1);
-        memcpy(c->name, p, n);
-        c->name[n] = '\0';
+    struct client_ext *x = client_ext(c);
+
+    if (!x)
+        return;
+    free(x->name);
+    x->name = NULL;
+    if (n && (x->name = malloc(n + 1)) != NULL) {
+        memcpy(x->name, p, n);
+        x->name[n] = '\0';
     }
+}
+
+static const char *name_of(const struct client *c)
+{
+    return c->x && c->x->name ? c->x->name : NULL;
 }
 
 static void hello_reply(struct client *c)
@@ -394,7 +402,7 @@ static void client_line(struct buf *b, const struct client *c, ev_tstamp now)
 
     buf_appendf(b, "id=%llu addr=%s name=%s age=%.0f idle=%.0f cmd=%s pending=%u "
                 "qbuf=%zu obuf=%zu admin=%d\n", (unsigned long long)c->id,
-                client_addr(c, a, sizeof a), c->name ? c->name : "",
+                client_addr(c, a, sizeof a), name_of(c) ? name_of(c) : "",
                 now - c->created, now - c->last_active,
                 c->last_cmd ? c->last_cmd->name : "-", c->npending, qbuf,
                 buf_used(&c->out) + c->held, c->admin);
@@ -626,8 +634,8 @@ static void cmd_client(struct client *c, const struct args *a)
         set_name(c, a->v[2], a->l[2]);
         reply_ok(c);
     } else if (a->argc == 2 && arg_is(a, 1, "getname")) {
-        if (c->name)
-            reply_bulk(c, c->name, strlen(c->name));
+        if (name_of(c))
+            reply_bulk(c, name_of(c), strlen(name_of(c)));
         else
             client_reply(c, "$-1\r\n", 5);
     } else if (a->argc == 2 && arg_is(a, 1, "id")) {

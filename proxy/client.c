@@ -30,7 +30,7 @@ static void update_watch(struct client *c)
     if (want == (c->io.events & (EV_READ | EV_WRITE)) && ev_is_active(&c->io) == (want != 0))
         return;
     ev_io_stop(c->sc->loop, &c->io);
-    ev_io_set(&c->io, c->fd, want);
+    ev_io_set(&c->io, c->io.fd, want);
     if (want)
         ev_io_start(c->sc->loop, &c->io);
 }
@@ -57,7 +57,6 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
     c->admin = admin != 0;
     c->sc = sc;
     c->id = ++sc->next_client_id;
-    c->fd = fd;
     c->created = ev_now(sc->loop);
     c->authed = sc->cfg->password == NULL;
     c->is_unix = peer->ss_family == AF_UNIX;
@@ -83,6 +82,13 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
         log_debug("client %s id=%llu connected", client_addr(c, a, sizeof a),
                   (unsigned long long)c->id);
     }
+}
+
+struct client_ext *client_ext(struct client *c)
+{
+    if (!c->x && (c->x = calloc(1, sizeof *c->x)) != NULL)
+        c->x->wrote_offset = -1;
+    return c->x;
 }
 
 const char *client_addr(const struct client *c, char *out, size_t outlen)
@@ -112,7 +118,7 @@ void client_close(struct client *c, const char *why)
     }
     c->closed = 1;
     ev_io_stop(sc->loop, &c->io);
-    close(c->fd);
+    close(c->io.fd);
     c->ips->current--;
     c->ips->last_seen = ev_now(sc->loop);
     /* Slots still upstream become orphans: their links drop the replies. */
@@ -148,7 +154,9 @@ static void client_free(struct client *c)
 {
     drop_partial(c);
     buf_free(&c->out);
-    free(c->name);
+    if (c->x)
+        free(c->x->name);
+    free(c->x);
     free(c);
 }
 
@@ -220,8 +228,8 @@ static void fill_slot(struct client *c, struct req *r, const char *p, size_t n)
  * requests go to the shared links again. */
 static void lease_answered(struct client *c)
 {
-    c->lease_pending--;
-    if (c->lease && c->lease_pending == 0 && !c->in_multi && !c->watching &&
+    c->x->lease_pending--;
+    if (c->lease && c->x->lease_pending == 0 && !c->in_multi && !c->watching &&
         !c->other_db && link_is_ready(c->lease)) {
         pool_unlease(c->sc->master.pool, c->lease);
         c->lease = NULL;
@@ -248,7 +256,8 @@ void client_lease_lost(void *lessee, void *arg)
         return;
     }
     c->lease = NULL;
-    c->lease_pending = 0;
+    if (c->x)
+        c->x->lease_pending = 0;
     c->in_multi = c->watching = c->other_db = 0;
 }
 
@@ -290,9 +299,9 @@ void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
 
     c->inflight -= r->len;
     if (r->flags & REQ_WRITE) {
-        c->writes_pending--;
-        c->wrote_at = ev_now(c->sc->loop);
-        c->wrote_offset = -1;
+        c->x->writes_pending--;
+        c->x->wrote_at = ev_now(c->sc->loop);
+        c->x->wrote_offset = -1;
         if (c->sc->cfg->read_your_writes == RYW_OFFSET && c->sc->nreplicas)
             health_sample_soon(&c->sc->master.health, 0.1);
     }
@@ -317,6 +326,11 @@ void client_forward(struct client *c, struct link *l, const char *p, size_t n,
 {
     struct req *r = req_alloc(&c->sc->cache);
 
+    if ((req_flags & (REQ_WRITE | REQ_LEASED)) && !client_ext(c)) {
+        if (r)
+            req_release(&c->sc->cache, r);
+        r = NULL;
+    }
     if (!r) {
         client_reply_error(c, "out of memory");
         return;
@@ -332,9 +346,9 @@ void client_forward(struct client *c, struct link *l, const char *p, size_t n,
     c->npending++;
     c->inflight += n;
     if (req_flags & REQ_WRITE)
-        c->writes_pending++;
+        c->x->writes_pending++;
     if (req_flags & REQ_LEASED)
-        c->lease_pending++;
+        c->x->lease_pending++;
     c->sc->st.forwarded++;
 }
 
@@ -506,9 +520,9 @@ static void client_read(struct ev_loop *loop, struct client *c)
     ssize_t n;
 
     if (c->partial)
-        n = buf_read_fd(&c->partial->buf, c->fd, CLIENT_READ_CHUNK);
+        n = buf_read_fd(&c->partial->buf, c->io.fd, CLIENT_READ_CHUNK);
     else
-        n = read(c->fd, sc->rbuf, SIDECAR_RBUF);
+        n = read(c->io.fd, sc->rbuf, SIDECAR_RBUF);
     if (n > 0) {
         c->last_active = ev_now(loop);
         sc->st.bytes_in += (uint64_t)n;
@@ -528,7 +542,7 @@ static void client_write(struct client *c)
     struct sidecar *sc = c->sc;
 
     if (buf_used(&c->out)) {
-        ssize_t n = buf_write_fd(&c->out, c->fd);
+        ssize_t n = buf_write_fd(&c->out, c->io.fd);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             client_close(c, strerror(errno));
             return;

@@ -19,31 +19,38 @@ struct client_input {
 /* Allocated by listener_accept(); freed only by the loop's flush step after
  * the iteration that closed it, never inside its own callbacks. Kept small:
  * an idle connection costs this struct and nothing else. */
+/* What only some clients need: read-your-writes tracking (with replicas)
+ * and lease bookkeeping. Allocated on first use, so an idle connection
+ * does not pay for it. */
+struct client_ext {
+    unsigned   lease_pending;  /* requests on the lease not answered yet */
+    unsigned   writes_pending; /* writes sent, not answered yet */
+    ev_tstamp  lease_deadline; /* waiting for a lease until then */
+    ev_tstamp  wrote_at;       /* last write's reply: read-your-writes from here */
+    long long  wrote_offset;   /* master offset covering it; -1 until sampled */
+    char      *name;           /* CLIENT SETNAME / HELLO SETNAME */
+};
+
 struct client {
     struct sidecar *sc;
     uint64_t        id;
-    ev_io           io;           /* EV_READ unless paused or closing, EV_WRITE while output waits */
+    ev_io           io;           /* its fd; EV_READ unless paused or closing,
+                                   * EV_WRITE while output waits */
     struct client_input *partial; /* NULL unless a request is half read */
     struct buf      out;          /* freed whenever it drains */
     struct req_fifo pending;      /* reply slots in request order */
-    size_t          held;         /* reply bytes parked in slots */
-    size_t          inflight;     /* request bytes sent upstream, not yet answered */
-    ev_tstamp       wrote_at;     /* last write's reply: read-your-writes from here */
-    long long       wrote_offset; /* master offset covering it; -1 until sampled */
-    unsigned        writes_pending; /* writes sent, not answered yet */
-    char           *name;         /* CLIENT SETNAME / HELLO SETNAME */
+    uint32_t        held;         /* reply bytes parked in slots */
+    uint32_t        inflight;     /* request bytes sent upstream, not yet answered */
+    struct client_ext *x;         /* NULL until needed */
     struct ipstat  *ips;          /* its address's entry; counts it in current */
     struct link    *lease;        /* its own master link, while it holds server state */
-    unsigned        lease_pending; /* requests on the lease not answered yet */
-    ev_tstamp       lease_deadline; /* waiting for a lease until then */
     const struct command *last_cmd;  /* NULL: none yet, or unknown to the table */
     ev_tstamp       created;
     ev_tstamp       last_active;  /* last bytes read from the app */
     TAILQ_ENTRY(client) tqe;      /* sc->clients or sc->closed */
     STAILQ_ENTRY(client) dirty_tqe; /* closed ones stay until the flush step */
-    int             fd;
-    uint16_t        port;         /* the peer's; its address is ips->ip */
     unsigned        npending;
+    uint16_t        port;         /* the peer's; its address is ips->ip */
     unsigned        authed : 1;
     unsigned        admin : 1;    /* PROXY commands: [admin] allow or admin AUTH */
     unsigned        is_unix : 1;  /* came over a unix socket: no address */
@@ -58,6 +65,9 @@ struct client {
     unsigned        paused : 1;   /* too many replies pending: not reading */
     unsigned        dirty : 1;
 };
+
+/* c->x, allocated if need be; NULL only when out of memory. */
+struct client_ext *client_ext(struct client *c);
 
 void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
                 struct ipstat *ips, int admin);

@@ -263,8 +263,8 @@ static const struct key keys[] = {
     {"admin", "allow", p_cidrs, OFF(admin_allow), 0, 0, 1},
     {"admin", "password", p_string, OFF(admin_password), 0, 0, 0},
     {"admin", "reserved", p_int, OFF(admin_reserved), 0, 1000, 0},
-    {"clients", "max_query_buffer", p_size, OFF(max_query_buffer), 1024, 4096 * MB, 0},
-    {"clients", "max_output_buffer", p_size, OFF(max_output_buffer), 1024, 4096 * MB, 0},
+    {"clients", "max_query_buffer", p_size, OFF(max_query_buffer), 1024, 2047 * MB, 0},
+    {"clients", "max_output_buffer", p_size, OFF(max_output_buffer), 1024, 4095 * MB, 0},
     {"log", "level", p_loglevel, OFF(log_level), 0, 0, 0},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])

@@ -1,5 +1,6 @@
 /* redis-sidecar: command line, config, signals, and the loop. */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,8 @@ static void on_commands(const char *p, size_t n, void *arg)
         log_warn("master's COMMAND reply did not parse; using the compiled-in table");
     else
         log_info("command table: %d commands learnt from the master", added);
+    /* The reply was big and short-lived: give its heap pages back. */
+    malloc_trim(0);
 }
 
 static void on_node_health(void *arg, int up, const char *why)

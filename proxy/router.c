@@ -42,19 +42,21 @@ static long long ryw_floor(struct client *c)
     struct sidecar *sc = c->sc;
     ev_tstamp now = ev_now(sc->loop);
 
-    if (sc->cfg->read_your_writes == RYW_OFF)
+    struct client_ext *x = c->x;
+
+    if (sc->cfg->read_your_writes == RYW_OFF || !x)
         return 0;
-    if (c->writes_pending)
+    if (x->writes_pending)
         return -1;
-    if (c->wrote_at == 0)
+    if (x->wrote_at == 0)
         return 0;
     if (sc->cfg->read_your_writes == RYW_WINDOW)
-        return now - c->wrote_at < sc->cfg->ryw_window ? -1 : 0;
-    if (c->wrote_offset < 0)
-        c->wrote_offset = health_master_offset_after(&sc->topo, c->wrote_at);
-    if (c->wrote_offset < 0)
+        return now - x->wrote_at < sc->cfg->ryw_window ? -1 : 0;
+    if (x->wrote_offset < 0)
+        x->wrote_offset = health_master_offset_after(&sc->topo, x->wrote_at);
+    if (x->wrote_offset < 0)
         health_sample_soon(&sc->master.health, 0.1);
-    return c->wrote_offset;
+    return x->wrote_offset;
 }
 
 /* The eligible replica, at or past `floor`, with the fewest requests in
@@ -93,7 +95,9 @@ static void forward(struct client *c, const char *frame, size_t len, unsigned fl
     struct node *n = &sc->master;
 
     if (!(flags & REQ_READONLY)) {
-        flags |= REQ_WRITE;
+        /* Only worth tracking when reads may go elsewhere. */
+        if (sc->nreplicas && sc->cfg->read_your_writes != RYW_OFF)
+            flags |= REQ_WRITE;
     } else if (sc->cfg->read_from != READ_MASTER) {
         long long floor = ryw_floor(c);
         struct node *r = floor < 0 ? NULL : pick_replica(sc, floor);
@@ -165,13 +169,15 @@ static struct link *take_lease(struct client *c)
         }
         return l;
     }
+    if (!client_ext(c))
+        return NULL;
     if (!c->lease_wait) {
         c->lease_wait = 1;
-        c->lease_deadline = now + sc->cfg->connect_timeout;
+        c->x->lease_deadline = now + sc->cfg->connect_timeout;
         sc->lease_waiters++;
         return NULL;
     }
-    if (now < c->lease_deadline)
+    if (now < c->x->lease_deadline)
         return NULL;
     c->lease_wait = 0;
     sc->lease_waiters--;
@@ -199,7 +205,10 @@ static int lease_forward(struct client *c, const struct command *cmd, const char
             return c->lease_wait ? ROUTE_WAIT_LEASE : ROUTE_DONE;
     }
     note_lease_state(c, cmd, db);
-    unsigned flags = REQ_LEASED | (cmd && (cmd->flags & CMD_READONLY) ? 0 : REQ_WRITE);
+    unsigned flags = REQ_LEASED;
+    if (sc->nreplicas && sc->cfg->read_your_writes != RYW_OFF &&
+        !(cmd && (cmd->flags & CMD_READONLY)))
+        flags |= REQ_WRITE;
     client_forward(c, c->lease, frame, fr->len, flags);
     return ROUTE_DONE;
 }

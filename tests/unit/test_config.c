@@ -120,7 +120,7 @@ static void test_errors(void)
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[clients]\nmax_query_buffer = 64\n",
                      "t.ini:4: clients.max_query_buffer: \"64\" is not a size with a unit (b, kb, mb, gb)"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[clients]\nmax_output_buffer = 10b\n",
-                     "t.ini:4: clients.max_output_buffer: \"10b\" not in 1024..4294967296 bytes"));
+                     "t.ini:4: clients.max_output_buffer: \"10b\" not in 1024..4293918720 bytes"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[log]\nlevel = loud\n",
                      "t.ini:4: log.level: \"loud\" is not one of error, warn, info, debug"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[upstream]\ndatabase = -1\n",
