@@ -33,8 +33,16 @@ int health_config_addr(struct checker_config *cfg, const char *spec)
     return 0;
 }
 
+/* What ROLE said holds for the connection it came on: a node not heard
+ * from (or reconnected) must answer ROLE again before it serves reads. */
+static void forget_role(struct checker *ch)
+{
+    ch->role[0] = ch->link[0] = '\0';
+}
+
 static void check_failed(struct checker *ch, const char *why)
 {
+    forget_role(ch);
     ch->in_flight = 0;
     ch->fails++;
     ch->failures++;
@@ -148,6 +156,7 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     struct checker *ch = ac->data;
 
     ch->ac = NULL;
+    forget_role(ch);
     if (ch->in_flight)
         check_failed(ch, status == REDIS_OK ? "connection closed" : ac->errstr);
 }
@@ -193,7 +202,8 @@ static void send_role(struct checker *ch)
         return;
     ch->sent_at[(ch->sent_head + ch->nsent) % CHECKER_SENT_MAX] = ev_now(ch->loop);
     ch->nsent++;
-    redisAsyncCommand(ch->ac, on_role, ch, "ROLE");
+    if (redisAsyncCommand(ch->ac, on_role, ch, "ROLE") != REDIS_OK)
+        ch->nsent--;                     /* no callback will come for it */
 }
 
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)

@@ -151,9 +151,11 @@ static void lease_down(struct link *l, const char *why)
     close_socket(l);
     ev_timer_stop(p->loop, &l->watchdog);
     l->state = LINK_DOWN;
+    /* Detached first: its holder forgets it before the errors reach it, so
+     * nothing those errors trigger (a close) can touch this link again. */
+    pool_lease_dead(p, l);
     while ((r = TAILQ_FIRST(&l->fifo)) != NULL)
         fail_req(l, r, msg);
-    pool_lease_dead(p, l);
 }
 
 static void link_down(struct link *l, enum link_loss cause, const char *why)
@@ -534,8 +536,8 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (l->state == LINK_READY) {
         r = TAILQ_FIRST(&l->fifo);
-        /* A lease may wait as long as a blocking call does. */
-        if (r && !l->lease && now - r->queued_at > p->cfg.reply_timeout) {
+        /* A blocking call may wait as long as it asked to. */
+        if (r && !(r->flags & REQ_NOTIMEOUT) && now - r->queued_at > p->cfg.reply_timeout) {
             p->st.reply_timeouts++;
             link_down(l, LOST_REPLY_TIMEOUT, "no reply within reply_timeout");
         }

@@ -53,6 +53,7 @@ struct link {
     int          lease;         /* a leased link, not one of the shared ones */
     void        *lessee;        /* its holder; NULL while idle in the pool */
     int          returning;     /* RESET and handshake under way, then idle */
+    int          dead;          /* on the pool's dead list, freed at the next flush */
     int          stream;        /* pub/sub: every frame goes to the holder as it
                                  * comes, requests carry no slots; never reused */
     TAILQ_ENTRY(link) lease_tqe;  /* on the pool's idle or dead list */

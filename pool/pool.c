@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../lib/log.h"
+
 static void pool_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     struct pool *p = w->data;
@@ -151,10 +153,17 @@ struct link *pool_lease(struct pool *p, void *lessee)
             if (l->returning && !l->lessee)
                 break;
     }
+    /* An idle lease gone stale is replaced, not validated: a failed PING
+     * there would cost the new holder its first command. */
+    while (l && !l->returning && p->cfg.validate_after > 0 &&
+           ev_now(p->loop) - l->last_rx > p->cfg.validate_after) {
+        p->st.leases_closed++;
+        link_stop(l);
+        pool_lease_dead(p, l);
+        l = TAILQ_FIRST(&p->lease_idle);
+    }
     if (l && !l->returning) {
         TAILQ_REMOVE(&p->lease_idle, l, lease_tqe);
-        if (p->cfg.validate_after > 0 && ev_now(p->loop) - l->last_rx > p->cfg.validate_after)
-            link_validate(l, "idle lease before use");
     } else if (!l) {
         if (p->nleases >= p->cfg.max_leased) {
             p->st.leases_refused++;
@@ -167,6 +176,8 @@ struct link *pool_lease(struct pool *p, void *lessee)
         p->nleases++;
         TAILQ_INSERT_TAIL(&p->leases, l, all_tqe);
         link_start(l);
+        if (l->dead)             /* the connect failed at once (no fds, say) */
+            return NULL;
     }
     l->lessee = lessee;
     p->st.leases_taken++;
@@ -175,6 +186,8 @@ struct link *pool_lease(struct pool *p, void *lessee)
 
 void pool_unlease(struct pool *p, struct link *l)
 {
+    if (l->dead)
+        return;
     l->lessee = NULL;
     if (l->nfifo == 0 && l->state == LINK_READY && !l->stream) {
         p->st.leases_reset++;
@@ -183,6 +196,7 @@ void pool_unlease(struct pool *p, struct link *l)
     }
     /* Still busy (a blocking call may never answer): close it, and its
      * requests, orphans now, go with it. */
+    log_debug("lease %s#%d closed: given back busy", p->cfg.name, l->idx);
     p->st.leases_closed++;
     link_stop(l);
     pool_lease_dead(p, l);
@@ -197,6 +211,9 @@ void pool_lease_dead(struct pool *p, struct link *l)
 {
     void *lessee = l->lessee;
 
+    if (l->dead)
+        return;
+    l->dead = 1;
     if (l->dirty) {
         TAILQ_REMOVE(&p->dirty, l, dirty_tqe);
         l->dirty = 0;

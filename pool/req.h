@@ -16,6 +16,7 @@ struct link;
 #define REQ_CLOSE     0x08  /* owner closes once this reply is sent (QUIT) */
 #define REQ_WRITE     0x20  /* owner's mark: may change data (read-your-writes) */
 #define REQ_LEASED    0x40  /* owner's mark: sent on its lease */
+#define REQ_NOTIMEOUT 0x80  /* a blocking call: may wait past reply_timeout */
 #define REQ_REROUTE   0x10  /* the owner can send it elsewhere (a read on a replica):
                              * when its link dies, fail it at once, never hold it */
 

@@ -250,12 +250,14 @@ void client_lease_lost(void *lessee, void *arg)
     struct client *c = lessee;
     (void)arg;
 
-    if (c->stream) {       /* its subscriptions are gone: it must resubscribe */
-        c->lease = NULL;
-        client_close(c, "its pub/sub connection to the master was lost");
+    c->lease = NULL;
+    /* Its subscriptions, transaction, WATCH or database went with the
+     * connection: carrying on would run its next commands without them.
+     * A closed connection is what its client library knows how to handle. */
+    if (c->stream || c->in_multi || c->watching || c->other_db) {
+        client_close(c, "its dedicated connection to the master was lost");
         return;
     }
-    c->lease = NULL;
     if (c->x)
         c->x->lease_pending = 0;
     c->in_multi = c->watching = c->other_db = 0;
@@ -620,7 +622,8 @@ void client_sweep_idle(struct sidecar *sc)
 
     for (c = TAILQ_FIRST(&sc->clients); c; c = next) {
         next = TAILQ_NEXT(c, tqe);
-        if (c->npending == 0 && now - c->last_active > sc->cfg->idle_timeout) {
+        /* a subscriber waits for messages, not idle (redis exempts it too) */
+        if (c->npending == 0 && !c->stream && now - c->last_active > sc->cfg->idle_timeout) {
             char a[64];
             sc->st.idle_closed++;
             log_info("client %s closed: idle for %.0fs (idle_timeout)",

@@ -25,7 +25,8 @@ enum cmd_local {
 /* What a command does to a connection's server-side state, so the proxy
  * knows when a lease holds nothing any more. */
 enum cmd_state { STATE_NONE, STATE_MULTI, STATE_END_MULTI, STATE_WATCH, STATE_UNWATCH,
-                 STATE_SELECT, STATE_SCRIPT /* SCRIPT: LOAD goes to every node */ };
+                 STATE_SELECT, STATE_SCRIPT /* SCRIPT: LOAD goes to every node */,
+                 STATE_WAIT /* WAIT: counts this connection's writes */ };
 
 struct command {
     const char    *name;     /* lower case */

@@ -1,6 +1,7 @@
-/* Request routing. With one master, a request is answered here (local
- * commands), refused (commands that need a dedicated link, which the
- * shared ones cannot give), or forwarded on the client's own link. */
+/* Request routing: answered here, refused, forwarded on the client's own
+ * shared link to the master or to a replica (reads), or on a lease when
+ * the client holds server-side state (transactions, blocking calls,
+ * another database, pub/sub). */
 #include "router.h"
 
 #include <stdio.h>
@@ -62,8 +63,9 @@ static long long ryw_floor(struct client *c)
 /* The eligible replica, at or past `floor`, with the fewest requests in
  * flight; among equals, the one sent the fewest so far, so that light
  * traffic spreads too. */
-static struct node *pick_replica(struct sidecar *sc, long long floor)
+static struct node *pick_replica(struct client *c, long long floor)
 {
+    struct sidecar *sc = c->sc;
     ev_tstamp now = ev_now(sc->loop);
     struct node *best = NULL;
     unsigned best_load = 0;
@@ -71,7 +73,7 @@ static struct node *pick_replica(struct sidecar *sc, long long floor)
 
     for (int i = 0; i < sc->nreplicas; i++) {
         struct node *n = &sc->replicas[i];
-        if (n->pool->down || pool_ready_links(n->pool) == 0 ||
+        if (n->pool->down || !link_is_ready(pool_link_for(n->pool, c->id)) ||
             !health_replica_eligible(&sc->topo, &n->health, sc->cfg->replica_max_lag,
                                      now, why, sizeof why))
             continue;
@@ -100,12 +102,12 @@ static void forward(struct client *c, const char *frame, size_t len, unsigned fl
             flags |= REQ_WRITE;
     } else if (sc->cfg->read_from != READ_MASTER) {
         long long floor = ryw_floor(c);
-        struct node *r = floor < 0 ? NULL : pick_replica(sc, floor);
+        struct node *r = floor < 0 ? NULL : pick_replica(c, floor);
         if (r) {
             n = r;
             flags |= REQ_REROUTE;
             sc->st.reads_to_replicas++;
-        } else if (floor < 0) {
+        } else if (floor != 0) {       /* its own write: the master has it */
             sc->st.reads_ryw_master++;
         } else if (sc->cfg->read_from == READ_REPLICA) {
             sc->st.err_no_replica++;
@@ -125,14 +127,15 @@ static void forward(struct client *c, const char *frame, size_t len, unsigned fl
 /* SELECT of another database holds state; while leased, every SELECT
  * goes to the lease so that its database is known. */
 static int select_needs_lease(struct client *c, const char *frame, const struct resp_frame *fr,
-                              long long *db)
+                              long long *db, int *db_ok)
 {
     size_t pos = 0, n;
     const char *a;
 
     *db = c->sc->cfg->database;
-    if (fr->argc != 2 || !resp_next_arg(frame, fr->len, &pos, &a, &n) ||
-        !resp_next_arg(frame, fr->len, &pos, &a, &n) || resp_parse_ll(a, n, db) < 0)
+    *db_ok = fr->argc == 2 && resp_next_arg(frame, fr->len, &pos, &a, &n) &&
+             resp_next_arg(frame, fr->len, &pos, &a, &n) && resp_parse_ll(a, n, db) == 0;
+    if (!*db_ok)
         return c->lease != NULL;      /* a bad SELECT: redis's own error, if leased */
     return c->lease != NULL || *db != c->sc->cfg->database;
 }
@@ -141,21 +144,47 @@ static int select_needs_lease(struct client *c, const char *frame, const struct 
  * pool as soon as nothing is held. Sent, not answered, is what counts: a
  * refused MULTI keeps nothing, but counting it only keeps the lease a
  * little longer, never too short. */
-static void note_lease_state(struct client *c, const struct command *cmd, long long db)
+static void note_lease_state(struct client *c, const struct command *cmd, long long db,
+                             int db_ok)
 {
+    int other = db != c->sc->cfg->database;
+
     switch (cmd ? cmd->state : STATE_NONE) {
-    case STATE_MULTI:     c->in_multi = 1; break;
-    case STATE_END_MULTI: c->in_multi = 0; c->watching = 0; break;
-    case STATE_WATCH:     c->watching = 1; break;
-    case STATE_UNWATCH:   c->watching = 0; break;
-    case STATE_SELECT:    c->other_db = db != c->sc->cfg->database; break;
+    case STATE_MULTI:
+        c->in_multi = 1;
+        break;
+    case STATE_END_MULTI:                /* without a MULTI, redis keeps a WATCH */
+        if (c->in_multi)
+            c->in_multi = c->watching = 0;
+        break;
+    case STATE_WATCH:
+        c->watching = 1;
+        break;
+    case STATE_UNWATCH:                  /* inside MULTI it is only queued */
+        if (!c->in_multi)
+            c->watching = 0;
+        break;
+    case STATE_SELECT:                   /* queued in a MULTI: it may never run */
+        if (db_ok)
+            c->other_db = c->in_multi ? (c->other_db | other) : other;
+        break;
     case STATE_NONE:
-    case STATE_SCRIPT:    break;
+    case STATE_SCRIPT:
+    case STATE_WAIT:
+        break;
     }
 }
 
 /* A lease for c, or NULL: then either c waits (lease_wait set, for at most
  * connect_timeout) or, the wait over, it got the error. */
+static void lease_wait_end(struct client *c)
+{
+    if (c->lease_wait) {
+        c->lease_wait = 0;
+        c->sc->lease_waiters--;
+    }
+}
+
 static struct link *take_lease(struct client *c)
 {
     struct sidecar *sc = c->sc;
@@ -163,14 +192,14 @@ static struct link *take_lease(struct client *c)
     struct link *l = pool_lease(sc->master.pool, c);
 
     if (l) {
-        if (c->lease_wait) {
-            c->lease_wait = 0;
-            sc->lease_waiters--;
-        }
+        lease_wait_end(c);
         return l;
     }
-    if (!client_ext(c))
+    if (!client_ext(c)) {
+        lease_wait_end(c);
+        client_reply_error(c, "ERR proxy out of memory");
         return NULL;
+    }
     if (!c->lease_wait) {
         c->lease_wait = 1;
         c->x->lease_deadline = now + sc->cfg->connect_timeout;
@@ -179,16 +208,27 @@ static struct link *take_lease(struct client *c)
     }
     if (now < c->x->lease_deadline)
         return NULL;
-    c->lease_wait = 0;
-    sc->lease_waiters--;
+    lease_wait_end(c);
     client_reply_error(c, "ERR no dedicated connection free for this command "
                        "(max_leased %d reached)", sc->cfg->max_leased);
     return NULL;
 }
 
+/* WAIT counts the writes made on its own connection, and this client's
+ * went out on shared links: a PUBLISH (replicated, answer dropped) first
+ * brings the lease's replication offset past them all. */
+static void wait_covers_earlier_writes(struct client *c)
+{
+    static const char publish[] = "*3\r\n$7\r\nPUBLISH\r\n$22\r\n__redis-sidecar__:wait\r\n$0\r\n\r\n";
+    struct req *r = req_alloc(&c->sc->cache);
+
+    if (r && link_send(c->lease, r, publish, sizeof publish - 1) < 0)
+        req_release(&c->sc->cache, r);
+}
+
 /* Everything of a client holding a lease goes through it, in order. */
 static int lease_forward(struct client *c, const struct command *cmd, const char *frame,
-                         const struct resp_frame *fr, long long db)
+                         const struct resp_frame *fr, long long db, int db_ok)
 {
     struct sidecar *sc = c->sc;
 
@@ -196,6 +236,7 @@ static int lease_forward(struct client *c, const struct command *cmd, const char
         if (c->inflight)
             return ROUTE_LATER;       /* earlier requests first, on their links */
         if (sc->master.pool->down) {
+            lease_wait_end(c);
             sc->st.err_node_down++;
             client_reply_error(c, "ERR upstream %s is down (%s)", sc->master.pool->cfg.name,
                                sc->master.pool->down_reason);
@@ -204,8 +245,12 @@ static int lease_forward(struct client *c, const struct command *cmd, const char
         if (!(c->lease = take_lease(c)))
             return c->lease_wait ? ROUTE_WAIT_LEASE : ROUTE_DONE;
     }
-    note_lease_state(c, cmd, db);
+    note_lease_state(c, cmd, db, db_ok);
+    if (cmd && cmd->state == STATE_WAIT)
+        wait_covers_earlier_writes(c);
     unsigned flags = REQ_LEASED;
+    if (cmd && (cmd->flags & CMD_BLOCKING))
+        flags |= REQ_NOTIMEOUT;
     if (sc->nreplicas && sc->cfg->read_your_writes != RYW_OFF &&
         !(cmd && (cmd->flags & CMD_READONLY)))
         flags |= REQ_WRITE;
@@ -281,6 +326,7 @@ int router_dispatch(struct client *c, const char *frame, const struct resp_frame
     int nl = fr->name_len > 40 ? 40 : (int)fr->name_len;
     const struct command *cmd = command_lookup(&sc->cmds, name, fr->name_len);
     long long db = sc->cfg->database;
+    int db_ok = 0;
 
     c->last_cmd = cmd;
     if (needs_auth(c, cmd)) {
@@ -290,10 +336,13 @@ int router_dispatch(struct client *c, const char *frame, const struct resp_frame
     }
     if (cmd && cmd->local == LOCAL_CLIENT && client_needs_stream(frame, fr))
         return stream_forward(c, frame, fr->len);
-    if (c->stream && !(cmd && (cmd->flags & (CMD_LOCAL | CMD_REFUSED))))
+    /* A streaming lease is the client's own connection: everything goes
+     * there, in order, but for QUIT, PROXY and what is never allowed. */
+    if (c->stream && !(cmd && (cmd->local == LOCAL_QUIT || cmd->local == LOCAL_PROXY ||
+                               (cmd->flags & CMD_REFUSED))))
         return stream_forward(c, frame, fr->len);
-    if (cmd && cmd->local == LOCAL_SELECT && select_needs_lease(c, frame, fr, &db))
-        return lease_forward(c, cmd, frame, fr, db);
+    if (cmd && cmd->local == LOCAL_SELECT && select_needs_lease(c, frame, fr, &db, &db_ok))
+        return lease_forward(c, cmd, frame, fr, db, db_ok);
     if (cmd && (cmd->flags & CMD_LOCAL)) {
         admin_local(c, cmd, frame, fr);
         return ROUTE_DONE;
@@ -315,7 +364,7 @@ int router_dispatch(struct client *c, const char *frame, const struct resp_frame
         return stream_forward(c, frame, fr->len);
     if (c->lease || (cmd && (cmd->flags & CMD_LEASE)) ||
         (cmd && (cmd->flags & CMD_MAYBLOCK) && has_block_arg(frame, fr->len)))
-        return lease_forward(c, cmd, frame, fr, db);
+        return lease_forward(c, cmd, frame, fr, db, db_ok);
     if (cmd && cmd->state == STATE_SCRIPT)
         script_load_everywhere(c, frame, fr);
     forward(c, frame, fr->len, cmd && (cmd->flags & CMD_READONLY) ? REQ_READONLY : 0);

@@ -225,3 +225,42 @@ def test_client_reply_off_and_tracking_take_a_streaming_lease(env, master):
     s.sendall(resp_cmd("CLIENT", "TRACKING", "on", "BCAST") + resp_cmd("GET", "quiet"))
     assert resp_read(f) == b"OK"
     assert resp_read(f) == b"1"
+
+
+def test_lease_lost_mid_transaction_closes_the_client(env, master):
+    """Its MULTI died with the connection: carrying on would run its next
+    commands outside the transaction. The client is disconnected instead."""
+    sc = env.sidecar(master)
+    s = sc.raw()
+    f = s.makefile("rb")
+    s.sendall(resp_cmd("SELECT", "4") + resp_cmd("MULTI"))
+    assert resp_read(f) == b"OK" and resp_read(f) == b"OK"
+    killed = [c for c in master.client().client_list() if c.get("name") == "sidecar-lease"]
+    assert len(killed) == 1
+    master.client().client_kill_filter(_id=killed[0]["id"])
+    assert f.read() == b""                        # closed, not carried on in db 0
+    assert sc.client().set("k", "v") is True      # everyone else fine
+
+
+def test_select_and_local_commands_in_stream_mode(env, master):
+    sc = env.sidecar(master)
+    s = sc.raw()
+    f = s.makefile("rb")
+    s.sendall(resp_cmd("SUBSCRIBE", "c") + resp_cmd("UNSUBSCRIBE") + resp_cmd("SELECT", "2") +
+              resp_cmd("SET", "k", "v2") + resp_cmd("CLIENT", "SETNAME", "sub") +
+              resp_cmd("GET", "k"))
+    assert resp_read(f) == [b"subscribe", b"c", 1]
+    assert resp_read(f) == [b"unsubscribe", b"c", 0]
+    assert [resp_read(f) for _ in range(4)] == [b"OK", b"OK", b"OK", b"v2"]
+    assert redis.Redis(port=master.port, db=2).get("k") == b"v2"
+
+
+def test_idle_timeout_spares_subscribers(env, master):
+    sc = env.sidecar(master, clients={"idle_timeout": "300ms"})
+    s = sc.raw()
+    f = s.makefile("rb")
+    s.sendall(resp_cmd("SUBSCRIBE", "quiet"))
+    assert resp_read(f) == [b"subscribe", b"quiet", 1]
+    time.sleep(1)
+    sc.client().publish("quiet", "still here")
+    assert resp_read(f) == [b"message", b"quiet", b"still here"]

@@ -267,3 +267,35 @@ def test_commands_learnt_from_the_server_are_routed_by_their_flags(env, topo):
         r.pfcount("hll")
     assert sum(calls(n, "pfcount") for n in replicas) == 20
     assert calls(master, "pfcount") == 0
+
+
+def test_wait_counts_the_clients_writes_from_shared_links(env, master):
+    """WAIT runs on a lease, while the client's writes went out on shared
+    links: it must still wait for them to reach a replica."""
+    relay = Relay(master.port)
+    try:
+        rep = env.redis("replica", args=["--replicaof", "127.0.0.1", str(relay.port)])
+        wait_until(lambda: rep.client().info("replication")["master_link_status"] == "up",
+                   what="replica in sync")
+        sc = env.sidecar(master)
+        r = sc.client()
+        r.set("before", "1")
+        assert r.execute_command("WAIT", "1", "2000") == 1     # it gets there
+        relay.blackhole()                                       # replication stalls
+        r.set("after", "1")
+        t0 = time.monotonic()
+        assert r.execute_command("WAIT", "1", "300") == 0       # and now it cannot
+        assert time.monotonic() - t0 >= 0.25
+    finally:
+        relay.close()
+
+
+def test_info_and_scan_stay_on_the_master(env, topo):
+    master, replicas = topo
+    sc = sidecar_for(env, master, replicas, routing={"read_your_writes": "off"})
+    r = sc.client()
+    assert r.info()["role"] == "master"
+    for i in range(20):
+        r.scan(0)
+    assert calls(master, "scan") == 20
+    assert all(calls(n, "scan") == 0 for n in replicas)
