@@ -26,7 +26,11 @@ struct key {
     size_t      off;
     double      min, max;
     int         is_list;   /* may repeat; values add up */
+    const char *const *choices;  /* p_enum: the names, in enum order */
 };
+
+static const char *const read_from_names[] = {"master", "prefer-replica", "replica", NULL};
+static const char *const ryw_names[] = {"offset", "window", "off", NULL};
 
 static int p_string(const struct key *k, const char *v, void *dst, char *why, size_t wl)
 {
@@ -192,31 +196,20 @@ static int p_addrs(const struct key *k, const char *v, void *dst, char *why, siz
     return rc;
 }
 
-static int p_ryw(const struct key *k, const char *v, void *dst, char *why, size_t wl)
+/* One of k->choices, stored as its index (the enum's value). */
+static int p_enum(const struct key *k, const char *v, void *dst, char *why, size_t wl)
 {
-    static const char *const names[] = {"offset", "window", "off"};
-    (void)k;
-    for (int i = 0; i < 3; i++) {
-        if (strcmp(v, names[i]) == 0) {
-            *(enum ryw *)dst = (enum ryw)i;
-            return 0;
-        }
-    }
-    snprintf(why, wl, "\"%s\" is not one of offset, window, off", v);
-    return -1;
-}
+    size_t used = 0;
 
-static int p_read_from(const struct key *k, const char *v, void *dst, char *why, size_t wl)
-{
-    static const char *const names[] = {"master", "prefer-replica", "replica"};
-    (void)k;
-    for (int i = 0; i < 3; i++) {
-        if (strcmp(v, names[i]) == 0) {
-            *(enum read_from *)dst = (enum read_from)i;
+    for (int i = 0; k->choices[i]; i++) {
+        if (strcmp(v, k->choices[i]) == 0) {
+            *(int *)dst = i;
             return 0;
         }
     }
-    snprintf(why, wl, "\"%s\" is not one of master, prefer-replica, replica", v);
+    used = (size_t)snprintf(why, wl, "\"%s\" is not one of ", v);
+    for (int i = 0; k->choices[i] && used < wl; i++)
+        used += (size_t)snprintf(why + used, wl - used, "%s%s", i ? ", " : "", k->choices[i]);
     return -1;
 }
 
@@ -230,42 +223,42 @@ static int p_cidrs(const struct key *k, const char *v, void *dst, char *why, siz
 #define OFF(f) offsetof(struct config, f)
 #define MB (1024.0 * 1024)
 static const struct key keys[] = {
-    {"proxy", "listen", p_addrs, OFF(listen), 0, 0, 1},
-    {"proxy", "password", p_string, OFF(password), 0, 0, 0},
-    {"upstream", "master", p_addr, OFF(master), 0, 0, 0},
-    {"upstream", "replicas", p_addrs, OFF(replicas), 0, 0, 1},
-    {"upstream", "username", p_string, OFF(username), 0, 0, 0},
-    {"upstream", "password", p_string, OFF(upstream_password), 0, 0, 0},
-    {"upstream", "database", p_int, OFF(database), 0, 100000, 0},
-    {"pool", "connections", p_int, OFF(connections), 1, 64, 0},
-    {"pool", "connect_timeout", p_duration, OFF(connect_timeout), 0.01, 60, 0},
-    {"pool", "reply_timeout", p_duration, OFF(reply_timeout), 0.01, 3600, 0},
-    {"pool", "validate_after", p_duration, OFF(validate_after), 0, 86400, 0},
-    {"pool", "ping_timeout", p_duration, OFF(ping_timeout), 0.001, 60, 0},
-    {"pool", "ping_interval", p_duration, OFF(ping_interval), 0, 86400, 0},
-    {"pool", "tcp_keepalive", p_duration, OFF(tcp_keepalive), 0, 86400, 0},
-    {"pool", "tcp_user_timeout", p_duration, OFF(tcp_user_timeout), 0, 86400, 0},
-    {"pool", "max_link_age", p_duration, OFF(max_link_age), 0, 30 * 86400, 0},
-    {"pool", "retry_reads", p_bool, OFF(retry_reads), 0, 0, 0},
-    {"pool", "max_leased", p_int, OFF(max_leased), 1, 100000, 0},
-    {"health", "check_interval", p_duration, OFF(check_interval), 0.01, 3600, 0},
-    {"health", "down_after", p_int, OFF(down_after), 1, 1000, 0},
-    {"routing", "read_from", p_read_from, OFF(read_from), 0, 0, 0},
-    {"routing", "replica_max_lag", p_duration, OFF(replica_max_lag), 0, 86400, 0},
-    {"routing", "read_your_writes", p_ryw, OFF(read_your_writes), 0, 0, 0},
-    {"routing", "ryw_window", p_duration, OFF(ryw_window), 0, 3600, 0},
-    {"clients", "idle_timeout", p_duration, OFF(idle_timeout), 0, 30 * 86400, 0},
-    {"clients", "max_connections", p_int, OFF(max_connections), 1, 1000000, 0},
-    {"clients", "max_connections_per_ip", p_int, OFF(max_connections_per_ip), 0, 1000000, 0},
-    {"clients", "allow", p_cidrs, OFF(allow), 0, 0, 1},
-    {"clients", "deny", p_cidrs, OFF(deny), 0, 0, 1},
-    {"clients", "max_pipeline", p_int, OFF(max_pipeline), 1, 10000000, 0},
-    {"admin", "allow", p_cidrs, OFF(admin_allow), 0, 0, 1},
-    {"admin", "password", p_string, OFF(admin_password), 0, 0, 0},
-    {"admin", "reserved", p_int, OFF(admin_reserved), 0, 1000, 0},
-    {"clients", "max_query_buffer", p_size, OFF(max_query_buffer), 1024, 2047 * MB, 0},
-    {"clients", "max_output_buffer", p_size, OFF(max_output_buffer), 1024, 4095 * MB, 0},
-    {"log", "level", p_loglevel, OFF(log_level), 0, 0, 0},
+    {"proxy", "listen", p_addrs, OFF(listen), 0, 0, 1, NULL},
+    {"proxy", "password", p_string, OFF(password), 0, 0, 0, NULL},
+    {"upstream", "master", p_addr, OFF(master), 0, 0, 0, NULL},
+    {"upstream", "replicas", p_addrs, OFF(replicas), 0, 0, 1, NULL},
+    {"upstream", "username", p_string, OFF(username), 0, 0, 0, NULL},
+    {"upstream", "password", p_string, OFF(upstream_password), 0, 0, 0, NULL},
+    {"upstream", "database", p_int, OFF(database), 0, 100000, 0, NULL},
+    {"pool", "connections", p_int, OFF(connections), 1, 64, 0, NULL},
+    {"pool", "connect_timeout", p_duration, OFF(connect_timeout), 0.01, 60, 0, NULL},
+    {"pool", "reply_timeout", p_duration, OFF(reply_timeout), 0.01, 3600, 0, NULL},
+    {"pool", "validate_after", p_duration, OFF(validate_after), 0, 86400, 0, NULL},
+    {"pool", "ping_timeout", p_duration, OFF(ping_timeout), 0.001, 60, 0, NULL},
+    {"pool", "ping_interval", p_duration, OFF(ping_interval), 0, 86400, 0, NULL},
+    {"pool", "tcp_keepalive", p_duration, OFF(tcp_keepalive), 0, 86400, 0, NULL},
+    {"pool", "tcp_user_timeout", p_duration, OFF(tcp_user_timeout), 0, 86400, 0, NULL},
+    {"pool", "max_link_age", p_duration, OFF(max_link_age), 0, 30 * 86400, 0, NULL},
+    {"pool", "retry_reads", p_bool, OFF(retry_reads), 0, 0, 0, NULL},
+    {"pool", "max_leased", p_int, OFF(max_leased), 1, 100000, 0, NULL},
+    {"health", "check_interval", p_duration, OFF(check_interval), 0.01, 3600, 0, NULL},
+    {"health", "down_after", p_int, OFF(down_after), 1, 1000, 0, NULL},
+    {"routing", "read_from", p_enum, OFF(read_from), 0, 0, 0, read_from_names},
+    {"routing", "replica_max_lag", p_duration, OFF(replica_max_lag), 0, 86400, 0, NULL},
+    {"routing", "read_your_writes", p_enum, OFF(read_your_writes), 0, 0, 0, ryw_names},
+    {"routing", "ryw_window", p_duration, OFF(ryw_window), 0, 3600, 0, NULL},
+    {"clients", "idle_timeout", p_duration, OFF(idle_timeout), 0, 30 * 86400, 0, NULL},
+    {"clients", "max_connections", p_int, OFF(max_connections), 1, 1000000, 0, NULL},
+    {"clients", "max_connections_per_ip", p_int, OFF(max_connections_per_ip), 0, 1000000, 0, NULL},
+    {"clients", "allow", p_cidrs, OFF(allow), 0, 0, 1, NULL},
+    {"clients", "deny", p_cidrs, OFF(deny), 0, 0, 1, NULL},
+    {"clients", "max_pipeline", p_int, OFF(max_pipeline), 1, 10000000, 0, NULL},
+    {"admin", "allow", p_cidrs, OFF(admin_allow), 0, 0, 1, NULL},
+    {"admin", "password", p_string, OFF(admin_password), 0, 0, 0, NULL},
+    {"admin", "reserved", p_int, OFF(admin_reserved), 0, 1000, 0, NULL},
+    {"clients", "max_query_buffer", p_size, OFF(max_query_buffer), 1024, 2047 * MB, 0, NULL},
+    {"clients", "max_output_buffer", p_size, OFF(max_output_buffer), 1024, 4095 * MB, 0, NULL},
+    {"log", "level", p_loglevel, OFF(log_level), 0, 0, 0, NULL},
 };
 #define NKEYS (sizeof keys / sizeof keys[0])
 

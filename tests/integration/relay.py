@@ -48,17 +48,20 @@ class Relay:
         if flow and flow[0] in self.flows:
             self._close(flow[0])
 
+    def _send(self, peer, data):
+        try:
+            peer.setblocking(True)
+            peer.sendall(data)
+            peer.setblocking(False)
+        except OSError:
+            self._close(peer)
+
     def _flush_due(self):
         now = time.monotonic()
         while self.due and self.due[0][0] <= now:
             _, peer, data = self.due.popleft()
             if peer in self.flows:
-                try:
-                    peer.setblocking(True)
-                    peer.sendall(data)
-                    peer.setblocking(False)
-                except OSError:
-                    self._close(peer)
+                self._send(peer, data)
 
     def _run(self):
         while not self.stopping:
@@ -108,12 +111,7 @@ class Relay:
         if self.delay:
             self.due.append((time.monotonic() + self.delay, peer, data))
             return
-        try:
-            peer.setblocking(True)
-            peer.sendall(data)
-            peer.setblocking(False)
-        except OSError:
-            self._close(s)
+        self._send(peer, data)
 
     def close(self):
         self.stopping = True

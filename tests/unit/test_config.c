@@ -140,6 +140,12 @@ static void test_errors(void)
                      "t.ini:4: pool.retry_reads: \"maybe\" is not on or off"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[admin]\nreserved = -1\n",
                      "t.ini:4: admin.reserved: \"-1\" not in 0..1000"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[routing]\nread_from = both\n",
+                     "t.ini:4: routing.read_from: \"both\" is not one of master, prefer-replica, replica"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[routing]\nread_your_writes = yes\n",
+                     "t.ini:4: routing.read_your_writes: \"yes\" is not one of offset, window, off"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[routing]\nread_from = replica\n",
+                     "t.ini: routing.read_from = replica needs upstream.replicas"));
     /* The first error wins, with its own line. */
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\ndatabase = x\n[pool]\nconnections = 0\n",
                      "t.ini:3: upstream.database: \"x\" not in 0..100000"));
