@@ -88,6 +88,19 @@ static unsigned hash_name(const char *s, size_t n)
     return h;
 }
 
+/* Names are a few bytes: a loop beats a call to strncasecmp. */
+static int same_name(const char *lower, const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (unsigned char)(c + 32);
+        if (c != (unsigned char)lower[i])
+            return 0;
+    }
+    return 1;
+}
+
 void command_table_init(struct command_table *t)
 {
     memset(t, 0, sizeof *t);
@@ -113,7 +126,7 @@ const struct command *command_lookup(const struct command_table *t,
         const struct command *c = t->slot[i];
         if (!c)
             return NULL;
-        if (t->len[i] == len && strncasecmp(c->name, name, len) == 0)
+        if (t->len[i] == len && same_name(c->name, name, len))
             return c;
     }
 }
