@@ -146,6 +146,7 @@ static void lease_down(struct link *l, const char *why)
     char msg[320];
 
     log_info("lease %s#%d closed: %s", p->cfg.name, l->idx, why);
+    snprintf(l->last_err, sizeof l->last_err, "%s", why);
     snprintf(msg, sizeof msg, "dedicated connection to %s lost (%s); its "
              "transaction, WATCH or blocking call is gone", p->cfg.name, why);
     close_socket(l);

@@ -176,8 +176,11 @@ struct link *pool_lease(struct pool *p, void *lessee)
         p->nleases++;
         TAILQ_INSERT_TAIL(&p->leases, l, all_tqe);
         link_start(l);
-        if (l->dead)             /* the connect failed at once (no fds, say) */
+        if (l->dead) {           /* the connect failed at once (no fds, say) */
+            snprintf(p->lease_failure, sizeof p->lease_failure, "%s", l->last_err);
             return NULL;
+        }
+        p->lease_failure[0] = '\0';
     }
     l->lessee = lessee;
     p->st.leases_taken++;

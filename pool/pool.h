@@ -74,6 +74,7 @@ struct pool {
     TAILQ_HEAD(, link) lease_idle;   /* ready, waiting for a holder */
     TAILQ_HEAD(, link) lease_dead;   /* freed at the next flush */
     int                nleases;      /* leased links in existence */
+    char               lease_failure[160];  /* why the last new lease failed at once */
     int                next_lease_idx;
     ev_prepare         flush_w;
     ev_timer           care_w;        /* background pings and retirement */

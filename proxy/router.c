@@ -209,8 +209,12 @@ static struct link *take_lease(struct client *c)
     if (now < c->x->lease_deadline)
         return NULL;
     lease_wait_end(c);
-    client_reply_error(c, "ERR no dedicated connection free for this command "
-                       "(max_leased %d reached)", sc->cfg->max_leased);
+    if (sc->master.pool->lease_failure[0])
+        client_reply_error(c, "ERR cannot open a dedicated connection to %s: %s",
+                           sc->master.pool->cfg.name, sc->master.pool->lease_failure);
+    else
+        client_reply_error(c, "ERR no dedicated connection free for this command "
+                           "(max_leased %d reached)", sc->cfg->max_leased);
     return NULL;
 }
 

@@ -1,13 +1,15 @@
 """Stateful commands on leased links: transactions, WATCH, blocking calls,
 other databases. A lease goes back clean (RESET) and never leaks state to
 its next holder."""
+import socket
+import subprocess
 import threading
 import time
 
 import pytest
 import redis
 
-from conftest import SLOW, resp_cmd, resp_read, wait_until
+from conftest import SIDECAR_BIN, SLOW, resp_cmd, resp_read, wait_until
 
 
 def lease_links(master):
@@ -264,3 +266,58 @@ def test_idle_timeout_spares_subscribers(env, master):
     time.sleep(1)
     sc.client().publish("quiet", "still here")
     assert resp_read(f) == [b"message", b"quiet", b"still here"]
+
+
+def test_lease_lost_with_many_requests_behind_a_blocking_call(env, master):
+    """The errors for everything queued on a dying lease overflow the
+    client's output limit: the client is closed while the lease is being
+    failed, and the proxy survives it (no double free)."""
+    sc = env.sidecar(master, clients={"max_output_buffer": "1kb"})
+    s = sc.raw()
+    s.sendall(resp_cmd("BLPOP", "nothing", "0") + resp_cmd("GET", "x") * 50)
+    wait_until(lambda: len(lease_links(master)) == 1, what="lease in use")
+    lease = lease_links(master)[0]
+    master.client().client_kill_filter(_id=lease["id"])
+    s.settimeout(5)
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except ConnectionResetError:
+        pass
+    assert data == b"" or data.startswith(b"-ERR dedicated connection")
+    assert sc.alive()
+    assert sc.client().set("k", "v") is True
+
+
+def test_taking_a_lease_without_file_descriptors(env, master):
+    """socket() fails at once (EMFILE) when a lease is opened: the client
+    gets a clear error after the bounded wait, the proxy keeps running."""
+    sc = env.sidecar(master, start=False, pool={"connect_timeout": "300ms"})
+    sc.log_fh = open(sc.logfile, "ab")
+    sc.proc = subprocess.Popen(["prlimit", "--nofile=40:40", SIDECAR_BIN, "-c", str(sc.ini)],
+                               stdout=sc.log_fh, stderr=subprocess.STDOUT)
+    wait_until(lambda: sc.client().ping(), what="sidecar up")
+    r = sc.client()
+    assert r.ping() is True                   # connected before the fds run out
+    fillers = []
+    for _ in range(60):                       # use up the descriptors
+        try:
+            fillers.append(socket.create_connection(("127.0.0.1", sc.port), timeout=1))
+        except OSError:
+            break
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    with pytest.raises(redis.ResponseError, match="cannot open a dedicated connection"):
+        r.execute_command("MULTI")
+    assert time.monotonic() - t0 < 2 * SLOW
+    for f in fillers:
+        f.close()
+    wait_until(lambda: sc.client().ping(), what="serving again")
+    assert sc.alive()
+    r2 = sc.client()
+    assert r2.execute_command("MULTI") in (True, b"OK")
+    assert r2.execute_command("DISCARD") in (True, b"OK")
