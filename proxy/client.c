@@ -300,6 +300,8 @@ void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
     (void)arg;
 
     c->inflight -= r->len;
+    if (r->flags & REQ_REROUTE)
+        c->x->replica_reads--;
     if (r->flags & REQ_WRITE) {
         c->x->writes_pending--;
         c->x->wrote_at = ev_now(c->sc->loop);
@@ -328,7 +330,7 @@ void client_forward(struct client *c, struct link *l, const char *p, size_t n,
 {
     struct req *r = req_alloc(&c->sc->cache);
 
-    if ((req_flags & (REQ_WRITE | REQ_LEASED)) && !client_ext(c)) {
+    if ((req_flags & (REQ_WRITE | REQ_LEASED | REQ_REROUTE)) && !client_ext(c)) {
         if (r)
             req_release(&c->sc->cache, r);
         r = NULL;
@@ -351,6 +353,8 @@ void client_forward(struct client *c, struct link *l, const char *p, size_t n,
         c->x->writes_pending++;
     if (req_flags & REQ_LEASED)
         c->x->lease_pending++;
+    if (req_flags & REQ_REROUTE)
+        c->x->replica_reads++;
     c->sc->st.forwarded++;
 }
 

@@ -25,6 +25,7 @@ struct client_input {
 struct client_ext {
     unsigned   lease_pending;  /* requests on the lease not answered yet */
     unsigned   writes_pending; /* writes sent, not answered yet */
+    unsigned   replica_reads;  /* reads on replicas, not answered yet */
     ev_tstamp  lease_deadline; /* waiting for a lease until then */
     ev_tstamp  wrote_at;       /* last write's reply: read-your-writes from here */
     long long  wrote_offset;   /* master offset covering it; -1 until sampled */

@@ -91,11 +91,15 @@ static struct node *pick_replica(struct client *c, long long floor)
     return best;
 }
 
-static void forward(struct client *c, const char *frame, size_t len, unsigned flags)
+static int forward(struct client *c, const char *frame, size_t len, unsigned flags)
 {
     struct sidecar *sc = c->sc;
     struct node *n = &sc->master;
 
+    /* A write waits for the client's reads on replicas: one of them may
+     * still have to be re-sent to the master, and must run before it. */
+    if (!(flags & REQ_READONLY) && c->x && c->x->replica_reads)
+        return ROUTE_LATER;
     if (!(flags & REQ_READONLY)) {
         /* Only worth tracking when reads may go elsewhere. */
         if (sc->nreplicas && sc->cfg->read_your_writes != RYW_OFF)
@@ -112,16 +116,17 @@ static void forward(struct client *c, const char *frame, size_t len, unsigned fl
         } else if (sc->cfg->read_from == READ_REPLICA) {
             sc->st.err_no_replica++;
             client_reply_error(c, "ERR no replica can serve reads now (read_from = replica)");
-            return;
+            return ROUTE_DONE;
         }
     }
     if (n->pool->down) {
         sc->st.err_node_down++;
         client_reply_error(c, "ERR upstream %s is down (%s)", n->pool->cfg.name,
                            n->pool->down_reason);
-        return;
+        return ROUTE_DONE;
     }
     client_forward(c, pool_link_for(n->pool, c->id), frame, len, flags);
+    return ROUTE_DONE;
 }
 
 /* SELECT of another database holds state; while leased, every SELECT
@@ -369,8 +374,10 @@ int router_dispatch(struct client *c, const char *frame, const struct resp_frame
     if (c->lease || (cmd && (cmd->flags & CMD_LEASE)) ||
         (cmd && (cmd->flags & CMD_MAYBLOCK) && has_block_arg(frame, fr->len)))
         return lease_forward(c, cmd, frame, fr, db, db_ok);
+    unsigned flags = cmd && (cmd->flags & CMD_READONLY) ? REQ_READONLY : 0;
+    if (!(flags & REQ_READONLY) && c->x && c->x->replica_reads)
+        return ROUTE_LATER;              /* before SCRIPT LOAD fans out, too */
     if (cmd && cmd->state == STATE_SCRIPT)
         script_load_everywhere(c, frame, fr);
-    forward(c, frame, fr->len, cmd && (cmd->flags & CMD_READONLY) ? REQ_READONLY : 0);
-    return ROUTE_DONE;
+    return forward(c, frame, fr->len, flags);
 }

@@ -165,6 +165,10 @@ def test_replica_refusing_a_read_is_bypassed_through_the_master(env, master):
         p.get("k")
         p.incr("n")
     assert p.execute() == [x for i in range(10) for x in (b"v", i + 1)]
+    # a read the replica refuses runs before the write pipelined after it
+    p = r.pipeline(transaction=False)
+    p.get("k").set("k", "new").get("k")
+    assert p.execute() == [b"v", True, b"new"]
     # at least the first read met the refusal (later ones may find the
     # replica's link being replaced and go to the master directly)
     assert int(sc.info()["replica_redirects"]) >= 1
