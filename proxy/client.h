@@ -16,9 +16,6 @@ struct client_input {
     struct resp_framer fr;
 };
 
-/* Allocated by listener_accept(); freed only by the loop's flush step after
- * the iteration that closed it, never inside its own callbacks. Kept small:
- * an idle connection costs this struct and nothing else. */
 /* What only some clients need: read-your-writes tracking (with replicas)
  * and lease bookkeeping. Allocated on first use, so an idle connection
  * does not pay for it. */
@@ -32,6 +29,9 @@ struct client_ext {
     char      *name;           /* CLIENT SETNAME / HELLO SETNAME */
 };
 
+/* Allocated by listener_accept(); freed only by the loop's flush step after
+ * the iteration that closed it, never inside its own callbacks. Kept small:
+ * an idle connection costs this struct and nothing else. */
 struct client {
     struct sidecar *sc;
     uint64_t        id;

@@ -8,10 +8,10 @@
 #include "../lib/resp.h"
 
 #define R CMD_READONLY
-#define S (CMD_STATEFUL | CMD_LEASE)
-#define N (CMD_STATEFUL | CMD_NOT_YET)
-#define P (CMD_STATEFUL | CMD_STREAM)
-#define B (CMD_STATEFUL | CMD_BLOCKING | CMD_LEASE)
+#define S CMD_LEASE
+#define N CMD_NOT_YET
+#define P CMD_STREAM
+#define B (CMD_BLOCKING | CMD_LEASE)
 
 static const struct command commands[] = {
     /* answered by the proxy */
@@ -209,7 +209,7 @@ static int load_entry(struct command_table *t, const char *p, size_t n)
         readonly |= fl == 8 && strncasecmp(f, "readonly", 8) == 0;
         write |= fl == 5 && strncasecmp(f, "write", 5) == 0;
         if (fl == 8 && strncasecmp(f, "blocking", 8) == 0)
-            flags |= CMD_STATEFUL | CMD_BLOCKING | CMD_LEASE;
+            flags |= CMD_BLOCKING | CMD_LEASE;
     }
     if (readonly && !write && !(flags & CMD_LEASE))
         flags |= CMD_READONLY;

@@ -8,7 +8,6 @@
 
 #define CMD_READONLY  0x01   /* never changes data: may be repeated */
 #define CMD_LOCAL     0x02   /* answered by the proxy */
-#define CMD_STATEFUL  0x04   /* needs a dedicated link (server-side state) */
 #define CMD_BLOCKING  0x08   /* may wait on the server */
 #define CMD_REFUSED   0x10   /* never through a proxy */
 #define CMD_MAYBLOCK  0x20   /* blocks only with a BLOCK argument (XREAD) */

@@ -27,13 +27,13 @@ int main(void)
     CHECK(find(&t, "select")->local == LOCAL_SELECT);
     CHECK(find(&t, "PROXY")->local == LOCAL_PROXY);
     CHECK(find(&t, "client")->local == LOCAL_CLIENT);
-    CHECK(find(&t, "multi")->flags & CMD_STATEFUL);
+    CHECK(find(&t, "multi")->flags & CMD_LEASE);
     CHECK(find(&t, "BLPOP")->flags & CMD_BLOCKING);
     CHECK(find(&t, "bzmpop")->flags & CMD_BLOCKING);
     CHECK(find(&t, "wait")->flags & CMD_BLOCKING);
-    CHECK(find(&t, "subscribe")->flags & CMD_STATEFUL);
+    CHECK(find(&t, "subscribe")->flags & CMD_STREAM);
     CHECK(find(&t, "xread")->flags & CMD_MAYBLOCK);
-    CHECK(!(find(&t, "xread")->flags & CMD_STATEFUL));
+    CHECK(!(find(&t, "xread")->flags & CMD_LEASE));
     CHECK(find(&t, "monitor")->flags & CMD_REFUSED);
     CHECK(find(&t, "SHUTDOWN")->flags & CMD_REFUSED);
     CHECK(find(&t, "eval_ro")->flags & CMD_READONLY);
