@@ -14,13 +14,17 @@ def calls(node, cmd):
     return stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)
 
 
+def replica_of(env, port, name="replica"):
+    """A replica of the node on `port` (a master or a relay), in sync."""
+    rep = env.redis(name, args=["--replicaof", "127.0.0.1", str(port)])
+    wait_until(lambda: rep.client().info("replication")["master_link_status"] == "up",
+               what=f"{name} in sync")
+    return rep
+
+
 @pytest.fixture
 def topo(env, master):
-    replicas = [env.redis(f"replica{i}", args=["--replicaof", "127.0.0.1", str(master.port)])
-                for i in range(2)]
-    for r in replicas:
-        wait_until(lambda r=r: r.client().info("replication")["master_link_status"] == "up",
-                   what="replica in sync")
+    replicas = [replica_of(env, master.port, f"replica{i}") for i in range(2)]
     return master, replicas
 
 
@@ -110,9 +114,7 @@ def test_replica_with_master_link_down_is_skipped(env, topo):
 def test_lagging_replica_is_skipped_until_it_catches_up(env, master):
     relay = Relay(master.port)
     try:
-        rep = env.redis("replica", args=["--replicaof", "127.0.0.1", str(relay.port)])
-        wait_until(lambda: rep.client().info("replication")["master_link_status"] == "up",
-                   what="replica in sync")
+        rep = replica_of(env, relay.port)
         sc = sidecar_for(env, master, [rep], routing={"replica_max_lag": "1s"})
         relay.blackhole()                     # replication stalls, the link looks up
         w = sc.client()
@@ -147,9 +149,7 @@ def test_replica_refusing_a_read_is_bypassed_through_the_master(env, master):
     """A replica that answers -MASTERDOWN did not run the read: the client
     gets the master's answer instead, in order, never the error. The
     sidecar's view is kept stale on purpose (checks every 30 s)."""
-    rep = env.redis("replica", args=["--replicaof", "127.0.0.1", str(master.port)])
-    wait_until(lambda: rep.client().info("replication")["master_link_status"] == "up",
-               what="replica in sync")
+    rep = replica_of(env, master.port)
     rep.client().config_set("replica-serve-stale-data", "no")
     sc = env.sidecar(master, upstream={"replicas": f"127.0.0.1:{rep.port}"},
                      health={"check_interval": "30s"}, routing={"read_your_writes": "off"})
@@ -176,13 +176,8 @@ def test_replica_refusing_a_read_is_bypassed_through_the_master(env, master):
 
 def ryw_setup(env, master, lag):
     relay = Relay(master.port, delay=lag) if lag else None
-    reps = []
-    for i in range(2):
-        up = relay.port if relay else master.port
-        reps.append(env.redis(f"replica{i}", args=["--replicaof", "127.0.0.1", str(up)]))
-    for rep in reps:
-        wait_until(lambda rep=rep: rep.client().info("replication")["master_link_status"] == "up",
-                   what="replica in sync")
+    up = relay.port if relay else master.port
+    reps = [replica_of(env, up, f"replica{i}") for i in range(2)]
     return relay, reps
 
 
@@ -267,7 +262,8 @@ def test_commands_learnt_from_the_server_are_routed_by_their_flags(env, topo):
     says it is read-only, so it goes to a replica."""
     master, replicas = topo
     sc = sidecar_for(env, master, replicas, routing={"read_your_writes": "off"})
-    assert "commands learnt from the master" in sc.log()
+    # until the table is learnt, PFCOUNT is unknown and goes to the master
+    wait_until(lambda: "commands learnt from the master" in sc.log(), what="COMMAND loaded")
     r = sc.client()
     for _ in range(20):
         r.pfcount("hll")
@@ -280,9 +276,7 @@ def test_wait_counts_the_clients_writes_from_shared_links(env, master):
     links: it must still wait for them to reach a replica."""
     relay = Relay(master.port)
     try:
-        rep = env.redis("replica", args=["--replicaof", "127.0.0.1", str(relay.port)])
-        wait_until(lambda: rep.client().info("replication")["master_link_status"] == "up",
-                   what="replica in sync")
+        rep = replica_of(env, relay.port)
         sc = env.sidecar(master)
         r = sc.client()
         r.set("before", "1")

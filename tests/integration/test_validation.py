@@ -16,14 +16,10 @@ from relay import Relay
 IDLE = 1.6            # longer than the default validate_after (1s)
 
 
-def twenty_idle_clients_then(sc, break_links, idle=IDLE):
-    """20 connections write once, sit idle, the links are broken, then each
-    sends 10 requests. Returns (errors, slowest first request, clients)."""
-    clients = [sc.client(socket_timeout=10 * SLOW) for _ in range(20)]
-    for i, c in enumerate(clients):
-        assert c.set(f"v:{i}", "init") is True
-    time.sleep(idle)
-    break_links()
+def ten_requests_each(clients):
+    """Each of the idle clients (which wrote "init" to v:i) sends 10 requests
+    at once: SET, then GET/SET alternating, values checked. Returns
+    (errors, slowest first request). Also used inside the netns test."""
     errors, firsts = [], []
 
     def run(i, c):
@@ -37,8 +33,8 @@ def twenty_idle_clients_then(sc, break_links, idle=IDLE):
                 else:
                     got = c.get(f"v:{i}")
                     assert got == expect.encode(), (got, expect)
-            except redis.RedisError as e:
-                errors.append(f"client {i} request {j}: {e}")
+            except (redis.RedisError, AssertionError) as e:
+                errors.append(f"client {i} request {j}: {e!r}")
             if j == 0:
                 firsts.append(time.monotonic() - t0)
 
@@ -47,7 +43,19 @@ def twenty_idle_clients_then(sc, break_links, idle=IDLE):
         t.start()
     for t in threads:
         t.join(60)
-    return errors, max(firsts), clients
+    return errors, max(firsts)
+
+
+def twenty_idle_clients_then(sc, break_links, idle=IDLE):
+    """20 connections write once, sit idle, the links are broken, then each
+    sends 10 requests. Returns (errors, slowest first request, clients)."""
+    clients = [sc.client(socket_timeout=10 * SLOW) for _ in range(20)]
+    for i, c in enumerate(clients):
+        assert c.set(f"v:{i}", "init") is True
+    time.sleep(idle)
+    break_links()
+    errors, slowest = ten_requests_each(clients)
+    return errors, slowest, clients
 
 
 def no_lost_write(master):
@@ -117,32 +125,17 @@ def netns_available():
 
 
 NETNS_CLIENT = r"""
-import sys, threading, time, redis
-port = int(sys.argv[1])
-clients = [redis.Redis(port=port, socket_timeout=30) for _ in range(20)]
+import sys
+import redis
+sys.path.insert(0, sys.argv[2])
+from test_validation import ten_requests_each
+clients = [redis.Redis(port=int(sys.argv[1]), socket_timeout=30) for _ in range(20)]
 for i, c in enumerate(clients):
     c.set(f"v:{i}", "init")
 print("IDLE", flush=True)
 sys.stdin.readline()                     # the firewall drops the links now
-errors, firsts = [], []
-def run(i, c):
-    expect = "init"
-    for j in range(10):
-        t0 = time.monotonic()
-        try:
-            if j % 2 == 0:
-                expect = f"s{j}"
-                assert c.set(f"v:{i}", expect) is True
-            else:
-                assert c.get(f"v:{i}") == expect.encode()
-        except Exception as e:
-            errors.append(repr(e))
-        if j == 0:
-            firsts.append(time.monotonic() - t0)
-ts = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(clients)]
-[t.start() for t in ts]
-[t.join() for t in ts]
-print("RESULT", len(errors), max(firsts), errors[:3], flush=True)
+errors, slowest = ten_requests_each(clients)
+print("RESULT", len(errors), slowest, errors[:3], flush=True)
 """
 
 
@@ -173,7 +166,8 @@ def test_flow_dropped_by_iptables_in_a_netns(tmp_path):
                    what="sidecar in the namespace")
         script = tmp_path / "client.py"
         script.write_text(NETNS_CLIENT)
-        cl = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", str(script), "6380"],
+        cl = subprocess.Popen(["ip", "netns", "exec", ns, "/usr/bin/python3", str(script), "6380",
+                               os.path.dirname(os.path.abspath(__file__))],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(cl)
         assert cl.stdout.readline().strip() == "IDLE"
