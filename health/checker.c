@@ -13,7 +13,7 @@
 
 #include "../lib/log.h"
 
-int health_config_addr(struct checker_config *cfg, const char *spec)
+int health_split_addr(const char *spec, char *host, size_t hostlen, int *port)
 {
     const char *colon = strrchr(spec, ':');
     size_t hl;
@@ -25,12 +25,17 @@ int health_config_addr(struct checker_config *cfg, const char *spec)
         spec++;
         hl -= 2;
     }
-    if (hl >= sizeof cfg->host)
+    if (hl >= hostlen)
         return -1;
-    memcpy(cfg->host, spec, hl);
-    cfg->host[hl] = '\0';
-    cfg->port = atoi(colon + 1);
+    memcpy(host, spec, hl);
+    host[hl] = '\0';
+    *port = atoi(colon + 1);
     return 0;
+}
+
+int health_config_addr(struct checker_config *cfg, const char *spec)
+{
+    return health_split_addr(spec, cfg->host, sizeof cfg->host, &cfg->port);
 }
 
 /* What ROLE said holds for the connection it came on: a node not heard

@@ -115,7 +115,7 @@ static void requeue_or_fail(struct link *l, const char *why)
         }
         TAILQ_REMOVE(&l->fifo, r, link_tqe);
         /* A retried read gets a fresh wait; a request never sent keeps its
-         * own, so connect_timeout bounds it however often the link fails. */
+         * own, so queue_timeout bounds it however often the link fails. */
         if (written) {
             r->flags |= REQ_RETRIED;
             r->queued_at = ev_now(p->loop);
@@ -524,7 +524,7 @@ static void link_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         link_down(l, LOST_HANDSHAKE, "no reply to the connection handshake");
 }
 
-/* Requests waiting for a socket give up after connect_timeout; a request
+/* Requests waiting for a socket give up after queue_timeout; a request
  * written on a ready socket may wait reply_timeout for its answer. RESP has
  * no request ids, so a late reply costs the whole link. */
 static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -547,7 +547,7 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         snprintf(why, sizeof why, "upstream %s unavailable: %s", p->cfg.name,
                  l->last_err[0] ? l->last_err : "still connecting");
         while ((r = TAILQ_FIRST(&l->fifo)) != NULL &&
-               now - r->queued_at >= p->cfg.connect_timeout) {
+               now - r->queued_at >= p->cfg.queue_timeout) {
             size_t len = r->len;
             p->st.failed_unavailable++;
             fail_req(l, r, why);
@@ -638,6 +638,54 @@ void link_stop(struct link *l)
         fail_req(l, r, "proxy is shutting down");
     buf_free(&l->out);
     l->state = LINK_DOWN;
+}
+
+void link_evacuate(struct link *l, const char *why)
+{
+    struct pool *p = l->pool;
+    struct req *r;
+    char msg[320];
+
+    if (l->lease) {
+        lease_down(l, why);
+        return;
+    }
+    snprintf(msg, sizeof msg, "the request was sent to %s, which is master no more (%s); "
+             "it may or may not have been applied", p->cfg.name, why);
+    while ((r = TAILQ_FIRST(&l->fifo)) != NULL) {
+        int written = r->off + r->len <= l->sent;
+        int again = !written || ((r->flags & REQ_READONLY) && p->cfg.retry_reads &&
+                                 !(r->flags & REQ_RETRIED));
+        if (!r->owner || !again) {
+            if (r->owner)
+                p->st.failed_after_send++;
+            fail_req(l, r, msg);
+            continue;
+        }
+        if (written) {
+            r->flags |= REQ_RETRIED;
+            p->st.retried_reads++;
+        } else {
+            p->st.requeued_unsent++;
+        }
+        r->flags |= REQ_MOVED;
+        fail_req(l, r, why);
+    }
+    buf_free(&l->out);
+    l->out_base = l->sent = 0;
+    ev_timer_stop(p->loop, &l->watchdog);
+    if (l->dirty) {
+        TAILQ_REMOVE(&p->dirty, l, dirty_tqe);
+        l->dirty = 0;
+    }
+    if (l->state == LINK_DOWN)
+        return;                  /* its reconnect is already on the way */
+    log_info("link %s#%d closed: %s", p->cfg.name, l->idx, why);
+    l->validating = 0;
+    close_socket(l);
+    l->state = LINK_DOWN;
+    ev_timer_set(&l->conn_timer, BACKOFF_FIRST, 0);
+    ev_timer_start(p->loop, &l->conn_timer);
 }
 
 void link_tend(struct link *l, ev_tstamp now)

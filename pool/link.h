@@ -82,6 +82,9 @@ void link_return(struct link *l);
 /* One write of everything pending; called once per loop iteration. */
 void link_flush(struct link *l);
 void link_stop(struct link *l);
+/* Closed on purpose, its requests handed back (see pool_evacuate); a
+ * shared link reconnects, a lease is gone. */
+void link_evacuate(struct link *l, const char *why);
 /* Background care, from the pool's timer: ping idle links, retire old ones. */
 void link_tend(struct link *l, ev_tstamp now);
 static inline int link_is_ready(const struct link *l) { return l->state == LINK_READY; }

@@ -134,6 +134,18 @@ void pool_set_down(struct pool *p, int down, const char *why)
     snprintf(p->down_reason, sizeof p->down_reason, "%s", why ? why : "");
 }
 
+void pool_evacuate(struct pool *p, const char *why)
+{
+    struct link *l;
+
+    for (int i = 0; i < p->cfg.connections; i++)
+        link_evacuate(&p->links[i], why);
+    while ((l = TAILQ_FIRST(&p->leases)) != NULL) {
+        p->st.leases_closed++;
+        link_evacuate(l, why);
+    }
+}
+
 unsigned pool_inflight(const struct pool *p)
 {
     unsigned n = 0;

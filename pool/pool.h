@@ -13,7 +13,8 @@ struct pool_config {
     char        name[128];        /* "host:port", for logs and errors */
     struct net_addr addr;
     int         connections;      /* multiplexed links */
-    double      connect_timeout;  /* seconds; also how long a queued request waits */
+    double      connect_timeout;  /* seconds */
+    double      queue_timeout;    /* how long a request waits for a socket */
     double      reply_timeout;    /* seconds */
     int         database;
     const char *username;         /* NULL: AUTH with the password alone */
@@ -111,5 +112,10 @@ void pool_lease_dead(struct pool *p, struct link *l);
 /* Set by the owner from the node's health checks; back up means links
  * waiting out a backoff try again at once. */
 void pool_set_down(struct pool *p, int down, const char *why);
+/* The node is master no more: every request on its shared links that has
+ * not run (never written, or a read) goes back to its owner marked
+ * REQ_MOVED, writes that may have run get the retry rule's error, leases
+ * are closed, and the shared links reconnect empty. */
+void pool_evacuate(struct pool *p, const char *why);
 
 #endif

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "nodes.h"
 
 #define MAX_ARGS 16
 
@@ -150,7 +151,7 @@ static const char *name_of(const struct client *c)
 static void hello_reply(struct client *c)
 {
     struct buf *b = &c->sc->scratch;
-    const char *v = c->sc->master.pool->version[0] ? c->sc->master.pool->version : "unknown";
+    const char *v = nodes_version(c->sc);
 
     buf_reset(b);
     buf_appendf(b, "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"
@@ -275,16 +276,19 @@ static void section(struct buf *b, const char *title, const struct field *f, siz
 static void info_replicas(struct buf *b, const struct sidecar *sc)
 {
     ev_tstamp now = ev_now(sc->loop);
+    const struct node *n;
+    int i = 0;
 
     buf_appendf(b, "# Replicas\r\nreplicas:%d\r\n", sc->nreplicas);
-    for (int i = 0; i < sc->nreplicas; i++) {
-        const struct node *n = &sc->replicas[i];
+    TAILQ_FOREACH(n, &sc->nodes, tqe) {
+        if (n == sc->master)
+            continue;
         char why[96] = "";
         int ok = !n->pool->down && health_replica_eligible(&sc->topo, &n->health,
                      sc->cfg->replica_max_lag, now, why, sizeof why);
         buf_appendf(b, "replica%d:addr=%s,state=%s,role=%s,master_link=%s,offset=%lld,"
                     "lag=%.1f,eligible=%d,why=%s,links_ready=%d,inflight=%u,requests=%llu\r\n",
-                    i, n->pool->cfg.name, n->pool->down ? "down" : "up",
+                    i++, n->pool->cfg.name, n->pool->down ? "down" : "up",
                     n->health.role[0] ? n->health.role : "unknown",
                     n->health.link[0] ? n->health.link : "unknown", n->health.offset,
                     health_replica_lag(&sc->topo, n->health.offset, now), ok,
@@ -294,17 +298,31 @@ static void info_replicas(struct buf *b, const struct sidecar *sc)
     buf_append(b, "\r\n", 2);
 }
 
+static const struct pool_stats no_stats;
+
+/* The master's link counters (none while there is no master). */
+static const struct pool_stats *master_stats(const struct sidecar *sc)
+{
+    return sc->master ? &sc->master->pool->st : &no_stats;
+}
+
 static void info_upstream(struct buf *b, const struct sidecar *sc)
 {
-    const struct pool *m = sc->master.pool;
-    const struct pool_stats *p = &m->st;
+    const struct pool *m = sc->master ? sc->master->pool : NULL;
+    const struct pool_stats *p = master_stats(sc);
+    static const struct checker no_checks;
+    const struct checker *h = sc->master ? &sc->master->health : &no_checks;
 
-    buf_appendf(b, "# Upstream\r\nmaster:%s\r\nmaster_state:%s\r\nmaster_role:%s\r\n\r\n",
-                m->cfg.name, m->down ? "down" : "up",
-                sc->master.health.role[0] ? sc->master.health.role : "unknown");
+    buf_appendf(b, "# Upstream\r\nmaster:%s\r\nmaster_state:%s\r\nmaster_role:%s\r\n"
+                "master_switches:%llu\r\nrequests_held_for_master:%llu\r\n"
+                "requests_held_failed:%llu\r\nmaster_refusals_held:%llu\r\n\r\n",
+                m ? m->cfg.name : "none", !m ? "none" : m->down ? "down" : "up",
+                h->role[0] ? h->role : "unknown", (unsigned long long)sc->st.master_switches,
+                (unsigned long long)sc->st.held, (unsigned long long)sc->st.held_failed,
+                (unsigned long long)sc->st.master_refusals);
     section(b, "Links", FIELDS(
-        {"master_links", (unsigned long long)m->cfg.connections},
-        {"master_links_ready", (unsigned long long)pool_ready_links(m)},
+        {"master_links", (unsigned long long)(m ? m->cfg.connections : 0)},
+        {"master_links_ready", (unsigned long long)(m ? pool_ready_links(m) : 0)},
         {"links_opened", p->links_opened}, {"link_failures", p->link_failures},
         {"connect_failures", p->connect_failures}, {"links_retired", p->links_retired},
         {"links_lost_closed_by_server", p->lost[LOST_CLOSED]},
@@ -316,13 +334,13 @@ static void info_upstream(struct buf *b, const struct sidecar *sc)
         {"retried_reads", p->retried_reads}, {"requeued_unsent", p->requeued_unsent},
         {"validations", p->validations}, {"validations_failed", p->validations_failed},
         {"validation_wait_ms_total", (unsigned long long)(p->validation_wait * 1000)},
-        {"leases_in_use_or_idle", (unsigned long long)m->nleases},
+        {"leases_in_use_or_idle", (unsigned long long)(m ? m->nleases : 0)},
         {"leases_taken", p->leases_taken}, {"leases_refused", p->leases_refused},
         {"leases_reset_and_reused", p->leases_reset}, {"leases_closed", p->leases_closed},
-        {"health_checks", sc->master.health.checks},
-        {"health_checks_failed", sc->master.health.failures},
-        {"node_down_transitions", sc->master.health.downs},
-        {"node_up_transitions", sc->master.health.ups}));
+        {"health_checks", h->checks},
+        {"health_checks_failed", h->failures},
+        {"node_down_transitions", h->downs},
+        {"node_up_transitions", h->ups}));
     info_replicas(b, sc);
 }
 
@@ -330,13 +348,13 @@ static void proxy_info(struct client *c)
 {
     struct sidecar *sc = c->sc;
     const struct sidecar_stats *s = &sc->st;
-    const struct pool_stats *p = &sc->master.pool->st;
+    const struct pool_stats *p = master_stats(sc);
     struct buf b = {0};
 
     buf_appendf(&b, "# Proxy\r\nversion:%s\r\nprocess_id:%d\r\nuptime_in_seconds:%.0f\r\n"
                 "upstream_redis_version:%s\r\n\r\n",
                 SIDECAR_VERSION, (int)getpid(), ev_now(sc->loop) - sc->started,
-                sc->master.pool->version[0] ? sc->master.pool->version : "unknown");
+                nodes_version(sc));
     section(&b, "Clients", FIELDS(
         {"connected_clients", sc->nclients},
         {"total_connections_received", s->connections_received},
@@ -367,6 +385,15 @@ static void proxy_info(struct client *c)
         {"errors_no_replica", s->err_no_replica}));
     info_upstream(&b, sc);
     buf_appendf(&b, "# Memory\r\nused_memory_rss:%ld\r\n", rss_bytes());
+    reply_bulk(c, buf_start(&b), buf_used(&b));
+    buf_free(&b);
+}
+
+static void proxy_nodes(struct client *c)
+{
+    struct buf b = {0};
+
+    nodes_report(c->sc, &b);
     reply_bulk(c, buf_start(&b), buf_used(&b));
     buf_free(&b);
 }
@@ -665,7 +692,8 @@ static void cmd_client(struct client *c, const struct args *a)
 static void cmd_proxy(struct client *c, const struct args *a)
 {
     static const char help[] =
-        "*11\r\n+PROXY INFO: the proxy's counters, in INFO format\r\n"
+        "*12\r\n+PROXY INFO: the proxy's counters, in INFO format\r\n"
+        "+PROXY NODES: the master, each replica and sentinel: role, state, lag, links\r\n"
         "+PROXY CLIENTS [TOP n]: per-IP connections, peaks and refusals, busiest first\r\n"
         "+PROXY CLIENT LIST: one line per app connection\r\n"
         "+PROXY KILL ID id | ADDR ip:port | IP ip: close app connections\r\n"
@@ -681,6 +709,8 @@ static void cmd_proxy(struct client *c, const struct args *a)
         return;
     if (a->argc == 2 && arg_is(a, 1, "info"))
         proxy_info(c);
+    else if (a->argc == 2 && arg_is(a, 1, "nodes"))
+        proxy_nodes(c);
     else if (a->argc == 2 && arg_is(a, 1, "help"))
         client_reply(c, help, sizeof help - 1);
     else if (a->argc >= 2 && arg_is(a, 1, "clients"))

@@ -13,6 +13,7 @@
 
 #include "../lib/log.h"
 #include "../lib/net.h"
+#include "nodes.h"
 #include "router.h"
 
 #define CLIENT_READ_CHUNK  (16 * 1024)
@@ -124,6 +125,10 @@ void client_close(struct client *c, const char *why)
     /* Slots still upstream become orphans: their links drop the replies. */
     while ((r = TAILQ_FIRST(&c->pending)) != NULL) {
         TAILQ_REMOVE(&c->pending, r, owner_tqe);
+        if (r->flags & REQ_HELD) {
+            TAILQ_REMOVE(&sc->held, r, link_tqe);
+            sc->nheld--;
+        }
         if (r->link)
             r->owner = NULL;
         else
@@ -133,7 +138,7 @@ void client_close(struct client *c, const char *why)
     if (c->lease_wait)
         sc->lease_waiters--;
     if (c->lease) {
-        pool_unlease(sc->master.pool, c->lease);   /* its orphans make it close */
+        pool_unlease(c->lease->pool, c->lease);   /* its orphans make it close */
         c->lease = NULL;
     }
     TAILQ_REMOVE(&sc->clients, c, tqe);
@@ -231,7 +236,7 @@ static void lease_answered(struct client *c)
     c->x->lease_pending--;
     if (c->lease && c->x->lease_pending == 0 && !c->in_multi && !c->watching &&
         !c->other_db && link_is_ready(c->lease)) {
-        pool_unlease(c->sc->master.pool, c->lease);
+        pool_unlease(c->lease->pool, c->lease);
         c->lease = NULL;
     }
 }
@@ -263,16 +268,14 @@ void client_lease_lost(void *lessee, void *arg)
     c->in_multi = c->watching = c->other_db = 0;
 }
 
-/* A replica that answers a read with one of these did not run it (it is
- * a master's replica no more, or lost its master, or is loading, or lacks
- * a script the master has, whose cache is per node); one
- * whose link failed may not have either, and a read is safe to repeat:
- * the master runs it instead, in the same slot, so order holds. */
-static int replica_refused(const char *p, size_t n)
+/* Errors that say the request did not run: the node is a master's
+ * replica no more (or never was), lost its master, is loading, or (a
+ * replica) lacks a script the master has, whose cache is per node. */
+static int refused(const char *p, size_t n, int by_master)
 {
     static const char *const codes[] = {"-READONLY", "-MASTERDOWN", "-LOADING", "-NOSCRIPT"};
 
-    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0] - (by_master != 0); i++) {
         size_t l = strlen(codes[i]);
         if (n > l && memcmp(p, codes[i], l) == 0 && (p[l] == ' ' || p[l] == '\r'))
             return 1;
@@ -280,16 +283,68 @@ static int replica_refused(const char *p, size_t n)
     return 0;
 }
 
-static int redirect_to_master(struct client *c, struct req *r, const char *req)
+/* Wait for a master, the request's bytes kept in its (still empty) reply
+ * buffer. Its wait counts from when it was first queued. */
+static int hold(struct client *c, struct req *r, const char *req, size_t len)
 {
-    struct pool *m = c->sc->master.pool;
+    struct sidecar *sc = c->sc;
 
-    r->flags &= ~(unsigned)REQ_REROUTE;
-    if (m->down || link_send(pool_link_for(m, c->id), r, req, r->len) < 0)
+    if (!client_ext(c) || buf_append(&r->reply, req, len) < 0)
         return -1;
-    c->inflight += r->len;
-    c->sc->st.replica_redirects++;
+    r->len = len;
+    r->link = NULL;
+    r->flags |= REQ_HELD;
+    TAILQ_INSERT_TAIL(&sc->held, r, link_tqe);
+    sc->nheld++;
+    c->x->held++;
+    sc->st.held++;
+    sc->last_hold_at = ev_now(sc->loop);
+    if (!ev_is_active(&sc->held_w))
+        ev_timer_again(sc->loop, &sc->held_w);
     return 0;
+}
+
+/* To the master, in the same slot, behind the client's held requests. */
+static int to_master(struct client *c, struct req *r, const char *req)
+{
+    struct sidecar *sc = c->sc;
+    struct node *m = sc->master;
+
+    if (sc->sentinels && (!m || (c->x && c->x->held)))
+        return hold(c, r, req, r->len);
+    if (!m || (m->pool->down && !sc->sentinels))
+        return -1;
+    return link_send(pool_link_for(m->pool, c->id), r, req, r->len);
+}
+
+/* A request that did not run where it went runs on the master instead,
+ * in the same slot, so order holds: a read a replica refused or whose
+ * link failed (reads are safe to repeat), one handed back by a deposed
+ * master's links, or (with sentinels) one the master refused because it
+ * is one no more. 0 if so; -1: answer it as it is. */
+static int send_again(struct client *c, struct req *r, const char *req, const char *p,
+                      size_t n, const char *err)
+{
+    struct sidecar *sc = c->sc;
+
+    if (r->flags & REQ_REROUTE) {
+        if (!err && !refused(p, n, 0) && !(r->flags & REQ_MOVED))
+            return -1;
+        r->flags &= ~(unsigned)(REQ_REROUTE | REQ_MOVED);
+        c->x->replica_reads--;
+        sc->st.replica_redirects++;
+        return to_master(c, r, req);
+    }
+    if (r->flags & REQ_MOVED) {
+        r->flags &= ~(unsigned)REQ_MOVED;
+        return to_master(c, r, req);
+    }
+    if (sc->sentinels && !err && !(r->flags & REQ_LEASED) && refused(p, n, 1)) {
+        sc->st.master_refusals++;
+        nodes_refresh(sc);
+        return hold(c, r, req, r->len);
+    }
+    return -1;
 }
 
 void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
@@ -299,6 +354,8 @@ void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
     char e[512];
     (void)arg;
 
+    if (req && send_again(c, r, req, p, n, err) == 0)
+        return;
     c->inflight -= r->len;
     if (r->flags & REQ_REROUTE)
         c->x->replica_reads--;
@@ -306,12 +363,9 @@ void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
         c->x->writes_pending--;
         c->x->wrote_at = ev_now(c->sc->loop);
         c->x->wrote_offset = -1;
-        if (c->sc->cfg->read_your_writes == RYW_OFFSET && c->sc->nreplicas)
-            health_sample_soon(&c->sc->master.health, 0.1);
+        if (c->sc->cfg->read_your_writes == RYW_OFFSET && c->sc->nreplicas && c->sc->master)
+            health_sample_soon(&c->sc->master->health, 0.1);
     }
-    if ((r->flags & REQ_REROUTE) && req && (err || replica_refused(p, n)) &&
-        redirect_to_master(c, r, req) == 0)
-        return;
     if (r->flags & REQ_LEASED)
         lease_answered(c);
     c->sc->st.replies++;
@@ -323,6 +377,52 @@ void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
         n = m < (int)sizeof e ? (size_t)m : sizeof e - 1;
     }
     fill_slot(c, r, p, n);
+}
+
+void client_resend_held(struct sidecar *sc)
+{
+    struct req *r;
+
+    while (sc->master && (r = TAILQ_FIRST(&sc->held)) != NULL) {
+        struct client *c = r->owner;
+        struct buf b = r->reply;
+        TAILQ_REMOVE(&sc->held, r, link_tqe);
+        sc->nheld--;
+        c->x->held--;
+        r->flags &= ~(unsigned)REQ_HELD;
+        memset(&r->reply, 0, sizeof r->reply);
+        if (link_send(pool_link_for(sc->master->pool, c->id), r, buf_start(&b), buf_used(&b)) < 0)
+            client_on_reply(r, NULL, NULL, 0, "proxy out of memory", sc);
+        buf_free(&b);
+    }
+}
+
+void client_expire_held(struct sidecar *sc)
+{
+    ev_tstamp now = ev_now(sc->loop);
+    struct req *r, *next;
+    char why[400];
+
+    snprintf(why, sizeof why, "no master confirmed within failover_wait (%gs): %.300s",
+             sc->cfg->failover_wait, sc->no_master_why[0] ? sc->no_master_why :
+             "the master keeps refusing writes as a replica would");
+    for (r = TAILQ_FIRST(&sc->held); r; r = next) {
+        next = TAILQ_NEXT(r, link_tqe);
+        if (now - r->queued_at < sc->cfg->failover_wait)
+            continue;
+        struct client *c = r->owner;
+        TAILQ_REMOVE(&sc->held, r, link_tqe);
+        sc->nheld--;
+        c->x->held--;
+        r->flags &= ~(unsigned)REQ_HELD;
+        buf_free(&r->reply);
+        sc->st.held_failed++;
+        client_on_reply(r, NULL, NULL, 0, why, sc);
+    }
+    if (!sc->nheld)
+        ev_timer_stop(sc->loop, &sc->held_w);
+    else if (sc->master)
+        health_sample_soon(&sc->master->health, 0.05);  /* a fresh ROLE resends them */
 }
 
 void client_forward(struct client *c, struct link *l, const char *p, size_t n,
@@ -341,7 +441,8 @@ void client_forward(struct client *c, struct link *l, const char *p, size_t n,
     }
     r->owner = c;
     r->flags = req_flags;
-    if (link_send(l, r, p, n) < 0) {
+    r->queued_at = ev_now(c->sc->loop);
+    if (l ? link_send(l, r, p, n) < 0 : hold(c, r, p, n) < 0) {
         req_release(&c->sc->cache, r);
         client_reply_error(c, "ERR proxy out of memory");
         return;

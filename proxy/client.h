@@ -23,6 +23,7 @@ struct client_ext {
     unsigned   lease_pending;  /* requests on the lease not answered yet */
     unsigned   writes_pending; /* writes sent, not answered yet */
     unsigned   replica_reads;  /* reads on replicas, not answered yet */
+    unsigned   held;           /* requests waiting for a master (sc->held) */
     ev_tstamp  lease_deadline; /* waiting for a lease until then */
     ev_tstamp  wrote_at;       /* last write's reply: read-your-writes from here */
     long long  wrote_offset;   /* master offset covering it; -1 until sampled */
@@ -79,9 +80,14 @@ void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
 void client_on_stream(void *lessee, const char *p, size_t n, void *arg);
 /* Pool callback: c's lease died; its state went with it. */
 void client_lease_lost(void *lessee, void *arg);
-/* Hand a request to a link; its reply takes the next slot. */
+/* Hand a request to a link; its reply takes the next slot. With no link,
+ * it waits for a master (sentinels only), on sc->held. */
 void client_forward(struct client *c, struct link *l, const char *p, size_t n,
                     unsigned req_flags);
+/* A master is confirmed: held requests go to it, in the order they came. */
+void client_resend_held(struct sidecar *sc);
+/* Held requests past failover_wait get an error (from a timer). */
+void client_expire_held(struct sidecar *sc);
 /* A reply made by the proxy, sent in order after earlier ones. */
 void client_reply(struct client *c, const char *p, size_t n);
 void client_reply_error(struct client *c, const char *fmt, ...)

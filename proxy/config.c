@@ -227,6 +227,9 @@ static const struct key keys[] = {
     {"proxy", "password", p_string, OFF(password), 0, 0, 0, NULL},
     {"upstream", "master", p_addr, OFF(master), 0, 0, 0, NULL},
     {"upstream", "replicas", p_addrs, OFF(replicas), 0, 0, 1, NULL},
+    {"upstream", "sentinels", p_addrs, OFF(sentinels), 0, 0, 1, NULL},
+    {"upstream", "master_name", p_string, OFF(master_name), 0, 0, 0, NULL},
+    {"upstream", "sentinel_password", p_string, OFF(sentinel_password), 0, 0, 0, NULL},
     {"upstream", "username", p_string, OFF(username), 0, 0, 0, NULL},
     {"upstream", "password", p_string, OFF(upstream_password), 0, 0, 0, NULL},
     {"upstream", "database", p_int, OFF(database), 0, 100000, 0, NULL},
@@ -247,6 +250,7 @@ static const struct key keys[] = {
     {"routing", "replica_max_lag", p_duration, OFF(replica_max_lag), 0, 86400, 0, NULL},
     {"routing", "read_your_writes", p_enum, OFF(read_your_writes), 0, 0, 0, ryw_names},
     {"routing", "ryw_window", p_duration, OFF(ryw_window), 0, 3600, 0, NULL},
+    {"routing", "failover_wait", p_duration, OFF(failover_wait), 0.01, 3600, 0, NULL},
     {"clients", "idle_timeout", p_duration, OFF(idle_timeout), 0, 30 * 86400, 0, NULL},
     {"clients", "max_connections", p_int, OFF(max_connections), 1, 1000000, 0, NULL},
     {"clients", "max_connections_per_ip", p_int, OFF(max_connections_per_ip), 0, 1000000, 0, NULL},
@@ -352,6 +356,7 @@ void config_defaults(struct config *c)
     c->replica_max_lag = 5;
     c->read_your_writes = RYW_OFFSET;
     c->ryw_window = 2;
+    c->failover_wait = 5;
     c->max_query_buffer = 64 * 1024 * 1024;
     c->max_output_buffer = 64 * 1024 * 1024;
     c->log_level = LOG_INFO;
@@ -359,8 +364,17 @@ void config_defaults(struct config *c)
 
 static int check_config(struct config *c, const char *name, char *err, size_t errlen)
 {
-    if (!c->master) {
-        snprintf(err, errlen, "%s: upstream.master is required", name);
+    if (!c->master && !c->sentinels.n) {
+        snprintf(err, errlen, "%s: upstream.master (or upstream.sentinels) is required", name);
+        return -1;
+    }
+    if (c->sentinels.n && !c->master_name) {
+        snprintf(err, errlen, "%s: upstream.sentinels needs upstream.master_name", name);
+        return -1;
+    }
+    if (!c->sentinels.n && (c->master_name || c->sentinel_password)) {
+        snprintf(err, errlen, "%s: upstream.%s needs upstream.sentinels", name,
+                 c->master_name ? "master_name" : "sentinel_password");
         return -1;
     }
     if (c->tcp_keepalive > 0 && c->tcp_keepalive < 1) {
@@ -374,9 +388,10 @@ static int check_config(struct config *c, const char *name, char *err, size_t er
     if (c->listen.n == 0)
         c->listen.v[c->listen.n++] = strdup("127.0.0.1:6380");
     if (c->read_from == READ_UNSET)
-        c->read_from = c->replicas.n ? READ_PREFER_REPLICA : READ_MASTER;
-    if (c->read_from == READ_REPLICA && c->replicas.n == 0) {
-        snprintf(err, errlen, "%s: routing.read_from = replica needs upstream.replicas", name);
+        c->read_from = c->replicas.n || c->sentinels.n ? READ_PREFER_REPLICA : READ_MASTER;
+    if (c->read_from == READ_REPLICA && c->replicas.n == 0 && c->sentinels.n == 0) {
+        snprintf(err, errlen, "%s: routing.read_from = replica needs upstream.replicas "
+                 "or upstream.sentinels", name);
         return -1;
     }
     if (!c->admin_allow_given) {
@@ -432,6 +447,10 @@ void config_free(struct config *c)
         free(c->listen.v[i]);
     for (int i = 0; i < c->replicas.n; i++)
         free(c->replicas.v[i]);
+    for (int i = 0; i < c->sentinels.n; i++)
+        free(c->sentinels.v[i]);
+    free(c->master_name);
+    free(c->sentinel_password);
     free(c->password);
     free(c->master);
     free(c->username);

@@ -23,8 +23,11 @@ struct config {
     struct addr_list listen;
     char   *password;          /* NULL: clients need no AUTH */
     /* [upstream] */
-    char   *master;            /* host:port */
+    char   *master;            /* host:port; with sentinels, only a first guess */
     struct addr_list replicas;
+    struct addr_list sentinels; /* set: the master and replicas come from them */
+    char   *master_name;       /* the name the sentinels monitor it under */
+    char   *sentinel_password;
     char   *username;
     char   *upstream_password;
     int     database;
@@ -48,6 +51,7 @@ struct config {
     double  replica_max_lag;
     enum ryw read_your_writes;
     double  ryw_window;
+    double  failover_wait;     /* sentinels: writes wait this long for a master */
     /* [clients] */
     double  idle_timeout;      /* 0: off */
     int     max_connections;

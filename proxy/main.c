@@ -11,6 +11,7 @@
 #include "../lib/net.h"
 #include "client.h"
 #include "listener.h"
+#include "nodes.h"
 #include "sidecar.h"
 
 static const char usage[] =
@@ -57,31 +58,6 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     client_flush_all(w->data);
 }
 
-static void on_commands(const char *p, size_t n, void *arg)
-{
-    struct sidecar *sc = arg;
-    int added = command_table_load(&sc->cmds, p, n);
-
-    if (added < 0)
-        log_warn("master's COMMAND reply did not parse; using the compiled-in table");
-    else
-        log_info("command table: %d commands learnt from the master", added);
-    /* The reply was big and short-lived: give its heap pages back. */
-    malloc_trim(0);
-}
-
-static void on_node_health(void *arg, int up, const char *why)
-{
-    struct node *n = arg;
-    pool_set_down(n->pool, !up, why);
-}
-
-static void on_master_role(void *arg)
-{
-    struct node *n = arg;
-    health_record_master(&n->sc->topo, n->health.role_at, n->health.offset);
-}
-
 static void on_lease_retry(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -96,69 +72,12 @@ static void on_idle_sweep(struct ev_loop *loop, ev_timer *w, int revents)
     client_sweep_idle(w->data);
 }
 
-/* A node's pool of links and its health checker. */
-static int start_node(struct sidecar *sc, struct node *n, const char *addr, int replica,
-                      char *err, size_t errlen)
-{
-    const struct config *cfg = sc->cfg;
-    struct pool_config pc = {
-        .connections = cfg->connections,
-        .connect_timeout = cfg->connect_timeout,
-        .reply_timeout = cfg->reply_timeout,
-        .database = cfg->database,
-        .username = cfg->username,
-        .password = cfg->upstream_password,
-        .retry_reads = cfg->retry_reads,
-        .max_leased = cfg->max_leased,
-        .fetch_commands = !replica,
-        .validate_after = cfg->validate_after,
-        .ping_timeout = cfg->ping_timeout,
-        .ping_interval = cfg->ping_interval,
-        .max_link_age = cfg->max_link_age,
-        .tcp_keepalive = (int)cfg->tcp_keepalive,
-        .tcp_user_timeout_ms = (int)(cfg->tcp_user_timeout * 1000),
-    };
-    struct checker_config hc = {
-        .interval = cfg->check_interval,
-        .down_after = cfg->down_after,
-        .username = cfg->username,
-        .password = cfg->upstream_password,
-    };
-    char why[200];
-
-    n->sc = sc;
-    n->replica = replica;
-    snprintf(pc.name, sizeof pc.name, "%s", addr);
-    snprintf(hc.name, sizeof hc.name, "%s", addr);
-    if (net_resolve(addr, &pc.addr, why, sizeof why) < 0 || health_config_addr(&hc, addr) < 0) {
-        snprintf(err, errlen, "%s: %s", addr, why);
-        return -1;
-    }
-    n->pool = pool_new(sc->loop, &pc, &sc->cache, client_on_reply, sc);
-    if (!n->pool) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    n->pool->on_lease_lost = client_lease_lost;
-    n->pool->on_commands = on_commands;
-    n->pool->on_stream = client_on_stream;
-    health_start(&n->health, sc->loop, &hc, on_node_health, n);
-    if (!replica)
-        n->health.on_role = on_master_role;
-    return 0;
-}
-
 static int start_nodes(struct sidecar *sc, char *err, size_t errlen)
 {
     const struct config *cfg = sc->cfg;
 
-    if (start_node(sc, &sc->master, cfg->master, 0, err, errlen) < 0)
+    if (nodes_start(sc, err, errlen) < 0)
         return -1;
-    for (int i = 0; i < cfg->replicas.n; i++) {
-        if (start_node(sc, &sc->replicas[i], cfg->replicas.v[i], i + 1, err, errlen) < 0)
-            return -1;
-        sc->nreplicas++;
-    }
     ev_init(&sc->lease_w, on_lease_retry);
     sc->lease_w.repeat = 0.05;
     sc->lease_w.data = sc;
@@ -169,12 +88,6 @@ static int start_nodes(struct sidecar *sc, char *err, size_t errlen)
         ev_timer_start(sc->loop, &sc->idle_w);
     }
     return 0;
-}
-
-static void stop_node(struct node *n)
-{
-    health_stop(&n->health);
-    pool_free(n->pool);
 }
 
 static int run(struct config *cfg)
@@ -214,8 +127,12 @@ static int run(struct config *cfg)
     ev_signal_init(&sc.sig_term, on_stop_signal, SIGTERM);
     ev_signal_start(sc.loop, &sc.sig_int);
     ev_signal_start(sc.loop, &sc.sig_term);
-    log_info("redis-sidecar %s: master %s, %d replicas, %d links per node", SIDECAR_VERSION,
-             cfg->master, cfg->replicas.n, cfg->connections);
+    if (cfg->sentinels.n)
+        log_info("redis-sidecar %s: master \"%s\" from %d sentinels, %d links per node",
+                 SIDECAR_VERSION, cfg->master_name, cfg->sentinels.n, cfg->connections);
+    else
+        log_info("redis-sidecar %s: master %s, %d replicas, %d links per node", SIDECAR_VERSION,
+                 cfg->master, cfg->replicas.n, cfg->connections);
 
     ev_run(sc.loop, 0);
 
@@ -223,9 +140,7 @@ static int run(struct config *cfg)
     ev_timer_stop(sc.loop, &sc.idle_w);
     ev_timer_stop(sc.loop, &sc.lease_w);
     client_close_all(&sc);
-    stop_node(&sc.master);
-    for (int i = 0; i < sc.nreplicas; i++)
-        stop_node(&sc.replicas[i]);
+    nodes_stop(&sc);
     req_cache_clear(&sc.cache);
     iptable_free(&sc.ips);
     command_table_free(&sc.cmds);

@@ -51,12 +51,18 @@ static long long ryw_floor(struct client *c)
         return -1;
     if (x->wrote_at == 0)
         return 0;
+    /* Written on a master since replaced: whatever of it survived is in
+     * the new master's first offset sampled after the switch. */
+    if (x->wrote_at < sc->switched_at) {
+        x->wrote_at = sc->switched_at;
+        x->wrote_offset = -1;
+    }
     if (sc->cfg->read_your_writes == RYW_WINDOW)
         return now - x->wrote_at < sc->cfg->ryw_window ? -1 : 0;
     if (x->wrote_offset < 0)
         x->wrote_offset = health_master_offset_after(&sc->topo, x->wrote_at);
-    if (x->wrote_offset < 0)
-        health_sample_soon(&sc->master.health, 0.1);
+    if (x->wrote_offset < 0 && sc->master)
+        health_sample_soon(&sc->master->health, 0.1);
     return x->wrote_offset;
 }
 
@@ -67,13 +73,12 @@ static struct node *pick_replica(struct client *c, long long floor)
 {
     struct sidecar *sc = c->sc;
     ev_tstamp now = ev_now(sc->loop);
-    struct node *best = NULL;
+    struct node *best = NULL, *n;
     unsigned best_load = 0;
     char why[96];
 
-    for (int i = 0; i < sc->nreplicas; i++) {
-        struct node *n = &sc->replicas[i];
-        if (n->pool->down || !link_is_ready(pool_link_for(n->pool, c->id)) ||
+    TAILQ_FOREACH(n, &sc->nodes, tqe) {
+        if (n == sc->master || n->pool->down || !link_is_ready(pool_link_for(n->pool, c->id)) ||
             !health_replica_eligible(&sc->topo, &n->health, sc->cfg->replica_max_lag,
                                      now, why, sizeof why))
             continue;
@@ -94,7 +99,7 @@ static struct node *pick_replica(struct client *c, long long floor)
 static int forward(struct client *c, const char *frame, size_t len, unsigned flags)
 {
     struct sidecar *sc = c->sc;
-    struct node *n = &sc->master;
+    struct node *n = sc->master;
 
     /* A write waits for the client's reads on replicas: one of them may
      * still have to be re-sent to the master, and must run before it. */
@@ -119,10 +124,18 @@ static int forward(struct client *c, const char *frame, size_t len, unsigned fla
             return ROUTE_DONE;
         }
     }
-    if (n->pool->down) {
-        sc->st.err_node_down++;
-        client_reply_error(c, "ERR upstream %s is down (%s)", n->pool->cfg.name,
-                           n->pool->down_reason);
+    /* With sentinels a master that is down is waited for (failover_wait):
+     * they may be about to replace it. Its requests queue on its links or,
+     * while there is no master or the client has requests held, are held. */
+    if (n != sc->master || !sc->sentinels) {
+        if (n->pool->down) {
+            sc->st.err_node_down++;
+            client_reply_error(c, "ERR upstream %s is down (%s)", n->pool->cfg.name,
+                               n->pool->down_reason);
+            return ROUTE_DONE;
+        }
+    } else if (!n || (c->x && c->x->held)) {
+        client_forward(c, NULL, frame, len, flags);
         return ROUTE_DONE;
     }
     client_forward(c, pool_link_for(n->pool, c->id), frame, len, flags);
@@ -190,11 +203,15 @@ static void lease_wait_end(struct client *c)
     }
 }
 
+/* With sentinels, no master (or one that is down) is waited for up to
+ * failover_wait; otherwise a lease is waited for up to connect_timeout. */
 static struct link *take_lease(struct client *c)
 {
     struct sidecar *sc = c->sc;
     ev_tstamp now = ev_now(sc->loop);
-    struct link *l = pool_lease(sc->master.pool, c);
+    struct node *m = sc->master;
+    int no_master = !m || (sc->sentinels && m->pool->down);
+    struct link *l = no_master ? NULL : pool_lease(m->pool, c);
 
     if (l) {
         lease_wait_end(c);
@@ -207,16 +224,19 @@ static struct link *take_lease(struct client *c)
     }
     if (!c->lease_wait) {
         c->lease_wait = 1;
-        c->x->lease_deadline = now + sc->cfg->connect_timeout;
+        c->x->lease_deadline = now + (no_master ? sc->cfg->failover_wait : sc->cfg->connect_timeout);
         sc->lease_waiters++;
         return NULL;
     }
     if (now < c->x->lease_deadline)
         return NULL;
     lease_wait_end(c);
-    if (sc->master.pool->lease_failure[0])
+    if (no_master)
+        client_reply_error(c, "ERR no master confirmed within failover_wait (%gs): %s",
+                           sc->cfg->failover_wait, m ? m->pool->down_reason : sc->no_master_why);
+    else if (m->pool->lease_failure[0])
         client_reply_error(c, "ERR cannot open a dedicated connection to %s: %s",
-                           sc->master.pool->cfg.name, sc->master.pool->lease_failure);
+                           m->pool->cfg.name, m->pool->lease_failure);
     else
         client_reply_error(c, "ERR no dedicated connection free for this command "
                            "(max_leased %d reached)", sc->cfg->max_leased);
@@ -244,11 +264,11 @@ static int lease_forward(struct client *c, const struct command *cmd, const char
     if (!c->lease) {
         if (c->inflight)
             return ROUTE_LATER;       /* earlier requests first, on their links */
-        if (sc->master.pool->down) {
+        if (!sc->sentinels && sc->master->pool->down) {
             lease_wait_end(c);
             sc->st.err_node_down++;
-            client_reply_error(c, "ERR upstream %s is down (%s)", sc->master.pool->cfg.name,
-                               sc->master.pool->down_reason);
+            client_reply_error(c, "ERR upstream %s is down (%s)", sc->master->pool->cfg.name,
+                               sc->master->pool->down_reason);
             return ROUTE_DONE;
         }
         if (!(c->lease = take_lease(c)))
@@ -291,17 +311,20 @@ static int client_needs_stream(const char *frame, const struct resp_frame *fr)
 static void script_load_everywhere(struct client *c, const char *frame, const struct resp_frame *fr)
 {
     struct sidecar *sc = c->sc;
+    struct node *node;
     size_t pos = 0, n;
     const char *a;
 
     if (fr->argc < 3 || !resp_next_arg(frame, fr->len, &pos, &a, &n) ||
         !resp_next_arg(frame, fr->len, &pos, &a, &n) || n != 4 || strncasecmp(a, "load", 4) != 0)
         return;
-    for (int i = 0; i < sc->nreplicas; i++) {
+    TAILQ_FOREACH(node, &sc->nodes, tqe) {
+        if (node == sc->master)
+            continue;
         struct req *r = req_alloc(&sc->cache);
         if (!r)
             return;
-        if (link_send(pool_link_for(sc->replicas[i].pool, c->id), r, frame, fr->len) < 0)
+        if (link_send(pool_link_for(node->pool, c->id), r, frame, fr->len) < 0)
             req_release(&sc->cache, r);      /* an orphan from the start: reply dropped */
     }
 }

@@ -11,6 +11,7 @@
 #include "../lib/resp.h"
 #include "../pool/link.h"
 #include "../health/checker.h"
+#include "../health/sentinel.h"
 #include "../health/topology.h"
 #include "../pool/pool.h"
 #include "command.h"
@@ -24,12 +25,14 @@ struct client;
 struct listener;
 struct sidecar;
 
-/* A Redis node: its links and its health checks. */
+/* A Redis node: its links and its health checks. Which one is the master
+ * is the sidecar's business (sc->master); the rest may serve reads. */
 struct node {
     struct sidecar *sc;
     struct pool    *pool;
     struct checker  health;
-    int             replica;   /* 0: the master; else 1 + its index */
+    int             listed;    /* named in the sentinels' latest view */
+    TAILQ_ENTRY(node) tqe;
 };
 
 struct sidecar_stats {
@@ -56,6 +59,10 @@ struct sidecar_stats {
     uint64_t refused[REFUSED_NREASONS];  /* connections refused, by reason */
     uint64_t killed;            /* clients closed by PROXY KILL, BAN, CLIENT KILL */
     uint64_t pipeline_pauses;   /* reads stopped at max_pipeline pending replies */
+    uint64_t master_switches;   /* a new master confirmed after another */
+    uint64_t master_refusals;   /* READONLY, MASTERDOWN, LOADING from the master: held */
+    uint64_t held;              /* requests that waited for a master */
+    uint64_t held_failed;       /* ... and got none within failover_wait */
 };
 
 struct sidecar {
@@ -64,9 +71,26 @@ struct sidecar {
     struct command_table  cmds;
     struct req_cache      cache;
     struct buf_cache      bufs;       /* drained client output buffers */
-    struct node           master;
-    struct node           replicas[CONFIG_MAX_ADDRS];
-    int                   nreplicas;
+    TAILQ_HEAD(, node)    nodes;     /* the master, replicas, a former master */
+    int                   nnodes;
+    int                   nreplicas; /* nodes that are not the master */
+    /* Where writes go. Without sentinels, the configured master, always;
+     * with them, the node they name once its ROLE confirmed it, and NULL
+     * in between: then requests for the master are held. */
+    struct node          *master;
+    struct sentinels     *sentinels; /* NULL: a static topology */
+    struct node          *candidate; /* named by the sentinels, ROLE not yet seen */
+    ev_tstamp             candidate_since;
+    ev_tstamp             master_confirmed_at; /* its last ROLE that said master went out */
+    ev_tstamp             switched_at;
+    int                   switched_once; /* a master was set before: the next is a switch */
+    long long             view_epoch;    /* highest config epoch a sentinel reported */
+    char                  no_master_why[400];
+    int                   commands_loaded;
+    struct req_fifo       held;      /* waiting for a master, in arrival order */
+    unsigned              nheld;
+    ev_tstamp             last_hold_at;
+    ev_timer              held_w;    /* fails held requests past failover_wait */
     struct topology       topo;      /* the master's offsets, for replica lag */
     struct listener      *listeners;
     int                   nlisteners;

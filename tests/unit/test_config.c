@@ -66,6 +66,20 @@ static void test_defaults_and_values(void)
     CHECK(c.max_query_buffer == 1024 && c.max_output_buffer == 2048ull << 20);
     CHECK(c.log_level == LOG_DEBUG);
     config_free(&c);
+
+    /* Sentinels: the master is optional, list values add up, reads go to
+     * replicas by default (they come from the sentinels). */
+    config_defaults(&c);
+    CHECK(load(&c, "[upstream]\nsentinels = 127.0.0.1:26380, 127.0.0.1:26381\n"
+                   "sentinels = 127.0.0.1:26382\nmaster_name = mymaster\n"
+                   "sentinel_password = sp\n[routing]\nfailover_wait = 2500ms\n") == 0);
+    CHECK(c.master == NULL && c.sentinels.n == 3 && strcmp(c.sentinels.v[2], "127.0.0.1:26382") == 0);
+    CHECK(strcmp(c.master_name, "mymaster") == 0 && strcmp(c.sentinel_password, "sp") == 0);
+    CHECK(c.failover_wait == 2.5 && c.read_from == READ_PREFER_REPLICA);
+    config_free(&c);
+    config_defaults(&c);
+    CHECK(load(&c, "[upstream]\nmaster = 127.0.0.1:7000\n") == 0 && c.failover_wait == 5);
+    config_free(&c);
 }
 
 static void test_units(void)
@@ -131,7 +145,18 @@ static void test_errors(void)
                      "t.ini:2: proxy.password: empty value"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\nthis line has no equals\n",
                      "t.ini:3: syntax error"));
-    CHECK(fails_with("[pool]\nconnections = 2\n", "t.ini: upstream.master is required"));
+    CHECK(fails_with("[pool]\nconnections = 2\n",
+                     "t.ini: upstream.master (or upstream.sentinels) is required"));
+    CHECK(fails_with("[upstream]\nsentinels = 127.0.0.1:26379\n",
+                     "t.ini: upstream.sentinels needs upstream.master_name"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\nmaster_name = m\n",
+                     "t.ini: upstream.master_name needs upstream.sentinels"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\nsentinel_password = p\n",
+                     "t.ini: upstream.sentinel_password needs upstream.sentinels"));
+    CHECK(fails_with("[upstream]\nsentinels = 127.0.0.1:26379, unix:/tmp/s\nmaster_name = m\n",
+                     "t.ini:2: upstream.sentinels: a unix socket is not a node"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[routing]\nfailover_wait = 0\n",
+                     "t.ini:4: routing.failover_wait: \"0\" not in 0.01s..3600s"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\nusername = u\n",
                      "t.ini: upstream.username needs upstream.password"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[clients]\ndeny = 10.0.0.0/8, 300.1.1.1\n",
@@ -145,7 +170,7 @@ static void test_errors(void)
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[routing]\nread_your_writes = yes\n",
                      "t.ini:4: routing.read_your_writes: \"yes\" is not one of offset, window, off"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[routing]\nread_from = replica\n",
-                     "t.ini: routing.read_from = replica needs upstream.replicas"));
+                     "t.ini: routing.read_from = replica needs upstream.replicas or upstream.sentinels"));
     /* The first error wins, with its own line. */
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\ndatabase = x\n[pool]\nconnections = 0\n",
                      "t.ini:3: upstream.database: \"x\" not in 0..100000"));

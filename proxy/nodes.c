@@ -1,0 +1,417 @@
+/* The node set. Without sentinels it is what proxy.ini names, and the
+ * master never changes. With them it follows their view: nodes they list
+ * are added, nodes nobody lists any more are dropped, and a master they
+ * name is used once its own ROLE says master. From the moment they name
+ * another node until that ROLE comes back there is no master: nothing new
+ * goes to the old one, whose links are closed at once, and requests for
+ * the master are held (up to failover_wait). */
+#include "nodes.h"
+
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/log.h"
+#include "../lib/net.h"
+#include "client.h"
+
+static void on_commands(const char *p, size_t n, void *arg)
+{
+    struct sidecar *sc = arg;
+
+    if (sc->commands_loaded)
+        return;
+    int added = command_table_load(&sc->cmds, p, n);
+    if (added < 0) {
+        log_warn("master's COMMAND reply did not parse; using the compiled-in table");
+    } else {
+        sc->commands_loaded = 1;
+        log_info("command table: %d commands learnt from the master", added);
+    }
+    /* The reply was big and short-lived: give its heap pages back. */
+    malloc_trim(0);
+}
+
+static void count_replicas(struct sidecar *sc)
+{
+    sc->nreplicas = sc->nnodes - (sc->master != NULL);
+}
+
+/* The master changes (n may be NULL: none for now). Held requests go to a
+ * new one first, then the old one's requests that never ran follow them,
+ * so each client's order holds. */
+static void set_master(struct sidecar *sc, struct node *n, const char *why)
+{
+    struct node *old = sc->master;
+    ev_tstamp now = ev_now(sc->loop);
+
+    if (old == n)
+        return;
+    sc->master = n;
+    sc->switched_at = now;
+    memset(&sc->topo, 0, sizeof sc->topo);     /* offsets of another node */
+    count_replicas(sc);
+    if (n) {
+        sc->candidate = NULL;
+        sc->master_confirmed_at = n->health.role_at;
+        sc->no_master_why[0] = '\0';
+        if (old || sc->st.master_switches || sc->nheld)
+            log_warn("master is now %s (%s)", n->pool->cfg.name, why);
+        else
+            log_info("master is %s (%s)", n->pool->cfg.name, why);
+        sc->st.master_switches += old != NULL || sc->switched_once;
+        sc->switched_once = 1;
+        client_resend_held(sc);
+    } else {
+        snprintf(sc->no_master_why, sizeof sc->no_master_why, "%s", why);
+        log_warn("no master until one is confirmed: %s; requests for it wait up to "
+                 "failover_wait (%gs)", why, sc->cfg->failover_wait);
+    }
+    if (old)
+        pool_evacuate(old->pool, why);
+}
+
+static void on_node_health(void *arg, int up, const char *why)
+{
+    struct node *n = arg;
+
+    pool_set_down(n->pool, !up, why);
+    if (n == n->sc->master && !up && n->sc->sentinels)
+        health_sentinels_poll_soon(n->sc->sentinels);
+}
+
+/* Each ROLE reply. The master's offsets measure replica lag; with
+ * sentinels, its role is checked every time, and a candidate becomes
+ * the master on the first ROLE sent after the sentinels named it. */
+static void on_node_role(void *arg)
+{
+    struct node *n = arg;
+    struct sidecar *sc = n->sc;
+    const struct checker *h = &n->health;
+    int says_master = strcmp(h->role, "master") == 0;
+    char why[200];
+
+    if (n == sc->master) {
+        if (!says_master && sc->sentinels) {
+            snprintf(why, sizeof why, "%s reports role %s", n->pool->cfg.name, h->role);
+            set_master(sc, NULL, why);
+            sc->candidate = n;          /* until the sentinels say otherwise */
+            sc->candidate_since = ev_now(sc->loop);
+            health_sentinels_poll_soon(sc->sentinels);
+            return;
+        }
+        health_record_master(&sc->topo, h->role_at, h->offset);
+        sc->master_confirmed_at = h->role_at;
+        if (sc->nheld && h->role_at > sc->last_hold_at)
+            client_resend_held(sc);
+        return;
+    }
+    if (n == sc->candidate && says_master && h->role_at >= sc->candidate_since) {
+        snprintf(why, sizeof why, "%s confirmed by ROLE", sc->sentinels ? "named by the sentinels,"
+                 : "configured,");
+        set_master(sc, n, why);
+        health_record_master(&sc->topo, h->role_at, h->offset);
+    }
+}
+
+static struct node *find(struct sidecar *sc, const char *addr)
+{
+    struct net_addr a;
+    char why[200];
+    struct node *n;
+
+    TAILQ_FOREACH(n, &sc->nodes, tqe)
+        if (strcmp(n->pool->cfg.name, addr) == 0)
+            return n;
+    if (net_resolve(addr, &a, why, sizeof why) < 0)
+        return NULL;
+    TAILQ_FOREACH(n, &sc->nodes, tqe)
+        if (n->pool->cfg.addr.len == a.len && memcmp(&n->pool->cfg.addr.ss, &a.ss, a.len) == 0)
+            return n;
+    return NULL;
+}
+
+/* A node's pool of links and its health checker. */
+static struct node *add(struct sidecar *sc, const char *addr, char *err, size_t errlen)
+{
+    const struct config *cfg = sc->cfg;
+    struct pool_config pc = {
+        .connections = cfg->connections,
+        .connect_timeout = cfg->connect_timeout,
+        .queue_timeout = sc->sentinels ? cfg->failover_wait : cfg->connect_timeout,
+        .reply_timeout = cfg->reply_timeout,
+        .database = cfg->database,
+        .username = cfg->username,
+        .password = cfg->upstream_password,
+        .retry_reads = cfg->retry_reads,
+        .max_leased = cfg->max_leased,
+        .fetch_commands = !sc->commands_loaded,
+        .validate_after = cfg->validate_after,
+        .ping_timeout = cfg->ping_timeout,
+        .ping_interval = cfg->ping_interval,
+        .max_link_age = cfg->max_link_age,
+        .tcp_keepalive = (int)cfg->tcp_keepalive,
+        .tcp_user_timeout_ms = (int)(cfg->tcp_user_timeout * 1000),
+    };
+    struct checker_config hc = {
+        .interval = cfg->check_interval,
+        .down_after = cfg->down_after,
+        .username = cfg->username,
+        .password = cfg->upstream_password,
+    };
+    char why[200];
+    struct node *n;
+
+    snprintf(pc.name, sizeof pc.name, "%s", addr);
+    snprintf(hc.name, sizeof hc.name, "%s", addr);
+    if (net_resolve(addr, &pc.addr, why, sizeof why) < 0 || health_config_addr(&hc, addr) < 0) {
+        snprintf(err, errlen, "%s: %s", addr, why);
+        return NULL;
+    }
+    if (!(n = calloc(1, sizeof *n)) ||
+        !(n->pool = pool_new(sc->loop, &pc, &sc->cache, client_on_reply, sc))) {
+        free(n);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    n->sc = sc;
+    n->pool->on_lease_lost = client_lease_lost;
+    n->pool->on_commands = on_commands;
+    n->pool->on_stream = client_on_stream;
+    health_start(&n->health, sc->loop, &hc, on_node_health, n);
+    n->health.on_role = on_node_role;
+    TAILQ_INSERT_TAIL(&sc->nodes, n, tqe);
+    sc->nnodes++;
+    count_replicas(sc);
+    return n;
+}
+
+static void free_node(struct node *n)
+{
+    health_stop(&n->health);
+    pool_free(n->pool);
+    free(n);
+}
+
+/* Reads on it go elsewhere first (they come back as REQ_MOVED). */
+static void drop(struct sidecar *sc, struct node *n, const char *why)
+{
+    log_info("node %s dropped: %s", n->pool->cfg.name, why);
+    pool_evacuate(n->pool, why);
+    TAILQ_REMOVE(&sc->nodes, n, tqe);
+    sc->nnodes--;
+    count_replicas(sc);
+    free_node(n);
+}
+
+static struct node *find_or_add(struct sidecar *sc, const char *addr)
+{
+    struct node *n = find(sc, addr);
+    char err[300];
+
+    if (!n && (n = add(sc, addr, err, sizeof err)) != NULL)
+        log_info("node %s added (listed by the sentinels)", addr);
+    else if (!n)
+        log_warn("node %s cannot be added: %s", addr, err);
+    return n;
+}
+
+/* The sentinels' view (of the one with the highest config epoch). */
+static void on_view(void *arg, const struct sentinel_report *v, const char *from)
+{
+    struct sidecar *sc = arg;
+    struct node *n, *next, *m;
+    char why[300];
+
+    if (v->epoch < sc->view_epoch) {
+        log_debug("sentinel %s: view of epoch %lld ignored (seen %lld)", from, v->epoch,
+                  sc->view_epoch);
+        return;
+    }
+    sc->view_epoch = v->epoch;
+    TAILQ_FOREACH(n, &sc->nodes, tqe)
+        n->listed = 0;
+    if (!(m = find_or_add(sc, v->master)))
+        return;
+    m->listed = 1;
+    for (int i = 0; i < v->nreplicas; i++)
+        if ((n = find_or_add(sc, v->replicas[i])) != NULL)
+            n->listed = 1;
+    if (m != sc->master) {
+        snprintf(why, sizeof why, "sentinel %s names %s master (epoch %lld)", from, v->master,
+                 v->epoch);
+        if (sc->master)
+            set_master(sc, NULL, why);
+        if (sc->candidate != m) {
+            log_info("%s: confirming with ROLE", why);
+            sc->candidate = m;
+            sc->candidate_since = ev_now(sc->loop);
+            snprintf(sc->no_master_why, sizeof sc->no_master_why, "%s, not confirmed by "
+                     "its ROLE yet", why);
+        }
+        health_sample_soon(&m->health, 0);
+    }
+    for (n = TAILQ_FIRST(&sc->nodes); n; n = next) {
+        next = TAILQ_NEXT(n, tqe);
+        if (!n->listed && n != sc->master && n != sc->candidate)
+            drop(sc, n, "no sentinel lists it any more");
+    }
+}
+
+void nodes_refresh(struct sidecar *sc)
+{
+    if (sc->sentinels)
+        health_sentinels_poll_soon(sc->sentinels);
+    if (sc->master)
+        health_sample_soon(&sc->master->health, 0);
+}
+
+static void on_held_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    client_expire_held(w->data);
+}
+
+int nodes_start(struct sidecar *sc, char *err, size_t errlen)
+{
+    const struct config *cfg = sc->cfg;
+    struct node *n;
+
+    TAILQ_INIT(&sc->nodes);
+    TAILQ_INIT(&sc->held);
+    ev_init(&sc->held_w, on_held_tick);
+    sc->held_w.repeat = 0.05;
+    sc->held_w.data = sc;
+    if (cfg->sentinels.n) {
+        struct sentinel_config sentc = {
+            .addrs = (const char *const *)cfg->sentinels.v,
+            .naddrs = cfg->sentinels.n,
+            .master_name = cfg->master_name,
+            .password = cfg->sentinel_password,
+            .interval = cfg->check_interval,
+        };
+        if (!(sc->sentinels = malloc(sizeof *sc->sentinels))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        if (health_sentinels_start(sc->sentinels, sc->loop, &sentc, on_view, sc, err,
+                                   errlen) < 0)
+            return -1;
+        snprintf(sc->no_master_why, sizeof sc->no_master_why,
+                 "no sentinel has named the master yet");
+    }
+    /* With sentinels, the configured nodes are a first guess: the master
+     * is confirmed by ROLE like any other, and the sentinels' view, once
+     * it comes, replaces the lot. */
+    if (cfg->master) {
+        if (!(n = add(sc, cfg->master, err, errlen)))
+            return -1;
+        if (sc->sentinels) {
+            sc->candidate = n;
+            sc->candidate_since = ev_now(sc->loop);
+        } else {
+            set_master(sc, n, "configured");
+        }
+    }
+    for (int i = 0; i < cfg->replicas.n; i++)
+        if (!add(sc, cfg->replicas.v[i], err, errlen))
+            return -1;
+    return 0;
+}
+
+void nodes_stop(struct sidecar *sc)
+{
+    struct node *n;
+
+    if (sc->sentinels) {
+        health_sentinels_stop(sc->sentinels);
+        free(sc->sentinels);
+        sc->sentinels = NULL;
+    }
+    ev_timer_stop(sc->loop, &sc->held_w);
+    sc->master = sc->candidate = NULL;
+    while ((n = TAILQ_FIRST(&sc->nodes)) != NULL) {
+        TAILQ_REMOVE(&sc->nodes, n, tqe);
+        free_node(n);
+    }
+    sc->nnodes = sc->nreplicas = 0;
+}
+
+const char *nodes_version(const struct sidecar *sc)
+{
+    const struct node *n;
+
+    if (sc->master && sc->master->pool->version[0])
+        return sc->master->pool->version;
+    TAILQ_FOREACH(n, &sc->nodes, tqe)
+        if (n->pool->version[0])
+            return n->pool->version;
+    return "unknown";
+}
+
+static int validating(const struct pool *p)
+{
+    int k = 0;
+
+    for (int i = 0; i < p->cfg.connections; i++)
+        k += p->links[i].validating;
+    return k;
+}
+
+void nodes_report(const struct sidecar *sc, struct buf *b)
+{
+    ev_tstamp now = ev_now(sc->loop);
+    const struct node *n;
+    int i = 0;
+
+    buf_appendf(b, "# Topology\r\nsource:%s\r\nmaster:%s\r\n",
+                sc->sentinels ? "sentinel" : "static",
+                sc->master ? sc->master->pool->cfg.name : "none");
+    if (!sc->master)
+        buf_appendf(b, "no_master_reason:%s\r\n", sc->no_master_why);
+    if (sc->candidate)
+        buf_appendf(b, "candidate:%s\r\n", sc->candidate->pool->cfg.name);
+    buf_appendf(b, "master_switches:%llu\r\nrequests_held_now:%u\r\n\r\n# Nodes\r\n",
+                (unsigned long long)sc->st.master_switches, sc->nheld);
+    TAILQ_FOREACH(n, &sc->nodes, tqe) {
+        const struct pool *p = n->pool;
+        const struct checker *h = &n->health;
+        char why[96] = "-";
+        const char *use = n == sc->master ? "master" : n == sc->candidate ? "candidate" :
+                          !p->down && health_replica_eligible(&sc->topo, h, sc->cfg->replica_max_lag,
+                                                              now, why, sizeof why)
+                          ? "replica" : "none";
+        buf_appendf(b, "node%d:addr=%s,use=%s,state=%s,role=%s,master_link=%s,offset=%lld,"
+                    "lag=%.1f,not_eligible=%s,links=%d,links_ready=%d,links_validating=%d,"
+                    "leases=%d,inflight=%u,requests=%llu,version=%s\r\n",
+                    i++, p->cfg.name, use, p->down ? "down" : "up",
+                    h->role[0] ? h->role : "unknown", h->link[0] ? h->link : "-", h->offset,
+                    n == sc->master ? 0.0 : health_replica_lag(&sc->topo, h->offset, now),
+                    strcmp(use, "replica") && n != sc->master ? why : "-",
+                    p->cfg.connections, pool_ready_links(p), validating(p), p->nleases,
+                    pool_inflight(p), (unsigned long long)p->st.requests_sent,
+                    p->version[0] ? p->version : "unknown");
+    }
+    if (!sc->sentinels)
+        return;
+    const struct sentinels *ss = sc->sentinels;
+    buf_appendf(b, "\r\n# Sentinels\r\nmaster_name:%s\r\nsentinels_up:%d\r\n"
+                "switch_master_events:%llu\r\nlast_event:%s\r\n", ss->master_name, ss->nup,
+                (unsigned long long)ss->switches_seen, ss->last_event[0] ? ss->last_event : "-");
+    i = 0;
+    for (int k = 0; k < ss->n; k++) {
+        const struct sentinel *s = &ss->s[k];
+        if (!s->active)
+            continue;
+        buf_appendf(b, "sentinel%d:addr=%s,state=%s,subscribed=%d,configured=%d,master=%s,"
+                    "epoch=%lld,master_down=%d,replicas=%d,sentinels=%d,answered_ago=%.1f,"
+                    "last_error=%s\r\n",
+                    i++, s->addr, s->up ? "up" : "down", s->subscribed, s->configured,
+                    s->rep.master[0] ? s->rep.master : "-", s->rep.epoch, s->rep.master_down,
+                    s->rep.nreplicas, s->rep.npeers,
+                    s->answered_at ? now - s->answered_at : -1.0,
+                    s->last_err[0] ? s->last_err : "-");
+    }
+}

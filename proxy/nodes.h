@@ -1,0 +1,23 @@
+/* The node set and which node is master: fixed from proxy.ini, or
+ * followed through Sentinel. A node the sentinels name is confirmed with
+ * ROLE before writes go to it; the old master's links are closed at once
+ * (pool_evacuate), and requests for the master wait (held, see client.c)
+ * while none is confirmed. */
+#ifndef SIDECAR_NODES_H
+#define SIDECAR_NODES_H
+
+#include <stddef.h>
+
+#include "sidecar.h"
+
+int nodes_start(struct sidecar *sc, char *err, size_t errlen);
+void nodes_stop(struct sidecar *sc);
+/* Something says the master moved (it refused a write as a replica would):
+ * ask the sentinels and the master's ROLE again now. */
+void nodes_refresh(struct sidecar *sc);
+/* redis_version of the master, or of any node when there is none. */
+const char *nodes_version(const struct sidecar *sc);
+/* PROXY NODES: every node and sentinel, one line each. */
+void nodes_report(const struct sidecar *sc, struct buf *b);
+
+#endif
