@@ -70,7 +70,7 @@ static void check_passed(struct checker *ch)
     if (ch->down) {
         ch->down = 0;
         ch->ups++;
-        log_info("node %s is up again (role %s)", ch->cfg.name, ch->role);
+        log_info("node %s is up again", ch->cfg.name);
         ch->on_change(ch->arg, 1, NULL);
     }
 }

@@ -64,11 +64,13 @@ static void drop(struct redisAsyncContext **acp)
 
 static void count_up(struct sentinels *ss)
 {
-    int nup = 0;
+    int nup = 0, untried = 0;
 
-    for (int i = 0; i < ss->n; i++)
+    for (int i = 0; i < ss->n; i++) {
         nup += ss->s[i].active && ss->s[i].up;
-    if (nup == 0 && !ss->all_down_logged) {
+        untried += ss->s[i].active && !ss->s[i].up && !ss->s[i].last_err[0];
+    }
+    if (nup == 0 && !untried && !ss->all_down_logged) {
         log_warn("no sentinel answers: keeping the last known topology");
         ss->all_down_logged = 1;
     } else if (nup > 0 && ss->all_down_logged) {

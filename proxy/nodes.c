@@ -230,14 +230,24 @@ static void on_view(void *arg, const struct sentinel_report *v, const char *from
         return;
     }
     sc->view_epoch = v->epoch;
-    TAILQ_FOREACH(n, &sc->nodes, tqe)
-        n->listed = 0;
     if (!(m = find_or_add(sc, v->master)))
         return;
-    m->listed = 1;
     for (int i = 0; i < v->nreplicas; i++)
-        if ((n = find_or_add(sc, v->replicas[i])) != NULL)
+        find_or_add(sc, v->replicas[i]);
+    /* Gone is what no sentinel that answers lists: mid-failover, the one
+     * in charge may briefly list neither the old master nor its replicas. */
+    TAILQ_FOREACH(n, &sc->nodes, tqe)
+        n->listed = 0;
+    for (int k = 0; k < sc->sentinels->n; k++) {
+        const struct sentinel *s = &sc->sentinels->s[k];
+        if (!s->active || !s->up)
+            continue;
+        if ((n = find(sc, s->rep.master)) != NULL)
             n->listed = 1;
+        for (int i = 0; i < s->rep.nreplicas; i++)
+            if ((n = find(sc, s->rep.replicas[i])) != NULL)
+                n->listed = 1;
+    }
     if (m != sc->master) {
         snprintf(why, sizeof why, "sentinel %s names %s master (epoch %lld)", from, v->master,
                  v->epoch);

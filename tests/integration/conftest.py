@@ -79,13 +79,14 @@ class RedisServer:
                          if "--requirepass" in self.args else None)
         self.proc = None
 
-    def start(self):
+    def start(self, wait=True):
         cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                "--save", "", "--appendonly", "no", "--dir", str(self.dir),
                "--logfile", str(self.logfile), "--daemonize", "no",
                "--repl-diskless-sync-delay", "0"] + self.args
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
-        wait_until(lambda: self.client().ping(), what=f"redis on {self.port}")
+        if wait:
+            wait_until(lambda: self.client().ping(), what=f"redis on {self.port}")
         return self
 
     def stop(self, sig=signal.SIGKILL):
@@ -116,7 +117,7 @@ class Sidecar:
         self.proc = None
         cfg = {
             "proxy": {"listen": f"127.0.0.1:{self.port}"},
-            "upstream": {"master": f"127.0.0.1:{master_port}"},
+            "upstream": {"master": f"127.0.0.1:{master_port}"} if master_port else {},
             "log": {"level": "debug" if os.environ.get("SIDECAR_DEBUG") else "info"},
         }
         for sec, kv in sections.items():
@@ -189,6 +190,49 @@ class Sidecar:
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
 
 
+class SentinelServer:
+    """A redis-sentinel watching `master_port` as `name` (its config file
+    is its own: sentinel rewrites it)."""
+
+    def __init__(self, tmp, master_port, name="mymaster", quorum=2, down_after=1000,
+                 failover_timeout=5000, extra=()):
+        self.port = free_port()
+        self.dir = tmp / f"sentinel-{self.port}"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conf = self.dir / "sentinel.conf"
+        self.logfile = self.dir / "sentinel.log"
+        self.conf.write_text("\n".join([
+            f"port {self.port}", "bind 127.0.0.1", "daemonize no", f"dir {self.dir}",
+            f"logfile {self.logfile}",
+            f"sentinel monitor {name} 127.0.0.1 {master_port} {quorum}",
+            f"sentinel down-after-milliseconds {name} {down_after}",
+            f"sentinel failover-timeout {name} {failover_timeout}",
+            *extra]) + "\n")
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-sentinel", str(self.conf)],
+                                     stdin=subprocess.DEVNULL)
+        wait_until(lambda: self.client().ping(), what=f"sentinel on {self.port}")
+        return self
+
+    def stop(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(10)
+        self.proc = None
+
+    def client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+
+    def master_addr(self, name="mymaster"):
+        a = self.client().execute_command("SENTINEL", "get-master-addr-by-name", name)
+        return None if a is None else (a[0].decode(), int(a[1]))
+
+    def log(self):
+        return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
+
+
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
@@ -203,11 +247,17 @@ class Env:
         self.tmp = tmp
         self.redises = []
         self.sidecars = []
+        self.sentinels = []
 
     def redis(self, name="redis", args=(), start=True):
         r = RedisServer(self.tmp, name, args)
         self.redises.append(r)
         return r.start() if start else r
+
+    def sentinel(self, master, **kw):
+        s = SentinelServer(self.tmp, master.port, **kw)
+        self.sentinels.append(s)
+        return s.start()
 
     def sidecar(self, master, start=True, **sections):
         port = master.port if hasattr(master, "port") else master
@@ -227,6 +277,8 @@ def env(request, tmp_path):
         rc = s.stop()
         if rc not in (0, None):
             problems.append(f"sidecar stop returned {rc}")
+    for s in e.sentinels:
+        s.stop()
     for r in e.redises:
         r.stop()
     failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
