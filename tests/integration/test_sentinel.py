@@ -232,7 +232,8 @@ def check_failover(load, fault_t, switches, new_master, what):
     times = switches.times()
     # A write that waited (held for a master) is answered when the proxy
     # confirms the next master: measured from that switch.
-    recovered = 0.0
+    # (Negative: the proxy learnt of it before the test's 10 ms poll did.)
+    recovered = -1.0
     for r in load.records:
         if r[1] - r[0] > 0.2:
             after = [t for t in times if t >= r[0] - 0.2]
@@ -241,7 +242,7 @@ def check_failover(load, fault_t, switches, new_master, what):
     lost = load.lost_on(new_master, fault_t)
     acked_after = sum(1 for r in load.records if r[4] and r[0] > fault_t)
     print(f"\n{what}: {len(times)} failover(s), the first {times[0] - fault_t:.2f}s after "
-          f"the fault; held writes answered within {recovered:.3f}s of the switch; "
+          f"the fault; held writes answered {recovered:+.3f}s from the switch; "
           f"{len(load.records)} writes, {len(errors)} errors, {acked_after} acknowledged "
           f"after the fault, {len(lost)} lost")
     for e in errors:
@@ -374,15 +375,15 @@ def test_loading_master_is_waited_for_not_shown(env):
 def test_no_master_writes_wait_failover_wait_then_a_clear_error(env, topo):
     for s in topo.sentinels:
         s.stop()
-    sc = topo.sidecar(routing={"failover_wait": "1s"})
+    sc = topo.sidecar(routing={"failover_wait": "2s"}, health={"check_interval": "250ms"})
     c = sc.client()
     t0 = time.monotonic()
     with pytest.raises(redis.ResponseError) as e:
         c.set("k", "v")
     waited = time.monotonic() - t0
-    assert "no master confirmed within failover_wait (1s)" in str(e.value)
+    assert "no master confirmed within failover_wait (2s)" in str(e.value)
     assert "no sentinel has named the master yet" in str(e.value)
-    assert 0.9 < waited < 3 * SLOW, waited
+    assert 1.9 < waited < 6 * SLOW, waited
     assert "no sentinel answers: keeping the last known topology" in sc.log()
     # A write that arrives meanwhile waits, and goes through once a
     # sentinel answers.
