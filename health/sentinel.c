@@ -241,34 +241,31 @@ static int addr_list(const redisReply *r, char (*out)[SENTINEL_ADDR], int max)
     return n;
 }
 
+static void read_list(struct sentinel *s, const redisReply *r, const char *what,
+                      char (*out)[SENTINEL_ADDR], int max, int *n)
+{
+    if (!r || !s->polling)
+        return;
+    *n = 0;
+    if (reply_error(s, r, what) < 0)
+        return;
+    *n = addr_list(r, out, max);
+    poll_step_done(s);
+}
+
 static void on_replicas(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct sentinel *s = priv;
-    redisReply *r = reply;
     (void)ac;
-
-    if (!r || !s->polling)
-        return;
-    s->next.nreplicas = 0;
-    if (reply_error(s, r, "SENTINEL REPLICAS") < 0)
-        return;
-    s->next.nreplicas = addr_list(r, s->next.replicas, SENTINEL_MAX_REPLICAS);
-    poll_step_done(s);
+    read_list(s, reply, "SENTINEL REPLICAS", s->next.replicas, SENTINEL_MAX_REPLICAS,
+              &s->next.nreplicas);
 }
 
 static void on_peers(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct sentinel *s = priv;
-    redisReply *r = reply;
     (void)ac;
-
-    if (!r || !s->polling)
-        return;
-    s->next.npeers = 0;
-    if (reply_error(s, r, "SENTINEL SENTINELS") < 0)
-        return;
-    s->next.npeers = addr_list(r, s->next.peers, SENTINEL_MAX);
-    poll_step_done(s);
+    read_list(s, reply, "SENTINEL SENTINELS", s->next.peers, SENTINEL_MAX, &s->next.npeers);
 }
 
 static void on_cmd_connect(const redisAsyncContext *ac, int status)

@@ -29,11 +29,15 @@ start_redis() {  # port [replicaof-port]
     [[ $# -gt 1 ]] && args+=(--replicaof 127.0.0.1 "$2")
     redis-server "${args[@]}" </dev/null &
     pids+=($!)
+    wait_ping "$port" "redis" "$dir/redis.log"
+}
+
+wait_ping() {  # port what logfile
     for _ in $(seq 100); do
-        redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
+        redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
         sleep 0.05
     done
-    echo "make run: redis on $port did not start; see $dir/redis.log" >&2
+    echo "make run: $2 on $1 did not start; see $3" >&2
     exit 1
 }
 
@@ -53,12 +57,7 @@ sentinel failover-timeout mymaster 60000
 EOF
     redis-sentinel "$dir/sentinel.conf" </dev/null &
     pids+=($!)
-    for _ in $(seq 100); do
-        redis-cli -p "$port" ping >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    echo "make run: sentinel on $port did not start; see $dir/sentinel.log" >&2
-    exit 1
+    wait_ping "$port" "sentinel" "$dir/sentinel.log"
 }
 
 for port in 6380 7000 7001 7002 26380 26381 26382; do

@@ -68,6 +68,14 @@ def rss_kb(pid):
     return 0
 
 
+def stop_process(server, sig):
+    """Signal a server's process (SIGKILL by default: the tests kill by PID)."""
+    if server.proc and server.proc.poll() is None:
+        server.proc.send_signal(sig)
+        server.proc.wait(10)
+    server.proc = None
+
+
 class RedisServer:
     def __init__(self, tmp, name="redis", args=()):
         self.port = free_port()
@@ -90,10 +98,7 @@ class RedisServer:
         return self
 
     def stop(self, sig=signal.SIGKILL):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(10)
-        self.proc = None
+        stop_process(self, sig)
 
     def client(self, **kw):
         kw.setdefault("password", self.password)
@@ -217,10 +222,7 @@ class SentinelServer:
         return self
 
     def stop(self, sig=signal.SIGKILL):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(10)
-        self.proc = None
+        stop_process(self, sig)
 
     def client(self):
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
