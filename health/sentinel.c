@@ -125,8 +125,10 @@ static void decide(struct sentinels *ss)
             for (int k = 0; o->active && o->up && k < o->rep.npeers && !listed; k++)
                 listed = strcmp(o->rep.peers[k], s->addr) == 0;
         }
-        if (s->active && !listed) {
-            log_info("sentinel %s dropped: no sentinel lists it any more", s->addr);
+        /* one that answers for our master stays, listed or not */
+        if (s->active && !listed && !s->up) {
+            log_info("sentinel %s dropped: unreachable, and no sentinel lists it any more",
+                     s->addr);
             s->active = s->up = s->subscribed = s->polling = 0;
             drop(&s->cmd);
             drop(&s->sub);
@@ -387,6 +389,8 @@ static void send_poll(struct sentinel *s)
 
     if (!s->cmd && !(s->cmd = connect_to(s, on_cmd_connect, on_cmd_disconnect)))
         return;
+    if (!s->polling)
+        s->owed_since = ev_now(s->set->loop);
     s->polling += POLL_COMMANDS;
     redisAsyncCommand(s->cmd, on_addr, s, "SENTINEL get-master-addr-by-name %s", name);
     redisAsyncCommand(s->cmd, on_master, s, "SENTINEL master %s", name);
@@ -397,14 +401,15 @@ static void send_poll(struct sentinel *s)
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct sentinels *ss = w->data;
-    (void)loop;
     (void)revents;
 
     for (int i = 0; i < ss->n; i++) {
         struct sentinel *s = &ss->s[i];
         if (!s->active)
             continue;
-        if (s->polling) {
+        /* judged one interval after it went out; a poll an event sent
+         * just now gets its chance */
+        if (s->polling && ev_now(loop) - s->owed_since >= ss->interval / 2) {
             poll_failed(s, "no answer within the poll interval");
             drop(&s->cmd);
         }
@@ -428,6 +433,11 @@ static void on_soon(struct ev_loop *loop, ev_timer *w, int revents)
     for (int i = 0; i < ss->n; i++)
         if (ss->s[i].active && ss->s[i].cmd)
             send_poll(&ss->s[i]);
+}
+
+int health_sentinels_none_answer(const struct sentinels *ss)
+{
+    return ss->all_down_logged;
 }
 
 void health_sentinels_poll_soon(struct sentinels *ss)

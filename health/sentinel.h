@@ -48,7 +48,8 @@ struct sentinel {
     struct redisAsyncContext *sub;          /* events */
     int                       subscribed;
     int                       sub_waited;   /* ticks without the SUBSCRIBE answer */
-    int                       polling;      /* replies still owed by this poll */
+    int                       polling;      /* replies still owed by its polls */
+    ev_tstamp                 owed_since;   /* when the oldest of them went out */
     int                       up;           /* its last poll was answered */
     int                       unknown_logged;  /* "no such master" said once */
     struct sentinel_report    rep, next;    /* last complete answer; one being read */
@@ -68,7 +69,7 @@ struct sentinels {
     ev_timer               tick;
     ev_timer               soon;          /* a poll asked for by an event */
     int                    nup;           /* sentinels answering */
-    int                    all_down_logged;
+    int                    all_down_logged; /* every sentinel tried, none answers */
     char                   last_event[200];
     uint64_t               switches_seen; /* +switch-master messages */
     /* The winning view, after every complete answer: its master ("" if no
@@ -84,6 +85,8 @@ int health_sentinels_start(struct sentinels *ss, struct ev_loop *loop,
                                            const char *from),
                            void *arg, char *err, size_t errlen);
 void health_sentinels_stop(struct sentinels *ss);
+/* Every sentinel was tried and none answers. */
+int health_sentinels_none_answer(const struct sentinels *ss);
 /* Ask every sentinel again now (the node set looks wrong: a master that
  * says it is a replica, a write refused with READONLY). */
 void health_sentinels_poll_soon(struct sentinels *ss);

@@ -566,9 +566,18 @@ int link_send(struct link *l, struct req *r, const char *p, size_t n)
     struct pool *pl = l->pool;
 
     /* The bytes first: a slot on the FIFO without them would take
-     * another request's reply. */
-    if (buf_append(&l->out, p, n) < 0)
+     * another request's reply. They may be a request this very link holds
+     * (a read sent back to the node that refused it, now the master):
+     * copied aside first, as growing the buffer may move them. */
+    if (l->out.data && p >= l->out.data && p < l->out.data + l->out.cap) {
+        char *copy = malloc(n);
+        int rc = copy ? buf_append(&l->out, memcpy(copy, p, n), n) : -1;
+        free(copy);
+        if (rc < 0)
+            return -1;
+    } else if (buf_append(&l->out, p, n) < 0) {
         return -1;
+    }
     /* Never inside a lease: a PING in a MULTI would be queued with it. */
     if (l->state == LINK_READY && !l->lease && l->nfifo == 0 && pl->cfg.validate_after > 0 &&
         ev_now(pl->loop) - l->last_rx > pl->cfg.validate_after)

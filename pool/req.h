@@ -22,6 +22,7 @@ struct link;
 #define REQ_MOVED     0x100 /* handed back unrun by a link closed on purpose (its node
                              * is master no more): the owner sends it elsewhere */
 #define REQ_HELD      0x200 /* owner's mark: waiting for a master, its bytes in reply */
+#define REQ_EXPIRED   0x400 /* owner's mark: held past failover_wait, being answered */
 
 /* A request slot. It sits on its owner's reply FIFO (owner_tqe, the
  * owner's business) and, until answered, on its link's FIFO (link_tqe). */
@@ -33,6 +34,7 @@ struct req {
     uint64_t    off;        /* first byte in the link's output stream */
     size_t      len;
     ev_tstamp   queued_at;  /* ev_now() when handed to the link */
+    ev_tstamp   waiting_since; /* owner's: when it first waited for a master */
     struct buf  reply;      /* reply bytes, when they came before earlier ones */
     unsigned    flags;
 };

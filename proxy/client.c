@@ -284,17 +284,33 @@ static int refused(const char *p, size_t n, int by_master)
 }
 
 /* Wait for a master, the request's bytes kept in its (still empty) reply
- * buffer. Its wait counts from when it was first queued. */
+ * buffer. failover_wait counts from when it first waited (queued on a
+ * master's link, or held), however often it is refused and sent again. */
 static int hold(struct client *c, struct req *r, const char *req, size_t len)
 {
     struct sidecar *sc = c->sc;
+
+    struct req *later;
 
     if (!client_ext(c) || buf_append(&r->reply, req, len) < 0)
         return -1;
     r->len = len;
     r->link = NULL;
     r->flags |= REQ_HELD;
-    TAILQ_INSERT_TAIL(&sc->held, r, link_tqe);
+    if (!r->waiting_since)
+        r->waiting_since = r->queued_at;
+    /* Before any of the client's requests held already that came after it
+     * (its refusal was read after theirs were held), so they go out in the
+     * client's order. A new request (client_forward) is not on the
+     * client's list yet, and is its latest. */
+    for (later = r->owner_tqe.tqe_prev ? TAILQ_NEXT(r, owner_tqe) : NULL; later;
+         later = TAILQ_NEXT(later, owner_tqe))
+        if (later->flags & REQ_HELD)
+            break;
+    if (later)
+        TAILQ_INSERT_BEFORE(later, r, link_tqe);
+    else
+        TAILQ_INSERT_TAIL(&sc->held, r, link_tqe);
     sc->nheld++;
     c->x->held++;
     sc->st.held++;
@@ -400,21 +416,32 @@ void client_resend_held(struct sidecar *sc)
 void client_expire_held(struct sidecar *sc)
 {
     ev_tstamp now = ev_now(sc->loop);
-    struct req *r, *next;
+    struct req *r, *next, *last = NULL;
     char why[400];
 
     snprintf(why, sizeof why, "no master confirmed within failover_wait (%gs): %.300s",
              sc->cfg->failover_wait, sc->no_master_why[0] ? sc->no_master_why :
-             "the master keeps refusing writes as a replica would");
+             "the master keeps refusing requests as a replica or while loading");
+    /* The expired ones move to the front, then are answered from there:
+     * an answer may close its client, which takes the client's other held
+     * requests off the list (a saved next pointer could dangle). */
     for (r = TAILQ_FIRST(&sc->held); r; r = next) {
         next = TAILQ_NEXT(r, link_tqe);
-        if (now - r->queued_at < sc->cfg->failover_wait)
+        if (now - r->waiting_since < sc->cfg->failover_wait)
             continue;
-        struct client *c = r->owner;
+        r->flags |= REQ_EXPIRED;
+        TAILQ_REMOVE(&sc->held, r, link_tqe);
+        if (last)
+            TAILQ_INSERT_AFTER(&sc->held, last, r, link_tqe);
+        else
+            TAILQ_INSERT_HEAD(&sc->held, r, link_tqe);
+        last = r;
+    }
+    while ((r = TAILQ_FIRST(&sc->held)) != NULL && (r->flags & REQ_EXPIRED)) {
         TAILQ_REMOVE(&sc->held, r, link_tqe);
         sc->nheld--;
-        c->x->held--;
-        r->flags &= ~(unsigned)REQ_HELD;
+        ((struct client *)r->owner)->x->held--;
+        r->flags &= ~(unsigned)(REQ_HELD | REQ_EXPIRED);
         buf_free(&r->reply);
         sc->st.held_failed++;
         client_on_reply(r, NULL, NULL, 0, why, sc);

@@ -98,18 +98,23 @@ static void on_node_role(void *arg)
             set_master(sc, NULL, why);
             sc->candidate = n;          /* until the sentinels say otherwise */
             sc->candidate_since = ev_now(sc->loop);
+            sc->candidate_named = 0;
             health_sentinels_poll_soon(sc->sentinels);
             return;
         }
         health_record_master(&sc->topo, h->role_at, h->offset);
         sc->master_confirmed_at = h->role_at;
-        if (sc->nheld && h->role_at > sc->last_hold_at)
+        if (sc->nheld && h->role_at > sc->last_hold_at + 0.1)   /* not in a tight loop */
             client_resend_held(sc);
         return;
     }
-    if (n == sc->candidate && says_master && h->role_at >= sc->candidate_since) {
-        snprintf(why, sizeof why, "%s confirmed by ROLE", sc->sentinels ? "named by the sentinels,"
-                 : "configured,");
+    /* The configured master, with sentinels, only while none of them answers:
+     * a deposed master woken from a pause says master too. */
+    if (n == sc->candidate && says_master && h->role_at >= sc->candidate_since &&
+        (!sc->sentinels || sc->candidate_named || health_sentinels_none_answer(sc->sentinels))) {
+        snprintf(why, sizeof why, "%s confirmed by ROLE", !sc->sentinels ? "configured," :
+                 sc->candidate_named ? "named by the sentinels," :
+                 "configured (no sentinel answers),");
         set_master(sc, n, why);
         health_record_master(&sc->topo, h->role_at, h->offset);
     }
@@ -133,7 +138,8 @@ static struct node *find(struct sidecar *sc, const char *addr)
 }
 
 /* A node's pool of links and its health checker. */
-static struct node *add(struct sidecar *sc, const char *addr, char *err, size_t errlen)
+static struct node *add(struct sidecar *sc, const char *addr, int master, char *err,
+                        size_t errlen)
 {
     const struct config *cfg = sc->cfg;
     struct pool_config pc = {
@@ -146,7 +152,7 @@ static struct node *add(struct sidecar *sc, const char *addr, char *err, size_t 
         .password = cfg->upstream_password,
         .retry_reads = cfg->retry_reads,
         .max_leased = cfg->max_leased,
-        .fetch_commands = !sc->commands_loaded,
+        .fetch_commands = master && !sc->commands_loaded,
         .validate_after = cfg->validate_after,
         .ping_timeout = cfg->ping_timeout,
         .ping_interval = cfg->ping_interval,
@@ -205,16 +211,27 @@ static void drop(struct sidecar *sc, struct node *n, const char *why)
     free_node(n);
 }
 
-static struct node *find_or_add(struct sidecar *sc, const char *addr)
+static struct node *find_or_add(struct sidecar *sc, const char *addr, int master)
 {
     struct node *n = find(sc, addr);
     char err[300];
 
-    if (!n && (n = add(sc, addr, err, sizeof err)) != NULL)
+    if (!n && (n = add(sc, addr, master, err, sizeof err)) != NULL)
         log_info("node %s added (listed by the sentinels)", addr);
     else if (!n)
         log_warn("node %s cannot be added: %s", addr, err);
     return n;
+}
+
+/* Every sentinel that answers names v's master, at v's epoch. */
+static int all_agree(const struct sidecar *sc, const struct sentinel_report *v)
+{
+    for (int k = 0; k < sc->sentinels->n; k++) {
+        const struct sentinel *s = &sc->sentinels->s[k];
+        if (s->active && s->up && (s->rep.epoch != v->epoch || strcmp(s->rep.master, v->master)))
+            return 0;
+    }
+    return 1;
 }
 
 /* The sentinels' view (of the one with the highest config epoch). */
@@ -225,15 +242,19 @@ static void on_view(void *arg, const struct sentinel_report *v, const char *from
     char why[300];
 
     if (v->epoch < sc->view_epoch) {
-        log_debug("sentinel %s: view of epoch %lld ignored (seen %lld)", from, v->epoch,
-                  sc->view_epoch);
-        return;
+        if (!all_agree(sc, v)) {
+            log_debug("sentinel %s: view of epoch %lld ignored (seen %lld)", from, v->epoch,
+                      sc->view_epoch);
+            return;
+        }
+        log_warn("every sentinel that answers now reports config epoch %lld (was %lld: "
+                 "redeployed or reset?); following them", v->epoch, sc->view_epoch);
     }
     sc->view_epoch = v->epoch;
-    if (!(m = find_or_add(sc, v->master)))
+    if (!(m = find_or_add(sc, v->master, 1)))
         return;
     for (int i = 0; i < v->nreplicas; i++)
-        find_or_add(sc, v->replicas[i]);
+        find_or_add(sc, v->replicas[i], 0);
     /* Gone is what no sentinel that answers lists: mid-failover, the one
      * in charge may briefly list neither the old master nor its replicas. */
     TAILQ_FOREACH(n, &sc->nodes, tqe)
@@ -260,7 +281,15 @@ static void on_view(void *arg, const struct sentinel_report *v, const char *from
             snprintf(sc->no_master_why, sizeof sc->no_master_why, "%s, not confirmed by "
                      "its ROLE yet", why);
         }
+        sc->candidate_named = 1;
         health_sample_soon(&m->health, 0);
+        /* An upstream user without the right to run ROLE (ACL) leaves the
+         * sentinels' word as the only one. */
+        if (m->health.role_refused) {
+            log_warn("%s: taken unconfirmed, ROLE is not permitted to the proxy's user",
+                     why);
+            set_master(sc, m, "named by the sentinels; ROLE not permitted");
+        }
     }
     for (n = TAILQ_FIRST(&sc->nodes); n; n = next) {
         next = TAILQ_NEXT(n, tqe);
@@ -312,11 +341,11 @@ int nodes_start(struct sidecar *sc, char *err, size_t errlen)
         snprintf(sc->no_master_why, sizeof sc->no_master_why,
                  "no sentinel has named the master yet");
     }
-    /* With sentinels, the configured nodes are a first guess: the master
-     * is confirmed by ROLE like any other, and the sentinels' view, once
-     * it comes, replaces the lot. */
+    /* With sentinels, the configured nodes are a fallback: the master is
+     * used only if no sentinel answers (and its ROLE says master), and the
+     * sentinels' view, once it comes, replaces the lot. */
     if (cfg->master) {
-        if (!(n = add(sc, cfg->master, err, errlen)))
+        if (!(n = add(sc, cfg->master, 1, err, errlen)))
             return -1;
         if (sc->sentinels) {
             sc->candidate = n;
@@ -326,7 +355,7 @@ int nodes_start(struct sidecar *sc, char *err, size_t errlen)
         }
     }
     for (int i = 0; i < cfg->replicas.n; i++)
-        if (!add(sc, cfg->replicas.v[i], err, errlen))
+        if (!add(sc, cfg->replicas.v[i], 0, err, errlen))
             return -1;
     return 0;
 }

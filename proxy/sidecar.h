@@ -81,6 +81,7 @@ struct sidecar {
     struct sentinels     *sentinels; /* NULL: a static topology */
     struct node          *candidate; /* named by the sentinels, ROLE not yet seen */
     ev_tstamp             candidate_since;
+    int                   candidate_named; /* by the sentinels, not just configured */
     ev_tstamp             master_confirmed_at; /* its last ROLE that said master went out */
     ev_tstamp             switched_at;
     int                   switched_once; /* a master was set before: the next is a switch */

@@ -13,7 +13,7 @@ import time
 import pytest
 import redis
 
-from conftest import SLOW, wait_until
+from conftest import SLOW, resp_cmd, wait_until
 
 
 def nodes(sc):
@@ -429,3 +429,57 @@ def test_sentinel_down_at_start_then_all_down_keeps_the_last_topology(env, topo)
     wait_until(lambda: nodes(sc)["sentinels_up"] == "3", what="sentinels back")
     assert "sentinels answer again" in sc.log()
     assert c.set("after", 1)
+
+
+def test_loading_longer_than_failover_wait_gets_the_error_in_time(env):
+    topo = LoadingTopology(env)
+    m = topo.master
+    pipe = m.client().pipeline(transaction=False)
+    for i in range(3000):
+        pipe.set(f"fill{i}", "v")
+    pipe.execute()
+    m.client().save()
+    sc = topo.sidecar(routing={"read_from": "master", "failover_wait": "1s"})
+    wait_confirmed(sc, f"127.0.0.1:{m.port}")
+    m.stop(signal.SIGKILL)
+    m.start(wait=False)
+    wait_until(lambda: m.client().info("persistence")["loading"] == 1, what="loading")
+    c = sc.client()
+    t0 = time.monotonic()
+    with pytest.raises(redis.ResponseError) as e:
+        c.set("x", "1")
+    waited = time.monotonic() - t0
+    # Refused and sent again several times, its wait still counts from
+    # the first time it waited.
+    assert "no master confirmed within failover_wait (1s)" in str(e.value)
+    assert 0.9 < waited < 3 * SLOW, waited
+    assert m.client().info("persistence")["loading"] == 1 or waited < 2
+
+
+def test_held_requests_expiring_while_their_client_is_closed(env, topo):
+    for s in topo.sentinels:
+        s.stop()
+    sc = topo.sidecar(routing={"failover_wait": "1s"}, clients={"max_output_buffer": "8kb"},
+                      health={"check_interval": "250ms"})
+    # SET a waits; GETNAME's 8,100-byte reply waits behind it; when SET a
+    # expires, both go out at once, over 8kb: the client is closed while
+    # the proxy answers its other expired requests.
+    s = sc.raw()
+    s.sendall(resp_cmd("CLIENT", "SETNAME", "n" * 8100) + resp_cmd("SET", "a", "1") +
+              resp_cmd("CLIENT", "GETNAME") + b"".join(resp_cmd("SET", k, "1") for k in "bcd"))
+    wait_until(lambda: int(sc.info()["requests_held_failed"]) >= 1, what="expiry")
+    time.sleep(0.3)
+    assert sc.alive()
+    assert "output buffer over 8192 bytes" in sc.log()
+    assert nodes(sc)["requests_held_now"] == "0"
+
+
+def test_upstream_user_without_role_takes_the_sentinels_word(env, topo):
+    for n in topo.all_nodes():
+        n.client().execute_command("ACL", "SETUSER", "app", "on", ">pw", "~*", "&*",
+                                   "+@all", "-@admin")
+    sc = topo.sidecar(upstream={"username": "app", "password": "pw"})
+    wait_confirmed(sc, f"127.0.0.1:{topo.master.port}")
+    c = sc.client()
+    assert c.set("k", "v") and c.get("k") == b"v"
+    assert "ROLE is not permitted" in sc.log()
