@@ -446,10 +446,12 @@ void client_expire_held(struct sidecar *sc)
         sc->st.held_failed++;
         client_on_reply(r, NULL, NULL, 0, why, sc);
     }
+    /* While requests wait, the master (or the node named to be it) is
+     * asked often: the ROLE that says master sends them. */
     if (!sc->nheld)
         ev_timer_stop(sc->loop, &sc->held_w);
-    else if (sc->master)
-        health_sample_soon(&sc->master->health, 0.05);  /* a fresh ROLE resends them */
+    else if (sc->master || sc->candidate)
+        health_sample_soon(&(sc->master ? sc->master : sc->candidate)->health, 0.05);
 }
 
 void client_forward(struct client *c, struct link *l, const char *p, size_t n,
