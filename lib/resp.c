@@ -13,14 +13,19 @@
 
 enum {
     P_START, P_MB_COUNT, P_ARG_HDR, P_ARG_BODY, P_INLINE,   /* requests */
-    P_ITEM, P_ITEM_BODY,                                    /* replies */
+    P_ITEM, P_ITEM_BODY, P_CHUNK, P_CHUNK_BODY,             /* replies */
 };
+
+/* Owed inside a streamed aggregate: more than any reply can hold, so that
+ * only its closing "." ends it. */
+#define STREAMED_OWED (LLONG_MAX / 4)
 
 void resp_framer_reset(struct resp_framer *f)
 {
     f->phase = P_START;
     f->off = f->scan = 0;
     f->owed = f->bulk = f->argi = 0;
+    f->nstreamed = 0;
     memset(&f->fr, 0, sizeof f->fr);
     f->err = NULL;
 }
@@ -270,6 +275,33 @@ static int line_pending(struct resp_framer *f, size_t n, size_t cap)
     return RESP_MORE;
 }
 
+/* "$?", "*?"...: a streamed value (the byte after the type is '?'). */
+static int is_streamed(const char *p, size_t n, size_t off)
+{
+    return off + 1 < n && p[off + 1] == '?';
+}
+
+/* One ";len" chunk of a streamed string; ";0" ends the string. */
+static int reply_chunk(struct resp_framer *f, const char *p, size_t n)
+{
+    long long v;
+    int rc;
+
+    if (f->off >= n)
+        return RESP_MORE;
+    if (p[f->off] != ';')
+        return fail(f, "bad streamed string chunk in reply");
+    if ((rc = read_header(f, p, n, &v)) == 0)
+        return line_pending(f, n, RESP_MAX_HEADER);
+    if (rc < 0 || v < 0 || v > LLONG_MAX - 2)
+        return fail(f, "bad streamed string chunk in reply");
+    if (v == 0)
+        return item_done(f);
+    f->bulk = v + 2;
+    f->phase = P_CHUNK_BODY;
+    return STEP;
+}
+
 static int reply_item(struct resp_framer *f, const char *p, size_t n,
                       const struct resp_limits *lim)
 {
@@ -287,7 +319,26 @@ static int reply_item(struct resp_framer *f, const char *p, size_t n,
                                                            : RESP_MAX_HEADER);
         f->off = (size_t)(cr - p) + 2;
         return item_done(f);
+    case '.':
+        /* the end of the innermost streamed aggregate: one item of what
+         * holds it */
+        if (!(cr = find_line(f, p, n)))
+            return line_pending(f, n, RESP_MAX_HEADER);
+        if (f->nstreamed == 0 || cr != p + f->off + 1)
+            return fail(f, "unexpected '.' in reply");
+        f->off = (size_t)(cr - p) + 2;
+        f->owed = f->outer_owed[--f->nstreamed];
+        return item_done(f);
     case '$': case '!': case '=':
+        if (t == '$' && is_streamed(p, n, f->off)) {
+            if (n - f->off < 4)
+                return RESP_MORE;
+            if (p[f->off + 2] != '\r' || p[f->off + 3] != '\n')
+                return fail(f, "bad streamed string header in reply");
+            f->off += 4;
+            f->phase = P_CHUNK;
+            return STEP;
+        }
         if ((rc = read_header(f, p, n, &v)) == 0)
             return line_pending(f, n, RESP_MAX_HEADER);
         /* v + 2 (the CRLF) must not overflow into a frame length past
@@ -300,6 +351,18 @@ static int reply_item(struct resp_framer *f, const char *p, size_t n,
         f->phase = P_ITEM_BODY;
         return STEP;
     case '*': case '~': case '>': case '%': case '|':
+        if ((t == '*' || t == '~' || t == '%') && is_streamed(p, n, f->off)) {
+            if (n - f->off < 4)
+                return RESP_MORE;
+            if (p[f->off + 2] != '\r' || p[f->off + 3] != '\n')
+                return fail(f, "bad streamed aggregate header in reply");
+            if (f->nstreamed == RESP_MAX_STREAMED)
+                return fail(f, "streamed aggregates nested too deep in reply");
+            f->off += 4;
+            f->outer_owed[f->nstreamed++] = f->owed;
+            f->owed = STREAMED_OWED;
+            return STEP;
+        }
         if ((rc = read_header(f, p, n, &v)) == 0)
             return line_pending(f, n, RESP_MAX_HEADER);
         if (rc < 0 || v < -1 || v > RESP_MAX_ARGS)
@@ -337,6 +400,7 @@ int resp_frame_reply(struct resp_framer *f, const char *p, size_t n,
             f->fr.type = p[0];
             f->off = f->scan = 0;
             f->owed = 1;
+            f->nstreamed = 0;
             f->phase = P_ITEM;
             continue;
         case P_ITEM:
@@ -347,6 +411,16 @@ int resp_frame_reply(struct resp_framer *f, const char *p, size_t n,
                 return RESP_MORE;
             f->off += (size_t)f->bulk;
             rc = item_done(f);
+            break;
+        case P_CHUNK:
+            rc = reply_chunk(f, p, n);
+            break;
+        case P_CHUNK_BODY:
+            if ((long long)(n - f->off) < f->bulk)
+                return RESP_MORE;
+            f->off += (size_t)f->bulk;
+            f->phase = P_CHUNK;
+            rc = STEP;
             break;
         default:
             return fail(f, "framer used for the wrong direction");

@@ -18,6 +18,7 @@ enum { RESP_ERR = -1, RESP_DONE = 0, RESP_MORE = 1 };
 #define RESP_MAX_INLINE    (64 * 1024)   /* an inline command without newline */
 #define RESP_MAX_BULK      (512LL * 1024 * 1024)
 #define RESP_MAX_ARGS      2147483647LL  /* redis: INT_MAX */
+#define RESP_MAX_STREAMED  16            /* streamed aggregates open in one reply */
 
 struct resp_limits {
     long long max_bulk;     /* a request argument; also bounded by the query buffer */
@@ -41,6 +42,8 @@ struct resp_framer {
     long long owed;         /* arguments or items still owed */
     long long bulk;         /* bytes of the current bulk still owed, CRLF included */
     long long argi;         /* request: index of the argument being read */
+    int       nstreamed;    /* reply: streamed aggregates (*?, %?, ~?) open */
+    long long outer_owed[RESP_MAX_STREAMED];  /* what was owed around each */
     struct resp_frame fr;
     const char *err;        /* reason, on RESP_ERR */
     char      errbuf[64];
@@ -52,7 +55,10 @@ void resp_framer_reset(struct resp_framer *f);
 int resp_frame_request(struct resp_framer *f, const char *p, size_t n,
                        const struct resp_limits *lim);
 
-/* A server reply of any RESP2 or RESP3 type, any depth. */
+/* A server reply of any RESP2 or RESP3 type, any depth, with attributes
+ * (|) ahead of a value and streamed strings ($? with ;n chunks) and
+ * aggregates (*?, %?, ~? closed by .); at most RESP_MAX_STREAMED streamed
+ * aggregates may be open at once (counted ones nest without limit). */
 int resp_frame_reply(struct resp_framer *f, const char *p, size_t n,
                      const struct resp_limits *lim);
 

@@ -436,6 +436,12 @@ static void process_replies(struct link *l)
         if (l->stream && !l->hs_pending) {
             if (l->lessee)
                 l->pool->on_stream(l->lessee, p, len, l->pool->arg);
+        } else if (p[0] == '>') {
+            /* A RESP3 push answers no request: matched to one, it would
+             * shift every later reply onto the wrong client. */
+            l->pool->st.pushes_dropped++;
+            log_debug("link %s#%d: push frame of %zu bytes dropped", l->pool->cfg.name,
+                      l->idx, len);
         } else if (l->hs_pending ? handshake_reply(l, p, len) < 0 : deliver(l, p, len) < 0) {
             return;
         }
@@ -561,23 +567,28 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         ev_timer_stop(loop, w);
 }
 
+/* Bytes this very link may hold (a read sent back to the node that
+ * refused it, now the master): copied aside first, as growing the buffer
+ * may move them. */
+int link_resend(struct link *l, struct req *r, const char *p, size_t n)
+{
+    if (l->out.data && p >= l->out.data && p < l->out.data + l->out.cap) {
+        char *copy = malloc(n);
+        int rc = copy ? link_send(l, r, memcpy(copy, p, n), n) : -1;
+        free(copy);
+        return rc;
+    }
+    return link_send(l, r, p, n);
+}
+
 int link_send(struct link *l, struct req *r, const char *p, size_t n)
 {
     struct pool *pl = l->pool;
 
     /* The bytes first: a slot on the FIFO without them would take
-     * another request's reply. They may be a request this very link holds
-     * (a read sent back to the node that refused it, now the master):
-     * copied aside first, as growing the buffer may move them. */
-    if (l->out.data && p >= l->out.data && p < l->out.data + l->out.cap) {
-        char *copy = malloc(n);
-        int rc = copy ? buf_append(&l->out, memcpy(copy, p, n), n) : -1;
-        free(copy);
-        if (rc < 0)
-            return -1;
-    } else if (buf_append(&l->out, p, n) < 0) {
+     * another request's reply. */
+    if (buf_append(&l->out, p, n) < 0)
         return -1;
-    }
     /* Never inside a lease: a PING in a MULTI would be queued with it. */
     if (l->state == LINK_READY && !l->lease && l->nfifo == 0 && pl->cfg.validate_after > 0 &&
         ev_now(pl->loop) - l->last_rx > pl->cfg.validate_after)

@@ -69,6 +69,9 @@ void link_start(struct link *l);
 /* Queue a request's bytes; they go out at the end of this loop iteration.
  * -1 (out of memory): the request was not queued. */
 int link_send(struct link *l, struct req *r, const char *p, size_t n);
+/* The same for bytes that may live in this link's own buffer (a request
+ * handed back by it, sent to its node again). */
+int link_resend(struct link *l, struct req *r, const char *p, size_t n);
 /* A link waiting out its reconnect backoff tries again now. */
 void link_retry_now(struct link *l);
 /* A lease in stream mode (pub/sub): bytes out as they are, every frame

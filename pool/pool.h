@@ -51,6 +51,7 @@ struct pool_stats {
     uint64_t leases_closed;        /* returned busy or lost: closed */
     uint64_t bytes_out;
     uint64_t bytes_in;
+    uint64_t pushes_dropped;       /* RESP3 pushes on a link that is no stream */
 };
 
 struct pool {

@@ -330,7 +330,7 @@ static int to_master(struct client *c, struct req *r, const char *req)
         return hold(c, r, req, r->len);
     if (!m || (m->pool->down && !sc->sentinels))
         return -1;
-    return link_send(pool_link_for(m->pool, c->id), r, req, r->len);
+    return link_resend(pool_link_for(m->pool, c->id), r, req, r->len);
 }
 
 /* A request that did not run where it went runs on the master instead,
@@ -370,7 +370,8 @@ void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
     char e[512];
     (void)arg;
 
-    if (req && send_again(c, r, req, p, n, err) == 0)
+    if (req && ((r->flags & (REQ_REROUTE | REQ_MOVED)) || c->sc->sentinels) &&
+        send_again(c, r, req, p, n, err) == 0)
         return;
     c->inflight -= r->len;
     if (r->flags & REQ_REROUTE)
@@ -470,8 +471,8 @@ void client_forward(struct client *c, struct link *l, const char *p, size_t n,
     }
     r->owner = c;
     r->flags = req_flags;
-    r->queued_at = ev_now(c->sc->loop);
-    if (l ? link_send(l, r, p, n) < 0 : hold(c, r, p, n) < 0) {
+    if (l ? link_send(l, r, p, n) < 0
+          : (r->queued_at = ev_now(c->sc->loop), hold(c, r, p, n) < 0)) {
         req_release(&c->sc->cache, r);
         client_reply_error(c, "ERR proxy out of memory");
         return;

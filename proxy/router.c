@@ -127,7 +127,7 @@ static int forward(struct client *c, const char *frame, size_t len, unsigned fla
     /* With sentinels a master that is down is waited for (failover_wait):
      * they may be about to replace it. Its requests queue on its links or,
      * while there is no master or the client has requests held, are held. */
-    if (n != sc->master || !sc->sentinels) {
+    if (!sc->sentinels || n != sc->master) {
         if (n->pool->down) {
             sc->st.err_node_down++;
             client_reply_error(c, "ERR upstream %s is down (%s)", n->pool->cfg.name,

@@ -416,6 +416,21 @@ static void test_reply_types(void)
     CHECK(frames_as(REP, S("|1\r\n+a\r\n+b\r\n"), WANT_MORE));
     CHECK_FRAMES(REP, S("*2\r\n|1\r\n+ttl\r\n:3\r\n:1\r\n:2\r\n"), WANT_REPLY('*'));
     CHECK(frames_as(REP, S("*2\r\n|1\r\n+ttl\r\n:3\r\n:1\r\n"), WANT_MORE));
+    /* Streamed strings and aggregates (RESP3 spec), at every split. */
+    CHECK_FRAMES(REP, S("$?\r\n;4\r\nHell\r\n;5\r\no wor\r\n;1\r\nd\r\n;0\r\n"),
+                 WANT_REPLY('$'));
+    CHECK_FRAMES(REP, S("$?\r\n;0\r\n"), WANT_REPLY('$'));
+    CHECK_FRAMES(REP, S("$?\r\n;3\r\n;0\r\r\n;0\r\n"), WANT_REPLY('$'));
+    CHECK_FRAMES(REP, S("*?\r\n:1\r\n:2\r\n:3\r\n.\r\n"), WANT_REPLY('*'));
+    CHECK_FRAMES(REP, S("*?\r\n.\r\n"), WANT_REPLY('*'));
+    CHECK_FRAMES(REP, S("%?\r\n+a\r\n:1\r\n+b\r\n:2\r\n.\r\n"), WANT_REPLY('%'));
+    CHECK_FRAMES(REP, S("~?\r\n$?\r\n;1\r\nx\r\n;0\r\n*2\r\n:1\r\n*?\r\n.\r\n.\r\n"),
+                 WANT_REPLY('~'));
+    /* A streamed aggregate is one element of a counted one, and back. */
+    CHECK_FRAMES(REP, S("*2\r\n*?\r\n:1\r\n*1\r\n:2\r\n.\r\n:3\r\n"), WANT_REPLY('*'));
+    CHECK(frames_as(REP, S("*2\r\n*?\r\n:1\r\n.\r\n"), WANT_MORE));
+    CHECK(frames_as(REP, S("*?\r\n:1\r\n:2\r\n"), WANT_MORE));
+    CHECK(frames_as(REP, S("$?\r\n;2\r\nab\r\n"), WANT_MORE));
     /* The frame ends where the reply does. */
     CHECK(frames_as(REP, S("+OK\r\n:1\r\n"),
                     &(struct want){ RESP_DONE, 5, 0, 0, 0, 0, '+', NULL }));
@@ -467,6 +482,22 @@ static void test_reply_errors(void)
     CHECK(frames_as_lim(REP, S("-0123456789abcdef"), &small,
                         WANT_ERR("reply line too long")));
     CHECK(frames_as_lim(REP, S(":0123456789abcdefX"), &small, WANT_MORE));
+    /* Streamed types, malformed. */
+    CHECK_FRAMES(REP, S(".\r\n"), WANT_ERR("unexpected '.' in reply"));
+    CHECK_FRAMES(REP, S("*1\r\n.\r\n"), WANT_ERR("unexpected '.' in reply"));
+    CHECK_FRAMES(REP, S("*?\r\n.x\r\n"), WANT_ERR("unexpected '.' in reply"));
+    CHECK_FRAMES(REP, S("$?x\n"), WANT_ERR("bad streamed string header in reply"));
+    CHECK_FRAMES(REP, S("*?\rx"), WANT_ERR("bad streamed aggregate header in reply"));
+    CHECK_FRAMES(REP, S("$?\r\n:1\r\n"), WANT_ERR("bad streamed string chunk in reply"));
+    CHECK_FRAMES(REP, S("$?\r\n;-1\r\n"), WANT_ERR("bad streamed string chunk in reply"));
+    CHECK_FRAMES(REP, S(">?\r\n"), WANT_ERR("bad aggregate length in reply"));
+    size_t n;
+    char *deep = repeat("*?\r\n", RESP_MAX_STREAMED, "", &n);
+    CHECK(frames_as(REP, deep, n, WANT_MORE));
+    free(deep);
+    deep = repeat("*?\r\n", RESP_MAX_STREAMED + 1, "", &n);
+    CHECK(frames_as(REP, deep, n, WANT_ERR("streamed aggregates nested too deep in reply")));
+    free(deep);
 }
 
 static void test_reply_deep(void)
@@ -515,6 +546,8 @@ static void gen_bulk(struct buf *b, uint64_t *s, char type)
     static const char bytes[] = "ab\r\n$*:";
     unsigned len = (unsigned)(rnd(s) % 9);
 
+    if (type == ';' && len == 0)        /* a streamed string's chunk: ;0 ends it */
+        len = 1;
     buf_appendf(b, "%c%u\r\n", type, len);
     for (unsigned i = 0; i < len; i++)
         buf_append(b, &bytes[rnd(s) % (sizeof bytes - 1)], 1);
@@ -534,14 +567,27 @@ static void gen_reply(struct buf *b, uint64_t *s, int depth)
         buf_append(b, "_\r\n", 3);
         break;
     case '$': case '!': case '=':
-        if (t == '$' && n == 0)
+        if (t == '$' && n == 0) {
             buf_append(b, "$-1\r\n", 5);
-        else
+        } else if (t == '$' && n == 1) {         /* streamed, in chunks */
+            buf_append(b, "$?\r\n", 4);
+            for (unsigned k = (unsigned)(rnd(s) % 3); k > 0; k--)
+                gen_bulk(b, s, ';');
+            buf_append(b, ";0\r\n", 4);
+        } else {
             gen_bulk(b, s, t);
+        }
         break;
     case '*': case '~': case '>': case '%': case '|':
         if (t == '*' && rnd(s) % 5 == 0) {
             buf_append(b, "*-1\r\n", 5);
+            break;
+        }
+        if (t != '>' && t != '|' && rnd(s) % 5 == 0) {   /* streamed */
+            buf_appendf(b, "%c?\r\n", t);
+            for (unsigned i = 0; i < (t == '%' ? 2 * n : n); i++)
+                gen_reply(b, s, depth + 1);
+            buf_append(b, ".\r\n", 3);
             break;
         }
         buf_appendf(b, "%c%u\r\n", t, n);
