@@ -32,11 +32,12 @@ static void link_wr_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void link_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents);
 
-void link_init(struct link *l, struct pool *p, int idx)
+void link_init(struct link *l, struct pool *p, int idx, int resp3)
 {
     memset(l, 0, sizeof *l);
     l->pool = p;
     l->idx = idx;
+    l->resp3 = resp3;
     l->fd = -1;
     TAILQ_INIT(&l->fifo);
     resp_framer_reset(&l->fr);
@@ -284,7 +285,12 @@ static void queue_handshake(struct link *l, int reset)
         const char *rst[] = {"RESET"};
         hs_add(l, HS_RESET, 1, rst);
     }
-    if (c->password) {
+    if (l->resp3) {
+        /* RESP3 from the first reply on (RESET above went back to RESP2) */
+        const char *hello[] = {"HELLO", "3", "AUTH", c->username ? c->username : "default",
+                               c->password};
+        hs_add(l, HS_HELLO, c->password ? 5 : 2, hello);
+    } else if (c->password) {
         const char *auth[] = {"AUTH", c->username ? c->username : c->password,
                               c->password};
         hs_add(l, HS_AUTH, c->username ? 3 : 2, auth);
@@ -300,7 +306,7 @@ static void queue_handshake(struct link *l, int reset)
     hs_add(l, HS_NAME, 3, name);
     hs_add(l, HS_INFO, 2, info);
     /* The node's own command table, once, on the first link that comes up. */
-    if (c->fetch_commands && !l->pool->commands_fetched && !l->lease)
+    if (c->fetch_commands && !l->pool->commands_fetched && !l->lease && !l->resp3)
         hs_add(l, HS_COMMAND, 1, command);
     l->state = LINK_HANDSHAKE;
 }
@@ -378,11 +384,11 @@ static int handshake_reply(struct link *l, const char *p, size_t n)
     if (p[0] == '-' && kind != HS_NAME && kind != HS_INFO && kind != HS_COMMAND) {
         snprintf(why, sizeof why, "%s refused: %.*s", kind == HS_AUTH ? "AUTH" :
                  kind == HS_SELECT ? "SELECT" : kind == HS_RESET ? "RESET" :
-                 "validation PING", m, p + 1);
+                 kind == HS_HELLO ? "HELLO 3" : "validation PING", m, p + 1);
         link_down(l, kind == HS_PING ? LOST_VALIDATION : LOST_HANDSHAKE, why);
         return -1;
     }
-    if (kind == HS_INFO && p[0] == '$')
+    if (kind == HS_INFO && (p[0] == '$' || p[0] == '='))   /* RESP3: verbatim */
         remember_version(l->pool, p, n);
     if (kind == HS_COMMAND && p[0] == '*' && !l->pool->commands_fetched) {
         l->pool->commands_fetched = 1;

@@ -18,7 +18,7 @@
 struct pool;
 
 enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_HANDSHAKE, LINK_READY };
-enum hs_kind { HS_RESET, HS_AUTH, HS_SELECT, HS_NAME, HS_INFO, HS_COMMAND, HS_PING };
+enum hs_kind { HS_RESET, HS_HELLO, HS_AUTH, HS_SELECT, HS_NAME, HS_INFO, HS_COMMAND, HS_PING };
 /* Why a link went down, for the counters. */
 enum link_loss { LOST_CLOSED, LOST_ERROR, LOST_PROTOCOL, LOST_VALIDATION,
                  LOST_REPLY_TIMEOUT, LOST_HANDSHAKE, LOST_CONNECT, LOST_RETIRED,
@@ -27,6 +27,7 @@ enum link_loss { LOST_CLOSED, LOST_ERROR, LOST_PROTOCOL, LOST_VALIDATION,
 struct link {
     struct pool *pool;
     int          idx;           /* position in the pool, for logs: addr#idx */
+    int          resp3;         /* opened with HELLO 3: replies (and pushes) in RESP3 */
     int          fd;
     enum link_state state;
     ev_io        rio, wio;
@@ -64,7 +65,7 @@ struct link {
     char         last_err[160]; /* why the last connect or link failed */
 };
 
-void link_init(struct link *l, struct pool *p, int idx);
+void link_init(struct link *l, struct pool *p, int idx, int resp3);
 void link_start(struct link *l);
 /* Queue a request's bytes; they go out at the end of this loop iteration.
  * -1 (out of memory): the request was not queued. */

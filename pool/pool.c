@@ -34,8 +34,9 @@ static void pool_care_cb(struct ev_loop *loop, ev_timer *w, int revents)
     struct pool *p = w->data;
     (void)revents;
 
-    for (int i = 0; i < p->cfg.connections; i++)
-        link_tend(&p->links[i], ev_now(loop));
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
+            link_tend(&p->links[v][i], ev_now(loop));
 }
 
 struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
@@ -48,8 +49,8 @@ struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
 
     if (!p)
         return NULL;
-    p->links = calloc((size_t)cfg->connections, sizeof *p->links);
-    if (!p->links) {
+    p->links[0] = calloc((size_t)cfg->connections, sizeof *p->links[0]);
+    if (!p->links[0]) {
         free(p);
         return NULL;
     }
@@ -73,10 +74,24 @@ struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
     p->care_w.data = p;
     ev_timer_start(loop, &p->care_w);
     for (int i = 0; i < cfg->connections; i++) {
-        link_init(&p->links[i], p, i);
-        link_start(&p->links[i]);
+        link_init(&p->links[0][i], p, i, 0);
+        link_start(&p->links[0][i]);
     }
     return p;
+}
+
+/* The RESP3 set, on the first RESP3 client: HELLO 3 opens each link. */
+static struct link *open_resp3(struct pool *p)
+{
+    if (!(p->links[1] = calloc((size_t)p->cfg.connections, sizeof *p->links[1])))
+        return NULL;
+    log_info("node %s: opening %d RESP3 links for RESP3 clients", p->cfg.name,
+             p->cfg.connections);
+    for (int i = 0; i < p->cfg.connections; i++) {
+        link_init(&p->links[1][i], p, 100 + i, 1);
+        link_start(&p->links[1][i]);
+    }
+    return p->links[1];
 }
 
 void pool_free(struct pool *p)
@@ -85,8 +100,9 @@ void pool_free(struct pool *p)
 
     if (!p)
         return;
-    for (int i = 0; i < p->cfg.connections; i++)
-        link_stop(&p->links[i]);
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
+            link_stop(&p->links[v][i]);
     TAILQ_INIT(&p->dirty);          /* nothing is written any more */
     while ((l = TAILQ_FIRST(&p->leases)) != NULL) {
         TAILQ_REMOVE(&p->leases, l, all_tqe);
@@ -100,13 +116,18 @@ void pool_free(struct pool *p)
     }
     ev_prepare_stop(p->loop, &p->flush_w);
     ev_timer_stop(p->loop, &p->care_w);
-    free(p->links);
+    free(p->links[0]);
+    free(p->links[1]);
     free(p);
 }
 
-struct link *pool_link_for(struct pool *p, uint64_t key)
+struct link *pool_link_for(struct pool *p, uint64_t key, int resp3)
 {
-    return &p->links[key % (uint64_t)p->cfg.connections];
+    struct link *set = p->links[resp3];
+
+    if (!set && !(set = open_resp3(p)))
+        return NULL;
+    return &set[key % (uint64_t)p->cfg.connections];
 }
 
 void pool_mark_dirty(struct pool *p, struct link *l)
@@ -122,15 +143,25 @@ int pool_ready_links(const struct pool *p)
     int n = 0;
 
     for (int i = 0; i < p->cfg.connections; i++)
-        n += link_is_ready(&p->links[i]);
+        n += link_is_ready(&p->links[0][i]);
+    return n;
+}
+
+int pool_ready_links_resp3(const struct pool *p)
+{
+    int n = 0;
+
+    for (int i = 0; p->links[1] && i < p->cfg.connections; i++)
+        n += link_is_ready(&p->links[1][i]);
     return n;
 }
 
 void pool_set_down(struct pool *p, int down, const char *why)
 {
     p->down = down;
-    for (int i = 0; !down && i < p->cfg.connections; i++)
-        link_retry_now(&p->links[i]);
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; !down && p->links[v] && i < p->cfg.connections; i++)
+            link_retry_now(&p->links[v][i]);
     snprintf(p->down_reason, sizeof p->down_reason, "%s", why ? why : "");
 }
 
@@ -138,8 +169,9 @@ void pool_evacuate(struct pool *p, const char *why)
 {
     struct link *l;
 
-    for (int i = 0; i < p->cfg.connections; i++)
-        link_evacuate(&p->links[i], why);
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
+            link_evacuate(&p->links[v][i], why);
     while ((l = TAILQ_FIRST(&p->leases)) != NULL) {
         p->st.leases_closed++;
         link_evacuate(l, why);
@@ -150,21 +182,31 @@ unsigned pool_inflight(const struct pool *p)
 {
     unsigned n = 0;
 
-    for (int i = 0; i < p->cfg.connections; i++)
-        n += p->links[i].nfifo;
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
+            n += p->links[v][i].nfifo;
     return n;
 }
 
-struct link *pool_lease(struct pool *p, void *lessee)
+/* An idle lease of the protocol, or one being reset (requests wait
+ * behind its handshake). */
+static struct link *idle_lease(struct pool *p, int resp3)
 {
-    struct link *l = TAILQ_FIRST(&p->lease_idle);
+    struct link *l;
 
-    if (!l) {
-        /* One being reset will do: requests wait behind its handshake. */
-        TAILQ_FOREACH(l, &p->leases, all_tqe)
-            if (l->returning && !l->lessee)
-                break;
-    }
+    TAILQ_FOREACH(l, &p->lease_idle, lease_tqe)
+        if (l->resp3 == resp3)
+            return l;
+    TAILQ_FOREACH(l, &p->leases, all_tqe)
+        if (l->returning && !l->lessee && l->resp3 == resp3)
+            return l;
+    return NULL;
+}
+
+struct link *pool_lease(struct pool *p, void *lessee, int resp3)
+{
+    struct link *l = idle_lease(p, resp3);
+
     /* An idle lease gone stale is replaced, not validated: a failed PING
      * there would cost the new holder its first command. */
     while (l && !l->returning && p->cfg.validate_after > 0 &&
@@ -172,7 +214,7 @@ struct link *pool_lease(struct pool *p, void *lessee)
         p->st.leases_closed++;
         link_stop(l);
         pool_lease_dead(p, l);
-        l = TAILQ_FIRST(&p->lease_idle);
+        l = idle_lease(p, resp3);
     }
     if (l && !l->returning) {
         TAILQ_REMOVE(&p->lease_idle, l, lease_tqe);
@@ -183,7 +225,7 @@ struct link *pool_lease(struct pool *p, void *lessee)
         }
         if (!(l = malloc(sizeof *l)))
             return NULL;
-        link_init(l, p, 1000 + p->next_lease_idx++);
+        link_init(l, p, 1000 + p->next_lease_idx++, resp3);
         l->lease = 1;
         p->nleases++;
         TAILQ_INSERT_TAIL(&p->leases, l, all_tqe);

@@ -57,7 +57,8 @@ struct pool_stats {
 struct pool {
     struct ev_loop    *loop;
     struct pool_config cfg;
-    struct link       *links;
+    struct link       *links[2];     /* multiplexed: RESP2, and RESP3 once a
+                                      * RESP3 client came (NULL until then) */
     struct req_cache  *cache;
     /* A reply (bytes of one RESP frame), or, when err is set, why the
      * request failed; with the request's own r->len bytes, valid during
@@ -94,15 +95,18 @@ struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
                                        size_t n, const char *err, void *arg),
                       void *arg);
 void pool_free(struct pool *p);
-/* The link a client with this key always uses, so its order holds. */
-struct link *pool_link_for(struct pool *p, uint64_t key);
+/* The link a client with this key always uses, so its order holds, in
+ * the client's protocol; NULL only when the RESP3 set cannot be made. */
+struct link *pool_link_for(struct pool *p, uint64_t key, int resp3);
 void pool_mark_dirty(struct pool *p, struct link *l);
 int pool_ready_links(const struct pool *p);
+int pool_ready_links_resp3(const struct pool *p);
 /* Requests on the pool's links not yet answered. */
 unsigned pool_inflight(const struct pool *p);
-/* A link of its own for `lessee`: an idle one, or a new one (requests
- * queue on it while it connects). NULL when max_leased are out. */
-struct link *pool_lease(struct pool *p, void *lessee);
+/* A link of its own for `lessee`, in its protocol: an idle one, or a new
+ * one (requests queue on it while it connects). NULL when max_leased are
+ * out. */
+struct link *pool_lease(struct pool *p, void *lessee, int resp3);
 /* The holder is done: with nothing in flight the link is RESET and kept,
  * otherwise (a blocking call still waiting, say) it is closed. */
 void pool_unlease(struct pool *p, struct link *l);

@@ -60,6 +60,31 @@ static void reply_bulk(struct client *c, const char *p, size_t n)
     client_reply(c, buf_start(b), buf_used(b));
 }
 
+/* Text for people (INFO-style, CLIENT LIST): a verbatim string in RESP3,
+ * as redis sends its own, a bulk string in RESP2. */
+static void reply_text(struct client *c, const char *p, size_t n)
+{
+    struct buf *b = &c->sc->scratch;
+
+    if (!c->resp3) {
+        reply_bulk(c, p, n);
+        return;
+    }
+    buf_reset(b);
+    buf_appendf(b, "=%zu\r\ntxt:", n + 4);
+    buf_append(b, p, n);
+    buf_append(b, "\r\n", 2);
+    client_reply(c, buf_start(b), buf_used(b));
+}
+
+static void reply_null(struct client *c)
+{
+    if (c->resp3)
+        client_reply(c, "_\r\n", 3);
+    else
+        client_reply(c, "$-1\r\n", 5);
+}
+
 /* user may be NULL (AUTH pass). Which password counts: see DECISIONS.md.
  * The admin password, in either case, also grants admin rights. */
 static int check_credentials(struct client *c, const char *user, size_t ul,
@@ -153,12 +178,13 @@ static void hello_reply(struct client *c)
     struct buf *b = &c->sc->scratch;
     const char *v = nodes_version(c->sc);
 
+    /* redis's reply: a map of 7 in RESP3, a flat array of 14 in RESP2 */
     buf_reset(b);
-    buf_appendf(b, "*14\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"
-                "$%zu\r\n%s\r\n$5\r\nproto\r\n:2\r\n$2\r\nid\r\n:%llu\r\n"
+    buf_appendf(b, "%s\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"
+                "$%zu\r\n%s\r\n$5\r\nproto\r\n:%d\r\n$2\r\nid\r\n:%llu\r\n"
                 "$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n"
-                "$7\r\nmodules\r\n*0\r\n",
-                strlen(v), v, (unsigned long long)c->id);
+                "$7\r\nmodules\r\n*0\r\n", c->resp3 ? "%7" : "*14",
+                strlen(v), v, c->resp3 ? 3 : 2, (unsigned long long)c->id);
     client_reply(c, buf_start(b), buf_used(b));
 }
 
@@ -216,14 +242,12 @@ static void cmd_hello(struct client *c, const struct args *a)
                            "select the RESP protocol version at the same time");
         return;
     }
-    if (ver == 3) {
-        client_reply_error(c, "NOPROTO sorry, this protocol version is not supported");
-        return;
-    }
     if (authed_now)
         c->authed = 1;
     if (name)
         set_name(c, name, namel);
+    if (a->argc >= 2)
+        c->resp3 = ver == 3;
     hello_reply(c);
 }
 
@@ -323,6 +347,9 @@ static void info_upstream(struct buf *b, const struct sidecar *sc)
     section(b, "Links", FIELDS(
         {"master_links", (unsigned long long)(m ? m->cfg.connections : 0)},
         {"master_links_ready", (unsigned long long)(m ? pool_ready_links(m) : 0)},
+        {"master_links_resp3", (unsigned long long)(m && m->links[1] ? m->cfg.connections : 0)},
+        {"master_links_resp3_ready", (unsigned long long)(m ? pool_ready_links_resp3(m) : 0)},
+        {"pushes_dropped", p->pushes_dropped},
         {"links_opened", p->links_opened}, {"link_failures", p->link_failures},
         {"connect_failures", p->connect_failures}, {"links_retired", p->links_retired},
         {"links_lost_closed_by_server", p->lost[LOST_CLOSED]},
@@ -385,7 +412,7 @@ static void proxy_info(struct client *c)
         {"errors_no_replica", s->err_no_replica}));
     info_upstream(&b, sc);
     buf_appendf(&b, "# Memory\r\nused_memory_rss:%ld\r\n", rss_bytes());
-    reply_bulk(c, buf_start(&b), buf_used(&b));
+    reply_text(c, buf_start(&b), buf_used(&b));
     buf_free(&b);
 }
 
@@ -394,7 +421,7 @@ static void proxy_nodes(struct client *c)
     struct buf b = {0};
 
     nodes_report(c->sc, &b);
-    reply_bulk(c, buf_start(&b), buf_used(&b));
+    reply_text(c, buf_start(&b), buf_used(&b));
     buf_free(&b);
 }
 
@@ -486,7 +513,7 @@ static void proxy_clients(struct client *c, const struct args *a)
                     now - e->first_seen, now - e->last_seen,
                     iptable_banned_for(&sc->ips, &e->ip, now));
     }
-    reply_bulk(c, buf_start(&b), buf_used(&b));
+    reply_text(c, buf_start(&b), buf_used(&b));
     buf_free(&b);
     free(all);
 }
@@ -498,7 +525,7 @@ static void proxy_client_list(struct client *c)
 
     TAILQ_FOREACH(o, &c->sc->clients, tqe)
         client_line(&b, o, ev_now(c->sc->loop));
-    reply_bulk(c, buf_start(&b), buf_used(&b));
+    reply_text(c, buf_start(&b), buf_used(&b));
     buf_free(&b);
 }
 
@@ -610,7 +637,7 @@ static void proxy_bans(struct client *c)
         cidr_format(&t->bans[i].cidr, r, sizeof r);
         buf_appendf(&b, "cidr=%s remaining=%.0f\n", r, t->bans[i].until - now);
     }
-    reply_bulk(c, buf_start(&b), buf_used(&b));
+    reply_text(c, buf_start(&b), buf_used(&b));
     buf_free(&b);
 }
 
@@ -658,14 +685,14 @@ static void cmd_client(struct client *c, const struct args *a)
         if (name_of(c))
             reply_bulk(c, name_of(c), strlen(name_of(c)));
         else
-            client_reply(c, "$-1\r\n", 5);
+            reply_null(c);
     } else if (a->argc == 2 && arg_is(a, 1, "id")) {
         int n = snprintf(num, sizeof num, ":%llu\r\n", (unsigned long long)c->id);
         client_reply(c, num, (size_t)n);
     } else if (a->argc == 2 && arg_is(a, 1, "info")) {
         struct buf b = {0};
         client_line(&b, c, ev_now(c->sc->loop));
-        reply_bulk(c, buf_start(&b), buf_used(&b));
+        reply_text(c, buf_start(&b), buf_used(&b));
         buf_free(&b);
     } else if (a->argc == 2 && arg_is(a, 1, "list")) {
         if (c->admin) {
@@ -673,7 +700,7 @@ static void cmd_client(struct client *c, const struct args *a)
         } else {
             struct buf b = {0};
             client_line(&b, c, ev_now(c->sc->loop));
-            reply_bulk(c, buf_start(&b), buf_used(&b));
+            reply_text(c, buf_start(&b), buf_used(&b));
             buf_free(&b);
         }
     } else if (a->argc >= 3 && arg_is(a, 1, "kill")) {

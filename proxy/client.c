@@ -328,9 +328,11 @@ static int to_master(struct client *c, struct req *r, const char *req)
 
     if (sc->sentinels && (!m || (c->x && c->x->held)))
         return hold(c, r, req, r->len);
-    if (!m || (m->pool->down && !sc->sentinels))
+    struct link *l = m ? pool_link_for(m->pool, c->id, c->resp3) : NULL;
+
+    if (!l || (m->pool->down && !sc->sentinels))
         return -1;
-    return link_resend(pool_link_for(m->pool, c->id), r, req, r->len);
+    return link_resend(l, r, req, r->len);
 }
 
 /* A request that did not run where it went runs on the master instead,
@@ -408,7 +410,8 @@ void client_resend_held(struct sidecar *sc)
         c->x->held--;
         r->flags &= ~(unsigned)REQ_HELD;
         memset(&r->reply, 0, sizeof r->reply);
-        if (link_send(pool_link_for(sc->master->pool, c->id), r, buf_start(&b), buf_used(&b)) < 0)
+        struct link *l = pool_link_for(sc->master->pool, c->id, c->resp3);
+        if (!l || link_send(l, r, buf_start(&b), buf_used(&b)) < 0)
             client_on_reply(r, NULL, NULL, 0, "proxy out of memory", sc);
         buf_free(&b);
     }

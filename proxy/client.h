@@ -66,6 +66,7 @@ struct client {
     unsigned        closed : 1;
     unsigned        paused : 1;   /* too many replies pending: not reading */
     unsigned        dirty : 1;
+    unsigned        resp3 : 1;    /* HELLO 3: its links and the proxy's replies speak RESP3 */
 };
 
 /* c->x, allocated if need be; NULL only when out of memory. */

@@ -394,8 +394,9 @@ static int validating(const struct pool *p)
 {
     int k = 0;
 
-    for (int i = 0; i < p->cfg.connections; i++)
-        k += p->links[i].validating;
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
+            k += p->links[v][i].validating;
     return k;
 }
 
@@ -423,13 +424,14 @@ void nodes_report(const struct sidecar *sc, struct buf *b)
                                                               now, why, sizeof why)
                           ? "replica" : "none";
         buf_appendf(b, "node%d:addr=%s,use=%s,state=%s,role=%s,master_link=%s,offset=%lld,"
-                    "lag=%.1f,not_eligible=%s,links=%d,links_ready=%d,links_validating=%d,"
+                    "lag=%.1f,not_eligible=%s,links=%d,links_ready=%d,links_resp3_ready=%d,links_validating=%d,"
                     "leases=%d,inflight=%u,requests=%llu,version=%s\r\n",
                     i++, p->cfg.name, use, p->down ? "down" : "up",
                     h->role[0] ? h->role : "unknown", h->link[0] ? h->link : "-", h->offset,
                     n == sc->master ? 0.0 : health_replica_lag(&sc->topo, h->offset, now),
                     strcmp(use, "replica") && n != sc->master ? why : "-",
-                    p->cfg.connections, pool_ready_links(p), validating(p), p->nleases,
+                    p->cfg.connections, pool_ready_links(p), pool_ready_links_resp3(p),
+                    validating(p), p->nleases,
                     pool_inflight(p), (unsigned long long)p->st.requests_sent,
                     p->version[0] ? p->version : "unknown");
     }

@@ -78,7 +78,9 @@ static struct node *pick_replica(struct client *c, long long floor)
     char why[96];
 
     TAILQ_FOREACH(n, &sc->nodes, tqe) {
-        if (n == sc->master || n->pool->down || !link_is_ready(pool_link_for(n->pool, c->id)) ||
+        struct link *l;
+        if (n == sc->master || n->pool->down ||
+            !(l = pool_link_for(n->pool, c->id, c->resp3)) || !link_is_ready(l) ||
             !health_replica_eligible(&sc->topo, &n->health, sc->cfg->replica_max_lag,
                                      now, why, sizeof why))
             continue;
@@ -138,7 +140,12 @@ static int forward(struct client *c, const char *frame, size_t len, unsigned fla
         client_forward(c, NULL, frame, len, flags);
         return ROUTE_DONE;
     }
-    client_forward(c, pool_link_for(n->pool, c->id), frame, len, flags);
+    struct link *l = pool_link_for(n->pool, c->id, c->resp3);
+    if (!l) {
+        client_reply_error(c, "ERR proxy out of memory");
+        return ROUTE_DONE;
+    }
+    client_forward(c, l, frame, len, flags);
     return ROUTE_DONE;
 }
 
@@ -211,7 +218,7 @@ static struct link *take_lease(struct client *c)
     ev_tstamp now = ev_now(sc->loop);
     struct node *m = sc->master;
     int no_master = !m || (sc->sentinels && m->pool->down);
-    struct link *l = no_master ? NULL : pool_lease(m->pool, c);
+    struct link *l = no_master ? NULL : pool_lease(m->pool, c, c->resp3);
 
     if (l) {
         lease_wait_end(c);
@@ -324,7 +331,8 @@ static void script_load_everywhere(struct client *c, const char *frame, const st
         struct req *r = req_alloc(&sc->cache);
         if (!r)
             return;
-        if (link_send(pool_link_for(node->pool, c->id), r, frame, fr->len) < 0)
+        struct link *l = pool_link_for(node->pool, c->id, 0);   /* replies dropped */
+        if (!l || link_send(l, r, frame, fr->len) < 0)
             req_release(&sc->cache, r);      /* an orphan from the start: reply dropped */
     }
 }
@@ -375,6 +383,10 @@ int router_dispatch(struct client *c, const char *frame, const struct resp_frame
         return stream_forward(c, frame, fr->len);
     if (cmd && cmd->local == LOCAL_SELECT && select_needs_lease(c, frame, fr, &db, &db_ok))
         return lease_forward(c, cmd, frame, fr, db, db_ok);
+    /* HELLO may change the protocol, and with it the links the client's
+     * next requests take: those in flight on the others finish first. */
+    if (cmd && cmd->local == LOCAL_HELLO && c->inflight)
+        return ROUTE_LATER;
     if (cmd && (cmd->flags & CMD_LOCAL)) {
         admin_local(c, cmd, frame, fr);
         return ROUTE_DONE;

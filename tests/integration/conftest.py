@@ -323,7 +323,38 @@ def resp_read(f):
     if t == b"*":
         n = int(rest)
         return None if n < 0 else [resp_read(f) for _ in range(n)]
+    # RESP3
+    if t == b"_":
+        return None
+    if t == b",":
+        return float(rest)
+    if t == b"#":
+        return rest == b"t"
+    if t == b"(":
+        return int(rest)
+    if t in (b"=", b"!"):
+        data = f.read(int(rest) + 2)[:-2]
+        return data[4:] if t == b"=" else redis.ResponseError(data.decode(errors="replace"))
+    if t == b"%":
+        return dict((resp_read(f), resp_read(f)) for _ in range(int(rest)))
+    if t == b"~":
+        return Resp3Set(resp_read(f) for _ in range(int(rest)))
+    if t == b">":
+        return Push(resp_read(f) for _ in range(int(rest)))
     raise AssertionError(f"bad reply line {line!r}")
+
+
+class Push(list):
+    """A RESP3 push frame (>), told apart from an array reply."""
+
+
+class Resp3Set(list):
+    """A RESP3 set (~), told apart from an array reply."""
+
+
+def resp_type(f):
+    """The type byte of the next reply, without consuming it."""
+    return f.peek(1)[:1]
 
 
 def resp_cmd(*args):

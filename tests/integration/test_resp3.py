@@ -1,0 +1,182 @@
+"""RESP3: HELLO 3 as redis answers it, RESP3 links beside the RESP2 ones,
+every reply in the client's own protocol, pushes in order on a lease."""
+import subprocess
+import threading
+
+import pytest
+import redis
+
+from conftest import Push, Resp3Set, resp_cmd, resp_read, resp_type, wait_until
+
+
+class Conn:
+    """A raw connection: send commands, read typed RESP2/RESP3 replies."""
+
+    def __init__(self, sidecar):
+        self.s = sidecar.raw()
+        self.f = self.s.makefile("rb")
+
+    def call(self, *args):
+        self.s.sendall(resp_cmd(*args))
+        return resp_read(self.f)
+
+    def typed(self, *args):
+        """(type byte, value) of the reply."""
+        self.s.sendall(resp_cmd(*args))
+        t = resp_type(self.f)
+        return t, resp_read(self.f)
+
+
+def links_by_protocol(master):
+    out = {}
+    for c in master.client().client_list():
+        if c.get("name") == "sidecar-data":
+            out[c["resp"]] = out.get(c["resp"], 0) + 1
+    return out
+
+
+def test_hello_3_and_back(sidecar, master):
+    c = Conn(sidecar)
+    t, h = c.typed("HELLO", "3")
+    assert t == b"%"
+    assert h[b"proto"] == 3 and h[b"server"] == b"redis" and h[b"role"] == b"master"
+    assert h[b"version"] == master.client().info("server")["redis_version"].encode()
+    assert isinstance(h[b"id"], int) and h[b"modules"] == []
+    # HELLO without a version keeps the protocol; HELLO 2 goes back.
+    t, h = c.typed("HELLO")
+    assert t == b"%" and h[b"proto"] == 3
+    t, h = c.typed("HELLO", "2", "SETNAME", "back")
+    assert t == b"*" and dict(zip(h[::2], h[1::2]))[b"proto"] == 2
+    assert c.typed("CLIENT", "GETNAME") == (b"$", b"back")
+    t, err = c.typed("HELLO", "4")
+    assert t == b"-" and str(err).startswith("NOPROTO")
+    t, err = c.typed("HELLO", "x")
+    assert str(err) == "ERR Protocol version is not an integer or out of range"
+
+
+def test_hello_3_auth_with_the_proxy_password(env, master):
+    sc = env.sidecar(master, proxy={"password": "s3cret"})
+    c = Conn(sidecar=sc)
+    t, err = c.typed("GET", "k")
+    assert str(err).startswith("NOAUTH")
+    t, err = c.typed("HELLO", "3", "AUTH", "default", "wrong")
+    assert str(err).startswith("WRONGPASS")
+    t, h = c.typed("HELLO", "3", "AUTH", "default", "s3cret", "SETNAME", "app")
+    assert t == b"%" and h[b"proto"] == 3
+    assert c.typed("CLIENT", "GETNAME") == (b"$", b"app")
+    assert c.typed("SET", "k", "v") == (b"+", b"OK")
+
+
+def test_replies_in_resp3_types(sidecar, master):
+    m = master.client()
+    m.hset("h", mapping={"a": "1", "b": "2"})
+    m.sadd("s", "x", "y")
+    m.zadd("z", {"m": 1.5})
+    c = Conn(sidecar)
+    c.call("HELLO", "3")
+    t, v = c.typed("HGETALL", "h")
+    assert t == b"%" and v == {b"a": b"1", b"b": b"2"}
+    t, v = c.typed("SMEMBERS", "s")
+    assert t == b"~" and isinstance(v, Resp3Set) and sorted(v) == [b"x", b"y"]
+    assert c.typed("ZSCORE", "z", "m") == (b",", 1.5)
+    assert c.typed("GET", "nokey") == (b"_", None)
+    assert c.typed("EVAL", "redis.setresp(3); return true", "0") == (b"#", True)
+    assert c.typed("EVAL", "redis.setresp(3); return false", "0") == (b"#", False)
+    assert c.typed("EVAL", "return {double=3.5}", "0") == (b",", 3.5)
+    # the proxy's own replies, in redis's RESP3 shapes
+    assert c.typed("CLIENT", "GETNAME") == (b"_", None)
+    t, v = c.typed("CLIENT", "INFO")
+    assert t == b"=" and v.startswith(b"id=")
+    t, v = c.typed("PROXY", "INFO")
+    assert t == b"=" and b"# Proxy" in v
+    t, v = c.typed("PROXY", "NODES")
+    assert t == b"=" and b"# Topology" in v
+    assert c.typed("PING") == (b"+", b"PONG")
+    t, err = c.typed("MONITOR")
+    assert t == b"-"
+
+
+def test_redis_cli_3(sidecar, master):
+    master.client().hset("h", "f", "v")
+    master.client().sadd("s", "m")
+    master.client().zadd("z", {"m": 2.5})
+
+    def cli(*args):
+        return subprocess.run(["redis-cli", "-3", "-p", str(sidecar.port)] + list(args),
+                              capture_output=True, text=True, timeout=10).stdout
+    assert "proto\n3" in cli("HELLO", "3").replace(" ", "\n")
+    assert cli("HGETALL", "h").split() == ["f", "v"]
+    assert cli("SMEMBERS", "s").split() == ["m"]
+    assert cli("ZSCORE", "z", "m").strip() == "2.5"
+    assert cli("GET", "nokey").strip() == ""
+    assert cli("EVAL", "redis.setresp(3); return true", "0").strip() == "(true)"
+    assert cli("EVAL", "redis.setresp(3); return false", "0").strip() == "(false)"
+
+
+def test_resp3_and_resp2_clients_interleaved(sidecar, master):
+    master.client().hset("h", "f", "v")
+    errors = []
+
+    def run(proto):
+        c = Conn(sidecar)
+        if proto == 3:
+            c.call("HELLO", "3")
+        for i in range(1000):
+            c.s.sendall(resp_cmd("SET", f"k{proto}:{i}", i) + resp_cmd("HGETALL", "h") +
+                        resp_cmd("GET", f"k{proto}:{i}"))
+            ok = resp_read(c.f)
+            t = resp_type(c.f)
+            h = resp_read(c.f)
+            v = resp_read(c.f)
+            want = (b"%", {b"f": b"v"}) if proto == 3 else (b"*", [b"f", b"v"])
+            if ok != b"OK" or (t, h) != want or v != str(i).encode():
+                errors.append((proto, i, ok, t, h, v))
+                return
+    ts = [threading.Thread(target=run, args=(p,)) for p in (2, 3)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    assert not errors, errors[:3]
+    # the configured 2 links per protocol, no more
+    assert links_by_protocol(master) == {"2": 2, "3": 2}
+    info = sidecar.info()
+    assert info["master_links_resp3_ready"] == "2"
+
+
+def test_pubsub_in_resp3_on_the_same_connection(sidecar, master):
+    c = Conn(sidecar)
+    c.call("HELLO", "3")
+    c.s.sendall(resp_cmd("SUBSCRIBE", "news") + resp_cmd("PSUBSCRIBE", "ev:*"))
+    assert resp_read(c.f) == Push([b"subscribe", b"news", 1])
+    assert resp_read(c.f) == Push([b"psubscribe", b"ev:*", 2])
+    # normal commands on the same connection, replies among the pushes
+    assert c.call("SET", "k", "v") == b"OK"
+    master.client().publish("news", "hello")
+    assert resp_read(c.f) == Push([b"message", b"news", b"hello"])
+    master.client().publish("ev:1", "world")
+    assert resp_read(c.f) == Push([b"pmessage", b"ev:*", b"ev:1", b"world"])
+    assert c.typed("HGETALL", "nokey") == (b"%", {})
+    assert c.call("GET", "k") == b"v"
+    # the lease is a RESP3 link
+    leases = [x for x in master.client().client_list() if x.get("name") == "sidecar-lease"]
+    assert [x["resp"] for x in leases] == ["3"]
+
+
+def test_leases_open_and_come_back_in_each_clients_protocol(sidecar, master):
+    master.client().hset("h", "f", "v")
+    for proto, want in ((3, b"%"), (2, b"*"), (3, b"%")):
+        c = Conn(sidecar)
+        if proto == 3:
+            c.call("HELLO", "3")
+        assert c.call("MULTI") == b"OK"
+        assert c.call("HGETALL", "h") == b"QUEUED"
+        c.s.sendall(resp_cmd("EXEC"))
+        # EXEC's reply: one element, the HGETALL in the client's protocol
+        line = c.f.readline()
+        assert line == b"*1\r\n"
+        assert resp_type(c.f) == want
+        resp_read(c.f)
+        c.s.close()
+    wait_until(lambda: all(x.get("resp") in ("2", "3") for x in master.client().client_list()
+                           if x.get("name") == "sidecar-lease"), what="leases")
