@@ -449,11 +449,11 @@ static void client_line(struct buf *b, const struct client *c, ev_tstamp now)
     size_t qbuf = c->partial ? buf_used(&c->partial->buf) : 0;
 
     buf_appendf(b, "id=%llu addr=%s name=%s age=%.0f idle=%.0f cmd=%s pending=%u "
-                "qbuf=%zu obuf=%zu admin=%d\n", (unsigned long long)c->id,
+                "qbuf=%zu obuf=%zu admin=%d resp=%d\n", (unsigned long long)c->id,
                 client_addr(c, a, sizeof a), name_of(c) ? name_of(c) : "",
                 now - c->created, now - c->last_active,
                 c->last_cmd ? c->last_cmd->name : "-", c->npending, qbuf,
-                buf_used(&c->out) + c->held, c->admin);
+                buf_used(&c->out) + c->held, c->admin, c->resp3 ? 3 : 2);
 }
 
 static int by_busiest(const void *x, const void *y)

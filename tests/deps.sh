@@ -28,3 +28,18 @@ if ((${#missing[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Test-only Node.js clients (ioredis, node-redis), pinned by
+# tests/clients/package-lock.json; installed again only when the lock file
+# is newer than what is installed.
+clients=$(dirname "$0")/clients
+if command -v node >/dev/null 2>&1 &&
+   [[ $(node -p 'process.versions.node.split(".")[0]') -ge 20 ]]; then
+    if [[ ! -d $clients/node_modules || $clients/package-lock.json -nt $clients/node_modules ]]; then
+        echo "make deps: npm ci in tests/clients"
+        (cd "$clients" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        touch "$clients/node_modules"
+    fi
+else
+    echo "make deps: SKIPPED: the Node.js client tests need Node >= 20"
+fi
