@@ -633,6 +633,29 @@ RH_M=$(median_of "${RH[master]}") RH_R=$(median_of "${RH[prefer-replica]}")
 RHC_M=$(median_of "${RHCPU[master]}") RHC_R=$(median_of "${RHCPU[prefer-replica]}")
 RH_LINE="read-heavy, GET -c 50 -P 1 through the sidecar with 2 replicas: read_from master $RH_M req/s (master CPU $RHC_M µs/GET), prefer-replica $RH_R req/s (master CPU $RHC_R µs/GET): $(ratio "$RH_R" "$RH_M")x"
 
+# --- 5. RESP3 beside RESP2 through the sidecar -----------------------------
+# redis-benchmark -3 opens each connection with HELLO 3: the sidecar then
+# carries it over its RESP3 links. Same workload, interleaved.
+echo
+echo "== RESP3: redis-benchmark -t set,get -c 50 -P 16 through the sidecar, RESP2 and -3"
+start_sidecar
+wait_ready sidecar 10 || die "sidecar did not start for the RESP3 runs"
+declare -A R3=()
+for rep in $(seq "$REPS"); do
+    for proto in 2 3; do
+        flag=$([ "$proto" = 3 ] && echo -3 || true)
+        out=$(taskset -c "$CPU_CLIENT" redis-benchmark $flag -h 127.0.0.1 -p "$P_SIDECAR" \
+              -t set,get -c 50 -P 16 -n "$N_P16" --csv 2>/dev/null | grep -v '^"test"')
+        rps=$(awk -F'"' '{ s += $4; n++ } END { if (n) printf "%.0f", s / n }' <<<"$out")
+        R3[$proto]+="$rps "
+        echo "  rep $rep RESP$proto: $rps req/s (mean of SET and GET)"
+    done
+done
+stop_proc "$(pid_of sidecar)" TERM 10
+R3_2=$(median_of "${R3[2]}") R3_3=$(median_of "${R3[3]}")
+R3_RATIO=$(ratio "$R3_3" "$R3_2")
+R3_LINE="RESP3 through the sidecar, SET+GET -c 50 -P 16: RESP2 $R3_2 req/s, RESP3 (redis-benchmark -3) $R3_3 req/s: ${R3_RATIO}x"
+
 stop_proc "$REDIS_PID" TERM 10
 
 # --- report ---------------------------------------------------------------
@@ -684,7 +707,7 @@ RSS_L=() LINK_L=() IPR_L=() TGT_L=()
 for t in twemproxy sidecar; do RSS_L+=("RSS, $(name_of $t): $(rss_line $t)"); done
 LINK_L+=("upstream links, direct: ${LINK[direct]} client connections (${LINK_NOTE[direct]})")
 for t in twemproxy sidecar; do LINK_L+=("upstream links, $(name_of $t): ${LINK[$t]} (${LINK_NOTE[$t]}; configured pool $POOL)"); done
-LAT_L=("$RH_LINE")
+LAT_L=("$RH_LINE" "$R3_LINE")
 for t in direct twemproxy sidecar; do
     LAT_L+=("latency, $(name_of $t): GET after ${IDLE_S}s idle $(sed 's/after_idle_us=\([0-9]*\) busy_us=\([0-9]*\)/\1 µs, the GET right after it \2 µs/' <<<"${LAT[$t]:-FAILED}")")
 done
@@ -697,6 +720,8 @@ TGT_L+=("[$V_C500] sidecar >= 1.0x direct at -c 500 -P 1 ($C500_TXT)")
 TGT_L+=("[$V_IPR] fewer instructions per request than twemproxy (sidecar ${IPR[sidecar]:-?} vs twemproxy ${IPR[twemproxy]:-?})")
 TGT_L+=("[$V_RSS] less RSS than twemproxy with $IDLE idle clients (sidecar $(fmt_kb "${RSS_LOAD[sidecar]:-0}") vs twemproxy $(fmt_kb "${RSS_LOAD[twemproxy]:-0}"))")
 TGT_L+=("[info] Redis CPU per request at -c 500 -P 1: $CPU500_TXT")
+V_R3=$(ge "$R3_RATIO" 0.95 && echo PASS || echo SHORT)
+TGT_L+=("[$V_R3] RESP3 within 5% of RESP2 through the sidecar at -c 50 -P 16 (${R3_RATIO}x)")
 
 NOTES=(
     "mode: $MODE; $REPS repetition(s) per target, median shown; -n $N_P1 for -P 1, $N_P16 for -P 16; redis-benchmark default keyspace (one key), GET key populated first with the workload's value size"
