@@ -246,8 +246,19 @@ static void cmd_hello(struct client *c, const struct args *a)
         c->authed = 1;
     if (name)
         set_name(c, name, namel);
-    if (a->argc >= 2)
+    if (a->argc >= 2 && c->resp3 != (ver == 3)) {
         c->resp3 = ver == 3;
+        /* A lease (not a stream: that one got the HELLO itself) switches
+         * too, its answer dropped, and is reset in this protocol later. */
+        if (c->lease && !c->stream) {
+            struct req *r = req_alloc(&c->sc->cache);
+            const char *hello = ver == 3 ? "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"
+                                         : "*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n";
+            if (r && link_send(c->lease, r, hello, strlen(hello)) < 0)
+                req_release(&c->sc->cache, r);
+            c->lease->resp3 = c->resp3;
+        }
+    }
     hello_reply(c);
 }
 

@@ -180,3 +180,35 @@ def test_leases_open_and_come_back_in_each_clients_protocol(sidecar, master):
         c.s.close()
     wait_until(lambda: all(x.get("resp") in ("2", "3") for x in master.client().client_list()
                            if x.get("name") == "sidecar-lease"), what="leases")
+
+
+def test_client_tracking_invalidations_arrive_as_pushes(sidecar, master):
+    """CLIENT TRACKING takes a streaming lease: in RESP3 the invalidation
+    pushes come on the same connection, in order with the replies."""
+    c = Conn(sidecar)
+    c.call("HELLO", "3")
+    assert c.call("CLIENT", "TRACKING", "ON") == b"OK"
+    master.client().set("tk", "1")
+    assert c.call("GET", "tk") == b"1"
+    master.client().set("tk", "2")
+    assert resp_read(c.f) == Push([b"invalidate", [b"tk"]])
+    assert c.call("GET", "tk") == b"2"
+    leases = [x for x in master.client().client_list() if x.get("name") == "sidecar-lease"]
+    assert [x["resp"] for x in leases] == ["3"]
+
+
+def test_hello_3_while_holding_a_lease_switches_the_lease(sidecar, master):
+    master.client().hset("h", "f", "v")
+    c = Conn(sidecar)
+    assert c.call("WATCH", "h") == b"OK"          # takes a lease (RESP2)
+    c.call("HELLO", "3")
+    assert c.typed("HGETALL", "h") == (b"%", {b"f": b"v"})
+    assert c.call("MULTI") == b"OK"
+    assert c.call("HGETALL", "h") == b"QUEUED"
+    c.s.sendall(resp_cmd("EXEC"))
+    assert c.f.readline() == b"*1\r\n" and resp_type(c.f) == b"%"
+    resp_read(c.f)
+    # the lease went back to the pool in RESP3; a RESP2 client gets RESP2
+    d = Conn(sidecar)
+    assert d.call("WATCH", "h") == b"OK"
+    assert d.typed("HGETALL", "h") == (b"*", [b"f", b"v"])
