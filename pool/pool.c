@@ -121,13 +121,11 @@ void pool_free(struct pool *p)
     free(p);
 }
 
-struct link *pool_link_for(struct pool *p, uint64_t key, int resp3)
+struct link *pool_link_resp3(struct pool *p, uint64_t key)
 {
-    struct link *set = p->links[resp3];
-
-    if (!set && !(set = open_resp3(p)))
+    if (!open_resp3(p))
         return NULL;
-    return &set[key % (uint64_t)p->cfg.connections];
+    return &p->links[1][key % (uint64_t)p->cfg.connections];
 }
 
 void pool_mark_dirty(struct pool *p, struct link *l)

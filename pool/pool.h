@@ -97,7 +97,15 @@ struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
 void pool_free(struct pool *p);
 /* The link a client with this key always uses, so its order holds, in
  * the client's protocol; NULL only when the RESP3 set cannot be made. */
-struct link *pool_link_for(struct pool *p, uint64_t key, int resp3);
+struct link *pool_link_resp3(struct pool *p, uint64_t key);   /* opens the set */
+static inline struct link *pool_link_for(struct pool *p, uint64_t key, int resp3)
+{
+    struct link *set = p->links[resp3];
+
+    if (__builtin_expect(set == NULL, 0))
+        return pool_link_resp3(p, key);
+    return &set[key % (uint64_t)p->cfg.connections];
+}
 void pool_mark_dirty(struct pool *p, struct link *l);
 int pool_ready_links(const struct pool *p);
 int pool_ready_links_resp3(const struct pool *p);
