@@ -385,6 +385,11 @@ static int handshake_reply(struct link *l, const char *p, size_t n)
         snprintf(why, sizeof why, "%s refused: %.*s", kind == HS_AUTH ? "AUTH" :
                  kind == HS_SELECT ? "SELECT" : kind == HS_RESET ? "RESET" :
                  kind == HS_HELLO ? "HELLO 3" : "validation PING", m, p + 1);
+        if (kind == HS_HELLO && !l->pool->resp3_refused[0]) {
+            snprintf(l->pool->resp3_refused, sizeof l->pool->resp3_refused, "%.*s", m, p + 1);
+            log_warn("node %s refuses HELLO 3 (%.*s): RESP3 clients get NOPROTO",
+                     l->pool->cfg.name, m, p + 1);
+        }
         link_down(l, kind == HS_PING ? LOST_VALIDATION : LOST_HANDSHAKE, why);
         return -1;
     }
@@ -444,10 +449,15 @@ static void process_replies(struct link *l)
                 l->pool->on_stream(l->lessee, p, len, l->pool->arg);
         } else if (p[0] == '>') {
             /* A RESP3 push answers no request: matched to one, it would
-             * shift every later reply onto the wrong client. */
-            l->pool->st.pushes_dropped++;
-            log_debug("link %s#%d: push frame of %zu bytes dropped", l->pool->cfg.name,
-                      l->idx, len);
+             * shift every later reply onto the wrong client. On a lease it
+             * is its holder's, in order with its replies. */
+            if (l->lease && l->lessee) {
+                l->pool->on_stream(l->lessee, p, len, l->pool->arg);
+            } else {
+                l->pool->st.pushes_dropped++;
+                log_debug("link %s#%d: push frame of %zu bytes dropped", l->pool->cfg.name,
+                          l->idx, len);
+            }
         } else if (l->hs_pending ? handshake_reply(l, p, len) < 0 : deliver(l, p, len) < 0) {
             return;
         }

@@ -217,6 +217,12 @@ struct link *pool_lease(struct pool *p, void *lessee, int resp3)
     if (l && !l->returning) {
         TAILQ_REMOVE(&p->lease_idle, l, lease_tqe);
     } else if (!l) {
+        struct link *other = TAILQ_FIRST(&p->lease_idle);   /* the other protocol's */
+        if (p->nleases >= p->cfg.max_leased && other) {
+            p->st.leases_closed++;
+            link_stop(other);
+            pool_lease_dead(p, other);
+        }
         if (p->nleases >= p->cfg.max_leased) {
             p->st.leases_refused++;
             return NULL;

@@ -86,6 +86,7 @@ struct pool {
     char               version[32];  /* redis_version the node reported */
     unsigned           seed;          /* for max_link_age jitter */
     int                down;          /* health checks failed: fail fast */
+    char               resp3_refused[120]; /* why the node refused HELLO 3, if it did */
     char               down_reason[160];
 };
 

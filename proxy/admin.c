@@ -103,8 +103,13 @@ static int check_credentials(struct client *c, const char *user, size_t ul,
             return -1;
         return secret_eq(cfg->password, pass, pl) ? 0 : -1;
     }
-    if (!cfg->upstream_password)
-        return 1;
+    if (!cfg->upstream_password) {
+        /* Nothing configured: redis's nopass default user takes any
+         * password with its name; any other user is unknown. */
+        if (!user)
+            return 1;
+        return ul == 7 && memcmp(user, "default", 7) == 0 ? 0 : -1;
+    }
     if (user) {
         const char *want = cfg->username ? cfg->username : "default";
         if (strlen(want) != ul || memcmp(want, user, ul) != 0)
@@ -247,17 +252,35 @@ static void cmd_hello(struct client *c, const struct args *a)
     if (name)
         set_name(c, name, namel);
     if (a->argc >= 2 && c->resp3 != (ver == 3)) {
-        c->resp3 = ver == 3;
-        /* A lease (not a stream: that one got the HELLO itself) switches
-         * too, its answer dropped, and is reset in this protocol later. */
-        if (c->lease && !c->stream) {
+        /* Its own connection upstream would have to switch in step: not
+         * inside a transaction (queued there, it may never run) nor under
+         * subscriptions (their messages are framed by the protocol). */
+        if (c->in_multi || c->stream) {
+            client_reply_error(c, "ERR HELLO cannot change the protocol %s through "
+                               "redis-sidecar", c->in_multi ? "inside MULTI" :
+                               "of a subscribed or tracking connection");
+            return;
+        }
+        if (ver == 3 && c->sc->master && c->sc->master->pool->resp3_refused[0]) {
+            client_reply_error(c, "NOPROTO unsupported protocol version (the upstream "
+                               "refused HELLO 3: %s)", c->sc->master->pool->resp3_refused);
+            return;
+        }
+        /* A lease switches too, its answer dropped; it is reset in this
+         * protocol when it goes back to the pool. */
+        if (c->lease) {
             struct req *r = req_alloc(&c->sc->cache);
             const char *hello = ver == 3 ? "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"
                                          : "*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n";
-            if (r && link_send(c->lease, r, hello, strlen(hello)) < 0)
-                req_release(&c->sc->cache, r);
-            c->lease->resp3 = c->resp3;
+            if (!r || link_send(c->lease, r, hello, strlen(hello)) < 0) {
+                if (r)
+                    req_release(&c->sc->cache, r);
+                client_reply_error(c, "ERR proxy out of memory");
+                return;
+            }
+            c->lease->resp3 = ver == 3;
         }
+        c->resp3 = ver == 3;
     }
     hello_reply(c);
 }

@@ -331,7 +331,8 @@ static void script_load_everywhere(struct client *c, const char *frame, const st
         struct req *r = req_alloc(&sc->cache);
         if (!r)
             return;
-        struct link *l = pool_link_for(node->pool, c->id, 0);   /* replies dropped */
+        /* on the link the client's EVALSHA_RO will take, so it runs first */
+        struct link *l = pool_link_for(node->pool, c->id, c->resp3);
         if (!l || link_send(l, r, frame, fr->len) < 0)
             req_release(&sc->cache, r);      /* an orphan from the start: reply dropped */
     }
@@ -379,7 +380,7 @@ int router_dispatch(struct client *c, const char *frame, const struct resp_frame
     /* A streaming lease is the client's own connection: everything goes
      * there, in order, but for QUIT, PROXY and what is never allowed. */
     if (c->stream && !(cmd && (cmd->local == LOCAL_QUIT || cmd->local == LOCAL_PROXY ||
-                               (cmd->flags & CMD_REFUSED))))
+                               cmd->local == LOCAL_HELLO || (cmd->flags & CMD_REFUSED))))
         return stream_forward(c, frame, fr->len);
     if (cmd && cmd->local == LOCAL_SELECT && select_needs_lease(c, frame, fr, &db, &db_ok))
         return lease_forward(c, cmd, frame, fr, db, db_ok);

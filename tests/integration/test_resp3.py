@@ -20,6 +20,10 @@ class Conn:
         self.s.sendall(resp_cmd(*args))
         return resp_read(self.f)
 
+    def close(self):
+        self.f.close()
+        self.s.close()
+
     def typed(self, *args):
         """(type byte, value) of the reply."""
         self.s.sendall(resp_cmd(*args))
@@ -177,7 +181,7 @@ def test_leases_open_and_come_back_in_each_clients_protocol(sidecar, master):
         assert line == b"*1\r\n"
         assert resp_type(c.f) == want
         resp_read(c.f)
-        c.s.close()
+        c.close()
     wait_until(lambda: all(x.get("resp") in ("2", "3") for x in master.client().client_list()
                            if x.get("name") == "sidecar-lease"), what="leases")
 
@@ -212,3 +216,55 @@ def test_hello_3_while_holding_a_lease_switches_the_lease(sidecar, master):
     d = Conn(sidecar)
     assert d.call("WATCH", "h") == b"OK"
     assert d.typed("HGETALL", "h") == (b"*", [b"f", b"v"])
+
+
+def test_hello_that_cannot_switch_a_connection_upstream_is_refused(sidecar, master):
+    c = Conn(sidecar)
+    c.call("HELLO", "3")
+    assert c.call("MULTI") == b"OK"
+    t, err = c.typed("HELLO", "2")
+    assert t == b"-" and "inside MULTI" in str(err)
+    assert c.call("DISCARD") == b"OK"
+    assert c.typed("HGETALL", "nokey") == (b"%", {})
+    c.s.sendall(resp_cmd("SUBSCRIBE", "ch"))
+    assert resp_read(c.f) == Push([b"subscribe", b"ch", 1])
+    t, err = c.typed("HELLO", "2")
+    assert t == b"-" and "subscribed" in str(err)
+    t, h = c.typed("HELLO", "3")           # no change: answered here
+    assert t == b"%" and h[b"proto"] == 3
+    t, v = c.typed("PROXY", "INFO")
+    assert t == b"="
+
+
+def test_idle_leases_of_one_protocol_give_way_to_the_other(env, master):
+    sc = env.sidecar(master, pool={"max_leased": "2"})
+    held = []
+    for _ in range(2):                     # two at once: two RESP3 leases
+        c = Conn(sc)
+        c.call("HELLO", "3")
+        assert c.call("WATCH", "k") == b"OK"
+        held.append(c)
+    for c in held:
+        c.close()
+    wait_until(lambda: len([x for x in master.client().client_list()
+                            if x.get("name") == "sidecar-lease"]) == 2, what="2 idle leases")
+    d = Conn(sc)
+    assert d.call("WATCH", "k") == b"OK"
+    assert d.call("MULTI") == b"OK"
+    assert d.call("SET", "k", "v") == b"QUEUED"
+    assert d.call("EXEC") == [b"OK"]
+
+
+def test_hello_3_when_the_upstream_refuses_it(env):
+    m = env.redis("master", args=["--rename-command", "HELLO", ""])
+    sc = env.sidecar(m)
+    c = Conn(sc)
+    c.call("HELLO", "3")                   # not known yet: the RESP3 links find out
+    t, err = c.typed("GET", "k")
+    assert t == b"-", err
+    wait_until(lambda: "refuses HELLO 3" in sc.log(), what="log line")
+    d = Conn(sc)
+    t, err = d.typed("HELLO", "3")
+    assert t == b"-" and str(err).startswith("NOPROTO"), err
+    assert d.typed("HELLO", "2")[0] == b"*"
+    assert d.call("SET", "k", "v") == b"OK"
