@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import resp_cmd
+from conftest import resp_cmd, wait_until
 
 CLIENTS = 1000
 ROUNDS = 20
@@ -55,6 +55,8 @@ async def one_client(port, i, started):
 def test_1000_clients_each_in_order_over_the_pool_links(env, master):
     raise_nofile()
     sc = env.sidecar(master, pool={"connections": 2})
+    # counted from when both links are up: the proxy opens them at start
+    wait_until(lambda: len(master.sidecar_links()) == 2, what="2 links")
     samples = []
     stop = threading.Event()
 

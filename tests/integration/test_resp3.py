@@ -40,6 +40,8 @@ def links_by_protocol(master):
 
 
 def test_hello_3_and_back(sidecar, master):
+    # the master's version is known once a link has said it (INFO on connect)
+    wait_until(lambda: sidecar.info()["master_links_ready"] == "2", what="links ready")
     c = Conn(sidecar)
     t, h = c.typed("HELLO", "3")
     assert t == b"%"
