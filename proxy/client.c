@@ -771,6 +771,21 @@ void client_sweep_idle(struct sidecar *sc)
     }
 }
 
+int client_drain_step(struct sidecar *sc)
+{
+    struct client *c, *next;
+
+    for (c = TAILQ_FIRST(&sc->clients); c; c = next) {
+        next = TAILQ_NEXT(c, tqe);
+        /* A transaction, WATCH or other database keeps it until the
+         * timeout: closing it mid-way could leave half of what it meant. */
+        if (c->npending == 0 && !buf_used(&c->out) && !c->partial &&
+            !(c->lease && (c->in_multi || c->watching || c->other_db)))
+            client_close(c, "proxy is shutting down");
+    }
+    return sc->nclients == 0;
+}
+
 void client_close_all(struct sidecar *sc)
 {
     struct client *c;

@@ -103,6 +103,9 @@ void client_close_all(struct sidecar *sc);
 void client_retry_lease_waiters(struct sidecar *sc);
 /* Close clients idle (nothing read, nothing pending) past idle_timeout. */
 void client_sweep_idle(struct sidecar *sc);
+/* Draining: close every client with nothing left to send or receive and
+ * no server-side state; 1 when none is left. */
+int client_drain_step(struct sidecar *sc);
 /* The loop's flush step, once per iteration. */
 void client_flush_all(struct sidecar *sc);
 

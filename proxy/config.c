@@ -225,6 +225,7 @@ static int p_cidrs(const struct key *k, const char *v, void *dst, char *why, siz
 static const struct key keys[] = {
     {"proxy", "listen", p_addrs, OFF(listen), 0, 0, 1, NULL},
     {"proxy", "password", p_string, OFF(password), 0, 0, 0, NULL},
+    {"proxy", "shutdown_timeout", p_duration, OFF(shutdown_timeout), 0, 3600, 0, NULL},
     {"upstream", "master", p_addr, OFF(master), 0, 0, 0, NULL},
     {"upstream", "replicas", p_addrs, OFF(replicas), 0, 0, 1, NULL},
     {"upstream", "sentinels", p_addrs, OFF(sentinels), 0, 0, 1, NULL},
@@ -338,6 +339,7 @@ void config_defaults(struct config *c)
 {
     memset(c, 0, sizeof *c);
     c->connections = 2;
+    c->shutdown_timeout = 10;
     c->connect_timeout = 1;
     c->reply_timeout = 10;
     c->validate_after = 1;

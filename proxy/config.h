@@ -22,6 +22,7 @@ struct config {
     /* [proxy] */
     struct addr_list listen;
     char   *password;          /* NULL: clients need no AUTH */
+    double  shutdown_timeout;  /* SIGTERM: how long in-flight work may finish */
     /* [upstream] */
     char   *master;            /* host:port; with sentinels, only a first guess */
     struct addr_list replicas;

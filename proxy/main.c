@@ -26,7 +26,9 @@ static const char usage[] =
     "  -v, --version      print the version\n"
     "  -h, --help         this text\n"
     "\n"
-    "Signals: SIGINT and SIGTERM stop the proxy.\n";
+    "Signals: SIGINT and SIGTERM drain (no new connections or requests, every\n"
+    "request in flight answered, exit within [proxy] shutdown_timeout); a second\n"
+    "one stops at once.\n";
 
 /* One app connection costs one descriptor: take all the hard limit allows. */
 static void raise_nofile(void)
@@ -41,11 +43,45 @@ static void raise_nofile(void)
         log_info("file descriptor limit %llu", (unsigned long long)rl.rlim_cur);
 }
 
+/* Every tick of a drain: clients that are done are closed; the loop ends
+ * when none is left, or at shutdown_timeout whatever is left. */
+static void on_drain_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct sidecar *sc = w->data;
+    (void)revents;
+
+    if (client_drain_step(sc)) {
+        log_info("drained: every client done");
+        ev_break(loop, EVBREAK_ALL);
+    } else if (ev_now(loop) >= sc->drain_deadline) {
+        log_warn("shutdown_timeout (%gs) reached: closing %u clients still busy",
+                 sc->cfg->shutdown_timeout, sc->nclients);
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+/* The first SIGTERM/SIGINT drains: no new connections, no new requests
+ * (they get "-ERR proxy is shutting down" after earlier replies), every
+ * request in flight gets its reply. A second one stops at once. */
 static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
 {
+    struct sidecar *sc = w->data;
     (void)revents;
-    log_info("signal %d: stopping", w->signum);
-    ev_break(loop, EVBREAK_ALL);
+
+    if (sc->draining || sc->cfg->shutdown_timeout <= 0) {
+        log_info("signal %d: stopping now", w->signum);
+        ev_break(loop, EVBREAK_ALL);
+        return;
+    }
+    log_info("signal %d: draining %u clients (up to shutdown_timeout %gs; "
+             "a second signal stops at once)", w->signum, sc->nclients,
+             sc->cfg->shutdown_timeout);
+    sc->draining = 1;
+    sc->drain_deadline = ev_now(loop) + sc->cfg->shutdown_timeout;
+    listener_stop_all(sc);
+    ev_timer_init(&sc->drain_w, on_drain_tick, 0, 0.02);
+    sc->drain_w.data = sc;
+    ev_timer_start(loop, &sc->drain_w);
 }
 
 /* Runs after every callback of an iteration, before the loop waits:
@@ -125,6 +161,7 @@ static int run(struct config *cfg)
     ev_prepare_start(sc.loop, &sc.flush_w);
     ev_signal_init(&sc.sig_int, on_stop_signal, SIGINT);
     ev_signal_init(&sc.sig_term, on_stop_signal, SIGTERM);
+    sc.sig_int.data = sc.sig_term.data = &sc;
     ev_signal_start(sc.loop, &sc.sig_int);
     ev_signal_start(sc.loop, &sc.sig_term);
     if (cfg->sentinels.n)
@@ -137,6 +174,7 @@ static int run(struct config *cfg)
     ev_run(sc.loop, 0);
 
     listener_stop_all(&sc);
+    ev_timer_stop(sc.loop, &sc.drain_w);
     ev_timer_stop(sc.loop, &sc.idle_w);
     ev_timer_stop(sc.loop, &sc.lease_w);
     client_close_all(&sc);

@@ -370,6 +370,13 @@ int router_dispatch(struct client *c, const char *frame, const struct resp_frame
     int db_ok = 0;
 
     c->last_cmd = cmd;
+    /* Draining: what is under way finishes (a transaction may reach its
+     * EXEC), nothing new starts. */
+    if (sc->draining && !(c->lease && (c->in_multi || c->watching || c->other_db)) &&
+        !(cmd && cmd->local == LOCAL_QUIT)) {
+        client_reply_error(c, "ERR proxy is shutting down");
+        return ROUTE_DONE;
+    }
     if (needs_auth(c, cmd)) {
         sc->st.err_auth++;
         client_reply_error(c, "NOAUTH Authentication required.");

@@ -103,6 +103,9 @@ struct sidecar {
     uint64_t              next_client_id;
     ev_prepare            flush_w;
     ev_signal             sig_int, sig_term;
+    int                   draining;  /* a stop signal came: finishing, then exit */
+    ev_tstamp             drain_deadline;
+    ev_timer              drain_w;   /* closes clients as they go idle */
     ev_timer              idle_w;    /* closes clients idle past idle_timeout */
     ev_timer              lease_w;   /* retries clients waiting for a lease */
     unsigned              lease_waiters;

@@ -125,6 +125,8 @@ class Sidecar:
             "upstream": {"master": f"127.0.0.1:{master_port}"} if master_port else {},
             "log": {"level": "debug" if os.environ.get("SIDECAR_DEBUG") else "info"},
         }
+        # teardown drains; a client a test left blocked costs at most this
+        cfg["proxy"]["shutdown_timeout"] = "1s"
         for sec, kv in sections.items():
             cfg.setdefault(sec, {}).update(kv)
         self.cfg = cfg

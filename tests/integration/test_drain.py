@@ -1,0 +1,88 @@
+"""SIGTERM drains: no new connections or requests, every request in flight
+gets its reply, transactions get until shutdown_timeout, exit 0; a second
+signal stops at once."""
+import signal
+import socket
+import time
+
+import pytest
+
+from conftest import resp_cmd, resp_read
+
+BUSY = "local i = 0 while i < 3000000 do i = i + 1 end return 1"   # ~0.1-0.3 s of Redis
+LONG = "local i = 0 while i < 20000000 do i = i + 1 end return 1"  # ~1 s
+
+
+def exited(sc, timeout):
+    """Its exit code, once it exits by itself."""
+    sc.proc.wait(timeout)
+    return sc.stop()
+
+
+def conn(sc):
+    s = sc.raw()
+    return s, s.makefile("rb")
+
+
+def test_sigterm_with_1000_pipelined_requests_in_flight(env, master):
+    sc = env.sidecar(master, proxy={"shutdown_timeout": "10s"})
+    s, f = conn(sc)
+    # Redis is busy with the script; the 1,000 INCRs wait behind it upstream.
+    s.sendall(resp_cmd("EVAL", BUSY, "0") + b"".join(resp_cmd("INCR", "n") for _ in range(1000)))
+    time.sleep(0.05)
+    sc.proc.send_signal(signal.SIGTERM)
+    assert resp_read(f) == 1
+    assert [resp_read(f) for _ in range(1000)] == list(range(1, 1001))
+    assert exited(sc, 10) == 0
+    assert master.client().get("n") == b"1000"
+    log = sc.log()
+    assert "draining" in log and "drained: every client done" in log
+
+
+def test_new_requests_while_draining_get_an_error_after_earlier_replies(env, master):
+    sc = env.sidecar(master, proxy={"shutdown_timeout": "10s"})
+    s, f = conn(sc)
+    s.sendall(resp_cmd("EVAL", LONG, "0"))
+    time.sleep(0.05)
+    sc.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.05)
+    s.sendall(resp_cmd("GET", "k"))             # while the EVAL still runs
+    assert resp_read(f) == 1
+    err = resp_read(f)
+    assert str(err) == "ERR proxy is shutting down"
+    # no new connections meanwhile (or it is gone already)
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", sc.port), timeout=1).recv(1)
+    assert exited(sc, 10) == 0
+
+
+def test_a_transaction_gets_until_the_timeout_then_nothing_is_left_queued(env, master):
+    sc = env.sidecar(master, proxy={"shutdown_timeout": "1s"})
+    s, f = conn(sc)
+    s.sendall(resp_cmd("MULTI") + resp_cmd("SET", "k", "v"))
+    assert resp_read(f) == b"OK" and resp_read(f) == b"QUEUED"
+    t0 = time.monotonic()
+    sc.proc.send_signal(signal.SIGTERM)
+    # it may still send commands: the transaction is under way
+    s.sendall(resp_cmd("SET", "k2", "v2"))
+    assert resp_read(f) == b"QUEUED"
+    assert exited(sc, 10) == 0
+    assert 0.9 < time.monotonic() - t0 < 3
+    assert f.read() == b""                       # closed, no EXEC
+    r = master.client()
+    assert r.get("k") is None and r.get("k2") is None
+    assert not [c for c in r.client_list() if "x" in c["flags"]]   # nothing in MULTI
+
+
+def test_a_second_signal_stops_at_once(env, master):
+    sc = env.sidecar(master, proxy={"shutdown_timeout": "30s"})
+    s, f = conn(sc)
+    s.sendall(resp_cmd("MULTI"))
+    assert resp_read(f) == b"OK"
+    sc.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    assert sc.proc.poll() is None                 # waiting for the transaction
+    t0 = time.monotonic()
+    sc.proc.send_signal(signal.SIGTERM)
+    assert exited(sc, 5) == 0
+    assert time.monotonic() - t0 < 1
