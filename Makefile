@@ -23,7 +23,11 @@ BIN   ?= redis-sidecar
 UNIT_TESTS := test_resp test_config test_command test_cidr
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit integration asan bench clean
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
+DESTDIR    ?=
+
+.PHONY: all deps run test unit integration asan bench clean install
 
 all: $(BIN)
 
@@ -78,6 +82,19 @@ asan: deps
 
 bench: deps all
 	@./bench/run.sh
+
+# The binary, the systemd unit (paths filled in), the annotated proxy.ini
+# (kept if one is there already) and the man page; honours PREFIX and
+# DESTDIR. tests/integration/test_install.py checks the list.
+install: all
+	install -D -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/redis-sidecar
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+	    dist/redis-sidecar.service.in >$(DESTDIR)$(PREFIX)/lib/systemd/system/redis-sidecar.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/redis-sidecar.service
+	test -e $(DESTDIR)$(SYSCONFDIR)/redis-sidecar/proxy.ini || \
+	    install -D -m 644 proxy.ini $(DESTDIR)$(SYSCONFDIR)/redis-sidecar/proxy.ini
+	install -D -m 644 dist/redis-sidecar.1 $(DESTDIR)$(PREFIX)/share/man/man1/redis-sidecar.1
 
 clean:
 	rm -rf build build-asan $(BIN)

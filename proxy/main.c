@@ -43,6 +43,16 @@ static void raise_nofile(void)
         log_info("file descriptor limit %llu", (unsigned long long)rl.rlim_cur);
 }
 
+/* Live reload is not there yet: SIGHUP (systemctl reload) must not kill
+ * the proxy, as its default action would. */
+static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    log_warn("signal %d: reload is not supported yet; restart to apply proxy.ini",
+             w->signum);
+}
+
 /* Every tick of a drain: clients that are done are closed; the loop ends
  * when none is left, or at shutdown_timeout whatever is left. */
 static void on_drain_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -162,6 +172,8 @@ static int run(struct config *cfg)
     ev_signal_init(&sc.sig_int, on_stop_signal, SIGINT);
     ev_signal_init(&sc.sig_term, on_stop_signal, SIGTERM);
     sc.sig_int.data = sc.sig_term.data = &sc;
+    ev_signal_init(&sc.sig_hup, on_hup, SIGHUP);
+    ev_signal_start(sc.loop, &sc.sig_hup);
     ev_signal_start(sc.loop, &sc.sig_int);
     ev_signal_start(sc.loop, &sc.sig_term);
     if (cfg->sentinels.n)

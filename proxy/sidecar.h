@@ -102,7 +102,7 @@ struct sidecar {
     struct iptable        ips;       /* per-IP accounting and bans */
     uint64_t              next_client_id;
     ev_prepare            flush_w;
-    ev_signal             sig_int, sig_term;
+    ev_signal             sig_int, sig_term, sig_hup;
     int                   draining;  /* a stop signal came: finishing, then exit */
     ev_tstamp             drain_deadline;
     ev_timer              drain_w;   /* closes clients as they go idle */

@@ -8,7 +8,7 @@ packages=(
     libev-dev libhiredis-dev libinih-dev
     redis-server redis-sentinel redis-tools nutcracker
     python3 python3-redis python3-pytest python3-pytest-xdist
-    procps iproute2 iptables valgrind util-linux
+    procps iproute2 iptables valgrind util-linux systemd
 )
 
 missing=()
