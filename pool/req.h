@@ -23,6 +23,8 @@ struct link;
                              * is master no more): the owner sends it elsewhere */
 #define REQ_HELD      0x200 /* owner's mark: waiting for a master, its bytes in reply */
 #define REQ_EXPIRED   0x400 /* owner's mark: held past failover_wait, being answered */
+#define REQ_DEFERRED  0x800 /* owner's mark: a local answer that comes later; whoever
+                             * holds it frees it once its client is gone */
 
 /* A request slot. It sits on its owner's reply FIFO (owner_tqe, the
  * owner's business) and, until answered, on its link's FIFO (link_tqe). */

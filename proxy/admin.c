@@ -425,7 +425,8 @@ static void proxy_info(struct client *c)
         {"refused_per_ip", s->refused[REFUSED_PER_IP]},
         {"clients_killed", s->killed}, {"clients_closed_idle", s->idle_closed},
         {"pipeline_pauses", s->pipeline_pauses}, {"tracked_ips", sc->ips.n},
-        {"bans", (unsigned long long)sc->ips.nbans}));
+        {"bans", (unsigned long long)sc->ips.nbans},
+        {"requests_paused", (unsigned long long)sc->requests_paused}));
     section(&b, "Stats", FIELDS(
         {"total_requests", s->requests}, {"forwarded_requests", s->forwarded},
         {"reads_to_replicas", s->reads_to_replicas},
@@ -448,6 +449,100 @@ static void proxy_info(struct client *c)
     buf_appendf(&b, "# Memory\r\nused_memory_rss:%ld\r\n", rss_bytes());
     reply_text(c, buf_start(&b), buf_used(&b));
     buf_free(&b);
+}
+
+/* "30s", "500ms", or plain seconds. */
+static int parse_timeout(const char *p, size_t n, double *t)
+{
+    char b[32], *end;
+
+    if (n == 0 || n >= sizeof b)
+        return -1;
+    memcpy(b, p, n);
+    b[n] = '\0';
+    if (config_parse_duration(b, t) == 0)
+        return 0;
+    *t = strtod(b, &end);
+    return *end == '\0' && *t >= 0 && *t <= 86400 ? 0 : -1;
+}
+
+static void resume(struct sidecar *sc, const char *why)
+{
+    ev_timer_stop(sc->loop, &sc->pause_w);
+    if (!sc->requests_paused)
+        return;
+    sc->requests_paused = 0;
+    log_info("requests resumed (%s)", why);
+    client_resume_all(sc);
+}
+
+static void on_pause_timeout(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    resume(w->data, "PROXY PAUSE timeout");
+}
+
+/* Requests on the shared links of every node, not answered yet (a lease
+ * may wait in a blocking call for ever: not counted). */
+static unsigned inflight_everywhere(const struct sidecar *sc)
+{
+    const struct node *n;
+    unsigned k = 0;
+
+    TAILQ_FOREACH(n, &sc->nodes, tqe)
+        k += pool_inflight(n->pool);
+    return k;
+}
+
+static void on_quiet_check(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct sidecar *sc = w->data;
+    (void)revents;
+
+    if (sc->pause_reply && inflight_everywhere(sc) && sc->requests_paused)
+        return;
+    ev_timer_stop(loop, w);
+    if (sc->pause_reply) {
+        struct req *r = sc->pause_reply;
+        sc->pause_reply = NULL;
+        client_answer_deferred(sc, r, "+OK\r\n", 5);
+    }
+}
+
+/* PROXY PAUSE [seconds]: new requests wait, without an error, until PROXY
+ * RESUME or the timeout (e.g. while Redis restarts); it answers once the
+ * requests in flight are answered, so that Redis may then go. */
+static void proxy_pause(struct client *c, const struct args *a)
+{
+    struct sidecar *sc = c->sc;
+    double t = 0;
+
+    if (a->argc == 3 && parse_timeout(a->v[2], a->l[2], &t) < 0) {
+        client_reply_error(c, "ERR PROXY PAUSE [timeout]: a duration (30s, 500ms) "
+                           "or seconds");
+        return;
+    }
+    sc->requests_paused = 1;
+    ev_timer_stop(sc->loop, &sc->pause_w);
+    if (t > 0) {
+        ev_timer_init(&sc->pause_w, on_pause_timeout, t, 0);
+        sc->pause_w.data = sc;
+        ev_timer_start(sc->loop, &sc->pause_w);
+    }
+    log_info("requests paused (PROXY PAUSE%s%.*s)", a->argc == 3 ? " " : "",
+             a->argc == 3 ? (int)(a->l[2] > 20 ? 20 : a->l[2]) : 0, a->argc == 3 ? a->v[2] : "");
+    if (!inflight_everywhere(sc) || sc->pause_reply) {
+        reply_ok(c);                     /* quiet already, or another PAUSE waits */
+        return;
+    }
+    if (!(sc->pause_reply = client_defer(c))) {
+        client_reply_error(c, "ERR proxy out of memory");
+        return;
+    }
+    ev_timer_init(&sc->quiet_w, on_quiet_check, 0.005, 0.005);
+    sc->quiet_w.data = sc;
+    ev_timer_start(sc->loop, &sc->quiet_w);
 }
 
 static void proxy_nodes(struct client *c)
@@ -753,7 +848,9 @@ static void cmd_client(struct client *c, const struct args *a)
 static void cmd_proxy(struct client *c, const struct args *a)
 {
     static const char help[] =
-        "*12\r\n+PROXY INFO: the proxy's counters, in INFO format\r\n"
+        "*14\r\n+PROXY INFO: the proxy's counters, in INFO format\r\n"
+        "+PROXY PAUSE [timeout]: requests in flight finish, new ones wait (no error)\r\n"
+        "+PROXY RESUME: the waiting requests go on\r\n"
         "+PROXY NODES: the master, each replica and sentinel: role, state, lag, links\r\n"
         "+PROXY CLIENTS [TOP n]: per-IP connections, peaks and refusals, busiest first\r\n"
         "+PROXY CLIENT LIST: one line per app connection\r\n"
@@ -772,6 +869,12 @@ static void cmd_proxy(struct client *c, const struct args *a)
         proxy_info(c);
     else if (a->argc == 2 && arg_is(a, 1, "nodes"))
         proxy_nodes(c);
+    else if ((a->argc == 2 || a->argc == 3) && arg_is(a, 1, "pause"))
+        proxy_pause(c, a);
+    else if (a->argc == 2 && arg_is(a, 1, "resume")) {
+        resume(c->sc, "PROXY RESUME");
+        reply_ok(c);
+    }
     else if (a->argc == 2 && arg_is(a, 1, "help"))
         client_reply(c, help, sizeof help - 1);
     else if (a->argc >= 2 && arg_is(a, 1, "clients"))

@@ -129,7 +129,7 @@ void client_close(struct client *c, const char *why)
             TAILQ_REMOVE(&sc->held, r, link_tqe);
             sc->nheld--;
         }
-        if (r->link)
+        if (r->link || (r->flags & REQ_DEFERRED))
             r->owner = NULL;
         else
             req_release(&sc->cache, r);
@@ -614,6 +614,7 @@ static size_t client_process(struct client *c, const char *p, size_t n,
             /* Kept whole for later: the framer starts it afresh then. */
             c->paused = 1;
             c->barrier = route == ROUTE_LATER;
+            c->pause_wait = route == ROUTE_WAIT_PAUSE;
             if (route == ROUTE_WAIT_LEASE && !ev_is_active(&sc->lease_w))
                 ev_timer_again(sc->loop, &sc->lease_w);
             update_watch(c);
@@ -719,7 +720,7 @@ void client_flush_all(struct sidecar *sc)
         c->dirty = 0;
         if (c->closed)
             continue;
-        if (c->paused && !c->lease_wait && (c->barrier ? c->inflight == 0 :
+        if (c->paused && !c->lease_wait && !c->pause_wait && (c->barrier ? c->inflight == 0 :
                           c->npending <= (unsigned)sc->cfg->max_pipeline / 2 &&
                           c->inflight <= sc->cfg->max_query_buffer / 2)) {
             c->paused = c->barrier = 0;
@@ -733,6 +734,43 @@ void client_flush_all(struct sidecar *sc)
     while ((c = TAILQ_FIRST(&sc->closed)) != NULL) {
         TAILQ_REMOVE(&sc->closed, c, tqe);
         client_free(c);
+    }
+}
+
+struct req *client_defer(struct client *c)
+{
+    struct req *r = req_alloc(&c->sc->cache);
+
+    if (!r)
+        return NULL;
+    r->owner = c;
+    r->flags = REQ_DEFERRED;
+    TAILQ_INSERT_TAIL(&c->pending, r, owner_tqe);
+    c->npending++;
+    return r;
+}
+
+void client_answer_deferred(struct sidecar *sc, struct req *r, const char *p, size_t n)
+{
+    if (!r->owner) {                     /* its client left meanwhile */
+        req_release(&sc->cache, r);
+        return;
+    }
+    client_on_reply(r, NULL, p, n, NULL, sc);
+}
+
+void client_resume_all(struct sidecar *sc)
+{
+    struct client *c, *next;
+
+    for (c = TAILQ_FIRST(&sc->clients); c; c = next) {
+        next = TAILQ_NEXT(c, tqe);
+        if (!c->pause_wait)
+            continue;
+        c->pause_wait = c->paused = 0;
+        update_watch(c);
+        if (c->partial)
+            process_partial(c);
     }
 }
 

@@ -67,6 +67,7 @@ struct client {
     unsigned        paused : 1;   /* too many replies pending: not reading */
     unsigned        dirty : 1;
     unsigned        resp3 : 1;    /* HELLO 3: its links and the proxy's replies speak RESP3 */
+    unsigned        pause_wait : 1; /* not read: PROXY PAUSE holds its next request */
 };
 
 /* c->x, allocated if need be; NULL only when out of memory. */
@@ -99,6 +100,13 @@ void client_close(struct client *c, const char *why);
 /* "ip:port" of the peer, for logs. */
 const char *client_addr(const struct client *c, char *out, size_t outlen);
 void client_close_all(struct sidecar *sc);
+/* A slot for an answer the proxy gives later (PROXY PAUSE once quiet);
+ * answered with client_answer_deferred, which also frees it if its
+ * client is gone. NULL when out of memory. */
+struct req *client_defer(struct client *c);
+void client_answer_deferred(struct sidecar *sc, struct req *r, const char *p, size_t n);
+/* PROXY RESUME: clients held by PROXY PAUSE go on, in arrival order. */
+void client_resume_all(struct sidecar *sc);
 /* Clients waiting for a lease try again (from a short timer). */
 void client_retry_lease_waiters(struct sidecar *sc);
 /* Close clients idle (nothing read, nothing pending) past idle_timeout. */

@@ -89,6 +89,9 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     sc->draining = 1;
     sc->drain_deadline = ev_now(loop) + sc->cfg->shutdown_timeout;
     listener_stop_all(sc);
+    sc->requests_paused = 0;             /* held requests get their answer */
+    ev_timer_stop(loop, &sc->pause_w);
+    client_resume_all(sc);
     ev_timer_init(&sc->drain_w, on_drain_tick, 0, 0.02);
     sc->drain_w.data = sc;
     ev_timer_start(loop, &sc->drain_w);
@@ -187,9 +190,15 @@ static int run(struct config *cfg)
 
     listener_stop_all(&sc);
     ev_timer_stop(sc.loop, &sc.drain_w);
+    ev_timer_stop(sc.loop, &sc.pause_w);
+    ev_timer_stop(sc.loop, &sc.quiet_w);
     ev_timer_stop(sc.loop, &sc.idle_w);
     ev_timer_stop(sc.loop, &sc.lease_w);
     client_close_all(&sc);
+    if (sc.pause_reply) {                 /* its client, closed above, left it */
+        req_release(&sc.cache, sc.pause_reply);
+        sc.pause_reply = NULL;
+    }
     nodes_stop(&sc);
     req_cache_clear(&sc.cache);
     iptable_free(&sc.ips);

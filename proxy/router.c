@@ -377,6 +377,10 @@ int router_dispatch(struct client *c, const char *frame, const struct resp_frame
         client_reply_error(c, "ERR proxy is shutting down");
         return ROUTE_DONE;
     }
+    /* PROXY PAUSE: the client is not read until PROXY RESUME (its
+     * request stays in its buffer), so the usual limits bound the wait. */
+    if (sc->requests_paused && !(cmd && (cmd->local == LOCAL_PROXY || cmd->local == LOCAL_QUIT)))
+        return ROUTE_WAIT_PAUSE;
     if (needs_auth(c, cmd)) {
         sc->st.err_auth++;
         client_reply_error(c, "NOAUTH Authentication required.");

@@ -104,6 +104,10 @@ struct sidecar {
     ev_prepare            flush_w;
     ev_signal             sig_int, sig_term, sig_hup;
     int                   draining;  /* a stop signal came: finishing, then exit */
+    int                   requests_paused; /* PROXY PAUSE: new requests wait */
+    ev_timer              pause_w;   /* PROXY PAUSE with a timeout resumes by itself */
+    ev_timer              quiet_w;   /* PROXY PAUSE answers once nothing is in flight */
+    struct req           *pause_reply;
     ev_tstamp             drain_deadline;
     ev_timer              drain_w;   /* closes clients as they go idle */
     ev_timer              idle_w;    /* closes clients idle past idle_timeout */
