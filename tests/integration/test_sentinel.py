@@ -340,22 +340,33 @@ class LoadingTopology(Topology):
         return ["--key-load-delay", "1000", "--loading-process-events-interval-bytes", "1024"]
 
 
-def test_loading_master_is_waited_for_not_shown(env):
+def loading_topology(env, keys):
+    """A topology whose master, once restarted, loads `keys` keys for
+    about keys/1000 seconds."""
     topo = LoadingTopology(env)
-    m = topo.master
-    pipe = m.client().pipeline(transaction=False)
-    for i in range(2000):
+    pipe = topo.master.client().pipeline(transaction=False)
+    for i in range(keys):
         pipe.set(f"fill{i}", "v")
     pipe.execute()
-    m.client().save()
+    topo.master.client().save()
+    return topo
+
+
+def restart_loading(m):
+    m.stop(signal.SIGKILL)
+    m.start(wait=False)
+    wait_until(lambda: m.client().info("persistence")["loading"] == 1, what="loading")
+
+
+def test_loading_master_is_waited_for_not_shown(env):
+    topo = loading_topology(env, 2000)
+    m = topo.master
     sc = topo.sidecar(routing={"read_from": "master"})
     wait_confirmed(sc, f"127.0.0.1:{m.port}")
     load = Load(sc.port, prefix="l").start()
     time.sleep(1)
     fault_t = time.monotonic()
-    m.stop(signal.SIGKILL)
-    m.start(wait=False)
-    wait_until(lambda: m.client().info("persistence")["loading"] == 1, what="loading")
+    restart_loading(m)
     wait_until(lambda: m.client().ping(), timeout=15, what="loaded")
     time.sleep(1)
     load.stop()
@@ -432,18 +443,11 @@ def test_sentinel_down_at_start_then_all_down_keeps_the_last_topology(env, topo)
 
 
 def test_loading_longer_than_failover_wait_gets_the_error_in_time(env):
-    topo = LoadingTopology(env)
+    topo = loading_topology(env, 3000)
     m = topo.master
-    pipe = m.client().pipeline(transaction=False)
-    for i in range(3000):
-        pipe.set(f"fill{i}", "v")
-    pipe.execute()
-    m.client().save()
     sc = topo.sidecar(routing={"read_from": "master", "failover_wait": "1s"})
     wait_confirmed(sc, f"127.0.0.1:{m.port}")
-    m.stop(signal.SIGKILL)
-    m.start(wait=False)
-    wait_until(lambda: m.client().info("persistence")["loading"] == 1, what="loading")
+    restart_loading(m)
     c = sc.client()
     t0 = time.monotonic()
     with pytest.raises(redis.ResponseError) as e:
