@@ -82,6 +82,8 @@ int net_listen(const struct net_addr *a, int backlog, char *err, size_t errlen)
         unlink(((const struct sockaddr_un *)&a->ss)->sun_path);
     } else {
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        /* a new process (an upgrade) may listen here while this one drains */
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
         if (a->ss.ss_family == AF_INET6)
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     }

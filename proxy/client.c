@@ -699,6 +699,11 @@ static void client_write(struct client *c)
     update_watch(c);
     if (c->closing && TAILQ_EMPTY(&c->pending))
         client_close(c, "closed after its last reply");
+    else if (sc->draining && TAILQ_EMPTY(&c->pending) && !c->partial &&
+             !(c->lease && (c->in_multi || c->watching || c->other_db)))
+        /* closed right after its last reply, before it sends another: a
+         * client that reconnects on close finds the new process */
+        client_close(c, "proxy is shutting down");
 }
 
 static void client_io_cb(struct ev_loop *loop, ev_io *w, int revents)

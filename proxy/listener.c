@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -148,6 +149,9 @@ int listener_start_all(struct sidecar *sc, char *err, size_t errlen)
         }
         li->sc = sc;
         snprintf(li->spec, sizeof li->spec, "%s", cfg->listen.v[i]);
+        struct stat st;
+        if (strncmp(li->spec, "unix:", 5) == 0 && stat(li->spec + 5, &st) == 0)
+            li->unix_ino = st.st_ino;
         ev_io_init(&li->io, listener_accept, li->fd, EV_READ);
         ev_timer_init(&li->pause, listener_resume, 0.1, 0);
         li->io.data = li->pause.data = li;
@@ -164,7 +168,9 @@ void listener_stop_all(struct sidecar *sc)
         ev_io_stop(sc->loop, &sc->listeners[i].io);
         ev_timer_stop(sc->loop, &sc->listeners[i].pause);
         close(sc->listeners[i].fd);
-        if (strncmp(sc->listeners[i].spec, "unix:", 5) == 0)
+        struct stat st;
+        if (strncmp(sc->listeners[i].spec, "unix:", 5) == 0 &&
+            stat(sc->listeners[i].spec + 5, &st) == 0 && st.st_ino == sc->listeners[i].unix_ino)
             unlink(sc->listeners[i].spec + 5);
     }
     free(sc->listeners);

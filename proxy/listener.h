@@ -2,6 +2,7 @@
 #ifndef SIDECAR_LISTENER_H
 #define SIDECAR_LISTENER_H
 
+#include <sys/types.h>
 #include <stddef.h>
 
 #include "sidecar.h"
@@ -12,6 +13,8 @@ struct listener {
     ev_io           io;
     ev_timer        pause;        /* out of descriptors: accept again later */
     char            spec[128];
+    ino_t           unix_ino;     /* its socket file: removed at stop only if
+                                   * no newer process has put its own there */
 };
 
 /* Bind every [proxy] listen address; -1 with the reason in err. */

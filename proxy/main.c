@@ -92,6 +92,7 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     sc->requests_paused = 0;             /* held requests get their answer */
     ev_timer_stop(loop, &sc->pause_w);
     client_resume_all(sc);
+    client_drain_step(sc);               /* the idle ones go at once */
     ev_timer_init(&sc->drain_w, on_drain_tick, 0, 0.02);
     sc->drain_w.data = sc;
     ev_timer_start(loop, &sc->drain_w);
