@@ -10,6 +10,7 @@
 
 #include "client.h"
 #include "nodes.h"
+#include "reload.h"
 
 #define MAX_ARGS 16
 
@@ -74,6 +75,15 @@ static void reply_text(struct client *c, const char *p, size_t n)
     buf_appendf(b, "=%zu\r\ntxt:", n + 4);
     buf_append(b, p, n);
     buf_append(b, "\r\n", 2);
+    client_reply(c, buf_start(b), buf_used(b));
+}
+
+static void reply_simple(struct client *c, const char *text)
+{
+    struct buf *b = &c->sc->scratch;
+
+    buf_reset(b);
+    buf_appendf(b, "+%s\r\n", text);
     client_reply(c, buf_start(b), buf_used(b));
 }
 
@@ -848,7 +858,9 @@ static void cmd_client(struct client *c, const struct args *a)
 static void cmd_proxy(struct client *c, const struct args *a)
 {
     static const char help[] =
-        "*14\r\n+PROXY INFO: the proxy's counters, in INFO format\r\n"
+        "*16\r\n+PROXY INFO: the proxy's counters, in INFO format\r\n"
+        "+PROXY RELOAD: read proxy.ini again (as SIGHUP); an invalid file changes nothing\r\n"
+        "+PROXY CONFIG: the running configuration, passwords masked\r\n"
         "+PROXY PAUSE [timeout]: requests in flight finish, new ones wait (no error)\r\n"
         "+PROXY RESUME: the waiting requests go on\r\n"
         "+PROXY NODES: the master, each replica and sentinel: role, state, lag, links\r\n"
@@ -871,7 +883,18 @@ static void cmd_proxy(struct client *c, const struct args *a)
         proxy_nodes(c);
     else if ((a->argc == 2 || a->argc == 3) && arg_is(a, 1, "pause"))
         proxy_pause(c, a);
-    else if (a->argc == 2 && arg_is(a, 1, "resume")) {
+    else if (a->argc == 2 && arg_is(a, 1, "reload")) {
+        char msg[600];
+        if (reload_config(c->sc, msg, sizeof msg) < 0)
+            client_reply_error(c, "ERR reload refused, nothing changed: %s", msg);
+        else
+            reply_simple(c, msg);
+    } else if (a->argc == 2 && arg_is(a, 1, "config")) {
+        struct buf b = {0};
+        config_dump(c->sc->cfg, &b);
+        reply_text(c, buf_start(&b), buf_used(&b));
+        buf_free(&b);
+    } else if (a->argc == 2 && arg_is(a, 1, "resume")) {
         resume(c->sc, "PROXY RESUME");
         reply_ok(c);
     }

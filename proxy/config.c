@@ -460,3 +460,46 @@ void config_free(struct config *c)
     free(c->admin_password);
     memset(c, 0, sizeof *c);
 }
+
+static void dump_value(const struct key *k, const void *v, struct buf *b)
+{
+    if (k->parse == p_string || k->parse == p_addr) {
+        const char *s = *(char *const *)v;
+        /* secrets are shown as set or not, never their value */
+        buf_appendf(b, "%s", !s ? "" : strstr(k->name, "password") ? "(set)" : s);
+    } else if (k->parse == p_int) {
+        buf_appendf(b, "%d", *(const int *)v);
+    } else if (k->parse == p_duration) {
+        buf_appendf(b, "%gs", *(const double *)v);
+    } else if (k->parse == p_size) {
+        buf_appendf(b, "%zub", *(const size_t *)v);
+    } else if (k->parse == p_bool) {
+        buf_appendf(b, "%s", *(const int *)v ? "on" : "off");
+    } else if (k->parse == p_enum) {
+        buf_appendf(b, "%s", k->choices[*(const int *)v]);
+    } else if (k->parse == p_loglevel) {
+        static const char *const names[] = {"error", "warn", "info", "debug"};
+        buf_appendf(b, "%s", names[*(const enum log_level *)v]);
+    } else if (k->parse == p_addrs) {
+        const struct addr_list *l = v;
+        for (int i = 0; i < l->n; i++)
+            buf_appendf(b, "%s%s", i ? ", " : "", l->v[i]);
+    } else if (k->parse == p_cidrs) {
+        const struct cidr_list *l = v;
+        char c[64];
+        for (int i = 0; i < l->n; i++) {
+            cidr_format(&l->item[i], c, sizeof c);
+            buf_appendf(b, "%s%s", i ? ", " : "", c);
+        }
+    }
+}
+
+void config_dump(const struct config *c, struct buf *b)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct key *k = &keys[i];
+        buf_appendf(b, "%s.%s:", k->section, k->name);
+        dump_value(k, (const char *)c + k->off, b);
+        buf_append(b, "\r\n", 2);
+    }
+}

@@ -78,6 +78,10 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen);
 int config_load_string(struct config *c, const char *text, const char *name,
                        char *err, size_t errlen);
 void config_free(struct config *c);
+/* The running values, "section.key:value" per line (passwords shown as
+ * "(set)"), for PROXY CONFIG. */
+struct buf;
+void config_dump(const struct config *c, struct buf *b);
 
 /* Value parsers shared with the tests: 0 or -1. */
 int config_parse_duration(const char *s, double *seconds);

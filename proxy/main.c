@@ -12,6 +12,7 @@
 #include "client.h"
 #include "listener.h"
 #include "nodes.h"
+#include "reload.h"
 #include "sidecar.h"
 
 static const char usage[] =
@@ -28,7 +29,7 @@ static const char usage[] =
     "\n"
     "Signals: SIGINT and SIGTERM drain (no new connections or requests, every\n"
     "request in flight answered, exit within [proxy] shutdown_timeout); a second\n"
-    "one stops at once.\n";
+    "one stops at once. SIGHUP reads the configuration again.\n";
 
 /* One app connection costs one descriptor: take all the hard limit allows. */
 static void raise_nofile(void)
@@ -43,14 +44,14 @@ static void raise_nofile(void)
         log_info("file descriptor limit %llu", (unsigned long long)rl.rlim_cur);
 }
 
-/* Live reload is not there yet: SIGHUP (systemctl reload) must not kill
- * the proxy, as its default action would. */
+/* SIGHUP (systemctl reload): proxy.ini again; see reload.c. */
 static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
 {
+    char msg[600];
     (void)loop;
     (void)revents;
-    log_warn("signal %d: reload is not supported yet; restart to apply proxy.ini",
-             w->signum);
+    log_info("signal %d: reloading %s", w->signum, ((struct sidecar *)w->data)->cfg_path);
+    reload_config(w->data, msg, sizeof msg);
 }
 
 /* Every tick of a drain: clients that are done are closed; the loop ends
@@ -131,23 +132,28 @@ static int start_nodes(struct sidecar *sc, char *err, size_t errlen)
     ev_init(&sc->lease_w, on_lease_retry);
     sc->lease_w.repeat = 0.05;
     sc->lease_w.data = sc;
+    ev_init(&sc->idle_w, on_idle_sweep);      /* a reload may start it later */
+    sc->idle_w.data = sc;
     if (cfg->idle_timeout > 0) {
         double t = cfg->idle_timeout / 4 < 1 ? cfg->idle_timeout / 4 : 1;
-        ev_timer_init(&sc->idle_w, on_idle_sweep, t, t);
-        sc->idle_w.data = sc;
+        ev_timer_set(&sc->idle_w, t, t);
         ev_timer_start(sc->loop, &sc->idle_w);
     }
     return 0;
 }
 
-static int run(struct config *cfg)
+/* *cfgp (heap) may be replaced by a reload: the caller frees what it
+ * points to on return. */
+static int run(struct config **cfgp, const char *path)
 {
+    struct config *cfg = *cfgp;
     struct sidecar sc;
     char err[300];
 
     memset(&sc, 0, sizeof sc);
     sc.loop = ev_default_loop(EVFLAG_AUTO);
     sc.cfg = cfg;
+    sc.cfg_path = path;
     sc.cache.max_free = 4096;
     sc.req_limits.max_bulk = (long long)cfg->max_query_buffer < RESP_MAX_BULK
                              ? (long long)cfg->max_query_buffer : RESP_MAX_BULK;
@@ -164,6 +170,17 @@ static int run(struct config *cfg)
 
     signal(SIGPIPE, SIG_IGN);
     raise_nofile();
+    /* Before the first connection can come: a SIGHUP sent as soon as the
+     * port answers must reload, not kill (its default action). The loop
+     * handles them once it runs. */
+    ev_signal_init(&sc.sig_int, on_stop_signal, SIGINT);
+    ev_signal_init(&sc.sig_term, on_stop_signal, SIGTERM);
+    sc.sig_int.data = sc.sig_term.data = &sc;
+    ev_signal_init(&sc.sig_hup, on_hup, SIGHUP);
+    sc.sig_hup.data = &sc;
+    ev_signal_start(sc.loop, &sc.sig_hup);
+    ev_signal_start(sc.loop, &sc.sig_int);
+    ev_signal_start(sc.loop, &sc.sig_term);
     if (listener_start_all(&sc, err, sizeof err) < 0 ||
         start_nodes(&sc, err, sizeof err) < 0) {
         log_error("%s", err);
@@ -173,13 +190,6 @@ static int run(struct config *cfg)
     sc.flush_w.data = &sc;
     ev_set_priority(&sc.flush_w, EV_MAXPRI);
     ev_prepare_start(sc.loop, &sc.flush_w);
-    ev_signal_init(&sc.sig_int, on_stop_signal, SIGINT);
-    ev_signal_init(&sc.sig_term, on_stop_signal, SIGTERM);
-    sc.sig_int.data = sc.sig_term.data = &sc;
-    ev_signal_init(&sc.sig_hup, on_hup, SIGHUP);
-    ev_signal_start(sc.loop, &sc.sig_hup);
-    ev_signal_start(sc.loop, &sc.sig_int);
-    ev_signal_start(sc.loop, &sc.sig_term);
     if (cfg->sentinels.n)
         log_info("redis-sidecar %s: master \"%s\" from %d sentinels, %d links per node",
                  SIDECAR_VERSION, cfg->master_name, cfg->sentinels.n, cfg->connections);
@@ -211,6 +221,7 @@ static int run(struct config *cfg)
     ev_prepare_stop(sc.loop, &sc.flush_w);
     ev_loop_destroy(sc.loop);
     log_info("stopped");
+    *cfgp = sc.cfg;
     return 0;
 }
 
@@ -240,21 +251,21 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    struct config cfg;
+    struct config *cfg = malloc(sizeof *cfg);
     char err[400];
-    config_defaults(&cfg);
-    if (config_load(&cfg, path, err, sizeof err) < 0) {
-        fprintf(stderr, "%s\n", err);
-        config_free(&cfg);
+    if (!cfg)
         return 1;
-    }
-    if (check) {
+    config_defaults(cfg);
+    int rc = config_load(cfg, path, err, sizeof err) < 0 ? 1 : 0;
+    if (rc)
+        fprintf(stderr, "%s\n", err);
+    else if (check)
         printf("%s: OK\n", path);
-        config_free(&cfg);
-        return 0;
+    if (!rc && !check) {
+        log_set_level(cfg->log_level);
+        rc = run(&cfg, path);
     }
-    log_set_level(cfg.log_level);
-    int rc = run(&cfg);
-    config_free(&cfg);
+    config_free(cfg);
+    free(cfg);
     return rc;
 }

@@ -63,11 +63,13 @@ struct sidecar_stats {
     uint64_t master_refusals;   /* READONLY, MASTERDOWN, LOADING from the master: held */
     uint64_t held;              /* requests that waited for a master */
     uint64_t held_failed;       /* ... and got none within failover_wait */
+    uint64_t reloads;
 };
 
 struct sidecar {
     struct ev_loop       *loop;
-    struct config        *cfg;
+    struct config        *cfg;       /* replaced whole by a reload */
+    const char           *cfg_path;
     struct command_table  cmds;
     struct req_cache      cache;
     struct buf_cache      bufs;       /* drained client output buffers */
