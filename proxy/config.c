@@ -261,6 +261,7 @@ static const struct key keys[] = {
     {"admin", "allow", p_cidrs, OFF(admin_allow), 0, 0, 1, NULL},
     {"admin", "password", p_string, OFF(admin_password), 0, 0, 0, NULL},
     {"admin", "reserved", p_int, OFF(admin_reserved), 0, 1000, 0, NULL},
+    {"admin", "metrics_listen", p_addr, OFF(metrics_listen), 0, 0, 0, NULL},
     {"clients", "max_query_buffer", p_size, OFF(max_query_buffer), 1024, 2047 * MB, 0, NULL},
     {"clients", "max_output_buffer", p_size, OFF(max_output_buffer), 1024, 4095 * MB, 0, NULL},
     {"log", "level", p_loglevel, OFF(log_level), 0, 0, 0, NULL},
@@ -458,6 +459,7 @@ void config_free(struct config *c)
     free(c->username);
     free(c->upstream_password);
     free(c->admin_password);
+    free(c->metrics_listen);
     memset(c, 0, sizeof *c);
 }
 

@@ -65,6 +65,7 @@ struct config {
     int     admin_allow_given; /* else the default: 127.0.0.0/8, ::1 */
     char   *admin_password;
     int     admin_reserved;    /* slots for admins beyond max_connections */
+    char   *metrics_listen;    /* host:port of the HTTP probe; NULL: off */
     size_t  max_query_buffer;  /* bytes */
     size_t  max_output_buffer;
     /* [log] */

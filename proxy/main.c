@@ -11,6 +11,7 @@
 #include "../lib/net.h"
 #include "client.h"
 #include "listener.h"
+#include "http.h"
 #include "nodes.h"
 #include "reload.h"
 #include "sidecar.h"
@@ -181,7 +182,7 @@ static int run(struct config **cfgp, const char *path)
     ev_signal_start(sc.loop, &sc.sig_hup);
     ev_signal_start(sc.loop, &sc.sig_int);
     ev_signal_start(sc.loop, &sc.sig_term);
-    if (listener_start_all(&sc, err, sizeof err) < 0 ||
+    if (listener_start_all(&sc, err, sizeof err) < 0 || http_start(&sc, err, sizeof err) < 0 ||
         start_nodes(&sc, err, sizeof err) < 0) {
         log_error("%s", err);
         return 1;
@@ -200,6 +201,7 @@ static int run(struct config **cfgp, const char *path)
     ev_run(sc.loop, 0);
 
     listener_stop_all(&sc);
+    http_stop(&sc);
     ev_timer_stop(sc.loop, &sc.drain_w);
     ev_timer_stop(sc.loop, &sc.pause_w);
     ev_timer_stop(sc.loop, &sc.quiet_w);

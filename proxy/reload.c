@@ -61,6 +61,7 @@ static void keep_restart_keys(struct config *old, struct config *nc, char *kept,
     KEEP_STR(upstream_password, "upstream.password");
     KEEP_INT(database, "upstream.database");
     KEEP_INT(connections, "pool.connections");
+    KEEP_STR(metrics_listen, "admin.metrics_listen");
 #undef KEEP_STR
 #undef KEEP_LIST
 #undef KEEP_INT

@@ -22,6 +22,7 @@
 #define SIDECAR_RBUF    (16 * 1024)
 
 struct client;
+struct http_conn;
 struct listener;
 struct sidecar;
 
@@ -109,6 +110,10 @@ struct sidecar {
     int                   requests_paused; /* PROXY PAUSE: new requests wait */
     ev_timer              pause_w;   /* PROXY PAUSE with a timeout resumes by itself */
     ev_timer              quiet_w;   /* PROXY PAUSE answers once nothing is in flight */
+    int                   http_fd;   /* metrics_listen, -1 when off */
+    ev_io                 http_w;
+    unsigned              http_conns;
+    TAILQ_HEAD(, http_conn) http_open;
     struct req           *pause_reply;
     ev_tstamp             drain_deadline;
     ev_timer              drain_w;   /* closes clients as they go idle */

@@ -1,0 +1,176 @@
+/* The probe endpoint on [admin] metrics_listen, served from the same
+ * loop: GET /healthz is 200 while the proxy serves and its master is
+ * reachable, 503 otherwise; anything else is 404. One request per
+ * connection, bounded in size (HTTP_MAX_REQUEST) and time (HTTP_DEADLINE)
+ * and in how many are open at once: a slow or hostile client costs one
+ * small buffer for a moment, never the loop. */
+#include "http.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../lib/log.h"
+#include "../lib/net.h"
+
+#define HTTP_MAX_REQUEST 8192
+#define HTTP_DEADLINE    2.0
+#define HTTP_MAX_CONNS   64
+
+struct http_conn {
+    struct sidecar *sc;
+    TAILQ_ENTRY(http_conn) tqe;   /* sc->http_open */
+    int             fd;
+    ev_io           io;
+    ev_timer        deadline;
+    size_t          len;
+    char            req[HTTP_MAX_REQUEST];
+};
+
+static void conn_close(struct http_conn *h)
+{
+    ev_io_stop(h->sc->loop, &h->io);
+    ev_timer_stop(h->sc->loop, &h->deadline);
+    close(h->fd);
+    h->sc->http_conns--;
+    TAILQ_REMOVE(&h->sc->http_open, h, tqe);
+    free(h);
+}
+
+/* The answer is small: one write, the rest (if any) dropped with the close. */
+static void respond(struct http_conn *h, int status, const char *reason, const char *body)
+{
+    char out[1024];
+    int n = snprintf(out, sizeof out, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     status, reason, strlen(body), body);
+    if (write(h->fd, out, (size_t)n) < 0)
+        log_debug("http: write: %s", strerror(errno));
+    conn_close(h);
+}
+
+static void healthz(struct http_conn *h)
+{
+    const struct sidecar *sc = h->sc;
+    char body[600];
+
+    if (sc->draining)
+        snprintf(body, sizeof body, "shutting down\n");
+    else if (!sc->master)
+        snprintf(body, sizeof body, "no master: %s\n", sc->no_master_why);
+    else if (sc->master->pool->down)
+        snprintf(body, sizeof body, "master %s down: %s\n", sc->master->pool->cfg.name,
+                 sc->master->pool->down_reason);
+    else
+        snprintf(body, sizeof body, "ok\n");
+    if (strcmp(body, "ok\n") == 0)
+        respond(h, 200, "OK", body);
+    else
+        respond(h, 503, "Service Unavailable", body);
+}
+
+static void on_read(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct http_conn *h = w->data;
+    (void)loop;
+    (void)revents;
+
+    ssize_t n = read(h->fd, h->req + h->len, sizeof h->req - 1 - h->len);
+    if (n <= 0) {
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        conn_close(h);
+        return;
+    }
+    h->len += (size_t)n;
+    h->req[h->len] = '\0';
+    if (!memmem(h->req, h->len, "\r\n\r\n", 4) && !memmem(h->req, h->len, "\n\n", 2)) {
+        if (h->len >= sizeof h->req - 1) {
+            log_info("http: request over %d bytes: closed", HTTP_MAX_REQUEST);
+            conn_close(h);
+        }
+        return;
+    }
+    if (memchr(h->req, '\0', h->len) || strncmp(h->req, "GET ", 4) != 0 ||
+        !strstr(h->req, " HTTP/1.")) {
+        respond(h, 400, "Bad Request", "bad request\n");
+        return;
+    }
+    const char *path = h->req + 4;
+    size_t pl = strcspn(path, " ?");
+    if (pl == 8 && memcmp(path, "/healthz", 8) == 0)
+        healthz(h);
+    else
+        respond(h, 404, "Not Found", "not found\n");
+}
+
+static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct http_conn *h = w->data;
+    (void)loop;
+    (void)revents;
+    log_info("http: no complete request within %.0fs: closed", HTTP_DEADLINE);
+    conn_close(h);
+}
+
+static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct sidecar *sc = w->data;
+    (void)revents;
+
+    for (int i = 0; i < 64; i++) {
+        int fd = accept4(sc->http_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        struct http_conn *h = sc->http_conns < HTTP_MAX_CONNS ? malloc(sizeof *h) : NULL;
+        if (!h) {
+            close(fd);
+            continue;
+        }
+        h->sc = sc;
+        h->fd = fd;
+        h->len = 0;
+        sc->http_conns++;
+        TAILQ_INSERT_TAIL(&sc->http_open, h, tqe);
+        ev_io_init(&h->io, on_read, fd, EV_READ);
+        ev_timer_init(&h->deadline, on_deadline, HTTP_DEADLINE, 0);
+        h->io.data = h->deadline.data = h;
+        ev_io_start(loop, &h->io);
+        ev_timer_start(loop, &h->deadline);
+    }
+}
+
+int http_start(struct sidecar *sc, char *err, size_t errlen)
+{
+    struct net_addr a;
+    char why[200];
+
+    sc->http_fd = -1;
+    TAILQ_INIT(&sc->http_open);
+    if (!sc->cfg->metrics_listen)
+        return 0;
+    if (net_resolve(sc->cfg->metrics_listen, &a, why, sizeof why) < 0 ||
+        (sc->http_fd = net_listen(&a, 64, why, sizeof why)) < 0) {
+        snprintf(err, errlen, "metrics_listen %s: %s", sc->cfg->metrics_listen, why);
+        return -1;
+    }
+    ev_io_init(&sc->http_w, on_accept, sc->http_fd, EV_READ);
+    sc->http_w.data = sc;
+    ev_io_start(sc->loop, &sc->http_w);
+    log_info("health probe on http://%s/healthz", sc->cfg->metrics_listen);
+    return 0;
+}
+
+void http_stop(struct sidecar *sc)
+{
+    while (!TAILQ_EMPTY(&sc->http_open))
+        conn_close(TAILQ_FIRST(&sc->http_open));
+    if (sc->http_fd < 0)
+        return;
+    ev_io_stop(sc->loop, &sc->http_w);
+    close(sc->http_fd);
+    sc->http_fd = -1;
+}
