@@ -678,6 +678,15 @@ static void client_read(struct ev_loop *loop, struct client *c)
     }
 }
 
+/* Draining: nothing in flight, nothing to send, no half request, and no
+ * transaction, WATCH or other database (those get until the timeout:
+ * closing mid-way could leave half of what they meant). */
+static int drained(const struct client *c)
+{
+    return TAILQ_EMPTY(&c->pending) && !buf_used(&c->out) && !c->partial &&
+           !client_holds_state(c);
+}
+
 static void client_write(struct client *c)
 {
     struct sidecar *sc = c->sc;
@@ -699,8 +708,7 @@ static void client_write(struct client *c)
     update_watch(c);
     if (c->closing && TAILQ_EMPTY(&c->pending))
         client_close(c, "closed after its last reply");
-    else if (sc->draining && TAILQ_EMPTY(&c->pending) && !c->partial &&
-             !(c->lease && (c->in_multi || c->watching || c->other_db)))
+    else if (sc->draining && drained(c))
         /* closed right after its last reply, before it sends another: a
          * client that reconnects on close finds the new process */
         client_close(c, "proxy is shutting down");
@@ -820,10 +828,7 @@ int client_drain_step(struct sidecar *sc)
 
     for (c = TAILQ_FIRST(&sc->clients); c; c = next) {
         next = TAILQ_NEXT(c, tqe);
-        /* A transaction, WATCH or other database keeps it until the
-         * timeout: closing it mid-way could leave half of what it meant. */
-        if (c->npending == 0 && !buf_used(&c->out) && !c->partial &&
-            !(c->lease && (c->in_multi || c->watching || c->other_db)))
+        if (drained(c))
             client_close(c, "proxy is shutting down");
     }
     return sc->nclients == 0;

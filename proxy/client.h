@@ -70,6 +70,13 @@ struct client {
     unsigned        pause_wait : 1; /* not read: PROXY PAUSE holds its next request */
 };
 
+/* Server-side state on its lease (a transaction, WATCH, another
+ * database): a drain lets it finish instead of cutting it off. */
+static inline int client_holds_state(const struct client *c)
+{
+    return c->lease && (c->in_multi || c->watching || c->other_db);
+}
+
 /* c->x, allocated if need be; NULL only when out of memory. */
 struct client_ext *client_ext(struct client *c);
 

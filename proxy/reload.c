@@ -39,17 +39,19 @@ static void note(char *kept, size_t len, const char *key)
  * (the strings are swapped, so that what pools point to stays alive). */
 static void keep_restart_keys(struct config *old, struct config *nc, char *kept, size_t len)
 {
-#define KEEP_STR(f, key) \
-    if (!same_str(old->f, nc->f)) { \
-        char *t = old->f; old->f = nc->f; nc->f = t; note(kept, len, key); \
-    } else { \
-        char *t = old->f; old->f = nc->f; nc->f = t; \
-    }
-#define KEEP_LIST(f, key) \
-    if (!same_list(&old->f, &nc->f)) note(kept, len, key); \
-    { struct addr_list t = old->f; old->f = nc->f; nc->f = t; }
-#define KEEP_INT(f, key) \
-    if (old->f != nc->f) { note(kept, len, key); nc->f = old->f; }
+#define KEEP_STR(f, key) do { \
+        char *t = old->f; \
+        if (!same_str(old->f, nc->f)) note(kept, len, key); \
+        old->f = nc->f; nc->f = t; \
+    } while (0)
+#define KEEP_LIST(f, key) do { \
+        struct addr_list t = old->f; \
+        if (!same_list(&old->f, &nc->f)) note(kept, len, key); \
+        old->f = nc->f; nc->f = t; \
+    } while (0)
+#define KEEP_INT(f, key) do { \
+        if (old->f != nc->f) { note(kept, len, key); nc->f = old->f; } \
+    } while (0)
 
     KEEP_LIST(listen, "proxy.listen");
     KEEP_STR(master, "upstream.master");

@@ -372,7 +372,7 @@ int router_dispatch(struct client *c, const char *frame, const struct resp_frame
     c->last_cmd = cmd;
     /* Draining: what is under way finishes (a transaction may reach its
      * EXEC), nothing new starts. */
-    if (sc->draining && !(c->lease && (c->in_multi || c->watching || c->other_db)) &&
+    if (sc->draining && !client_holds_state(c) &&
         !(cmd && cmd->local == LOCAL_QUIT)) {
         client_reply_error(c, "ERR proxy is shutting down");
         return ROUTE_DONE;
