@@ -447,11 +447,11 @@ void nodes_report(const struct sidecar *sc, struct buf *b)
         if (!s->active)
             continue;
         buf_appendf(b, "sentinel%d:addr=%s,state=%s,subscribed=%d,configured=%d,master=%s,"
-                    "epoch=%lld,master_down=%d,replicas=%d,sentinels=%d,answered_ago=%.1f,"
+                    "epoch=%lld,master_down=%d,replicas=%d,sentinels=%d,events=%llu,answered_ago=%.1f,"
                     "last_error=%s\r\n",
                     i++, s->addr, s->up ? "up" : "down", s->subscribed, s->configured,
                     s->rep.master[0] ? s->rep.master : "-", s->rep.epoch, s->rep.master_down,
-                    s->rep.nreplicas, s->rep.npeers,
+                    s->rep.nreplicas, s->rep.npeers, (unsigned long long)s->events,
                     s->answered_at ? now - s->answered_at : -1.0,
                     s->last_err[0] ? s->last_err : "-");
     }

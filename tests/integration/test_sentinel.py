@@ -288,6 +288,8 @@ def test_master_killed_under_writes(env, topo):
     assert not reads.errors, reads.errors[:5]
     assert during > 0
     assert int(nodes(sc)["master_switches"]) == len(switches.times())
+    # the switch was heard as events too, not only polled
+    assert sum(int(s["events"]) for s in nodes(sc)["sentinel"]) > 0
     assert "master is now 127.0.0.1:%d" % new[1] in sc.log()
 
 
