@@ -13,7 +13,7 @@ LIB_SRC   := lib/buf.c lib/cidr.c lib/log.c lib/net.c lib/resp.c
 POOL_SRC  := pool/req.c pool/link.c pool/pool.c
 HEALTH_SRC := health/checker.c health/sentinel.c health/topology.c
 PROXY_SRC := proxy/config.c proxy/command.c proxy/client.c proxy/listener.c \
-             proxy/iptable.c proxy/http.c proxy/nodes.c proxy/reload.c proxy/router.c proxy/admin.c proxy/main.c
+             proxy/iptable.c proxy/http.c proxy/metrics.c proxy/nodes.c proxy/reload.c proxy/router.c proxy/admin.c proxy/main.c
 SRC       := $(LIB_SRC) $(POOL_SRC) $(HEALTH_SRC) $(PROXY_SRC)
 
 BUILD ?= build

@@ -229,6 +229,8 @@ static void link_ready(struct link *l)
             pool_mark_dirty(p, l);
         return;
     }
+    if (!l->lease && l->opened_at)
+        p->st.reconnects++;
     l->opened_at = ev_now(p->loop);
     /* Up to 10% either way, so links opened together do not retire together. */
     l->age_limit = p->cfg.max_link_age * (0.9 + 0.2 * (double)(rand_r(&p->seed) % 1000) / 1000);
@@ -405,6 +407,17 @@ static int handshake_reply(struct link *l, const char *p, size_t n)
     return 0;
 }
 
+/* Into the round-trip histogram; last_rx is the time this reply was read. */
+static inline void rtt_observe(struct pool_stats *st, double t)
+{
+    int i = 0;
+
+    while (i < POOL_RTT_BUCKETS && t > pool_rtt_bounds[i])
+        i++;
+    st->rtt[i]++;
+    st->rtt_sum += t;
+}
+
 static int deliver(struct link *l, const char *p, size_t n)
 {
     struct pool *pl = l->pool;
@@ -414,6 +427,7 @@ static int deliver(struct link *l, const char *p, size_t n)
         link_down(l, LOST_PROTOCOL, "reply with no request waiting for it");
         return -1;
     }
+    rtt_observe(&pl->st, l->last_rx - r->queued_at);
     TAILQ_REMOVE(&l->fifo, r, link_tqe);
     l->nfifo--;
     r->link = NULL;

@@ -10,6 +10,11 @@
 
 #include "../lib/log.h"
 
+const double pool_rtt_bounds[POOL_RTT_BUCKETS] = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+};
+
 static void pool_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     struct pool *p = w->data;

@@ -30,6 +30,10 @@ struct pool_config {
     int         tcp_user_timeout_ms;
 };
 
+/* Upper bounds (seconds) of the round-trip histogram's buckets. */
+#define POOL_RTT_BUCKETS 16
+extern const double pool_rtt_bounds[POOL_RTT_BUCKETS];
+
 struct pool_stats {
     uint64_t links_opened;
     uint64_t link_failures;        /* ready links lost */
@@ -52,6 +56,11 @@ struct pool_stats {
     uint64_t bytes_out;
     uint64_t bytes_in;
     uint64_t pushes_dropped;       /* RESP3 pushes on a link that is no stream */
+    uint64_t reconnects;           /* shared links ready again after a loss */
+    /* Round trips, from handed to a link to its reply read, by bucket
+     * (not cumulative; the last is over the largest bound), and their sum. */
+    uint64_t rtt[POOL_RTT_BUCKETS + 1];
+    double   rtt_sum;
 };
 
 struct pool {

@@ -25,6 +25,9 @@ struct link;
 #define REQ_EXPIRED   0x400 /* owner's mark: held past failover_wait, being answered */
 #define REQ_DEFERRED  0x800 /* owner's mark: a local answer that comes later; whoever
                              * holds it frees it once its client is gone */
+/* Bits 12-15 are the owner's too: which of its counters the reply goes to. */
+#define REQ_TALLY_SHIFT 12
+#define REQ_TALLY_MASK  (0xfu << REQ_TALLY_SHIFT)
 
 /* A request slot. It sits on its owner's reply FIFO (owner_tqe, the
  * owner's business) and, until answered, on its link's FIFO (link_tqe). */

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "client.h"
+#include "metrics.h"
 #include "nodes.h"
 #include "reload.h"
 
@@ -311,19 +312,6 @@ static void cmd_select(struct client *c, const struct args *a)
 }
 
 
-static long rss_bytes(void)
-{
-    long pages = 0, rss = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
-            rss = 0;
-        fclose(f);
-    }
-    return rss * sysconf(_SC_PAGESIZE);
-}
-
 struct field {
     const char        *name;
     unsigned long long v;
@@ -456,7 +444,7 @@ static void proxy_info(struct client *c)
         {"errors_reply_timeout", p->reply_timeouts}, {"errors_node_down", s->err_node_down},
         {"errors_no_replica", s->err_no_replica}));
     info_upstream(&b, sc);
-    buf_appendf(&b, "# Memory\r\nused_memory_rss:%ld\r\n", rss_bytes());
+    buf_appendf(&b, "# Memory\r\nused_memory_rss:%ld\r\n", proxy_rss_bytes());
     reply_text(c, buf_start(&b), buf_used(&b));
     buf_free(&b);
 }

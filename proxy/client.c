@@ -165,6 +165,34 @@ static void client_free(struct client *c)
     free(c);
 }
 
+/* What a forwarded request was and where it went, from its flags: a
+ * table, as this is paid on every request. */
+#define TALLY_FLAGS (REQ_LEASED | REQ_READONLY | REQ_REROUTE)
+static const unsigned char tally_by_flags[TALLY_FLAGS + 1] = {
+    [0]                                        = TALLY(CLASS_WRITE, DEST_MASTER),
+    [REQ_READONLY]                             = TALLY(CLASS_READ, DEST_MASTER),
+    [REQ_READONLY | REQ_REROUTE]               = TALLY(CLASS_READ, DEST_REPLICA),
+    [REQ_LEASED]                               = TALLY(CLASS_STATEFUL, DEST_MASTER),
+    [REQ_LEASED | REQ_READONLY]                = TALLY(CLASS_STATEFUL, DEST_MASTER),
+};
+
+/* ... and one the proxy answers itself, from its command. */
+static enum req_class class_of_cmd(const struct command *cmd)
+{
+    if (!cmd)
+        return CLASS_WRITE;
+    if (cmd->flags & CMD_LOCAL)
+        return CLASS_ADMIN;
+    if (cmd->flags & (CMD_LEASE | CMD_STREAM | CMD_BLOCKING))
+        return CLASS_STATEFUL;
+    return (cmd->flags & CMD_READONLY) ? CLASS_READ : CLASS_WRITE;
+}
+
+static inline int is_error_reply(const char *p, size_t n)
+{
+    return n && (p[0] == '-' || p[0] == '!');
+}
+
 static void emit(struct client *c, const char *p, size_t n)
 {
     struct sidecar *sc = c->sc;
@@ -247,6 +275,7 @@ void client_on_stream(void *lessee, const char *p, size_t n, void *arg)
     (void)arg;
 
     c->sc->st.replies++;
+    c->sc->st.replies_by[TALLY(CLASS_STATEFUL, DEST_MASTER)][is_error_reply(p, n)]++;
     emit(c, p, n);
 }
 
@@ -348,7 +377,8 @@ static int send_again(struct client *c, struct req *r, const char *req, const ch
     if (r->flags & REQ_REROUTE) {
         if (!err && !refused(p, n, 0) && !(r->flags & REQ_MOVED))
             return -1;
-        r->flags &= ~(unsigned)(REQ_REROUTE | REQ_MOVED);
+        r->flags &= ~(unsigned)(REQ_REROUTE | REQ_MOVED | REQ_TALLY_MASK);
+        r->flags |= TALLY(CLASS_READ, DEST_MASTER) << REQ_TALLY_SHIFT;
         c->x->replica_reads--;
         sc->st.replica_redirects++;
         return to_master(c, r, req);
@@ -388,6 +418,8 @@ void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
     if (r->flags & REQ_LEASED)
         lease_answered(c);
     c->sc->st.replies++;
+    c->sc->st.replies_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT]
+                        [err || is_error_reply(p, n)]++;
     if (c->paused)
         mark_dirty(c);       /* the flush step decides whether to read again */
     if (err) {
@@ -472,8 +504,9 @@ void client_forward(struct client *c, struct link *l, const char *p, size_t n,
         client_reply_error(c, "out of memory");
         return;
     }
+    unsigned t = tally_by_flags[req_flags & TALLY_FLAGS];
     r->owner = c;
-    r->flags = req_flags;
+    r->flags = req_flags | t << REQ_TALLY_SHIFT;
     if (l ? link_send(l, r, p, n) < 0
           : (r->queued_at = ev_now(c->sc->loop), hold(c, r, p, n) < 0)) {
         req_release(&c->sc->cache, r);
@@ -490,11 +523,16 @@ void client_forward(struct client *c, struct link *l, const char *p, size_t n,
     if (req_flags & REQ_REROUTE)
         c->x->replica_reads++;
     c->sc->st.forwarded++;
+    c->sc->st.requests_by[t]++;
 }
 
 void client_reply(struct client *c, const char *p, size_t n)
 {
+    enum req_class k = class_of_cmd(c->last_cmd);
+
     c->sc->st.local_replies++;
+    c->sc->st.requests_by[TALLY(k, DEST_PROXY)]++;
+    c->sc->st.replies_by[TALLY(k, DEST_PROXY)][is_error_reply(p, n)]++;
     if (TAILQ_EMPTY(&c->pending)) {
         emit(c, p, n);
         return;
@@ -757,7 +795,8 @@ struct req *client_defer(struct client *c)
     if (!r)
         return NULL;
     r->owner = c;
-    r->flags = REQ_DEFERRED;
+    r->flags = REQ_DEFERRED | TALLY(CLASS_ADMIN, DEST_PROXY) << REQ_TALLY_SHIFT;
+    c->sc->st.requests_by[TALLY(CLASS_ADMIN, DEST_PROXY)]++;
     TAILQ_INSERT_TAIL(&c->pending, r, owner_tqe);
     c->npending++;
     return r;

@@ -1,7 +1,8 @@
-/* The probe endpoint on [admin] metrics_listen, served from the same
- * loop: GET /healthz is 200 while the proxy serves and its master is
- * reachable, 503 otherwise; anything else is 404. One request per
- * connection, bounded in size (HTTP_MAX_REQUEST) and time (HTTP_DEADLINE)
+/* The HTTP endpoint on [admin] metrics_listen, served from the same
+ * loop: GET /metrics (Prometheus), GET /healthz (200 while the proxy
+ * serves and its master is reachable, 503 otherwise); anything else is
+ * 404. One request per connection, bounded in size (HTTP_MAX_REQUEST)
+ * and time (HTTP_DEADLINE: reading the request and writing the answer)
  * and in how many are open at once: a slow or hostile client costs one
  * small buffer for a moment, never the loop. */
 #include "http.h"
@@ -15,6 +16,7 @@
 
 #include "../lib/log.h"
 #include "../lib/net.h"
+#include "metrics.h"
 
 #define HTTP_MAX_REQUEST 8192
 #define HTTP_DEADLINE    2.0
@@ -26,6 +28,7 @@ struct http_conn {
     int             fd;
     ev_io           io;
     ev_timer        deadline;
+    struct buf      out;          /* the answer, while the socket takes it */
     size_t          len;
     char            req[HTTP_MAX_REQUEST];
 };
@@ -35,21 +38,63 @@ static void conn_close(struct http_conn *h)
     ev_io_stop(h->sc->loop, &h->io);
     ev_timer_stop(h->sc->loop, &h->deadline);
     close(h->fd);
+    buf_free(&h->out);
     h->sc->http_conns--;
     TAILQ_REMOVE(&h->sc->http_open, h, tqe);
     free(h);
 }
 
-/* The answer is small: one write, the rest (if any) dropped with the close. */
+/* Write what the socket takes; close once all is out (or it failed). */
+static void write_out(struct http_conn *h)
+{
+    ssize_t n = buf_write_fd(&h->out, h->fd);
+
+    if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        log_debug("http: write: %s", strerror(errno));
+        conn_close(h);
+    } else if (buf_used(&h->out) == 0) {
+        conn_close(h);
+    }
+}
+
+static void on_write(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    write_out(w->data);
+}
+
+/* The headers and the body, then the socket gets them as it can, within
+ * what is left of HTTP_DEADLINE. */
+static void respond_with(struct http_conn *h, int status, const char *reason,
+                         const char *type, const char *body, size_t len)
+{
+    if (buf_appendf(&h->out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu"
+                    "\r\nConnection: close\r\n\r\n", status, reason, type, len) < 0 ||
+        buf_append(&h->out, body, len) < 0) {
+        conn_close(h);
+        return;
+    }
+    ev_io_stop(h->sc->loop, &h->io);
+    ev_io_set(&h->io, h->fd, EV_WRITE);
+    ev_set_cb(&h->io, on_write);
+    ev_io_start(h->sc->loop, &h->io);
+    write_out(h);
+}
+
 static void respond(struct http_conn *h, int status, const char *reason, const char *body)
 {
-    char out[1024];
-    int n = snprintf(out, sizeof out, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\n"
-                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-                     status, reason, strlen(body), body);
-    if (write(h->fd, out, (size_t)n) < 0)
-        log_debug("http: write: %s", strerror(errno));
-    conn_close(h);
+    respond_with(h, status, reason, "text/plain", body, strlen(body));
+}
+
+static void metrics(struct http_conn *h)
+{
+    struct buf b = {0};
+
+    metrics_render(h->sc, &b);
+    respond_with(h, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", buf_start(&b),
+                 buf_used(&b));
+    buf_free(&b);
 }
 
 static void healthz(struct http_conn *h)
@@ -103,6 +148,8 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
     size_t pl = strcspn(path, " ?");
     if (pl == 8 && memcmp(path, "/healthz", 8) == 0)
         healthz(h);
+    else if (pl == 8 && memcmp(path, "/metrics", 8) == 0)
+        metrics(h);
     else
         respond(h, 404, "Not Found", "not found\n");
 }
@@ -112,7 +159,7 @@ static void on_deadline(struct ev_loop *loop, ev_timer *w, int revents)
     struct http_conn *h = w->data;
     (void)loop;
     (void)revents;
-    log_info("http: no complete request within %.0fs: closed", HTTP_DEADLINE);
+    log_info("http: no complete exchange within %.0fs: closed", HTTP_DEADLINE);
     conn_close(h);
 }
 
@@ -133,6 +180,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         h->sc = sc;
         h->fd = fd;
         h->len = 0;
+        memset(&h->out, 0, sizeof h->out);
         sc->http_conns++;
         TAILQ_INSERT_TAIL(&sc->http_open, h, tqe);
         ev_io_init(&h->io, on_read, fd, EV_READ);
@@ -160,7 +208,8 @@ int http_start(struct sidecar *sc, char *err, size_t errlen)
     ev_io_init(&sc->http_w, on_accept, sc->http_fd, EV_READ);
     sc->http_w.data = sc;
     ev_io_start(sc->loop, &sc->http_w);
-    log_info("health probe on http://%s/healthz", sc->cfg->metrics_listen);
+    log_info("metrics on http://%s/metrics, health probe on /healthz",
+             sc->cfg->metrics_listen);
     return 0;
 }
 

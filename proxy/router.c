@@ -355,8 +355,10 @@ static int stream_forward(struct client *c, const char *frame, size_t len)
     }
     if (link_stream_send(c->lease, frame, len) < 0)
         client_close(c, "out of memory");
-    else
+    else {
         sc->st.forwarded++;
+        sc->st.requests_by[TALLY(CLASS_STATEFUL, DEST_MASTER)]++;
+    }
     return ROUTE_DONE;
 }
 

@@ -36,6 +36,11 @@ struct node {
     TAILQ_ENTRY(node) tqe;
 };
 
+/* Requests and replies by class and by who answered, for /metrics. */
+enum req_class { CLASS_READ, CLASS_WRITE, CLASS_STATEFUL, CLASS_ADMIN, CLASS_N };
+enum req_dest { DEST_MASTER, DEST_REPLICA, DEST_PROXY, DEST_N };
+#define TALLY(k, d) ((k) * DEST_N + (d))   /* a request's counter: fits REQ_TALLY_MASK */
+
 struct sidecar_stats {
     uint64_t connections_received;
     uint64_t requests;          /* complete requests read from clients */
@@ -65,6 +70,8 @@ struct sidecar_stats {
     uint64_t held;              /* requests that waited for a master */
     uint64_t held_failed;       /* ... and got none within failover_wait */
     uint64_t reloads;
+    uint64_t requests_by[CLASS_N * DEST_N];        /* by TALLY(class, destination) */
+    uint64_t replies_by[CLASS_N * DEST_N][2];      /* the same, [1]: error replies */
 };
 
 struct sidecar {

@@ -9,6 +9,7 @@ packages=(
     redis-server redis-sentinel redis-tools nutcracker
     python3 python3-redis python3-pytest python3-pytest-xdist
     procps iproute2 iptables valgrind util-linux systemd
+    prometheus
 )
 
 missing=()

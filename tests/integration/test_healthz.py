@@ -79,7 +79,10 @@ def test_bad_and_slow_http_clients_are_closed(env, master):
         time.sleep(0.1)
     assert worst < 0.5, worst
     t0 = time.monotonic()
-    assert slow.recv(100) == b""               # closed by the proxy
+    try:                                       # closed by the proxy: FIN, or a reset
+        assert slow.recv(100) == b""           # when a dribbled byte was unread
+    except ConnectionResetError:
+        pass
     assert time.monotonic() - t0 < 3
     stop.set()
     t.join(5)
