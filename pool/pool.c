@@ -191,6 +191,16 @@ unsigned pool_inflight(const struct pool *p)
     return n;
 }
 
+int pool_leases_held(const struct pool *p)
+{
+    const struct link *l;
+    int n = 0;
+
+    TAILQ_FOREACH(l, &p->leases, all_tqe)
+        n += l->lessee != NULL;
+    return n;
+}
+
 /* An idle lease of the protocol, or one being reset (requests wait
  * behind its handshake). */
 static struct link *idle_lease(struct pool *p, int resp3)

@@ -121,6 +121,8 @@ int pool_ready_links(const struct pool *p);
 int pool_ready_links_resp3(const struct pool *p);
 /* Requests on the pool's links not yet answered. */
 unsigned pool_inflight(const struct pool *p);
+/* Leases a client holds now (idle ones not counted). */
+int pool_leases_held(const struct pool *p);
 /* A link of its own for `lessee`, in its protocol: an idle one, or a new
  * one (requests queue on it while it connects). NULL when max_leased are
  * out. */

@@ -191,25 +191,46 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-int http_start(struct sidecar *sc, char *err, size_t errlen)
+int http_bind(const char *spec, int *fd, char *err, size_t errlen)
 {
     struct net_addr a;
     char why[200];
 
-    sc->http_fd = -1;
-    TAILQ_INIT(&sc->http_open);
-    if (!sc->cfg->metrics_listen)
+    *fd = -1;
+    if (!spec)
         return 0;
-    if (net_resolve(sc->cfg->metrics_listen, &a, why, sizeof why) < 0 ||
-        (sc->http_fd = net_listen(&a, 64, why, sizeof why)) < 0) {
-        snprintf(err, errlen, "metrics_listen %s: %s", sc->cfg->metrics_listen, why);
+    if (net_resolve(spec, &a, why, sizeof why) < 0 ||
+        (*fd = net_listen(&a, 64, why, sizeof why)) < 0) {
+        snprintf(err, errlen, "metrics_listen %s: %s", spec, why);
         return -1;
     }
-    ev_io_init(&sc->http_w, on_accept, sc->http_fd, EV_READ);
+    return 0;
+}
+
+void http_install(struct sidecar *sc, int fd, const char *spec)
+{
+    if (sc->http_fd >= 0) {
+        ev_io_stop(sc->loop, &sc->http_w);
+        close(sc->http_fd);
+    }
+    sc->http_fd = fd;
+    if (fd < 0)
+        return;
+    ev_io_init(&sc->http_w, on_accept, fd, EV_READ);
     sc->http_w.data = sc;
     ev_io_start(sc->loop, &sc->http_w);
-    log_info("metrics on http://%s/metrics, health probe on /healthz",
-             sc->cfg->metrics_listen);
+    log_info("metrics on http://%s/metrics, health probe on /healthz", spec);
+}
+
+int http_start(struct sidecar *sc, char *err, size_t errlen)
+{
+    int fd;
+
+    sc->http_fd = -1;
+    TAILQ_INIT(&sc->http_open);
+    if (http_bind(sc->cfg->metrics_listen, &fd, err, errlen) < 0)
+        return -1;
+    http_install(sc, fd, sc->cfg->metrics_listen);
     return 0;
 }
 

@@ -132,6 +132,49 @@ static void listener_resume(struct ev_loop *loop, ev_timer *w, int revents)
     ev_io_start(loop, &li->io);
 }
 
+/* Bind one address; the watchers are set up by watch(). */
+static int open_one(struct listener *li, struct sidecar *sc, const char *spec, char *err,
+                    size_t errlen)
+{
+    struct net_addr a;
+    struct stat st;
+    char why[200];
+
+    memset(li, 0, sizeof *li);
+    if (net_resolve(spec, &a, why, sizeof why) < 0 ||
+        (li->fd = net_listen(&a, 1024, why, sizeof why)) < 0) {
+        snprintf(err, errlen, "listen %s: %s", spec, why);
+        return -1;
+    }
+    li->sc = sc;
+    snprintf(li->spec, sizeof li->spec, "%s", spec);
+    if (strncmp(li->spec, "unix:", 5) == 0 && stat(li->spec + 5, &st) == 0)
+        li->unix_ino = st.st_ino;
+    return 0;
+}
+
+/* (Re)start its watchers where li now lives. */
+static void watch(struct listener *li)
+{
+    ev_io_init(&li->io, listener_accept, li->fd, EV_READ);
+    ev_timer_init(&li->pause, listener_resume, 0.1, 0);
+    li->io.data = li->pause.data = li;
+    ev_io_start(li->sc->loop, &li->io);
+}
+
+static void close_one(struct listener *li)
+{
+    struct stat st;
+
+    ev_io_stop(li->sc->loop, &li->io);
+    ev_timer_stop(li->sc->loop, &li->pause);
+    close(li->fd);
+    /* the socket file goes only if it is still ours, not a newer process's */
+    if (strncmp(li->spec, "unix:", 5) == 0 && stat(li->spec + 5, &st) == 0 &&
+        st.st_ino == li->unix_ino)
+        unlink(li->spec + 5);
+}
+
 int listener_start_all(struct sidecar *sc, char *err, size_t errlen)
 {
     const struct config *cfg = sc->cfg;
@@ -139,40 +182,74 @@ int listener_start_all(struct sidecar *sc, char *err, size_t errlen)
     sc->listeners = calloc((size_t)cfg->listen.n, sizeof *sc->listeners);
     for (int i = 0; i < cfg->listen.n; i++) {
         struct listener *li = &sc->listeners[i];
-        struct net_addr a;
-        char why[200];
-
-        if (net_resolve(cfg->listen.v[i], &a, why, sizeof why) < 0 ||
-            (li->fd = net_listen(&a, 1024, why, sizeof why)) < 0) {
-            snprintf(err, errlen, "listen %s: %s", cfg->listen.v[i], why);
+        if (open_one(li, sc, cfg->listen.v[i], err, errlen) < 0)
             return -1;
-        }
-        li->sc = sc;
-        snprintf(li->spec, sizeof li->spec, "%s", cfg->listen.v[i]);
-        struct stat st;
-        if (strncmp(li->spec, "unix:", 5) == 0 && stat(li->spec + 5, &st) == 0)
-            li->unix_ino = st.st_ino;
-        ev_io_init(&li->io, listener_accept, li->fd, EV_READ);
-        ev_timer_init(&li->pause, listener_resume, 0.1, 0);
-        li->io.data = li->pause.data = li;
-        ev_io_start(sc->loop, &li->io);
+        watch(li);
         sc->nlisteners++;
         log_info("listening on %s", li->spec);
     }
     return 0;
 }
 
+int listener_reload(struct sidecar *sc, const struct addr_list *want, char *err, size_t errlen)
+{
+    struct listener *nl = calloc((size_t)want->n, sizeof *nl);
+    int *from = calloc((size_t)want->n, sizeof *from);
+
+    if (!nl || !from) {
+        free(nl);
+        free(from);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    /* New addresses first: if one cannot be bound, nothing changes. */
+    for (int i = 0; i < want->n; i++) {
+        from[i] = -1;
+        for (int j = 0; j < sc->nlisteners; j++)
+            if (strcmp(sc->listeners[j].spec, want->v[i]) == 0)
+                from[i] = j;
+        if (from[i] < 0 && open_one(&nl[i], sc, want->v[i], err, errlen) < 0) {
+            for (int k = 0; k < i; k++)
+                if (from[k] < 0)
+                    close_one(&nl[k]);
+            free(nl);
+            free(from);
+            return -1;
+        }
+    }
+    for (int j = 0; j < sc->nlisteners; j++) {
+        int wanted = 0;
+        for (int i = 0; i < want->n; i++)
+            wanted |= from[i] == j;
+        if (!wanted) {
+            log_info("stopped listening on %s (reload)", sc->listeners[j].spec);
+            close_one(&sc->listeners[j]);
+        }
+    }
+    /* The sockets that stay move to the new array: same fd, watchers
+     * started again at their new address. */
+    for (int i = 0; i < want->n; i++) {
+        if (from[i] >= 0) {
+            struct listener *old = &sc->listeners[from[i]];
+            ev_io_stop(sc->loop, &old->io);
+            ev_timer_stop(sc->loop, &old->pause);
+            nl[i] = *old;
+        } else {
+            log_info("listening on %s (reload)", nl[i].spec);
+        }
+        watch(&nl[i]);
+    }
+    free(sc->listeners);
+    free(from);
+    sc->listeners = nl;
+    sc->nlisteners = want->n;
+    return 0;
+}
+
 void listener_stop_all(struct sidecar *sc)
 {
-    for (int i = 0; i < sc->nlisteners; i++) {
-        ev_io_stop(sc->loop, &sc->listeners[i].io);
-        ev_timer_stop(sc->loop, &sc->listeners[i].pause);
-        close(sc->listeners[i].fd);
-        struct stat st;
-        if (strncmp(sc->listeners[i].spec, "unix:", 5) == 0 &&
-            stat(sc->listeners[i].spec + 5, &st) == 0 && st.st_ino == sc->listeners[i].unix_ino)
-            unlink(sc->listeners[i].spec + 5);
-    }
+    for (int i = 0; i < sc->nlisteners; i++)
+        close_one(&sc->listeners[i]);
     free(sc->listeners);
     sc->listeners = NULL;
     sc->nlisteners = 0;

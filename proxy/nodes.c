@@ -39,9 +39,10 @@ static void count_replicas(struct sidecar *sc)
 }
 
 /* The master changes (n may be NULL: none for now). Held requests go to a
- * new one first, then the old one's requests that never ran follow them,
- * so each client's order holds. */
-static void set_master(struct sidecar *sc, struct node *n, const char *why)
+ * new one first, then, when the old one was deposed (evacuate), its
+ * requests that never ran follow them, so each client's order holds; a
+ * reload lets them finish where they are instead. */
+static void set_master(struct sidecar *sc, struct node *n, const char *why, int evacuate)
 {
     struct node *old = sc->master;
     ev_tstamp now = ev_now(sc->loop);
@@ -60,7 +61,9 @@ static void set_master(struct sidecar *sc, struct node *n, const char *why)
             log_warn("master is now %s (%s)", n->pool->cfg.name, why);
         else
             log_info("master is %s (%s)", n->pool->cfg.name, why);
-        sc->st.master_switches += old != NULL || sc->switched_once;
+        /* the same address on new links (a reload) is no switch */
+        sc->st.master_switches += (old != NULL || sc->switched_once) &&
+                                  !(old && strcmp(old->pool->cfg.name, n->pool->cfg.name) == 0);
         sc->switched_once = 1;
         client_resend_held(sc);
     } else {
@@ -68,7 +71,7 @@ static void set_master(struct sidecar *sc, struct node *n, const char *why)
         log_warn("no master until one is confirmed: %s; requests for it wait up to "
                  "failover_wait (%gs)", why, sc->cfg->failover_wait);
     }
-    if (old)
+    if (old && evacuate)
         pool_evacuate(old->pool, why);
 }
 
@@ -95,7 +98,7 @@ static void on_node_role(void *arg)
     if (n == sc->master) {
         if (!says_master && sc->sentinels) {
             snprintf(why, sizeof why, "%s reports role %s", n->pool->cfg.name, h->role);
-            set_master(sc, NULL, why);
+            set_master(sc, NULL, why, 1);
             sc->candidate = n;          /* until the sentinels say otherwise */
             sc->candidate_since = ev_now(sc->loop);
             sc->candidate_named = 0;
@@ -115,7 +118,7 @@ static void on_node_role(void *arg)
         snprintf(why, sizeof why, "%s confirmed by ROLE", !sc->sentinels ? "configured," :
                  sc->candidate_named ? "named by the sentinels," :
                  "configured (no sentinel answers),");
-        set_master(sc, n, why);
+        set_master(sc, n, why, 1);
         health_record_master(&sc->topo, h->role_at, h->offset);
     }
 }
@@ -273,7 +276,7 @@ static void on_view(void *arg, const struct sentinel_report *v, const char *from
         snprintf(why, sizeof why, "sentinel %s names %s master (epoch %lld)", from, v->master,
                  v->epoch);
         if (sc->master)
-            set_master(sc, NULL, why);
+            set_master(sc, NULL, why, 1);
         if (sc->candidate != m) {
             log_info("%s: confirming with ROLE", why);
             sc->candidate = m;
@@ -288,7 +291,7 @@ static void on_view(void *arg, const struct sentinel_report *v, const char *from
         if (m->health.role_refused) {
             log_warn("%s: taken unconfirmed, ROLE is not permitted to the proxy's user",
                      why);
-            set_master(sc, m, "named by the sentinels; ROLE not permitted");
+            set_master(sc, m, "named by the sentinels; ROLE not permitted", 1);
         }
     }
     for (n = TAILQ_FIRST(&sc->nodes); n; n = next) {
@@ -306,6 +309,221 @@ void nodes_refresh(struct sidecar *sc)
         health_sample_soon(&sc->master->health, 0);
 }
 
+/* Retiring nodes (left by a reload) take no new request; each is freed
+ * once nothing is in flight on it and no client holds a lease there, or
+ * at its deadline: then what is left is handed back by the retry rule
+ * (requests not run go elsewhere, written writes get "may or may not")
+ * and lease holders are closed. */
+static void on_retire_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct sidecar *sc = w->data;
+    ev_tstamp now = ev_now(loop);
+    struct node *n, *next;
+    (void)revents;
+
+    for (n = TAILQ_FIRST(&sc->retiring); n; n = next) {
+        next = TAILQ_NEXT(n, tqe);
+        int idle = pool_inflight(n->pool) == 0 && pool_leases_held(n->pool) == 0;
+        if (!idle && now < n->retire_at)
+            continue;
+        if (!idle) {
+            log_warn("node %s: shutdown_timeout passed with %u requests in flight and %d "
+                     "leases held: closing them", n->pool->cfg.name, pool_inflight(n->pool),
+                     pool_leases_held(n->pool));
+            pool_evacuate(n->pool, "its node was removed by a reload");
+        } else {
+            log_info("node %s: retired links closed", n->pool->cfg.name);
+        }
+        TAILQ_REMOVE(&sc->retiring, n, tqe);
+        free_node(n);
+    }
+    if (TAILQ_EMPTY(&sc->retiring))
+        ev_timer_stop(loop, w);
+}
+
+static void retire(struct sidecar *sc, struct node *n, const char *why)
+{
+    if (n == sc->candidate)
+        sc->candidate = NULL;
+    health_stop(&n->health);
+    n->retire_at = ev_now(sc->loop) + sc->cfg->shutdown_timeout;
+    TAILQ_INSERT_TAIL(&sc->retiring, n, tqe);
+    if (!ev_is_active(&sc->retire_w))
+        ev_timer_start(sc->loop, &sc->retire_w);
+    log_info("node %s retiring (%s): no new requests; its %u in flight finish", n->pool->cfg.name,
+             why, pool_inflight(n->pool));
+}
+
+static int same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+static int same_list(const struct addr_list *a, const struct addr_list *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (int i = 0; i < a->n; i++)
+        if (strcmp(a->v[i], b->v[i]) != 0)
+            return 0;
+    return 1;
+}
+
+static int start_sentinels(struct sidecar *sc, char *err, size_t errlen)
+{
+    const struct config *cfg = sc->cfg;
+    struct sentinel_config sentc = {
+        .addrs = (const char *const *)cfg->sentinels.v,
+        .naddrs = cfg->sentinels.n,
+        .master_name = cfg->master_name,
+        .password = cfg->sentinel_password,
+        .interval = cfg->check_interval,
+    };
+
+    if (!(sc->sentinels = malloc(sizeof *sc->sentinels))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (health_sentinels_start(sc->sentinels, sc->loop, &sentc, on_view, sc, err, errlen) < 0) {
+        free(sc->sentinels);
+        sc->sentinels = NULL;
+        return -1;
+    }
+    sc->view_epoch = 0;
+    return 0;
+}
+
+static void stop_sentinels(struct sidecar *sc)
+{
+    if (!sc->sentinels)
+        return;
+    health_sentinels_stop(sc->sentinels);
+    free(sc->sentinels);
+    sc->sentinels = NULL;
+}
+
+int nodes_check(const struct config *nc, char *err, size_t errlen)
+{
+    struct net_addr a;
+    char host[100], why[200];
+    int port;
+
+    if (nc->master && net_resolve(nc->master, &a, why, sizeof why) < 0) {
+        snprintf(err, errlen, "upstream.master %s: %s", nc->master, why);
+        return -1;
+    }
+    for (int i = 0; i < nc->replicas.n; i++)
+        if (net_resolve(nc->replicas.v[i], &a, why, sizeof why) < 0) {
+            snprintf(err, errlen, "upstream.replicas %s: %s", nc->replicas.v[i], why);
+            return -1;
+        }
+    for (int i = 0; i < nc->sentinels.n; i++)
+        if (health_split_addr(nc->sentinels.v[i], host, sizeof host, &port) < 0) {
+            snprintf(err, errlen, "upstream.sentinels %s: not host:port", nc->sentinels.v[i]);
+            return -1;
+        }
+    return 0;
+}
+
+/* Without sentinels: the configured master and replicas, each node kept
+ * when its address stays, added when new, retired when gone. (`listed`,
+ * the sentinels' mark, says here: named by the configuration.) */
+static void reconcile_static(struct sidecar *sc, struct node_list *gone)
+{
+    const struct config *cfg = sc->cfg;
+    char err[300];
+    struct node *m, *n, *next;
+
+    if (!(m = find(sc, cfg->master)) && !(m = add(sc, cfg->master, 1, err, sizeof err))) {
+        log_error("reload: master %s cannot be added (%s): keeping %s", cfg->master, err,
+                  sc->master ? sc->master->pool->cfg.name : "none");
+        return;
+    }
+    TAILQ_FOREACH(n, &sc->nodes, tqe)
+        n->listed = n == m;
+    for (int i = 0; i < cfg->replicas.n; i++) {
+        if (!(n = find(sc, cfg->replicas.v[i])) &&
+            !(n = add(sc, cfg->replicas.v[i], 0, err, sizeof err)))
+            log_error("reload: replica %s cannot be added: %s", cfg->replicas.v[i], err);
+        else
+            n->listed = 1;
+    }
+    for (n = TAILQ_FIRST(&sc->nodes); n; n = next) {
+        next = TAILQ_NEXT(n, tqe);
+        if (!n->listed) {
+            TAILQ_REMOVE(&sc->nodes, n, tqe);
+            sc->nnodes--;
+            TAILQ_INSERT_TAIL(gone, n, tqe);
+        }
+    }
+    if (m != sc->master)
+        set_master(sc, m, "the reloaded configuration", 0);
+}
+
+/* With sentinels: the same nodes on new links; the master stays master. */
+static void rebuild_followed(struct sidecar *sc, struct node_list *gone)
+{
+    char err[300];
+    struct node *o;
+
+    TAILQ_FOREACH(o, gone, tqe) {
+        struct node *n = add(sc, o->pool->cfg.name, o == sc->master, err, sizeof err);
+        if (!n) {
+            log_error("reload: node %s cannot be added again: %s", o->pool->cfg.name, err);
+            continue;
+        }
+        n->listed = o->listed;
+        if (o == sc->candidate) {
+            sc->candidate = n;
+        } else if (o == sc->master) {
+            ev_tstamp confirmed = sc->master_confirmed_at;
+            set_master(sc, n, "the reloaded configuration", 0);
+            sc->master_confirmed_at = confirmed;
+        }
+    }
+}
+
+void nodes_reconfigure(struct sidecar *sc, const struct config *old)
+{
+    const struct config *nc = sc->cfg;
+    struct node_list gone = TAILQ_HEAD_INITIALIZER(gone);
+    char err[300];
+    struct node *n;
+
+    /* What the links were opened with changed: every node gets new ones. */
+    if (old->database != nc->database || old->connections != nc->connections ||
+        !same_str(old->username, nc->username) ||
+        !same_str(old->upstream_password, nc->upstream_password)) {
+        while ((n = TAILQ_FIRST(&sc->nodes)) != NULL) {
+            TAILQ_REMOVE(&sc->nodes, n, tqe);
+            TAILQ_INSERT_TAIL(&gone, n, tqe);
+        }
+        sc->nnodes = 0;
+    }
+    if (!same_list(&old->sentinels, &nc->sentinels) || !same_str(old->master_name, nc->master_name) ||
+        !same_str(old->sentinel_password, nc->sentinel_password)) {
+        stop_sentinels(sc);
+        if (nc->sentinels.n && start_sentinels(sc, err, sizeof err) < 0)
+            log_error("reload: sentinels cannot be started: %s", err);
+        if (sc->sentinels)
+            log_info("reload: following sentinels %s for %s", nc->sentinels.v[0], nc->master_name);
+    }
+    if (!sc->sentinels)
+        reconcile_static(sc, &gone);
+    else if (!TAILQ_EMPTY(&gone))
+        rebuild_followed(sc, &gone);
+    while ((n = TAILQ_FIRST(&gone)) != NULL) {
+        TAILQ_REMOVE(&gone, n, tqe);
+        if (n == sc->master) {           /* its replacement could not be made */
+            TAILQ_INSERT_TAIL(&sc->nodes, n, tqe);
+            sc->nnodes++;
+            continue;
+        }
+        retire(sc, n, "removed or reconnected by a reload");
+    }
+    count_replicas(sc);
+}
+
 static void on_held_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -319,24 +537,16 @@ int nodes_start(struct sidecar *sc, char *err, size_t errlen)
     struct node *n;
 
     TAILQ_INIT(&sc->nodes);
+    TAILQ_INIT(&sc->retiring);
     TAILQ_INIT(&sc->held);
+    ev_init(&sc->retire_w, on_retire_tick);
+    sc->retire_w.repeat = 0.05;
+    sc->retire_w.data = sc;
     ev_init(&sc->held_w, on_held_tick);
     sc->held_w.repeat = 0.05;
     sc->held_w.data = sc;
     if (cfg->sentinels.n) {
-        struct sentinel_config sentc = {
-            .addrs = (const char *const *)cfg->sentinels.v,
-            .naddrs = cfg->sentinels.n,
-            .master_name = cfg->master_name,
-            .password = cfg->sentinel_password,
-            .interval = cfg->check_interval,
-        };
-        if (!(sc->sentinels = malloc(sizeof *sc->sentinels))) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        if (health_sentinels_start(sc->sentinels, sc->loop, &sentc, on_view, sc, err,
-                                   errlen) < 0)
+        if (start_sentinels(sc, err, errlen) < 0)
             return -1;
         snprintf(sc->no_master_why, sizeof sc->no_master_why,
                  "no sentinel has named the master yet");
@@ -351,7 +561,7 @@ int nodes_start(struct sidecar *sc, char *err, size_t errlen)
             sc->candidate = n;
             sc->candidate_since = ev_now(sc->loop);
         } else {
-            set_master(sc, n, "configured");
+            set_master(sc, n, "configured", 1);
         }
     }
     for (int i = 0; i < cfg->replicas.n; i++)
@@ -364,12 +574,13 @@ void nodes_stop(struct sidecar *sc)
 {
     struct node *n;
 
-    if (sc->sentinels) {
-        health_sentinels_stop(sc->sentinels);
-        free(sc->sentinels);
-        sc->sentinels = NULL;
-    }
+    stop_sentinels(sc);
     ev_timer_stop(sc->loop, &sc->held_w);
+    ev_timer_stop(sc->loop, &sc->retire_w);
+    while ((n = TAILQ_FIRST(&sc->retiring)) != NULL) {
+        TAILQ_REMOVE(&sc->retiring, n, tqe);
+        free_node(n);
+    }
     sc->master = sc->candidate = NULL;
     while ((n = TAILQ_FIRST(&sc->nodes)) != NULL) {
         TAILQ_REMOVE(&sc->nodes, n, tqe);
@@ -435,6 +646,11 @@ void nodes_report(const struct sidecar *sc, struct buf *b)
                     pool_inflight(p), (unsigned long long)p->st.requests_sent,
                     p->version[0] ? p->version : "unknown");
     }
+    i = 0;
+    TAILQ_FOREACH(n, &sc->retiring, tqe)
+        buf_appendf(b, "retiring%d:addr=%s,inflight=%u,leases_held=%d,closed_in=%.1f\r\n", i++,
+                    n->pool->cfg.name, pool_inflight(n->pool), pool_leases_held(n->pool),
+                    n->retire_at - now);
     if (!sc->sentinels)
         return;
     const struct sentinels *ss = sc->sentinels;

@@ -12,6 +12,14 @@
 
 int nodes_start(struct sidecar *sc, char *err, size_t errlen);
 void nodes_stop(struct sidecar *sc);
+/* Reload, before anything changes: the new addresses resolve. */
+int nodes_check(const struct config *nc, char *err, size_t errlen);
+/* Reload, with sc->cfg the new config: nodes whose address went, and
+ * every node when the links' credentials, database or count changed, are
+ * retired (in-flight requests finish, then their links close) and new
+ * ones added; a changed master takes writes at once; changed sentinel
+ * settings start a new sentinel set. */
+void nodes_reconfigure(struct sidecar *sc, const struct config *old);
 /* Something says the master moved (it refused a write as a replica would):
  * ask the sentinels and the master's ROLE again now. */
 void nodes_refresh(struct sidecar *sc);

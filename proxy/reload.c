@@ -1,18 +1,22 @@
 /* Re-reading proxy.ini while running (SIGHUP, PROXY RELOAD). The new file
- * is parsed whole first: an invalid one changes nothing. Most keys are
- * read from sc->cfg where they are used, so swapping the struct applies
- * them; the copies pools and checkers keep are updated here. What cannot
- * change live yet (addresses, credentials, pool size) keeps its running
- * value and is reported. No app connection is closed: a lowered cap
- * applies to new connections. */
+ * is parsed whole and its new addresses bound or resolved first: if any of
+ * that fails, nothing changes. Then the config struct is swapped (most
+ * keys are read from sc->cfg where they are used), listeners and the HTTP
+ * socket follow their addresses, and the node set follows the upstream
+ * keys (nodes.c: retired nodes finish what is in flight). No app
+ * connection is closed: a lowered cap applies to new connections. */
 #include "reload.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../lib/log.h"
 #include "client.h"
+#include "http.h"
+#include "listener.h"
+#include "nodes.h"
 
 static int same_str(const char *a, const char *b)
 {
@@ -29,44 +33,13 @@ static int same_list(const struct addr_list *a, const struct addr_list *b)
     return 1;
 }
 
-static void note(char *kept, size_t len, const char *key)
+/* "key, key" of what changed among the keys that move sockets. */
+static void note(char *out, size_t len, int changed, const char *key)
 {
-    size_t used = strlen(kept);
-    snprintf(kept + used, len - used, "%s%s", used ? ", " : "", key);
-}
+    size_t used = strlen(out);
 
-/* Keys that need a restart keep their running value in the new config
- * (the strings are swapped, so that what pools point to stays alive). */
-static void keep_restart_keys(struct config *old, struct config *nc, char *kept, size_t len)
-{
-#define KEEP_STR(f, key) do { \
-        char *t = old->f; \
-        if (!same_str(old->f, nc->f)) note(kept, len, key); \
-        old->f = nc->f; nc->f = t; \
-    } while (0)
-#define KEEP_LIST(f, key) do { \
-        struct addr_list t = old->f; \
-        if (!same_list(&old->f, &nc->f)) note(kept, len, key); \
-        old->f = nc->f; nc->f = t; \
-    } while (0)
-#define KEEP_INT(f, key) do { \
-        if (old->f != nc->f) { note(kept, len, key); nc->f = old->f; } \
-    } while (0)
-
-    KEEP_LIST(listen, "proxy.listen");
-    KEEP_STR(master, "upstream.master");
-    KEEP_LIST(replicas, "upstream.replicas");
-    KEEP_LIST(sentinels, "upstream.sentinels");
-    KEEP_STR(master_name, "upstream.master_name");
-    KEEP_STR(sentinel_password, "upstream.sentinel_password");
-    KEEP_STR(username, "upstream.username");
-    KEEP_STR(upstream_password, "upstream.password");
-    KEEP_INT(database, "upstream.database");
-    KEEP_INT(connections, "pool.connections");
-    KEEP_STR(metrics_listen, "admin.metrics_listen");
-#undef KEEP_STR
-#undef KEEP_LIST
-#undef KEEP_INT
+    if (changed)
+        snprintf(out + used, len - used, "%s%s", used ? ", " : "", key);
 }
 
 static void update_pool(struct sidecar *sc, struct pool *p)
@@ -85,11 +58,15 @@ static void update_pool(struct sidecar *sc, struct pool *p)
     pc->max_link_age = c->max_link_age;
     pc->tcp_keepalive = (int)c->tcp_keepalive;
     pc->tcp_user_timeout_ms = (int)(c->tcp_user_timeout * 1000);
+    pc->username = c->username;
+    pc->password = c->upstream_password;
 }
 
 static void update_checker(struct sidecar *sc, struct checker *ch)
 {
     ch->cfg.down_after = sc->cfg->down_after;
+    ch->cfg.username = sc->cfg->username;
+    ch->cfg.password = sc->cfg->upstream_password;
     if (ch->cfg.interval != sc->cfg->check_interval) {
         ch->cfg.interval = sc->cfg->check_interval;
         ch->tick.repeat = ch->cfg.interval;
@@ -97,10 +74,19 @@ static void update_checker(struct sidecar *sc, struct checker *ch)
     }
 }
 
+static void refused(struct config *nc, char *msg, size_t msglen, const char *why)
+{
+    snprintf(msg, msglen, "%s", why);
+    log_warn("reload refused, nothing changed: %s", msg);
+    config_free(nc);
+    free(nc);
+}
+
 int reload_config(struct sidecar *sc, char *msg, size_t msglen)
 {
     struct config *nc = malloc(sizeof *nc), *old = sc->cfg;
-    char kept[400] = "";
+    char moved[400] = "", err[400];
+    int http_fd = -1, new_http;
     struct node *n;
 
     if (!nc) {
@@ -108,21 +94,49 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
         return -1;
     }
     config_defaults(nc);
-    if (config_load(nc, sc->cfg_path, msg, msglen) < 0) {
-        log_warn("reload refused, nothing changed: %s", msg);
-        config_free(nc);
-        free(nc);
+    if (config_load(nc, sc->cfg_path, err, sizeof err) < 0) {
+        refused(nc, msg, msglen, err);
         return -1;
     }
-    keep_restart_keys(old, nc, kept, sizeof kept);
+    /* Everything that can fail, before anything changes. A draining proxy
+     * has closed its listeners already and keeps them closed. */
+    new_http = !sc->draining && !same_str(old->metrics_listen, nc->metrics_listen);
+    if (nodes_check(nc, err, sizeof err) < 0 ||
+        (new_http && http_bind(nc->metrics_listen, &http_fd, err, sizeof err) < 0)) {
+        refused(nc, msg, msglen, err);
+        return -1;
+    }
+    if (!sc->draining && !same_list(&old->listen, &nc->listen) &&
+        listener_reload(sc, &nc->listen, err, sizeof err) < 0) {
+        if (http_fd >= 0)
+            close(http_fd);
+        refused(nc, msg, msglen, err);
+        return -1;
+    }
+    note(moved, sizeof moved, !same_list(&old->listen, &nc->listen), "proxy.listen");
+    note(moved, sizeof moved, new_http, "admin.metrics_listen");
+    note(moved, sizeof moved, !same_str(old->master, nc->master) ||
+         !same_list(&old->replicas, &nc->replicas), "upstream nodes");
+    note(moved, sizeof moved, !same_list(&old->sentinels, &nc->sentinels) ||
+         !same_str(old->master_name, nc->master_name) ||
+         !same_str(old->sentinel_password, nc->sentinel_password), "sentinels");
+    note(moved, sizeof moved, old->database != nc->database ||
+         old->connections != nc->connections || !same_str(old->username, nc->username) ||
+         !same_str(old->upstream_password, nc->upstream_password), "upstream links");
     sc->cfg = nc;
+    if (new_http)
+        http_install(sc, http_fd, nc->metrics_listen);
     log_set_level(nc->log_level);
     sc->req_limits.max_bulk = (long long)nc->max_query_buffer < RESP_MAX_BULK
                               ? (long long)nc->max_query_buffer : RESP_MAX_BULK;
+    nodes_reconfigure(sc, old);
+    /* The pools and checkers that stay keep pointers into the config. */
     TAILQ_FOREACH(n, &sc->nodes, tqe) {
         update_pool(sc, n->pool);
         update_checker(sc, &n->health);
     }
+    TAILQ_FOREACH(n, &sc->retiring, tqe)
+        update_pool(sc, n->pool);
     ev_timer_stop(sc->loop, &sc->idle_w);
     if (nc->idle_timeout > 0) {
         double t = nc->idle_timeout / 4 < 1 ? nc->idle_timeout / 4 : 1;
@@ -132,12 +146,10 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
     config_free(old);
     free(old);
     sc->st.reloads++;
-    if (kept[0]) {
-        snprintf(msg, msglen, "reloaded; needs a restart to change: %s", kept);
-        log_warn("%s: %s", sc->cfg_path, msg);
-    } else {
+    if (moved[0])
+        snprintf(msg, msglen, "reloaded; changed in place: %s", moved);
+    else
         snprintf(msg, msglen, "reloaded");
-        log_info("%s: reloaded", sc->cfg_path);
-    }
+    log_info("%s: %s", sc->cfg_path, msg);
     return 0;
 }

@@ -33,13 +33,16 @@ struct node {
     struct pool    *pool;
     struct checker  health;
     int             listed;    /* named in the sentinels' latest view */
-    TAILQ_ENTRY(node) tqe;
+    ev_tstamp       retire_at; /* retiring (a reload): freed once idle, or then */
+    TAILQ_ENTRY(node) tqe;     /* sc->nodes or sc->retiring */
 };
 
 /* Requests and replies by class and by who answered, for /metrics. */
 enum req_class { CLASS_READ, CLASS_WRITE, CLASS_STATEFUL, CLASS_ADMIN, CLASS_N };
 enum req_dest { DEST_MASTER, DEST_REPLICA, DEST_PROXY, DEST_N };
 #define TALLY(k, d) ((k) * DEST_N + (d))   /* a request's counter: fits REQ_TALLY_MASK */
+
+TAILQ_HEAD(node_list, node);
 
 struct sidecar_stats {
     uint64_t connections_received;
@@ -81,7 +84,9 @@ struct sidecar {
     struct command_table  cmds;
     struct req_cache      cache;
     struct buf_cache      bufs;       /* drained client output buffers */
-    TAILQ_HEAD(, node)    nodes;     /* the master, replicas, a former master */
+    struct node_list      nodes;     /* the master, replicas, a former master */
+    struct node_list      retiring;  /* left by a reload: finishing what is in flight */
+    ev_timer              retire_w;  /* frees retiring nodes once idle */
     int                   nnodes;
     int                   nreplicas; /* nodes that are not the master */
     /* Where writes go. Without sentinels, the configured master, always;

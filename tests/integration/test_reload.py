@@ -10,7 +10,9 @@ import time
 import pytest
 import redis
 
-from conftest import SLOW, wait_until
+from conftest import SLOW, free_port, resp_cmd, resp_read, wait_until
+from test_healthz import get
+from test_sentinel import nodes
 
 
 def config(sc):
@@ -86,13 +88,181 @@ def test_invalid_file_changes_nothing_and_says_why(sidecar):
     assert sidecar.client().ping()
 
 
-def test_keys_that_need_a_restart_keep_their_value_and_are_named(sidecar):
-    sidecar.cfg["pool"] = {"connections": "3", "reply_timeout": "7s"}
-    sidecar.write_ini()
-    reply = sidecar.client().execute_command("PROXY", "RELOAD").decode()
-    assert reply == "reloaded; needs a restart to change: pool.connections"
-    cfg = config(sidecar)
-    assert cfg["pool.connections"] == "2" and cfg["pool.reply_timeout"] == "7s"
+# busy for 1 s by the server's clock
+LONG = ("local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] "
+        "repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - s > 1000000 return 7")
+
+
+def reload(sc):
+    return sc.client().execute_command("PROXY", "RELOAD").decode()
+
+
+def writers(sc, n, errors, done, acked):
+    """n clients SETting unique keys until done; acked keys recorded."""
+    def run(i):
+        c = redis.Redis(host="127.0.0.1", port=sc.port, socket_timeout=10 * SLOW)
+        k = 0
+        while not done.is_set():
+            try:
+                c.set(f"w{i}:{k}", k)
+                acked.append(f"w{i}:{k}")
+                k += 1
+            except redis.RedisError as e:
+                errors.append(repr(e))
+                return
+    ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in ts:
+        t.start()
+    return ts
+
+
+def sidecar_links(node):
+    return [c for c in node.client().client_list() if c.get("name") == "sidecar-data"]
+
+
+def test_a_new_master_address_drains_the_old_links_and_opens_new_ones(env):
+    a, b = env.redis("a"), env.redis("b")
+    sc = env.sidecar(a, proxy={"shutdown_timeout": "10s"})
+    errors, done, acked = [], threading.Event(), []
+    ts = writers(sc, 10, errors, done, acked)
+    time.sleep(0.5)
+    # a request in flight on the old master at the reload: it finishes there
+    slow = sc.raw()
+    slow.sendall(resp_cmd("EVAL", LONG, "0"))
+    time.sleep(0.2)
+    sc.cfg["upstream"]["master"] = f"127.0.0.1:{b.port}"
+    sc.write_ini()
+    assert reload(sc) == "reloaded; changed in place: upstream nodes"
+    ns = nodes(sc)
+    assert ns["master"] == f"127.0.0.1:{b.port}"
+    assert ns["retiring"][0]["addr"] == f"127.0.0.1:{a.port}"
+    assert resp_read(slow.makefile("rb")) == 7            # answered by the old master
+    n_before = len(acked)
+    wait_until(lambda: len(acked) > n_before + 100, what="writes after the reload")
+    # the old master's links close once nothing is in flight on them
+    wait_until(lambda: not sidecar_links(a), timeout=3, what="old links closed")
+    assert not nodes(sc)["retiring"]
+    done.set()
+    for t in ts:
+        t.join(30)
+    assert not errors, errors[:3]
+    # every acknowledged write is on one of the two, exactly once
+    on_a, on_b = set(a.client().keys("w*")), set(b.client().keys("w*"))
+    assert not on_a & on_b
+    assert on_a | on_b == {k.encode() for k in acked}
+    assert len(on_b) > 100
+
+
+def test_a_transaction_on_the_old_master_finishes_there(env):
+    a, b = env.redis("a"), env.redis("b")
+    sc = env.sidecar(a, proxy={"shutdown_timeout": "10s"})
+    c = sc.client()
+    t = sc.raw()
+    f = t.makefile("rb")
+    t.sendall(resp_cmd("MULTI") + resp_cmd("SET", "tx", "1"))
+    assert resp_read(f) == b"OK" and resp_read(f) == b"QUEUED"
+    sc.cfg["upstream"]["master"] = f"127.0.0.1:{b.port}"
+    sc.write_ini()
+    assert reload(sc) == "reloaded; changed in place: upstream nodes"
+    c.set("after", "1")                                 # new requests: the new master
+    assert b.client().get("after") == b"1"
+    assert nodes(sc)["retiring"][0]["leases_held"] == "1"
+    t.sendall(resp_cmd("EXEC"))
+    assert resp_read(f) == [b"OK"]
+    assert a.client().get("tx") == b"1"                 # where MULTI began
+    wait_until(lambda: not nodes(sc)["retiring"], what="old master retired")
+
+
+def test_links_credentials_and_count_change_live(env):
+    m = env.redis("m", args=["--requirepass", "old"])
+    m.password = "old"
+    sc = env.sidecar(m, upstream={"password": "old"})
+    c = sc.client()
+    c.set("k", "v")
+    ids = {x["id"] for x in sidecar_links(m)}
+    assert len(ids) == 2
+    m.client().config_set("requirepass", "new")        # connections keep their AUTH
+    m.password = "new"
+    sc.cfg["upstream"]["password"] = "new"
+    sc.cfg["pool"] = {"connections": "3"}
+    sc.write_ini()
+    assert reload(sc) == "reloaded; changed in place: upstream links"
+    assert c.get("k") == b"v"                           # the same app connection
+    wait_until(lambda: len(sidecar_links(m)) == 3, what="3 new links")
+    now = {x["id"] for x in sidecar_links(m)}
+    assert not now & ids                                # all new, authenticated as "new"
+    assert config(sc)["pool.connections"] == "3"
+    assert config(sc)["upstream.password"] == "(set)"
+
+
+def test_replicas_added_and_removed_live(env, master):
+    r1 = env.redis("r1", args=["--replicaof", "127.0.0.1", str(master.port)])
+    r2 = env.redis("r2", args=["--replicaof", "127.0.0.1", str(master.port)])
+    sc = env.sidecar(master, upstream={"replicas": f"127.0.0.1:{r1.port}"},
+                     routing={"read_from": "replica"}, health={"check_interval": "100ms"})
+    sc.cfg["upstream"]["replicas"] = f"127.0.0.1:{r2.port}"
+    sc.write_ini()
+    assert reload(sc) == "reloaded; changed in place: upstream nodes"
+    wait_until(lambda: [n["use"] for n in nodes(sc)["node"]] == ["master", "replica"],
+               what="r2 eligible")
+    assert nodes(sc)["node"][1]["addr"] == f"127.0.0.1:{r2.port}"
+    before = r2.client().info("commandstats").get("cmdstat_get", {}).get("calls", 0)
+    c = sc.client()
+    for _ in range(20):
+        c.get("x")
+    assert r2.client().info("commandstats")["cmdstat_get"]["calls"] - before == 20
+    wait_until(lambda: not sidecar_links(r1), what="r1's links closed")
+
+
+def test_listen_moves_and_the_old_connections_stay(env, master):
+    sc = env.sidecar(master)
+    old_port, new_port = sc.port, free_port()
+    kept = sc.client()
+    kept.set("k", "1")
+    sc.cfg["proxy"]["listen"] = f"127.0.0.1:{new_port}"
+    sc.write_ini()
+    assert kept.execute_command("PROXY", "RELOAD") == b"reloaded; changed in place: proxy.listen"
+    assert kept.get("k") == b"1"                        # its connection was not closed
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", old_port), timeout=2)
+    sc.port = new_port
+    assert sc.client().get("k") == b"1"
+    # an address that cannot be bound: refused, nothing changed
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    sc.cfg["proxy"]["listen"] = f"127.0.0.1:{new_port}, 127.0.0.1:{taken.getsockname()[1]}"
+    sc.write_ini()
+    with pytest.raises(redis.ResponseError, match="reload refused, nothing changed: listen"):
+        sc.client().execute_command("PROXY", "RELOAD")
+    assert config(sc)["proxy.listen"] == f"127.0.0.1:{new_port}"
+    assert sc.client().get("k") == b"1"
+    taken.close()
+
+
+def test_metrics_listen_moves(env, master):
+    p1, p2 = free_port(), free_port()
+    sc = env.sidecar(master, admin={"metrics_listen": f"127.0.0.1:{p1}"})
+    assert get(p1, "/healthz")[0] == 200
+    sc.cfg["admin"]["metrics_listen"] = f"127.0.0.1:{p2}"
+    sc.write_ini()
+    assert reload(sc) == "reloaded; changed in place: admin.metrics_listen"
+    assert get(p2, "/healthz")[0] == 200
+    with pytest.raises(OSError):
+        get(p1, "/healthz")
+
+
+def test_sentinels_added_by_a_reload_are_followed(env, master):
+    s = env.sentinel(master)
+    sc = env.sidecar(master)
+    assert nodes(sc)["source"] == "static"
+    sc.cfg["upstream"].update({"sentinels": f"127.0.0.1:{s.port}", "master_name": "mymaster"})
+    sc.write_ini()
+    assert reload(sc) == "reloaded; changed in place: sentinels"
+    wait_until(lambda: nodes(sc)["sentinel"] and nodes(sc)["sentinel"][0]["master"] ==
+               f"127.0.0.1:{master.port}", what="the sentinel answers")
+    assert nodes(sc)["source"] == "sentinel" and nodes(sc)["master"] == f"127.0.0.1:{master.port}"
+    assert sc.client().set("k", "v")
 
 
 def test_sighup_reloads(sidecar):
