@@ -496,6 +496,40 @@ static void dump_value(const struct key *k, const void *v, struct buf *b)
     }
 }
 
+int config_same_str(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+int config_same_list(const struct addr_list *a, const struct addr_list *b)
+{
+    if (a->n != b->n)
+        return 0;
+    for (int i = 0; i < a->n; i++)
+        if (strcmp(a->v[i], b->v[i]) != 0)
+            return 0;
+    return 1;
+}
+
+int config_nodes_changed(const struct config *a, const struct config *b)
+{
+    return !config_same_str(a->master, b->master) || !config_same_list(&a->replicas, &b->replicas);
+}
+
+int config_links_changed(const struct config *a, const struct config *b)
+{
+    return a->database != b->database || a->connections != b->connections ||
+           !config_same_str(a->username, b->username) ||
+           !config_same_str(a->upstream_password, b->upstream_password);
+}
+
+int config_sentinels_changed(const struct config *a, const struct config *b)
+{
+    return !config_same_list(&a->sentinels, &b->sentinels) ||
+           !config_same_str(a->master_name, b->master_name) ||
+           !config_same_str(a->sentinel_password, b->sentinel_password);
+}
+
 void config_dump(const struct config *c, struct buf *b)
 {
     for (size_t i = 0; i < NKEYS; i++) {

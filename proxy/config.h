@@ -84,6 +84,15 @@ void config_free(struct config *c);
 struct buf;
 void config_dump(const struct config *c, struct buf *b);
 
+/* What a reload changed, by what it moves: the upstream nodes (master,
+ * replicas), what their links are opened with (credentials, database,
+ * count), the sentinel settings. */
+int config_nodes_changed(const struct config *a, const struct config *b);
+int config_links_changed(const struct config *a, const struct config *b);
+int config_sentinels_changed(const struct config *a, const struct config *b);
+int config_same_str(const char *a, const char *b);     /* NULLs equal */
+int config_same_list(const struct addr_list *a, const struct addr_list *b);
+
 /* Value parsers shared with the tests: 0 or -1. */
 int config_parse_duration(const char *s, double *seconds);
 int config_parse_size(const char *s, size_t *bytes);

@@ -354,21 +354,6 @@ static void retire(struct sidecar *sc, struct node *n, const char *why)
              why, pool_inflight(n->pool));
 }
 
-static int same_str(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-static int same_list(const struct addr_list *a, const struct addr_list *b)
-{
-    if (a->n != b->n)
-        return 0;
-    for (int i = 0; i < a->n; i++)
-        if (strcmp(a->v[i], b->v[i]) != 0)
-            return 0;
-    return 1;
-}
-
 static int start_sentinels(struct sidecar *sc, char *err, size_t errlen)
 {
     const struct config *cfg = sc->cfg;
@@ -491,17 +476,14 @@ void nodes_reconfigure(struct sidecar *sc, const struct config *old)
     struct node *n;
 
     /* What the links were opened with changed: every node gets new ones. */
-    if (old->database != nc->database || old->connections != nc->connections ||
-        !same_str(old->username, nc->username) ||
-        !same_str(old->upstream_password, nc->upstream_password)) {
+    if (config_links_changed(old, nc)) {
         while ((n = TAILQ_FIRST(&sc->nodes)) != NULL) {
             TAILQ_REMOVE(&sc->nodes, n, tqe);
             TAILQ_INSERT_TAIL(&gone, n, tqe);
         }
         sc->nnodes = 0;
     }
-    if (!same_list(&old->sentinels, &nc->sentinels) || !same_str(old->master_name, nc->master_name) ||
-        !same_str(old->sentinel_password, nc->sentinel_password)) {
+    if (config_sentinels_changed(old, nc)) {
         stop_sentinels(sc);
         if (nc->sentinels.n && start_sentinels(sc, err, sizeof err) < 0)
             log_error("reload: sentinels cannot be started: %s", err);

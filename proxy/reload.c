@@ -18,21 +18,6 @@
 #include "listener.h"
 #include "nodes.h"
 
-static int same_str(const char *a, const char *b)
-{
-    return (!a && !b) || (a && b && strcmp(a, b) == 0);
-}
-
-static int same_list(const struct addr_list *a, const struct addr_list *b)
-{
-    if (a->n != b->n)
-        return 0;
-    for (int i = 0; i < a->n; i++)
-        if (strcmp(a->v[i], b->v[i]) != 0)
-            return 0;
-    return 1;
-}
-
 /* "key, key" of what changed among the keys that move sockets. */
 static void note(char *out, size_t len, int changed, const char *key)
 {
@@ -100,29 +85,24 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
     }
     /* Everything that can fail, before anything changes. A draining proxy
      * has closed its listeners already and keeps them closed. */
-    new_http = !sc->draining && !same_str(old->metrics_listen, nc->metrics_listen);
+    new_http = !sc->draining && !config_same_str(old->metrics_listen, nc->metrics_listen);
     if (nodes_check(nc, err, sizeof err) < 0 ||
         (new_http && http_bind(nc->metrics_listen, &http_fd, err, sizeof err) < 0)) {
         refused(nc, msg, msglen, err);
         return -1;
     }
-    if (!sc->draining && !same_list(&old->listen, &nc->listen) &&
+    if (!sc->draining && !config_same_list(&old->listen, &nc->listen) &&
         listener_reload(sc, &nc->listen, err, sizeof err) < 0) {
         if (http_fd >= 0)
             close(http_fd);
         refused(nc, msg, msglen, err);
         return -1;
     }
-    note(moved, sizeof moved, !same_list(&old->listen, &nc->listen), "proxy.listen");
+    note(moved, sizeof moved, !config_same_list(&old->listen, &nc->listen), "proxy.listen");
     note(moved, sizeof moved, new_http, "admin.metrics_listen");
-    note(moved, sizeof moved, !same_str(old->master, nc->master) ||
-         !same_list(&old->replicas, &nc->replicas), "upstream nodes");
-    note(moved, sizeof moved, !same_list(&old->sentinels, &nc->sentinels) ||
-         !same_str(old->master_name, nc->master_name) ||
-         !same_str(old->sentinel_password, nc->sentinel_password), "sentinels");
-    note(moved, sizeof moved, old->database != nc->database ||
-         old->connections != nc->connections || !same_str(old->username, nc->username) ||
-         !same_str(old->upstream_password, nc->upstream_password), "upstream links");
+    note(moved, sizeof moved, config_nodes_changed(old, nc), "upstream nodes");
+    note(moved, sizeof moved, config_sentinels_changed(old, nc), "sentinels");
+    note(moved, sizeof moved, config_links_changed(old, nc), "upstream links");
     sc->cfg = nc;
     if (new_http)
         http_install(sc, http_fd, nc->metrics_listen);

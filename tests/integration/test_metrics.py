@@ -60,7 +60,7 @@ def test_metrics_pass_promtool_and_count_what_was_sent(env, master):
     for _ in range(3):                          # 3 error replies from the master
         with pytest.raises(Exception):
             w.incr("s")
-    time.sleep(0.3)                             # the replica catches up
+    wait_until(lambda: rep.client().get("k36") == b"36", what="the replica caught up")
     reader = sc.client()                        # never wrote: reads go to the replica
     for i in range(25):
         assert reader.get(f"k{i}") == str(i).encode()
