@@ -427,7 +427,8 @@ static int deliver(struct link *l, const char *p, size_t n)
         link_down(l, LOST_PROTOCOL, "reply with no request waiting for it");
         return -1;
     }
-    rtt_observe(&pl->st, l->last_rx - r->queued_at);
+    if (!(r->flags & REQ_NOTIMEOUT))      /* a blocking call waits for data, not the node */
+        rtt_observe(&pl->st, l->last_rx - r->queued_at);
     TAILQ_REMOVE(&l->fifo, r, link_tqe);
     l->nfifo--;
     r->link = NULL;

@@ -168,13 +168,25 @@ void pool_set_down(struct pool *p, int down, const char *why)
     snprintf(p->down_reason, sizeof p->down_reason, "%s", why ? why : "");
 }
 
+void pool_evacuate_shared(struct pool *p, const char *why)
+{
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
+            link_evacuate(&p->links[v][i], why);
+}
+
+void pool_close_shared(struct pool *p)
+{
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
+            link_stop(&p->links[v][i]);
+}
+
 void pool_evacuate(struct pool *p, const char *why)
 {
     struct link *l;
 
-    for (int v = 0; v < 2; v++)
-        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
-            link_evacuate(&p->links[v][i], why);
+    pool_evacuate_shared(p, why);
     while ((l = TAILQ_FIRST(&p->leases)) != NULL) {
         p->st.leases_closed++;
         link_evacuate(l, why);

@@ -95,6 +95,7 @@ struct pool {
     char               version[32];  /* redis_version the node reported */
     unsigned           seed;          /* for max_link_age jitter */
     int                down;          /* health checks failed: fail fast */
+    int                retiring;      /* its owner sends it nothing new (a reload) */
     char               resp3_refused[120]; /* why the node refused HELLO 3, if it did */
     char               down_reason[160];
 };
@@ -142,5 +143,10 @@ void pool_set_down(struct pool *p, int down, const char *why);
  * REQ_MOVED, writes that may have run get the retry rule's error, leases
  * are closed, and the shared links reconnect empty. */
 void pool_evacuate(struct pool *p, const char *why);
+/* The same for the shared links only; leases stay with their holders. */
+void pool_evacuate_shared(struct pool *p, const char *why);
+/* A retiring pool with nothing in flight on its shared links closes them
+ * (they do not reconnect); its leases go on. */
+void pool_close_shared(struct pool *p);
 
 #endif

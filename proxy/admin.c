@@ -490,6 +490,8 @@ static unsigned inflight_everywhere(const struct sidecar *sc)
 
     TAILQ_FOREACH(n, &sc->nodes, tqe)
         k += pool_inflight(n->pool);
+    TAILQ_FOREACH(n, &sc->retiring, tqe)
+        k += pool_inflight(n->pool);
     return k;
 }
 

@@ -261,7 +261,8 @@ static void fill_slot(struct client *c, struct req *r, const char *p, size_t n)
  * requests go to the shared links again. */
 static void lease_answered(struct client *c)
 {
-    c->x->lease_pending--;
+    if (c->x->lease_pending)
+        c->x->lease_pending--;
     if (c->lease && c->x->lease_pending == 0 && !c->in_multi && !c->watching &&
         !c->other_db && link_is_ready(c->lease)) {
         pool_unlease(c->lease->pool, c->lease);
@@ -292,8 +293,7 @@ void client_lease_lost(void *lessee, void *arg)
         client_close(c, "its dedicated connection to the master was lost");
         return;
     }
-    if (c->x)
-        c->x->lease_pending = 0;
+    /* Its requests are failed next, each counting lease_pending down. */
     c->in_multi = c->watching = c->other_db = 0;
 }
 
@@ -377,8 +377,7 @@ static int send_again(struct client *c, struct req *r, const char *req, const ch
     if (r->flags & REQ_REROUTE) {
         if (!err && !refused(p, n, 0) && !(r->flags & REQ_MOVED))
             return -1;
-        r->flags &= ~(unsigned)(REQ_REROUTE | REQ_MOVED | REQ_TALLY_MASK);
-        r->flags |= TALLY(CLASS_READ, DEST_MASTER) << REQ_TALLY_SHIFT;
+        r->flags &= ~(unsigned)(REQ_REROUTE | REQ_MOVED);
         c->x->replica_reads--;
         sc->st.replica_redirects++;
         return to_master(c, r, req);
@@ -415,8 +414,6 @@ void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
         if (c->sc->cfg->read_your_writes == RYW_OFFSET && c->sc->nreplicas && c->sc->master)
             health_sample_soon(&c->sc->master->health, 0.1);
     }
-    if (r->flags & REQ_LEASED)
-        lease_answered(c);
     c->sc->st.replies++;
     c->sc->st.replies_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT]
                         [err || is_error_reply(p, n)]++;
@@ -427,7 +424,12 @@ void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
         p = e;
         n = m < (int)sizeof e ? (size_t)m : sizeof e - 1;
     }
-    fill_slot(c, r, p, n);
+    unsigned leased = r->flags & REQ_LEASED;
+    fill_slot(c, r, p, n);   /* may free r */
+    /* After the reply is out: letting the lease go may free the buffer
+     * p points into. */
+    if (leased)
+        lease_answered(c);
 }
 
 void client_resend_held(struct sidecar *sc)

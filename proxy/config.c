@@ -190,6 +190,13 @@ static int p_addrs(const struct key *k, const char *v, void *dst, char *why, siz
             rc = -1;
             break;
         }
+        for (int i = 0; i < l->n && rc == 0; i++)
+            if (strcmp(l->v[i], t) == 0) {
+                snprintf(why, wl, "%s listed twice", t);
+                rc = -1;
+            }
+        if (rc < 0)
+            break;
         l->v[l->n++] = strdup(t);
     }
     free(copy);
@@ -518,9 +525,7 @@ int config_nodes_changed(const struct config *a, const struct config *b)
 
 int config_links_changed(const struct config *a, const struct config *b)
 {
-    return a->database != b->database || a->connections != b->connections ||
-           !config_same_str(a->username, b->username) ||
-           !config_same_str(a->upstream_password, b->upstream_password);
+    return a->database != b->database || a->connections != b->connections;
 }
 
 int config_sentinels_changed(const struct config *a, const struct config *b)

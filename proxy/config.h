@@ -85,8 +85,8 @@ struct buf;
 void config_dump(const struct config *c, struct buf *b);
 
 /* What a reload changed, by what it moves: the upstream nodes (master,
- * replicas), what their links are opened with (credentials, database,
- * count), the sentinel settings. */
+ * replicas), the shape of their links (database, count), the sentinel
+ * settings. */
 int config_nodes_changed(const struct config *a, const struct config *b);
 int config_links_changed(const struct config *a, const struct config *b);
 int config_sentinels_changed(const struct config *a, const struct config *b);

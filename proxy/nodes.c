@@ -61,9 +61,8 @@ static void set_master(struct sidecar *sc, struct node *n, const char *why, int 
             log_warn("master is now %s (%s)", n->pool->cfg.name, why);
         else
             log_info("master is %s (%s)", n->pool->cfg.name, why);
-        /* the same address on new links (a reload) is no switch */
-        sc->st.master_switches += (old != NULL || sc->switched_once) &&
-                                  !(old && strcmp(old->pool->cfg.name, n->pool->cfg.name) == 0);
+        /* a reload's new master is no failover */
+        sc->st.master_switches += (old != NULL || sc->switched_once) && evacuate;
         sc->switched_once = 1;
         client_resend_held(sc);
     } else {
@@ -310,10 +309,13 @@ void nodes_refresh(struct sidecar *sc)
 }
 
 /* Retiring nodes (left by a reload) take no new request; each is freed
- * once nothing is in flight on it and no client holds a lease there, or
- * at its deadline: then what is left is handed back by the retry rule
- * (requests not run go elsewhere, written writes get "may or may not")
- * and lease holders are closed. */
+ * once nothing is in flight on it and no client holds a lease there. At
+ * its deadline, what its shared links still hold is handed back by the
+ * retry rule (requests not run go elsewhere, written writes get "may or
+ * may not"); its leases are closed too when its address is gone, so
+ * their holders (a subscriber, say) reconnect to the new node, and are
+ * left to their holders when the address stays (new links for the same
+ * node: a database or pool size change). */
 static void on_retire_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct sidecar *sc = w->data;
@@ -323,17 +325,25 @@ static void on_retire_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
     for (n = TAILQ_FIRST(&sc->retiring); n; n = next) {
         next = TAILQ_NEXT(n, tqe);
-        int idle = pool_inflight(n->pool) == 0 && pool_leases_held(n->pool) == 0;
-        if (!idle && now < n->retire_at)
-            continue;
-        if (!idle) {
-            log_warn("node %s: shutdown_timeout passed with %u requests in flight and %d "
-                     "leases held: closing them", n->pool->cfg.name, pool_inflight(n->pool),
-                     pool_leases_held(n->pool));
-            pool_evacuate(n->pool, "its node was removed by a reload");
-        } else {
-            log_info("node %s: retired links closed", n->pool->cfg.name);
+        struct pool *p = n->pool;
+        unsigned inflight = pool_inflight(p);
+        int held = pool_leases_held(p), late = now >= n->retire_at;
+        if (late && (inflight || (held && !n->keep_leases)))
+            log_warn("node %s retiring: %gs passed with %u requests in flight and %d leases "
+                     "held: %s", p->cfg.name, n->retire_at - n->retire_started, inflight, held,
+                     n->keep_leases ? "handing back the requests, leases stay"
+                                    : "handing back the requests, closing the leases");
+        if (late && inflight) {
+            pool_evacuate_shared(p, "its node was retired by a reload");
+            inflight = 0;
         }
+        if (!inflight)
+            pool_close_shared(p);        /* idempotent */
+        if (inflight || (held && (n->keep_leases || !late)))
+            continue;                    /* leases: until their holders let go */
+        if (held)
+            pool_evacuate(p, "its node was removed by a reload");
+        log_info("node %s: retired links closed", p->cfg.name);
         TAILQ_REMOVE(&sc->retiring, n, tqe);
         free_node(n);
     }
@@ -341,19 +351,28 @@ static void on_retire_tick(struct ev_loop *loop, ev_timer *w, int revents)
         ev_timer_stop(loop, w);
 }
 
-static void retire(struct sidecar *sc, struct node *n, const char *why)
+/* In-flight requests get shutdown_timeout, and at least reply_timeout. */
+static void retire(struct sidecar *sc, struct node *n)
 {
+    const struct config *cfg = sc->cfg;
+
     if (n == sc->candidate)
         sc->candidate = NULL;
     health_stop(&n->health);
-    n->retire_at = ev_now(sc->loop) + sc->cfg->shutdown_timeout;
+    n->pool->retiring = 1;
+    n->keep_leases = find(sc, n->pool->cfg.name) != NULL;
+    n->retire_started = ev_now(sc->loop);
+    n->retire_at = n->retire_started + (cfg->shutdown_timeout > cfg->reply_timeout
+                                        ? cfg->shutdown_timeout : cfg->reply_timeout);
     TAILQ_INSERT_TAIL(&sc->retiring, n, tqe);
     if (!ev_is_active(&sc->retire_w))
         ev_timer_start(sc->loop, &sc->retire_w);
-    log_info("node %s retiring (%s): no new requests; its %u in flight finish", n->pool->cfg.name,
-             why, pool_inflight(n->pool));
+    log_info("node %s retiring (%s): no new requests; %u in flight and %d leases finish "
+             "there", n->pool->cfg.name, n->keep_leases ? "new links for it" : "removed",
+             pool_inflight(n->pool), pool_leases_held(n->pool));
 }
 
+/* On success sc->sentinels is the new set (the caller stops the old). */
 static int start_sentinels(struct sidecar *sc, char *err, size_t errlen)
 {
     const struct config *cfg = sc->cfg;
@@ -365,26 +384,27 @@ static int start_sentinels(struct sidecar *sc, char *err, size_t errlen)
         .interval = cfg->check_interval,
     };
 
-    if (!(sc->sentinels = malloc(sizeof *sc->sentinels))) {
+    struct sentinels *ss = malloc(sizeof *ss);
+
+    if (!ss) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (health_sentinels_start(sc->sentinels, sc->loop, &sentc, on_view, sc, err, errlen) < 0) {
-        free(sc->sentinels);
-        sc->sentinels = NULL;
+    if (health_sentinels_start(ss, sc->loop, &sentc, on_view, sc, err, errlen) < 0) {
+        free(ss);
         return -1;
     }
+    sc->sentinels = ss;
     sc->view_epoch = 0;
     return 0;
 }
 
-static void stop_sentinels(struct sidecar *sc)
+static void stop_sentinels(struct sentinels *ss)
 {
-    if (!sc->sentinels)
+    if (!ss)
         return;
-    health_sentinels_stop(sc->sentinels);
-    free(sc->sentinels);
-    sc->sentinels = NULL;
+    health_sentinels_stop(ss);
+    free(ss);
 }
 
 int nodes_check(const struct config *nc, char *err, size_t errlen)
@@ -419,6 +439,10 @@ static void reconcile_static(struct sidecar *sc, struct node_list *gone)
     char err[300];
     struct node *m, *n, *next;
 
+    if (!cfg->master) {              /* sentinels configured, but not started */
+        log_error("reload: no sentinel set and no master: keeping the node set");
+        return;
+    }
     if (!(m = find(sc, cfg->master)) && !(m = add(sc, cfg->master, 1, err, sizeof err))) {
         log_error("reload: master %s cannot be added (%s): keeping %s", cfg->master, err,
                   sc->master ? sc->master->pool->cfg.name : "none");
@@ -475,7 +499,8 @@ void nodes_reconfigure(struct sidecar *sc, const struct config *old)
     char err[300];
     struct node *n;
 
-    /* What the links were opened with changed: every node gets new ones. */
+    /* What the links were opened with changed: every node gets new ones.
+     * (New credentials need none: links made from now on use them.) */
     if (config_links_changed(old, nc)) {
         while ((n = TAILQ_FIRST(&sc->nodes)) != NULL) {
             TAILQ_REMOVE(&sc->nodes, n, tqe);
@@ -484,11 +509,17 @@ void nodes_reconfigure(struct sidecar *sc, const struct config *old)
         sc->nnodes = 0;
     }
     if (config_sentinels_changed(old, nc)) {
-        stop_sentinels(sc);
-        if (nc->sentinels.n && start_sentinels(sc, err, sizeof err) < 0)
-            log_error("reload: sentinels cannot be started: %s", err);
-        if (sc->sentinels)
-            log_info("reload: following sentinels %s for %s", nc->sentinels.v[0], nc->master_name);
+        struct sentinels *prev = sc->sentinels;
+        sc->sentinels = NULL;
+        if (nc->sentinels.n && start_sentinels(sc, err, sizeof err) < 0) {
+            log_error("reload: new sentinels cannot be started (%s): keeping the old", err);
+            sc->sentinels = prev;
+        } else {
+            stop_sentinels(prev);
+            if (sc->sentinels)
+                log_info("reload: following sentinels %s... for %s", nc->sentinels.v[0],
+                         nc->master_name);
+        }
     }
     if (!sc->sentinels)
         reconcile_static(sc, &gone);
@@ -501,7 +532,7 @@ void nodes_reconfigure(struct sidecar *sc, const struct config *old)
             sc->nnodes++;
             continue;
         }
-        retire(sc, n, "removed or reconnected by a reload");
+        retire(sc, n);
     }
     count_replicas(sc);
 }
@@ -522,7 +553,7 @@ int nodes_start(struct sidecar *sc, char *err, size_t errlen)
     TAILQ_INIT(&sc->retiring);
     TAILQ_INIT(&sc->held);
     ev_init(&sc->retire_w, on_retire_tick);
-    sc->retire_w.repeat = 0.05;
+    sc->retire_w.repeat = 0.1;
     sc->retire_w.data = sc;
     ev_init(&sc->held_w, on_held_tick);
     sc->held_w.repeat = 0.05;
@@ -556,7 +587,8 @@ void nodes_stop(struct sidecar *sc)
 {
     struct node *n;
 
-    stop_sentinels(sc);
+    stop_sentinels(sc->sentinels);
+    sc->sentinels = NULL;
     ev_timer_stop(sc->loop, &sc->held_w);
     ev_timer_stop(sc->loop, &sc->retire_w);
     while ((n = TAILQ_FIRST(&sc->retiring)) != NULL) {

@@ -98,7 +98,8 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
         refused(nc, msg, msglen, err);
         return -1;
     }
-    note(moved, sizeof moved, !config_same_list(&old->listen, &nc->listen), "proxy.listen");
+    note(moved, sizeof moved, !sc->draining && !config_same_list(&old->listen, &nc->listen),
+         "proxy.listen");
     note(moved, sizeof moved, new_http, "admin.metrics_listen");
     note(moved, sizeof moved, config_nodes_changed(old, nc), "upstream nodes");
     note(moved, sizeof moved, config_sentinels_changed(old, nc), "sentinels");

@@ -98,10 +98,25 @@ static struct node *pick_replica(struct client *c, long long floor)
     return best;
 }
 
+/* A request of c's still on the shared links of a node a reload retired:
+ * c's next ones go to other links, and must not overtake it. */
+static int behind_retiring(const struct client *c)
+{
+    const struct req *r;
+
+    TAILQ_FOREACH(r, &c->pending, owner_tqe)
+        if (r->link && !r->link->lease && r->link->pool->retiring)
+            return 1;
+    return 0;
+}
+
 static int forward(struct client *c, const char *frame, size_t len, unsigned flags)
 {
     struct sidecar *sc = c->sc;
     struct node *n = sc->master;
+
+    if (__builtin_expect(!TAILQ_EMPTY(&sc->retiring), 0) && c->inflight && behind_retiring(c))
+        return ROUTE_LATER;
 
     /* A write waits for the client's reads on replicas: one of them may
      * still have to be re-sent to the master, and must run before it. */

@@ -173,26 +173,69 @@ def test_a_transaction_on_the_old_master_finishes_there(env):
     wait_until(lambda: not nodes(sc)["retiring"], what="old master retired")
 
 
-def test_links_credentials_and_count_change_live(env):
+def test_a_new_password_is_used_by_new_links_and_nothing_is_closed(env):
     m = env.redis("m", args=["--requirepass", "old"])
     m.password = "old"
     sc = env.sidecar(m, upstream={"password": "old"})
     c = sc.client()
     c.set("k", "v")
     ids = {x["id"] for x in sidecar_links(m)}
-    assert len(ids) == 2
     m.client().config_set("requirepass", "new")        # connections keep their AUTH
     m.password = "new"
     sc.cfg["upstream"]["password"] = "new"
+    sc.write_ini()
+    assert reload(sc) == "reloaded"
+    assert c.get("k") == b"v"                           # the same links, the same app connection
+    assert {x["id"] for x in sidecar_links(m)} == ids
+    p = c.pipeline(transaction=True)                    # a new lease: AUTH with "new"
+    p.set("t", 1)
+    assert p.execute() == [True]
+    assert config(sc)["upstream.password"] == "(set)"
+
+
+def test_a_pool_size_change_reopens_the_links_and_keeps_subscribers(env, master):
+    sc = env.sidecar(master)
+    c = sc.client()
+    c.set("k", "v")
+    ids = {x["id"] for x in sidecar_links(master)}
+    assert len(ids) == 2
+    sub = sc.client().pubsub()
+    sub.subscribe("ch")
+    assert sub.get_message(timeout=5)["type"] == "subscribe"
     sc.cfg["pool"] = {"connections": "3"}
     sc.write_ini()
     assert reload(sc) == "reloaded; changed in place: upstream links"
-    assert c.get("k") == b"v"                           # the same app connection
-    wait_until(lambda: len(sidecar_links(m)) == 3, what="3 new links")
-    now = {x["id"] for x in sidecar_links(m)}
-    assert not now & ids                                # all new, authenticated as "new"
+    assert c.get("k") == b"v"
+    wait_until(lambda: len(sidecar_links(master)) == 3, what="3 new links")
+    assert len({x["id"] for x in sidecar_links(master)} & ids) == 0
+    time.sleep(1.5)                                     # past shutdown_timeout (1 s)
+    assert c.publish("ch", "hello") == 1
+    msg = sub.get_message(timeout=5)
+    assert msg and msg["data"] == b"hello"              # the subscriber was kept
     assert config(sc)["pool.connections"] == "3"
-    assert config(sc)["upstream.password"] == "(set)"
+
+
+def test_a_client_s_order_holds_across_new_links(env, master):
+    """Its writes still queued on the old links run before its next ones."""
+    sc = env.sidecar(master, proxy={"shutdown_timeout": "10s"})
+    s = sc.raw()
+    f = s.makefile("rb")
+    stall = threading.Thread(target=master.client().eval, args=(LONG, 0))
+    stall.start()                                       # the server is busy for 1 s
+    time.sleep(0.1)
+    s.sendall(b"".join(resp_cmd("SET", "k", f"v{i:06d}") for i in range(4000)))
+    time.sleep(0.2)
+    sc.cfg["pool"] = {"connections": "3"}
+    sc.write_ini()
+    sc.proc.send_signal(signal.SIGHUP)
+    time.sleep(0.1)
+    s.sendall(resp_cmd("SET", "k", "FINAL") + resp_cmd("GET", "k"))
+    for _ in range(4001):
+        assert resp_read(f) == b"OK"
+    assert resp_read(f) == b"FINAL"
+    stall.join()
+    assert master.client().get("k") == b"FINAL"
+    assert "upstream links" in sc.log()
 
 
 def test_replicas_added_and_removed_live(env, master):

@@ -123,6 +123,8 @@ static void test_errors(void)
                      "t.ini:1: unknown section [nope]"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\nmaster = 127.0.0.1:7001\n",
                      "t.ini:3: upstream.master: given twice"));
+    CHECK(fails_with("[proxy]\nlisten = 127.0.0.1:1, 127.0.0.1:1\n[upstream]\nmaster = 127.0.0.1:7000\n",
+                     "t.ini:2: proxy.listen: 127.0.0.1:1 listed twice"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1\n",
                      "t.ini:2: upstream.master: \"127.0.0.1\" is not host:port"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:99999\n",
