@@ -313,3 +313,24 @@ def test_sighup_reloads(sidecar):
     sidecar.write_ini()
     sidecar.proc.send_signal(signal.SIGHUP)
     wait_until(lambda: config(sidecar)["log.level"] == "warn", what="reloaded")
+
+
+def test_a_blocking_call_on_a_removed_master_ends_cleanly_and_the_client_goes_on(env):
+    """Its lease is closed at the deadline: an error for the BLPOP, then the
+    same connection's next blocking calls get their own replies."""
+    a, b = env.redis("a"), env.redis("b")
+    sc = env.sidecar(a, proxy={"shutdown_timeout": "1s"}, pool={"reply_timeout": "1s"})
+    s = sc.raw()
+    f = s.makefile("rb")
+    s.sendall(resp_cmd("BLPOP", "q", "0"))
+    time.sleep(0.2)
+    sc.cfg["upstream"]["master"] = f"127.0.0.1:{b.port}"
+    sc.write_ini()
+    assert reload(sc) == "reloaded; changed in place: upstream nodes"
+    err = resp_read(f)                                  # at the deadline
+    assert isinstance(err, redis.ResponseError) and "dedicated connection" in str(err), err
+    s.sendall(resp_cmd("BLPOP", "q", "0.1") + resp_cmd("BLPOP", "q", "0.1"))
+    assert resp_read(f) is None and resp_read(f) is None
+    b.client().rpush("q", "x")
+    s.sendall(resp_cmd("BLPOP", "q", "1"))
+    assert resp_read(f) == [b"q", b"x"]
