@@ -175,6 +175,14 @@ void pool_evacuate_shared(struct pool *p, const char *why)
             link_evacuate(&p->links[v][i], why);
 }
 
+void pool_evacuate_unready(struct pool *p, const char *why)
+{
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
+            if (p->links[v][i].state != LINK_READY && p->links[v][i].nfifo)
+                link_evacuate(&p->links[v][i], why);
+}
+
 void pool_close_shared(struct pool *p)
 {
     for (int v = 0; v < 2; v++)

@@ -145,6 +145,9 @@ void pool_set_down(struct pool *p, int down, const char *why);
 void pool_evacuate(struct pool *p, const char *why);
 /* The same for the shared links only; leases stay with their holders. */
 void pool_evacuate_shared(struct pool *p, const char *why);
+/* The same for shared links that are not connected: what waits on them
+ * never ran, and goes back to its owner at once. */
+void pool_evacuate_unready(struct pool *p, const char *why);
 /* A retiring pool with nothing in flight on its shared links closes them
  * (they do not reconnect); its leases go on. */
 void pool_close_shared(struct pool *p);

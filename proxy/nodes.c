@@ -326,6 +326,8 @@ static void on_retire_tick(struct ev_loop *loop, ev_timer *w, int revents)
     for (n = TAILQ_FIRST(&sc->retiring); n; n = next) {
         next = TAILQ_NEXT(n, tqe);
         struct pool *p = n->pool;
+        /* Waiting for a node that is gone or down helps nobody. */
+        pool_evacuate_unready(p, "its node was retired by a reload");
         unsigned inflight = pool_inflight(p);
         int held = pool_leases_held(p), late = now >= n->retire_at;
         if (late && (inflight || (held && !n->keep_leases)))
@@ -366,7 +368,7 @@ static void retire(struct sidecar *sc, struct node *n)
                                         ? cfg->shutdown_timeout : cfg->reply_timeout);
     TAILQ_INSERT_TAIL(&sc->retiring, n, tqe);
     if (!ev_is_active(&sc->retire_w))
-        ev_timer_start(sc->loop, &sc->retire_w);
+        ev_timer_again(sc->loop, &sc->retire_w);
     log_info("node %s retiring (%s): no new requests; %u in flight and %d leases finish "
              "there", n->pool->cfg.name, n->keep_leases ? "new links for it" : "removed",
              pool_inflight(n->pool), pool_leases_held(n->pool));

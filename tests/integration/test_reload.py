@@ -334,3 +334,26 @@ def test_a_blocking_call_on_a_removed_master_ends_cleanly_and_the_client_goes_on
     b.client().rpush("q", "x")
     s.sendall(resp_cmd("BLPOP", "q", "1"))
     assert resp_read(f) == [b"q", b"x"]
+
+
+def test_requests_waiting_for_a_dead_master_go_to_the_new_one(env):
+    """The old master is gone; what waits on its links never ran and moves
+    to the new master at the reload instead of failing at connect_timeout."""
+    a, b = env.redis("a"), env.redis("b")
+    sc = env.sidecar(a, pool={"connect_timeout": "5s"}, health={"down_after": "100"},
+                     proxy={"shutdown_timeout": "10s"})
+    s = sc.raw()
+    f = s.makefile("rb")
+    s.sendall(resp_cmd("PING"))
+    assert resp_read(f) == b"PONG"
+    a.stop()
+    time.sleep(0.2)
+    s.sendall(resp_cmd("SET", "x", "1") + resp_cmd("INCR", "n"))   # queued: no link to a
+    time.sleep(0.2)
+    sc.cfg["upstream"]["master"] = f"127.0.0.1:{b.port}"
+    sc.write_ini()
+    t0 = time.monotonic()
+    assert reload(sc) == "reloaded; changed in place: upstream nodes"
+    assert resp_read(f) == b"OK" and resp_read(f) == 1
+    assert time.monotonic() - t0 < 1
+    assert b.client().get("x") == b"1"

@@ -239,7 +239,15 @@ def check_failover(load, fault_t, switches, new_master, what):
             after = [t for t in times if t >= r[0] - 0.2]
             assert after, f"a write waited {r[1] - r[0]:.2f}s with no failover: {r}"
             recovered = max(recovered, r[1] - after[0])
-    lost = load.lost_on(new_master, fault_t)
+    # Sentinel sometimes deposes the master it just promoted (a busy box
+    # misses its PINGs): what that short-lived master acknowledged before
+    # its replicas had it is lost by Redis's asynchronous replication, not
+    # by the proxy. Then only writes sent once the last master was known
+    # must all be there.
+    lost = load.lost_on(new_master, fault_t if len(times) == 1 else times[-1])
+    if len(times) > 1:
+        print(f"{len(times)} failovers: {len(load.lost_on(new_master, fault_t))} writes "
+              "acknowledged by an intermediate master are not on the last one")
     acked_after = sum(1 for r in load.records if r[4] and r[0] > fault_t)
     print(f"\n{what}: {len(times)} failover(s), the first {times[0] - fault_t:.2f}s after "
           f"the fault; held writes answered {recovered:+.3f}s from the switch; "
