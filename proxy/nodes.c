@@ -38,6 +38,20 @@ static void count_replicas(struct sidecar *sc)
     sc->nreplicas = sc->nnodes - (sc->master != NULL);
 }
 
+/* A node deposed or dropped takes its retired twins along (the same
+ * address, left by a reload with their leases kept): those leases must
+ * not go on writing to it. Freed at the next retire tick. */
+static void evacuate_retired_twins(struct sidecar *sc, const char *addr, const char *why)
+{
+    struct node *n;
+
+    TAILQ_FOREACH(n, &sc->retiring, tqe)
+        if (strcmp(n->pool->cfg.name, addr) == 0) {
+            pool_evacuate(n->pool, why);
+            n->keep_leases = 0;
+        }
+}
+
 /* The master changes (n may be NULL: none for now). Held requests go to a
  * new one first, then, when the old one was deposed (evacuate), its
  * requests that never ran follow them, so each client's order holds; a
@@ -70,8 +84,10 @@ static void set_master(struct sidecar *sc, struct node *n, const char *why, int 
         log_warn("no master until one is confirmed: %s; requests for it wait up to "
                  "failover_wait (%gs)", why, sc->cfg->failover_wait);
     }
-    if (old && evacuate)
+    if (old && evacuate) {
         pool_evacuate(old->pool, why);
+        evacuate_retired_twins(sc, old->pool->cfg.name, why);
+    }
 }
 
 static void on_node_health(void *arg, int up, const char *why)
@@ -207,6 +223,7 @@ static void drop(struct sidecar *sc, struct node *n, const char *why)
 {
     log_info("node %s dropped: %s", n->pool->cfg.name, why);
     pool_evacuate(n->pool, why);
+    evacuate_retired_twins(sc, n->pool->cfg.name, why);
     TAILQ_REMOVE(&sc->nodes, n, tqe);
     sc->nnodes--;
     count_replicas(sc);
@@ -321,6 +338,7 @@ static void on_retire_tick(struct ev_loop *loop, ev_timer *w, int revents)
     struct sidecar *sc = w->data;
     ev_tstamp now = ev_now(loop);
     struct node *n, *next;
+    int busy = 0;
     (void)revents;
 
     for (n = TAILQ_FIRST(&sc->retiring); n; n = next) {
@@ -341,6 +359,7 @@ static void on_retire_tick(struct ev_loop *loop, ev_timer *w, int revents)
         }
         if (!inflight)
             pool_close_shared(p);        /* idempotent */
+        busy |= inflight != 0;
         if (inflight || (held && (n->keep_leases || !late)))
             continue;                    /* leases: until their holders let go */
         if (held)
@@ -349,6 +368,8 @@ static void on_retire_tick(struct ev_loop *loop, ev_timer *w, int revents)
         TAILQ_REMOVE(&sc->retiring, n, tqe);
         free_node(n);
     }
+    /* Requests are never added to a retiring pool: once clear, it stays so. */
+    sc->retiring_busy = busy;
     if (TAILQ_EMPTY(&sc->retiring))
         ev_timer_stop(loop, w);
 }
@@ -362,16 +383,15 @@ static void retire(struct sidecar *sc, struct node *n)
         sc->candidate = NULL;
     health_stop(&n->health);
     n->pool->retiring = 1;
-    n->keep_leases = find(sc, n->pool->cfg.name) != NULL;
+    sc->retiring_busy |= pool_inflight(n->pool) != 0;
     n->retire_started = ev_now(sc->loop);
     n->retire_at = n->retire_started + (cfg->shutdown_timeout > cfg->reply_timeout
                                         ? cfg->shutdown_timeout : cfg->reply_timeout);
     TAILQ_INSERT_TAIL(&sc->retiring, n, tqe);
     if (!ev_is_active(&sc->retire_w))
         ev_timer_again(sc->loop, &sc->retire_w);
-    log_info("node %s retiring (%s): no new requests; %u in flight and %d leases finish "
-             "there", n->pool->cfg.name, n->keep_leases ? "new links for it" : "removed",
-             pool_inflight(n->pool), pool_leases_held(n->pool));
+    log_info("node %s retiring: no new requests; %u in flight and %d leases finish there",
+             n->pool->cfg.name, pool_inflight(n->pool), pool_leases_held(n->pool));
 }
 
 /* On success sc->sentinels is the new set (the caller stops the old). */
@@ -536,6 +556,10 @@ void nodes_reconfigure(struct sidecar *sc, const struct config *old)
         }
         retire(sc, n);
     }
+    /* Leases stay as long as their address is in use, whichever reload
+     * retired them (a later one may drop or bring back the address). */
+    TAILQ_FOREACH(n, &sc->retiring, tqe)
+        n->keep_leases = find(sc, n->pool->cfg.name) != NULL;
     count_replicas(sc);
 }
 
@@ -664,9 +688,10 @@ void nodes_report(const struct sidecar *sc, struct buf *b)
     }
     i = 0;
     TAILQ_FOREACH(n, &sc->retiring, tqe)
-        buf_appendf(b, "retiring%d:addr=%s,inflight=%u,leases_held=%d,closed_in=%.1f\r\n", i++,
-                    n->pool->cfg.name, pool_inflight(n->pool), pool_leases_held(n->pool),
-                    n->retire_at - now);
+        buf_appendf(b, "retiring%d:addr=%s,inflight=%u,leases_held=%d,deadline_in=%.1f,"
+                    "leases_kept=%d\r\n", i++, n->pool->cfg.name, pool_inflight(n->pool),
+                    pool_leases_held(n->pool), n->retire_at > now ? n->retire_at - now : 0.0,
+                    n->keep_leases);
     if (!sc->sentinels)
         return;
     const struct sentinels *ss = sc->sentinels;

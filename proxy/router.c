@@ -115,7 +115,7 @@ static int forward(struct client *c, const char *frame, size_t len, unsigned fla
     struct sidecar *sc = c->sc;
     struct node *n = sc->master;
 
-    if (__builtin_expect(!TAILQ_EMPTY(&sc->retiring), 0) && c->inflight && behind_retiring(c))
+    if (__builtin_expect(sc->retiring_busy, 0) && c->inflight && behind_retiring(c))
         return ROUTE_LATER;
 
     /* A write waits for the client's reads on replicas: one of them may

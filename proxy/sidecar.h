@@ -90,6 +90,8 @@ struct sidecar {
     struct node_list      nodes;     /* the master, replicas, a former master */
     struct node_list      retiring;  /* left by a reload: finishing what is in flight */
     ev_timer              retire_w;  /* frees retiring nodes once idle */
+    int                   retiring_busy; /* their shared links hold requests: a
+                                          * client's next ones may have to wait */
     int                   nnodes;
     int                   nreplicas; /* nodes that are not the master */
     /* Where writes go. Without sentinels, the configured master, always;

@@ -357,3 +357,41 @@ def test_requests_waiting_for_a_dead_master_go_to_the_new_one(env):
     assert resp_read(f) == b"OK" and resp_read(f) == 1
     assert time.monotonic() - t0 < 1
     assert b.client().get("x") == b"1"
+
+
+def test_kept_leases_follow_the_address_through_later_reloads(env):
+    """Leases kept by a pool-size reload are closed at the deadline once a
+    later reload drops their address; leases of an address that comes back
+    are kept."""
+    a, b = env.redis("a"), env.redis("b")
+    fast = {"reply_timeout": "1s"}
+    sc = env.sidecar(a, pool=dict(fast))
+    other_db = sc.client(db=5)
+    other_db.set("k", "1")                              # SELECT 5: a lease on a
+    sc.cfg["pool"] = dict(fast, connections="3")
+    sc.write_ini()
+    assert reload(sc) == "reloaded; changed in place: upstream links"
+    sc.cfg["upstream"]["master"] = f"127.0.0.1:{b.port}"
+    sc.write_ini()
+    assert reload(sc) == "reloaded; changed in place: upstream nodes"
+    time.sleep(1.5)                                     # past the 1 s deadline
+    # closed: its server left the config (redis-py reconnects, to b)
+    assert not [c for c in a.client().client_list() if c.get("name") == "sidecar-lease"]
+    other_db.set("k", "2")
+    assert a.client(db=5).get("k") == b"1" and b.client(db=5).get("k") == b"2"
+    wait_until(lambda: not nodes(sc)["retiring"], what="nothing left retiring")
+
+    # b -> a -> b again within the deadline: a subscriber on b is kept
+    sub = sc.client().pubsub()
+    sub.subscribe("ch")
+    assert sub.get_message(timeout=5)["type"] == "subscribe"
+    sc.cfg["upstream"]["master"] = f"127.0.0.1:{a.port}"
+    sc.write_ini()
+    assert reload(sc) == "reloaded; changed in place: upstream nodes"
+    sc.cfg["upstream"]["master"] = f"127.0.0.1:{b.port}"
+    sc.write_ini()
+    assert reload(sc) == "reloaded; changed in place: upstream nodes"
+    time.sleep(1.5)
+    assert b.client().publish("ch", "hi") == 1
+    msg = sub.get_message(timeout=5)
+    assert msg and msg["data"] == b"hi"

@@ -536,3 +536,27 @@ def test_readonly_from_a_demoted_master_is_held_and_resent(env, topo):
     # before z's copy replaced its data is the test's own split brain).
     assert not load.lost_on(x, demoted_t)
     assert max(r[1] - r[0] for r in load.records) < 3 * SLOW
+
+
+def test_a_lease_kept_by_a_pool_size_reload_follows_a_failover(env, topo):
+    """A client in another database keeps its lease on the old links after
+    a pool-size reload; when the sentinels depose that master, the lease
+    goes too, so its next write lands on the new master, not the old."""
+    sc = topo.sidecar(pool={"reply_timeout": "30s"})
+    old = wait_confirmed(sc, f"127.0.0.1:{topo.master.port}")
+    c = sc.client(db=3)
+    c.set("x", "0")                                     # SELECT 3: a lease
+    sc.cfg["pool"]["connections"] = "3"
+    sc.write_ini()
+    assert sc.client().execute_command("PROXY", "RELOAD") == \
+        b"reloaded; changed in place: upstream links"
+    assert nodes(sc)["retiring"][0]["leases_kept"] == "1"
+    topo.sentinels[0].client().execute_command("SENTINEL", "FAILOVER", "mymaster")
+    wait_until(lambda: nodes(sc)["master"] not in ("none", old), timeout=20,
+               what="the new master confirmed")
+    new = nodes(sc)["master"]
+    time.sleep(0.2)
+    c.set("x", "1")                                     # redis-py reconnects if closed
+    node = topo.by_port(int(new.rsplit(":", 1)[1]))
+    assert node.client(db=3).get("x") == b"1"
+    wait_until(lambda: not nodes(sc)["retiring"], what="the old links gone")
