@@ -429,29 +429,6 @@ static void stop_sentinels(struct sentinels *ss)
     free(ss);
 }
 
-int nodes_check(const struct config *nc, char *err, size_t errlen)
-{
-    struct net_addr a;
-    char host[100], why[200];
-    int port;
-
-    if (nc->master && net_resolve(nc->master, &a, why, sizeof why) < 0) {
-        snprintf(err, errlen, "upstream.master %s: %s", nc->master, why);
-        return -1;
-    }
-    for (int i = 0; i < nc->replicas.n; i++)
-        if (net_resolve(nc->replicas.v[i], &a, why, sizeof why) < 0) {
-            snprintf(err, errlen, "upstream.replicas %s: %s", nc->replicas.v[i], why);
-            return -1;
-        }
-    for (int i = 0; i < nc->sentinels.n; i++)
-        if (health_split_addr(nc->sentinels.v[i], host, sizeof host, &port) < 0) {
-            snprintf(err, errlen, "upstream.sentinels %s: not host:port", nc->sentinels.v[i]);
-            return -1;
-        }
-    return 0;
-}
-
 /* Without sentinels: the configured master and replicas, each node kept
  * when its address stays, added when new, retired when gone. (`listed`,
  * the sentinels' mark, says here: named by the configuration.) */

@@ -12,8 +12,6 @@
 
 int nodes_start(struct sidecar *sc, char *err, size_t errlen);
 void nodes_stop(struct sidecar *sc);
-/* Reload, before anything changes: the new addresses resolve. */
-int nodes_check(const struct config *nc, char *err, size_t errlen);
 /* Reload, with sc->cfg the new config: nodes whose address went, and
  * every node when the links' credentials, database or count changed, are
  * retired (in-flight requests finish, then their links close) and new

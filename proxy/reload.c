@@ -83,11 +83,11 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
         refused(nc, msg, msglen, err);
         return -1;
     }
-    /* Everything that can fail, before anything changes. A draining proxy
-     * has closed its listeners already and keeps them closed. */
+    /* Everything that can fail, before anything changes (the file's
+     * addresses were resolved by config_load). A draining proxy has
+     * closed its listeners already and keeps them closed. */
     new_http = !sc->draining && !config_same_str(old->metrics_listen, nc->metrics_listen);
-    if (nodes_check(nc, err, sizeof err) < 0 ||
-        (new_http && http_bind(nc->metrics_listen, &http_fd, err, sizeof err) < 0)) {
+    if (new_http && http_bind(nc->metrics_listen, &http_fd, err, sizeof err) < 0) {
         refused(nc, msg, msglen, err);
         return -1;
     }
