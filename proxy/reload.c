@@ -98,12 +98,6 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
         refused(nc, msg, msglen, err);
         return -1;
     }
-    note(moved, sizeof moved, !sc->draining && !config_same_list(&old->listen, &nc->listen),
-         "proxy.listen");
-    note(moved, sizeof moved, new_http, "admin.metrics_listen");
-    note(moved, sizeof moved, config_nodes_changed(old, nc), "upstream nodes");
-    note(moved, sizeof moved, config_sentinels_changed(old, nc), "sentinels");
-    note(moved, sizeof moved, config_links_changed(old, nc), "upstream links");
     sc->cfg = nc;
     if (new_http)
         http_install(sc, http_fd, nc->metrics_listen);
@@ -111,6 +105,13 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
     sc->req_limits.max_bulk = (long long)nc->max_query_buffer < RESP_MAX_BULK
                               ? (long long)nc->max_query_buffer : RESP_MAX_BULK;
     nodes_reconfigure(sc, old);
+    note(moved, sizeof moved, !sc->draining && !config_same_list(&old->listen, &nc->listen),
+         "proxy.listen");
+    note(moved, sizeof moved, new_http, "admin.metrics_listen");
+    /* with sentinels, master and replicas are only a fallback at start */
+    note(moved, sizeof moved, !sc->sentinels && config_nodes_changed(old, nc), "upstream nodes");
+    note(moved, sizeof moved, config_sentinels_changed(old, nc), "sentinels");
+    note(moved, sizeof moved, config_links_changed(old, nc), "upstream links");
     /* The pools and checkers that stay keep pointers into the config. */
     TAILQ_FOREACH(n, &sc->nodes, tqe) {
         update_pool(sc, n->pool);
