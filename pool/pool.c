@@ -211,6 +211,16 @@ unsigned pool_inflight(const struct pool *p)
     return n;
 }
 
+int pool_open_links(const struct pool *p)
+{
+    int n = p->nleases;
+
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
+            n += p->links[v][i].fd >= 0;
+    return n;
+}
+
 int pool_leases_held(const struct pool *p)
 {
     const struct link *l;

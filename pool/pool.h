@@ -122,6 +122,8 @@ int pool_ready_links(const struct pool *p);
 int pool_ready_links_resp3(const struct pool *p);
 /* Requests on the pool's links not yet answered. */
 unsigned pool_inflight(const struct pool *p);
+/* Links with a socket (shared ones connecting or up, and leases). */
+int pool_open_links(const struct pool *p);
 /* Leases a client holds now (idle ones not counted). */
 int pool_leases_held(const struct pool *p);
 /* A link of its own for `lessee`, in its protocol: an idle one, or a new

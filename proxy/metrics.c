@@ -274,7 +274,8 @@ static void links(struct buf *b, const struct sidecar *sc)
 
     family(b, "links", "gauge", "Upstream links by node and state: multiplexed (shared, "
            "ready), validating (a PING before reuse), connecting, down (waiting to "
-           "reconnect), leased (a client's own), lease_idle (kept for the next lease).");
+           "reconnect), leased (a client's own), lease_idle (kept for the next lease), "
+           "retiring (left by a reload, finishing what they carry).");
     TAILQ_FOREACH(n, &sc->nodes, tqe) {
         const struct pool *p = n->pool;
         uint64_t c[NSTATES] = {0};
@@ -293,6 +294,21 @@ static void links(struct buf *b, const struct sidecar *sc)
             snprintf(l, sizeof l, "%s,state=\"%s\"", nl, names[i]);
             u64(b, "links", l, c[i]);
         }
+    }
+    /* Retiring nodes, summed by address (two reloads may leave two). */
+    TAILQ_FOREACH(n, &sc->retiring, tqe) {
+        const struct node *e;
+        uint64_t k = 0;
+        for (e = TAILQ_FIRST(&sc->retiring); e != n; e = TAILQ_NEXT(e, tqe))
+            if (strcmp(e->pool->cfg.name, n->pool->cfg.name) == 0)
+                break;
+        if (e != n)
+            continue;                    /* counted with the first of its address */
+        for (; e; e = TAILQ_NEXT(e, tqe))
+            if (strcmp(e->pool->cfg.name, n->pool->cfg.name) == 0)
+                k += (uint64_t)pool_open_links(e->pool);
+        snprintf(l, sizeof l, "%s,state=\"retiring\"", node_label(n, nl, sizeof nl));
+        u64(b, "links", l, k);
     }
 }
 

@@ -155,7 +155,9 @@ def test_a_new_master_address_drains_the_old_links_and_opens_new_ones(env):
 
 def test_a_transaction_on_the_old_master_finishes_there(env):
     a, b = env.redis("a"), env.redis("b")
-    sc = env.sidecar(a, proxy={"shutdown_timeout": "10s"})
+    port = free_port()
+    sc = env.sidecar(a, proxy={"shutdown_timeout": "10s"},
+                     admin={"metrics_listen": f"127.0.0.1:{port}"})
     c = sc.client()
     t = sc.raw()
     f = t.makefile("rb")
@@ -167,10 +169,14 @@ def test_a_transaction_on_the_old_master_finishes_there(env):
     c.set("after", "1")                                 # new requests: the new master
     assert b.client().get("after") == b"1"
     assert nodes(sc)["retiring"][0]["leases_held"] == "1"
+    retiring = f'redis_sidecar_links{{node="127.0.0.1:{a.port}",state="retiring"}} '
+    wait_until(lambda: retiring + "1\n" in get(port, "/metrics")[1],
+               what="the lease, the last retiring link")
     t.sendall(resp_cmd("EXEC"))
     assert resp_read(f) == [b"OK"]
     assert a.client().get("tx") == b"1"                 # where MULTI began
     wait_until(lambda: not nodes(sc)["retiring"], what="old master retired")
+    assert retiring not in get(port, "/metrics")[1]
 
 
 def test_a_new_password_is_used_by_new_links_and_nothing_is_closed(env):
