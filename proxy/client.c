@@ -528,13 +528,9 @@ void client_forward(struct client *c, struct link *l, const char *p, size_t n,
     c->sc->st.requests_by[t]++;
 }
 
-void client_reply(struct client *c, const char *p, size_t n)
+/* A reply made here, after earlier ones; not counted. */
+static void reply_in_order(struct client *c, const char *p, size_t n)
 {
-    enum req_class k = class_of_cmd(c->last_cmd);
-
-    c->sc->st.local_replies++;
-    c->sc->st.requests_by[TALLY(k, DEST_PROXY)]++;
-    c->sc->st.replies_by[TALLY(k, DEST_PROXY)][is_error_reply(p, n)]++;
     if (TAILQ_EMPTY(&c->pending)) {
         emit(c, p, n);
         return;
@@ -548,6 +544,17 @@ void client_reply(struct client *c, const char *p, size_t n)
     TAILQ_INSERT_TAIL(&c->pending, r, owner_tqe);
     c->npending++;
     fill_slot(c, r, p, n);
+}
+
+/* The answer to the request just read, counted under its command's class. */
+void client_reply(struct client *c, const char *p, size_t n)
+{
+    enum req_class k = class_of_cmd(c->last_cmd);
+
+    c->sc->st.local_replies++;
+    c->sc->st.requests_by[TALLY(k, DEST_PROXY)]++;
+    c->sc->st.replies_by[TALLY(k, DEST_PROXY)][is_error_reply(p, n)]++;
+    reply_in_order(c, p, n);
 }
 
 void client_reply_error(struct client *c, const char *fmt, ...)
@@ -564,19 +571,28 @@ void client_reply_error(struct client *c, const char *fmt, ...)
     client_reply(c, e, n + 2);
 }
 
-void client_reply_and_close(struct client *c, const char *p, size_t n)
+/* counted: the answer to a request (QUIT); not: a protocol error. */
+static void reply_and_close(struct client *c, const char *p, size_t n, int counted)
 {
+    void (*reply)(struct client *, const char *, size_t) = counted ? client_reply
+                                                                   : reply_in_order;
+
     if (TAILQ_EMPTY(&c->pending)) {
         c->closing = 1;
-        client_reply(c, p, n);
+        reply(c, p, n);
     } else {
-        client_reply(c, p, n);
+        reply(c, p, n);
         if (!c->closed)
             TAILQ_LAST(&c->pending, req_fifo)->flags |= REQ_CLOSE;
         c->closing = 1;
     }
     if (!c->closed)
         update_watch(c);
+}
+
+void client_reply_and_close(struct client *c, const char *p, size_t n)
+{
+    reply_and_close(c, p, n, 1);
 }
 
 static void protocol_error(struct client *c, const char *why)
@@ -587,7 +603,7 @@ static void protocol_error(struct client *c, const char *why)
     char a[64];
     c->sc->st.err_protocol++;
     log_info("client %s closed: %s", client_addr(c, a, sizeof a), why);
-    client_reply_and_close(c, e, (size_t)n);
+    reply_and_close(c, e, (size_t)n, 0);   /* counted in clients_closed, not as a reply */
 }
 
 static int dispatch_inline(struct client *c, const char *line, size_t len)

@@ -68,6 +68,9 @@ def test_metrics_pass_promtool_and_count_what_was_sent(env, master):
     p.set("t", 1)
     p.execute()
     w.execute_command("PROXY", "RESUME")        # answered by the proxy
+    bad = sc.raw()                              # a protocol error: a close, no request
+    bad.sendall(b"*1\r\n$x\r\n")
+    assert bad.recv(200).startswith(b"-ERR") and bad.recv(10) == b""
     # 4 connections from 127.0.0.5, a fifth refused (max_connections_per_ip)
     held = [socket.create_connection(("127.0.0.1", sc.port), source_address=("127.0.0.5", 0))
             for _ in range(5)]
@@ -94,6 +97,9 @@ def test_metrics_pass_promtool_and_count_what_was_sent(env, master):
     assert delta(after, before, req, **{"class": "stateful", "destination": "master"}) == 3
     # PROXY RESUME; the scrapes and the PROXY INFO polls of sidecar_for are not requests
     assert delta(after, before, req, **{"class": "admin", "destination": "proxy"}) == 1
+    for k in ("read", "write", "stateful"):
+        assert delta(after, before, req, **{"class": k, "destination": "proxy"}) == 0
+    assert delta(after, before, "redis_sidecar_clients_closed_total", reason="protocol_error") == 1
 
     # round trips: every reply from a node is in its histogram, buckets cumulative
     for node, n in ((m, 41 + 3), (r, 25)):
