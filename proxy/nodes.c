@@ -338,7 +338,7 @@ static void on_retire_tick(struct ev_loop *loop, ev_timer *w, int revents)
     struct sidecar *sc = w->data;
     ev_tstamp now = ev_now(loop);
     struct node *n, *next;
-    int busy = 0;
+    int busy = 0, deadlines = 0;
     (void)revents;
 
     for (n = TAILQ_FIRST(&sc->retiring); n; n = next) {
@@ -360,6 +360,7 @@ static void on_retire_tick(struct ev_loop *loop, ev_timer *w, int revents)
         if (!inflight)
             pool_close_shared(p);        /* idempotent */
         busy |= inflight != 0;
+        deadlines |= held && !n->keep_leases;
         if (inflight || (held && (n->keep_leases || !late)))
             continue;                    /* leases: until their holders let go */
         if (held)
@@ -370,6 +371,8 @@ static void on_retire_tick(struct ev_loop *loop, ev_timer *w, int revents)
     }
     /* Requests are never added to a retiring pool: once clear, it stays so. */
     sc->retiring_busy = busy;
+    /* Only kept leases left: their holders may stay for days. */
+    w->repeat = busy || deadlines ? 0.1 : 1.0;
     if (TAILQ_EMPTY(&sc->retiring))
         ev_timer_stop(loop, w);
 }
@@ -388,8 +391,8 @@ static void retire(struct sidecar *sc, struct node *n)
     n->retire_at = n->retire_started + (cfg->shutdown_timeout > cfg->reply_timeout
                                         ? cfg->shutdown_timeout : cfg->reply_timeout);
     TAILQ_INSERT_TAIL(&sc->retiring, n, tqe);
-    if (!ev_is_active(&sc->retire_w))
-        ev_timer_again(sc->loop, &sc->retire_w);
+    sc->retire_w.repeat = 0.1;
+    ev_timer_again(sc->loop, &sc->retire_w);
     log_info("node %s retiring: no new requests; %u in flight and %d leases finish there",
              n->pool->cfg.name, pool_inflight(n->pool), pool_leases_held(n->pool));
 }
