@@ -177,18 +177,7 @@ static void close_one(struct listener *li)
 
 int listener_start_all(struct sidecar *sc, char *err, size_t errlen)
 {
-    const struct config *cfg = sc->cfg;
-
-    sc->listeners = calloc((size_t)cfg->listen.n, sizeof *sc->listeners);
-    for (int i = 0; i < cfg->listen.n; i++) {
-        struct listener *li = &sc->listeners[i];
-        if (open_one(li, sc, cfg->listen.v[i], err, errlen) < 0)
-            return -1;
-        watch(li);
-        sc->nlisteners++;
-        log_info("listening on %s", li->spec);
-    }
-    return 0;
+    return listener_reload(sc, &sc->cfg->listen, err, errlen);   /* from none */
 }
 
 int listener_reload(struct sidecar *sc, const struct addr_list *want, char *err, size_t errlen)
@@ -235,7 +224,7 @@ int listener_reload(struct sidecar *sc, const struct addr_list *want, char *err,
             ev_timer_stop(sc->loop, &old->pause);
             nl[i] = *old;
         } else {
-            log_info("listening on %s (reload)", nl[i].spec);
+            log_info("listening on %s", nl[i].spec);
         }
         watch(&nl[i]);
     }

@@ -20,9 +20,10 @@ struct listener {
 /* Bind every [proxy] listen address; -1 with the reason in err. */
 int listener_start_all(struct sidecar *sc, char *err, size_t errlen);
 void listener_stop_all(struct sidecar *sc);
-/* Reload: listen on `want`. New addresses are bound first (all or
- * nothing: -1 with the reason, and nothing changed), then those no longer
- * wanted are closed; the others keep their socket and its queue. */
+/* Listen on `want` (at start, and on reload). New addresses are bound
+ * first (all or nothing: -1 with the reason, and nothing changed), then
+ * those no longer wanted are closed; the others keep their socket and its
+ * queue. */
 int listener_reload(struct sidecar *sc, const struct addr_list *want, char *err, size_t errlen);
 
 #endif

@@ -349,8 +349,8 @@ static void on_retire_tick(struct ev_loop *loop, ev_timer *w, int revents)
         unsigned inflight = pool_inflight(p);
         int held = pool_leases_held(p), late = now >= n->retire_at;
         if (late && (inflight || (held && !n->keep_leases)))
-            log_warn("node %s retiring: %gs passed with %u requests in flight and %d leases "
-                     "held: %s", p->cfg.name, n->retire_at - n->retire_started, inflight, held,
+            log_warn("node %s retiring: its deadline passed with %u requests in flight and "
+                     "%d leases held: %s", p->cfg.name, inflight, held,
                      n->keep_leases ? "handing back the requests, leases stay"
                                     : "handing back the requests, closing the leases");
         if (late && inflight) {
@@ -387,9 +387,8 @@ static void retire(struct sidecar *sc, struct node *n)
     health_stop(&n->health);
     n->pool->retiring = 1;
     sc->retiring_busy |= pool_inflight(n->pool) != 0;
-    n->retire_started = ev_now(sc->loop);
-    n->retire_at = n->retire_started + (cfg->shutdown_timeout > cfg->reply_timeout
-                                        ? cfg->shutdown_timeout : cfg->reply_timeout);
+    n->retire_at = ev_now(sc->loop) + (cfg->shutdown_timeout > cfg->reply_timeout
+                                       ? cfg->shutdown_timeout : cfg->reply_timeout);
     TAILQ_INSERT_TAIL(&sc->retiring, n, tqe);
     sc->retire_w.repeat = 0.1;
     ev_timer_again(sc->loop, &sc->retire_w);

@@ -33,8 +33,7 @@ struct node {
     struct pool    *pool;
     struct checker  health;
     int             listed;    /* named in the sentinels' latest view */
-    ev_tstamp       retire_started, retire_at; /* retiring (a reload): freed once
-                                                * idle, or from retire_at */
+    ev_tstamp       retire_at; /* retiring (a reload): freed once idle, or from then */
     int             keep_leases; /* retiring, its address still used: leases stay
                                   * until their holders let go */
     TAILQ_ENTRY(node) tqe;     /* sc->nodes or sc->retiring */
