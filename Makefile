@@ -11,7 +11,7 @@ PYTHON  := /usr/bin/python3
 
 LIB_SRC   := lib/buf.c lib/cidr.c lib/log.c lib/net.c lib/resp.c
 POOL_SRC  := pool/req.c pool/link.c pool/pool.c
-HEALTH_SRC := health/checker.c health/sentinel.c health/topology.c
+HEALTH_SRC := health/conn.c health/checker.c health/sentinel.c health/topology.c
 PROXY_SRC := proxy/config.c proxy/command.c proxy/client.c proxy/listener.c \
              proxy/iptable.c proxy/http.c proxy/metrics.c proxy/nodes.c proxy/reload.c proxy/router.c proxy/admin.c proxy/main.c
 SRC       := $(LIB_SRC) $(POOL_SRC) $(HEALTH_SRC) $(PROXY_SRC)
@@ -52,9 +52,9 @@ $(BUILD)/tests/test_cidr: tests/unit/test_cidr.c $(BUILD)/lib/cidr.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^
 $(BUILD)/tests/test_command: tests/unit/test_command.c $(BUILD)/proxy/command.o \
-		$(BUILD)/lib/resp.o $(BUILD)/lib/buf.o
+		$(BUILD)/health/checker.o $(BUILD)/health/conn.o $(BUILD)/lib/log.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^
+	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev
 
 deps:
 	@./tests/deps.sh
@@ -74,7 +74,7 @@ test: deps all $(UNIT_BINS)
 # ASan + UBSan build in its own directory; runs the whole suite on it.
 asan: deps
 	$(MAKE) BUILD=build-asan BIN=build-asan/redis-sidecar OPT="-O1 -g -fno-omit-frame-pointer" \
-	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	    SANFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -DSIDECAR_CHECKS" \
 	    build-asan/redis-sidecar $(UNIT_TESTS:%=build-asan/tests/%)
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    SIDECAR_BIN=$(abspath build-asan/redis-sidecar) SIDECAR_ASAN=1 \

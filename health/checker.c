@@ -4,14 +4,17 @@
  * still unanswered means failed. */
 #include "checker.h"
 
-#include <hiredis/adapters/libev.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "../lib/log.h"
+#include "conn.h"
+
+#define COMMANDS_MAX 4096
 
 int health_split_addr(const char *spec, char *host, size_t hostlen, int *port)
 {
@@ -166,37 +169,92 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
         check_failed(ch, status == REDIS_OK ? "connection closed" : ac->errstr);
 }
 
-static void drop_connection(struct checker *ch)
+/* "redis_version:7.0.15" in INFO server's text. */
+static void on_info(redisAsyncContext *ac, void *r, void *priv)
 {
-    redisAsyncContext *ac = ch->ac;
+    struct checker *ch = priv;
+    redisReply *reply = r;
+    (void)ac;
 
-    if (ac) {
-        ch->ac = NULL;
-        redisAsyncFree(ac);
-    }
+    if (!reply || reply->type != REDIS_REPLY_STRING)     /* the checker speaks RESP2 */
+        return;
+    const char *v = strstr(reply->str, "redis_version:");
+    if (v)
+        snprintf(ch->version, sizeof ch->version, "%.*s", (int)strcspn(v + 14, "\r\n"), v + 14);
 }
 
-static int connect_checker(struct checker *ch)
+int health_parse_commands(const void *r, struct health_command *v, int max)
 {
-    redisAsyncContext *ac = redisAsyncConnect(ch->cfg.host, ch->cfg.port);
+    const redisReply *reply = r;
+    int n = 0;
 
-    if (!ac || ac->err) {
-        check_failed(ch, ac ? ac->errstr : "out of memory");
-        if (ac)
-            redisAsyncFree(ac);
+    if (!reply || reply->type != REDIS_REPLY_ARRAY)
         return -1;
+    for (size_t i = 0; i < reply->elements && n < max; i++) {
+        const redisReply *e = reply->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            e->element[0]->type != REDIS_REPLY_STRING || e->element[2]->type != REDIS_REPLY_ARRAY)
+            return -1;
+        unsigned flags = 0;
+        const redisReply *f = e->element[2];
+        for (size_t k = 0; k < f->elements; k++) {
+            const redisReply *w = f->element[k];
+            if (w->type != REDIS_REPLY_STATUS && w->type != REDIS_REPLY_STRING)
+                continue;
+            flags |= !strcasecmp(w->str, "readonly") ? HEALTH_CMD_READONLY
+                   : !strcasecmp(w->str, "write") ? HEALTH_CMD_WRITE
+                   : !strcasecmp(w->str, "blocking") ? HEALTH_CMD_BLOCKING : 0;
+        }
+        v[n++] = (struct health_command){e->element[0]->str, e->element[0]->len, flags};
     }
-    ac->data = ch;
-    redisLibevAttach(ch->loop, ac);
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    ch->ac = ac;
-    if (ch->cfg.password && ch->cfg.username)
-        redisAsyncCommand(ac, on_auth, ch, "AUTH %s %s", ch->cfg.username, ch->cfg.password);
-    else if (ch->cfg.password)
-        redisAsyncCommand(ac, on_auth, ch, "AUTH %s", ch->cfg.password);
-    redisAsyncCommand(ac, NULL, NULL, "CLIENT SETNAME sidecar-health");
-    return 0;
+    return n;
+}
+
+/* COMMAND, once: the node's own table, so that new commands and modules
+ * are classified right. */
+static void on_command_reply(redisAsyncContext *ac, void *r, void *priv)
+{
+    struct checker *ch = priv;
+    redisReply *reply = r;
+    (void)ac;
+
+    if (!reply)
+        return;                          /* the connection went: asked again on the next */
+    ch->commands_done = 1;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        log_warn("health %s: COMMAND refused (%s); using the compiled-in command table",
+                 ch->cfg.name, reply->str);
+        return;
+    }
+    struct health_command *v = malloc(COMMANDS_MAX * sizeof *v);
+    int n = v ? health_parse_commands(reply, v, COMMANDS_MAX) : -1;
+    ch->on_commands(ch->arg, v, n);
+    free(v);
+}
+
+static void connect_checker(struct checker *ch)
+{
+    struct health_conn_spec spec = {
+        .host = ch->cfg.host, .port = ch->cfg.port, .username = ch->cfg.username,
+        .password = ch->cfg.password, .name = "sidecar-health", .data = ch,
+        .on_connect = on_connect, .on_disconnect = on_disconnect, .on_auth = on_auth,
+    };
+    char err[160];
+
+    if (!(ch->ac = health_conn_open(ch->loop, &spec, err, sizeof err))) {
+        check_failed(ch, err);
+        return;
+    }
+    redisAsyncCommand(ch->ac, on_info, ch, "INFO server");
+    /* A reply too deep for hiredis 0.14 would cost the connection: tried
+     * twice at most, then the compiled-in table stays. */
+    if (ch->cfg.fetch_commands && ch->on_commands && !ch->commands_done) {
+        if (ch->commands_asked++ < 2)
+            redisAsyncCommand(ch->ac, on_command_reply, ch, "COMMAND");
+        else if (ch->commands_asked == 3)
+            log_warn("health %s: COMMAND not answered twice; using the compiled-in "
+                     "command table", ch->cfg.name);
+    }
 }
 
 /* ROLE, remembering when it went out: an offset describes the node as of
@@ -219,13 +277,15 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (ch->in_flight) {
         check_failed(ch, "no reply within check_interval");
-        drop_connection(ch);
+        health_conn_drop(&ch->ac);
     } else if (ch->auth_failed) {
-        drop_connection(ch);
+        health_conn_drop(&ch->ac);
     }
     ch->auth_failed = 0;
     ch->in_flight = 1;
-    if (!ch->ac && connect_checker(ch) < 0)
+    if (!ch->ac)
+        connect_checker(ch);
+    if (!ch->ac)
         return;
     redisAsyncCommand(ch->ac, on_ping, ch, "PING");
     send_role(ch);
@@ -269,5 +329,23 @@ void health_stop(struct checker *ch)
     ev_timer_stop(ch->loop, &ch->tick);
     ev_timer_stop(ch->loop, &ch->soon);
     ch->in_flight = 0;
-    drop_connection(ch);
+    health_conn_drop(&ch->ac);
+}
+
+void health_configure(struct checker *ch, const struct checker_config *cfg)
+{
+    double interval = ch->cfg.interval;
+    char name[sizeof ch->cfg.name], host[sizeof ch->cfg.host];
+    int port = ch->cfg.port;
+
+    memcpy(name, ch->cfg.name, sizeof name);
+    memcpy(host, ch->cfg.host, sizeof host);
+    ch->cfg = *cfg;
+    memcpy(ch->cfg.name, name, sizeof name);
+    memcpy(ch->cfg.host, host, sizeof host);
+    ch->cfg.port = port;
+    if (interval != cfg->interval) {
+        ch->tick.repeat = cfg->interval;
+        ev_timer_again(ch->loop, &ch->tick);
+    }
 }

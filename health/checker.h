@@ -1,7 +1,10 @@
 /* A health checker per Redis node: PING and ROLE every check_interval over
  * its own hiredis connection on the loop. After down_after failed checks
  * in a row the node is down; the first good check brings it back. Each
- * change is reported once through the callback, never per request. */
+ * change is reported once through the callback, never per request. The
+ * same connection reads the node's version (INFO server, once per
+ * connection) and, when asked, its COMMAND table (once): control-plane
+ * questions that the data links never carry. */
 #ifndef SIDECAR_CHECKER_H
 #define SIDECAR_CHECKER_H
 
@@ -21,6 +24,17 @@ struct checker_config {
     int         down_after;     /* failed checks in a row */
     const char *username;
     const char *password;
+    int         fetch_commands; /* ask COMMAND once, for on_commands */
+};
+
+/* One COMMAND entry: its name and what the proxy routes by. */
+#define HEALTH_CMD_READONLY 0x1
+#define HEALTH_CMD_WRITE    0x2
+#define HEALTH_CMD_BLOCKING 0x4
+struct health_command {
+    const char *name;
+    size_t      len;
+    unsigned    flags;
 };
 
 struct checker {
@@ -41,8 +55,13 @@ struct checker {
     ev_tstamp                 sent_at[CHECKER_SENT_MAX];  /* ROLEs awaiting replies */
     int                       sent_head, nsent;
     char                      last_err[160];
+    char                      version[32];  /* redis_version, "" until known */
+    int                       commands_asked; /* COMMAND sent (given up after 2) */
+    int                       commands_done;
     void                    (*on_change)(void *arg, int up, const char *why);
     void                    (*on_role)(void *arg);   /* optional: after each ROLE read */
+    /* optional: the node's COMMAND table, once (n = -1: it did not parse) */
+    void                    (*on_commands)(void *arg, const struct health_command *v, int n);
     void                     *arg;
     uint64_t                  checks, failures, downs, ups;
 };
@@ -55,6 +74,11 @@ void health_start(struct checker *ch, struct ev_loop *loop,
                   const struct checker_config *cfg,
                   void (*on_change)(void *arg, int up, const char *why), void *arg);
 void health_stop(struct checker *ch);
+/* New interval, down_after and credentials (a reload); the address stays. */
+void health_configure(struct checker *ch, const struct checker_config *cfg);
+/* A COMMAND reply (a hiredis redisReply), entry by entry into v (at most
+ * max); returns the count, or -1 when it is not a COMMAND reply. */
+int health_parse_commands(const void *reply, struct health_command *v, int max);
 /* Read ROLE again within `delay` seconds (read-your-writes wants a fresh
  * offset); calls while one is pending cost nothing. */
 void health_sample_soon(struct checker *ch, double delay);

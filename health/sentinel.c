@@ -6,7 +6,6 @@
  * the tick that sends a poll also judges the one before. */
 #include "sentinel.h"
 
-#include <hiredis/adapters/libev.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -15,6 +14,7 @@
 
 #include "../lib/log.h"
 #include "checker.h"
+#include "conn.h"
 
 #define POLL_COMMANDS 4
 
@@ -50,16 +50,6 @@ static struct sentinel *add(struct sentinels *ss, const char *addr, int configur
     s->configured = configured;
     s->active = 1;
     return s;
-}
-
-static void drop(struct redisAsyncContext **acp)
-{
-    struct redisAsyncContext *ac = *acp;
-
-    if (ac) {
-        *acp = NULL;
-        redisAsyncFree(ac);
-    }
 }
 
 static void count_up(struct sentinels *ss)
@@ -130,8 +120,8 @@ static void decide(struct sentinels *ss)
             log_info("sentinel %s dropped: unreachable, and no sentinel lists it any more",
                      s->addr);
             s->active = s->up = s->subscribed = s->polling = 0;
-            drop(&s->cmd);
-            drop(&s->sub);
+            health_conn_drop(&s->cmd);
+            health_conn_drop(&s->sub);
         }
     }
     ss->on_view(ss->arg, &best->rep, best->addr);
@@ -183,7 +173,7 @@ static int reply_error(struct sentinel *s, const redisReply *r, const char *what
     }
     snprintf(why, sizeof why, "%s refused: %s", what, r->str);
     poll_failed(s, why);
-    drop(&s->cmd);                /* the rest of this poll is dropped with it */
+    health_conn_drop(&s->cmd);                /* the rest of this poll is dropped with it */
     return -1;
 }
 
@@ -353,21 +343,15 @@ static redisAsyncContext *connect_to(struct sentinel *s,
                                      void (*on_disc)(const redisAsyncContext *, int))
 {
     struct sentinels *ss = s->set;
-    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+    struct health_conn_spec spec = {
+        .host = s->host, .port = s->port, .password = ss->has_password ? ss->password : NULL,
+        .name = "sidecar-sentinel", .data = s, .on_connect = on_conn, .on_disconnect = on_disc,
+    };
+    char err[160];
+    redisAsyncContext *ac = health_conn_open(ss->loop, &spec, err, sizeof err);
 
-    if (!ac || ac->err) {
-        poll_failed(s, ac ? ac->errstr : "out of memory");
-        if (ac)
-            redisAsyncFree(ac);
-        return NULL;
-    }
-    ac->data = s;
-    redisLibevAttach(ss->loop, ac);
-    redisAsyncSetConnectCallback(ac, on_conn);
-    redisAsyncSetDisconnectCallback(ac, on_disc);
-    if (ss->has_password)
-        redisAsyncCommand(ac, NULL, NULL, "AUTH %s", ss->password);
-    redisAsyncCommand(ac, NULL, NULL, "CLIENT SETNAME sidecar-sentinel");
+    if (!ac)
+        poll_failed(s, err);
     return ac;
 }
 
@@ -411,12 +395,12 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
          * just now gets its chance */
         if (s->polling && ev_now(loop) - s->owed_since >= ss->interval / 2) {
             poll_failed(s, "no answer within the poll interval");
-            drop(&s->cmd);
+            health_conn_drop(&s->cmd);
         }
         send_poll(s);
         /* a SUBSCRIBE unanswered for a whole interval (refused: AUTH) */
         if (s->sub && !s->subscribed && s->sub_waited++)
-            drop(&s->sub);
+            health_conn_drop(&s->sub);
         if (!s->sub) {
             s->sub_waited = 0;
             subscribe(s);
@@ -483,7 +467,7 @@ void health_sentinels_stop(struct sentinels *ss)
     ev_timer_stop(ss->loop, &ss->soon);
     for (int i = 0; i < ss->n; i++) {
         ss->s[i].polling = 0;
-        drop(&ss->s[i].cmd);
-        drop(&ss->s[i].sub);
+        health_conn_drop(&ss->s[i].cmd);
+        health_conn_drop(&ss->s[i].sub);
     }
 }

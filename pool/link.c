@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../lib/invariant.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
 #include "pool.h"
@@ -20,8 +21,6 @@
 #define BACKOFF_FIRST    0.05
 #define BACKOFF_MAX      2.0    /* and never over connect_timeout / 2, so a
                                  * request always sees a try before it gives up */
-
-
 
 static const struct resp_limits reply_limits = {
     .max_bulk = RESP_MAX_BULK, .max_line = 64 * 1024 * 1024,
@@ -71,44 +70,73 @@ static void close_socket(struct link *l)
     resp_framer_reset(&l->fr);
 }
 
-/* Fail a request that will not be answered; its owner gets the reason
- * and the request's bytes, still in the output stream. */
-static void fail_req(struct link *l, struct req *r, const char *why)
+/* A request's bytes, still in the output stream. */
+static const char *req_bytes(const struct link *l, const struct req *r)
 {
-    const char *req = buf_start(&l->out) + (r->off - l->out_base);
+    return buf_start(&l->out) + (r->off - l->out_base);
+}
 
+static void unlink_req(struct link *l, struct req *r)
+{
     TAILQ_REMOVE(&l->fifo, r, link_tqe);
     l->nfifo--;
     r->link = NULL;
+}
+
+/* Fail a request that will not be answered; its owner gets the reason
+ * and the request's bytes. */
+static void fail_req(struct link *l, struct req *r, const char *why)
+{
+    const char *req = req_bytes(l, r);
+
+    unlink_req(l, r);
     if (r->owner)
-        l->pool->on_reply(r, req, NULL, 0, why, l->pool->arg);
+        l->pool->cb.on_reply(r, req, NULL, 0, why, l->pool->cb.arg);
     else
         req_release(l->pool->cache, r);
 }
 
-/* The retry rule, applied to everything the dead socket held. Requests
- * kept are copied, in order, into a fresh output stream. */
-static void requeue_or_fail(struct link *l, const char *why)
+/* A request that did not run here goes back to its owner, to run elsewhere. */
+static void hand_back(struct link *l, struct req *r, const char *why)
+{
+    const char *req = req_bytes(l, r);
+
+    unlink_req(l, r);
+    l->pool->cb.on_unrun(r, req, why, l->pool->cb.arg);
+}
+
+/* The retry rule, for everything a socket that is gone held. A request
+ * never written may go again; a written one only if it is a read, once,
+ * and retry_reads allows it; a write that may have run gets an error, as
+ * does a request nobody waits for. `reconnect`: what goes again stays on
+ * this link, copied in order into a fresh output stream (a replica's read
+ * goes back to its owner, who sends it to the master); otherwise it all
+ * goes back to the owner, and the link is left empty. */
+static void settle(struct link *l, const char *why, int reconnect)
 {
     struct pool *p = l->pool;
-    struct buf out = {0};
-    TAILQ_HEAD(, req) keep = TAILQ_HEAD_INITIALIZER(keep);
+    struct buf out = {0}, old = l->out;
+    struct req_fifo keep = TAILQ_HEAD_INITIALIZER(keep), back = TAILQ_HEAD_INITIALIZER(back);
     char msg[320];
     struct req *r;
     unsigned kept = 0;
 
-    snprintf(msg, sizeof msg, "upstream link to %s lost after the request "
-             "was sent (%s); it may or may not have been applied",
-             p->cfg.name, why);
+    if (reconnect)
+        snprintf(msg, sizeof msg, "upstream link to %s lost after the request was sent "
+                 "(%s); it may or may not have been applied", p->cfg.name, why);
+    else
+        snprintf(msg, sizeof msg, "the request was sent to %s, which is master no more "
+                 "(%s); it may or may not have been applied", p->cfg.name, why);
     while ((r = TAILQ_FIRST(&l->fifo)) != NULL) {
         int written = r->off + r->len <= l->sent;
-        int retry = (r->flags & REQ_READONLY) && p->cfg.retry_reads &&
-                    !(r->flags & REQ_RETRIED);
-        if (r->owner && (r->flags & REQ_REROUTE)) {
-            fail_req(l, r, why);
+        int again = r->owner && (!written || ((r->flags & REQ_READONLY) && p->cfg.retry_reads &&
+                                             !(r->flags & REQ_RETRIED)));
+        if (reconnect && r->owner && (r->flags & REQ_REROUTE)) {
+            TAILQ_REMOVE(&l->fifo, r, link_tqe);
+            TAILQ_INSERT_TAIL(&back, r, link_tqe);
             continue;
         }
-        if (!r->owner || (written && !retry)) {
+        if (!again) {
             if (r->owner)
                 p->st.failed_after_send++;
             fail_req(l, r, msg);
@@ -124,17 +152,29 @@ static void requeue_or_fail(struct link *l, const char *why)
         } else {
             p->st.requeued_unsent++;
         }
-        const char *src = buf_start(&l->out) + (r->off - l->out_base);
+        if (!reconnect) {
+            TAILQ_INSERT_TAIL(&back, r, link_tqe);
+            continue;
+        }
+        const char *src = req_bytes(l, r);
         r->off = buf_used(&out);
         buf_append(&out, src, r->len);
         TAILQ_INSERT_TAIL(&keep, r, link_tqe);
         kept++;
     }
-    buf_free(&l->out);
+    /* The link is whole again before any owner hears of it: what they do
+     * with a request handed back may touch this very link. */
+    uint64_t old_base = l->out_base;
     l->out = out;
     l->out_base = l->sent = 0;
     TAILQ_CONCAT(&l->fifo, &keep, link_tqe);
     l->nfifo = kept;
+    while ((r = TAILQ_FIRST(&back)) != NULL) {
+        TAILQ_REMOVE(&back, r, link_tqe);
+        r->link = NULL;
+        p->cb.on_unrun(r, buf_start(&old) + (r->off - old_base), why, p->cb.arg);
+    }
+    buf_free(&old);
 }
 
 /* A leased connection that dies takes its server-side state with it
@@ -155,7 +195,7 @@ static void lease_down(struct link *l, const char *why)
     l->state = LINK_DOWN;
     /* Detached first: its holder forgets it before the errors reach it, so
      * nothing those errors trigger (a close) can touch this link again. */
-    pool_lease_dead(p, l);
+    pool_lease_lost(p, l, why);
     while ((r = TAILQ_FIRST(&l->fifo)) != NULL)
         fail_req(l, r, msg);
 }
@@ -164,7 +204,7 @@ static void link_down(struct link *l, enum link_loss cause, const char *why)
 {
     struct pool *p = l->pool;
 
-    if (l->lease) {
+    if (link_is_lease(l)) {
         p->st.lost[cause]++;
         lease_down(l, why);
         return;
@@ -201,7 +241,7 @@ static void link_down(struct link *l, enum link_loss cause, const char *why)
     snprintf(l->last_err, sizeof l->last_err, "%s", cause == LOST_RETIRED ? "" : why);
     close_socket(l);
     l->state = LINK_DOWN;
-    requeue_or_fail(l, why);
+    settle(l, why, 1);
     ev_timer_set(&l->conn_timer, delay, 0);
     ev_timer_start(p->loop, &l->conn_timer);
 }
@@ -219,17 +259,15 @@ static void link_ready(struct link *l)
             pool_mark_dirty(p, l);
         return;
     }
-    if (l->returning) {
-        l->returning = 0;
+    if (link_is_lease(l) && l->opened_at) {     /* a lease given back, reset */
         l->state = LINK_READY;
         l->last_rx = ev_now(p->loop);
-        if (!l->lessee)
-            pool_lease_idle(p, l);
-        else if (buf_used(&l->out))      /* taken while it was being reset */
+        if (buf_used(&l->out))           /* taken while it was being reset */
             pool_mark_dirty(p, l);
+        pool_lease_returned(p, l);
         return;
     }
-    if (!l->lease && l->opened_at)
+    if (!link_is_lease(l) && l->opened_at)
         p->st.reconnects++;
     l->opened_at = ev_now(p->loop);
     /* Up to 10% either way, so links opened together do not retire together. */
@@ -302,14 +340,9 @@ static void queue_handshake(struct link *l, int reset)
         const char *sel[] = {"SELECT", db};
         hs_add(l, HS_SELECT, 2, sel);
     }
-    const char *name[] = {"CLIENT", "SETNAME", l->lease ? "sidecar-lease" : "sidecar-data"};
-    const char *info[] = {"INFO", "server"};
-    const char *command[] = {"COMMAND"};
+    const char *name[] = {"CLIENT", "SETNAME", link_is_lease(l) ? "sidecar-lease"
+                                                                 : "sidecar-data"};
     hs_add(l, HS_NAME, 3, name);
-    hs_add(l, HS_INFO, 2, info);
-    /* The node's own command table, once, on the first link that comes up. */
-    if (c->fetch_commands && !l->pool->commands_fetched && !l->lease && !l->resp3)
-        hs_add(l, HS_COMMAND, 1, command);
     l->state = LINK_HANDSHAKE;
 }
 
@@ -327,8 +360,6 @@ void link_return(struct link *l)
 {
     struct pool *p = l->pool;
 
-    l->lessee = NULL;
-    l->returning = 1;
     queue_handshake(l, 1);
     ev_timer_set(&l->conn_timer, p->cfg.connect_timeout, 0);
     ev_timer_start(p->loop, &l->conn_timer);
@@ -356,26 +387,6 @@ void link_validate(struct link *l, const char *why)
     pool_mark_dirty(p, l);
 }
 
-static void remember_version(struct pool *p, const char *r, size_t n)
-{
-    static const char key[] = "redis_version:";
-    const char *end = r + n, *s = r;
-
-    while ((s = memchr(s, 'r', (size_t)(end - s))) != NULL) {
-        if ((size_t)(end - s) > sizeof key &&
-            memcmp(s, key, sizeof key - 1) == 0) {
-            s += sizeof key - 1;
-            size_t i = 0;
-            while (s + i < end && s[i] != '\r' && i < sizeof p->version - 1)
-                i++;
-            memcpy(p->version, s, i);
-            p->version[i] = '\0';
-            return;
-        }
-        s++;
-    }
-}
-
 static int handshake_reply(struct link *l, const char *p, size_t n)
 {
     enum hs_kind kind = l->hs_kind[l->hs_total - l->hs_pending];
@@ -383,7 +394,7 @@ static int handshake_reply(struct link *l, const char *p, size_t n)
     int m = (int)(n - 3 > 120 ? 120 : n - 3);
 
     l->hs_pending--;
-    if (p[0] == '-' && kind != HS_NAME && kind != HS_INFO && kind != HS_COMMAND) {
+    if (p[0] == '-' && kind != HS_NAME) {
         snprintf(why, sizeof why, "%s refused: %.*s", kind == HS_AUTH ? "AUTH" :
                  kind == HS_SELECT ? "SELECT" : kind == HS_RESET ? "RESET" :
                  kind == HS_HELLO ? "HELLO 3" : "validation PING", m, p + 1);
@@ -394,13 +405,6 @@ static int handshake_reply(struct link *l, const char *p, size_t n)
         }
         link_down(l, kind == HS_PING ? LOST_VALIDATION : LOST_HANDSHAKE, why);
         return -1;
-    }
-    if (kind == HS_INFO && (p[0] == '$' || p[0] == '='))   /* RESP3: verbatim */
-        remember_version(l->pool, p, n);
-    if (kind == HS_COMMAND && p[0] == '*' && !l->pool->commands_fetched) {
-        l->pool->commands_fetched = 1;
-        if (l->pool->on_commands)
-            l->pool->on_commands(p, n, l->pool->arg);
     }
     if (l->hs_pending == 0)
         link_ready(l);
@@ -429,14 +433,12 @@ static int deliver(struct link *l, const char *p, size_t n)
     }
     if (!(r->flags & REQ_NOTIMEOUT))      /* a blocking call waits for data, not the node */
         rtt_observe(&pl->st, l->last_rx - r->queued_at);
-    TAILQ_REMOVE(&l->fifo, r, link_tqe);
-    l->nfifo--;
-    r->link = NULL;
+    unlink_req(l, r);
     /* The request's bytes stay until the owner has seen the reply: it may
      * send them elsewhere (a read a replica could not serve). */
     uint64_t end = r->off + r->len;
     if (r->owner)
-        pl->on_reply(r, buf_start(&l->out) + (r->off - l->out_base), p, n, NULL, pl->arg);
+        pl->cb.on_reply(r, req_bytes(l, r), p, n, NULL, pl->cb.arg);
     else
         req_release(pl->cache, r);
     buf_consume(&l->out, (size_t)(end - l->out_base));
@@ -459,15 +461,14 @@ static void process_replies(struct link *l)
         }
         size_t len = l->fr.fr.len;
         const char *p = buf_start(&l->in);
-        if (l->stream && !l->hs_pending) {
-            if (l->lessee)
-                l->pool->on_stream(l->lessee, p, len, l->pool->arg);
+        if (l->lease == LEASE_STREAM && !l->hs_pending) {
+            l->pool->cb.on_stream(l->lessee, p, len, l->pool->cb.arg);
         } else if (p[0] == '>') {
             /* A RESP3 push answers no request: matched to one, it would
              * shift every later reply onto the wrong client. On a lease it
              * is its holder's, in order with its replies. */
-            if (l->lease && l->lessee) {
-                l->pool->on_stream(l->lessee, p, len, l->pool->arg);
+            if (l->lease == LEASE_HELD) {
+                l->pool->cb.on_stream(l->lessee, p, len, l->pool->cb.arg);
             } else {
                 l->pool->st.pushes_dropped++;
                 log_debug("link %s#%d: push frame of %zu bytes dropped", l->pool->cfg.name,
@@ -587,12 +588,22 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
                now - r->queued_at >= p->cfg.queue_timeout) {
             size_t len = r->len;
             p->st.failed_unavailable++;
-            fail_req(l, r, why);
+            /* a replica's read goes to the master instead */
+            if (r->owner && (r->flags & REQ_REROUTE))
+                hand_back(l, r, why);
+            else
+                fail_req(l, r, why);
             buf_consume(&l->out, len);
             l->out_base += len;
             if (l->sent < l->out_base)
                 l->sent = l->out_base;
         }
+    }
+    if (CHECKS) {
+        unsigned n = 0;
+        TAILQ_FOREACH(r, &l->fifo, link_tqe)
+            n++;
+        assert(n == l->nfifo);
     }
     if (l->nfifo == 0)
         ev_timer_stop(loop, w);
@@ -621,7 +632,8 @@ int link_send(struct link *l, struct req *r, const char *p, size_t n)
     if (buf_append(&l->out, p, n) < 0)
         return -1;
     /* Never inside a lease: a PING in a MULTI would be queued with it. */
-    if (l->state == LINK_READY && !l->lease && l->nfifo == 0 && pl->cfg.validate_after > 0 &&
+    if (l->state == LINK_READY && !link_is_lease(l) && l->nfifo == 0 &&
+        pl->cfg.validate_after > 0 &&
         ev_now(pl->loop) - l->last_rx > pl->cfg.validate_after)
         link_validate(l, "idle before use");
     r->link = l;
@@ -668,7 +680,7 @@ void link_flush(struct link *l)
     if (w > 0) {
         l->sent += (uint64_t)w;
         l->pool->st.bytes_out += (uint64_t)w;
-        if (l->stream) {        /* no slot keeps these bytes: gone once written */
+        if (l->lease == LEASE_STREAM) {   /* no slot keeps these bytes: gone once written */
             buf_consume(&l->out, (size_t)w);
             l->out_base += (uint64_t)w;
         }
@@ -694,36 +706,12 @@ void link_stop(struct link *l)
 void link_evacuate(struct link *l, const char *why)
 {
     struct pool *p = l->pool;
-    struct req *r;
-    char msg[320];
 
-    if (l->lease) {
+    if (link_is_lease(l)) {
         lease_down(l, why);
         return;
     }
-    snprintf(msg, sizeof msg, "the request was sent to %s, which is master no more (%s); "
-             "it may or may not have been applied", p->cfg.name, why);
-    while ((r = TAILQ_FIRST(&l->fifo)) != NULL) {
-        int written = r->off + r->len <= l->sent;
-        int again = !written || ((r->flags & REQ_READONLY) && p->cfg.retry_reads &&
-                                 !(r->flags & REQ_RETRIED));
-        if (!r->owner || !again) {
-            if (r->owner)
-                p->st.failed_after_send++;
-            fail_req(l, r, msg);
-            continue;
-        }
-        if (written) {
-            r->flags |= REQ_RETRIED;
-            p->st.retried_reads++;
-        } else {
-            p->st.requeued_unsent++;
-        }
-        r->flags |= REQ_MOVED;
-        fail_req(l, r, why);
-    }
-    buf_free(&l->out);
-    l->out_base = l->sent = 0;
+    settle(l, why, 0);
     ev_timer_stop(p->loop, &l->watchdog);
     if (l->dirty) {
         TAILQ_REMOVE(&p->dirty, l, dirty_tqe);
@@ -771,5 +759,18 @@ int link_stream_send(struct link *l, const char *p, size_t n)
     l->pool->st.requests_sent++;
     if (l->state == LINK_READY)
         pool_mark_dirty(l->pool, l);
+    return 0;
+}
+
+int link_send_unowned(struct link *l, const char *p, size_t n)
+{
+    struct req *r = req_alloc(l->pool->cache);
+
+    if (!r)
+        return -1;
+    if (link_send(l, r, p, n) < 0) {
+        req_release(l->pool->cache, r);
+        return -1;
+    }
     return 0;
 }

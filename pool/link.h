@@ -2,8 +2,9 @@
  *
  * A request's bytes stay in the link's output stream until its reply is in,
  * so a link that dies can hand every request it still holds to the retry
- * rule: never written, or written and safe to repeat, goes out again on the
- * reconnected socket; a write that may have run gets an error. */
+ * rule: never written, or written and safe to repeat, goes out again (on the
+ * reconnected socket, or back to its owner to send elsewhere); a write that
+ * may have run gets an error. */
 #ifndef SIDECAR_LINK_H
 #define SIDECAR_LINK_H
 
@@ -18,11 +19,24 @@
 struct pool;
 
 enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_HANDSHAKE, LINK_READY };
-enum hs_kind { HS_RESET, HS_HELLO, HS_AUTH, HS_SELECT, HS_NAME, HS_INFO, HS_COMMAND, HS_PING };
+enum hs_kind { HS_RESET, HS_HELLO, HS_AUTH, HS_SELECT, HS_NAME, HS_PING };
 /* Why a link went down, for the counters. */
 enum link_loss { LOST_CLOSED, LOST_ERROR, LOST_PROTOCOL, LOST_VALIDATION,
                  LOST_REPLY_TIMEOUT, LOST_HANDSHAKE, LOST_CONNECT, LOST_RETIRED,
                  LOST_NCAUSES };
+/* A leased link is one client's own connection while it holds server-side
+ * state (a transaction, WATCH, a blocking call, another database, pub/sub).
+ * Its state is the pool list it sits on; pool.c's lease_move() is the one
+ * place it changes. */
+enum lease_state {
+    LEASE_NONE,       /* a shared (multiplexed) link, on no lease list */
+    LEASE_HELD,       /* a holder's; its handshake may still be under way */
+    LEASE_STREAM,     /* a holder's, in stream mode (pub/sub): never reused */
+    LEASE_RETURNING,  /* given back: RESET and handshake under way */
+    LEASE_IDLE,       /* ready for the next holder */
+    LEASE_DEAD,       /* closed; freed at the pool's next flush */
+    LEASE_NSTATES
+};
 
 struct link {
     struct pool *pool;
@@ -45,21 +59,14 @@ struct link {
     struct buf   in;
     struct resp_framer fr;
     struct req_fifo fifo;       /* requests not yet answered, oldest first */
-    unsigned     nfifo;
+    unsigned     nfifo;         /* their count (checked against fifo in make asan) */
     double       backoff;       /* next reconnect delay, seconds */
     int          dirty;         /* on the pool's flush list */
     TAILQ_ENTRY(link) dirty_tqe;
-    /* Leased links: one client's own connection while it holds server-side
-     * state (a transaction, WATCH, a blocking call, another database). */
-    int          lease;         /* a leased link, not one of the shared ones */
-    void        *lessee;        /* its holder; NULL while idle in the pool */
-    int          returning;     /* RESET and handshake under way, then idle */
-    int          dead;          /* on the pool's dead list, freed at the next flush */
-    int          stream;        /* pub/sub: every frame goes to the holder as it
-                                 * comes, requests carry no slots; never reused */
-    TAILQ_ENTRY(link) lease_tqe;  /* on the pool's idle or dead list */
-    TAILQ_ENTRY(link) all_tqe;    /* on the pool's list of live leases */
-    ev_tstamp    opened_at;     /* when the socket became ready */
+    enum lease_state lease;
+    void        *lessee;        /* its holder while LEASE_HELD or LEASE_STREAM */
+    TAILQ_ENTRY(link) lease_tqe;  /* on the pool's list for its lease state */
+    ev_tstamp    opened_at;     /* when the socket became ready (0: never yet) */
     ev_tstamp    last_rx;       /* when bytes last arrived: idle since */
     double       age_limit;     /* max_link_age with this link's jitter */
     char         last_err[160]; /* why the last connect or link failed */
@@ -73,6 +80,9 @@ int link_send(struct link *l, struct req *r, const char *p, size_t n);
 /* The same for bytes that may live in this link's own buffer (a request
  * handed back by it, sent to its node again). */
 int link_resend(struct link *l, struct req *r, const char *p, size_t n);
+/* A request of the proxy's own whose reply nobody reads (the HELLO that
+ * switches a lease, SCRIPT LOAD on a replica): it keeps the link's order. */
+int link_send_unowned(struct link *l, const char *p, size_t n);
 /* A link waiting out its reconnect backoff tries again now. */
 void link_retry_now(struct link *l);
 /* A lease in stream mode (pub/sub): bytes out as they are, every frame
@@ -85,12 +95,15 @@ void link_validate(struct link *l, const char *why);
 void link_return(struct link *l);
 /* One write of everything pending; called once per loop iteration. */
 void link_flush(struct link *l);
+/* Closed; every request on it fails with "proxy is shutting down". */
 void link_stop(struct link *l);
-/* Closed on purpose, its requests handed back (see pool_evacuate); a
- * shared link reconnects, a lease is gone. */
+/* Closed on purpose (its node is master no more, or left the topology):
+ * what may run elsewhere goes back to its owner (on_unrun), the rest gets
+ * the retry rule's error; a shared link reconnects, a lease is gone. */
 void link_evacuate(struct link *l, const char *why);
 /* Background care, from the pool's timer: ping idle links, retire old ones. */
 void link_tend(struct link *l, ev_tstamp now);
 static inline int link_is_ready(const struct link *l) { return l->state == LINK_READY; }
+static inline int link_is_lease(const struct link *l) { return l->lease != LEASE_NONE; }
 
 #endif

@@ -1,6 +1,11 @@
 /* The links to one node. Links that got bytes during this loop iteration
  * are on the dirty list and written once, together, just before the loop
- * waits again: that is what turns many clients' requests into one write. */
+ * waits again: that is what turns many clients' requests into one write.
+ *
+ * Leases live on one list per state (enum lease_state); lease_move() is
+ * the one place a lease changes list. Clients waiting for a lease sit on
+ * the wait list, oldest first, and are handed one as leases come back
+ * (grant()), never found by a scan on a timer. */
 #include "pool.h"
 
 #include <stdio.h>
@@ -8,12 +13,71 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../lib/invariant.h"
 #include "../lib/log.h"
 
 const double pool_rtt_bounds[POOL_RTT_BUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 };
+
+static const char *const lease_state_name[LEASE_NSTATES] = {
+    "shared", "held", "streaming", "returning", "idle", "dead",
+};
+
+#define FOREACH_SHARED(p, l)                                                        \
+    for (int v_ = 0; v_ < 2; v_++)                                                  \
+        for (int i_ = 0; (p)->links[v_] && i_ < (p)->cfg.connections; i_++)        \
+            if (((l) = &(p)->links[v_][i_]) != NULL)
+
+static void grant(struct pool *p);
+
+static void lease_move(struct pool *p, struct link *l, enum lease_state to, const char *why)
+{
+    if (l->lease != LEASE_NONE) {
+        TAILQ_REMOVE(&p->lease_list[l->lease], l, lease_tqe);
+        p->nlease[l->lease]--;
+    }
+    log_debug("lease %s#%d %s -> %s: %s", p->cfg.name, l->idx, lease_state_name[l->lease],
+              lease_state_name[to], why);
+    l->lease = to;
+    TAILQ_INSERT_TAIL(&p->lease_list[to], l, lease_tqe);
+    p->nlease[to]++;
+    if (CHECKS) {
+        for (int s = LEASE_HELD; s < LEASE_NSTATES; s++) {
+            const struct link *k;
+            int n = 0;
+            TAILQ_FOREACH(k, &p->lease_list[s], lease_tqe)
+                n++;
+            assert(n == p->nlease[s]);
+        }
+    }
+}
+
+/* Closed for good; freed at the next flush. Its holder, if any, is told
+ * by the caller. Room under max_leased goes to the next waiter. */
+static void bury(struct pool *p, struct link *l, const char *why)
+{
+    if (l->dirty) {
+        TAILQ_REMOVE(&p->dirty, l, dirty_tqe);
+        l->dirty = 0;
+    }
+    l->lessee = NULL;
+    lease_move(p, l, LEASE_DEAD, why);
+    grant(p);
+}
+
+static void free_dead(struct pool *p)
+{
+    struct link *l;
+
+    while ((l = TAILQ_FIRST(&p->lease_list[LEASE_DEAD])) != NULL) {
+        TAILQ_REMOVE(&p->lease_list[LEASE_DEAD], l, lease_tqe);
+        p->nlease[LEASE_DEAD]--;
+        buf_free(&l->out);
+        free(l);
+    }
+}
 
 static void pool_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
 {
@@ -27,28 +91,56 @@ static void pool_flush_cb(struct ev_loop *loop, ev_prepare *w, int revents)
         l->dirty = 0;
         link_flush(l);
     }
-    while ((l = TAILQ_FIRST(&p->lease_dead)) != NULL) {
-        TAILQ_REMOVE(&p->lease_dead, l, lease_tqe);
-        buf_free(&l->out);
-        free(l);
-    }
+    free_dead(p);
 }
 
 static void pool_care_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct pool *p = w->data;
+    struct link *l;
     (void)revents;
 
-    for (int v = 0; v < 2; v++)
-        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
-            link_tend(&p->links[v][i], ev_now(loop));
+    FOREACH_SHARED(p, l)
+        link_tend(l, ev_now(loop));
+}
+
+static void care_interval(struct pool *p)
+{
+    double tick = 1.0;
+
+    if (p->cfg.ping_interval > 0 && p->cfg.ping_interval / 4 < tick)
+        tick = p->cfg.ping_interval / 4 < 0.05 ? 0.05 : p->cfg.ping_interval / 4;
+    if (p->care_w.repeat != tick) {
+        p->care_w.repeat = tick;
+        ev_timer_again(p->loop, &p->care_w);
+    }
+}
+
+/* Waiters whose deadline passed go back to their owners. */
+static void pool_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct pool *p = w->data;
+    struct pool_waiter *pw, *next;
+    (void)revents;
+
+    for (pw = TAILQ_FIRST(&p->waiters); pw; pw = next) {
+        next = TAILQ_NEXT(pw, tqe);
+        if (pw->deadline > ev_now(loop))
+            continue;
+        TAILQ_REMOVE(&p->waiters, pw, tqe);
+        pw->on = NULL;
+        p->cb.on_lease_ready(pw->who, NULL, p->cb.arg);
+        next = TAILQ_FIRST(&p->waiters);     /* the callback may have changed the list */
+    }
+    ev_timer_stop(loop, w);
+    if ((pw = TAILQ_FIRST(&p->waiters)) != NULL) {
+        ev_timer_set(w, pw->deadline - ev_now(loop) > 0 ? pw->deadline - ev_now(loop) : 0, 0);
+        ev_timer_start(loop, w);
+    }
 }
 
 struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
-                      struct req_cache *cache,
-                      void (*on_reply)(struct req *r, const char *req, const char *p,
-                                       size_t n, const char *err, void *arg),
-                      void *arg)
+                      struct req_cache *cache, const struct pool_callbacks *cb)
 {
     struct pool *p = calloc(1, sizeof *p);
 
@@ -61,28 +153,54 @@ struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
     }
     p->loop = loop;
     p->cfg = *cfg;
+    p->cb = *cb;
     p->cache = cache;
-    p->on_reply = on_reply;
-    p->arg = arg;
     p->seed = (unsigned)getpid() ^ (unsigned)(ev_time() * 1000);
     TAILQ_INIT(&p->dirty);
-    TAILQ_INIT(&p->leases);
-    TAILQ_INIT(&p->lease_idle);
-    TAILQ_INIT(&p->lease_dead);
+    for (int s = 0; s < LEASE_NSTATES; s++)
+        TAILQ_INIT(&p->lease_list[s]);
+    TAILQ_INIT(&p->waiters);
     ev_prepare_init(&p->flush_w, pool_flush_cb);
     p->flush_w.data = p;
     ev_prepare_start(loop, &p->flush_w);
-    double tick = 1.0;
-    if (cfg->ping_interval > 0 && cfg->ping_interval / 4 < tick)
-        tick = cfg->ping_interval / 4 < 0.05 ? 0.05 : cfg->ping_interval / 4;
-    ev_timer_init(&p->care_w, pool_care_cb, tick, tick);
+    ev_init(&p->care_w, pool_care_cb);
     p->care_w.data = p;
-    ev_timer_start(loop, &p->care_w);
+    care_interval(p);
+    ev_init(&p->wait_w, pool_wait_cb);
+    p->wait_w.data = p;
     for (int i = 0; i < cfg->connections; i++) {
         link_init(&p->links[0][i], p, i, 0);
         link_start(&p->links[0][i]);
     }
     return p;
+}
+
+void pool_configure(struct pool *p, const struct pool_config *cfg)
+{
+    int more_leases = cfg->max_leased > p->cfg.max_leased;
+    struct pool_config keep = p->cfg;
+
+    p->cfg = *cfg;
+    memcpy(p->cfg.name, keep.name, sizeof p->cfg.name);
+    p->cfg.addr = keep.addr;
+    p->cfg.connections = keep.connections;
+    p->cfg.database = keep.database;
+    care_interval(p);
+    if (more_leases)
+        grant(p);
+}
+
+/* Every waiter goes back to its owner, which decides again. */
+static void release_waiters(struct pool *p)
+{
+    struct pool_waiter *pw;
+
+    ev_timer_stop(p->loop, &p->wait_w);
+    while ((pw = TAILQ_FIRST(&p->waiters)) != NULL) {
+        TAILQ_REMOVE(&p->waiters, pw, tqe);
+        pw->on = NULL;
+        p->cb.on_lease_ready(pw->who, NULL, p->cb.arg);
+    }
 }
 
 /* The RESP3 set, on the first RESP3 client: HELLO 3 opens each link. */
@@ -105,20 +223,17 @@ void pool_free(struct pool *p)
 
     if (!p)
         return;
-    for (int v = 0; v < 2; v++)
-        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
-            link_stop(&p->links[v][i]);
-    TAILQ_INIT(&p->dirty);          /* nothing is written any more */
-    while ((l = TAILQ_FIRST(&p->leases)) != NULL) {
-        TAILQ_REMOVE(&p->leases, l, all_tqe);
+    release_waiters(p);
+    FOREACH_SHARED(p, l)
         link_stop(l);
-        free(l);
-    }
-    while ((l = TAILQ_FIRST(&p->lease_dead)) != NULL) {
-        TAILQ_REMOVE(&p->lease_dead, l, lease_tqe);
-        buf_free(&l->out);
-        free(l);
-    }
+    TAILQ_INIT(&p->dirty);          /* nothing is written any more */
+    for (int s = LEASE_HELD; s < LEASE_DEAD; s++)
+        while ((l = TAILQ_FIRST(&p->lease_list[s])) != NULL) {
+            link_stop(l);
+            l->lessee = NULL;
+            lease_move(p, l, LEASE_DEAD, "pool closed");
+        }
+    free_dead(p);
     ev_prepare_stop(p->loop, &p->flush_w);
     ev_timer_stop(p->loop, &p->care_w);
     free(p->links[0]);
@@ -141,202 +256,266 @@ void pool_mark_dirty(struct pool *p, struct link *l)
     }
 }
 
-int pool_ready_links(const struct pool *p)
+int pool_ready_links(const struct pool *p, int resp3)
 {
     int n = 0;
 
-    for (int i = 0; i < p->cfg.connections; i++)
-        n += link_is_ready(&p->links[0][i]);
+    for (int i = 0; p->links[resp3] && i < p->cfg.connections; i++)
+        n += link_is_ready(&p->links[resp3][i]);
     return n;
 }
 
-int pool_ready_links_resp3(const struct pool *p)
+int pool_validating_links(const struct pool *p)
 {
+    struct link *l;
     int n = 0;
 
-    for (int i = 0; p->links[1] && i < p->cfg.connections; i++)
-        n += link_is_ready(&p->links[1][i]);
+    FOREACH_SHARED(p, l)
+        n += l->validating;
+    return n;
+}
+
+unsigned pool_inflight(const struct pool *p)
+{
+    struct link *l;
+    unsigned n = 0;
+
+    FOREACH_SHARED(p, l)
+        n += l->nfifo;
+    return n;
+}
+
+int pool_leases(const struct pool *p)
+{
+    return p->nlease[LEASE_HELD] + p->nlease[LEASE_STREAM] + p->nlease[LEASE_RETURNING] +
+           p->nlease[LEASE_IDLE];
+}
+
+int pool_open_links(const struct pool *p)
+{
+    struct link *l;
+    int n = pool_leases(p);
+
+    FOREACH_SHARED(p, l)
+        n += l->fd >= 0;
     return n;
 }
 
 void pool_set_down(struct pool *p, int down, const char *why)
 {
+    struct link *l;
+
     p->down = down;
-    for (int v = 0; v < 2; v++)
-        for (int i = 0; !down && p->links[v] && i < p->cfg.connections; i++)
-            link_retry_now(&p->links[v][i]);
+    if (!down)
+        FOREACH_SHARED(p, l)
+            link_retry_now(l);
     snprintf(p->down_reason, sizeof p->down_reason, "%s", why ? why : "");
+}
+
+void pool_retire(struct pool *p)
+{
+    p->retiring = 1;
+    release_waiters(p);
 }
 
 void pool_evacuate_shared(struct pool *p, const char *why)
 {
-    for (int v = 0; v < 2; v++)
-        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
-            link_evacuate(&p->links[v][i], why);
+    struct link *l;
+
+    FOREACH_SHARED(p, l)
+        link_evacuate(l, why);
 }
 
 void pool_evacuate_unready(struct pool *p, const char *why)
 {
-    for (int v = 0; v < 2; v++)
-        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
-            if (p->links[v][i].state != LINK_READY && p->links[v][i].nfifo)
-                link_evacuate(&p->links[v][i], why);
+    struct link *l;
+
+    FOREACH_SHARED(p, l)
+        if (l->state != LINK_READY && l->nfifo)
+            link_evacuate(l, why);
 }
 
 void pool_close_shared(struct pool *p)
 {
-    for (int v = 0; v < 2; v++)
-        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
-            link_stop(&p->links[v][i]);
+    struct link *l;
+
+    FOREACH_SHARED(p, l)
+        link_stop(l);
 }
 
 void pool_evacuate(struct pool *p, const char *why)
 {
     struct link *l;
 
+    release_waiters(p);
     pool_evacuate_shared(p, why);
-    while ((l = TAILQ_FIRST(&p->leases)) != NULL) {
-        p->st.leases_closed++;
-        link_evacuate(l, why);
+    for (int s = LEASE_HELD; s < LEASE_DEAD; s++)
+        while ((l = TAILQ_FIRST(&p->lease_list[s])) != NULL) {
+            p->st.leases_closed++;
+            link_evacuate(l, why);
+        }
+}
+
+/* An idle lease of the protocol, or one being reset (requests wait behind
+ * its handshake). An idle one gone stale is replaced, not validated: a
+ * failed PING there would cost the new holder its first command. */
+static struct link *reusable(struct pool *p, int resp3)
+{
+    struct link *l, *next;
+
+    for (l = TAILQ_FIRST(&p->lease_list[LEASE_IDLE]); l; l = next) {
+        next = TAILQ_NEXT(l, lease_tqe);
+        if (l->resp3 != resp3)
+            continue;
+        if (p->cfg.validate_after > 0 && ev_now(p->loop) - l->last_rx > p->cfg.validate_after) {
+            p->st.leases_closed++;
+            link_stop(l);
+            bury(p, l, "idle past validate_after");
+            continue;
+        }
+        return l;
     }
-}
-
-unsigned pool_inflight(const struct pool *p)
-{
-    unsigned n = 0;
-
-    for (int v = 0; v < 2; v++)
-        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
-            n += p->links[v][i].nfifo;
-    return n;
-}
-
-int pool_open_links(const struct pool *p)
-{
-    int n = p->nleases;
-
-    for (int v = 0; v < 2; v++)
-        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
-            n += p->links[v][i].fd >= 0;
-    return n;
-}
-
-int pool_leases_held(const struct pool *p)
-{
-    const struct link *l;
-    int n = 0;
-
-    TAILQ_FOREACH(l, &p->leases, all_tqe)
-        n += l->lessee != NULL;
-    return n;
-}
-
-/* An idle lease of the protocol, or one being reset (requests wait
- * behind its handshake). */
-static struct link *idle_lease(struct pool *p, int resp3)
-{
-    struct link *l;
-
-    TAILQ_FOREACH(l, &p->lease_idle, lease_tqe)
+    TAILQ_FOREACH(l, &p->lease_list[LEASE_RETURNING], lease_tqe)
         if (l->resp3 == resp3)
-            return l;
-    TAILQ_FOREACH(l, &p->leases, all_tqe)
-        if (l->returning && !l->lessee && l->resp3 == resp3)
             return l;
     return NULL;
 }
 
-struct link *pool_lease(struct pool *p, void *lessee, int resp3)
+/* A lease for who, reused or new; NULL at max_leased or when the connect
+ * failed at once (lease_failure says why). */
+static struct link *take(struct pool *p, void *who, int resp3)
 {
-    struct link *l = idle_lease(p, resp3);
+    struct link *l = reusable(p, resp3);
 
-    /* An idle lease gone stale is replaced, not validated: a failed PING
-     * there would cost the new holder its first command. */
-    while (l && !l->returning && p->cfg.validate_after > 0 &&
-           ev_now(p->loop) - l->last_rx > p->cfg.validate_after) {
-        p->st.leases_closed++;
-        link_stop(l);
-        pool_lease_dead(p, l);
-        l = idle_lease(p, resp3);
-    }
-    if (l && !l->returning) {
-        TAILQ_REMOVE(&p->lease_idle, l, lease_tqe);
-    } else if (!l) {
-        struct link *other = TAILQ_FIRST(&p->lease_idle);   /* the other protocol's */
-        if (p->nleases >= p->cfg.max_leased && other) {
+    if (!l) {
+        struct link *other = TAILQ_FIRST(&p->lease_list[LEASE_IDLE]);   /* the other protocol's */
+        if (pool_leases(p) >= p->cfg.max_leased && other) {
             p->st.leases_closed++;
             link_stop(other);
-            pool_lease_dead(p, other);
+            bury(p, other, "room for a lease of the other protocol");
         }
-        if (p->nleases >= p->cfg.max_leased) {
+        if (pool_leases(p) >= p->cfg.max_leased) {
             p->st.leases_refused++;
             return NULL;
         }
         if (!(l = malloc(sizeof *l)))
             return NULL;
         link_init(l, p, 1000 + p->next_lease_idx++, resp3);
-        l->lease = 1;
-        p->nleases++;
-        TAILQ_INSERT_TAIL(&p->leases, l, all_tqe);
+        lease_move(p, l, LEASE_HELD, "new");
         link_start(l);
-        if (l->dead) {           /* the connect failed at once (no fds, say) */
+        if (l->lease == LEASE_DEAD) {    /* the connect failed at once (no fds, say) */
             snprintf(p->lease_failure, sizeof p->lease_failure, "%s", l->last_err);
             return NULL;
         }
         p->lease_failure[0] = '\0';
+        l->lessee = who;                 /* only now: a failed start tells no holder */
+    } else {
+        l->lessee = who;
+        lease_move(p, l, LEASE_HELD, "taken");
     }
-    l->lessee = lessee;
     p->st.leases_taken++;
     return l;
 }
 
+/* Leases that came back (or room under max_leased) go to the waiters,
+ * oldest first. */
+static void grant(struct pool *p)
+{
+    struct pool_waiter *pw;
+    struct link *l;
+
+    if (p->granting)
+        return;
+    p->granting = 1;
+    while ((pw = TAILQ_FIRST(&p->waiters)) != NULL && (l = take(p, pw->who, pw->resp3))) {
+        TAILQ_REMOVE(&p->waiters, pw, tqe);
+        pw->on = NULL;
+        p->cb.on_lease_ready(pw->who, l, p->cb.arg);
+    }
+    p->granting = 0;
+    if (TAILQ_EMPTY(&p->waiters))
+        ev_timer_stop(p->loop, &p->wait_w);
+}
+
+struct link *pool_lease(struct pool *p, void *who, int resp3)
+{
+    if (!TAILQ_EMPTY(&p->waiters))
+        return NULL;                     /* earlier waiters first */
+    return take(p, who, resp3);
+}
+
+void pool_lease_wait(struct pool *p, struct pool_waiter *w)
+{
+    w->on = p;
+    TAILQ_INSERT_TAIL(&p->waiters, w, tqe);
+    if (!ev_is_active(&p->wait_w)) {
+        double t = w->deadline - ev_now(p->loop);
+        ev_timer_set(&p->wait_w, t > 0 ? t : 0, 0);
+        ev_timer_start(p->loop, &p->wait_w);
+    }
+}
+
+void pool_lease_unwait(struct pool_waiter *w)
+{
+    struct pool *p = w->on;
+
+    if (!p)
+        return;
+    TAILQ_REMOVE(&p->waiters, w, tqe);
+    w->on = NULL;
+    if (TAILQ_EMPTY(&p->waiters))
+        ev_timer_stop(p->loop, &p->wait_w);
+}
+
 void pool_unlease(struct pool *p, struct link *l)
 {
-    if (l->dead)
+    if (l->lease == LEASE_DEAD)
         return;
     l->lessee = NULL;
-    if (l->nfifo == 0 && l->state == LINK_READY && !l->stream) {
+    if (l->nfifo == 0 && l->state == LINK_READY && l->lease == LEASE_HELD) {
         p->st.leases_reset++;
+        lease_move(p, l, LEASE_RETURNING, "given back");
         link_return(l);
         return;
     }
-    /* Still busy (a blocking call may never answer): close it, and its
-     * requests, orphans now, go with it. */
-    log_debug("lease %s#%d closed: given back busy", p->cfg.name, l->idx);
+    /* Still busy (a blocking call may never answer), or subscribed: close
+     * it, and its requests, unowned now, go with it. */
     p->st.leases_closed++;
     link_stop(l);
-    pool_lease_dead(p, l);
+    bury(p, l, l->lease == LEASE_STREAM ? "given back after pub/sub" : "given back busy");
 }
 
-void pool_lease_idle(struct pool *p, struct link *l)
+void pool_lease_stream(struct link *l)
 {
-    TAILQ_INSERT_TAIL(&p->lease_idle, l, lease_tqe);
+    if (l->lease == LEASE_HELD)
+        lease_move(l->pool, l, LEASE_STREAM, "subscribed");
 }
 
-void pool_lease_dead(struct pool *p, struct link *l)
+int pool_lease_protocol(struct link *l, int resp3)
 {
-    void *lessee = l->lessee;
+    const char *hello = resp3 ? "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n" : "*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n";
 
-    if (l->dead)
+    if (link_send_unowned(l, hello, strlen(hello)) < 0)
+        return -1;
+    l->resp3 = resp3;
+    return 0;
+}
+
+void pool_lease_returned(struct pool *p, struct link *l)
+{
+    if (l->lease != LEASE_RETURNING)
+        return;                          /* taken while it was being reset */
+    lease_move(p, l, LEASE_IDLE, "reset");
+    grant(p);
+}
+
+void pool_lease_lost(struct pool *p, struct link *l, const char *why)
+{
+    void *lessee = l->lease == LEASE_HELD || l->lease == LEASE_STREAM ? l->lessee : NULL;
+
+    if (l->lease == LEASE_DEAD)
         return;
-    l->dead = 1;
-    if (l->dirty) {
-        TAILQ_REMOVE(&p->dirty, l, dirty_tqe);
-        l->dirty = 0;
-    }
-    if (!l->lessee && !l->returning) {
-        /* idle or just returned: it may sit on the idle list */
-        struct link *i;
-        TAILQ_FOREACH(i, &p->lease_idle, lease_tqe)
-            if (i == l) {
-                TAILQ_REMOVE(&p->lease_idle, l, lease_tqe);
-                break;
-            }
-    }
-    l->lessee = NULL;
-    p->nleases--;
-    TAILQ_REMOVE(&p->leases, l, all_tqe);
-    TAILQ_INSERT_TAIL(&p->lease_dead, l, lease_tqe);
-    if (lessee && p->on_lease_lost)
-        p->on_lease_lost(lessee, p->arg);
+    bury(p, l, why);
+    if (lessee)
+        p->cb.on_lease_lost(lessee, p->cb.arg);
 }

@@ -1,5 +1,7 @@
 /* The links to one Redis node: a few multiplexed connections shared by
- * every client, flushed once per loop iteration. */
+ * every client, flushed once per loop iteration, and the leases (a
+ * client's own connection while it holds server-side state), with the
+ * clients waiting for one. */
 #ifndef SIDECAR_POOL_H
 #define SIDECAR_POOL_H
 
@@ -25,9 +27,41 @@ struct pool_config {
     double      ping_interval;    /* idle links are pinged this often; 0 off */
     double      max_link_age;     /* 0 off */
     int         max_leased;       /* leased links at most, busy or idle */
-    int         fetch_commands;   /* ask COMMAND once, for on_commands */
     int         tcp_keepalive;    /* seconds, 0 off */
     int         tcp_user_timeout_ms;
+};
+
+/* How the pool hands things back to its owner (set once, at pool_new). */
+struct pool_callbacks {
+    /* A reply (bytes of one RESP frame), or, when err is set, why the
+     * request failed; with the request's own r->len bytes, valid during
+     * the call (to send it elsewhere). Never called for unowned requests. */
+    void (*on_reply)(struct req *r, const char *req, const char *p, size_t n,
+                     const char *err, void *arg);
+    /* A request that did not run here and may run elsewhere (its link was
+     * closed on purpose, or it is a replica's read whose link failed): its
+     * bytes, valid during the call; the owner sends it on. */
+    void (*on_unrun)(struct req *r, const char *req, const char *why, void *arg);
+    /* A frame on a lease in stream mode (pub/sub, pushes), for its holder. */
+    void (*on_stream)(void *lessee, const char *p, size_t n, void *arg);
+    /* A held lease died; its holder must forget it. */
+    void (*on_lease_lost)(void *lessee, void *arg);
+    /* A waiter's turn: l is its lease now, or NULL when the pool stopped
+     * waiting for it (its deadline passed, or the node leaves the
+     * topology): the owner decides again, later (not from inside this
+     * call, where the pool's lists are being walked). */
+    void (*on_lease_ready)(void *who, struct link *l, void *arg);
+    void *arg;
+};
+
+/* A client waiting for a lease: on the pool's wait list until it gets one
+ * (in arrival order, as leases come back) or its deadline passes. */
+struct pool_waiter {
+    TAILQ_ENTRY(pool_waiter) tqe;
+    void      *who;
+    ev_tstamp  deadline;
+    int        resp3;
+    struct pool *on;              /* the pool whose list it is on, or NULL */
 };
 
 /* Upper bounds (seconds) of the round-trip histogram's buckets. */
@@ -65,34 +99,22 @@ struct pool_stats {
 
 struct pool {
     struct ev_loop    *loop;
-    struct pool_config cfg;
+    struct pool_config cfg;          /* pool_configure() changes it */
+    struct pool_callbacks cb;
     struct link       *links[2];     /* multiplexed: RESP2, and RESP3 once a
                                       * RESP3 client came (NULL until then) */
     struct req_cache  *cache;
-    /* A reply (bytes of one RESP frame), or, when err is set, why the
-     * request failed; with the request's own r->len bytes, valid during
-     * the call (to send it elsewhere). Never called for orphans. */
-    void             (*on_reply)(struct req *r, const char *req, const char *p,
-                                 size_t n, const char *err, void *arg);
-    void              *arg;
-    /* The node's COMMAND reply, once (fetch_commands). */
-    void             (*on_commands)(const char *p, size_t n, void *arg);
-    int                commands_fetched;
-    /* A frame on a lease in stream mode (pub/sub), for its holder. */
-    void             (*on_stream)(void *lessee, const char *p, size_t n, void *arg);
-    /* A lease whose link died; its holder must forget it. */
-    void             (*on_lease_lost)(void *lessee, void *arg);
-    TAILQ_HEAD(, link) leases;       /* every live lease: held, idle or returning */
-    TAILQ_HEAD(, link) lease_idle;   /* ready, waiting for a holder */
-    TAILQ_HEAD(, link) lease_dead;   /* freed at the next flush */
-    int                nleases;      /* leased links in existence */
+    TAILQ_HEAD(link_list, link) lease_list[LEASE_NSTATES];  /* by lease state */
+    int                nlease[LEASE_NSTATES];  /* their lengths (checked in make asan) */
+    TAILQ_HEAD(, pool_waiter) waiters;  /* for a lease, oldest first */
+    ev_timer           wait_w;       /* the oldest waiter's deadline */
+    int                granting;     /* handing out leases to waiters now */
     char               lease_failure[160];  /* why the last new lease failed at once */
     int                next_lease_idx;
     ev_prepare         flush_w;
     ev_timer           care_w;        /* background pings and retirement */
     TAILQ_HEAD(, link) dirty;
     struct pool_stats  st;
-    char               version[32];  /* redis_version the node reported */
     unsigned           seed;          /* for max_link_age jitter */
     int                down;          /* health checks failed: fail fast */
     int                retiring;      /* its owner sends it nothing new (a reload) */
@@ -101,11 +123,11 @@ struct pool {
 };
 
 struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
-                      struct req_cache *cache,
-                      void (*on_reply)(struct req *r, const char *req, const char *p,
-                                       size_t n, const char *err, void *arg),
-                      void *arg);
+                      struct req_cache *cache, const struct pool_callbacks *cb);
 void pool_free(struct pool *p);
+/* New timeouts, credentials and limits (a reload). The address, database
+ * and link count stay: changing those takes a new pool. */
+void pool_configure(struct pool *p, const struct pool_config *cfg);
 /* The link a client with this key always uses, so its order holds, in
  * the client's protocol; NULL only when the RESP3 set cannot be made. */
 struct link *pool_link_resp3(struct pool *p, uint64_t key);   /* opens the set */
@@ -117,33 +139,53 @@ static inline struct link *pool_link_for(struct pool *p, uint64_t key, int resp3
         return pool_link_resp3(p, key);
     return &set[key % (uint64_t)p->cfg.connections];
 }
+/* For link.c: the link has bytes to write in this iteration. */
 void pool_mark_dirty(struct pool *p, struct link *l);
-int pool_ready_links(const struct pool *p);
-int pool_ready_links_resp3(const struct pool *p);
-/* Requests on the pool's links not yet answered. */
+/* Shared links of the protocol that are ready. */
+int pool_ready_links(const struct pool *p, int resp3);
+/* Shared links being validated (a PING before reuse). */
+int pool_validating_links(const struct pool *p);
+/* Requests on the pool's shared links not yet answered. */
 unsigned pool_inflight(const struct pool *p);
 /* Links with a socket (shared ones connecting or up, and leases). */
 int pool_open_links(const struct pool *p);
-/* Leases a client holds now (idle ones not counted). */
-int pool_leases_held(const struct pool *p);
-/* A link of its own for `lessee`, in its protocol: an idle one, or a new
- * one (requests queue on it while it connects). NULL when max_leased are
- * out. */
-struct link *pool_lease(struct pool *p, void *lessee, int resp3);
+/* Leases in existence (held, returning or idle). */
+int pool_leases(const struct pool *p);
+/* Leases a client holds now. */
+static inline int pool_leases_held(const struct pool *p)
+{
+    return p->nlease[LEASE_HELD] + p->nlease[LEASE_STREAM];
+}
+/* The node stops taking new work (a reload retired it): its waiters go
+ * back to their owners. */
+void pool_retire(struct pool *p);
+
+/* A link of its own for `who`, in its protocol: an idle one, or a new one
+ * (requests queue on it while it connects). NULL when max_leased are out
+ * (or earlier waiters are first in line): then pool_lease_wait. */
+struct link *pool_lease(struct pool *p, void *who, int resp3);
+/* Wait for a lease until w->deadline; on_lease_ready says how it ended. */
+void pool_lease_wait(struct pool *p, struct pool_waiter *w);
+/* Off the wait list (its client left); nothing is called back. */
+void pool_lease_unwait(struct pool_waiter *w);
 /* The holder is done: with nothing in flight the link is RESET and kept,
  * otherwise (a blocking call still waiting, say) it is closed. */
 void pool_unlease(struct pool *p, struct link *l);
-/* For link.c: a returned lease is ready again; a lease died. */
-void pool_lease_idle(struct pool *p, struct link *l);
-void pool_lease_dead(struct pool *p, struct link *l);
+/* The holder subscribed: from now on every frame goes to it as it comes. */
+void pool_lease_stream(struct link *l);
+/* The holder switched protocol (HELLO): the lease follows. -1 out of memory. */
+int pool_lease_protocol(struct link *l, int resp3);
+/* For link.c: a lease's return handshake is done; a lease died. */
+void pool_lease_returned(struct pool *p, struct link *l);
+void pool_lease_lost(struct pool *p, struct link *l, const char *why);
 
 /* Set by the owner from the node's health checks; back up means links
  * waiting out a backoff try again at once. */
 void pool_set_down(struct pool *p, int down, const char *why);
 /* The node is master no more: every request on its shared links that has
- * not run (never written, or a read) goes back to its owner marked
- * REQ_MOVED, writes that may have run get the retry rule's error, leases
- * are closed, and the shared links reconnect empty. */
+ * not run (never written, or a read) goes back to its owner (on_unrun),
+ * writes that may have run get the retry rule's error, leases are
+ * closed, waiters released, and the shared links reconnect empty. */
 void pool_evacuate(struct pool *p, const char *why);
 /* The same for the shared links only; leases stay with their holders. */
 void pool_evacuate_shared(struct pool *p, const char *why);

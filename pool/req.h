@@ -19,8 +19,6 @@ struct link;
 #define REQ_NOTIMEOUT 0x80  /* a blocking call: may wait past reply_timeout */
 #define REQ_REROUTE   0x10  /* the owner can send it elsewhere (a read on a replica):
                              * when its link dies, fail it at once, never hold it */
-#define REQ_MOVED     0x100 /* handed back unrun by a link closed on purpose (its node
-                             * is master no more): the owner sends it elsewhere */
 #define REQ_HELD      0x200 /* owner's mark: waiting for a master, its bytes in reply */
 #define REQ_EXPIRED   0x400 /* owner's mark: held past failover_wait, being answered */
 #define REQ_DEFERRED  0x800 /* owner's mark: a local answer that comes later; whoever

@@ -279,17 +279,9 @@ static void cmd_hello(struct client *c, const struct args *a)
         }
         /* A lease switches too, its answer dropped; it is reset in this
          * protocol when it goes back to the pool. */
-        if (c->lease) {
-            struct req *r = req_alloc(&c->sc->cache);
-            const char *hello = ver == 3 ? "*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n"
-                                         : "*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n";
-            if (!r || link_send(c->lease, r, hello, strlen(hello)) < 0) {
-                if (r)
-                    req_release(&c->sc->cache, r);
-                client_reply_error(c, "ERR proxy out of memory");
-                return;
-            }
-            c->lease->resp3 = ver == 3;
+        if (c->lease && pool_lease_protocol(c->lease, ver == 3) < 0) {
+            client_reply_error(c, "ERR proxy out of memory");
+            return;
         }
         c->resp3 = ver == 3;
     }
@@ -348,7 +340,7 @@ static void info_replicas(struct buf *b, const struct sidecar *sc)
                     n->health.role[0] ? n->health.role : "unknown",
                     n->health.link[0] ? n->health.link : "unknown", n->health.offset,
                     health_replica_lag(&sc->topo, n->health.offset, now), ok,
-                    ok ? "-" : why, pool_ready_links(n->pool), pool_inflight(n->pool),
+                    ok ? "-" : why, pool_ready_links(n->pool, 0), pool_inflight(n->pool),
                     (unsigned long long)n->pool->st.requests_sent);
     }
     buf_append(b, "\r\n", 2);
@@ -378,9 +370,9 @@ static void info_upstream(struct buf *b, const struct sidecar *sc)
                 (unsigned long long)sc->st.master_refusals);
     section(b, "Links", FIELDS(
         {"master_links", (unsigned long long)(m ? m->cfg.connections : 0)},
-        {"master_links_ready", (unsigned long long)(m ? pool_ready_links(m) : 0)},
+        {"master_links_ready", (unsigned long long)(m ? pool_ready_links(m, 0) : 0)},
         {"master_links_resp3", (unsigned long long)(m && m->links[1] ? m->cfg.connections : 0)},
-        {"master_links_resp3_ready", (unsigned long long)(m ? pool_ready_links_resp3(m) : 0)},
+        {"master_links_resp3_ready", (unsigned long long)(m ? pool_ready_links(m, 1) : 0)},
         {"pushes_dropped", p->pushes_dropped},
         {"links_opened", p->links_opened}, {"link_failures", p->link_failures},
         {"connect_failures", p->connect_failures}, {"links_retired", p->links_retired},
@@ -393,7 +385,7 @@ static void info_upstream(struct buf *b, const struct sidecar *sc)
         {"retried_reads", p->retried_reads}, {"requeued_unsent", p->requeued_unsent},
         {"validations", p->validations}, {"validations_failed", p->validations_failed},
         {"validation_wait_ms_total", (unsigned long long)(p->validation_wait * 1000)},
-        {"leases_in_use_or_idle", (unsigned long long)(m ? m->nleases : 0)},
+        {"leases_in_use_or_idle", (unsigned long long)(m ? pool_leases(m) : 0)},
         {"leases_taken", p->leases_taken}, {"leases_refused", p->leases_refused},
         {"leases_reset_and_reused", p->leases_reset}, {"leases_closed", p->leases_closed},
         {"health_checks", h->checks},

@@ -375,15 +375,11 @@ static int send_again(struct client *c, struct req *r, const char *req, const ch
     struct sidecar *sc = c->sc;
 
     if (r->flags & REQ_REROUTE) {
-        if (!err && !refused(p, n, 0) && !(r->flags & REQ_MOVED))
+        if (!err && !refused(p, n, 0))
             return -1;
-        r->flags &= ~(unsigned)(REQ_REROUTE | REQ_MOVED);
+        r->flags &= ~(unsigned)REQ_REROUTE;
         c->x->replica_reads--;
         sc->st.replica_redirects++;
-        return to_master(c, r, req);
-    }
-    if (r->flags & REQ_MOVED) {
-        r->flags &= ~(unsigned)REQ_MOVED;
         return to_master(c, r, req);
     }
     if (sc->sentinels && !err && !(r->flags & REQ_LEASED) && refused(p, n, 1)) {
@@ -394,16 +390,38 @@ static int send_again(struct client *c, struct req *r, const char *req, const ch
     return -1;
 }
 
+static void answer(struct client *c, struct req *r, const char *p, size_t n, const char *err);
+
 void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
                      const char *err, void *arg)
 {
     struct client *c = r->owner;
-    char e[512];
     (void)arg;
 
-    if (req && ((r->flags & (REQ_REROUTE | REQ_MOVED)) || c->sc->sentinels) &&
+    if (req && ((r->flags & REQ_REROUTE) || c->sc->sentinels) &&
         send_again(c, r, req, p, n, err) == 0)
         return;
+    answer(c, r, p, n, err);
+}
+
+void client_on_unrun(struct req *r, const char *req, const char *why, void *arg)
+{
+    struct client *c = r->owner;
+    (void)arg;
+
+    if (r->flags & REQ_REROUTE) {
+        r->flags &= ~(unsigned)REQ_REROUTE;
+        c->x->replica_reads--;
+        c->sc->st.replica_redirects++;
+    }
+    if (to_master(c, r, req) < 0)
+        answer(c, r, NULL, 0, why);
+}
+
+static void answer(struct client *c, struct req *r, const char *p, size_t n, const char *err)
+{
+    char e[512];
+
     c->inflight -= r->len;
     if (r->flags & REQ_REROUTE)
         c->x->replica_reads--;

@@ -85,6 +85,9 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
 /* Pool callback: a reply (or why there is none) for one of c's slots. */
 void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
                      const char *err, void *arg);
+/* Pool callback: a request that did not run where it went, to run on the
+ * master instead (or wait for one). */
+void client_on_unrun(struct req *r, const char *req, const char *why, void *arg);
 /* Pool callback: a frame from c's streaming lease (pub/sub). */
 void client_on_stream(void *lessee, const char *p, size_t n, void *arg);
 /* Pool callback: c's lease died; its state went with it. */

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "../lib/resp.h"
+#include "../health/checker.h"
 
 #define R CMD_READONLY
 #define S CMD_LEASE
@@ -157,79 +157,16 @@ static int add_command(struct command_table *t, const char *name, size_t len, un
     return 1;
 }
 
-/* "$len\r\ntext\r\n" or "+text\r\n" at p: the text, or NULL. */
-static const char *text_of(const char *p, size_t n, size_t *len)
+int command_table_learn(struct command_table *t, const char *name, size_t len,
+                        unsigned flags)
 {
-    const char *cr = memchr(p, '\r', n);
-    long long v;
+    unsigned f = 0;
 
-    if (!cr || n < 3)
-        return NULL;
-    if (p[0] == '+') {
-        *len = (size_t)(cr - p - 1);
-        return p + 1;
-    }
-    if (p[0] != '$' || resp_parse_ll(p + 1, (size_t)(cr - p - 1), &v) < 0 || v < 0 ||
-        (size_t)(cr - p) + 2 + (size_t)v > n)
-        return NULL;
-    *len = (size_t)v;
-    return cr + 2;
-}
-
-/* Skip an aggregate's header line; returns the element count, -1 if not one. */
-static long long aggregate(const char *p, size_t n, size_t *hdr)
-{
-    const char *cr = memchr(p, '\r', n);
-    long long v;
-
-    if (!cr || p[0] != '*' || resp_parse_ll(p + 1, (size_t)(cr - p - 1), &v) < 0)
-        return -1;
-    *hdr = (size_t)(cr - p) + 2;
-    return v;
-}
-
-/* One COMMAND entry: [name, arity, [flags...], ...]. */
-static int load_entry(struct command_table *t, const char *p, size_t n)
-{
-    size_t pos, hdr, nl, fl, el;
-    const char *name, *f;
-    unsigned flags = 0;
-    int readonly = 0, write = 0;
-
-    if (aggregate(p, n, &pos) < 3 || !(name = text_of(p + pos, n - pos, &nl)))
-        return 0;
-    pos += resp_value_len(p + pos, n - pos);              /* name */
-    pos += resp_value_len(p + pos, n - pos);              /* arity */
-    long long nflags = aggregate(p + pos, n - pos, &hdr);
-    pos += hdr;
-    for (long long i = 0; i < nflags && pos < n; i++, pos += el) {
-        el = resp_value_len(p + pos, n - pos);
-        if (!el || !(f = text_of(p + pos, el, &fl)))
-            return 0;
-        readonly |= fl == 8 && strncasecmp(f, "readonly", 8) == 0;
-        write |= fl == 5 && strncasecmp(f, "write", 5) == 0;
-        if (fl == 8 && strncasecmp(f, "blocking", 8) == 0)
-            flags |= CMD_BLOCKING | CMD_LEASE;
-    }
-    if (readonly && !write && !(flags & CMD_LEASE))
-        flags |= CMD_READONLY;
-    return add_command(t, name, nl, flags);
-}
-
-int command_table_load(struct command_table *t, const char *reply, size_t n)
-{
-    size_t pos, el;
-    long long count = aggregate(reply, n, &pos);
-    int added = 0;
-
-    if (count < 0)
-        return -1;
-    for (long long i = 0; i < count; i++, pos += el) {
-        if (pos >= n || !(el = resp_value_len(reply + pos, n - pos)))
-            return -1;
-        added += load_entry(t, reply + pos, el);
-    }
-    return added;
+    if (flags & HEALTH_CMD_BLOCKING)
+        f |= CMD_BLOCKING | CMD_LEASE;
+    else if ((flags & HEALTH_CMD_READONLY) && !(flags & HEALTH_CMD_WRITE))
+        f |= CMD_READONLY;
+    return add_command(t, name, len, f);
 }
 
 void command_table_free(struct command_table *t)

@@ -43,12 +43,13 @@ struct command_table {
 };
 
 void command_table_init(struct command_table *t);
-/* Add what the server's COMMAND reply knows and the compiled table does
- * not (new commands, modules): read-only ones may go to replicas,
- * blocking ones take a lease, the rest go to the master. The compiled
- * entries stay as they are. Returns how many were added, -1 if the reply
- * does not parse. */
-int command_table_load(struct command_table *t, const char *reply, size_t n);
+/* Add a command the server's COMMAND reply knows and the compiled table
+ * does not (new commands, modules), from its flags (HEALTH_CMD_*, as the
+ * checker read them): read-only ones may go to replicas, blocking ones
+ * take a lease, the rest go to the master. The compiled entries stay as
+ * they are. 1 if added, 0 if not. */
+int command_table_learn(struct command_table *t, const char *name, size_t len,
+                        unsigned flags);
 void command_table_free(struct command_table *t);
 /* Case-insensitive; NULL when the proxy does not know the command. */
 const struct command *command_lookup(const struct command_table *t,

@@ -266,7 +266,7 @@ static void per_node_labelled(struct buf *b, const struct sidecar *sc)
 
 static void links(struct buf *b, const struct sidecar *sc)
 {
-    enum { MUX, VALIDATING, CONNECTING, DOWN, LEASED, LEASE_IDLE, NSTATES };
+    enum { MUX, VALIDATING, CONNECTING, DOWN, LEASED, IDLE, NSTATES };
     static const char *const names[NSTATES] = {"multiplexed", "validating", "connecting",
                                               "down", "leased", "lease_idle"};
     const struct node *n;
@@ -286,9 +286,9 @@ static void links(struct buf *b, const struct sidecar *sc)
                 c[k->state == LINK_READY ? (k->validating ? VALIDATING : MUX)
                   : k->state == LINK_DOWN ? DOWN : CONNECTING]++;
             }
-        TAILQ_FOREACH(k, &p->leases, all_tqe)
-            c[k->lessee ? LEASED : k->state == LINK_READY && !k->returning ? LEASE_IDLE
-                                                                         : CONNECTING]++;
+        c[LEASED] = (uint64_t)pool_leases_held(p);
+        c[IDLE] = (uint64_t)p->nlease[LEASE_IDLE];
+        c[CONNECTING] += (uint64_t)p->nlease[LEASE_RETURNING];
         node_label(n, nl, sizeof nl);
         for (int i = 0; i < NSTATES; i++) {
             snprintf(l, sizeof l, "%s,state=\"%s\"", nl, names[i]);

@@ -16,19 +16,21 @@
 #include "../lib/net.h"
 #include "client.h"
 
-static void on_commands(const char *p, size_t n, void *arg)
+static void on_commands(void *arg, const struct health_command *v, int n)
 {
-    struct sidecar *sc = arg;
+    struct sidecar *sc = ((struct node *)arg)->sc;
+    int added = 0;
 
     if (sc->commands_loaded)
         return;
-    int added = command_table_load(&sc->cmds, p, n);
-    if (added < 0) {
+    if (n < 0) {
         log_warn("master's COMMAND reply did not parse; using the compiled-in table");
-    } else {
-        sc->commands_loaded = 1;
-        log_info("command table: %d commands learnt from the master", added);
+        return;
     }
+    for (int i = 0; i < n; i++)
+        added += command_table_learn(&sc->cmds, v[i].name, v[i].len, v[i].flags);
+    sc->commands_loaded = 1;
+    log_info("command table: %d commands learnt from the master", added);
     /* The reply was big and short-lived: give its heap pages back. */
     malloc_trim(0);
 }
@@ -155,12 +157,11 @@ static struct node *find(struct sidecar *sc, const char *addr)
     return NULL;
 }
 
-/* A node's pool of links and its health checker. */
-static struct node *add(struct sidecar *sc, const char *addr, int master, char *err,
-                        size_t errlen)
+void nodes_configs(const struct sidecar *sc, struct pool_config *pc, struct checker_config *hc)
 {
     const struct config *cfg = sc->cfg;
-    struct pool_config pc = {
+
+    *pc = (struct pool_config){
         .connections = cfg->connections,
         .connect_timeout = cfg->connect_timeout,
         .queue_timeout = sc->sentinels ? cfg->failover_wait : cfg->connect_timeout,
@@ -170,7 +171,6 @@ static struct node *add(struct sidecar *sc, const char *addr, int master, char *
         .password = cfg->upstream_password,
         .retry_reads = cfg->retry_reads,
         .max_leased = cfg->max_leased,
-        .fetch_commands = master && !sc->commands_loaded,
         .validate_after = cfg->validate_after,
         .ping_timeout = cfg->ping_timeout,
         .ping_interval = cfg->ping_interval,
@@ -178,15 +178,39 @@ static struct node *add(struct sidecar *sc, const char *addr, int master, char *
         .tcp_keepalive = (int)cfg->tcp_keepalive,
         .tcp_user_timeout_ms = (int)(cfg->tcp_user_timeout * 1000),
     };
-    struct checker_config hc = {
+    *hc = (struct checker_config){
         .interval = cfg->check_interval,
         .down_after = cfg->down_after,
         .username = cfg->username,
         .password = cfg->upstream_password,
     };
+}
+
+static void on_lease_ready(void *who, struct link *l, void *arg)
+{
+    (void)who;
+    (void)l;
+    (void)arg;
+}
+
+/* A node's pool of links and its health checker. */
+static struct node *add(struct sidecar *sc, const char *addr, int master, char *err,
+                        size_t errlen)
+{
+    static const struct pool_callbacks cb = {
+        .on_reply = client_on_reply, .on_unrun = client_on_unrun,
+        .on_stream = client_on_stream, .on_lease_lost = client_lease_lost,
+        .on_lease_ready = on_lease_ready,
+    };
+    struct pool_callbacks pcb = cb;
+    struct pool_config pc;
+    struct checker_config hc;
     char why[200];
     struct node *n;
 
+    nodes_configs(sc, &pc, &hc);
+    hc.fetch_commands = master && !sc->commands_loaded;
+    pcb.arg = sc;
     snprintf(pc.name, sizeof pc.name, "%s", addr);
     snprintf(hc.name, sizeof hc.name, "%s", addr);
     if (net_resolve(addr, &pc.addr, why, sizeof why) < 0 || health_config_addr(&hc, addr) < 0) {
@@ -194,17 +218,15 @@ static struct node *add(struct sidecar *sc, const char *addr, int master, char *
         return NULL;
     }
     if (!(n = calloc(1, sizeof *n)) ||
-        !(n->pool = pool_new(sc->loop, &pc, &sc->cache, client_on_reply, sc))) {
+        !(n->pool = pool_new(sc->loop, &pc, &sc->cache, &pcb))) {
         free(n);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     n->sc = sc;
-    n->pool->on_lease_lost = client_lease_lost;
-    n->pool->on_commands = on_commands;
-    n->pool->on_stream = client_on_stream;
     health_start(&n->health, sc->loop, &hc, on_node_health, n);
     n->health.on_role = on_node_role;
+    n->health.on_commands = on_commands;
     TAILQ_INSERT_TAIL(&sc->nodes, n, tqe);
     sc->nnodes++;
     count_replicas(sc);
@@ -218,7 +240,7 @@ static void free_node(struct node *n)
     free(n);
 }
 
-/* Reads on it go elsewhere first (they come back as REQ_MOVED). */
+/* Reads on it go elsewhere first (handed back unrun). */
 static void drop(struct sidecar *sc, struct node *n, const char *why)
 {
     log_info("node %s dropped: %s", n->pool->cfg.name, why);
@@ -385,7 +407,7 @@ static void retire(struct sidecar *sc, struct node *n)
     if (n == sc->candidate)
         sc->candidate = NULL;
     health_stop(&n->health);
-    n->pool->retiring = 1;
+    pool_retire(n->pool);
     sc->retiring_busy |= pool_inflight(n->pool) != 0;
     n->retire_at = ev_now(sc->loop) + (cfg->shutdown_timeout > cfg->reply_timeout
                                        ? cfg->shutdown_timeout : cfg->reply_timeout);
@@ -612,22 +634,12 @@ const char *nodes_version(const struct sidecar *sc)
 {
     const struct node *n;
 
-    if (sc->master && sc->master->pool->version[0])
-        return sc->master->pool->version;
+    if (sc->master && sc->master->health.version[0])
+        return sc->master->health.version;
     TAILQ_FOREACH(n, &sc->nodes, tqe)
-        if (n->pool->version[0])
-            return n->pool->version;
+        if (n->health.version[0])
+            return n->health.version;
     return "unknown";
-}
-
-static int validating(const struct pool *p)
-{
-    int k = 0;
-
-    for (int v = 0; v < 2; v++)
-        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
-            k += p->links[v][i].validating;
-    return k;
 }
 
 void nodes_report(const struct sidecar *sc, struct buf *b)
@@ -660,10 +672,10 @@ void nodes_report(const struct sidecar *sc, struct buf *b)
                     h->role[0] ? h->role : "unknown", h->link[0] ? h->link : "-", h->offset,
                     n == sc->master ? 0.0 : health_replica_lag(&sc->topo, h->offset, now),
                     strcmp(use, "replica") && n != sc->master ? why : "-",
-                    p->cfg.connections, pool_ready_links(p), pool_ready_links_resp3(p),
-                    validating(p), p->nleases,
+                    p->cfg.connections, pool_ready_links(p, 0), pool_ready_links(p, 1),
+                    pool_validating_links(p), pool_leases(p),
                     pool_inflight(p), (unsigned long long)p->st.requests_sent,
-                    p->version[0] ? p->version : "unknown");
+                    h->version[0] ? h->version : "unknown");
     }
     i = 0;
     TAILQ_FOREACH(n, &sc->retiring, tqe)

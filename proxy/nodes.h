@@ -21,6 +21,9 @@ void nodes_reconfigure(struct sidecar *sc, const struct config *old);
 /* Something says the master moved (it refused a write as a replica would):
  * ask the sentinels and the master's ROLE again now. */
 void nodes_refresh(struct sidecar *sc);
+/* The pool and checker settings the config gives every node (name and
+ * address aside), for new nodes and for a reload. */
+void nodes_configs(const struct sidecar *sc, struct pool_config *pc, struct checker_config *hc);
 /* redis_version of the master, or of any node when there is none. */
 const char *nodes_version(const struct sidecar *sc);
 /* PROXY NODES: every node and sentinel, one line each. */

@@ -27,38 +27,6 @@ static void note(char *out, size_t len, int changed, const char *key)
         snprintf(out + used, len - used, "%s%s", used ? ", " : "", key);
 }
 
-static void update_pool(struct sidecar *sc, struct pool *p)
-{
-    const struct config *c = sc->cfg;
-    struct pool_config *pc = &p->cfg;
-
-    pc->connect_timeout = c->connect_timeout;
-    pc->queue_timeout = sc->sentinels ? c->failover_wait : c->connect_timeout;
-    pc->reply_timeout = c->reply_timeout;
-    pc->retry_reads = c->retry_reads;
-    pc->max_leased = c->max_leased;
-    pc->validate_after = c->validate_after;
-    pc->ping_timeout = c->ping_timeout;
-    pc->ping_interval = c->ping_interval;
-    pc->max_link_age = c->max_link_age;
-    pc->tcp_keepalive = (int)c->tcp_keepalive;
-    pc->tcp_user_timeout_ms = (int)(c->tcp_user_timeout * 1000);
-    pc->username = c->username;
-    pc->password = c->upstream_password;
-}
-
-static void update_checker(struct sidecar *sc, struct checker *ch)
-{
-    ch->cfg.down_after = sc->cfg->down_after;
-    ch->cfg.username = sc->cfg->username;
-    ch->cfg.password = sc->cfg->upstream_password;
-    if (ch->cfg.interval != sc->cfg->check_interval) {
-        ch->cfg.interval = sc->cfg->check_interval;
-        ch->tick.repeat = ch->cfg.interval;
-        ev_timer_again(sc->loop, &ch->tick);
-    }
-}
-
 static void refused(struct config *nc, char *msg, size_t msglen, const char *why)
 {
     snprintf(msg, msglen, "%s", why);
@@ -113,12 +81,15 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
     note(moved, sizeof moved, config_sentinels_changed(old, nc), "sentinels");
     note(moved, sizeof moved, config_links_changed(old, nc), "upstream links");
     /* The pools and checkers that stay keep pointers into the config. */
+    struct pool_config pc;
+    struct checker_config hc;
+    nodes_configs(sc, &pc, &hc);
     TAILQ_FOREACH(n, &sc->nodes, tqe) {
-        update_pool(sc, n->pool);
-        update_checker(sc, &n->health);
+        pool_configure(n->pool, &pc);
+        health_configure(&n->health, &hc);
     }
     TAILQ_FOREACH(n, &sc->retiring, tqe)
-        update_pool(sc, n->pool);
+        pool_configure(n->pool, &pc);
     ev_timer_stop(sc->loop, &sc->idle_w);
     if (nc->idle_timeout > 0) {
         double t = nc->idle_timeout / 4 < 1 ? nc->idle_timeout / 4 : 1;

@@ -105,7 +105,7 @@ static int behind_retiring(const struct client *c)
     const struct req *r;
 
     TAILQ_FOREACH(r, &c->pending, owner_tqe)
-        if (r->link && !r->link->lease && r->link->pool->retiring)
+        if (r->link && !link_is_lease(r->link) && r->link->pool->retiring)
             return 1;
     return 0;
 }
@@ -271,10 +271,8 @@ static struct link *take_lease(struct client *c)
 static void wait_covers_earlier_writes(struct client *c)
 {
     static const char publish[] = "*3\r\n$7\r\nPUBLISH\r\n$22\r\n__redis-sidecar__:wait\r\n$0\r\n\r\n";
-    struct req *r = req_alloc(&c->sc->cache);
 
-    if (r && link_send(c->lease, r, publish, sizeof publish - 1) < 0)
-        req_release(&c->sc->cache, r);
+    link_send_unowned(c->lease, publish, sizeof publish - 1);
 }
 
 /* Everything of a client holding a lease goes through it, in order. */
@@ -343,13 +341,10 @@ static void script_load_everywhere(struct client *c, const char *frame, const st
     TAILQ_FOREACH(node, &sc->nodes, tqe) {
         if (node == sc->master)
             continue;
-        struct req *r = req_alloc(&sc->cache);
-        if (!r)
-            return;
         /* on the link the client's EVALSHA_RO will take, so it runs first */
         struct link *l = pool_link_for(node->pool, c->id, c->resp3);
-        if (!l || link_send(l, r, frame, fr->len) < 0)
-            req_release(&sc->cache, r);      /* an orphan from the start: reply dropped */
+        if (l)
+            link_send_unowned(l, frame, fr->len);
     }
 }
 
@@ -366,7 +361,7 @@ static int stream_forward(struct client *c, const char *frame, size_t len)
         if (!c->lease && !(c->lease = take_lease(c)))
             return c->lease_wait ? ROUTE_WAIT_LEASE : ROUTE_DONE;
         c->stream = 1;
-        c->lease->stream = 1;
+        pool_lease_stream(c->lease);
     }
     if (link_stream_send(c->lease, frame, len) < 0)
         client_close(c, "out of memory");

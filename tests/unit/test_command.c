@@ -1,12 +1,43 @@
 /* Command table: lookups are case-insensitive and classes are right. */
+#include <hiredis/hiredis.h>
 #include <string.h>
 
+#include "../../health/checker.h"
 #include "../../proxy/command.h"
 #include "check.h"
 
 static const struct command *find(const struct command_table *t, const char *s)
 {
     return command_lookup(t, s, strlen(s));
+}
+
+/* The reply as hiredis's reader builds it, entry by entry; -1 if it does
+ * not parse as a COMMAND reply. */
+static int parse(const char *raw, struct health_command *v, int max)
+{
+    static void *last;               /* the entries point into it */
+    redisReader *rd = redisReaderCreate();
+    void *reply = NULL;
+
+    if (last)
+        freeReplyObject(last);
+    redisReaderFeed(rd, raw, strlen(raw));
+    if (redisReaderGetReply(rd, &reply) != REDIS_OK || !reply) {
+        redisReaderFree(rd);
+        return -1;
+    }
+    redisReaderFree(rd);
+    last = reply;
+    return health_parse_commands(reply, v, max);
+}
+
+static int learn(struct command_table *t, const struct health_command *v, int n)
+{
+    int added = 0;
+
+    for (int i = 0; i < n; i++)
+        added += command_table_learn(t, v[i].name, v[i].len, v[i].flags);
+    return added;
 }
 
 int main(void)
@@ -50,7 +81,8 @@ int main(void)
                            ? names[i][j] - 32 : names[i][j]);
         CHECK(find(&t, up) != NULL && find(&t, up) == find(&t, names[i]));
     }
-    /* A COMMAND reply adds what the compiled table lacks; it keeps its own. */
+    /* A COMMAND reply, read by hiredis as the checker reads it, adds what
+     * the compiled table lacks; the table keeps its own entries. */
     static const char reply[] =
         "*4\r\n"
         "*10\r\n$7\r\npfcount\r\n:-2\r\n*1\r\n+readonly\r\n:1\r\n:-1\r\n:1\r\n"
@@ -59,16 +91,20 @@ int main(void)
         "*3\r\n$9\r\nMOD.BWAIT\r\n:2\r\n*2\r\n+write\r\n+blocking\r\n"
         "*3\r\n$3\r\nget\r\n:2\r\n*1\r\n+write\r\n"          /* ours wins */
         "*3\r\n$6\r\nmod.rw\r\n:2\r\n*2\r\n+readonly\r\n+write\r\n";
+    struct health_command v[8];
     CHECK(find(&t, "pfcount") == NULL);
-    CHECK(command_table_load(&t, reply, sizeof reply - 1) == 3);
+    CHECK(parse(reply, v, 8) == 4);
+    CHECK(learn(&t, v, 4) == 3);
     CHECK(find(&t, "PFCOUNT") && (find(&t, "pfcount")->flags & CMD_READONLY));
     CHECK(find(&t, "mod.bwait") && (find(&t, "mod.bwait")->flags & CMD_LEASE) &&
           !(find(&t, "mod.bwait")->flags & CMD_READONLY));
     CHECK(find(&t, "mod.rw") && !(find(&t, "mod.rw")->flags & CMD_READONLY));
     CHECK(find(&t, "get")->flags & CMD_READONLY);
-    CHECK(command_table_load(&t, reply, sizeof reply - 1) == 0);     /* idempotent */
-    CHECK(command_table_load(&t, "*2\r\n*1\r\n", 8) == -1);      /* truncated */
-    CHECK(command_table_load(&t, "+OK\r\n", 5) == -1);
+    CHECK(learn(&t, v, 4) == 0);                                  /* idempotent */
+    CHECK(parse("*2\r\n*1\r\n$3\r\nabc\r\n*1\r\n$3\r\nxyz\r\n", v, 8) == -1); /* short entries */
+    CHECK(parse("+OK\r\n", v, 8) == -1);
+    CHECK(parse("*1\r\n*3\r\n:1\r\n:2\r\n*0\r\n", v, 8) == -1);  /* a name that is no string */
+    CHECK(parse(reply, v, 2) == 2);                               /* bounded by the room */
     command_table_free(&t);
     CHECK_DONE();
 }
