@@ -12,8 +12,11 @@ PYTHON  := /usr/bin/python3
 LIB_SRC   := lib/buf.c lib/cidr.c lib/log.c lib/net.c lib/resp.c
 POOL_SRC  := pool/req.c pool/link.c pool/pool.c
 HEALTH_SRC := health/conn.c health/checker.c health/sentinel.c health/topology.c
-PROXY_SRC := proxy/config.c proxy/command.c proxy/client.c proxy/listener.c \
-             proxy/iptable.c proxy/http.c proxy/metrics.c proxy/nodes.c proxy/reload.c proxy/router.c proxy/admin.c proxy/main.c
+PROXY_SRC := proxy/config.c proxy/command.c proxy/iptable.c proxy/client.c \
+             proxy/request.c proxy/router.c proxy/lease.c proxy/upstream.c proxy/hold.c \
+             proxy/session.c proxy/admin.c proxy/pause.c proxy/stats.c proxy/metrics.c \
+             proxy/http.c proxy/nodes.c proxy/master.c proxy/reload.c proxy/listener.c \
+             proxy/main.c
 SRC       := $(LIB_SRC) $(POOL_SRC) $(HEALTH_SRC) $(PROXY_SRC)
 
 BUILD ?= build

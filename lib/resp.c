@@ -570,3 +570,27 @@ size_t resp_value_len(const char *p, size_t n)
     resp_framer_reset(&f);
     return resp_frame_reply(&f, p, n, &lim) == RESP_DONE ? f.fr.len : 0;
 }
+
+void resp_collect_args(const char *frame, const struct resp_frame *fr, struct resp_args *a)
+{
+    size_t pos = 0;
+    int i = 0;
+
+    a->argc = fr->argc;
+    while (i < RESP_ARGS_MAX && resp_next_arg(frame, fr->len, &pos, &a->v[i], &a->l[i]))
+        i++;
+}
+
+int resp_arg_is(const struct resp_args *a, int i, const char *s)
+{
+    size_t n = strlen(s);
+
+    if (i >= RESP_ARGS_MAX || i >= a->argc || a->l[i] != n)
+        return 0;
+    for (size_t k = 0; k < n; k++) {
+        unsigned char ch = (unsigned char)a->v[i][k];
+        if ((ch >= 'A' && ch <= 'Z' ? ch + 32 : ch) != (unsigned char)s[k])
+            return 0;
+    }
+    return 1;
+}

@@ -73,6 +73,18 @@ long long resp_inline_to_multibulk(const char *line, size_t len,
 int resp_next_arg(const char *frame, size_t frame_len, size_t *pos,
                   const char **arg, size_t *len);
 
+/* The first RESP_ARGS_MAX arguments of a complete multibulk frame, for
+ * commands the proxy answers itself. */
+#define RESP_ARGS_MAX 16
+struct resp_args {
+    long long   argc;             /* all of them, even past RESP_ARGS_MAX */
+    const char *v[RESP_ARGS_MAX];
+    size_t      l[RESP_ARGS_MAX];
+};
+void resp_collect_args(const char *frame, const struct resp_frame *fr, struct resp_args *a);
+/* Argument i is s (given in lower case), case-insensitively. */
+int resp_arg_is(const struct resp_args *a, int i, const char *s);
+
 /* Length of the one complete RESP value at p (any type, any depth), or 0
  * when p[0..n) does not hold a whole, valid one. */
 size_t resp_value_len(const char *p, size_t n);

@@ -31,6 +31,7 @@ static const char *const lease_state_name[LEASE_NSTATES] = {
             if (((l) = &(p)->links[v_][i_]) != NULL)
 
 static void grant(struct pool *p);
+static void wait_timer(struct pool *p);
 
 static void lease_move(struct pool *p, struct link *l, enum lease_state to, const char *why)
 {
@@ -116,13 +117,16 @@ static void care_interval(struct pool *p)
     }
 }
 
-/* Waiters whose deadline passed go back to their owners. */
+/* Waiters whose deadline passed go back to their owners. While new leases
+ * fail at once (out of descriptors, say), the first in line tries again. */
 static void pool_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct pool *p = w->data;
     struct pool_waiter *pw, *next;
     (void)revents;
 
+    if (p->lease_failure[0])
+        grant(p);
     for (pw = TAILQ_FIRST(&p->waiters); pw; pw = next) {
         next = TAILQ_NEXT(pw, tqe);
         if (pw->deadline > ev_now(loop))
@@ -133,10 +137,21 @@ static void pool_wait_cb(struct ev_loop *loop, ev_timer *w, int revents)
         next = TAILQ_FIRST(&p->waiters);     /* the callback may have changed the list */
     }
     ev_timer_stop(loop, w);
-    if ((pw = TAILQ_FIRST(&p->waiters)) != NULL) {
-        ev_timer_set(w, pw->deadline - ev_now(loop) > 0 ? pw->deadline - ev_now(loop) : 0, 0);
-        ev_timer_start(loop, w);
-    }
+    wait_timer(p);
+}
+
+/* Armed for the first waiter's deadline, or sooner to retry a failing connect. */
+static void wait_timer(struct pool *p)
+{
+    struct pool_waiter *pw = TAILQ_FIRST(&p->waiters);
+
+    if (!pw || ev_is_active(&p->wait_w))
+        return;
+    double t = pw->deadline - ev_now(p->loop);
+    if (p->lease_failure[0] && t > 0.05)
+        t = 0.05;
+    ev_timer_set(&p->wait_w, t > 0 ? t : 0, 0);
+    ev_timer_start(p->loop, &p->wait_w);
 }
 
 struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
@@ -448,11 +463,7 @@ void pool_lease_wait(struct pool *p, struct pool_waiter *w)
 {
     w->on = p;
     TAILQ_INSERT_TAIL(&p->waiters, w, tqe);
-    if (!ev_is_active(&p->wait_w)) {
-        double t = w->deadline - ev_now(p->loop);
-        ev_timer_set(&p->wait_w, t > 0 ? t : 0, 0);
-        ev_timer_start(p->loop, &p->wait_w);
-    }
+    wait_timer(p);
 }
 
 void pool_lease_unwait(struct pool_waiter *w)

@@ -19,7 +19,7 @@ struct link;
 #define REQ_NOTIMEOUT 0x80  /* a blocking call: may wait past reply_timeout */
 #define REQ_REROUTE   0x10  /* the owner can send it elsewhere (a read on a replica):
                              * when its link dies, fail it at once, never hold it */
-#define REQ_HELD      0x200 /* owner's mark: waiting for a master, its bytes in reply */
+#define REQ_HELD      0x200 /* owner's mark: waiting for a master (r->parked) */
 #define REQ_EXPIRED   0x400 /* owner's mark: held past failover_wait, being answered */
 #define REQ_DEFERRED  0x800 /* owner's mark: a local answer that comes later; whoever
                              * holds it frees it once its client is gone */
@@ -38,6 +38,7 @@ struct req {
     size_t      len;
     ev_tstamp   queued_at;  /* ev_now() when handed to the link */
     ev_tstamp   waiting_since; /* owner's: when it first waited for a master */
+    void       *parked;     /* owner's: its entry while it waits for a master */
     struct buf  reply;      /* reply bytes, when they came before earlier ones */
     unsigned    flags;
 };

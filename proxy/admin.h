@@ -1,14 +1,15 @@
-/* Commands the proxy answers itself: AUTH, HELLO, QUIT, SELECT, CLIENT
- * and the PROXY family. */
+/* The PROXY commands, for admins. */
 #ifndef SIDECAR_ADMIN_H
 #define SIDECAR_ADMIN_H
 
 #include "../lib/resp.h"
-#include "command.h"
 
 struct client;
 
-void admin_local(struct client *c, const struct command *cmd, const char *frame,
-                 const struct resp_frame *fr);
+void admin_command(struct client *c, const char *frame, const struct resp_frame *fr);
+/* 1 if c has admin rights; else 0, and c got the NOPERM error. */
+int admin_allowed(struct client *c);
+/* PROXY CLIENT LIST (and CLIENT LIST for admins): every app connection. */
+void admin_client_list(struct client *c);
 
 #endif

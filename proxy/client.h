@@ -1,4 +1,7 @@
-/* One app connection: its buffers, its FIFO of reply slots, its close. */
+/* One app connection: its socket, its output, its FIFO of reply slots,
+ * the encoders of the proxy's own replies, and its close. Reading and
+ * carrying out requests is request.c's; this is what everyone below it
+ * may call. */
 #ifndef SIDECAR_CLIENT_H
 #define SIDECAR_CLIENT_H
 
@@ -16,23 +19,28 @@ struct client_input {
     struct resp_framer fr;
 };
 
-/* What only some clients need: read-your-writes tracking (with replicas)
- * and lease bookkeeping. Allocated on first use, so an idle connection
- * does not pay for it. */
+/* What a paused client waits for; it sits on that thing's list (the
+ * pool's waiters, sc->master_waiters, sc->resume_waiters) until woken. */
+enum client_wait { WAIT_NONE, WAIT_LEASE, WAIT_MASTER, WAIT_RESUME };
+
+/* What only some clients need: read-your-writes tracking (with replicas),
+ * waiting, held requests, a name. Allocated on first use, so an idle
+ * connection does not pay for it. */
 struct client_ext {
-    unsigned   lease_pending;  /* requests on the lease not answered yet */
+    struct client *c;
     unsigned   writes_pending; /* writes sent, not answered yet */
     unsigned   replica_reads;  /* reads on replicas, not answered yet */
-    unsigned   held;           /* requests waiting for a master (sc->held) */
-    ev_tstamp  lease_deadline; /* waiting for a lease until then */
+    unsigned   nheld;          /* requests held for a master (hold.c) */
+    struct pool_waiter wait;   /* its place on a wait list (c->wait says which) */
+    ev_tstamp  wait_deadline;  /* waiting for a lease or a master until then; 0: not */
     ev_tstamp  wrote_at;       /* last write's reply: read-your-writes from here */
     long long  wrote_offset;   /* master offset covering it; -1 until sampled */
     char      *name;           /* CLIENT SETNAME / HELLO SETNAME */
 };
 
-/* Allocated by listener_accept(); freed only by the loop's flush step after
- * the iteration that closed it, never inside its own callbacks. Kept small:
- * an idle connection costs this struct and nothing else. */
+/* Allocated by client_new(); freed only by the loop's flush step after
+ * the iteration that closed it, never inside its own callbacks. Kept
+ * small: an idle connection costs this struct and nothing else. */
 struct client {
     struct sidecar *sc;
     uint64_t        id;
@@ -41,7 +49,7 @@ struct client {
     struct client_input *partial; /* NULL unless a request is half read */
     struct buf      out;          /* freed whenever it drains */
     struct req_fifo pending;      /* reply slots in request order */
-    uint32_t        held;         /* reply bytes parked in slots */
+    uint32_t        parked;       /* reply bytes parked in slots, behind earlier ones */
     uint32_t        inflight;     /* request bytes sent upstream, not yet answered */
     struct client_ext *x;         /* NULL until needed */
     struct ipstat  *ips;          /* its address's entry; counts it in current */
@@ -51,7 +59,7 @@ struct client {
     ev_tstamp       last_active;  /* last bytes read from the app */
     TAILQ_ENTRY(client) tqe;      /* sc->clients or sc->closed */
     STAILQ_ENTRY(client) dirty_tqe; /* closed ones stay until the flush step */
-    unsigned        npending;
+    unsigned        npending;     /* slots on pending (checked in make asan) */
     uint16_t        port;         /* the peer's; its address is ips->ip */
     unsigned        authed : 1;
     unsigned        admin : 1;    /* PROXY commands: [admin] allow or admin AUTH */
@@ -61,13 +69,12 @@ struct client {
     unsigned        other_db : 1; /* lease state: SELECT of another database */
     unsigned        barrier : 1;  /* paused until its requests in flight are answered */
     unsigned        stream : 1;   /* pub/sub: its lease streams frames straight to it */
-    unsigned        lease_wait : 1; /* paused: every lease taken, retried shortly */
     unsigned        closing : 1;  /* reads stopped; close once replies are out */
     unsigned        closed : 1;
-    unsigned        paused : 1;   /* too many replies pending: not reading */
+    unsigned        paused : 1;   /* not reading: back-pressure, or waiting */
     unsigned        dirty : 1;
     unsigned        resp3 : 1;    /* HELLO 3: its links and the proxy's replies speak RESP3 */
-    unsigned        pause_wait : 1; /* not read: PROXY PAUSE holds its next request */
+    unsigned        wait : 2;     /* enum client_wait */
 };
 
 /* Server-side state on its lease (a transaction, WATCH, another
@@ -80,51 +87,67 @@ static inline int client_holds_state(const struct client *c)
 /* c->x, allocated if need be; NULL only when out of memory. */
 struct client_ext *client_ext(struct client *c);
 
+/* A new connection reading with `on_io` (request.c's). */
 void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
-                struct ipstat *ips, int admin);
-/* Pool callback: a reply (or why there is none) for one of c's slots. */
-void client_on_reply(struct req *r, const char *req, const char *p, size_t n,
-                     const char *err, void *arg);
-/* Pool callback: a request that did not run where it went, to run on the
- * master instead (or wait for one). */
-void client_on_unrun(struct req *r, const char *req, const char *why, void *arg);
-/* Pool callback: a frame from c's streaming lease (pub/sub). */
-void client_on_stream(void *lessee, const char *p, size_t n, void *arg);
-/* Pool callback: c's lease died; its state went with it. */
-void client_lease_lost(void *lessee, void *arg);
-/* Hand a request to a link; its reply takes the next slot. With no link,
- * it waits for a master (sentinels only), on sc->held. */
-void client_forward(struct client *c, struct link *l, const char *p, size_t n,
-                    unsigned req_flags);
-/* A master is confirmed: held requests go to it, in the order they came. */
-void client_resend_held(struct sidecar *sc);
-/* Held requests past failover_wait get an error (from a timer). */
-void client_expire_held(struct sidecar *sc);
-/* A reply made by the proxy, sent in order after earlier ones. */
-void client_reply(struct client *c, const char *p, size_t n);
-void client_reply_error(struct client *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-/* Send this reply after earlier ones, then close (QUIT, protocol errors). */
-void client_reply_and_close(struct client *c, const char *p, size_t n);
+                struct ipstat *ips, int admin,
+                void (*on_io)(struct ev_loop *loop, ev_io *w, int revents));
+/* The watcher follows the client's state (paused, closing, output). */
+void client_watch(struct client *c);
+/* On the flush list: written (and, if paused, looked at) at the end of
+ * this loop iteration. */
+void client_mark_dirty(struct client *c);
+/* Write what its output holds; after the last reply a closing (or
+ * draining) client is closed. */
+void client_write(struct client *c);
 void client_close(struct client *c, const char *why);
+/* Free what client_close left, after the iteration that closed it. */
+void client_free_closed(struct sidecar *sc);
 /* "ip:port" of the peer, for logs. */
 const char *client_addr(const struct client *c, char *out, size_t outlen);
 void client_close_all(struct sidecar *sc);
+/* Draining: nothing in flight, nothing to send, no half request, no
+ * server-side state. */
+int client_drained(const struct client *c);
+/* Close clients idle (nothing read, nothing pending) past idle_timeout. */
+void client_sweep_idle(struct sidecar *sc);
+/* One CLIENT LIST style line about c. */
+void client_describe(struct buf *b, const struct client *c, ev_tstamp now);
+/* Close the clients (other than self) whose id is v, whose "ip:port" is v,
+ * or whose address is in range (one of the three is set); how many. */
+enum client_match { MATCH_ID, MATCH_ADDR, MATCH_CIDR };
+long long client_kill(struct client *self, enum client_match by, const char *v, size_t vl,
+                      const struct cidr *range, const char *why);
+
+/* A frame from its streaming lease (pub/sub): out as it comes. */
+void client_stream(struct client *c, const char *p, size_t n);
+/* A reply slot for a request about to go upstream, after the others. */
+struct req *client_slot(struct client *c, unsigned flags);
+/* A request's answer: its reply bytes, or err (sent as -ERR err). Fills
+ * its slot (sent in order), settles the client's tallies, and gives back
+ * a lease that holds nothing any more. */
+void client_answer(struct client *c, struct req *r, const char *p, size_t n, const char *err);
+
+/* Replies made by the proxy, sent in order after earlier ones, counted
+ * under the class of the command just read. */
+void client_reply(struct client *c, const char *p, size_t n);
+void client_reply_error(struct client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void client_reply_ok(struct client *c);
+void client_reply_int(struct client *c, long long v);
+void client_reply_simple(struct client *c, const char *text);
+void client_reply_bulk(struct client *c, const char *p, size_t n);
+void client_reply_null(struct client *c);
+/* Text for people (INFO-style, CLIENT LIST): verbatim in RESP3, bulk in RESP2. */
+void client_reply_text(struct client *c, const char *p, size_t n);
+/* Send this reply after earlier ones, then close (QUIT). */
+void client_reply_and_close(struct client *c, const char *p, size_t n);
+/* A malformed request: one error line after earlier replies, then close;
+ * counted as a close, not as a reply. */
+void client_protocol_error(struct client *c, const char *why);
 /* A slot for an answer the proxy gives later (PROXY PAUSE once quiet);
  * answered with client_answer_deferred, which also frees it if its
  * client is gone. NULL when out of memory. */
 struct req *client_defer(struct client *c);
 void client_answer_deferred(struct sidecar *sc, struct req *r, const char *p, size_t n);
-/* PROXY RESUME: clients held by PROXY PAUSE go on, in arrival order. */
-void client_resume_all(struct sidecar *sc);
-/* Clients waiting for a lease try again (from a short timer). */
-void client_retry_lease_waiters(struct sidecar *sc);
-/* Close clients idle (nothing read, nothing pending) past idle_timeout. */
-void client_sweep_idle(struct sidecar *sc);
-/* Draining: close every client with nothing left to send or receive and
- * no server-side state; 1 when none is left. */
-int client_drain_step(struct sidecar *sc);
-/* The loop's flush step, once per iteration. */
-void client_flush_all(struct sidecar *sc);
 
 #endif

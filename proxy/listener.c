@@ -11,7 +11,6 @@
 
 #include "../lib/log.h"
 #include "../lib/net.h"
-#include "client.h"
 
 #define ACCEPT_BATCH 256   /* per readiness event, so one busy listener cannot starve the loop */
 
@@ -121,7 +120,7 @@ static void listener_accept(struct ev_loop *loop, ev_io *w, int revents)
         e->accepted++;
         if (++e->current > e->peak)
             e->peak = e->current;
-        client_new(sc, fd, &peer, e, admin);
+        sc->on_accept(sc, fd, &peer, e, admin);
     }
 }
 

@@ -10,10 +10,14 @@
 #include "../lib/log.h"
 #include "../lib/net.h"
 #include "client.h"
-#include "listener.h"
+#include "hold.h"
 #include "http.h"
+#include "listener.h"
+#include "master.h"
 #include "nodes.h"
+#include "pause.h"
 #include "reload.h"
+#include "request.h"
 #include "sidecar.h"
 
 static const char usage[] =
@@ -55,23 +59,6 @@ static void on_hup(struct ev_loop *loop, ev_signal *w, int revents)
     reload_config(w->data, msg, sizeof msg);
 }
 
-/* Every tick of a drain: clients that are done are closed; the loop ends
- * when none is left, or at shutdown_timeout whatever is left. */
-static void on_drain_tick(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    struct sidecar *sc = w->data;
-    (void)revents;
-
-    if (client_drain_step(sc)) {
-        log_info("drained: every client done");
-        ev_break(loop, EVBREAK_ALL);
-    } else if (ev_now(loop) >= sc->drain_deadline) {
-        log_warn("shutdown_timeout (%gs) reached: closing %u clients still busy",
-                 sc->cfg->shutdown_timeout, sc->nclients);
-        ev_break(loop, EVBREAK_ALL);
-    }
-}
-
 /* The first SIGTERM/SIGINT drains: no new connections, no new requests
  * (they get "-ERR proxy is shutting down" after earlier replies), every
  * request in flight gets its reply. A second one stops at once. */
@@ -88,16 +75,7 @@ static void on_stop_signal(struct ev_loop *loop, ev_signal *w, int revents)
     log_info("signal %d: draining %u clients (up to shutdown_timeout %gs; "
              "a second signal stops at once)", w->signum, sc->nclients,
              sc->cfg->shutdown_timeout);
-    sc->draining = 1;
-    sc->drain_deadline = ev_now(loop) + sc->cfg->shutdown_timeout;
-    listener_stop_all(sc);
-    sc->requests_paused = 0;             /* held requests get their answer */
-    ev_timer_stop(loop, &sc->pause_w);
-    client_resume_all(sc);
-    client_drain_step(sc);               /* the idle ones go at once */
-    ev_timer_init(&sc->drain_w, on_drain_tick, 0, 0.02);
-    sc->drain_w.data = sc;
-    ev_timer_start(loop, &sc->drain_w);
+    pause_drain(sc);
 }
 
 /* Runs after every callback of an iteration, before the loop waits:
@@ -107,14 +85,7 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop;
     (void)revents;
-    client_flush_all(w->data);
-}
-
-static void on_lease_retry(struct ev_loop *loop, ev_timer *w, int revents)
-{
-    (void)loop;
-    (void)revents;
-    client_retry_lease_waiters(w->data);
+    request_flush_all(w->data);
 }
 
 static void on_idle_sweep(struct ev_loop *loop, ev_timer *w, int revents)
@@ -128,11 +99,11 @@ static int start_nodes(struct sidecar *sc, char *err, size_t errlen)
 {
     const struct config *cfg = sc->cfg;
 
-    if (nodes_start(sc, err, errlen) < 0)
+    nodes_init(sc);
+    hold_start(sc);
+    TAILQ_INIT(&sc->resume_waiters);
+    if (master_start(sc, err, errlen) < 0)
         return -1;
-    ev_init(&sc->lease_w, on_lease_retry);
-    sc->lease_w.repeat = 0.05;
-    sc->lease_w.data = sc;
     ev_init(&sc->idle_w, on_idle_sweep);      /* a reload may start it later */
     sc->idle_w.data = sc;
     if (cfg->idle_timeout > 0) {
@@ -160,6 +131,7 @@ static int run(struct config **cfgp, const char *path)
                              ? (long long)cfg->max_query_buffer : RESP_MAX_BULK;
     sc.started = ev_now(sc.loop);
     sc.rbuf = malloc(SIDECAR_RBUF);
+    sc.on_accept = request_accept;
     command_table_init(&sc.cmds);
     if (iptable_init(&sc.ips) < 0) {
         log_error("out of memory");
@@ -202,16 +174,11 @@ static int run(struct config **cfgp, const char *path)
 
     listener_stop_all(&sc);
     http_stop(&sc);
-    ev_timer_stop(sc.loop, &sc.drain_w);
-    ev_timer_stop(sc.loop, &sc.pause_w);
-    ev_timer_stop(sc.loop, &sc.quiet_w);
     ev_timer_stop(sc.loop, &sc.idle_w);
-    ev_timer_stop(sc.loop, &sc.lease_w);
     client_close_all(&sc);
-    if (sc.pause_reply) {                 /* its client, closed above, left it */
-        req_release(&sc.cache, sc.pause_reply);
-        sc.pause_reply = NULL;
-    }
+    pause_stop(&sc);
+    master_stop(&sc);
+    hold_stop(&sc);
     nodes_stop(&sc);
     req_cache_clear(&sc.cache);
     iptable_free(&sc.ips);

@@ -94,7 +94,7 @@ static void clients(struct buf *b, const struct sidecar *sc)
     TAILQ_FOREACH(c, &sc->clients, tqe) {
         if (c->stream)
             n[SUBSCRIBED]++;
-        else if (c->lease_wait || c->pause_wait || (c->x && c->x->held))
+        else if (c->wait != WAIT_NONE || (c->x && c->x->nheld))
             n[WAITING]++;
         else if (c->lease)
             n[LEASED]++;

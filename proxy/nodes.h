@@ -1,8 +1,9 @@
-/* The node set and which node is master: fixed from proxy.ini, or
- * followed through Sentinel. A node the sentinels name is confirmed with
- * ROLE before writes go to it; the old master's links are closed at once
- * (pool_evacuate), and requests for the master wait (held, see client.c)
- * while none is confirmed. */
+/* The node set: each Redis node is a pool of links and a health checker.
+ * Nodes are added and found by address, dropped when the topology loses
+ * them (what ran nowhere goes elsewhere first), and retired by a reload:
+ * a retiring node takes no new request, finishes what it carries, and is
+ * freed once idle or at its deadline. Which node is master is master.c's
+ * business. */
 #ifndef SIDECAR_NODES_H
 #define SIDECAR_NODES_H
 
@@ -10,20 +11,42 @@
 
 #include "sidecar.h"
 
-int nodes_start(struct sidecar *sc, char *err, size_t errlen);
+/* What a node's checker reports to (arg: the node). */
+struct node_checks {
+    void (*on_change)(void *arg, int up, const char *why);
+    void (*on_role)(void *arg);
+    void (*on_commands)(void *arg, const struct health_command *v, int n);
+    int    fetch_commands;
+};
+
+void nodes_init(struct sidecar *sc);
+/* Every node freed, retiring ones too. */
 void nodes_stop(struct sidecar *sc);
-/* Reload, with sc->cfg the new config: nodes whose address went, and
- * every node when the links' credentials, database or count changed, are
- * retired (in-flight requests finish, then their links close) and new
- * ones added; a changed master takes writes at once; changed sentinel
- * settings start a new sentinel set. */
-void nodes_reconfigure(struct sidecar *sc, const struct config *old);
-/* Something says the master moved (it refused a write as a replica would):
- * ask the sentinels and the master's ROLE again now. */
-void nodes_refresh(struct sidecar *sc);
 /* The pool and checker settings the config gives every node (name and
  * address aside), for new nodes and for a reload. */
 void nodes_configs(const struct sidecar *sc, struct pool_config *pc, struct checker_config *hc);
+/* A new node on sc->nodes, its links connecting and its checker started;
+ * NULL with the reason in err. */
+struct node *nodes_add(struct sidecar *sc, const char *addr, const struct node_checks *checks,
+                       char *err, size_t errlen);
+/* The node with this address ("host:port", or what it resolves to). */
+struct node *nodes_find(struct sidecar *sc, const char *addr);
+/* Gone from the topology: its requests that did not run go elsewhere, the
+ * rest fail, and it is freed. */
+void nodes_drop(struct sidecar *sc, struct node *n, const char *why);
+/* Off sc->nodes (the caller keeps it for a while, for nodes_retire), and
+ * back on. */
+void nodes_unlist(struct sidecar *sc, struct node *n);
+void nodes_relist(struct sidecar *sc, struct node *n);
+/* A reload left it out: in-flight requests finish there, then it goes. */
+void nodes_retire(struct sidecar *sc, struct node *n);
+/* A node deposed or dropped takes its retired twins (the same address,
+ * left by a reload with their leases kept) along. */
+void nodes_evacuate_twins(struct sidecar *sc, const char *addr, const char *why);
+/* After a reload: retiring nodes keep their leases while their address is in use. */
+void nodes_keep_leases(struct sidecar *sc);
+/* sc->nreplicas again, after the set or the master changed. */
+void nodes_count(struct sidecar *sc);
 /* redis_version of the master, or of any node when there is none. */
 const char *nodes_version(const struct sidecar *sc);
 /* PROXY NODES: every node and sentinel, one line each. */

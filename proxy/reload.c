@@ -13,9 +13,9 @@
 #include <unistd.h>
 
 #include "../lib/log.h"
-#include "client.h"
 #include "http.h"
 #include "listener.h"
+#include "master.h"
 #include "nodes.h"
 
 /* "key, key" of what changed among the keys that move sockets. */
@@ -72,7 +72,7 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
     log_set_level(nc->log_level);
     sc->req_limits.max_bulk = (long long)nc->max_query_buffer < RESP_MAX_BULK
                               ? (long long)nc->max_query_buffer : RESP_MAX_BULK;
-    nodes_reconfigure(sc, old);
+    master_reconfigure(sc, old);
     note(moved, sizeof moved, !sc->draining && !config_same_list(&old->listen, &nc->listen),
          "proxy.listen");
     note(moved, sizeof moved, new_http, "admin.metrics_listen");

@@ -1,17 +1,46 @@
-/* Where a framed request goes: answered here, refused, or to a link. */
+/* Where a framed request goes, decided and returned, never carried out
+ * here: request.c acts on the route. The rules are a function of the
+ * command, the topology (master, replicas, their state) and the client's
+ * state, so tests/unit/test_router.c walks them without a socket. */
 #ifndef SIDECAR_ROUTER_H
 #define SIDECAR_ROUTER_H
 
+#include <stdint.h>
+
 #include "../lib/resp.h"
+#include "command.h"
 
 struct client;
+struct link;
+struct node;
 
-enum { ROUTE_DONE, ROUTE_LATER, ROUTE_WAIT_LEASE, ROUTE_WAIT_PAUSE };
+enum route_kind {
+    ROUTE_LOCAL,       /* answered by the proxy: session.c or admin.c (rt->cmd) */
+    ROUTE_ERROR,       /* an error line (rt->err), counted in rt->count */
+    ROUTE_SHARED,      /* on rt->link, the client's shared link of rt->node */
+    ROUTE_HOLD,        /* held until a master is confirmed (with sentinels) */
+    ROUTE_LEASE,       /* on the client's lease, one taken from the master first */
+    ROUTE_STREAM,      /* on its lease in stream mode (pub/sub, tracking) */
+    ROUTE_LATER,       /* not now: after its requests in flight are answered */
+    ROUTE_WAIT_MASTER, /* not now: it needs a lease, and no master is confirmed */
+    ROUTE_PAUSED,      /* not now: PROXY PAUSE holds it until PROXY RESUME */
+};
 
-/* ROUTE_LATER: not now (it must wait for the client's requests in flight);
- * ROUTE_WAIT_LEASE: every lease is taken, try again shortly;
- * ROUTE_WAIT_PAUSE: PROXY PAUSE holds it until PROXY RESUME. Either way
- * the caller keeps the request and tries again. */
-int router_dispatch(struct client *c, const char *frame, const struct resp_frame *fr);
+struct route {
+    enum route_kind kind;
+    unsigned        flags;     /* REQ_* of its slot (SHARED, HOLD, LEASE) */
+    struct node    *node;      /* SHARED */
+    struct link    *link;      /* SHARED */
+    const struct command *cmd; /* NULL: unknown to the table */
+    uint64_t       *count;     /* a counter the decision adds one to, or NULL */
+    int             fanout;    /* SHARED: SCRIPT LOAD, also to every replica */
+    long long       db;        /* SELECT's database (LEASE: what it leaves held) */
+    int             db_ok;     /* SELECT's argument parsed */
+    char            err[300];  /* ERROR: the line, without '-' and CRLF */
+};
+
+/* Decide for the request in frame (fr framed it); c->last_cmd is set. */
+void router_route(struct client *c, const char *frame, const struct resp_frame *fr,
+                  struct route *rt);
 
 #endif

@@ -6,6 +6,7 @@
 #include <ev.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <sys/socket.h>
 
 #include "../lib/buf.h"
 #include "../lib/resp.h"
@@ -22,6 +23,7 @@
 #define SIDECAR_RBUF    (16 * 1024)
 
 struct client;
+struct held;
 struct http_conn;
 struct listener;
 struct sidecar;
@@ -107,17 +109,23 @@ struct sidecar {
     long long             view_epoch;    /* highest config epoch a sentinel reported */
     char                  no_master_why[400];
     int                   commands_loaded;
-    struct req_fifo       held;      /* waiting for a master, in arrival order */
-    unsigned              nheld;
+    TAILQ_HEAD(, held)    held;      /* requests waiting for a master, in order (hold.c) */
+    unsigned              nheld;     /* their count (checked in make asan) */
     ev_tstamp             last_hold_at;
     ev_timer              held_w;    /* fails held requests past failover_wait */
+    TAILQ_HEAD(, pool_waiter) master_waiters; /* clients waiting for a master, for a lease */
+    TAILQ_HEAD(, pool_waiter) resume_waiters; /* clients held by PROXY PAUSE */
     struct topology       topo;      /* the master's offsets, for replica lag */
     struct listener      *listeners;
     int                   nlisteners;
+    /* Where an admitted connection goes (request_accept, set by main). */
+    void                (*on_accept)(struct sidecar *sc, int fd,
+                                     const struct sockaddr_storage *peer,
+                                     struct ipstat *ips, int admin);
     TAILQ_HEAD(, client)  clients;   /* open */
     STAILQ_HEAD(, client) dirty;     /* output to write or input to resume */
     TAILQ_HEAD(, client)  closed;    /* freed after this loop iteration */
-    unsigned              nclients;
+    unsigned              nclients;  /* open ones (checked in make asan) */
     struct iptable        ips;       /* per-IP accounting and bans */
     uint64_t              next_client_id;
     ev_prepare            flush_w;
@@ -134,8 +142,6 @@ struct sidecar {
     ev_tstamp             drain_deadline;
     ev_timer              drain_w;   /* closes clients as they go idle */
     ev_timer              idle_w;    /* closes clients idle past idle_timeout */
-    ev_timer              lease_w;   /* retries clients waiting for a lease */
-    unsigned              lease_waiters;
     struct resp_limits    req_limits;
     char                 *rbuf;       /* every client read lands here first */
     struct resp_framer    rfr;        /* frames requests straight from rbuf */

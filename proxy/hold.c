@@ -1,0 +1,207 @@
+/* Held requests and the clients waiting for a master. */
+#include "hold.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/invariant.h"
+#include "client.h"
+
+/* A request waiting for a master: its slot, and its bytes, kept here as
+ * the link it came from may be gone. */
+struct held {
+    TAILQ_ENTRY(held) tqe;       /* sc->held */
+    struct req       *r;         /* r->owner is NULL once its client left */
+    size_t            len;
+    char              bytes[];
+};
+
+/* Off the list. It stays marked held until it is answered or sent: a
+ * client closed meanwhile leaves it as an orphan, not freed. */
+static void take_off(struct sidecar *sc, struct held *h)
+{
+    TAILQ_REMOVE(&sc->held, h, tqe);
+    sc->nheld--;
+    if (h->r->owner)
+        ((struct client *)h->r->owner)->x->nheld--;
+}
+
+/* Its entry freed; the request, back with its client, or released if the
+ * client left. 1 if it has a client. */
+static int unpark(struct sidecar *sc, struct held *h)
+{
+    struct req *r = h->r;
+
+    free(h);
+    r->flags &= ~(unsigned)REQ_HELD;
+    r->parked = NULL;
+    if (r->owner)
+        return 1;
+    req_release(&sc->cache, r);
+    return 0;
+}
+
+int hold_request(struct client *c, struct req *r, const char *p, size_t n)
+{
+    struct sidecar *sc = c->sc;
+    struct held *h;
+    struct req *later;
+
+    if (!client_ext(c) || !(h = malloc(sizeof *h + n)))
+        return -1;
+    memcpy(h->bytes, p, n);
+    h->len = n;
+    h->r = r;
+    r->parked = h;
+    r->len = n;
+    r->link = NULL;
+    r->flags |= REQ_HELD;
+    if (!r->waiting_since)
+        r->waiting_since = r->queued_at;
+    /* Before any of the client's requests held already that came after it
+     * (its refusal was read after theirs were held), so they go out in the
+     * client's order. */
+    for (later = TAILQ_NEXT(r, owner_tqe); later; later = TAILQ_NEXT(later, owner_tqe))
+        if (later->flags & REQ_HELD)
+            break;
+    if (later)
+        TAILQ_INSERT_BEFORE((struct held *)later->parked, h, tqe);
+    else
+        TAILQ_INSERT_TAIL(&sc->held, h, tqe);
+    sc->nheld++;
+    c->x->nheld++;
+    sc->st.held++;
+    sc->last_hold_at = ev_now(sc->loop);
+    if (!ev_is_active(&sc->held_w))
+        ev_timer_again(sc->loop, &sc->held_w);
+    return 0;
+}
+
+void hold_wait_master(struct client *c)
+{
+    struct sidecar *sc = c->sc;
+    struct client_ext *x = client_ext(c);
+
+    if (!x) {
+        client_close(c, "out of memory");
+        return;
+    }
+    if (!x->wait_deadline)
+        x->wait_deadline = ev_now(sc->loop) + sc->cfg->failover_wait;
+    x->wait.deadline = x->wait_deadline;
+    TAILQ_INSERT_TAIL(&sc->master_waiters, &x->wait, tqe);
+    c->wait = WAIT_MASTER;
+    if (!ev_is_active(&sc->held_w))
+        ev_timer_again(sc->loop, &sc->held_w);
+}
+
+static void wake(struct sidecar *sc, struct pool_waiter *w)
+{
+    struct client *c = w->who;
+
+    TAILQ_REMOVE(&sc->master_waiters, w, tqe);
+    c->wait = WAIT_NONE;
+    client_mark_dirty(c);       /* routed afresh by the flush step */
+}
+
+void hold_master_ready(struct sidecar *sc)
+{
+    struct held *h;
+
+    while (sc->master && (h = TAILQ_FIRST(&sc->held)) != NULL) {
+        struct req *r = h->r;
+        struct client *c = r->owner;
+        take_off(sc, h);
+        if (c) {
+            struct link *l = pool_link_for(sc->master->pool, c->id, c->resp3);
+            r->flags &= ~(unsigned)REQ_HELD;
+            r->parked = NULL;
+            if (!l || link_send(l, r, h->bytes, h->len) < 0)
+                client_answer(c, r, NULL, 0, "proxy out of memory");
+            free(h);
+        } else {
+            unpark(sc, h);               /* its client left */
+        }
+    }
+    while (sc->master && !TAILQ_EMPTY(&sc->master_waiters))
+        wake(sc, TAILQ_FIRST(&sc->master_waiters));
+}
+
+/* Held requests past failover_wait get an error; waiting clients past
+ * theirs are woken to get theirs. */
+static void expire(struct sidecar *sc)
+{
+    ev_tstamp now = ev_now(sc->loop);
+    struct held *h, *next;
+    struct pool_waiter *w, *wnext;
+    TAILQ_HEAD(, held) late = TAILQ_HEAD_INITIALIZER(late);
+    char why[400];
+
+    snprintf(why, sizeof why, "no master confirmed within failover_wait (%gs): %.300s",
+             sc->cfg->failover_wait, sc->no_master_why[0] ? sc->no_master_why :
+             "the master keeps refusing requests as a replica or while loading");
+    /* The expired ones are taken off first, then answered: an answer may
+     * close its client, whose other held requests become orphans. */
+    for (h = TAILQ_FIRST(&sc->held); h; h = next) {
+        next = TAILQ_NEXT(h, tqe);
+        if (h->r->owner && now - h->r->waiting_since < sc->cfg->failover_wait)
+            continue;
+        take_off(sc, h);
+        TAILQ_INSERT_TAIL(&late, h, tqe);
+    }
+    while ((h = TAILQ_FIRST(&late)) != NULL) {
+        struct req *r = h->r;
+        TAILQ_REMOVE(&late, h, tqe);
+        if (unpark(sc, h)) {
+            sc->st.held_failed++;
+            client_answer(r->owner, r, NULL, 0, why);
+        }
+    }
+    for (w = TAILQ_FIRST(&sc->master_waiters); w; w = wnext) {
+        wnext = TAILQ_NEXT(w, tqe);
+        if (now >= w->deadline)
+            wake(sc, w);
+    }
+}
+
+/* While requests wait, the master (or the node named to be it) is asked
+ * often: the ROLE that says master sends them. */
+static void on_held_tick(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct sidecar *sc = w->data;
+    (void)revents;
+
+    expire(sc);
+    if (CHECKS) {
+        const struct held *h;
+        unsigned n = 0;
+        TAILQ_FOREACH(h, &sc->held, tqe)
+            n++;
+        assert(n == sc->nheld);
+    }
+    if (!sc->nheld && TAILQ_EMPTY(&sc->master_waiters))
+        ev_timer_stop(loop, w);
+    else if (sc->master || sc->candidate)
+        health_sample_soon(&(sc->master ? sc->master : sc->candidate)->health, 0.05);
+}
+
+void hold_start(struct sidecar *sc)
+{
+    TAILQ_INIT(&sc->held);
+    TAILQ_INIT(&sc->master_waiters);
+    ev_init(&sc->held_w, on_held_tick);
+    sc->held_w.repeat = 0.05;
+    sc->held_w.data = sc;
+}
+
+void hold_stop(struct sidecar *sc)
+{
+    struct held *h;
+
+    ev_timer_stop(sc->loop, &sc->held_w);
+    while ((h = TAILQ_FIRST(&sc->held)) != NULL) {
+        take_off(sc, h);
+        unpark(sc, h);
+    }
+}

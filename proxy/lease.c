@@ -1,0 +1,112 @@
+/* Leases, from the client's side: taking one, waiting for one, tracking
+ * what it holds, losing it. */
+#include "lease.h"
+
+#include "client.h"
+
+int lease_take(struct client *c)
+{
+    struct sidecar *sc = c->sc;
+    struct pool *p = sc->master->pool;
+    struct link *l = pool_lease(p, c, c->resp3);
+    struct client_ext *x;
+
+    if (l) {
+        c->lease = l;
+        return 1;
+    }
+    if (!(x = client_ext(c))) {
+        client_reply_error(c, "ERR proxy out of memory");
+        return -1;
+    }
+    if (!x->wait_deadline) {
+        x->wait_deadline = ev_now(sc->loop) + sc->cfg->connect_timeout;
+    } else if (ev_now(sc->loop) >= x->wait_deadline) {
+        if (p->lease_failure[0])
+            client_reply_error(c, "ERR cannot open a dedicated connection to %s: %s",
+                               p->cfg.name, p->lease_failure);
+        else
+            client_reply_error(c, "ERR no dedicated connection free for this command "
+                               "(max_leased %d reached)", sc->cfg->max_leased);
+        return -1;
+    }
+    x->wait.deadline = x->wait_deadline;
+    x->wait.resp3 = c->resp3;
+    pool_lease_wait(p, &x->wait);
+    c->wait = WAIT_LEASE;
+    return 0;
+}
+
+/* WAIT counts the writes made on its own connection, and this client's
+ * went out on shared links: a PUBLISH (replicated, answer dropped) first
+ * brings the lease's replication offset past them all. */
+static void cover_earlier_writes(struct client *c)
+{
+    static const char publish[] =
+        "*3\r\n$7\r\nPUBLISH\r\n$22\r\n__redis-sidecar__:wait\r\n$0\r\n\r\n";
+
+    link_send_unowned(c->lease, publish, sizeof publish - 1);
+}
+
+/* Sent, not answered, is what counts: a refused MULTI keeps nothing, but
+ * counting it only keeps the lease a little longer, never too short. */
+void lease_note(struct client *c, const struct command *cmd, long long db, int db_ok)
+{
+    int other = db != c->sc->cfg->database;
+
+    switch (cmd ? cmd->state : STATE_NONE) {
+    case STATE_MULTI:
+        c->in_multi = 1;
+        break;
+    case STATE_END_MULTI:                /* without a MULTI, redis keeps a WATCH */
+        if (c->in_multi)
+            c->in_multi = c->watching = 0;
+        break;
+    case STATE_WATCH:
+        c->watching = 1;
+        break;
+    case STATE_UNWATCH:                  /* inside MULTI it is only queued */
+        if (!c->in_multi)
+            c->watching = 0;
+        break;
+    case STATE_SELECT:                   /* queued in a MULTI: it may never run */
+        if (db_ok)
+            c->other_db = c->in_multi ? (c->other_db | other) : other;
+        break;
+    case STATE_WAIT:
+        cover_earlier_writes(c);
+        break;
+    case STATE_NONE:
+    case STATE_SCRIPT:
+        break;
+    }
+}
+
+void lease_lost(void *lessee, void *arg)
+{
+    struct client *c = lessee;
+    (void)arg;
+
+    c->lease = NULL;
+    /* Its subscriptions, transaction, WATCH or database went with the
+     * connection: carrying on would run its next commands without them.
+     * A closed connection is what its client library knows how to handle. */
+    if (c->stream || c->in_multi || c->watching || c->other_db) {
+        client_close(c, "its dedicated connection to the master was lost");
+        return;
+    }
+    c->in_multi = c->watching = c->other_db = 0;
+}
+
+/* Its request is routed afresh by the flush step: with the lease, or,
+ * without (deadline, or the node left), to an error or another node. */
+void lease_ready(void *who, struct link *l, void *arg)
+{
+    struct client *c = who;
+    (void)arg;
+
+    c->wait = WAIT_NONE;
+    if (l)
+        c->lease = l;
+    client_mark_dirty(c);
+}

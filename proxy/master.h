@@ -1,0 +1,23 @@
+/* Which node is master: fixed from proxy.ini, or followed through
+ * Sentinel. A node the sentinels name is confirmed with ROLE before
+ * writes go to it; the old master's links are closed at once
+ * (pool_evacuate), and requests for the master wait (hold.c) while none
+ * is confirmed. */
+#ifndef SIDECAR_MASTER_H
+#define SIDECAR_MASTER_H
+
+#include <stddef.h>
+
+#include "sidecar.h"
+
+/* The configured nodes, and the sentinels if any; -1 with the reason. */
+int master_start(struct sidecar *sc, char *err, size_t errlen);
+void master_stop(struct sidecar *sc);
+/* Reload, with sc->cfg the new config: nodes whose address went, and
+ * every node when the links' database or count changed, are retired
+ * (in-flight requests finish, then their links close) and new ones
+ * added; a changed master takes writes at once; changed sentinel
+ * settings start a new sentinel set. */
+void master_reconfigure(struct sidecar *sc, const struct config *old);
+
+#endif

@@ -1,0 +1,362 @@
+/* Requests, read to carried out. A GET from an app, end to end:
+ * on_io() reads it into the loop's shared buffer; process() frames it
+ * (lib/resp.c) and looks its command up; router_route() decides (say,
+ * ROUTE_SHARED on the client's link to a replica); carry_out() acts:
+ * forward() takes a reply slot at the tail of the client's FIFO and
+ * link_send() appends the bytes to the link's output, written once for
+ * every client at the end of the iteration (pool.c). The reply comes back
+ * through upstream.c into client_answer(), which fills the slot; the
+ * flush step below writes it to the app. */
+#include "request.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "admin.h"
+#include "client.h"
+#include "hold.h"
+#include "lease.h"
+#include "pause.h"
+#include "router.h"
+#include "session.h"
+
+#define CLIENT_READ_CHUNK  (16 * 1024)
+
+/* What a forwarded request was and where it went, from its flags: a
+ * table, as this is paid on every request. */
+#define TALLY_FLAGS (REQ_LEASED | REQ_READONLY | REQ_REROUTE)
+static const unsigned char tally_by_flags[TALLY_FLAGS + 1] = {
+    [0]                                        = TALLY(CLASS_WRITE, DEST_MASTER),
+    [REQ_READONLY]                             = TALLY(CLASS_READ, DEST_MASTER),
+    [REQ_READONLY | REQ_REROUTE]               = TALLY(CLASS_READ, DEST_REPLICA),
+    [REQ_LEASED]                               = TALLY(CLASS_STATEFUL, DEST_MASTER),
+    [REQ_LEASED | REQ_READONLY]                = TALLY(CLASS_STATEFUL, DEST_MASTER),
+};
+
+static void process_partial(struct client *c);
+
+/* A slot for the request, with its tallies; NULL (answered with an
+ * error) when out of memory. */
+static struct req *upstream_slot(struct client *c, size_t n, unsigned flags)
+{
+    unsigned t = tally_by_flags[flags & TALLY_FLAGS];
+    struct req *r;
+
+    if (((flags & (REQ_WRITE | REQ_REROUTE)) && !client_ext(c)) ||
+        !(r = client_slot(c, flags | t << REQ_TALLY_SHIFT))) {
+        client_reply_error(c, "ERR proxy out of memory");
+        return NULL;
+    }
+    c->inflight += n;
+    if (flags & REQ_WRITE)
+        c->x->writes_pending++;
+    if (flags & REQ_REROUTE)
+        c->x->replica_reads++;
+    c->sc->st.forwarded++;
+    c->sc->st.requests_by[t]++;
+    return r;
+}
+
+/* Out of memory after the slot was taken: its answer is an error. */
+static void slot_failed(struct client *c, struct req *r)
+{
+    c->inflight -= r->len;
+    r->len = 0;
+    if (r->flags & REQ_WRITE)
+        c->x->writes_pending--;
+    if (r->flags & REQ_REROUTE)
+        c->x->replica_reads--;
+    r->flags &= ~(unsigned)(REQ_WRITE | REQ_REROUTE | REQ_LEASED);
+    client_answer(c, r, NULL, 0, "proxy out of memory");
+}
+
+static void forward(struct client *c, struct link *l, const char *p, size_t n, unsigned flags)
+{
+    struct req *r = upstream_slot(c, n, flags);
+
+    if (r && link_send(l, r, p, n) < 0) {
+        r->len = n;
+        slot_failed(c, r);
+    }
+}
+
+static void hold(struct client *c, const char *p, size_t n, unsigned flags)
+{
+    struct req *r = upstream_slot(c, n, flags);
+
+    if (!r)
+        return;
+    r->len = n;
+    r->queued_at = ev_now(c->sc->loop);
+    if (hold_request(c, r, p, n) < 0)
+        slot_failed(c, r);
+}
+
+/* The script cache is per node: SCRIPT LOAD goes to every replica too
+ * (their replies are dropped), on the link the client's EVALSHA_RO will
+ * take, so that it runs first there. The client gets the master's reply. */
+static void fan_out(struct client *c, const char *frame, size_t len)
+{
+    struct sidecar *sc = c->sc;
+    struct node *node;
+
+    TAILQ_FOREACH(node, &sc->nodes, tqe) {
+        struct link *l;
+        if (node != sc->master && (l = pool_link_for(node->pool, c->id, c->resp3)))
+            link_send_unowned(l, frame, len);
+    }
+}
+
+/* Pub/sub: the lease turns into a stream, every frame from it goes to the
+ * client as it comes, and stays one for the rest of the connection
+ * (normal commands work there too, after the last UNSUBSCRIBE). */
+static void stream(struct client *c, const char *frame, size_t len)
+{
+    struct sidecar *sc = c->sc;
+
+    if (!c->stream) {
+        c->stream = 1;
+        pool_lease_stream(c->lease);
+    }
+    if (link_stream_send(c->lease, frame, len) < 0) {
+        client_close(c, "out of memory");
+        return;
+    }
+    sc->st.forwarded++;
+    sc->st.requests_by[TALLY(CLASS_STATEFUL, DEST_MASTER)]++;
+}
+
+/* Not now: the request stays unread (in c->partial) until the client is
+ * woken or its barrier lifts, and is routed afresh then. */
+static int stop(struct client *c)
+{
+    c->paused = 1;
+    client_watch(c);
+    return 0;
+}
+
+/* 1: the request is done with; 0: the client stops reading here. */
+static int carry_out(struct client *c, const char *frame, const struct resp_frame *fr)
+{
+    struct route rt;
+
+    router_route(c, frame, fr, &rt);
+    if (rt.count)
+        (*rt.count)++;
+    switch (rt.kind) {
+    case ROUTE_SHARED:
+        if (rt.fanout)
+            fan_out(c, frame, fr->len);
+        forward(c, rt.link, frame, fr->len, rt.flags);
+        return 1;
+    case ROUTE_LOCAL:
+        if (rt.cmd->local == LOCAL_PROXY)
+            admin_command(c, frame, fr);
+        else
+            session_command(c, rt.cmd, frame, fr);
+        return 1;
+    case ROUTE_ERROR:
+        client_reply_error(c, "%s", rt.err);
+        break;
+    case ROUTE_HOLD:
+        if (rt.fanout)
+            fan_out(c, frame, fr->len);
+        hold(c, frame, fr->len, rt.flags);
+        return 1;
+    case ROUTE_LEASE:
+    case ROUTE_STREAM:
+        if (!c->lease) {
+            int got = lease_take(c);
+            if (got == 0)
+                return stop(c);
+            if (got < 0)
+                break;
+        }
+        if (rt.kind == ROUTE_STREAM) {
+            stream(c, frame, fr->len);
+            break;
+        }
+        lease_note(c, rt.cmd, rt.db, rt.db_ok);
+        forward(c, c->lease, frame, fr->len, rt.flags);
+        break;
+    case ROUTE_LATER:
+        c->barrier = 1;
+        return stop(c);
+    case ROUTE_WAIT_MASTER:
+        hold_wait_master(c);
+        return stop(c);
+    case ROUTE_PAUSED:
+        pause_wait(c);
+        return stop(c);
+    }
+    if (c->x)
+        c->x->wait_deadline = 0;        /* whatever it waited for, it is over */
+    return 1;
+}
+
+static int dispatch_inline(struct client *c, const char *line, size_t len)
+{
+    struct sidecar *sc = c->sc;
+    struct resp_framer f;
+    const char *err = NULL;
+
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        len--;
+    buf_reset(&sc->inline_req);
+    long long argc = resp_inline_to_multibulk(line, len, &sc->inline_req, &err);
+    if (argc < 0) {
+        client_protocol_error(c, err);
+        return 1;
+    }
+    if (argc == 0)
+        return 1;
+    resp_framer_reset(&f);
+    if (resp_frame_request(&f, buf_start(&sc->inline_req), buf_used(&sc->inline_req),
+                           &sc->req_limits) != RESP_DONE)
+        return 1;
+    c->last_cmd = command_lookup(&sc->cmds, buf_start(&sc->inline_req) + f.fr.name_off,
+                                 f.fr.name_len);
+    return carry_out(c, buf_start(&sc->inline_req), &f.fr);
+}
+
+/* Frame and carry out complete requests from p[0..n), up to the pipeline
+ * cap; returns the bytes used. What is left is a partial request (the
+ * framer holds its state) or requests held back. */
+static size_t process(struct client *c, const char *p, size_t n, struct resp_framer *f)
+{
+    struct sidecar *sc = c->sc;
+    size_t used = 0;
+
+    while (!c->closed && !c->closing && used < n) {
+        /* Back-pressure: replies pending, or request bytes still upstream,
+         * bound what one connection can make the proxy hold. */
+        if (c->npending >= (unsigned)sc->cfg->max_pipeline ||
+            c->inflight > sc->cfg->max_query_buffer) {
+            sc->st.pipeline_pauses++;
+            stop(c);
+            break;
+        }
+        int rc = resp_frame_request(f, p + used, n - used, &sc->req_limits);
+        if (rc == RESP_MORE) {
+            if (n - used > sc->cfg->max_query_buffer) {
+                sc->st.err_query_buffer++;
+                client_protocol_error(c, "Protocol error: query buffer over max_query_buffer");
+            }
+            break;
+        }
+        if (rc == RESP_ERR) {
+            client_protocol_error(c, f->err);
+            break;
+        }
+        const struct resp_frame *fr = &f->fr;
+        int done = 1;
+        if (fr->is_inline) {
+            done = dispatch_inline(c, p + used, fr->len);
+        } else if (fr->argc > 0) {
+            c->last_cmd = command_lookup(&sc->cmds, p + used + fr->name_off, fr->name_len);
+            done = carry_out(c, p + used, fr);
+        }
+        if (!done)
+            break;                       /* kept whole: the framer starts it afresh */
+        sc->st.requests++;
+        used += fr->len;
+    }
+    return used;
+}
+
+/* Input already waiting in c->partial: frame it, free it once used up. */
+static void process_partial(struct client *c)
+{
+    struct client_input *in = c->partial;
+    size_t used = process(c, buf_start(&in->buf), buf_used(&in->buf), &in->fr);
+
+    if (c->closed || c->closing || used == buf_used(&in->buf)) {
+        buf_free(&in->buf);
+        free(in);
+        c->partial = NULL;
+    } else {
+        buf_consume(&in->buf, used);
+    }
+}
+
+/* Requests framed from the shared buffer; only a remainder is copied. */
+static void process_shared(struct client *c, size_t n)
+{
+    struct sidecar *sc = c->sc;
+
+    resp_framer_reset(&sc->rfr);
+    size_t used = process(c, sc->rbuf, n, &sc->rfr);
+    if (used == n || c->closed || c->closing)
+        return;
+    c->partial = calloc(1, sizeof *c->partial);
+    if (!c->partial || buf_append(&c->partial->buf, sc->rbuf + used, n - used) < 0) {
+        client_close(c, "out of memory");
+        return;
+    }
+    c->partial->fr = sc->rfr;
+}
+
+static void client_read(struct ev_loop *loop, struct client *c)
+{
+    struct sidecar *sc = c->sc;
+    ssize_t n;
+
+    if (c->partial)
+        n = buf_read_fd(&c->partial->buf, c->io.fd, CLIENT_READ_CHUNK);
+    else
+        n = read(c->io.fd, sc->rbuf, SIDECAR_RBUF);
+    if (n > 0) {
+        c->last_active = ev_now(loop);
+        sc->st.bytes_in += (uint64_t)n;
+        if (c->partial)
+            process_partial(c);
+        else
+            process_shared(c, (size_t)n);
+    } else if (n == 0) {
+        client_close(c, "closed by the client");
+    } else if (errno != EAGAIN && errno != EINTR) {
+        client_close(c, strerror(errno));
+    }
+}
+
+static void on_io(struct ev_loop *loop, ev_io *w, int revents)
+{
+    struct client *c = w->data;
+
+    if (revents & EV_READ)
+        client_read(loop, c);
+    if (revents & EV_WRITE)
+        client_mark_dirty(c);       /* the flush step writes it, once per iteration */
+}
+
+void request_accept(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
+                    struct ipstat *ips, int admin)
+{
+    client_new(sc, fd, peer, ips, admin, on_io);
+}
+
+void request_flush_all(struct sidecar *sc)
+{
+    struct client *c;
+
+    while ((c = STAILQ_FIRST(&sc->dirty)) != NULL) {
+        STAILQ_REMOVE_HEAD(&sc->dirty, dirty_tqe);
+        c->dirty = 0;
+        if (c->closed)
+            continue;
+        if (c->paused && c->wait == WAIT_NONE &&
+            (c->barrier ? c->inflight == 0
+                        : c->npending <= (unsigned)sc->cfg->max_pipeline / 2 &&
+                          c->inflight <= sc->cfg->max_query_buffer / 2)) {
+            c->paused = c->barrier = 0;
+            client_watch(c);
+            if (c->partial)
+                process_partial(c);
+        }
+        if (!c->closed)
+            client_write(c);
+    }
+    client_free_closed(sc);
+}

@@ -1,0 +1,104 @@
+/* Replies from upstream, for the clients that asked. */
+#include "upstream.h"
+
+#include <string.h>
+
+#include "client.h"
+#include "hold.h"
+
+/* Errors that say the request did not run: the node is a master's
+ * replica no more (or never was), lost its master, is loading, or (a
+ * replica) lacks a script the master has, whose cache is per node. */
+static int refused(const char *p, size_t n, int by_master)
+{
+    static const char *const codes[] = {"-READONLY", "-MASTERDOWN", "-LOADING", "-NOSCRIPT"};
+
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0] - (by_master != 0); i++) {
+        size_t l = strlen(codes[i]);
+        if (n > l && memcmp(p, codes[i], l) == 0 && (p[l] == ' ' || p[l] == '\r'))
+            return 1;
+    }
+    return 0;
+}
+
+/* To the master, in the same slot, behind the client's held requests. */
+static int to_master(struct client *c, struct req *r, const char *req)
+{
+    struct sidecar *sc = c->sc;
+    struct node *m = sc->master;
+
+    if (sc->sentinels && (!m || (c->x && c->x->nheld)))
+        return hold_request(c, r, req, r->len);
+    struct link *l = m ? pool_link_for(m->pool, c->id, c->resp3) : NULL;
+
+    if (!l || (m->pool->down && !sc->sentinels))
+        return -1;
+    return link_resend(l, r, req, r->len);
+}
+
+/* A read a replica refused, going to the master. */
+static void redirected(struct client *c, struct req *r)
+{
+    r->flags &= ~(unsigned)REQ_REROUTE;
+    c->x->replica_reads--;
+    c->sc->st.replica_redirects++;
+}
+
+/* A request that did not run where it went runs on the master instead,
+ * in the same slot, so order holds: a read a replica refused, or (with
+ * sentinels) one the master refused because it is one no more. 0 if so;
+ * -1: answer it as it is. */
+static int send_again(struct client *c, struct req *r, const char *req, const char *p,
+                      size_t n, const char *err)
+{
+    struct sidecar *sc = c->sc;
+
+    if (r->flags & REQ_REROUTE) {
+        if (!err && !refused(p, n, 0))
+            return -1;
+        redirected(c, r);
+        return to_master(c, r, req);
+    }
+    if (sc->sentinels && !err && !(r->flags & REQ_LEASED) && refused(p, n, 1)) {
+        sc->st.master_refusals++;
+        /* the master moved, it seems: ask the sentinels and its ROLE now */
+        health_sentinels_poll_soon(sc->sentinels);
+        if (sc->master)
+            health_sample_soon(&sc->master->health, 0);
+        return hold_request(c, r, req, r->len);
+    }
+    return -1;
+}
+
+void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
+                       const char *err, void *arg)
+{
+    struct client *c = r->owner;
+    (void)arg;
+
+    if (req && ((r->flags & REQ_REROUTE) || c->sc->sentinels) &&
+        send_again(c, r, req, p, n, err) == 0)
+        return;
+    client_answer(c, r, p, n, err);
+}
+
+void upstream_on_unrun(struct req *r, const char *req, const char *why, void *arg)
+{
+    struct client *c = r->owner;
+    (void)arg;
+
+    if (r->flags & REQ_REROUTE)
+        redirected(c, r);
+    if (to_master(c, r, req) < 0)
+        client_answer(c, r, NULL, 0, why);
+}
+
+void upstream_on_stream(void *lessee, const char *p, size_t n, void *arg)
+{
+    struct client *c = lessee;
+    (void)arg;
+
+    c->sc->st.replies++;
+    c->sc->st.replies_by[TALLY(CLASS_STATEFUL, DEST_MASTER)][n && (p[0] == '-' || p[0] == '!')]++;
+    client_stream(c, p, n);
+}

@@ -1,0 +1,18 @@
+/* What the pools hand back for clients: replies, matched to their slots
+ * (a read a replica refused goes to the master instead, a request the
+ * master refused as only a replica would is held); requests that did not
+ * run where they went (sent to the master); frames of a streaming lease. */
+#ifndef SIDECAR_UPSTREAM_H
+#define SIDECAR_UPSTREAM_H
+
+#include <stddef.h>
+
+struct req;
+
+/* The pool callbacks (struct pool_callbacks), arg the sidecar. */
+void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
+                       const char *err, void *arg);
+void upstream_on_unrun(struct req *r, const char *req, const char *why, void *arg);
+void upstream_on_stream(void *lessee, const char *p, size_t n, void *arg);
+
+#endif
