@@ -23,7 +23,7 @@ BUILD ?= build
 OBJ   := $(SRC:%.c=$(BUILD)/%.o)
 BIN   ?= redis-sidecar
 
-UNIT_TESTS := test_resp test_config test_command test_cidr
+UNIT_TESTS := test_resp test_config test_command test_cidr test_stats
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 PREFIX     ?= /usr/local
@@ -58,6 +58,13 @@ $(BUILD)/tests/test_command: tests/unit/test_command.c $(BUILD)/proxy/command.o 
 		$(BUILD)/health/checker.o $(BUILD)/health/conn.o $(BUILD)/lib/log.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev
+
+$(BUILD)/tests/test_stats: tests/unit/test_stats.c $(BUILD)/proxy/stats.o $(BUILD)/pool/pool.o \
+		$(BUILD)/pool/link.o $(BUILD)/pool/req.o $(BUILD)/health/topology.o \
+		$(BUILD)/health/checker.o $(BUILD)/health/conn.o $(BUILD)/lib/buf.o $(BUILD)/lib/net.o \
+		$(BUILD)/lib/log.o $(BUILD)/lib/resp.o $(BUILD)/lib/cidr.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -lm
 
 deps:
 	@./tests/deps.sh

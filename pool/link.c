@@ -218,7 +218,6 @@ static void link_down(struct link *l, enum link_loss cause, const char *why)
     l->validating = 0;
     if (cause == LOST_RETIRED) {
         log_info("link %s#%d retired: %s", p->cfg.name, l->idx, why);
-        p->st.links_retired++;
         delay = 0;
     } else if (was_ready) {
         log_warn("link %s#%d lost: %s", p->cfg.name, l->idx, why);

@@ -81,7 +81,6 @@ struct pool_stats {
     uint64_t validations;          /* PINGs before reuse or in the background */
     uint64_t validations_failed;
     double   validation_wait;      /* seconds requests spent behind PINGs */
-    uint64_t links_retired;        /* max_link_age */
     uint64_t lost[LOST_NCAUSES];   /* links gone, by cause (connect attempts too) */
     uint64_t leases_taken;
     uint64_t leases_refused;       /* max_leased reached */

@@ -6,7 +6,5 @@
 #include "sidecar.h"
 
 void metrics_render(const struct sidecar *sc, struct buf *b);
-/* Resident set size, bytes (0 if /proc cannot say). */
-long proxy_rss_bytes(void);
 
 #endif

@@ -1,36 +1,266 @@
-/* The proxy's counters as PROXY INFO shows them, in redis's INFO format. */
+/* The counter table, and PROXY INFO and the /metrics counters rendered
+ * from it. Rows are in INFO's order; a Prometheus family's rows may be
+ * spread over several sections, and are gathered when rendered. */
 #include "stats.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
-#include "metrics.h"
+#include "client.h"
 #include "nodes.h"
 
-struct field {
-    const char        *name;
-    unsigned long long v;
-};
-
-#define FIELDS(...) (const struct field[]){__VA_ARGS__}, \
-    sizeof (const struct field[]){__VA_ARGS__} / sizeof (struct field)
-
-static void section(struct buf *b, const char *title, const struct field *f, size_t n)
+long stats_rss_bytes(void)
 {
-    buf_appendf(b, "# %s\r\n", title);
-    for (size_t i = 0; i < n; i++)
-        buf_appendf(b, "%s:%llu\r\n", f[i].name, f[i].v);
-    buf_append(b, "\r\n", 2);
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+/* --- computed values -------------------------------------------------- */
+
+static uint64_t uptime(const struct sidecar *sc, const struct node *n)
+{
+    (void)n;
+    return (uint64_t)(ev_now(sc->loop) - sc->started + 0.5);
+}
+
+static uint64_t connected(const struct sidecar *sc, const struct node *n)
+{
+    (void)n;
+    return sc->nclients;
+}
+
+static uint64_t tracked_ips(const struct sidecar *sc, const struct node *n)
+{
+    (void)n;
+    return sc->ips.n;
+}
+
+static uint64_t bans(const struct sidecar *sc, const struct node *n)
+{
+    (void)n;
+    return (uint64_t)sc->ips.nbans;
+}
+
+static uint64_t paused(const struct sidecar *sc, const struct node *n)
+{
+    (void)n;
+    return (uint64_t)sc->requests_paused;
+}
+
+static uint64_t draining(const struct sidecar *sc, const struct node *n)
+{
+    (void)n;
+    return (uint64_t)sc->draining;
+}
+
+static uint64_t replicas(const struct sidecar *sc, const struct node *n)
+{
+    (void)n;
+    return (uint64_t)sc->nreplicas;
+}
+
+static uint64_t rss(const struct sidecar *sc, const struct node *n)
+{
+    (void)sc;
+    (void)n;
+    return (uint64_t)stats_rss_bytes();
+}
+
+/* App connections by state: idle, active (replies pending), leased,
+ * subscribed, waiting (for a lease, a master or PROXY RESUME). */
+enum cstate { C_IDLE, C_ACTIVE, C_LEASED, C_SUBSCRIBED, C_WAITING };
+
+static uint64_t clients_in(const struct sidecar *sc, enum cstate s)
+{
+    const struct client *c;
+    uint64_t k = 0;
+
+    TAILQ_FOREACH(c, &sc->clients, tqe) {
+        enum cstate cs = c->stream ? C_SUBSCRIBED
+                       : c->wait != WAIT_NONE || (c->x && c->x->nheld) ? C_WAITING
+                       : c->lease ? C_LEASED : c->npending ? C_ACTIVE : C_IDLE;
+        k += cs == s;
+    }
+    return k;
+}
+
+#define CLIENTS_IN(s, fn)                                                   \
+    static uint64_t fn(const struct sidecar *sc, const struct node *n)    \
+    {                                                                      \
+        (void)n;                                                           \
+        return clients_in(sc, s);                                          \
+    }
+CLIENTS_IN(C_IDLE, clients_idle)
+CLIENTS_IN(C_ACTIVE, clients_active)
+CLIENTS_IN(C_LEASED, clients_leased)
+CLIENTS_IN(C_SUBSCRIBED, clients_subscribed)
+CLIENTS_IN(C_WAITING, clients_waiting)
+
+/* Shared links by state, of both protocols. */
+enum lstate { L_MUX, L_VALIDATING, L_CONNECTING, L_DOWN };
+
+static uint64_t shared_in(const struct node *n, enum lstate s)
+{
+    const struct pool *p = n->pool;
+    uint64_t k = 0;
+
+    for (int v = 0; v < 2; v++)
+        for (int i = 0; p->links[v] && i < p->cfg.connections; i++) {
+            const struct link *l = &p->links[v][i];
+            enum lstate ls = l->state == LINK_READY ? (l->validating ? L_VALIDATING : L_MUX)
+                           : l->state == LINK_DOWN ? L_DOWN : L_CONNECTING;
+            k += ls == s;
+        }
+    return k;
+}
+
+static uint64_t links_mux(const struct sidecar *sc, const struct node *n)
+{
+    (void)sc;
+    return shared_in(n, L_MUX);
+}
+
+static uint64_t links_validating(const struct sidecar *sc, const struct node *n)
+{
+    (void)sc;
+    return shared_in(n, L_VALIDATING);
+}
+
+static uint64_t links_connecting(const struct sidecar *sc, const struct node *n)
+{
+    (void)sc;
+    return shared_in(n, L_CONNECTING) + (uint64_t)n->pool->nlease[LEASE_RETURNING];
+}
+
+static uint64_t links_down(const struct sidecar *sc, const struct node *n)
+{
+    (void)sc;
+    return shared_in(n, L_DOWN);
+}
+
+static uint64_t links_leased(const struct sidecar *sc, const struct node *n)
+{
+    (void)sc;
+    return (uint64_t)pool_leases_held(n->pool);
+}
+
+static uint64_t links_lease_idle(const struct sidecar *sc, const struct node *n)
+{
+    (void)sc;
+    return (uint64_t)n->pool->nlease[LEASE_IDLE];
+}
+
+/* A retiring address's links, over every retiring node of that address
+ * (two reloads may leave two). */
+static uint64_t links_retiring(const struct sidecar *sc, const struct node *n)
+{
+    const struct node *e;
+    uint64_t k = 0;
+
+    TAILQ_FOREACH(e, &sc->retiring, tqe)
+        if (strcmp(e->pool->cfg.name, n->pool->cfg.name) == 0)
+            k += (uint64_t)pool_open_links(e->pool);
+    return k;
+}
+
+static uint64_t links_resp2(const struct sidecar *sc, const struct node *n)
+{
+    (void)sc;
+    return (uint64_t)n->pool->cfg.connections;
+}
+
+static uint64_t links_resp3(const struct sidecar *sc, const struct node *n)
+{
+    (void)sc;
+    return n->pool->links[1] ? (uint64_t)n->pool->cfg.connections : 0;
+}
+
+static uint64_t ready_resp2(const struct sidecar *sc, const struct node *n)
+{
+    (void)sc;
+    return (uint64_t)pool_ready_links(n->pool, 0);
+}
+
+static uint64_t ready_resp3(const struct sidecar *sc, const struct node *n)
+{
+    (void)sc;
+    return (uint64_t)pool_ready_links(n->pool, 1);
+}
+
+static uint64_t validation_wait_ms(const struct sidecar *sc, const struct node *n)
+{
+    (void)sc;
+    return (uint64_t)(n->pool->st.validation_wait * 1000);
+}
+
+static uint64_t leases_open(const struct sidecar *sc, const struct node *n)
+{
+    (void)sc;
+    return (uint64_t)pool_leases(n->pool);
+}
+
+static uint64_t node_up(const struct sidecar *sc, const struct node *n)
+{
+    (void)sc;
+    return !n->pool->down;
+}
+
+static uint64_t node_master(const struct sidecar *sc, const struct node *n)
+{
+    return n == sc->master;
+}
+
+/* --- INFO text ---------------------------------------------------------- */
+
+static void t_version(const struct sidecar *sc, struct buf *b)
+{
+    (void)sc;
+    buf_appendf(b, "%s", SIDECAR_VERSION);
+}
+
+static void t_pid(const struct sidecar *sc, struct buf *b)
+{
+    (void)sc;
+    buf_appendf(b, "%d", (int)getpid());
+}
+
+static void t_redis_version(const struct sidecar *sc, struct buf *b)
+{
+    buf_appendf(b, "%s", nodes_version(sc));
+}
+
+static void t_master(const struct sidecar *sc, struct buf *b)
+{
+    buf_appendf(b, "%s", sc->master ? sc->master->pool->cfg.name : "none");
+}
+
+static void t_master_state(const struct sidecar *sc, struct buf *b)
+{
+    buf_appendf(b, "%s", !sc->master ? "none" : sc->master->pool->down ? "down" : "up");
+}
+
+static void t_master_role(const struct sidecar *sc, struct buf *b)
+{
+    const char *role = sc->master ? sc->master->health.role : "";
+
+    buf_appendf(b, "%s", role[0] ? role : "unknown");
 }
 
 /* One line per replica, in the style of INFO replication's slaveN lines. */
-static void info_replicas(struct buf *b, const struct sidecar *sc)
+static void t_replicas(const struct sidecar *sc, struct buf *b)
 {
     ev_tstamp now = ev_now(sc->loop);
     const struct node *n;
     int i = 0;
 
-    buf_appendf(b, "# Replicas\r\nreplicas:%d\r\n", sc->nreplicas);
     TAILQ_FOREACH(n, &sc->nodes, tqe) {
         if (n == sc->master)
             continue;
@@ -46,98 +276,366 @@ static void info_replicas(struct buf *b, const struct sidecar *sc)
                     ok ? "-" : why, pool_ready_links(n->pool, 0), pool_inflight(n->pool),
                     (unsigned long long)n->pool->st.requests_sent);
     }
-    buf_append(b, "\r\n", 2);
 }
 
-static const struct pool_stats no_stats;
+/* --- the table ------------------------------------------------------------ */
 
-/* The master's link counters (none while there is no master). */
-static const struct pool_stats *master_stats(const struct sidecar *sc)
+#define S(f) 's', offsetof(struct sidecar_stats, f), NULL, NULL, 0
+#define P(f) 'p', offsetof(struct pool_stats, f), NULL, NULL, 0
+#define H(f) 'h', offsetof(struct checker, f), NULL, NULL, 0
+#define F(fn) 'f', 0, fn, NULL, 0
+#define N(fn) 'n', 0, fn, NULL, 0
+#define TEXT(sec, name, fn) {sec, name, NULL, "", NULL, 't', 'f', 0, NULL, fn, 0}
+#define REQ(k, d, kl, dl, help)                                                 \
+    {NULL, NULL, "requests_total", "class=\"" kl "\",destination=\"" dl "\"", help, \
+     'c', S(requests_by[TALLY(k, d)])}
+#define REP(k, d, kl, dl, help)                                                 \
+    {NULL, NULL, "replies_total", "class=\"" kl "\",destination=\"" dl "\",result=\"ok\"", \
+     help, 'c', S(replies_by[TALLY(k, d)][0])},                                 \
+    {NULL, NULL, "replies_total", "class=\"" kl "\",destination=\"" dl "\",result=\"error\"", \
+     NULL, 'c', S(replies_by[TALLY(k, d)][1])}
+
+static const char help_refused[] = "App connections refused at accept, by reason: banned "
+    "(PROXY BAN), denied ([clients] deny/allow), max_connections, per_ip "
+    "(max_connections_per_ip).";
+static const char help_closed[] = "App connections the proxy closed, by reason "
+    "(idle_timeout, protocol_error, query_buffer, output_buffer, killed by an admin command).";
+static const char help_errors[] = "Requests answered with the proxy's own error, by kind: "
+    "refused_command, unsupported_command, auth, noperm, node_down, no_replica.";
+static const char help_failures[] = "Requests failed by the proxy: kind=unavailable (no "
+    "link within connect_timeout), after_send (a write whose link died after sending: may or "
+    "may not have run), reply_timeout.";
+static const char help_lost[] = "Links (and connection attempts) lost, by cause.";
+static const char help_links[] = "Upstream links by node and state: multiplexed (shared, "
+    "ready), validating (a PING before reuse), connecting, down (waiting to reconnect), "
+    "leased (a client's own), lease_idle (kept for the next lease), retiring (left by a "
+    "reload, finishing what they carry).";
+
+const struct stat_row stats_table[] = {
+    TEXT("Proxy", "version", t_version),
+    TEXT("Proxy", "process_id", t_pid),
+    {"Proxy", "uptime_in_seconds", "uptime_seconds", "", "Seconds since the proxy started.",
+     'g', F(uptime)},
+    TEXT("Proxy", "upstream_redis_version", t_redis_version),
+
+    {"Clients", "connected_clients", "clients_connected", "", "App connections open.",
+     'g', F(connected)},
+    {"Clients", "total_connections_received", "connections_received_total", "",
+     "App connections accepted.", 'c', S(connections_received)},
+    {"Clients", "refused_banned", "connections_refused_total", "reason=\"banned\"",
+     help_refused, 'c', S(refused[REFUSED_BANNED])},
+    {"Clients", "refused_denied", "connections_refused_total", "reason=\"denied\"", NULL,
+     'c', S(refused[REFUSED_DENIED])},
+    {"Clients", "refused_max_connections", "connections_refused_total",
+     "reason=\"max_connections\"", NULL, 'c', S(refused[REFUSED_MAX_CONN])},
+    {"Clients", "refused_per_ip", "connections_refused_total", "reason=\"per_ip\"", NULL,
+     'c', S(refused[REFUSED_PER_IP])},
+    {"Clients", "clients_killed", "clients_closed_total", "reason=\"killed\"", help_closed,
+     'c', S(killed)},
+    {"Clients", "clients_closed_idle", "clients_closed_total", "reason=\"idle_timeout\"", NULL,
+     'c', S(idle_closed)},
+    {"Clients", "pipeline_pauses", "pipeline_pauses_total", "", "Times a client was not read "
+     "while max_pipeline replies (or max_query_buffer bytes) were pending.", 'c',
+     S(pipeline_pauses)},
+    {"Clients", "tracked_ips", "tracked_ips", "", "Client addresses in the per-IP table.",
+     'g', F(tracked_ips)},
+    {"Clients", "bans", "bans", "", "Active PROXY BAN ranges.", 'g', F(bans)},
+    {"Clients", "requests_paused", "paused", "", "1 while PROXY PAUSE holds new requests.",
+     'g', F(paused)},
+
+    {"Stats", "total_requests", "requests_read_total", "", "Complete requests read from apps.",
+     'c', S(requests)},
+    {"Stats", "forwarded_requests", "requests_forwarded_total", "", "Requests sent upstream "
+     "(or held for a master).", 'c', S(forwarded)},
+    {"Stats", "reads_to_replicas", "reads_to_replicas_total", "", "Reads sent to a replica.",
+     'c', S(reads_to_replicas)},
+    {"Stats", "reads_kept_on_master_ryw", "reads_kept_on_master_total", "", "Reads kept on "
+     "the master by read-your-writes.", 'c', S(reads_ryw_master)},
+    {"Stats", "replica_redirects", "replica_redirects_total", "", "Reads a replica refused or "
+     "lost, sent to the master instead.", 'c', S(replica_redirects)},
+    {"Stats", "forwarded_replies", "replies_forwarded_total", "", "Upstream replies (or "
+     "errors) for forwarded requests.", 'c', S(replies)},
+    {"Stats", "local_replies", "replies_local_total", "", "Replies the proxy made itself.",
+     'c', S(local_replies)},
+    {"Stats", "client_bytes_in", "client_bytes_received_total", "", "Bytes read from apps.",
+     'c', S(bytes_in)},
+    {"Stats", "client_bytes_out", "client_bytes_sent_total", "", "Bytes written to apps.",
+     'c', S(bytes_out)},
+    {"Stats", "upstream_bytes_out", "upstream_bytes_sent_total", "", "Bytes written to the "
+     "node.", 'c', P(bytes_out)},
+    {"Stats", "upstream_bytes_in", "upstream_bytes_received_total", "", "Bytes read from the "
+     "node.", 'c', P(bytes_in)},
+
+    {"Errors", "errors_protocol", "clients_closed_total", "reason=\"protocol_error\"", NULL,
+     'c', S(err_protocol)},
+    {"Errors", "errors_query_buffer", "clients_closed_total", "reason=\"query_buffer\"", NULL,
+     'c', S(err_query_buffer)},
+    {"Errors", "errors_output_buffer", "clients_closed_total", "reason=\"output_buffer\"",
+     NULL, 'c', S(err_output_buffer)},
+    {"Errors", "errors_refused_command", "errors_total", "kind=\"refused_command\"",
+     help_errors, 'c', S(err_refused)},
+    {"Errors", "errors_unsupported_command", "errors_total", "kind=\"unsupported_command\"",
+     NULL, 'c', S(err_unsupported)},
+    {"Errors", "errors_auth", "errors_total", "kind=\"auth\"", NULL, 'c', S(err_auth)},
+    {"Errors", "errors_noperm", "errors_total", "kind=\"noperm\"", NULL, 'c', S(err_noperm)},
+    {"Errors", "errors_upstream_unavailable", "upstream_failures_total", "kind=\"unavailable\"",
+     help_failures, 'c', P(failed_unavailable)},
+    {"Errors", "errors_link_lost_after_send", "upstream_failures_total", "kind=\"after_send\"",
+     NULL, 'c', P(failed_after_send)},
+    {"Errors", "errors_reply_timeout", "upstream_failures_total", "kind=\"reply_timeout\"",
+     NULL, 'c', P(reply_timeouts)},
+    {"Errors", "errors_node_down", "errors_total", "kind=\"node_down\"", NULL, 'c',
+     S(err_node_down)},
+    {"Errors", "errors_no_replica", "errors_total", "kind=\"no_replica\"", NULL, 'c',
+     S(err_no_replica)},
+
+    TEXT("Upstream", "master", t_master),
+    TEXT("Upstream", "master_state", t_master_state),
+    TEXT("Upstream", "master_role", t_master_role),
+    {"Upstream", "master_switches", "failovers_total", "", "Master switches seen: a new "
+     "master confirmed after another.", 'c', S(master_switches)},
+    {"Upstream", "requests_held_for_master", "requests_held_total", "", "Requests that "
+     "waited for a master.", 'c', S(held)},
+    {"Upstream", "requests_held_failed", "requests_held_failed_total", "", "Held requests "
+     "that got no master within failover_wait (answered with an error).", 'c',
+     S(held_failed)},
+    {"Upstream", "master_refusals_held", "master_refusals_total", "", "READONLY, MASTERDOWN "
+     "or LOADING from the master: the request was held and sent again.", 'c',
+     S(master_refusals)},
+
+    {"Links", "master_links", "links_configured", "protocol=\"resp2\"", "Shared links per "
+     "node and protocol (RESP3 ones open with the first RESP3 client).", 'g', N(links_resp2)},
+    {"Links", "master_links_ready", "links_ready", "protocol=\"resp2\"", "Shared links ready, "
+     "per node and protocol.", 'g', N(ready_resp2)},
+    {"Links", "master_links_resp3", "links_configured", "protocol=\"resp3\"", NULL, 'g',
+     N(links_resp3)},
+    {"Links", "master_links_resp3_ready", "links_ready", "protocol=\"resp3\"", NULL, 'g',
+     N(ready_resp3)},
+    {"Links", "pushes_dropped", "pushes_dropped_total", "", "RESP3 pushes on a shared link, "
+     "dropped.", 'c', P(pushes_dropped)},
+    {"Links", "links_opened", "links_opened_total", "", "Links that completed their "
+     "handshake (leases included).", 'c', P(links_opened)},
+    {"Links", "link_failures", "link_failures_total", "", "Ready shared links lost.", 'c',
+     P(link_failures)},
+    {"Links", "connect_failures", "connect_failures_total", "", "Connection or handshake "
+     "attempts that failed.", 'c', P(connect_failures)},
+    {"Links", "links_retired", "links_lost_total", "cause=\"retired\"", help_lost, 'c',
+     P(lost[LOST_RETIRED])},
+    {"Links", "links_lost_closed_by_server", "links_lost_total", "cause=\"closed_by_server\"",
+     NULL, 'c', P(lost[LOST_CLOSED])},
+    {"Links", "links_lost_socket_error", "links_lost_total", "cause=\"socket_error\"", NULL,
+     'c', P(lost[LOST_ERROR])},
+    {"Links", "links_lost_bad_reply", "links_lost_total", "cause=\"bad_reply\"", NULL, 'c',
+     P(lost[LOST_PROTOCOL])},
+    {"Links", "links_lost_validation", "links_lost_total", "cause=\"validation\"", NULL, 'c',
+     P(lost[LOST_VALIDATION])},
+    {"Links", "links_lost_reply_timeout", "links_lost_total", "cause=\"reply_timeout\"", NULL,
+     'c', P(lost[LOST_REPLY_TIMEOUT])},
+    {"Links", "links_lost_handshake", "links_lost_total", "cause=\"handshake\"", NULL, 'c',
+     P(lost[LOST_HANDSHAKE])},
+    {NULL, NULL, "links_lost_total", "cause=\"connect\"", NULL, 'c', P(lost[LOST_CONNECT])},
+    {"Links", "retried_reads", "retries_total", "kind=\"read\"", "Requests sent again on a "
+     "new link after theirs was lost: kind=read (written, safe to repeat) or kind=unsent "
+     "(never written).", 'c', P(retried_reads)},
+    {"Links", "requeued_unsent", "retries_total", "kind=\"unsent\"", NULL, 'c',
+     P(requeued_unsent)},
+    {"Links", "validations", "validations_total", "", "PINGs sent on idle links before reuse "
+     "or in the background.", 'c', P(validations)},
+    {"Links", "validations_failed", "validations_failed_total", "", "Validation PINGs that "
+     "failed: the link was replaced before any request used it.", 'c',
+     P(validations_failed)},
+    {"Links", "validation_wait_ms_total", "validation_wait_seconds_total", "", "Time requests "
+     "spent waiting behind validation PINGs.", 'c', 'n', 0, validation_wait_ms, NULL, 0.001},
+    {"Links", "leases_in_use_or_idle", "leases_open", "", "Leased links open per node: "
+     "held, being reset or idle.", 'g', N(leases_open)},
+    {"Links", "leases_taken", "leases_taken_total", "", "Dedicated links handed to a client "
+     "(transactions, blocking calls, pub/sub, another database).", 'c', P(leases_taken)},
+    {"Links", "leases_refused", "leases_refused_total", "", "Leases refused: max_leased "
+     "reached.", 'c', P(leases_refused)},
+    {"Links", "leases_reset_and_reused", "leases_reset_total", "", "Leases given back clean, "
+     "reset with RESET and kept for the next holder.", 'c', P(leases_reset)},
+    {"Links", "leases_closed", "leases_closed_total", "", "Leases closed: given back busy, "
+     "lost, stale or deposed.", 'c', P(leases_closed)},
+    {"Links", "health_checks", "health_checks_total", "", "Health checks (PING and ROLE) "
+     "that passed.", 'c', H(checks)},
+    {"Links", "health_checks_failed", "health_checks_failed_total", "", "Health checks that "
+     "failed.", 'c', H(failures)},
+    {"Links", "node_down_transitions", "node_down_transitions_total", "", "Times the node was "
+     "marked down (down_after failed checks).", 'c', H(downs)},
+    {"Links", "node_up_transitions", "node_up_transitions_total", "", "Times the node came "
+     "back up.", 'c', H(ups)},
+    {NULL, NULL, "upstream_requests_total", "", "Requests written to the node (retries "
+     "included).", 'c', P(requests_sent)},
+    {NULL, NULL, "reconnects_total", "", "Shared links connected again after a loss.", 'c',
+     P(reconnects)},
+    {NULL, NULL, "node_up", "", "1 while the node passes its health checks.", 'g', N(node_up)},
+    {NULL, NULL, "node_master", "", "1 for the node writes go to (with sentinels: once its "
+     "ROLE confirmed it).", 'g', N(node_master)},
+    {NULL, NULL, "links", "state=\"multiplexed\"", help_links, 'g', N(links_mux)},
+    {NULL, NULL, "links", "state=\"validating\"", NULL, 'g', N(links_validating)},
+    {NULL, NULL, "links", "state=\"connecting\"", NULL, 'g', N(links_connecting)},
+    {NULL, NULL, "links", "state=\"down\"", NULL, 'g', N(links_down)},
+    {NULL, NULL, "links", "state=\"leased\"", NULL, 'g', N(links_leased)},
+    {NULL, NULL, "links", "state=\"lease_idle\"", NULL, 'g', N(links_lease_idle)},
+    {NULL, NULL, "links", "state=\"retiring\"", NULL, 'g', 'r', 0, links_retiring, NULL, 0},
+
+    {"Replicas", "replicas", "replicas", "", "Nodes that are not the master.", 'g',
+     F(replicas)},
+    {"Replicas", NULL, NULL, NULL, NULL, 'x', 'f', 0, NULL, t_replicas, 0},
+
+    {"Memory", "used_memory_rss", "resident_memory_bytes", "", "Resident set size of the "
+     "proxy.", 'g', F(rss)},
+
+    {NULL, NULL, "clients", "state=\"idle\"", "App connections open, by state: idle, active "
+     "(replies pending), leased (holding a transaction, WATCH, blocking call or database), "
+     "subscribed (pub/sub), waiting (for a lease, a master or PROXY RESUME).", 'g',
+     F(clients_idle)},
+    {NULL, NULL, "clients", "state=\"active\"", NULL, 'g', F(clients_active)},
+    {NULL, NULL, "clients", "state=\"leased\"", NULL, 'g', F(clients_leased)},
+    {NULL, NULL, "clients", "state=\"subscribed\"", NULL, 'g', F(clients_subscribed)},
+    {NULL, NULL, "clients", "state=\"waiting\"", NULL, 'g', F(clients_waiting)},
+    REQ(CLASS_READ, DEST_MASTER, "read", "master", "Requests from apps, by class (read, "
+        "write, stateful, admin) and destination (master, replica, or proxy: answered by "
+        "the proxy itself, errors included)."),
+    REQ(CLASS_READ, DEST_REPLICA, "read", "replica", NULL),
+    REQ(CLASS_READ, DEST_PROXY, "read", "proxy", NULL),
+    REQ(CLASS_WRITE, DEST_MASTER, "write", "master", NULL),
+    REQ(CLASS_WRITE, DEST_PROXY, "write", "proxy", NULL),
+    REQ(CLASS_STATEFUL, DEST_MASTER, "stateful", "master", NULL),
+    REQ(CLASS_STATEFUL, DEST_PROXY, "stateful", "proxy", NULL),
+    REQ(CLASS_ADMIN, DEST_PROXY, "admin", "proxy", NULL),
+    REP(CLASS_READ, DEST_MASTER, "read", "master", "Replies sent to apps, by class, by who "
+        "answered and by result (error: an error reply). Pub/sub messages count as "
+        "stateful replies."),
+    REP(CLASS_READ, DEST_REPLICA, "read", "replica", NULL),
+    REP(CLASS_READ, DEST_PROXY, "read", "proxy", NULL),
+    REP(CLASS_WRITE, DEST_MASTER, "write", "master", NULL),
+    REP(CLASS_WRITE, DEST_PROXY, "write", "proxy", NULL),
+    REP(CLASS_STATEFUL, DEST_MASTER, "stateful", "master", NULL),
+    REP(CLASS_STATEFUL, DEST_PROXY, "stateful", "proxy", NULL),
+    REP(CLASS_ADMIN, DEST_PROXY, "admin", "proxy", NULL),
+    {NULL, NULL, "reloads_total", "", "Configuration reloads that took effect.", 'c',
+     S(reloads)},
+    {NULL, NULL, "draining", "", "1 once a stop signal came.", 'g', F(draining)},
+};
+
+const size_t stats_rows = sizeof stats_table / sizeof stats_table[0];
+
+uint64_t stats_value(const struct sidecar *sc, const struct stat_row *r, const struct node *n)
 {
-    return sc->master ? &sc->master->pool->st : &no_stats;
+    const void *home;
+    uint64_t v;
+
+    switch (r->home) {
+    case 's':
+        home = &sc->st;
+        break;
+    case 'f':
+        return r->get(sc, NULL);
+    case 'r':
+        return r->get(sc, n);
+    default:
+        if (!n && !(n = sc->master))
+            return 0;
+        if (r->home == 'n')
+            return r->get(sc, n);
+        home = r->home == 'p' ? (const void *)&n->pool->st : (const void *)&n->health;
+    }
+    memcpy(&v, (const char *)home + r->off, sizeof v);
+    return v;
 }
 
-static void info_upstream(struct buf *b, const struct sidecar *sc)
+void stats_info(const struct sidecar *sc, struct buf *b)
 {
-    const struct pool *m = sc->master ? sc->master->pool : NULL;
-    const struct pool_stats *p = master_stats(sc);
-    static const struct checker no_checks;
-    const struct checker *h = sc->master ? &sc->master->health : &no_checks;
+    const char *section = NULL;
 
-    buf_appendf(b, "# Upstream\r\nmaster:%s\r\nmaster_state:%s\r\nmaster_role:%s\r\n"
-                "master_switches:%llu\r\nrequests_held_for_master:%llu\r\n"
-                "requests_held_failed:%llu\r\nmaster_refusals_held:%llu\r\n\r\n",
-                m ? m->cfg.name : "none", !m ? "none" : m->down ? "down" : "up",
-                h->role[0] ? h->role : "unknown", (unsigned long long)sc->st.master_switches,
-                (unsigned long long)sc->st.held, (unsigned long long)sc->st.held_failed,
-                (unsigned long long)sc->st.master_refusals);
-    section(b, "Links", FIELDS(
-        {"master_links", (unsigned long long)(m ? m->cfg.connections : 0)},
-        {"master_links_ready", (unsigned long long)(m ? pool_ready_links(m, 0) : 0)},
-        {"master_links_resp3", (unsigned long long)(m && m->links[1] ? m->cfg.connections : 0)},
-        {"master_links_resp3_ready", (unsigned long long)(m ? pool_ready_links(m, 1) : 0)},
-        {"pushes_dropped", p->pushes_dropped},
-        {"links_opened", p->links_opened}, {"link_failures", p->link_failures},
-        {"connect_failures", p->connect_failures}, {"links_retired", p->links_retired},
-        {"links_lost_closed_by_server", p->lost[LOST_CLOSED]},
-        {"links_lost_socket_error", p->lost[LOST_ERROR]},
-        {"links_lost_bad_reply", p->lost[LOST_PROTOCOL]},
-        {"links_lost_validation", p->lost[LOST_VALIDATION]},
-        {"links_lost_reply_timeout", p->lost[LOST_REPLY_TIMEOUT]},
-        {"links_lost_handshake", p->lost[LOST_HANDSHAKE]},
-        {"retried_reads", p->retried_reads}, {"requeued_unsent", p->requeued_unsent},
-        {"validations", p->validations}, {"validations_failed", p->validations_failed},
-        {"validation_wait_ms_total", (unsigned long long)(p->validation_wait * 1000)},
-        {"leases_in_use_or_idle", (unsigned long long)(m ? pool_leases(m) : 0)},
-        {"leases_taken", p->leases_taken}, {"leases_refused", p->leases_refused},
-        {"leases_reset_and_reused", p->leases_reset}, {"leases_closed", p->leases_closed},
-        {"health_checks", h->checks},
-        {"health_checks_failed", h->failures},
-        {"node_down_transitions", h->downs},
-        {"node_up_transitions", h->ups}));
-    info_replicas(b, sc);
+    for (size_t i = 0; i < stats_rows; i++) {
+        const struct stat_row *r = &stats_table[i];
+        if (!r->section)
+            continue;
+        if (!section || strcmp(section, r->section) != 0) {
+            buf_appendf(b, "%s# %s\r\n", section ? "\r\n" : "", r->section);
+            section = r->section;
+        }
+        if (r->type == 'x') {
+            r->text(sc, b);
+        } else if (r->type == 't') {
+            buf_appendf(b, "%s:", r->info);
+            r->text(sc, b);
+            buf_append(b, "\r\n", 2);
+        } else {
+            buf_appendf(b, "%s:%llu\r\n", r->info,
+                        (unsigned long long)stats_value(sc, r, NULL));
+        }
+    }
 }
 
-void stats_info(const struct sidecar *sc, struct buf *out)
+const char *stats_node_label(const struct node *n, char *out, size_t outlen)
 {
-    const struct sidecar_stats *s = &sc->st;
-    const struct pool_stats *p = master_stats(sc);
-    struct buf b = {0};
+    size_t o = snprintf(out, outlen, "node=\"");
 
-    buf_appendf(&b, "# Proxy\r\nversion:%s\r\nprocess_id:%d\r\nuptime_in_seconds:%.0f\r\n"
-                "upstream_redis_version:%s\r\n\r\n",
-                SIDECAR_VERSION, (int)getpid(), ev_now(sc->loop) - sc->started,
-                nodes_version(sc));
-    section(&b, "Clients", FIELDS(
-        {"connected_clients", sc->nclients},
-        {"total_connections_received", s->connections_received},
-        {"refused_banned", s->refused[REFUSED_BANNED]},
-        {"refused_denied", s->refused[REFUSED_DENIED]},
-        {"refused_max_connections", s->refused[REFUSED_MAX_CONN]},
-        {"refused_per_ip", s->refused[REFUSED_PER_IP]},
-        {"clients_killed", s->killed}, {"clients_closed_idle", s->idle_closed},
-        {"pipeline_pauses", s->pipeline_pauses}, {"tracked_ips", sc->ips.n},
-        {"bans", (unsigned long long)sc->ips.nbans},
-        {"requests_paused", (unsigned long long)sc->requests_paused}));
-    section(&b, "Stats", FIELDS(
-        {"total_requests", s->requests}, {"forwarded_requests", s->forwarded},
-        {"reads_to_replicas", s->reads_to_replicas},
-        {"reads_kept_on_master_ryw", s->reads_ryw_master},
-        {"replica_redirects", s->replica_redirects},
-        {"forwarded_replies", s->replies}, {"local_replies", s->local_replies},
-        {"client_bytes_in", s->bytes_in}, {"client_bytes_out", s->bytes_out},
-        {"upstream_bytes_out", p->bytes_out}, {"upstream_bytes_in", p->bytes_in}));
-    section(&b, "Errors", FIELDS(
-        {"errors_protocol", s->err_protocol}, {"errors_query_buffer", s->err_query_buffer},
-        {"errors_output_buffer", s->err_output_buffer},
-        {"errors_refused_command", s->err_refused},
-        {"errors_unsupported_command", s->err_unsupported}, {"errors_auth", s->err_auth},
-        {"errors_noperm", s->err_noperm},
-        {"errors_upstream_unavailable", p->failed_unavailable},
-        {"errors_link_lost_after_send", p->failed_after_send},
-        {"errors_reply_timeout", p->reply_timeouts}, {"errors_node_down", s->err_node_down},
-        {"errors_no_replica", s->err_no_replica}));
-    info_upstream(&b, sc);
-    buf_appendf(&b, "# Memory\r\nused_memory_rss:%ld\r\n", proxy_rss_bytes());
-    *out = b;
+    /* escaped as the format wants: \\, \" and \n */
+    for (const char *s = n->pool->cfg.name; *s && o + 4 < outlen; s++) {
+        if (*s == '\\' || *s == '"' || *s == '\n')
+            out[o++] = '\\';
+        out[o++] = *s == '\n' ? 'n' : *s;
+    }
+    snprintf(out + o, outlen - o, "\"");
+    return out;
+}
+
+static void sample(struct buf *b, const struct stat_row *r, const char *node, uint64_t v)
+{
+    int braces = node[0] || r->labels[0];
+
+    buf_appendf(b, "redis_sidecar_%s%s%s%s%s%s", r->family, braces ? "{" : "", node,
+                node[0] && r->labels[0] ? "," : "", r->labels, braces ? "}" : "");
+    if (r->scale)
+        buf_appendf(b, " %.6f\n", (double)v * r->scale);
+    else
+        buf_appendf(b, " %llu\n", (unsigned long long)v);
+}
+
+/* One row's samples: one, one per node, or one per retiring address. */
+static void samples(const struct sidecar *sc, struct buf *b, const struct stat_row *r)
+{
+    const struct node *n, *e;
+    char nl[400];
+
+    if (r->home == 's' || r->home == 'f') {
+        sample(b, r, "", stats_value(sc, r, NULL));
+        return;
+    }
+    if (r->home != 'r') {
+        TAILQ_FOREACH(n, &sc->nodes, tqe)
+            sample(b, r, stats_node_label(n, nl, sizeof nl), stats_value(sc, r, n));
+        return;
+    }
+    TAILQ_FOREACH(n, &sc->retiring, tqe) {
+        for (e = TAILQ_FIRST(&sc->retiring); e != n; e = TAILQ_NEXT(e, tqe))
+            if (strcmp(e->pool->cfg.name, n->pool->cfg.name) == 0)
+                break;
+        if (e == n)                      /* the first of its address */
+            sample(b, r, stats_node_label(n, nl, sizeof nl), stats_value(sc, r, n));
+    }
+}
+
+void stats_metrics(const struct sidecar *sc, struct buf *b)
+{
+    for (size_t i = 0; i < stats_rows; i++) {
+        const struct stat_row *r = &stats_table[i];
+        size_t j;
+        if (!r->family)
+            continue;
+        for (j = 0; j < i; j++)
+            if (stats_table[j].family && strcmp(stats_table[j].family, r->family) == 0)
+                break;
+        if (j < i)
+            continue;                    /* rendered with its first row */
+        buf_appendf(b, "# HELP redis_sidecar_%s %s\n# TYPE redis_sidecar_%s %s\n", r->family,
+                    r->help, r->family, r->type == 'c' ? "counter" : "gauge");
+        for (j = i; j < stats_rows; j++)
+            if (stats_table[j].family && strcmp(stats_table[j].family, r->family) == 0)
+                samples(sc, b, &stats_table[j]);
+    }
 }
