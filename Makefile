@@ -23,7 +23,7 @@ BUILD ?= build
 OBJ   := $(SRC:%.c=$(BUILD)/%.o)
 BIN   ?= redis-sidecar
 
-UNIT_TESTS := test_resp test_config test_command test_cidr test_stats
+UNIT_TESTS := test_resp test_config test_command test_cidr test_stats test_router
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 PREFIX     ?= /usr/local
@@ -63,6 +63,14 @@ $(BUILD)/tests/test_stats: tests/unit/test_stats.c $(BUILD)/proxy/stats.o $(BUIL
 		$(BUILD)/pool/link.o $(BUILD)/pool/req.o $(BUILD)/health/topology.o \
 		$(BUILD)/health/checker.o $(BUILD)/health/conn.o $(BUILD)/lib/buf.o $(BUILD)/lib/net.o \
 		$(BUILD)/lib/log.o $(BUILD)/lib/resp.o $(BUILD)/lib/cidr.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -lm
+
+$(BUILD)/tests/test_router: tests/unit/test_router.c $(BUILD)/proxy/router.o \
+		$(BUILD)/proxy/command.o $(BUILD)/pool/pool.o $(BUILD)/pool/link.o $(BUILD)/pool/req.o \
+		$(BUILD)/health/topology.o $(BUILD)/health/checker.o $(BUILD)/health/conn.o \
+		$(BUILD)/lib/buf.o $(BUILD)/lib/net.o $(BUILD)/lib/log.o $(BUILD)/lib/resp.o \
+		$(BUILD)/lib/cidr.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -lm
 
