@@ -2,7 +2,7 @@
 # needs; both install what is missing first (`make deps`).
 
 CC      ?= cc
-OPT     ?= -O2 -g
+OPT     ?= -O2 -g -flto=auto
 SANFLAGS ?=
 override CFLAGS += $(OPT) $(SANFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
 override LDFLAGS += $(SANFLAGS)

@@ -19,6 +19,16 @@
 static void on_node_health(void *arg, int up, const char *why);
 static void on_node_role(void *arg);
 
+/* The COMMAND reply was big and short-lived (hiredis frees it once this
+ * callback returns): its heap pages go back on the next loop iteration,
+ * in one go, rather than piecemeal on the request path. */
+static void trim(int revents, void *arg)
+{
+    (void)revents;
+    (void)arg;
+    malloc_trim(0);
+}
+
 static void on_commands(void *arg, const struct health_command *v, int n)
 {
     struct sidecar *sc = ((struct node *)arg)->sc;
@@ -34,8 +44,7 @@ static void on_commands(void *arg, const struct health_command *v, int n)
         added += command_table_learn(&sc->cmds, v[i].name, v[i].len, v[i].flags);
     sc->commands_loaded = 1;
     log_info("command table: %d commands learnt from the master", added);
-    /* The reply was big and short-lived: give its heap pages back. */
-    malloc_trim(0);
+    ev_once(sc->loop, -1, 0, 0, trim, NULL);
 }
 
 /* A node of the topology, watched by its checker. */
