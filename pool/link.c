@@ -193,6 +193,7 @@ static void lease_down(struct link *l, const char *why)
     close_socket(l);
     ev_timer_stop(p->loop, &l->watchdog);
     l->state = LINK_DOWN;
+    l->ahead = 0;
     /* Detached first: its holder forgets it before the errors reach it, so
      * nothing those errors trigger (a close) can touch this link again. */
     pool_lease_lost(p, l, why);
@@ -303,46 +304,100 @@ void link_start(struct link *l)
     ev_timer_start(p->loop, &l->conn_timer);
 }
 
-static void hs_add(struct link *l, enum hs_kind kind, int argc, const char **argv)
+/* A handshake being built: its commands, one after the other in `b`. */
+struct hs_build {
+    struct buf   b;
+    int          n;
+    enum hs_kind kind[8];
+    size_t       end[8];
+};
+
+static void hs_add(struct hs_build *h, enum hs_kind kind, int argc, const char **argv)
 {
-    append_command(&l->hs, argc, argv);
-    l->hs_kind[l->hs_total++] = kind;
-    l->hs_pending++;
+    append_command(&h->b, argc, argv);
+    h->kind[h->n] = kind;
+    h->end[h->n++] = buf_used(&h->b);
 }
 
 /* AUTH and SELECT must succeed before any client byte goes out, or a
  * client's write could land unauthenticated or in the wrong database.
  * After RESET (a lease coming back), a connection is as good as new and
  * gets the same. */
-static void queue_handshake(struct link *l, int reset)
+static void build_handshake(const struct link *l, int reset, struct hs_build *h)
 {
     const struct pool_config *c = &l->pool->cfg;
     char db[16];
 
-    l->hs_pending = l->hs_total = 0;
     if (reset) {
         const char *rst[] = {"RESET"};
-        hs_add(l, HS_RESET, 1, rst);
+        hs_add(h, HS_RESET, 1, rst);
     }
     if (l->resp3) {
         /* RESP3 from the first reply on (RESET above went back to RESP2) */
         const char *hello[] = {"HELLO", "3", "AUTH", c->username ? c->username : "default",
                                c->password};
-        hs_add(l, HS_HELLO, c->password ? 5 : 2, hello);
+        hs_add(h, HS_HELLO, c->password ? 5 : 2, hello);
     } else if (c->password) {
         const char *auth[] = {"AUTH", c->username ? c->username : c->password,
                               c->password};
-        hs_add(l, HS_AUTH, c->username ? 3 : 2, auth);
+        hs_add(h, HS_AUTH, c->username ? 3 : 2, auth);
     }
     if (c->database) {
         snprintf(db, sizeof db, "%d", c->database);
         const char *sel[] = {"SELECT", db};
-        hs_add(l, HS_SELECT, 2, sel);
+        hs_add(h, HS_SELECT, 2, sel);
     }
     const char *name[] = {"CLIENT", "SETNAME", link_is_lease(l) ? "sidecar-lease"
                                                                  : "sidecar-data"};
-    hs_add(l, HS_NAME, 3, name);
+    hs_add(h, HS_NAME, 3, name);
+}
+
+/* Sent before anything else on the socket: what `out` holds waits. */
+static void install(struct link *l, struct hs_build *h)
+{
+    buf_free(&l->hs);
+    l->hs = h->b;
+    l->hs_total = l->hs_pending = h->n;
+    memcpy(l->hs_kind, h->kind, sizeof h->kind);
     l->state = LINK_HANDSHAKE;
+}
+
+static void queue_handshake(struct link *l, int reset)
+{
+    struct hs_build h = {0};
+
+    build_handshake(l, reset, &h);
+    install(l, &h);
+}
+
+int link_return_ahead(struct link *l)
+{
+    struct hs_build h = {0};
+    struct req *r[8];
+    int k;
+
+    if (l->ahead)
+        return 0;                        /* one is on its way already */
+    build_handshake(l, 1, &h);
+    for (k = 0; k < h.n && (r[k] = req_alloc(l->pool->cache)) != NULL; k++)
+        ;
+    /* all of it or nothing: half a handshake could leave the next holder
+     * in the wrong database */
+    if (k < h.n || buf_reserve(&l->out, buf_used(&h.b)) < 0) {
+        while (k-- > 0)
+            req_release(l->pool->cache, r[k]);
+        buf_free(&h.b);
+        return -1;
+    }
+    for (int i = 0; i < h.n; i++) {
+        size_t from = i ? h.end[i - 1] : 0;
+        r[i]->flags = REQ_HANDSHAKE | (unsigned)h.kind[i] << REQ_HS_SHIFT;
+        link_send(l, r[i], buf_start(&h.b) + from, h.end[i] - from);
+    }
+    l->ahead += (unsigned)h.n;
+    l->ahead_end = r[h.n - 1]->off + r[h.n - 1]->len;
+    buf_free(&h.b);
+    return 0;
 }
 
 static void start_handshake(struct link *l)
@@ -374,11 +429,12 @@ void link_validate(struct link *l, const char *why)
     struct pool *p = l->pool;
     const char *ping[] = {"PING"};
 
+    struct hs_build h = {0};
+
     log_debug("link %s#%d validating: %s", p->cfg.name, l->idx, why);
     p->st.validations++;
-    l->hs_pending = l->hs_total = 0;
-    hs_add(l, HS_PING, 1, ping);
-    l->state = LINK_HANDSHAKE;
+    hs_add(&h, HS_PING, 1, ping);
+    install(l, &h);
     l->validating = 1;
     l->validate_started = ev_now(p->loop);
     ev_timer_set(&l->conn_timer, p->cfg.ping_timeout, 0);
@@ -386,13 +442,12 @@ void link_validate(struct link *l, const char *why)
     pool_mark_dirty(p, l);
 }
 
-static int handshake_reply(struct link *l, const char *p, size_t n)
+/* A handshake command's reply: -1, the link gone, if it refused. */
+static int judge(struct link *l, enum hs_kind kind, const char *p, size_t n)
 {
-    enum hs_kind kind = l->hs_kind[l->hs_total - l->hs_pending];
     char why[200];
     int m = (int)(n - 3 > 120 ? 120 : n - 3);
 
-    l->hs_pending--;
     if (p[0] == '-' && kind != HS_NAME) {
         snprintf(why, sizeof why, "%s refused: %.*s", kind == HS_AUTH ? "AUTH" :
                  kind == HS_SELECT ? "SELECT" : kind == HS_RESET ? "RESET" :
@@ -405,8 +460,39 @@ static int handshake_reply(struct link *l, const char *p, size_t n)
         link_down(l, kind == HS_PING ? LOST_VALIDATION : LOST_HANDSHAKE, why);
         return -1;
     }
+    return 0;
+}
+
+static int handshake_reply(struct link *l, const char *p, size_t n)
+{
+    enum hs_kind kind = l->hs_kind[l->hs_total - l->hs_pending];
+
+    l->hs_pending--;
+    if (judge(l, kind, p, n) < 0)
+        return -1;
     if (l->hs_pending == 0)
         link_ready(l);
+    return 0;
+}
+
+/* One of a lease's return handshake sent ahead: the last one's reply
+ * makes the lease idle again (if its holder gave it back meanwhile) and
+ * lets what waited behind it go out. */
+static int ahead_reply(struct link *l, struct req *r, const char *p, size_t n)
+{
+    uint64_t end = r->off + r->len;
+
+    if (judge(l, (enum hs_kind)(r->flags >> REQ_HS_SHIFT & 7), p, n) < 0)
+        return -1;
+    unlink_req(l, r);
+    req_release(l->pool->cache, r);
+    buf_consume(&l->out, (size_t)(end - l->out_base));
+    l->out_base = end;
+    if (--l->ahead == 0) {
+        if (buf_used(&l->out) > l->sent - l->out_base)
+            pool_mark_dirty(l->pool, l);
+        pool_lease_returned(l->pool, l);
+    }
     return 0;
 }
 
@@ -430,6 +516,8 @@ static int deliver(struct link *l, const char *p, size_t n)
         link_down(l, LOST_PROTOCOL, "reply with no request waiting for it");
         return -1;
     }
+    if (__builtin_expect(r->flags & REQ_HANDSHAKE, 0))
+        return ahead_reply(l, r, p, n);
     if (!(r->flags & REQ_NOTIMEOUT))      /* a blocking call waits for data, not the node */
         rtt_observe(&pl->st, l->last_rx - r->queued_at);
     unlink_req(l, r);
@@ -667,6 +755,8 @@ void link_flush(struct link *l)
         return;
     size_t from = (size_t)(l->sent - l->out_base);
     size_t n = buf_used(&l->out) - from;
+    if (__builtin_expect(l->ahead != 0, 0) && l->ahead_end - l->sent < n)
+        n = (size_t)(l->ahead_end - l->sent);   /* the rest waits for its replies */
     if (n == 0) {
         ev_io_stop(loop, &l->wio);
         return;
@@ -700,6 +790,7 @@ void link_stop(struct link *l)
         fail_req(l, r, "proxy is shutting down");
     buf_free(&l->out);
     l->state = LINK_DOWN;
+    l->ahead = 0;
 }
 
 void link_evacuate(struct link *l, const char *why)

@@ -55,6 +55,10 @@ struct link {
     int          hs_total;
     enum hs_kind hs_kind[8];    /* what each handshake command was */
     int          validating;    /* hs holds a validation PING */
+    unsigned     ahead;         /* return handshake requests in the FIFO (a lease's,
+                                 * sent behind its holder's last request) */
+    uint64_t     ahead_end;     /* where they end: nothing after is written before
+                                 * their replies are in */
     ev_tstamp    validate_started;
     struct buf   in;
     struct resp_framer fr;
@@ -93,6 +97,10 @@ void link_validate(struct link *l, const char *why);
 /* A lease going back to the pool: RESET, re-authenticate, re-SELECT, and
  * it is idle again once all that answered. */
 void link_return(struct link *l);
+/* The same, sent now, right behind the holder's last request (it holds
+ * nothing after that one): the lease comes back in the round trip of that
+ * request. Bytes queued after it wait for its replies. -1 out of memory. */
+int link_return_ahead(struct link *l);
 /* One write of everything pending; called once per loop iteration. */
 void link_flush(struct link *l);
 /* Closed; every request on it fails with "proxy is shutting down". */

@@ -483,10 +483,11 @@ void pool_unlease(struct pool *p, struct link *l)
     if (l->lease == LEASE_DEAD)
         return;
     l->lessee = NULL;
-    if (l->nfifo == 0 && l->state == LINK_READY && l->lease == LEASE_HELD) {
+    if (l->nfifo == l->ahead && l->state == LINK_READY && l->lease == LEASE_HELD) {
         p->st.leases_reset++;
         lease_move(p, l, LEASE_RETURNING, "given back");
-        link_return(l);
+        if (!l->ahead)
+            link_return(l);              /* else its RESET is on its way already */
         return;
     }
     /* Still busy (a blocking call may never answer), or subscribed: close

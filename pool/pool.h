@@ -167,8 +167,9 @@ struct link *pool_lease(struct pool *p, void *who, int resp3);
 void pool_lease_wait(struct pool *p, struct pool_waiter *w);
 /* Off the wait list (its client left); nothing is called back. */
 void pool_lease_unwait(struct pool_waiter *w);
-/* The holder is done: with nothing in flight the link is RESET and kept,
- * otherwise (a blocking call still waiting, say) it is closed. */
+/* The holder is done: with nothing in flight (but its return handshake,
+ * sent ahead) the link is RESET and kept, otherwise (a blocking call
+ * still waiting, say) it is closed. */
 void pool_unlease(struct pool *p, struct link *l);
 /* The holder subscribed: from now on every frame goes to it as it comes. */
 void pool_lease_stream(struct link *l);

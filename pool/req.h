@@ -26,6 +26,10 @@ struct link;
 /* Bits 12-15 are the owner's too: which of its counters the reply goes to. */
 #define REQ_TALLY_SHIFT 12
 #define REQ_TALLY_MASK  (0xfu << REQ_TALLY_SHIFT)
+/* The pool's own, unowned: a lease's return handshake sent right behind
+ * its holder's last request; bits 17-19 say which command it is. */
+#define REQ_HANDSHAKE   0x10000
+#define REQ_HS_SHIFT    17
 
 /* A request slot. It sits on its owner's reply FIFO (owner_tqe, the
  * owner's business) and, until answered, on its link's FIFO (link_tqe). */

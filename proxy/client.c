@@ -297,7 +297,7 @@ static void lease_answered(struct client *c)
 {
     struct link *l = c->lease;
 
-    if (l && l->nfifo == 0 && !c->in_multi && !c->watching && !c->other_db && !c->stream &&
+    if (l && l->nfifo == l->ahead && !c->in_multi && !c->watching && !c->other_db && !c->stream &&
         link_is_ready(l)) {
         c->lease = NULL;
         pool_unlease(l->pool, l);

@@ -180,6 +180,10 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
         }
         lease_note(c, rt.cmd, rt.db, rt.db_ok);
         forward(c, c->lease, frame, fr->len, rt.flags);
+        /* It holds nothing once this one ran: the lease's RESET goes
+         * now, in the same write, and it comes back with this reply. */
+        if (c->lease && !client_holds_state(c))
+            link_return_ahead(c->lease);
         break;
     case ROUTE_LATER:
         c->barrier = 1;
