@@ -61,7 +61,7 @@ static void check_failed(struct checker *ch, const char *why)
         ch->downs++;
         log_warn("node %s is down: %d checks failed, last: %s", ch->cfg.name,
                  ch->fails, why);
-        ch->on_change(ch->arg, 0, why);
+        ch->hooks.on_change(ch->arg, 0, why);
     }
 }
 
@@ -74,7 +74,7 @@ static void check_passed(struct checker *ch)
         ch->down = 0;
         ch->ups++;
         log_info("node %s is up again", ch->cfg.name);
-        ch->on_change(ch->arg, 1, NULL);
+        ch->hooks.on_change(ch->arg, 1, NULL);
     }
 }
 
@@ -128,8 +128,8 @@ static void on_role(redisAsyncContext *ac, void *r, void *priv)
             ch->offset = reply->element[4]->integer;
         }
         ch->role_at = sent;
-        if (ch->on_role)
-            ch->on_role(ch->arg);
+        if (ch->hooks.on_role)
+            ch->hooks.on_role(ch->arg);
     }
 }
 
@@ -228,7 +228,7 @@ static void on_command_reply(redisAsyncContext *ac, void *r, void *priv)
     }
     struct health_command *v = malloc(COMMANDS_MAX * sizeof *v);
     int n = v ? health_parse_commands(reply, v, COMMANDS_MAX) : -1;
-    ch->on_commands(ch->arg, v, n);
+    ch->hooks.on_commands(ch->arg, v, n);
     free(v);
 }
 
@@ -248,7 +248,7 @@ static void connect_checker(struct checker *ch)
     redisAsyncCommand(ch->ac, on_info, ch, "INFO server");
     /* A reply too deep for hiredis 0.14 would cost the connection: tried
      * twice at most, then the compiled-in table stays. */
-    if (ch->cfg.fetch_commands && ch->on_commands && !ch->commands_done) {
+    if (ch->cfg.fetch_commands && ch->hooks.on_commands && !ch->commands_done) {
         if (ch->commands_asked++ < 2)
             redisAsyncCommand(ch->ac, on_command_reply, ch, "COMMAND");
         else if (ch->commands_asked == 3)
@@ -310,13 +310,13 @@ void health_sample_soon(struct checker *ch, double delay)
 }
 
 void health_start(struct checker *ch, struct ev_loop *loop,
-                  const struct checker_config *cfg,
-                  void (*fn)(void *arg, int up, const char *why), void *arg)
+                  const struct checker_config *cfg, const struct checker_hooks *hooks,
+                  void *arg)
 {
     memset(ch, 0, sizeof *ch);
     ch->loop = loop;
     ch->cfg = *cfg;
-    ch->on_change = fn;
+    ch->hooks = *hooks;
     ch->arg = arg;
     ev_timer_init(&ch->tick, on_tick, 0, cfg->interval);
     ev_init(&ch->soon, on_soon);

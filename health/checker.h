@@ -37,6 +37,14 @@ struct health_command {
     unsigned    flags;
 };
 
+/* What a checker reports, to its owner's arg. */
+struct checker_hooks {
+    void (*on_change)(void *arg, int up, const char *why);   /* down, or up again */
+    void (*on_role)(void *arg);          /* optional: after each ROLE read */
+    /* optional: the node's COMMAND table, once (n = -1: it did not parse) */
+    void (*on_commands)(void *arg, const struct health_command *v, int n);
+};
+
 struct checker {
     struct ev_loop           *loop;
     struct checker_config     cfg;
@@ -58,10 +66,7 @@ struct checker {
     char                      version[32];  /* redis_version, "" until known */
     int                       commands_asked; /* COMMAND sent (given up after 2) */
     int                       commands_done;
-    void                    (*on_change)(void *arg, int up, const char *why);
-    void                    (*on_role)(void *arg);   /* optional: after each ROLE read */
-    /* optional: the node's COMMAND table, once (n = -1: it did not parse) */
-    void                    (*on_commands)(void *arg, const struct health_command *v, int n);
+    struct checker_hooks      hooks;
     void                     *arg;
     uint64_t                  checks, failures, downs, ups;
 };
@@ -71,8 +76,8 @@ int health_split_addr(const char *spec, char *host, size_t hostlen, int *port);
 /* The same, into cfg. */
 int health_config_addr(struct checker_config *cfg, const char *spec);
 void health_start(struct checker *ch, struct ev_loop *loop,
-                  const struct checker_config *cfg,
-                  void (*on_change)(void *arg, int up, const char *why), void *arg);
+                  const struct checker_config *cfg, const struct checker_hooks *hooks,
+                  void *arg);
 void health_stop(struct checker *ch);
 /* New interval, down_after and credentials (a reload); the address stays. */
 void health_configure(struct checker *ch, const struct checker_config *cfg);

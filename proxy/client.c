@@ -80,6 +80,22 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
     }
 }
 
+void client_check_counts(const struct client *c)
+{
+    const struct req *r;
+    unsigned n = 0, writes = 0, replica = 0, held = 0;
+
+    TAILQ_FOREACH(r, &c->pending, owner_tqe) {
+        n++;
+        writes += (r->flags & REQ_WRITE) && !(r->flags & REQ_DONE);
+        replica += (r->flags & REQ_REROUTE) && !(r->flags & REQ_DONE);
+        held += (r->flags & REQ_HELD) != 0;
+    }
+    assert(n == c->npending);
+    assert(!c->x || (writes == c->x->writes_pending && replica == c->x->replica_reads &&
+                     held == c->x->nheld));
+}
+
 struct client_ext *client_ext(struct client *c)
 {
     if (!c->x && (c->x = calloc(1, sizeof *c->x)) != NULL) {

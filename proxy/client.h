@@ -84,6 +84,10 @@ static inline int client_holds_state(const struct client *c)
     return c->lease && (c->in_multi || c->watching || c->other_db);
 }
 
+/* The counts kept beside c's slot FIFO (npending, writes and reads in
+ * flight, held requests) match it: asserted, in make asan's build. */
+void client_check_counts(const struct client *c);
+
 /* c->x, allocated if need be; NULL only when out of memory. */
 struct client_ext *client_ext(struct client *c);
 

@@ -51,12 +51,11 @@ static void on_commands(void *arg, const struct health_command *v, int n)
 static struct node *add(struct sidecar *sc, const char *addr, int master, char *err,
                         size_t errlen)
 {
-    const struct node_checks checks = {
+    static const struct checker_hooks hooks = {
         .on_change = on_node_health, .on_role = on_node_role, .on_commands = on_commands,
-        .fetch_commands = master && !sc->commands_loaded,
     };
 
-    return nodes_add(sc, addr, &checks, err, errlen);
+    return nodes_add(sc, addr, &hooks, master && !sc->commands_loaded, err, errlen);
 }
 
 /* The master changes (n may be NULL: none for now). Held requests go to a

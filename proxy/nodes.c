@@ -83,8 +83,8 @@ void nodes_configs(const struct sidecar *sc, struct pool_config *pc, struct chec
     };
 }
 
-struct node *nodes_add(struct sidecar *sc, const char *addr, const struct node_checks *checks,
-                       char *err, size_t errlen)
+struct node *nodes_add(struct sidecar *sc, const char *addr, const struct checker_hooks *hooks,
+                       int fetch_commands, char *err, size_t errlen)
 {
     const struct pool_callbacks cb = {
         .on_reply = upstream_on_reply, .on_unrun = upstream_on_unrun,
@@ -97,7 +97,7 @@ struct node *nodes_add(struct sidecar *sc, const char *addr, const struct node_c
     struct node *n;
 
     nodes_configs(sc, &pc, &hc);
-    hc.fetch_commands = checks->fetch_commands;
+    hc.fetch_commands = fetch_commands;
     snprintf(pc.name, sizeof pc.name, "%s", addr);
     snprintf(hc.name, sizeof hc.name, "%s", addr);
     if (net_resolve(addr, &pc.addr, why, sizeof why) < 0 || health_config_addr(&hc, addr) < 0) {
@@ -110,9 +110,7 @@ struct node *nodes_add(struct sidecar *sc, const char *addr, const struct node_c
         return NULL;
     }
     n->sc = sc;
-    health_start(&n->health, sc->loop, &hc, checks->on_change, n);
-    n->health.on_role = checks->on_role;
-    n->health.on_commands = checks->on_commands;
+    health_start(&n->health, sc->loop, &hc, hooks, n);
     TAILQ_INSERT_TAIL(&sc->nodes, n, tqe);
     sc->nnodes++;
     nodes_count(sc);

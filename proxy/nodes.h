@@ -11,24 +11,17 @@
 
 #include "sidecar.h"
 
-/* What a node's checker reports to (arg: the node). */
-struct node_checks {
-    void (*on_change)(void *arg, int up, const char *why);
-    void (*on_role)(void *arg);
-    void (*on_commands)(void *arg, const struct health_command *v, int n);
-    int    fetch_commands;
-};
-
 void nodes_init(struct sidecar *sc);
 /* Every node freed, retiring ones too. */
 void nodes_stop(struct sidecar *sc);
 /* The pool and checker settings the config gives every node (name and
  * address aside), for new nodes and for a reload. */
 void nodes_configs(const struct sidecar *sc, struct pool_config *pc, struct checker_config *hc);
-/* A new node on sc->nodes, its links connecting and its checker started;
+/* A new node on sc->nodes, its links connecting and its checker started
+ * (reporting to hooks, arg the node; asking COMMAND if fetch_commands);
  * NULL with the reason in err. */
-struct node *nodes_add(struct sidecar *sc, const char *addr, const struct node_checks *checks,
-                       char *err, size_t errlen);
+struct node *nodes_add(struct sidecar *sc, const char *addr, const struct checker_hooks *hooks,
+                       int fetch_commands, char *err, size_t errlen);
 /* The node with this address ("host:port", or what it resolves to). */
 struct node *nodes_find(struct sidecar *sc, const char *addr);
 /* Gone from the topology: its requests that did not run go elsewhere, the

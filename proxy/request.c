@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../lib/invariant.h"
 #include "admin.h"
 #include "client.h"
 #include "hold.h"
@@ -350,6 +351,8 @@ void request_flush_all(struct sidecar *sc)
         c->dirty = 0;
         if (c->closed)
             continue;
+        if (CHECKS)
+            client_check_counts(c);
         if (c->paused && c->wait == WAIT_NONE &&
             (c->barrier ? c->inflight == 0
                         : c->npending <= (unsigned)sc->cfg->max_pipeline / 2 &&

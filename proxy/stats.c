@@ -25,142 +25,54 @@ long stats_rss_bytes(void)
 
 /* --- computed values -------------------------------------------------- */
 
-static uint64_t uptime(const struct sidecar *sc, const struct node *n)
+/* What a computed row ('f', 'n', 'r') shows. */
+enum calc {
+    UPTIME, CONNECTED, TRACKED_IPS, BANS, PAUSED, DRAINING, REPLICAS, RSS,
+    CLIENTS_IDLE, CLIENTS_ACTIVE, CLIENTS_LEASED, CLIENTS_SUBSCRIBED, CLIENTS_WAITING,
+    LINKS_MUX, LINKS_VALIDATING, LINKS_CONNECTING, LINKS_DOWN, LINKS_LEASED, LINKS_LEASE_IDLE,
+    LINKS_RETIRING, LINKS_RESP2, LINKS_RESP3, READY_RESP2, READY_RESP3, VALIDATION_WAIT_MS,
+    LEASES_OPEN, NODE_UP, NODE_MASTER,
+};
+
+/* An app connection's state for the clients{state} gauge. */
+static enum calc client_state(const struct client *c)
 {
-    (void)n;
-    return (uint64_t)(ev_now(sc->loop) - sc->started + 0.5);
+    return c->stream ? CLIENTS_SUBSCRIBED
+         : c->wait != WAIT_NONE || (c->x && c->x->nheld) ? CLIENTS_WAITING
+         : c->lease ? CLIENTS_LEASED : c->npending ? CLIENTS_ACTIVE : CLIENTS_IDLE;
 }
 
-static uint64_t connected(const struct sidecar *sc, const struct node *n)
+/* A shared link's state for the links{state} gauge. */
+static enum calc link_state(const struct link *l)
 {
-    (void)n;
-    return sc->nclients;
+    return l->state == LINK_READY ? (l->validating ? LINKS_VALIDATING : LINKS_MUX)
+         : l->state == LINK_DOWN ? LINKS_DOWN : LINKS_CONNECTING;
 }
 
-static uint64_t tracked_ips(const struct sidecar *sc, const struct node *n)
-{
-    (void)n;
-    return sc->ips.n;
-}
-
-static uint64_t bans(const struct sidecar *sc, const struct node *n)
-{
-    (void)n;
-    return (uint64_t)sc->ips.nbans;
-}
-
-static uint64_t paused(const struct sidecar *sc, const struct node *n)
-{
-    (void)n;
-    return (uint64_t)sc->requests_paused;
-}
-
-static uint64_t draining(const struct sidecar *sc, const struct node *n)
-{
-    (void)n;
-    return (uint64_t)sc->draining;
-}
-
-static uint64_t replicas(const struct sidecar *sc, const struct node *n)
-{
-    (void)n;
-    return (uint64_t)sc->nreplicas;
-}
-
-static uint64_t rss(const struct sidecar *sc, const struct node *n)
-{
-    (void)sc;
-    (void)n;
-    return (uint64_t)stats_rss_bytes();
-}
-
-/* App connections by state: idle, active (replies pending), leased,
- * subscribed, waiting (for a lease, a master or PROXY RESUME). */
-enum cstate { C_IDLE, C_ACTIVE, C_LEASED, C_SUBSCRIBED, C_WAITING };
-
-static uint64_t clients_in(const struct sidecar *sc, enum cstate s)
+static uint64_t count_clients(const struct sidecar *sc, enum calc which)
 {
     const struct client *c;
     uint64_t k = 0;
 
-    TAILQ_FOREACH(c, &sc->clients, tqe) {
-        enum cstate cs = c->stream ? C_SUBSCRIBED
-                       : c->wait != WAIT_NONE || (c->x && c->x->nheld) ? C_WAITING
-                       : c->lease ? C_LEASED : c->npending ? C_ACTIVE : C_IDLE;
-        k += cs == s;
-    }
+    TAILQ_FOREACH(c, &sc->clients, tqe)
+        k += client_state(c) == which;
     return k;
 }
 
-#define CLIENTS_IN(s, fn)                                                   \
-    static uint64_t fn(const struct sidecar *sc, const struct node *n)    \
-    {                                                                      \
-        (void)n;                                                           \
-        return clients_in(sc, s);                                          \
-    }
-CLIENTS_IN(C_IDLE, clients_idle)
-CLIENTS_IN(C_ACTIVE, clients_active)
-CLIENTS_IN(C_LEASED, clients_leased)
-CLIENTS_IN(C_SUBSCRIBED, clients_subscribed)
-CLIENTS_IN(C_WAITING, clients_waiting)
-
-/* Shared links by state, of both protocols. */
-enum lstate { L_MUX, L_VALIDATING, L_CONNECTING, L_DOWN };
-
-static uint64_t shared_in(const struct node *n, enum lstate s)
+static uint64_t count_links(const struct node *n, enum calc which)
 {
     const struct pool *p = n->pool;
-    uint64_t k = 0;
+    uint64_t k = which == LINKS_CONNECTING ? (uint64_t)p->nlease[LEASE_RETURNING] : 0;
 
     for (int v = 0; v < 2; v++)
-        for (int i = 0; p->links[v] && i < p->cfg.connections; i++) {
-            const struct link *l = &p->links[v][i];
-            enum lstate ls = l->state == LINK_READY ? (l->validating ? L_VALIDATING : L_MUX)
-                           : l->state == LINK_DOWN ? L_DOWN : L_CONNECTING;
-            k += ls == s;
-        }
+        for (int i = 0; p->links[v] && i < p->cfg.connections; i++)
+            k += link_state(&p->links[v][i]) == which;
     return k;
-}
-
-static uint64_t links_mux(const struct sidecar *sc, const struct node *n)
-{
-    (void)sc;
-    return shared_in(n, L_MUX);
-}
-
-static uint64_t links_validating(const struct sidecar *sc, const struct node *n)
-{
-    (void)sc;
-    return shared_in(n, L_VALIDATING);
-}
-
-static uint64_t links_connecting(const struct sidecar *sc, const struct node *n)
-{
-    (void)sc;
-    return shared_in(n, L_CONNECTING) + (uint64_t)n->pool->nlease[LEASE_RETURNING];
-}
-
-static uint64_t links_down(const struct sidecar *sc, const struct node *n)
-{
-    (void)sc;
-    return shared_in(n, L_DOWN);
-}
-
-static uint64_t links_leased(const struct sidecar *sc, const struct node *n)
-{
-    (void)sc;
-    return (uint64_t)pool_leases_held(n->pool);
-}
-
-static uint64_t links_lease_idle(const struct sidecar *sc, const struct node *n)
-{
-    (void)sc;
-    return (uint64_t)n->pool->nlease[LEASE_IDLE];
 }
 
 /* A retiring address's links, over every retiring node of that address
  * (two reloads may leave two). */
-static uint64_t links_retiring(const struct sidecar *sc, const struct node *n)
+static uint64_t retiring_links(const struct sidecar *sc, const struct node *n)
 {
     const struct node *e;
     uint64_t k = 0;
@@ -171,51 +83,41 @@ static uint64_t links_retiring(const struct sidecar *sc, const struct node *n)
     return k;
 }
 
-static uint64_t links_resp2(const struct sidecar *sc, const struct node *n)
+static uint64_t calc(const struct sidecar *sc, const struct node *n, enum calc which)
 {
-    (void)sc;
-    return (uint64_t)n->pool->cfg.connections;
-}
+    const struct pool *p = n ? n->pool : NULL;
 
-static uint64_t links_resp3(const struct sidecar *sc, const struct node *n)
-{
-    (void)sc;
-    return n->pool->links[1] ? (uint64_t)n->pool->cfg.connections : 0;
-}
-
-static uint64_t ready_resp2(const struct sidecar *sc, const struct node *n)
-{
-    (void)sc;
-    return (uint64_t)pool_ready_links(n->pool, 0);
-}
-
-static uint64_t ready_resp3(const struct sidecar *sc, const struct node *n)
-{
-    (void)sc;
-    return (uint64_t)pool_ready_links(n->pool, 1);
-}
-
-static uint64_t validation_wait_ms(const struct sidecar *sc, const struct node *n)
-{
-    (void)sc;
-    return (uint64_t)(n->pool->st.validation_wait * 1000);
-}
-
-static uint64_t leases_open(const struct sidecar *sc, const struct node *n)
-{
-    (void)sc;
-    return (uint64_t)pool_leases(n->pool);
-}
-
-static uint64_t node_up(const struct sidecar *sc, const struct node *n)
-{
-    (void)sc;
-    return !n->pool->down;
-}
-
-static uint64_t node_master(const struct sidecar *sc, const struct node *n)
-{
-    return n == sc->master;
+    switch (which) {
+    case UPTIME:             return (uint64_t)(ev_now(sc->loop) - sc->started + 0.5);
+    case CONNECTED:          return sc->nclients;
+    case TRACKED_IPS:        return sc->ips.n;
+    case BANS:               return (uint64_t)sc->ips.nbans;
+    case PAUSED:             return (uint64_t)sc->requests_paused;
+    case DRAINING:           return (uint64_t)sc->draining;
+    case REPLICAS:           return (uint64_t)sc->nreplicas;
+    case RSS:                return (uint64_t)stats_rss_bytes();
+    case CLIENTS_IDLE:
+    case CLIENTS_ACTIVE:
+    case CLIENTS_LEASED:
+    case CLIENTS_SUBSCRIBED:
+    case CLIENTS_WAITING:    return count_clients(sc, which);
+    case LINKS_MUX:
+    case LINKS_VALIDATING:
+    case LINKS_CONNECTING:
+    case LINKS_DOWN:         return count_links(n, which);
+    case LINKS_LEASED:       return (uint64_t)pool_leases_held(p);
+    case LINKS_LEASE_IDLE:   return (uint64_t)p->nlease[LEASE_IDLE];
+    case LINKS_RETIRING:     return retiring_links(sc, n);
+    case LINKS_RESP2:        return (uint64_t)p->cfg.connections;
+    case LINKS_RESP3:        return p->links[1] ? (uint64_t)p->cfg.connections : 0;
+    case READY_RESP2:        return (uint64_t)pool_ready_links(p, 0);
+    case READY_RESP3:        return (uint64_t)pool_ready_links(p, 1);
+    case VALIDATION_WAIT_MS: return (uint64_t)(p->st.validation_wait * 1000);
+    case LEASES_OPEN:        return (uint64_t)pool_leases(p);
+    case NODE_UP:            return !p->down;
+    case NODE_MASTER:        return n == sc->master;
+    }
+    return 0;
 }
 
 /* --- INFO text ---------------------------------------------------------- */
@@ -280,12 +182,12 @@ static void t_replicas(const struct sidecar *sc, struct buf *b)
 
 /* --- the table ------------------------------------------------------------ */
 
-#define S(f) 's', offsetof(struct sidecar_stats, f), NULL, NULL, 0
-#define P(f) 'p', offsetof(struct pool_stats, f), NULL, NULL, 0
-#define H(f) 'h', offsetof(struct checker, f), NULL, NULL, 0
-#define F(fn) 'f', 0, fn, NULL, 0
-#define N(fn) 'n', 0, fn, NULL, 0
-#define TEXT(sec, name, fn) {sec, name, NULL, "", NULL, 't', 'f', 0, NULL, fn, 0}
+#define S(f) 's', offsetof(struct sidecar_stats, f), NULL, 0
+#define P(f) 'p', offsetof(struct pool_stats, f), NULL, 0
+#define H(f) 'h', offsetof(struct checker, f), NULL, 0
+#define F(what) 'f', what, NULL, 0
+#define N(what) 'n', what, NULL, 0
+#define TEXT(sec, name, fn) {sec, name, NULL, "", NULL, 't', 'f', 0, fn, 0}
 #define REQ(k, d, kl, dl, help)                                                 \
     {NULL, NULL, "requests_total", "class=\"" kl "\",destination=\"" dl "\"", help, \
      'c', S(requests_by[TALLY(k, d)])}
@@ -315,11 +217,11 @@ const struct stat_row stats_table[] = {
     TEXT("Proxy", "version", t_version),
     TEXT("Proxy", "process_id", t_pid),
     {"Proxy", "uptime_in_seconds", "uptime_seconds", "", "Seconds since the proxy started.",
-     'g', F(uptime)},
+     'g', F(UPTIME)},
     TEXT("Proxy", "upstream_redis_version", t_redis_version),
 
     {"Clients", "connected_clients", "clients_connected", "", "App connections open.",
-     'g', F(connected)},
+     'g', F(CONNECTED)},
     {"Clients", "total_connections_received", "connections_received_total", "",
      "App connections accepted.", 'c', S(connections_received)},
     {"Clients", "refused_banned", "connections_refused_total", "reason=\"banned\"",
@@ -338,10 +240,10 @@ const struct stat_row stats_table[] = {
      "while max_pipeline replies (or max_query_buffer bytes) were pending.", 'c',
      S(pipeline_pauses)},
     {"Clients", "tracked_ips", "tracked_ips", "", "Client addresses in the per-IP table.",
-     'g', F(tracked_ips)},
-    {"Clients", "bans", "bans", "", "Active PROXY BAN ranges.", 'g', F(bans)},
+     'g', F(TRACKED_IPS)},
+    {"Clients", "bans", "bans", "", "Active PROXY BAN ranges.", 'g', F(BANS)},
     {"Clients", "requests_paused", "paused", "", "1 while PROXY PAUSE holds new requests.",
-     'g', F(paused)},
+     'g', F(PAUSED)},
 
     {"Stats", "total_requests", "requests_read_total", "", "Complete requests read from apps.",
      'c', S(requests)},
@@ -404,13 +306,13 @@ const struct stat_row stats_table[] = {
      S(master_refusals)},
 
     {"Links", "master_links", "links_configured", "protocol=\"resp2\"", "Shared links per "
-     "node and protocol (RESP3 ones open with the first RESP3 client).", 'g', N(links_resp2)},
+     "node and protocol (RESP3 ones open with the first RESP3 client).", 'g', N(LINKS_RESP2)},
     {"Links", "master_links_ready", "links_ready", "protocol=\"resp2\"", "Shared links ready, "
-     "per node and protocol.", 'g', N(ready_resp2)},
+     "per node and protocol.", 'g', N(READY_RESP2)},
     {"Links", "master_links_resp3", "links_configured", "protocol=\"resp3\"", NULL, 'g',
-     N(links_resp3)},
+     N(LINKS_RESP3)},
     {"Links", "master_links_resp3_ready", "links_ready", "protocol=\"resp3\"", NULL, 'g',
-     N(ready_resp3)},
+     N(READY_RESP3)},
     {"Links", "pushes_dropped", "pushes_dropped_total", "", "RESP3 pushes on a shared link, "
      "dropped.", 'c', P(pushes_dropped)},
     {"Links", "links_opened", "links_opened_total", "", "Links that completed their "
@@ -445,9 +347,9 @@ const struct stat_row stats_table[] = {
      "failed: the link was replaced before any request used it.", 'c',
      P(validations_failed)},
     {"Links", "validation_wait_ms_total", "validation_wait_seconds_total", "", "Time requests "
-     "spent waiting behind validation PINGs.", 'c', 'n', 0, validation_wait_ms, NULL, 0.001},
+     "spent waiting behind validation PINGs.", 'c', 'n', VALIDATION_WAIT_MS, NULL, 0.001},
     {"Links", "leases_in_use_or_idle", "leases_open", "", "Leased links open per node: "
-     "held, being reset or idle.", 'g', N(leases_open)},
+     "held, being reset or idle.", 'g', N(LEASES_OPEN)},
     {"Links", "leases_taken", "leases_taken_total", "", "Dedicated links handed to a client "
      "(transactions, blocking calls, pub/sub, another database).", 'c', P(leases_taken)},
     {"Links", "leases_refused", "leases_refused_total", "", "Leases refused: max_leased "
@@ -468,32 +370,32 @@ const struct stat_row stats_table[] = {
      "included).", 'c', P(requests_sent)},
     {NULL, NULL, "reconnects_total", "", "Shared links connected again after a loss.", 'c',
      P(reconnects)},
-    {NULL, NULL, "node_up", "", "1 while the node passes its health checks.", 'g', N(node_up)},
+    {NULL, NULL, "node_up", "", "1 while the node passes its health checks.", 'g', N(NODE_UP)},
     {NULL, NULL, "node_master", "", "1 for the node writes go to (with sentinels: once its "
-     "ROLE confirmed it).", 'g', N(node_master)},
-    {NULL, NULL, "links", "state=\"multiplexed\"", help_links, 'g', N(links_mux)},
-    {NULL, NULL, "links", "state=\"validating\"", NULL, 'g', N(links_validating)},
-    {NULL, NULL, "links", "state=\"connecting\"", NULL, 'g', N(links_connecting)},
-    {NULL, NULL, "links", "state=\"down\"", NULL, 'g', N(links_down)},
-    {NULL, NULL, "links", "state=\"leased\"", NULL, 'g', N(links_leased)},
-    {NULL, NULL, "links", "state=\"lease_idle\"", NULL, 'g', N(links_lease_idle)},
-    {NULL, NULL, "links", "state=\"retiring\"", NULL, 'g', 'r', 0, links_retiring, NULL, 0},
+     "ROLE confirmed it).", 'g', N(NODE_MASTER)},
+    {NULL, NULL, "links", "state=\"multiplexed\"", help_links, 'g', N(LINKS_MUX)},
+    {NULL, NULL, "links", "state=\"validating\"", NULL, 'g', N(LINKS_VALIDATING)},
+    {NULL, NULL, "links", "state=\"connecting\"", NULL, 'g', N(LINKS_CONNECTING)},
+    {NULL, NULL, "links", "state=\"down\"", NULL, 'g', N(LINKS_DOWN)},
+    {NULL, NULL, "links", "state=\"leased\"", NULL, 'g', N(LINKS_LEASED)},
+    {NULL, NULL, "links", "state=\"lease_idle\"", NULL, 'g', N(LINKS_LEASE_IDLE)},
+    {NULL, NULL, "links", "state=\"retiring\"", NULL, 'g', 'r', LINKS_RETIRING, NULL, 0},
 
     {"Replicas", "replicas", "replicas", "", "Nodes that are not the master.", 'g',
-     F(replicas)},
-    {"Replicas", NULL, NULL, NULL, NULL, 'x', 'f', 0, NULL, t_replicas, 0},
+     F(REPLICAS)},
+    {"Replicas", NULL, NULL, NULL, NULL, 'x', 'f', 0, t_replicas, 0},
 
     {"Memory", "used_memory_rss", "resident_memory_bytes", "", "Resident set size of the "
-     "proxy.", 'g', F(rss)},
+     "proxy.", 'g', F(RSS)},
 
     {NULL, NULL, "clients", "state=\"idle\"", "App connections open, by state: idle, active "
      "(replies pending), leased (holding a transaction, WATCH, blocking call or database), "
      "subscribed (pub/sub), waiting (for a lease, a master or PROXY RESUME).", 'g',
-     F(clients_idle)},
-    {NULL, NULL, "clients", "state=\"active\"", NULL, 'g', F(clients_active)},
-    {NULL, NULL, "clients", "state=\"leased\"", NULL, 'g', F(clients_leased)},
-    {NULL, NULL, "clients", "state=\"subscribed\"", NULL, 'g', F(clients_subscribed)},
-    {NULL, NULL, "clients", "state=\"waiting\"", NULL, 'g', F(clients_waiting)},
+     F(CLIENTS_IDLE)},
+    {NULL, NULL, "clients", "state=\"active\"", NULL, 'g', F(CLIENTS_ACTIVE)},
+    {NULL, NULL, "clients", "state=\"leased\"", NULL, 'g', F(CLIENTS_LEASED)},
+    {NULL, NULL, "clients", "state=\"subscribed\"", NULL, 'g', F(CLIENTS_SUBSCRIBED)},
+    {NULL, NULL, "clients", "state=\"waiting\"", NULL, 'g', F(CLIENTS_WAITING)},
     REQ(CLASS_READ, DEST_MASTER, "read", "master", "Requests from apps, by class (read, "
         "write, stateful, admin) and destination (master, replica, or proxy: answered by "
         "the proxy itself, errors included)."),
@@ -516,7 +418,7 @@ const struct stat_row stats_table[] = {
     REP(CLASS_ADMIN, DEST_PROXY, "admin", "proxy", NULL),
     {NULL, NULL, "reloads_total", "", "Configuration reloads that took effect.", 'c',
      S(reloads)},
-    {NULL, NULL, "draining", "", "1 once a stop signal came.", 'g', F(draining)},
+    {NULL, NULL, "draining", "", "1 once a stop signal came.", 'g', F(DRAINING)},
 };
 
 const size_t stats_rows = sizeof stats_table / sizeof stats_table[0];
@@ -531,14 +433,14 @@ uint64_t stats_value(const struct sidecar *sc, const struct stat_row *r, const s
         home = &sc->st;
         break;
     case 'f':
-        return r->get(sc, NULL);
+        return calc(sc, NULL, (enum calc)r->off);
     case 'r':
-        return r->get(sc, n);
+        return calc(sc, n, (enum calc)r->off);
     default:
         if (!n && !(n = sc->master))
             return 0;
         if (r->home == 'n')
-            return r->get(sc, n);
+            return calc(sc, n, (enum calc)r->off);
         home = r->home == 'p' ? (const void *)&n->pool->st : (const void *)&n->health;
     }
     memcpy(&v, (const char *)home + r->off, sizeof v);

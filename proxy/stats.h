@@ -19,9 +19,11 @@ struct stat_row {
     char        type;      /* 'c' counter, 'g' gauge, 't' INFO text, 'x' INFO lines */
     char        home;      /* 's' sidecar_stats, 'p' pool_stats and 'h' checker of
                             * each node (INFO: the master's), 'f' computed,
-                            * 'n' computed for each node */
-    size_t      off;       /* of its uint64_t in its home ('s', 'p', 'h') */
-    uint64_t  (*get)(const struct sidecar *sc, const struct node *n);   /* 'f', 'n' */
+                            * 'n' computed for each node, 'r' for each
+                            * retiring address */
+    size_t      off;       /* of its uint64_t in its home ('s', 'p', 'h'); for
+                            * a computed one ('f', 'n', 'r': per retiring
+                            * address), which value (stats.c's enum calc) */
     void      (*text)(const struct sidecar *sc, struct buf *b);  /* 't', 'x' */
     double      scale;     /* /metrics shows the value times this (0: as it is) */
 };

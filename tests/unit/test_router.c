@@ -315,6 +315,8 @@ int main(void)
     sc.retiring_busy = 0;
     CHECK(KIND(c, ROUTE_SHARED, "SET", "k", "v"));
 
+    c->x = NULL;
+    free(c);
     command_table_free(&sc.cmds);
     CHECK_DONE();
 }
