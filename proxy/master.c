@@ -101,8 +101,12 @@ static void on_node_health(void *arg, int up, const char *why)
     struct node *n = arg;
 
     pool_set_down(n->pool, !up, why);
-    if (n == n->sc->master && !up && n->sc->sentinels)
+    if (n != n->sc->master || !n->sc->sentinels)
+        return;
+    if (!up)
         health_sentinels_poll_soon(n->sc->sentinels);
+    else
+        hold_master_ready(n->sc);        /* clients waiting for it to take a lease */
 }
 
 /* Each ROLE reply. The master's offsets measure replica lag; with
