@@ -14,6 +14,13 @@
 
   helpers.py irtotal FILE
       print the total Ir of a callgrind output file ("totals:" or "summary:").
+
+  helpers.py tx --port P --master M --n N
+      one client running N transactions (MULTI, SET, EXEC in one write,
+      then their three replies) through port P; prints "tx_per_sec=..
+      redis_us_per_tx=.. redis_commands_per_tx=.. commands=name:n,..",
+      Redis's side read from the master M's INFO commandstats before and
+      after.
 """
 import argparse
 import random
@@ -165,6 +172,64 @@ def latency(port, idle_s, rounds):
     print(f"after_idle_us={statistics.median(after_idle):.0f} busy_us={statistics.median(busy):.0f}")
 
 
+def command(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a.encode() if isinstance(a, str) else a
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def commandstats(port):
+    """{command: (calls, usec)} from INFO commandstats."""
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(command("INFO", "commandstats"))
+    f = s.makefile("rb")
+    n = int(f.readline()[1:])
+    text = f.read(n + 2).decode()
+    s.close()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("cmdstat_"):
+            name, rest = line[8:].split(":", 1)
+            kv = dict(x.split("=") for x in rest.split(","))
+            out[name] = (int(kv["calls"]), int(kv["usec"]))
+    return out
+
+
+def tx(port, master, n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    f = s.makefile("rb")
+    batch = command("MULTI") + command("SET", "bench:tx", "1") + command("EXEC")
+
+    def one():
+        s.sendall(batch)
+        assert f.readline() == b"+OK\r\n"
+        assert f.readline() == b"+QUEUED\r\n"
+        assert f.readline() == b"*1\r\n" and f.readline() == b"+OK\r\n"
+
+    for _ in range(50):
+        one()
+    before = commandstats(master)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        one()
+    dt = time.perf_counter() - t0
+    after = commandstats(master)
+    s.close()
+    diff = {k: (v[0] - before.get(k, (0, 0))[0], v[1] - before.get(k, (0, 0))[1])
+            for k, v in after.items()}
+    if "info" in diff:                      # the INFO read for `before`
+        c, u = diff["info"]
+        diff["info"] = (c - 1, u * (c - 1) // c if c else 0)
+    calls = sum(c for c, _ in diff.values())
+    usec = sum(u for _, u in diff.values())
+    per = ",".join(f"{k}:{c / n:.2f}" for k, (c, _) in sorted(diff.items()) if c >= n / 10)
+    print(f"tx_per_sec={n / dt:.0f} redis_us_per_tx={usec / n:.2f} "
+          f"redis_commands_per_tx={calls / n:.2f} commands={per}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -176,6 +241,10 @@ def main():
     p.add_argument("--n", type=int, required=True)
     p = sub.add_parser("irtotal")
     p.add_argument("file")
+    p = sub.add_parser("tx")
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--master", type=int, required=True)
+    p.add_argument("--n", type=int, required=True)
     p = sub.add_parser("latency")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--idle", type=float, required=True)
@@ -187,6 +256,8 @@ def main():
         idle(a.port, a.pid, a.n)
     elif a.cmd == "latency":
         latency(a.port, a.idle, a.rounds)
+    elif a.cmd == "tx":
+        tx(a.port, a.master, a.n)
     else:
         irtotal(a.file)
 

@@ -27,6 +27,11 @@
 #  3. Instructions per request of each proxy under callgrind: Ir of a fixed
 #     redis-benchmark run minus Ir of a run with no requests (startup,
 #     config parsing, connecting the pool and shutdown cancel out).
+#  4. Reads with two replicas, read_from master vs prefer-replica.
+#  5. RESP3 beside RESP2 through the sidecar.
+#  6. Transactions (MULTI/SET/EXEC) from one client, direct and through the
+#     sidecar: tx/s, and Redis's commands and CPU per transaction from its
+#     INFO commandstats (twemproxy refuses MULTI).
 #
 # Results go to stdout and, as markdown, to bench/out/results.md; per-run
 # numbers to bench/out/runs.csv; the processes' logs to bench/out/logs/.
@@ -52,6 +57,7 @@ if [ "$QUICK" = 1 ]; then
     CG_N=${BENCH_CG_N:-2000}
     N_LINKS=50000
     LAT_ROUNDS=2
+    N_TX=2000
     MODE="quick (BENCH_QUICK=1): indicative numbers only"
 else
     REPS=${BENCH_REPS:-3}
@@ -61,6 +67,7 @@ else
     CG_N=${BENCH_CG_N:-20000}
     N_LINKS=200000
     LAT_ROUNDS=5
+    N_TX=20000
     MODE="full"
 fi
 
@@ -656,6 +663,26 @@ R3_2=$(median_of "${R3[2]}") R3_3=$(median_of "${R3[3]}")
 R3_RATIO=$(ratio "$R3_3" "$R3_2")
 R3_LINE="RESP3 through the sidecar, SET+GET -c 50 -P 16: RESP2 $R3_2 req/s, RESP3 (redis-benchmark -3) $R3_3 req/s: ${R3_RATIO}x"
 
+# --- 6. transactions: MULTI/SET/EXEC from one client ------------------------
+# Each transaction takes a lease, which goes back to the pool (RESET and
+# handshake) once EXEC leaves it holding nothing. twemproxy refuses MULTI.
+echo
+echo "== transactions: one client, MULTI/SET/EXEC in one write, $N_TX times"
+start_sidecar
+wait_ready sidecar 10 || die "sidecar did not start for the transaction runs"
+declare -A TX=()
+for rep in $(seq "$REPS"); do
+    for t in direct sidecar; do
+        out=$(taskset -c "$CPU_CLIENT" "$PY" "$HELP" tx --port "$(port_of "$t")" \
+              --master "$P_MASTER" --n "$N_TX")
+        TX[$t]=$out
+        echo "  rep $rep $t: $out"
+    done
+done
+stop_proc "$(pid_of sidecar)" TERM 10
+tx_field() { tr ' ' '\n' <<<"${TX[$1]}" | sed -n "s/^$2=//p"; }
+TX_LINE="transactions (MULTI/SET/EXEC, one client, last repetition): direct $(tx_field direct tx_per_sec) tx/s ($(tx_field direct redis_commands_per_tx) Redis commands, $(tx_field direct redis_us_per_tx) µs of Redis CPU per transaction); sidecar $(tx_field sidecar tx_per_sec) tx/s ($(tx_field sidecar redis_commands_per_tx) commands: $(tx_field sidecar commands); $(tx_field sidecar redis_us_per_tx) µs)"
+
 stop_proc "$REDIS_PID" TERM 10
 
 # --- report ---------------------------------------------------------------
@@ -707,7 +734,7 @@ RSS_L=() LINK_L=() IPR_L=() TGT_L=()
 for t in twemproxy sidecar; do RSS_L+=("RSS, $(name_of $t): $(rss_line $t)"); done
 LINK_L+=("upstream links, direct: ${LINK[direct]} client connections (${LINK_NOTE[direct]})")
 for t in twemproxy sidecar; do LINK_L+=("upstream links, $(name_of $t): ${LINK[$t]} (${LINK_NOTE[$t]}; configured pool $POOL)"); done
-LAT_L=("$RH_LINE" "$R3_LINE")
+LAT_L=("$RH_LINE" "$R3_LINE" "$TX_LINE")
 for t in direct twemproxy sidecar; do
     LAT_L+=("latency, $(name_of $t): GET after ${IDLE_S}s idle $(sed 's/after_idle_us=\([0-9]*\) busy_us=\([0-9]*\)/\1 µs, the GET right after it \2 µs/' <<<"${LAT[$t]:-FAILED}")")
 done
