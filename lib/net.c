@@ -147,20 +147,3 @@ void net_set_keepalive(int fd, int idle_s, int user_timeout_ms)
         setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms,
                    sizeof user_timeout_ms);
 }
-
-void net_peer_name(const struct sockaddr_storage *ss, char *out, size_t outlen)
-{
-    char ip[INET6_ADDRSTRLEN] = "?";
-
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
-        snprintf(out, outlen, "%s:%d", ip, ntohs(in->sin_port));
-    } else if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
-        snprintf(out, outlen, "[%s]:%d", ip, ntohs(in6->sin6_port));
-    } else {
-        snprintf(out, outlen, "unix");
-    }
-}

@@ -21,8 +21,6 @@ int net_connect_result(int fd, char *err, size_t errlen);
 void net_set_nodelay(int fd);
 /* idle_s: keepalive idle time (0 leaves it off); user_timeout_ms: 0 off. */
 void net_set_keepalive(int fd, int idle_s, int user_timeout_ms);
-/* "ip:port" (or "unix") of a peer, for logs. */
-void net_peer_name(const struct sockaddr_storage *ss, char *out, size_t outlen);
 int net_is_unix(const struct net_addr *a);
 
 #endif

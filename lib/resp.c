@@ -562,15 +562,6 @@ int resp_next_arg(const char *frame, size_t frame_len, size_t *pos,
     return 1;
 }
 
-size_t resp_value_len(const char *p, size_t n)
-{
-    static const struct resp_limits lim = {.max_bulk = RESP_MAX_BULK, .max_line = (size_t)-1};
-    struct resp_framer f;
-
-    resp_framer_reset(&f);
-    return resp_frame_reply(&f, p, n, &lim) == RESP_DONE ? f.fr.len : 0;
-}
-
 void resp_collect_args(const char *frame, const struct resp_frame *fr, struct resp_args *a)
 {
     size_t pos = 0;

@@ -85,9 +85,6 @@ void resp_collect_args(const char *frame, const struct resp_frame *fr, struct re
 /* Argument i is s (given in lower case), case-insensitively. */
 int resp_arg_is(const struct resp_args *a, int i, const char *s);
 
-/* Length of the one complete RESP value at p (any type, any depth), or 0
- * when p[0..n) does not hold a whole, valid one. */
-size_t resp_value_len(const char *p, size_t n);
 
 /* Strict decimal parse of p[0..n), as redis's string2ll. 0 or -1. */
 int resp_parse_ll(const char *p, size_t n, long long *out);
