@@ -172,7 +172,11 @@ static void settle(struct link *l, const char *why, int reconnect)
     while ((r = TAILQ_FIRST(&back)) != NULL) {
         TAILQ_REMOVE(&back, r, link_tqe);
         r->link = NULL;
-        p->cb.on_unrun(r, buf_start(&old) + (r->off - old_base), why, p->cb.arg);
+        if (!r->owner)                   /* its client left while an earlier one was
+                                          * handed back (an error closed it) */
+            req_release(p->cache, r);
+        else
+            p->cb.on_unrun(r, buf_start(&old) + (r->off - old_base), why, p->cb.arg);
     }
     buf_free(&old);
 }
@@ -394,7 +398,7 @@ int link_return_ahead(struct link *l)
         r[i]->flags = REQ_HANDSHAKE | (unsigned)h.kind[i] << REQ_HS_SHIFT;
         link_send(l, r[i], buf_start(&h.b) + from, h.end[i] - from);
     }
-    l->ahead += (unsigned)h.n;
+    l->ahead = (unsigned)h.n;
     l->ahead_end = r[h.n - 1]->off + r[h.n - 1]->len;
     buf_free(&h.b);
     return 0;
@@ -521,6 +525,12 @@ static int deliver(struct link *l, const char *p, size_t n)
     if (!(r->flags & REQ_NOTIMEOUT))      /* a blocking call waits for data, not the node */
         rtt_observe(&pl->st, l->last_rx - r->queued_at);
     unlink_req(l, r);
+    /* A lease's return handshake, queued behind a blocking call, waits for
+     * its reply from now, not from when the call went out. */
+    struct req *next;
+    if (__builtin_expect(r->flags & REQ_NOTIMEOUT, 0) && (next = TAILQ_FIRST(&l->fifo)) &&
+        (next->flags & REQ_HANDSHAKE))
+        next->queued_at = l->last_rx;
     /* The request's bytes stay until the owner has seen the reply: it may
      * send them elsewhere (a read a replica could not serve). */
     uint64_t end = r->off + r->len;
@@ -548,7 +558,7 @@ static void process_replies(struct link *l)
         }
         size_t len = l->fr.fr.len;
         const char *p = buf_start(&l->in);
-        if (l->lease == LEASE_STREAM && !l->hs_pending) {
+        if (l->lease == LEASE_STREAM && !l->hs_pending && !l->ahead) {
             l->pool->cb.on_stream(l->lessee, p, len, l->pool->cb.arg);
         } else if (p[0] == '>') {
             /* A RESP3 push answers no request: matched to one, it would
@@ -674,6 +684,7 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         while ((r = TAILQ_FIRST(&l->fifo)) != NULL &&
                now - r->queued_at >= p->cfg.queue_timeout) {
             size_t len = r->len;
+            l->ahead -= (r->flags & REQ_HANDSHAKE) != 0;   /* a lease's, sent ahead */
             p->st.failed_unavailable++;
             /* a replica's read goes to the master instead */
             if (r->owner && (r->flags & REQ_REROUTE))
@@ -690,7 +701,7 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         unsigned n = 0;
         TAILQ_FOREACH(r, &l->fifo, link_tqe)
             n++;
-        assert(n == l->nfifo);
+        assert(n == l->nfifo && l->ahead <= l->nfifo);
     }
     if (l->nfifo == 0)
         ev_timer_stop(loop, w);
@@ -769,7 +780,7 @@ void link_flush(struct link *l)
     if (w > 0) {
         l->sent += (uint64_t)w;
         l->pool->st.bytes_out += (uint64_t)w;
-        if (l->lease == LEASE_STREAM) {   /* no slot keeps these bytes: gone once written */
+        if (l->lease == LEASE_STREAM && !l->ahead) {  /* no slot keeps these: gone once written */
             buf_consume(&l->out, (size_t)w);
             l->out_base += (uint64_t)w;
         }

@@ -263,6 +263,11 @@ struct link *pool_link_resp3(struct pool *p, uint64_t key)
     return &p->links[1][key % (uint64_t)p->cfg.connections];
 }
 
+int pool_open_resp3(struct pool *p)
+{
+    return p->links[1] || open_resp3(p) ? 0 : -1;
+}
+
 void pool_mark_dirty(struct pool *p, struct link *l)
 {
     if (!l->dirty) {

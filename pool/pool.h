@@ -138,6 +138,16 @@ static inline struct link *pool_link_for(struct pool *p, uint64_t key, int resp3
         return pool_link_resp3(p, key);
     return &set[key % (uint64_t)p->cfg.connections];
 }
+/* The same without opening anything: NULL while the protocol's set is
+ * not open (the router asks this; pool_open_resp3 opens it). */
+static inline struct link *pool_link_peek(const struct pool *p, uint64_t key, int resp3)
+{
+    struct link *set = p->links[resp3];
+
+    return set ? &set[key % (uint64_t)p->cfg.connections] : NULL;
+}
+/* The RESP3 set, opened if it is not: 0, or -1 out of memory. */
+int pool_open_resp3(struct pool *p);
 /* For link.c: the link has bytes to write in this iteration. */
 void pool_mark_dirty(struct pool *p, struct link *l);
 /* Shared links of the protocol that are ready. */

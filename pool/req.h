@@ -20,7 +20,6 @@ struct link;
 #define REQ_REROUTE   0x10  /* the owner can send it elsewhere (a read on a replica):
                              * when its link dies, fail it at once, never hold it */
 #define REQ_HELD      0x200 /* owner's mark: waiting for a master (r->parked) */
-#define REQ_EXPIRED   0x400 /* owner's mark: held past failover_wait, being answered */
 #define REQ_DEFERRED  0x800 /* owner's mark: a local answer that comes later; whoever
                              * holds it frees it once its client is gone */
 /* Bits 12-15 are the owner's too: which of its counters the reply goes to. */

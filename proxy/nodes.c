@@ -111,6 +111,8 @@ struct node *nodes_add(struct sidecar *sc, const char *addr, const struct checke
     }
     n->sc = sc;
     health_start(&n->health, sc->loop, &hc, hooks, n);
+    if (sc->resp3_seen)
+        pool_open_resp3(n->pool);    /* on failure, RESP3 reads skip it */
     TAILQ_INSERT_TAIL(&sc->nodes, n, tqe);
     sc->nnodes++;
     nodes_count(sc);
@@ -128,6 +130,17 @@ void nodes_unlist(struct sidecar *sc, struct node *n)
 {
     TAILQ_REMOVE(&sc->nodes, n, tqe);
     sc->nnodes--;
+}
+
+int nodes_open_resp3(struct sidecar *sc)
+{
+    struct node *n;
+
+    sc->resp3_seen = 1;
+    TAILQ_FOREACH(n, &sc->nodes, tqe)
+        if (pool_open_resp3(n->pool) < 0)
+            return -1;
+    return 0;
 }
 
 void nodes_relist(struct sidecar *sc, struct node *n)

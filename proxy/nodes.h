@@ -38,6 +38,9 @@ void nodes_retire(struct sidecar *sc, struct node *n);
 void nodes_evacuate_twins(struct sidecar *sc, const char *addr, const char *why);
 /* After a reload: retiring nodes keep their leases while their address is in use. */
 void nodes_keep_leases(struct sidecar *sc);
+/* Every node's RESP3 links open (a RESP3 client came); nodes added later
+ * open theirs at once. -1 out of memory. */
+int nodes_open_resp3(struct sidecar *sc);
 /* sc->nreplicas again, after the set or the master changed. */
 void nodes_count(struct sidecar *sc);
 /* redis_version of the master, or of any node when there is none. */

@@ -113,7 +113,7 @@ static void fan_out(struct client *c, const char *frame, size_t len)
 /* Pub/sub: the lease turns into a stream, every frame from it goes to the
  * client as it comes, and stays one for the rest of the connection
  * (normal commands work there too, after the last UNSUBSCRIBE). */
-static void stream(struct client *c, const char *frame, size_t len)
+static void stream_forward(struct client *c, const char *frame, size_t len)
 {
     struct sidecar *sc = c->sc;
 
@@ -176,7 +176,7 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
                 break;
         }
         if (rt.kind == ROUTE_STREAM) {
-            stream(c, frame, fr->len);
+            stream_forward(c, frame, fr->len);
             break;
         }
         lease_note(c, rt.cmd, rt.db, rt.db_ok);

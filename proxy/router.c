@@ -1,8 +1,10 @@
 /* Request routing: answered here, refused, forwarded on the client's own
  * shared link to the master or to a replica (reads), held for a master,
  * or on a lease when the client holds server-side state (transactions,
- * blocking calls, another database, pub/sub). Only decided here; the one
- * thing it does besides is ask a checker for a fresher offset. */
+ * blocking calls, another database, pub/sub). Only decided here: no
+ * socket is opened or written. Besides the route it may ask a checker for
+ * a fresher offset (read-your-writes) and remember the offset that covers
+ * a client's write once known. */
 #include "router.h"
 
 #include <stdarg.h>
@@ -105,7 +107,7 @@ static struct node *pick_replica(struct client *c, long long floor)
     TAILQ_FOREACH(n, &sc->nodes, tqe) {
         struct link *l;
         if (n == sc->master || n->pool->down ||
-            !(l = pool_link_for(n->pool, c->id, c->resp3)) || !link_is_ready(l) ||
+            !(l = pool_link_peek(n->pool, c->id, c->resp3)) || !link_is_ready(l) ||
             !health_replica_eligible(&sc->topo, &n->health, sc->cfg->replica_max_lag,
                                      now, why, sizeof why))
             continue;
@@ -179,8 +181,10 @@ static void shared(struct client *c, struct route *rt)
         rt->kind = ROUTE_HOLD;
         return;
     }
-    if (!(rt->link = pool_link_for(n->pool, c->id, c->resp3))) {
-        error(rt, NULL, "ERR proxy out of memory");
+    /* A RESP3 client's set was opened on every node when it said HELLO 3. */
+    if (!(rt->link = pool_link_peek(n->pool, c->id, c->resp3))) {
+        error(rt, NULL, "ERR no %s link to %s (out of memory)", c->resp3 ? "RESP3" : "RESP2",
+              n->pool->cfg.name);
         return;
     }
     rt->kind = ROUTE_SHARED;

@@ -150,8 +150,10 @@ static int switch_protocol(struct client *c, int resp3)
         return -1;
     }
     /* A lease switches too, its answer dropped; it is reset in this
-     * protocol when it goes back to the pool. */
-    if (c->lease && pool_lease_protocol(c->lease, resp3) < 0) {
+     * protocol when it goes back to the pool. Every node gets its RESP3
+     * links (the first RESP3 client opens them), where the router looks. */
+    if ((c->lease && pool_lease_protocol(c->lease, resp3) < 0) ||
+        (resp3 && nodes_open_resp3(c->sc) < 0)) {
         client_reply_error(c, "ERR proxy out of memory");
         return -1;
     }

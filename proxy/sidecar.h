@@ -109,6 +109,7 @@ struct sidecar {
     long long             view_epoch;    /* highest config epoch a sentinel reported */
     char                  no_master_why[400];
     int                   commands_loaded;
+    int                   resp3_seen;  /* a client said HELLO 3: nodes have RESP3 links */
     TAILQ_HEAD(, held)    held;      /* requests waiting for a master, in order (hold.c) */
     unsigned              nheld;     /* their count (checked in make asan) */
     ev_tstamp             last_hold_at;

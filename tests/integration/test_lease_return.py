@@ -67,3 +67,23 @@ def test_a_refused_return_handshake_closes_the_lease_not_the_client(env):
     wait_until(lambda: "AUTH refused" in sc.log(), what="the refused AUTH logged")
     wait_until(lambda: not lease_links(m), what="the lease closed")
     assert r.ping()                        # the client stays
+
+
+def test_subscribe_on_a_lease_whose_reset_is_still_unanswered(env, master):
+    """The replies of a return handshake sent ahead never reach the next
+    holder, even one that subscribes: its SUBSCRIBE goes out after them."""
+    sc = env.sidecar(master)
+    # "+OK", "+QUEUED" and the EXEC reply fill exactly one 16 KiB read of
+    # the lease: the handshake's replies come in the next read.
+    master.client().set("big", "v" * 16356)
+    s = sc.raw(timeout=3)
+    f = s.makefile("rb")
+    s.sendall(resp_cmd("MULTI") + resp_cmd("GET", "big") + resp_cmd("EXEC"))
+    assert [resp_read(f) for _ in range(3)][:2] == [b"OK", b"QUEUED"]
+    wait_until(lambda: len(lease_links(master)) == 1, what="the lease")
+    s.sendall(resp_cmd("MULTI") + resp_cmd("GET", "big") + resp_cmd("EXEC") +
+              resp_cmd("SUBSCRIBE", "ch"))
+    got = [resp_read(f) for _ in range(3)]
+    assert got[:2] == [b"OK", b"QUEUED"] and len(got[2][0]) == 16356
+    assert resp_read(f) == [b"subscribe", b"ch", 1]
+    assert master.client().pubsub_numsub("ch") == [(b"ch", 1)]

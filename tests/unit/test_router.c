@@ -120,6 +120,16 @@ int main(void)
     rt = route(c, "SCRIPT", "FLUSH", NULL);
     CHECK(rt.kind == ROUTE_SHARED && !rt.fanout);
 
+    /* A RESP3 client on its node's RESP3 links, opened when it said HELLO 3:
+     * the router never opens them. */
+    c->resp3 = 1;
+    rt = route(c, "GET", "k", NULL);
+    CHECK(rt.kind == ROUTE_ERROR && m->pool->links[1] == NULL);
+    m->pool->links[1] = calloc(2, sizeof *m->pool->links[1]);
+    rt = route(c, "GET", "k", NULL);
+    CHECK(rt.kind == ROUTE_SHARED && rt.link == &m->pool->links[1][1]);
+    c->resp3 = 0;
+
     /* The proxy's own, refused and not yet supported. */
     CHECK(KIND(c, ROUTE_LOCAL, "PING", "x") == 0);           /* PING goes upstream */
     CHECK(KIND(c, ROUTE_LOCAL, "AUTH", "pw"));
