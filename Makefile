@@ -20,7 +20,7 @@ BUILD ?= build
 OBJ   := $(SRC:%.c=$(BUILD)/%.o)
 BIN   ?= redis-sidecar
 
-UNIT_TESTS := test_resp test_config test_command test_cidr
+UNIT_TESTS := test_resp test_config test_command test_cidr test_topology test_iptable
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 PREFIX     ?= /usr/local
@@ -53,6 +53,12 @@ $(BUILD)/tests/test_cidr: tests/unit/test_cidr.c $(BUILD)/lib/cidr.o
 	$(CC) $(CFLAGS) -o $@ $^
 $(BUILD)/tests/test_command: tests/unit/test_command.c $(BUILD)/proxy/command.o \
 		$(BUILD)/lib/resp.o $(BUILD)/lib/buf.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^
+$(BUILD)/tests/test_topology: tests/unit/test_topology.c $(BUILD)/health/topology.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^
+$(BUILD)/tests/test_iptable: tests/unit/test_iptable.c $(BUILD)/proxy/iptable.o $(BUILD)/lib/cidr.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^
 
