@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from conftest import resp_cmd, resp_read, wait_until
+from helpers import resp_cmd, resp_read, wait_until
 
 LIMITS = {"max_query_buffer": "8mb", "max_output_buffer": "8mb"}
 MB = 1024

@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from conftest import resp_cmd, resp_read, wait_until
+from helpers import resp_cmd, resp_read, wait_until
 
 
 def test_strings_and_counters(sidecar):

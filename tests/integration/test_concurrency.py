@@ -2,22 +2,15 @@
 master sees only the pool's links, and large values pass whole."""
 import asyncio
 import hashlib
-import resource
 import threading
 import time
 
 import pytest
 
-from conftest import resp_cmd, wait_until
+from helpers import raise_nofile, resp_cmd, wait_until
 
 CLIENTS = 1000
 ROUNDS = 20
-
-
-def raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 async def read_reply(reader):

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import resp_cmd, resp_read
+from helpers import resp_cmd, resp_read
 
 BUSY = "local i = 0 while i < 3000000 do i = i + 1 end return 1"   # ~0.1-0.3 s of Redis
 # busy for 1 s by the server's clock, however fast the machine

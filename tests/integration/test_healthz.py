@@ -5,21 +5,7 @@ import socket
 import threading
 import time
 
-from conftest import SLOW, free_port, wait_until
-
-
-def get(port, path, timeout=5):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
+from helpers import SLOW, free_port, http_get as get, wait_until
 
 
 def test_healthz_follows_the_master(env, master):

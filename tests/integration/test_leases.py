@@ -9,7 +9,7 @@ import time
 import pytest
 import redis
 
-from conftest import SIDECAR_BIN, SLOW, resp_cmd, resp_read, wait_until
+from helpers import SIDECAR_BIN, SLOW, resp_cmd, resp_read, wait_until
 
 
 def lease_links(master):

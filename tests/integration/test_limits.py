@@ -1,7 +1,6 @@
 """Client limits and the admin view: a runaway host is capped with a clear
 error while everyone else is served; max_connections keeps slots for
 admins; bans, allow/deny lists, admin rights, back-pressure."""
-import resource
 import socket
 import subprocess
 import threading
@@ -10,34 +9,8 @@ import time
 import pytest
 import redis
 
-from conftest import SIDECAR_BIN, SLOW, free_port, resp_cmd, resp_read, wait_until
-
-
-def raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def connect_from(ip, port, timeout=10):
-    s = socket.socket()
-    s.bind((ip, 0))
-    s.settimeout(timeout * SLOW)
-    s.connect(("127.0.0.1", port))
-    return s
-
-
-class _BoundRedis(redis.Redis):
-    def __init__(self, ip, port, **kw):
-        class Conn(redis.Connection):
-            def _connect(self):
-                s = socket.socket()
-                s.bind((ip, 0))
-                s.settimeout(self.socket_connect_timeout or 10)
-                s.connect((self.host, self.port))
-                s.settimeout(self.socket_timeout)
-                return s
-        super().__init__(connection_pool=redis.ConnectionPool(
-            connection_class=Conn, host="127.0.0.1", port=port, **kw))
+from helpers import (SIDECAR_BIN, BoundRedis, connect_from, free_port, raise_nofile, resp_cmd,
+                     resp_read, wait_until)
 
 
 def proxy_clients(admin):
@@ -64,7 +37,7 @@ def test_runaway_host_is_capped(env, master):
     good = {"ok": 0, "errors": []}
 
     def good_host():
-        r = _BoundRedis("127.0.0.1", sc.port)
+        r = BoundRedis("127.0.0.1", sc.port)
         for i in range(20):
             try:
                 assert r.set(f"good:{i}", i) is True
@@ -111,7 +84,7 @@ def test_runaway_host_is_capped(env, master):
 def test_max_connections_keeps_admin_slots(env, master):
     sc = env.sidecar(master, clients={"max_connections": "20"},
                      admin={"allow": "127.0.0.1/32", "reserved": "2"})
-    watcher = _BoundRedis("127.0.0.1", sc.port)
+    watcher = BoundRedis("127.0.0.1", sc.port)
     # the start-up probe's connections must be gone: only this admin is left
     wait_until(lambda: b"connected_clients:1\r" in watcher.execute_command("PROXY", "INFO"),
                what="probe connections closed")
@@ -122,7 +95,7 @@ def test_max_connections_keeps_admin_slots(env, master):
     extra = connect_from("127.0.0.2", sc.port)
     err = resp_read(extra.makefile("rb"))
     assert str(err) == "ERR max number of clients reached (limit 20)"
-    admin = _BoundRedis("127.0.0.1", sc.port)        # a reserved slot
+    admin = BoundRedis("127.0.0.1", sc.port)        # a reserved slot
     assert admin.execute_command("PROXY", "KILL", "IP", "127.0.0.2") == 19
     for s in apps:
         assert s.recv(10) == b""
@@ -145,9 +118,9 @@ def test_ban_closes_refuses_and_expires(env, master):
     err = resp_read(connect_from("127.0.0.2", sc.port).makefile("rb"))
     assert str(err).startswith("ERR client IP 127.0.0.2 is banned for another")
     assert b"cidr=127.0.0.2/32" in admin.execute_command("PROXY", "BANS")
-    assert _BoundRedis("127.0.0.3", sc.port).ping() is True     # others untouched
+    assert BoundRedis("127.0.0.3", sc.port).ping() is True     # others untouched
     time.sleep(2.1)
-    assert _BoundRedis("127.0.0.2", sc.port).ping() is True
+    assert BoundRedis("127.0.0.2", sc.port).ping() is True
     assert admin.execute_command("PROXY", "BANS") == b""
     assert admin.execute_command("PROXY", "BAN", "127.0.0.0/24", "60") >= 0
     assert admin.execute_command("PROXY", "UNBAN", "127.0.0.0/24") == 1
@@ -159,7 +132,7 @@ def test_allow_and_deny_lists_ipv4_and_ipv6(env, master):
     sc.ini.write_text(sc.ini.read_text().replace(
         f"listen = 127.0.0.1:{sc.port}", f"listen = 127.0.0.1:{sc.port}, [::1]:{v6}"))
     sc.start()
-    assert _BoundRedis("127.0.0.2", sc.port).ping() is True
+    assert BoundRedis("127.0.0.2", sc.port).ping() is True
     err = resp_read(connect_from("127.0.0.5", sc.port).makefile("rb"))
     assert str(err) == "ERR client IP 127.0.0.5 is not allowed to connect"
     s6 = socket.create_connection(("::1", v6), timeout=5)
@@ -176,12 +149,12 @@ def test_allow_and_deny_lists_ipv4_and_ipv6(env, master):
     assert str(resp_read(s6.makefile("rb"))) == "ERR client IP ::1 is not allowed to connect"
     err = resp_read(connect_from("127.0.0.3", sc2.port).makefile("rb"))
     assert str(err) == "ERR client IP 127.0.0.3 is not allowed to connect"
-    assert _BoundRedis("127.0.0.4", sc2.port).ping() is True
+    assert BoundRedis("127.0.0.4", sc2.port).ping() is True
 
 
 def test_non_admin_gets_noperm_and_admin_password_grants(env, master):
     sc = env.sidecar(master, admin={"allow": "127.0.0.1/32", "password": "adm1n"})
-    r = _BoundRedis("127.0.0.3", sc.port)
+    r = BoundRedis("127.0.0.3", sc.port)
     for cmd in (["PROXY", "INFO"], ["PROXY", "CLIENTS"], ["PROXY", "CLIENT", "LIST"],
                 ["PROXY", "KILL", "IP", "127.0.0.9"], ["PROXY", "BAN", "127.0.0.9/32", "1"],
                 ["PROXY", "UNBAN", "127.0.0.9/32"], ["PROXY", "BANS"], ["PROXY", "HELP"],
@@ -193,9 +166,9 @@ def test_non_admin_gets_noperm_and_admin_password_grants(env, master):
     assert b"connected_clients" in r.execute_command("PROXY", "INFO")
     lines = r.execute_command("CLIENT", "LIST").decode().splitlines()
     assert len(lines) >= 1 and all(line.startswith("id=") for line in lines)
-    me = _BoundRedis("127.0.0.4", sc.port)
+    me = BoundRedis("127.0.0.4", sc.port)
     assert len(me.execute_command("CLIENT", "LIST").decode().splitlines()) == 1  # itself only
-    assert b"PROXY CLIENTS" in b"".join(_BoundRedis("127.0.0.1", sc.port).execute_command("PROXY", "HELP"))
+    assert b"PROXY CLIENTS" in b"".join(BoundRedis("127.0.0.1", sc.port).execute_command("PROXY", "HELP"))
 
 
 def test_client_commands_answered_by_the_proxy(env, master):

@@ -10,9 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_until
-from test_healthz import get
-from test_replicas import replica_of, sidecar_for
+from helpers import free_port, http_get as get, replica_of, sidecar_for, wait_until
 
 SAMPLE = re.compile(r'^(\w+)(?:\{(.*)\})? (\S+)$')
 

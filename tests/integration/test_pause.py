@@ -5,7 +5,7 @@ import time
 
 import redis
 
-from conftest import SLOW, resp_cmd, resp_read, wait_until
+from helpers import SLOW, resp_cmd, resp_read, wait_until
 
 
 class Getter:

@@ -10,9 +10,7 @@ import time
 import pytest
 import redis
 
-from conftest import SLOW, free_port, resp_cmd, resp_read, wait_until
-from test_healthz import get
-from test_sentinel import nodes
+from helpers import SLOW, free_port, http_get as get, nodes, resp_cmd, resp_read, wait_until
 
 
 def config(sc):

@@ -5,8 +5,7 @@ import time
 import pytest
 import redis
 
-from conftest import SLOW, wait_until
-from relay import Relay
+from helpers import SLOW, Relay, replica_of, sidecar_for, wait_until
 
 
 def calls(node, cmd):
@@ -14,28 +13,10 @@ def calls(node, cmd):
     return stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)
 
 
-def replica_of(env, port, name="replica"):
-    """A replica of the node on `port` (a master or a relay), in sync."""
-    rep = env.redis(name, args=["--replicaof", "127.0.0.1", str(port)])
-    wait_until(lambda: rep.client().info("replication")["master_link_status"] == "up",
-               what=f"{name} in sync")
-    return rep
-
-
 @pytest.fixture
 def topo(env, master):
     replicas = [replica_of(env, master.port, f"replica{i}") for i in range(2)]
     return master, replicas
-
-
-def sidecar_for(env, master, replicas, **sections):
-    sections.setdefault("health", {}).setdefault("check_interval", "100ms")
-    sc = env.sidecar(master, upstream={"replicas": ", ".join(f"127.0.0.1:{r.port}"
-                                                              for r in replicas)}, **sections)
-    wait_until(lambda: sc.info()["replicas"] == str(len(replicas)) and
-               all(f"eligible=1" in sc.info()[f"replica{i}"] for i in range(len(replicas))),
-               what="replicas eligible")
-    return sc
 
 
 def test_writes_to_master_reads_spread_over_replicas(env, topo):

@@ -6,7 +6,7 @@ import threading
 import pytest
 import redis
 
-from conftest import Push, Resp3Set, resp_cmd, resp_read, resp_type, wait_until
+from helpers import Push, Resp3Set, resp_cmd, resp_read, resp_type, wait_until
 
 
 class Conn:

@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from conftest import SLOW, Sidecar, wait_until
+from helpers import SLOW, Sidecar, wait_until
 
 
 class Looper:

@@ -13,23 +13,7 @@ import time
 import pytest
 import redis
 
-from conftest import SLOW, resp_cmd, wait_until
-
-
-def nodes(sc):
-    """PROXY NODES as {field: value} plus 'node'/'sentinel' lists of dicts."""
-    raw = sc.client().execute_command("PROXY", "NODES").decode()
-    out = {"node": [], "sentinel": [], "retiring": []}
-    for line in raw.splitlines():
-        if ":" not in line or line.startswith("#"):
-            continue
-        k, v = line.split(":", 1)
-        kind = k.rstrip("0123456789")
-        if kind in ("node", "sentinel", "retiring") and k != kind:
-            out[kind].append(dict(kv.split("=", 1) for kv in v.split(",")))
-        else:
-            out[k] = v
-    return out
+from helpers import SLOW, nodes, resp_cmd, wait_until
 
 
 class Topology:

@@ -6,7 +6,7 @@ import time
 import pytest
 import redis
 
-from conftest import SLOW, resp_cmd, resp_read, wait_until
+from helpers import SLOW, resp_cmd, resp_read, wait_until
 
 POOL = {"connect_timeout": "300ms", "reply_timeout": "2s"}
 

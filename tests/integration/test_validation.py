@@ -10,40 +10,9 @@ import time
 import pytest
 import redis
 
-from conftest import SIDECAR_BIN, SLOW, rss_kb, wait_until
-from relay import Relay
+from helpers import SIDECAR_BIN, SLOW, Relay, rss_kb, ten_requests_each, wait_until
 
 IDLE = 1.6            # longer than the default validate_after (1s)
-
-
-def ten_requests_each(clients):
-    """Each of the idle clients (which wrote "init" to v:i) sends 10 requests
-    at once: SET, then GET/SET alternating, values checked. Returns
-    (errors, slowest first request). Also used inside the netns test."""
-    errors, firsts = [], []
-
-    def run(i, c):
-        expect = "init"
-        for j in range(10):
-            t0 = time.monotonic()
-            try:
-                if j % 2 == 0:
-                    expect = f"s{j}"
-                    assert c.set(f"v:{i}", expect) is True
-                else:
-                    got = c.get(f"v:{i}")
-                    assert got == expect.encode(), (got, expect)
-            except (redis.RedisError, AssertionError) as e:
-                errors.append(f"client {i} request {j}: {e!r}")
-            if j == 0:
-                firsts.append(time.monotonic() - t0)
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return errors, max(firsts)
 
 
 def twenty_idle_clients_then(sc, break_links, idle=IDLE):
@@ -128,7 +97,7 @@ NETNS_CLIENT = r"""
 import sys
 import redis
 sys.path.insert(0, sys.argv[2])
-from test_validation import ten_requests_each
+from helpers import ten_requests_each
 clients = [redis.Redis(port=int(sys.argv[1]), socket_timeout=30) for _ in range(20)]
 for i, c in enumerate(clients):
     c.set(f"v:{i}", "init")
