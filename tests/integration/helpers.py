@@ -47,7 +47,7 @@ def wait_until(cond, timeout=5.0, what="condition", interval=0.02, scale=True):
             last = e
         if time.monotonic() >= deadline:
             break
-        # the poll interval between two looks at the condition itself
+        # No condition: this is the poll interval of waiting on one.
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}" + (f": {last!r}" if last else ""))
 
@@ -79,7 +79,7 @@ class Sampler:
             else:
                 if not (self.changes_only and self.samples and self.samples[-1][1] == v):
                     self.samples.append((time.monotonic(), v))
-            # sampling period: a level is read at a steady pace, there is no event
+            # No condition: the sampling period of a level, which has no event.
             time.sleep(self.interval)
 
     def start(self):
@@ -215,6 +215,16 @@ class RedisServer:
         stats = self.client().info("commandstats")
         return stats.get(f"cmdstat_{cmd}", {}).get("calls", 0)
 
+    def hold_writes(self, seconds=30):
+        """CLIENT PAUSE WRITE: the server reads writes (and scripts) and
+        leaves them unanswered until release_writes(); reads, PING and
+        ROLE are still answered. Requests sent meanwhile stay in flight
+        for as long as a test needs, however slow the machine."""
+        self.client().execute_command("CLIENT", "PAUSE", int(seconds * 1000), "WRITE")
+
+    def release_writes(self):
+        self.client().execute_command("CLIENT", "UNPAUSE")
+
     def repl_offset(self):
         """master_repl_offset, or a replica's slave_repl_offset."""
         info = self.client().info("replication")
@@ -319,6 +329,10 @@ class Sidecar:
         connection (id, addr, name, cmd, pending, qbuf, obuf, ...)."""
         raw = self.client().execute_command("CLIENT", "LIST").decode()
         return [dict(f.split("=", 1) for f in line.split()) for line in raw.splitlines() if line]
+
+    def pending(self):
+        """Per app connection, its requests read and not answered yet."""
+        return [int(c["pending"]) for c in self.clients()]
 
     def log(self):
         return self.logfile.read_text(errors="replace") if self.logfile.exists() else ""
@@ -597,7 +611,9 @@ class Load:
         self.iterations, self.rate = iterations, rate
         self.pause_after_error, self.reconnect = pause_after_error, reconnect
         self.stop_on_error = stop_on_error
-        self.calls = []
+        self.calls = []                       # every client's, in order
+        self.per_client = [[] for _ in range(n)]
+        self.nok = [0] * n
         self.reconnects = [0] * n
         self.refused = [0] * n
         self.crashed = []                     # (client, text): a thread that died
@@ -630,7 +646,10 @@ class Load:
                     value, ok = str(e) or repr(e), False
                 t1 = time.monotonic()
                 if not retry:
-                    self.calls.append(Call(i, seq, t0, t1, ok, value))
+                    call = Call(i, seq, t0, t1, ok, value)
+                    self.calls.append(call)
+                    self.per_client[i].append(call)
+                    self.nok[i] += ok
                     seq += 1
                     if not ok and self.stop_on_error:
                         return
@@ -638,14 +657,19 @@ class Load:
                 if not ok:
                     delay = max(delay, self.pause_after_error)
                 if delay > 0:
-                    # pacing, not waiting: the load runs at a set rate
+                    # No condition: pacing, not waiting (the load's set rate).
                     time.sleep(delay)
         except Exception as e:  # noqa: BLE001 - the test must see it
             self.crashed.append((i, repr(e)))
 
     def start(self):
-        for t in self.threads:
-            t.start()
+        # many clients: small stacks start faster (the ops never recurse deeply)
+        old = threading.stack_size(512 * 1024 if self.n > 100 else 0)
+        try:
+            for t in self.threads:
+                t.start()
+        finally:
+            threading.stack_size(old)
         return self
 
     def join(self, timeout=60):
@@ -672,8 +696,8 @@ class Load:
     # what happened
     def all(self, client=None, after=None):
         """The calls (of one client; started after a time), in order."""
-        return [c for c in list(self.calls)
-                if (client is None or c.client == client) and (after is None or c.t0 > after)]
+        calls = list(self.calls if client is None else self.per_client[client])
+        return [c for c in calls if after is None or c.t0 > after]
 
     def ok(self, client=None, after=None):
         return [c for c in self.all(client, after) if c.ok]
@@ -687,15 +711,25 @@ class Load:
     def slowest(self, client=None):
         return max((c.t1 - c.t0 for c in self.all(client)), default=0.0)
 
+    def _count_ok(self, i, after):
+        if after is None:
+            return self.nok[i]
+        n = 0
+        for c in reversed(self.per_client[i]):      # a client's calls are in time order
+            if c.t0 <= after:
+                break
+            n += c.ok
+        return n
+
     def wait_ok(self, k, each=False, after=None, timeout=10.0):
         """Until at least k calls succeeded (k per client with each; only
         calls started after `after` count)."""
         if each:
             def cond():
-                return all(len(self.ok(i, after)) >= k for i in range(self.n))
+                return all(self._count_ok(i, after) >= k for i in range(self.n))
         else:
             def cond():
-                return len(self.ok(None, after)) >= k
+                return sum(self._count_ok(i, after) for i in range(self.n)) >= k
 
         def done():
             assert not self.crashed, self.crashed
