@@ -2,15 +2,14 @@
 error while everyone else is served; max_connections keeps slots for
 admins; bans, allow/deny lists, admin rights, back-pressure."""
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 import redis
 
-from helpers import (SIDECAR_BIN, BoundRedis, connect_from, free_port, raise_nofile, resp_cmd,
-                     resp_read, wait_until)
+from helpers import (BoundRedis, Load, Sampler, connect_from, cpu_ticks, free_port, raise_nofile,
+                     resp_cmd, resp_read, wait_until)
 
 
 def proxy_clients(admin):
@@ -25,36 +24,20 @@ def test_runaway_host_is_capped(env, master):
     raise_nofile()
     sc = env.sidecar(master, clients={"max_connections_per_ip": "100"})
     admin = sc.client()
-    stop = threading.Event()
-    links_seen = []
 
-    def watch_links():
-        while not stop.is_set():
-            links_seen.append(len([c for c in master.client().client_list()
-                                   if c.get("name", "").startswith("sidecar-")]))
-            time.sleep(0.05)
+    def good_host(c, _, i):
+        assert c.set(f"good:{i}", i) is True
+        assert c.get(f"good:{i}") == str(i).encode()
 
-    good = {"ok": 0, "errors": []}
-
-    def good_host():
-        r = BoundRedis("127.0.0.1", sc.port)
-        for i in range(20):
-            try:
-                assert r.set(f"good:{i}", i) is True
-                assert r.get(f"good:{i}") == str(i).encode()
-                good["ok"] += 1
-            except redis.RedisError as e:
-                good["errors"].append(str(e))
-
-    watcher = threading.Thread(target=watch_links)
-    watcher.start()
+    watcher = Sampler(lambda: len([c for c in master.client().client_list()
+                                   if c.get("name", "").startswith("sidecar-")])).start()
     socks = []
     for _ in range(3000):
         s = connect_from("127.0.0.2", sc.port)
         s.sendall(resp_cmd("GET", "runaway"))
         socks.append(s)
-    g = threading.Thread(target=good_host)
-    g.start()
+    good = Load(good_host, connect=lambda _: BoundRedis("127.0.0.1", sc.port),
+                iterations=20).start()
     served = refused = 0
     for s in socks:
         f = s.makefile("rb")
@@ -66,11 +49,12 @@ def test_runaway_host_is_capped(env, master):
             assert str(reply) == "ERR max connections per client IP reached (127.0.0.2, limit 100)"
             assert f.read() == b""      # and closed
             refused += 1
-    g.join(60)
-    stop.set()
-    watcher.join()
+    good.stop()
+    watcher.stop()
+    links_seen = watcher.values()
     assert (served, refused) == (100, 2900)
-    assert good == {"ok": 20, "errors": []}
+    assert (len(good.ok()), good.error_texts()) == (20, [])
+    assert not watcher.errors, watcher.errors
     assert links_seen and max(links_seen) <= 3        # 2 data links + 1 health check
     row = proxy_clients(admin)["127.0.0.2"]
     assert row["current"] == "100" and row["refused"] == "2900"
@@ -119,7 +103,9 @@ def test_ban_closes_refuses_and_expires(env, master):
     assert str(err).startswith("ERR client IP 127.0.0.2 is banned for another")
     assert b"cidr=127.0.0.2/32" in admin.execute_command("PROXY", "BANS")
     assert BoundRedis("127.0.0.3", sc.port).ping() is True     # others untouched
-    time.sleep(2.1)
+    # over within its 2 s (PROXY BANS drops expired bans); 2.1 s, unscaled, as ever
+    wait_until(lambda: admin.execute_command("PROXY", "BANS") == b"", timeout=2.1, scale=False,
+               what="the ban to expire")
     assert BoundRedis("127.0.0.2", sc.port).ping() is True
     assert admin.execute_command("PROXY", "BANS") == b""
     assert admin.execute_command("PROXY", "BAN", "127.0.0.0/24", "60") >= 0
@@ -196,7 +182,8 @@ def test_max_pipeline_is_back_pressure(env, master):
     payload = b"".join(resp_cmd("INCR", "pipe") for _ in range(n))
     sender = threading.Thread(target=s.sendall, args=(payload,))
     sender.start()
-    time.sleep(1)                        # the proxy stops reading at 1000 pending
+    # the proxy stops reading at 1000 pending
+    wait_until(lambda: sc.counter("pipeline_pauses") >= 1, what="reading paused")
     peak = sc.rss_kb()
     f = s.makefile("rb", buffering=1 << 20)
     for i in range(1, n + 1):
@@ -232,22 +219,18 @@ def test_out_of_descriptors_pauses_accepts_instead_of_spinning(env, master):
     """With its descriptors used up, the proxy stops accepting for a moment
     (the log says so a few times a second), burns no CPU, and serves again
     once connections go."""
-    sc = env.sidecar(master, start=False)
-    sc.log_fh = open(sc.logfile, "ab")
-    sc.proc = subprocess.Popen(["prlimit", "--nofile=64:64", SIDECAR_BIN, "-c", str(sc.ini)],
-                               stdout=sc.log_fh, stderr=subprocess.STDOUT)
-    wait_until(lambda: sc.client().ping(), what="sidecar up")
+    sc = env.sidecar(master, start=False).start(prefix=["prlimit", "--nofile=64:64"])
     socks = []
     for _ in range(100):
         try:
             socks.append(socket.create_connection(("127.0.0.1", sc.port), timeout=1))
         except OSError:
             break
-    with open(f"/proc/{sc.proc.pid}/stat") as f:
-        before = sum(int(x) for x in f.read().split()[13:15])
+    sc.wait_log("pausing accepts")                # out of descriptors
+    before = cpu_ticks(sc.proc.pid)
+    # No condition: a CPU-time window, in which nothing is to happen.
     time.sleep(1)
-    with open(f"/proc/{sc.proc.pid}/stat") as f:
-        after = sum(int(x) for x in f.read().split()[13:15])
+    after = cpu_ticks(sc.proc.pid)
     assert after - before < 20, f"{after - before} ticks of CPU in 1 s while out of fds"
     assert 3 <= sc.log().count("pausing accepts") <= 30
     for s in socks:
