@@ -4,7 +4,6 @@ Buffer limits are set small (8 MB) so the memory bound means something."""
 import os
 import random
 import socket
-import time
 
 import pytest
 import redis
@@ -155,10 +154,13 @@ def test_half_requests_then_close_no_fd_leak(sc):
 
 def test_10000_pipelined_left_unread_then_read(sc):
     sc.client().set("pv", "v" * 100)
+    replies0 = sc.counter("forwarded_replies")
     s = sc.raw(timeout=30)
     s.sendall(b"".join(resp_cmd("GET", "pv") if i % 2 else resp_cmd("INCR", "pn")
                        for i in range(10000)))
-    time.sleep(3)
+    # every reply is in (the proxy's buffer or the socket), none read yet
+    wait_until(lambda: sc.counter("forwarded_replies") - replies0 >= 10000, timeout=10,
+               what="10,000 replies")
     f = s.makefile("rb")
     n = 0
     for i in range(10000):
