@@ -5,7 +5,6 @@ import json
 import re
 import socket
 import subprocess
-import time
 import urllib.request
 
 import pytest
@@ -74,6 +73,9 @@ def test_metrics_pass_promtool_and_count_what_was_sent(env, master):
             for _ in range(5)]
     wait_until(lambda: value(parse(scrape(port)), "redis_sidecar_connections_refused_total",
                              reason="per_ip") == 1, what="the refusal counted")
+    # the transaction's lease comes back once its RESET is answered
+    wait_until(lambda: value(parse(scrape(port)), "redis_sidecar_links", node=m,
+                             state="lease_idle") == 1, what="the lease idle again")
 
     text = scrape(port)
     check = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,
