@@ -268,16 +268,21 @@ def test_master_paused_and_resumed_loses_no_acknowledged_write(env, topo):
     wait_follows(sc, topo)
     load.wait_ok(20, each=True, after=confirmed)
     old.proc.send_signal(signal.SIGCONT)
-    # The old master, once a replica again and caught up, takes reads.
-    wait_until(lambda: old.client().info("replication")["role"] == "slave" and
-               old.client().info("replication")["master_link_status"] == "up",
-               timeout=40, what="old master converted to a replica")
+    old_addr = f"127.0.0.1:{old.port}"
+    wait_until(lambda: any(n["addr"] == old_addr and n["role"] == "master" and
+                           n["use"] != "master" for n in nodes(sc)["node"]),
+               what="the proxy sees the old master claim it is one")
+    # 300 writes each (3 s) while it does
+    load.wait_ok(300, each=True, after=time.monotonic())
     load.stop()
     new = switches.stop()
     new_master = topo.by_port(new[1])
     wait_confirmed(sc, f"127.0.0.1:{new[1]}")
     check_failover(load, fault_t, switches, new_master, "SIGSTOP")
-    old_addr = f"127.0.0.1:{old.port}"
+    # The old master, once a replica again and caught up, takes reads.
+    wait_until(lambda: old.client().info("replication")["role"] == "slave" and
+               old.client().info("replication")["master_link_status"] == "up",
+               timeout=40, what="old master converted to a replica")
     wait_until(lambda: any(n["addr"] == old_addr and n["use"] == "replica"
                            for n in nodes(sc)["node"]), timeout=10,
                what="old master eligible for reads")
