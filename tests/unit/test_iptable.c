@@ -120,18 +120,19 @@ static void test_growth(void)
     iptable_free(&t);
 }
 
-/* At IPTABLE_MAX entries a new address makes room by forgetting every
- * entry with no open connection; with none to forget it gets NULL. */
+/* At IPTABLE_MAX entries a new address makes room by forgetting entries
+ * with no open connection (the oldest at least); with none to forget it
+ * gets NULL. Entries busy now are never forgotten. */
 static void test_bound(void)
 {
-    static struct ipstat *e[IPTABLE_MAX];
+    static struct ipstat *e[IPTABLE_MAX], *all[IPTABLE_MAX + 1];
     struct iptable t;
     CHECK(iptable_init(&t) == 0);
 
     unsigned made = 0;
     for (unsigned i = 0; i < IPTABLE_MAX; i++) {
         struct ip ip = nth(i);
-        e[i] = iptable_get(&t, &ip, 1.0);
+        e[i] = iptable_get(&t, &ip, 1.0 + i);           /* nth(1) is the oldest idle one */
         if (!e[i])
             break;
         made++;
@@ -143,24 +144,25 @@ static void test_bound(void)
 
     unsigned busy = (IPTABLE_MAX + 2) / 3;
     struct ip fresh = nth(IPTABLE_MAX);
-    struct ipstat *f = iptable_get(&t, &fresh, 2.0);
-    CHECK(f != NULL && f->current == 0 && f->first_seen == 2.0);
-    CHECK(t.n == busy + 1);
+    struct ipstat *f = iptable_get(&t, &fresh, 1e6);
+    CHECK(f != NULL && f->current == 0 && f->first_seen == 1e6);
+    CHECK(t.n > busy && t.n <= IPTABLE_MAX);
+    CHECK(iptable_all(&t, all, IPTABLE_MAX + 1) == t.n);  /* the count is what is there */
 
     /* the busy ones are still there, untouched */
     unsigned kept = 0;
     for (unsigned i = 0; i < IPTABLE_MAX; i += 3) {
         struct ip ip = nth(i);
-        struct ipstat *x = iptable_get(&t, &ip, 3.0);
+        struct ipstat *x = iptable_get(&t, &ip, 2e6);
         kept += x == e[i] && x->accepted == i && x->current == 1;
     }
     CHECK(kept == busy);
-    CHECK(t.n == busy + 1);
-    /* an idle one was forgotten: it comes back as a new entry */
+    /* the oldest idle one was forgotten: it comes back as a new entry */
+    unsigned n = t.n;
     struct ip idle = nth(1);
-    struct ipstat *again = iptable_get(&t, &idle, 4.0);
-    CHECK(again != NULL && again->accepted == 0 && again->first_seen == 4.0);
-    CHECK(t.n == busy + 2);
+    struct ipstat *again = iptable_get(&t, &idle, 3e6);
+    CHECK(again != NULL && again->accepted == 0 && again->first_seen == 3e6);
+    CHECK(t.n == n + 1);
     iptable_free(&t);
 
     /* every entry busy: nothing can be forgotten, no entry, nothing freed */
