@@ -49,6 +49,7 @@ def test_links_killed_by_client_kill(env, master):
 def test_links_reaped_by_redis_timeout(env):
     m = env.redis("master", args=["--timeout", "1"])
     sc = env.sidecar(m)
+
     def reaped():                     # Redis closes them after its 1 s timeout
         wait_until(lambda: sc.counter("link_failures") >= 2, what="links reaped")
     errors, _, _ = twenty_idle_clients_then(sc, reaped, idle=0)
