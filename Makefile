@@ -23,7 +23,8 @@ BUILD ?= build
 OBJ   := $(SRC:%.c=$(BUILD)/%.o)
 BIN   ?= redis-sidecar
 
-UNIT_TESTS := test_resp test_config test_command test_cidr test_stats test_router
+UNIT_TESTS := test_resp test_config test_command test_cidr test_topology test_iptable \
+              test_stats test_router
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 PREFIX     ?= /usr/local
@@ -43,7 +44,8 @@ $(BUILD)/%.o: %.c
 
 -include $(OBJ:.o=.d)
 
-# Unit tests link only the module under test.
+# Unit tests link the module under test and the layers below it that it
+# reads (test_router and test_stats: pools as structs, no socket).
 $(BUILD)/tests/test_resp: tests/unit/test_resp.c $(BUILD)/lib/resp.o $(BUILD)/lib/buf.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^
@@ -73,6 +75,13 @@ $(BUILD)/tests/test_router: tests/unit/test_router.c $(BUILD)/proxy/router.o \
 		$(BUILD)/lib/cidr.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -lm
+
+$(BUILD)/tests/test_topology: tests/unit/test_topology.c $(BUILD)/health/topology.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^
+$(BUILD)/tests/test_iptable: tests/unit/test_iptable.c $(BUILD)/proxy/iptable.o $(BUILD)/lib/cidr.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^
 
 deps:
 	@./tests/deps.sh

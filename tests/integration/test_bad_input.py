@@ -4,12 +4,11 @@ Buffer limits are set small (8 MB) so the memory bound means something."""
 import os
 import random
 import socket
-import time
 
 import pytest
 import redis
 
-from conftest import resp_cmd, resp_read, wait_until
+from helpers import resp_cmd, resp_read, wait_until
 
 LIMITS = {"max_query_buffer": "8mb", "max_output_buffer": "8mb"}
 MB = 1024
@@ -155,10 +154,13 @@ def test_half_requests_then_close_no_fd_leak(sc):
 
 def test_10000_pipelined_left_unread_then_read(sc):
     sc.client().set("pv", "v" * 100)
+    replies0 = sc.counter("forwarded_replies")
     s = sc.raw(timeout=30)
     s.sendall(b"".join(resp_cmd("GET", "pv") if i % 2 else resp_cmd("INCR", "pn")
                        for i in range(10000)))
-    time.sleep(3)
+    # every reply is in (the proxy's buffer or the socket), none read yet
+    wait_until(lambda: sc.counter("forwarded_replies") - replies0 >= 10000, timeout=10,
+               what="10,000 replies")
     f = s.makefile("rb")
     n = 0
     for i in range(10000):

@@ -4,7 +4,7 @@ import subprocess
 
 import redis
 
-from conftest import SIDECAR_BIN, free_port
+from helpers import SIDECAR_BIN, free_port
 
 
 def run(*args):

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from conftest import SLOW
+from helpers import SLOW
 
 CLIENTS = pathlib.Path(__file__).resolve().parents[1] / "clients"
 

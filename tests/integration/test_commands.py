@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from conftest import resp_cmd, resp_read, wait_until
+from helpers import resp_cmd, resp_read, wait_until
 
 
 def test_strings_and_counters(sidecar):
@@ -251,7 +251,9 @@ def test_upstream_acl_user_with_least_privilege(env):
     assert sc.client().set("k", "v") is True
     links = m.sidecar_links()
     assert links and all(c["user"] == "app" for c in links)
-    time.sleep(0.6)                      # several checks with ROLE refused
+    checks = sc.counter("health_checks")
+    # several checks with ROLE refused
+    wait_until(lambda: sc.counter("health_checks") >= checks + 5, what="5 more checks")
     assert sc.info()["master_state"] == "up"
     assert sc.client().get("k") == b"v"
     assert sc.log().count("ROLE refused") == 1

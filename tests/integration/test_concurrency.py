@@ -1,55 +1,25 @@
 """Many clients at once: each sees its own replies in its own order, the
 master sees only the pool's links, and large values pass whole."""
-import asyncio
 import hashlib
-import resource
-import threading
-import time
 
 import pytest
 
-from conftest import resp_cmd, wait_until
+from helpers import Load, RawClient, Sampler, raise_nofile, wait_until
 
 CLIENTS = 1000
 ROUNDS = 20
 
 
-def raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-async def read_reply(reader):
-    line = await reader.readline()
-    assert line, "connection closed"
-    t, rest = line[:1], line[1:-2]
-    if t in (b"+", b"-"):
-        return t + rest
-    if t == b":":
-        return int(rest)
-    if t == b"$":
-        n = int(rest)
-        return None if n < 0 else (await reader.readexactly(n + 2))[:-2]
-    raise AssertionError(f"unexpected reply {line!r}")
-
-
-async def one_client(port, i, started):
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    started.append(i)
-    for rnd in range(ROUNDS):
-        tag = f"c{i}-r{rnd}".encode()
-        writer.write(resp_cmd("SET", f"key:{i}", tag) + resp_cmd("GET", f"key:{i}") +
-                     resp_cmd("INCR", f"ctr:{i}") + resp_cmd("ECHO", tag) +
-                     resp_cmd("PING"))
-        await writer.drain()
-        assert await read_reply(reader) == b"+OK"
-        assert await read_reply(reader) == tag
-        assert await read_reply(reader) == rnd + 1
-        assert await read_reply(reader) == tag
-        assert await read_reply(reader) == b"+PONG"
-    writer.close()
-    return i
+def one_round(c, i, rnd):
+    """Five pipelined commands; each reply checked, in order."""
+    tag = f"c{i}-r{rnd}".encode()
+    c.send(("SET", f"key:{i}", tag), ("GET", f"key:{i}"), ("INCR", f"ctr:{i}"),
+           ("ECHO", tag), ("PING",))
+    assert c.read() == b"OK"
+    assert c.read() == tag
+    assert c.read() == rnd + 1
+    assert c.read() == tag
+    assert c.read() == b"PONG"
 
 
 def test_1000_clients_each_in_order_over_the_pool_links(env, master):
@@ -57,28 +27,26 @@ def test_1000_clients_each_in_order_over_the_pool_links(env, master):
     sc = env.sidecar(master, pool={"connections": 2})
     # counted from when both links are up: the proxy opens them at start
     wait_until(lambda: len(master.sidecar_links()) == 2, what="2 links")
-    samples = []
-    stop = threading.Event()
+    conns = []
 
-    def sample_links():
-        while not stop.is_set():
-            samples.append(len(master.sidecar_links()))
-            time.sleep(0.05)
+    def connect(i):
+        conns.append(RawClient(sc.port))
+        return conns[-1]
 
-    t = threading.Thread(target=sample_links)
-    t.start()
-
-    async def main():
-        started = []
-        done = await asyncio.gather(*(one_client(sc.port, i, started) for i in range(CLIENTS)))
-        return done
-
-    try:
-        done = asyncio.run(asyncio.wait_for(main(), timeout=120))
-    finally:
-        stop.set()
-        t.join()
+    # every client connects before any sends: 1000 at once
+    load = Load(one_round, n=CLIENTS, connect=connect, iterations=ROUNDS, together=True,
+                stop_on_error=True)
+    with Sampler(lambda: len(master.sidecar_links())) as links:
+        load.start()
+        finished = load.join(120)
+    for c in conns:
+        c.close()
+    assert finished and not load.crashed, load.crashed
+    assert not load.errors(), load.errors()[:3]
+    done = [i for i in range(CLIENTS) if len(load.ok(i)) == ROUNDS]
     assert sorted(done) == list(range(CLIENTS))
+    samples = links.values()
+    assert not links.errors, links.errors
     assert samples and all(n == 2 for n in samples), samples
     r = master.client()
     assert all(int(r.get(f"ctr:{i}")) == ROUNDS for i in range(0, CLIENTS, 37))

@@ -7,13 +7,7 @@ import time
 
 import pytest
 
-from conftest import resp_cmd, resp_read
-
-BUSY = "local i = 0 while i < 3000000 do i = i + 1 end return 1"   # ~0.1-0.3 s of Redis
-# busy for 1 s by the server's clock, however fast the machine
-LONG = ("local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] "
-        "repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - s > 1000000 return 1")
-
+from helpers import resp_cmd, resp_read, unread_by_peer, wait_until
 
 def exited(sc, timeout):
     """Its exit code, once it exits by itself."""
@@ -29,10 +23,14 @@ def conn(sc):
 def test_sigterm_with_1000_pipelined_requests_in_flight(env, master):
     sc = env.sidecar(master, proxy={"shutdown_timeout": "10s"})
     s, f = conn(sc)
-    # Redis is busy with the script; the 1,000 INCRs wait behind it upstream.
-    s.sendall(resp_cmd("EVAL", BUSY, "0") + b"".join(resp_cmd("INCR", "n") for _ in range(1000)))
-    time.sleep(0.05)
+    # Redis holds the script and the 1,000 INCRs behind it unanswered
+    master.hold_writes()
+    s.sendall(resp_cmd("EVAL", "return 1", "0") +
+              b"".join(resp_cmd("INCR", "n") for _ in range(1000)))
+    wait_until(lambda: 1001 in sc.pending(), what="all 1,001 in flight")
     sc.proc.send_signal(signal.SIGTERM)
+    sc.wait_log("draining")
+    master.release_writes()
     assert resp_read(f) == 1
     assert [resp_read(f) for _ in range(1000)] == list(range(1, 1001))
     assert exited(sc, 10) == 0
@@ -44,17 +42,20 @@ def test_sigterm_with_1000_pipelined_requests_in_flight(env, master):
 def test_new_requests_while_draining_get_an_error_after_earlier_replies(env, master):
     sc = env.sidecar(master, proxy={"shutdown_timeout": "10s"})
     s, f = conn(sc)
-    s.sendall(resp_cmd("EVAL", LONG, "0"))
-    time.sleep(0.05)
+    master.hold_writes()                        # the script stays unanswered
+    s.sendall(resp_cmd("EVAL", "return 1", "0"))
+    wait_until(lambda: 1 in sc.pending(), what="the EVAL in flight")
     sc.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.05)
-    s.sendall(resp_cmd("GET", "k"))             # while the EVAL still runs
+    sc.wait_log("draining")
+    s.sendall(resp_cmd("GET", "k"))             # while the EVAL is in flight
+    wait_until(lambda: unread_by_peer(s) == 0, what="the proxy read the GET")
+    # no new connections meanwhile
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", sc.port), timeout=1).recv(1)
+    master.release_writes()
     assert resp_read(f) == 1
     err = resp_read(f)
     assert str(err) == "ERR proxy is shutting down"
-    # no new connections meanwhile (or it is gone already)
-    with pytest.raises(OSError):
-        socket.create_connection(("127.0.0.1", sc.port), timeout=1).recv(1)
     assert exited(sc, 10) == 0
 
 
@@ -82,7 +83,9 @@ def test_a_second_signal_stops_at_once(env, master):
     s.sendall(resp_cmd("MULTI"))
     assert resp_read(f) == b"OK"
     sc.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
+    sc.wait_log("draining")
+    s.sendall(resp_cmd("SET", "k", "v"))          # the transaction is still served
+    assert resp_read(f) == b"QUEUED"
     assert sc.proc.poll() is None                 # waiting for the transaction
     t0 = time.monotonic()
     sc.proc.send_signal(signal.SIGTERM)

@@ -4,7 +4,7 @@ be closed while they are handed back, one by one."""
 import signal
 import socket
 
-from conftest import resp_cmd, wait_until
+from helpers import resp_cmd, wait_until
 
 
 def replica_requests(sc, port):

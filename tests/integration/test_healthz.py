@@ -2,24 +2,9 @@
 reachable, 503 otherwise; bad or slow HTTP clients are closed and cost
 the loop nothing."""
 import socket
-import threading
 import time
 
-from conftest import SLOW, free_port, wait_until
-
-
-def get(port, path, timeout=5):
-    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
-    data = b""
-    while True:
-        chunk = s.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
+from helpers import SLOW, Load, free_port, http_get as get, readable, wait_until
 
 
 def test_healthz_follows_the_master(env, master):
@@ -56,34 +41,26 @@ def test_bad_and_slow_http_clients_are_closed(env, master):
     assert got == b""
     # one byte a second: closed at the 2 s deadline, while others are served
     slow = socket.create_connection(("127.0.0.1", port), timeout=10)
-    stop = threading.Event()
-
-    def dribble():
-        for ch in b"GET /healthz HTTP/1.1\r\n":
-            if stop.is_set():
-                return
-            try:
-                slow.send(bytes([ch]))
-            except OSError:
-                return
-            time.sleep(1)
-    t = threading.Thread(target=dribble)
-    t.start()
+    line = b"GET /healthz HTTP/1.1\r\n"
+    dribble = Load(lambda s, _, k: s.send(line[k:k + 1]), connect=lambda _: slow,
+                   iterations=len(line), rate=1, stop_on_error=True).start()
     c = sc.client()
-    worst = 0.0
-    for _ in range(20):
+    worst, served = 0.0, 0
+    started = time.monotonic()
+    # served meanwhile, every 0.1 s, until the proxy closes the slow one
+    while not readable(slow, 0.1):
         t0 = time.monotonic()
         assert get(port, "/healthz")[0] == 200
         c.set("k", "v")
         worst = max(worst, time.monotonic() - t0)
-        time.sleep(0.1)
-    assert worst < 0.5, worst
+        served += 1
+        assert time.monotonic() - started < 5, "the slow client is still open"
+    assert served and worst < 0.5, (served, worst)
     t0 = time.monotonic()
     try:                                       # closed by the proxy: FIN, or a reset
         assert slow.recv(100) == b""           # when a dribbled byte was unread
     except ConnectionResetError:
         pass
     assert time.monotonic() - t0 < 3
-    stop.set()
-    t.join(5)
+    dribble.stop()
     assert sc.alive()

@@ -7,7 +7,6 @@ import pathlib
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -74,7 +73,7 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
 
 def test_sighup_reloads_and_does_not_stop_the_proxy(sidecar):
     sidecar.proc.send_signal(signal.SIGHUP)
-    time.sleep(0.3)
+    sidecar.wait_log(f"{sidecar.ini}: reloaded")
     assert sidecar.alive()
     assert sidecar.client().ping()
     assert f"{sidecar.ini}: reloaded" in sidecar.log()

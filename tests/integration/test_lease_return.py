@@ -3,7 +3,7 @@ in that request's round trip: its RESET and handshake are written right
 behind it, and whatever is queued after them waits for their replies."""
 import redis
 
-from conftest import resp_cmd, resp_read, wait_until
+from helpers import resp_cmd, resp_read, wait_until
 
 
 def lease_links(master):

@@ -2,18 +2,12 @@
 other databases. A lease goes back clean (RESET) and never leaks state to
 its next holder."""
 import socket
-import subprocess
-import threading
 import time
 
 import pytest
 import redis
 
-from conftest import SIDECAR_BIN, SLOW, resp_cmd, resp_read, wait_until
-
-
-def lease_links(master):
-    return [c for c in master.client().client_list() if c.get("name") == "sidecar-lease"]
+from helpers import SLOW, Load, resp_cmd, resp_read, wait_until
 
 
 def test_transaction_and_watch_conflict(env, master):
@@ -39,7 +33,7 @@ def test_transaction_and_watch_conflict(env, master):
         pipe.set("w", v + 1)
         assert pipe.execute() == [True]
     assert r.get("w") == b"101"
-    assert len(lease_links(master)) == 1         # one lease, reused
+    assert len(master.links("sidecar-lease")) == 1         # one lease, reused
 
 
 def test_discard(env, master):
@@ -69,44 +63,23 @@ def test_client_killed_mid_multi_leaves_nothing_for_the_next_holder(env, master)
 
 def test_200_blocked_clients_do_not_disturb_200_others(env, master):
     sc = env.sidecar(master, pool={"max_leased": "250"})
-    blocked = []
-    results = []
+    blocked = Load(lambda c, i, _: c.blpop(f"queue:{i}", 20), n=200, port=sc.port,
+                   iterations=1, socket_timeout=30).start()
+    wait_until(lambda: len(master.links("sidecar-lease")) >= 200, timeout=10, what="200 leases")
 
-    def blocker(i):
-        r = sc.client(socket_timeout=30 * SLOW)
-        results.append(r.blpop(f"queue:{i}", 20))
+    def set_get(c, i, j):
+        assert c.set(f"k{i}", j) is True
+        assert c.get(f"k{i}") == str(j).encode()
 
-    for i in range(200):
-        t = threading.Thread(target=blocker, args=(i,))
-        t.start()
-        blocked.append(t)
-    wait_until(lambda: len(lease_links(master)) >= 200, timeout=10, what="200 leases")
-    errors, slowest = [], 0.0
-
-    def worker(i):
-        nonlocal slowest
-        r = sc.client()
-        for j in range(10):
-            t0 = time.monotonic()
-            try:
-                assert r.set(f"k{i}", j) is True
-                assert r.get(f"k{i}") == str(j).encode()
-            except (redis.RedisError, AssertionError) as e:
-                errors.append(repr(e))
-            slowest = max(slowest, time.monotonic() - t0)
-
-    workers = [threading.Thread(target=worker, args=(i,)) for i in range(200)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join(60)
-    assert errors == []
-    assert slowest < 2 * SLOW
+    workers = Load(set_get, n=200, port=sc.port, iterations=10).start()
+    assert workers.join(60)
+    assert workers.error_texts() == []
+    assert workers.slowest() < 2 * SLOW
     pusher = master.client()
     for i in range(200):
         pusher.rpush(f"queue:{i}", "x")
-    for t in blocked:
-        t.join(30)
+    assert blocked.join(30)
+    results = [c.value for c in blocked.all()]
     assert len(results) == 200 and all(r and r[1] == b"x" for r in results)
 
 
@@ -123,8 +96,15 @@ def test_lease_pool_exhausted_waits_then_is_a_clear_error(env, master):
     assert 0.25 < waited < 1.5 * SLOW, waited          # bounded wait, then the error
     assert third.set("still", "works") is True
     # a lease freed during the wait is taken: no error
-    threading.Timer(0.1, lambda: holders[0].execute_command("DISCARD")).start()
-    assert third.execute_command("MULTI") in (True, b"OK")
+    third.client_setname("third")
+    got = Load(lambda c, *_: c.execute_command("MULTI"), connect=lambda _: third,
+               iterations=1).start()
+    # parsed, and kept in its query buffer until a lease is free
+    wait_until(lambda: any(c["name"] == "third" and c["cmd"] == "multi" and c["qbuf"] != "0"
+                           for c in sc.clients()), what="MULTI waiting for a lease")
+    holders[0].execute_command("DISCARD")
+    assert got.join(10)
+    assert [c.value for c in got.all()] in ([True], [b"OK"])
     third.execute_command("DISCARD")
 
 
@@ -174,12 +154,12 @@ def test_pubsub_with_redis_py(env, master):
         if m:
             got.append((m["type"], m["channel"], m["data"]))
     assert ("subscribe", b"news", 1) in got and ("psubscribe", b"ev:*", 2) in got
-    msgs = []
+    # the messages may have come with the confirmations already
+    msgs = [(t, c, d) for t, c, d in got if t in ("message", "pmessage")]
     while len(msgs) < 2 and time.monotonic() < deadline:
         m = ps.get_message(timeout=0.2)
         if m and m["type"] in ("message", "pmessage"):
             msgs.append((m["type"], m["channel"], m["data"]))
-    msgs += [(t, c, d) for t, c, d in got if t in ("message", "pmessage")]
     assert ("message", b"news", b"hello") in msgs and ("pmessage", b"ev:1", b"world") in msgs
     ps.ping()                                     # PING in subscribed mode
     ps.unsubscribe("news")
@@ -263,7 +243,12 @@ def test_idle_timeout_spares_subscribers(env, master):
     f = s.makefile("rb")
     s.sendall(resp_cmd("SUBSCRIBE", "quiet"))
     assert resp_read(f) == [b"subscribe", b"quiet", 1]
-    time.sleep(1)
+    # a plain client opened after it is closed for idling: the subscriber
+    # has idled longer, through the same checks
+    plain = sc.raw()
+    plain.settimeout(5 * SLOW)
+    assert plain.recv(10) == b""
+    assert sc.counter("clients_closed_idle") == 1
     sc.client().publish("quiet", "still here")
     assert resp_read(f) == [b"message", b"quiet", b"still here"]
 
@@ -275,8 +260,8 @@ def test_lease_lost_with_many_requests_behind_a_blocking_call(env, master):
     sc = env.sidecar(master, clients={"max_output_buffer": "1kb"})
     s = sc.raw()
     s.sendall(resp_cmd("BLPOP", "nothing", "0") + resp_cmd("GET", "x") * 50)
-    wait_until(lambda: len(lease_links(master)) == 1, what="lease in use")
-    lease = lease_links(master)[0]
+    wait_until(lambda: len(master.links("sidecar-lease")) == 1, what="lease in use")
+    lease = master.links("sidecar-lease")[0]
     master.client().client_kill_filter(_id=lease["id"])
     s.settimeout(5)
     data = b""
@@ -297,10 +282,7 @@ def test_taking_a_lease_without_file_descriptors(env, master):
     """socket() fails at once (EMFILE) when a lease is opened: the client
     gets a clear error after the bounded wait, the proxy keeps running."""
     sc = env.sidecar(master, start=False, pool={"connect_timeout": "300ms"})
-    sc.log_fh = open(sc.logfile, "ab")
-    sc.proc = subprocess.Popen(["prlimit", "--nofile=40:40", SIDECAR_BIN, "-c", str(sc.ini)],
-                               stdout=sc.log_fh, stderr=subprocess.STDOUT)
-    wait_until(lambda: sc.client().ping(), what="sidecar up")
+    sc.start(prefix=["prlimit", "--nofile=40:40"])
     r = sc.client()
     assert r.ping() is True                   # connected before the fds run out
     fillers = []
@@ -309,7 +291,7 @@ def test_taking_a_lease_without_file_descriptors(env, master):
             fillers.append(socket.create_connection(("127.0.0.1", sc.port), timeout=1))
         except OSError:
             break
-    time.sleep(0.3)
+    sc.wait_log("pausing accepts")            # the proxy met EMFILE
     t0 = time.monotonic()
     with pytest.raises(redis.ResponseError, match="cannot open a dedicated connection"):
         r.execute_command("MULTI")

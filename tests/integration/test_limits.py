@@ -1,43 +1,15 @@
 """Client limits and the admin view: a runaway host is capped with a clear
 error while everyone else is served; max_connections keeps slots for
 admins; bans, allow/deny lists, admin rights, back-pressure."""
-import resource
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 import redis
 
-from conftest import SIDECAR_BIN, SLOW, free_port, resp_cmd, resp_read, wait_until
-
-
-def raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def connect_from(ip, port, timeout=10):
-    s = socket.socket()
-    s.bind((ip, 0))
-    s.settimeout(timeout * SLOW)
-    s.connect(("127.0.0.1", port))
-    return s
-
-
-class _BoundRedis(redis.Redis):
-    def __init__(self, ip, port, **kw):
-        class Conn(redis.Connection):
-            def _connect(self):
-                s = socket.socket()
-                s.bind((ip, 0))
-                s.settimeout(self.socket_connect_timeout or 10)
-                s.connect((self.host, self.port))
-                s.settimeout(self.socket_timeout)
-                return s
-        super().__init__(connection_pool=redis.ConnectionPool(
-            connection_class=Conn, host="127.0.0.1", port=port, **kw))
+from helpers import (BoundRedis, Load, Sampler, connect_from, cpu_ticks, free_port, raise_nofile,
+                     resp_cmd, resp_read, wait_until)
 
 
 def proxy_clients(admin):
@@ -52,36 +24,20 @@ def test_runaway_host_is_capped(env, master):
     raise_nofile()
     sc = env.sidecar(master, clients={"max_connections_per_ip": "100"})
     admin = sc.client()
-    stop = threading.Event()
-    links_seen = []
 
-    def watch_links():
-        while not stop.is_set():
-            links_seen.append(len([c for c in master.client().client_list()
-                                   if c.get("name", "").startswith("sidecar-")]))
-            time.sleep(0.05)
+    def good_host(c, _, i):
+        assert c.set(f"good:{i}", i) is True
+        assert c.get(f"good:{i}") == str(i).encode()
 
-    good = {"ok": 0, "errors": []}
-
-    def good_host():
-        r = _BoundRedis("127.0.0.1", sc.port)
-        for i in range(20):
-            try:
-                assert r.set(f"good:{i}", i) is True
-                assert r.get(f"good:{i}") == str(i).encode()
-                good["ok"] += 1
-            except redis.RedisError as e:
-                good["errors"].append(str(e))
-
-    watcher = threading.Thread(target=watch_links)
-    watcher.start()
+    watcher = Sampler(lambda: len([c for c in master.client().client_list()
+                                   if c.get("name", "").startswith("sidecar-")])).start()
     socks = []
     for _ in range(3000):
         s = connect_from("127.0.0.2", sc.port)
         s.sendall(resp_cmd("GET", "runaway"))
         socks.append(s)
-    g = threading.Thread(target=good_host)
-    g.start()
+    good = Load(good_host, connect=lambda _: BoundRedis("127.0.0.1", sc.port),
+                iterations=20).start()
     served = refused = 0
     for s in socks:
         f = s.makefile("rb")
@@ -93,11 +49,12 @@ def test_runaway_host_is_capped(env, master):
             assert str(reply) == "ERR max connections per client IP reached (127.0.0.2, limit 100)"
             assert f.read() == b""      # and closed
             refused += 1
-    g.join(60)
-    stop.set()
-    watcher.join()
+    good.stop()
+    watcher.stop()
+    links_seen = watcher.values()
     assert (served, refused) == (100, 2900)
-    assert good == {"ok": 20, "errors": []}
+    assert (len(good.ok()), good.error_texts()) == (20, [])
+    assert not watcher.errors, watcher.errors
     assert links_seen and max(links_seen) <= 3        # 2 data links + 1 health check
     row = proxy_clients(admin)["127.0.0.2"]
     assert row["current"] == "100" and row["refused"] == "2900"
@@ -111,7 +68,7 @@ def test_runaway_host_is_capped(env, master):
 def test_max_connections_keeps_admin_slots(env, master):
     sc = env.sidecar(master, clients={"max_connections": "20"},
                      admin={"allow": "127.0.0.1/32", "reserved": "2"})
-    watcher = _BoundRedis("127.0.0.1", sc.port)
+    watcher = BoundRedis("127.0.0.1", sc.port)
     # the start-up probe's connections must be gone: only this admin is left
     wait_until(lambda: b"connected_clients:1\r" in watcher.execute_command("PROXY", "INFO"),
                what="probe connections closed")
@@ -122,7 +79,7 @@ def test_max_connections_keeps_admin_slots(env, master):
     extra = connect_from("127.0.0.2", sc.port)
     err = resp_read(extra.makefile("rb"))
     assert str(err) == "ERR max number of clients reached (limit 20)"
-    admin = _BoundRedis("127.0.0.1", sc.port)        # a reserved slot
+    admin = BoundRedis("127.0.0.1", sc.port)        # a reserved slot
     assert admin.execute_command("PROXY", "KILL", "IP", "127.0.0.2") == 19
     for s in apps:
         assert s.recv(10) == b""
@@ -145,9 +102,11 @@ def test_ban_closes_refuses_and_expires(env, master):
     err = resp_read(connect_from("127.0.0.2", sc.port).makefile("rb"))
     assert str(err).startswith("ERR client IP 127.0.0.2 is banned for another")
     assert b"cidr=127.0.0.2/32" in admin.execute_command("PROXY", "BANS")
-    assert _BoundRedis("127.0.0.3", sc.port).ping() is True     # others untouched
-    time.sleep(2.1)
-    assert _BoundRedis("127.0.0.2", sc.port).ping() is True
+    assert BoundRedis("127.0.0.3", sc.port).ping() is True     # others untouched
+    # over within its 2 s (PROXY BANS drops expired bans); 2.1 s, unscaled, as ever
+    wait_until(lambda: admin.execute_command("PROXY", "BANS") == b"", timeout=2.1, scale=False,
+               what="the ban to expire")
+    assert BoundRedis("127.0.0.2", sc.port).ping() is True
     assert admin.execute_command("PROXY", "BANS") == b""
     assert admin.execute_command("PROXY", "BAN", "127.0.0.0/24", "60") >= 0
     assert admin.execute_command("PROXY", "UNBAN", "127.0.0.0/24") == 1
@@ -159,7 +118,7 @@ def test_allow_and_deny_lists_ipv4_and_ipv6(env, master):
     sc.ini.write_text(sc.ini.read_text().replace(
         f"listen = 127.0.0.1:{sc.port}", f"listen = 127.0.0.1:{sc.port}, [::1]:{v6}"))
     sc.start()
-    assert _BoundRedis("127.0.0.2", sc.port).ping() is True
+    assert BoundRedis("127.0.0.2", sc.port).ping() is True
     err = resp_read(connect_from("127.0.0.5", sc.port).makefile("rb"))
     assert str(err) == "ERR client IP 127.0.0.5 is not allowed to connect"
     s6 = socket.create_connection(("::1", v6), timeout=5)
@@ -176,12 +135,12 @@ def test_allow_and_deny_lists_ipv4_and_ipv6(env, master):
     assert str(resp_read(s6.makefile("rb"))) == "ERR client IP ::1 is not allowed to connect"
     err = resp_read(connect_from("127.0.0.3", sc2.port).makefile("rb"))
     assert str(err) == "ERR client IP 127.0.0.3 is not allowed to connect"
-    assert _BoundRedis("127.0.0.4", sc2.port).ping() is True
+    assert BoundRedis("127.0.0.4", sc2.port).ping() is True
 
 
 def test_non_admin_gets_noperm_and_admin_password_grants(env, master):
     sc = env.sidecar(master, admin={"allow": "127.0.0.1/32", "password": "adm1n"})
-    r = _BoundRedis("127.0.0.3", sc.port)
+    r = BoundRedis("127.0.0.3", sc.port)
     for cmd in (["PROXY", "INFO"], ["PROXY", "CLIENTS"], ["PROXY", "CLIENT", "LIST"],
                 ["PROXY", "KILL", "IP", "127.0.0.9"], ["PROXY", "BAN", "127.0.0.9/32", "1"],
                 ["PROXY", "UNBAN", "127.0.0.9/32"], ["PROXY", "BANS"], ["PROXY", "HELP"],
@@ -193,9 +152,9 @@ def test_non_admin_gets_noperm_and_admin_password_grants(env, master):
     assert b"connected_clients" in r.execute_command("PROXY", "INFO")
     lines = r.execute_command("CLIENT", "LIST").decode().splitlines()
     assert len(lines) >= 1 and all(line.startswith("id=") for line in lines)
-    me = _BoundRedis("127.0.0.4", sc.port)
+    me = BoundRedis("127.0.0.4", sc.port)
     assert len(me.execute_command("CLIENT", "LIST").decode().splitlines()) == 1  # itself only
-    assert b"PROXY CLIENTS" in b"".join(_BoundRedis("127.0.0.1", sc.port).execute_command("PROXY", "HELP"))
+    assert b"PROXY CLIENTS" in b"".join(BoundRedis("127.0.0.1", sc.port).execute_command("PROXY", "HELP"))
 
 
 def test_client_commands_answered_by_the_proxy(env, master):
@@ -223,7 +182,8 @@ def test_max_pipeline_is_back_pressure(env, master):
     payload = b"".join(resp_cmd("INCR", "pipe") for _ in range(n))
     sender = threading.Thread(target=s.sendall, args=(payload,))
     sender.start()
-    time.sleep(1)                        # the proxy stops reading at 1000 pending
+    # the proxy stops reading at 1000 pending
+    wait_until(lambda: sc.counter("pipeline_pauses") >= 1, what="reading paused")
     peak = sc.rss_kb()
     f = s.makefile("rb", buffering=1 << 20)
     for i in range(1, n + 1):
@@ -259,22 +219,18 @@ def test_out_of_descriptors_pauses_accepts_instead_of_spinning(env, master):
     """With its descriptors used up, the proxy stops accepting for a moment
     (the log says so a few times a second), burns no CPU, and serves again
     once connections go."""
-    sc = env.sidecar(master, start=False)
-    sc.log_fh = open(sc.logfile, "ab")
-    sc.proc = subprocess.Popen(["prlimit", "--nofile=64:64", SIDECAR_BIN, "-c", str(sc.ini)],
-                               stdout=sc.log_fh, stderr=subprocess.STDOUT)
-    wait_until(lambda: sc.client().ping(), what="sidecar up")
+    sc = env.sidecar(master, start=False).start(prefix=["prlimit", "--nofile=64:64"])
     socks = []
     for _ in range(100):
         try:
             socks.append(socket.create_connection(("127.0.0.1", sc.port), timeout=1))
         except OSError:
             break
-    with open(f"/proc/{sc.proc.pid}/stat") as f:
-        before = sum(int(x) for x in f.read().split()[13:15])
+    sc.wait_log("pausing accepts")                # out of descriptors
+    before = cpu_ticks(sc.proc.pid)
+    # No condition: a CPU-time window, in which nothing is to happen.
     time.sleep(1)
-    with open(f"/proc/{sc.proc.pid}/stat") as f:
-        after = sum(int(x) for x in f.read().split()[13:15])
+    after = cpu_ticks(sc.proc.pid)
     assert after - before < 20, f"{after - before} ticks of CPU in 1 s while out of fds"
     assert 3 <= sc.log().count("pausing accepts") <= 30
     for s in socks:

@@ -5,14 +5,11 @@ import json
 import re
 import socket
 import subprocess
-import time
 import urllib.request
 
 import pytest
 
-from conftest import free_port, wait_until
-from test_healthz import get
-from test_replicas import replica_of, sidecar_for
+from helpers import free_port, http_get as get, replica_of, sidecar_for, wait_until
 
 SAMPLE = re.compile(r'^(\w+)(?:\{(.*)\})? (\S+)$')
 
@@ -76,6 +73,9 @@ def test_metrics_pass_promtool_and_count_what_was_sent(env, master):
             for _ in range(5)]
     wait_until(lambda: value(parse(scrape(port)), "redis_sidecar_connections_refused_total",
                              reason="per_ip") == 1, what="the refusal counted")
+    # the transaction's lease comes back once its RESET is answered
+    wait_until(lambda: value(parse(scrape(port)), "redis_sidecar_links", node=m,
+                             state="lease_idle") == 1, what="the lease idle again")
 
     text = scrape(port)
     check = subprocess.run(["promtool", "check", "metrics"], input=text, text=True,

@@ -4,15 +4,13 @@ nothing and says why; PROXY CONFIG shows the running values, passwords
 masked."""
 import signal
 import socket
-import threading
 import time
 
 import pytest
 import redis
 
-from conftest import SLOW, free_port, resp_cmd, resp_read, wait_until
-from test_healthz import get
-from test_sentinel import nodes
+from helpers import (Load, free_port, http_get as get, nodes, resp_cmd, resp_read, unread_by_peer,
+                     wait_until)
 
 
 def config(sc):
@@ -27,41 +25,31 @@ def test_reload_while_50_clients_run(env, master):
     sc = env.sidecar(master, upstream={"replicas": f"127.0.0.1:{replica.port}"},
                      routing={"read_from": "master"},
                      admin={"password": "adm1n"})
-    errors, done = [], threading.Event()
+    def run(c, i, n):
+        if i == 0:                   # a reader: its GETs may go to the replica
+            return c.get("readme")
+        c.set(f"k{i}", n)
+        assert c.get(f"k{i}") == str(n).encode()
 
-    def run(i):
-        c = redis.Redis(host="127.0.0.1", port=sc.port, socket_timeout=10 * SLOW)
-        n = 0
-        while not done.is_set():
-            try:
-                if i == 0:                   # a reader: its GETs may go to the replica
-                    c.get("readme")
-                    continue
-                c.set(f"k{i}", n)
-                assert c.get(f"k{i}") == str(n).encode()
-                n += 1
-            except (redis.RedisError, AssertionError) as e:
-                errors.append(repr(e))
-                return
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(50)]
-    for t in ts:
-        t.start()
-    time.sleep(0.5)
+    load = Load(run, n=50, port=sc.port, stop_on_error=True).start()
+    load.wait_ok(1, each=True)       # all 50 connected
     sc.cfg.setdefault("clients", {}).update({"max_connections_per_ip": "10",
                                             "deny": "127.0.0.9"})
     sc.cfg["routing"]["read_from"] = "prefer-replica"
     sc.cfg["log"]["level"] = "debug"
     sc.write_ini()
     reads0 = int(sc.info()["reads_to_replicas"])
+    gets0 = replica.calls("get")
     assert sc.client().execute_command("PROXY", "RELOAD") == b"reloaded"
-    time.sleep(1)
+    reloaded = time.monotonic()
+    load.wait_ok(1, each=True, after=reloaded)                    # all 50 go on
+    # (the proxy is full for 127.0.0.1 now: asked the replica)
+    wait_until(lambda: replica.calls("get") > gets0, what="reads on the replica")
     # the 50 are kept; a 51st connection from 127.0.0.1 is over the new cap
     s = sc.raw()
     assert s.makefile("rb").readline().startswith(b"-ERR max connections per client IP")
-    done.set()
-    for t in ts:
-        t.join(30)
-    assert not errors, errors[:3]
+    load.stop()
+    assert not load.errors(), load.error_texts()[:3]
     cfg = config(sc)
     assert cfg["clients.max_connections_per_ip"] == "10"
     assert cfg["clients.deny"] == "127.0.0.9/32"
@@ -88,64 +76,47 @@ def test_invalid_file_changes_nothing_and_says_why(sidecar):
     assert sidecar.client().ping()
 
 
-# busy for 1 s by the server's clock
-LONG = ("local t = redis.call('TIME') local s = t[1] * 1000000 + t[2] "
-        "repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - s > 1000000 return 7")
-
-
 def reload(sc):
     return sc.client().execute_command("PROXY", "RELOAD").decode()
 
 
-def writers(sc, n, errors, done, acked):
-    """n clients SETting unique keys until done; acked keys recorded."""
-    def run(i):
-        c = redis.Redis(host="127.0.0.1", port=sc.port, socket_timeout=10 * SLOW)
-        k = 0
-        while not done.is_set():
-            try:
-                c.set(f"w{i}:{k}", k)
-                acked.append(f"w{i}:{k}")
-                k += 1
-            except redis.RedisError as e:
-                errors.append(repr(e))
-                return
-    ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in ts:
-        t.start()
-    return ts
-
-
-def sidecar_links(node):
-    return [c for c in node.client().client_list() if c.get("name") == "sidecar-data"]
+def writers(sc, n):
+    """n clients SETting unique keys (w{client}:{seq}) until stopped, each
+    until its first error."""
+    return Load(lambda c, i, k: c.set(f"w{i}:{k}", k), n=n, port=sc.port,
+                stop_on_error=True).start()
 
 
 def test_a_new_master_address_drains_the_old_links_and_opens_new_ones(env):
     a, b = env.redis("a"), env.redis("b")
     sc = env.sidecar(a, proxy={"shutdown_timeout": "10s"})
-    errors, done, acked = [], threading.Event(), []
-    ts = writers(sc, 10, errors, done, acked)
-    time.sleep(0.5)
+    load = writers(sc, 10)
+    load.wait_ok(1, each=True)
     # a request in flight on the old master at the reload: it finishes there
+    a.hold_writes()
     slow = sc.raw()
-    slow.sendall(resp_cmd("EVAL", LONG, "0"))
-    time.sleep(0.2)
+    f = slow.makefile("rb")
+    slow.sendall(resp_cmd("CLIENT", "SETNAME", "slow"))
+    assert resp_read(f) == b"OK"
+    slow.sendall(resp_cmd("EVAL", "return 7", "0"))
+    wait_until(lambda: any(c["name"] == "slow" and c["pending"] == "1" for c in sc.clients()),
+               what="the EVAL in flight")
     sc.cfg["upstream"]["master"] = f"127.0.0.1:{b.port}"
     sc.write_ini()
     assert reload(sc) == "reloaded; changed in place: upstream nodes"
     ns = nodes(sc)
     assert ns["master"] == f"127.0.0.1:{b.port}"
     assert ns["retiring"][0]["addr"] == f"127.0.0.1:{a.port}"
-    assert resp_read(slow.makefile("rb")) == 7            # answered by the old master
-    n_before = len(acked)
-    wait_until(lambda: len(acked) > n_before + 100, what="writes after the reload")
+    a.release_writes()
+    assert resp_read(f) == 7                              # answered by the old master
+    n_before = len(load.ok())
+    load.wait_ok(n_before + 100)                          # writes after the reload
     # the old master's links close once nothing is in flight on them
-    wait_until(lambda: not sidecar_links(a), timeout=3, what="old links closed")
+    wait_until(lambda: not a.sidecar_links(), timeout=3, what="old links closed")
     assert not nodes(sc)["retiring"]
-    done.set()
-    for t in ts:
-        t.join(30)
-    assert not errors, errors[:3]
+    load.stop()
+    assert not load.errors(), load.error_texts()[:3]
+    acked = [f"w{c.client}:{c.seq}" for c in load.ok()]
     # every acknowledged write is on one of the two, exactly once
     on_a, on_b = set(a.client().keys("w*")), set(b.client().keys("w*"))
     assert not on_a & on_b
@@ -185,14 +156,14 @@ def test_a_new_password_is_used_by_new_links_and_nothing_is_closed(env):
     sc = env.sidecar(m, upstream={"password": "old"})
     c = sc.client()
     c.set("k", "v")
-    ids = {x["id"] for x in sidecar_links(m)}
+    ids = {x["id"] for x in m.sidecar_links()}
     m.client().config_set("requirepass", "new")        # connections keep their AUTH
     m.password = "new"
     sc.cfg["upstream"]["password"] = "new"
     sc.write_ini()
     assert reload(sc) == "reloaded"
     assert c.get("k") == b"v"                           # the same links, the same app connection
-    assert {x["id"] for x in sidecar_links(m)} == ids
+    assert {x["id"] for x in m.sidecar_links()} == ids
     p = c.pipeline(transaction=True)                    # a new lease: AUTH with "new"
     p.set("t", 1)
     assert p.execute() == [True]
@@ -203,7 +174,7 @@ def test_a_pool_size_change_reopens_the_links_and_keeps_subscribers(env, master)
     sc = env.sidecar(master)
     c = sc.client()
     c.set("k", "v")
-    ids = {x["id"] for x in sidecar_links(master)}
+    ids = {x["id"] for x in master.sidecar_links()}
     assert len(ids) == 2
     sub = sc.client().pubsub()
     sub.subscribe("ch")
@@ -212,9 +183,11 @@ def test_a_pool_size_change_reopens_the_links_and_keeps_subscribers(env, master)
     sc.write_ini()
     assert reload(sc) == "reloaded; changed in place: upstream links"
     assert c.get("k") == b"v"
-    wait_until(lambda: len(sidecar_links(master)) == 3, what="3 new links")
-    assert len({x["id"] for x in sidecar_links(master)} & ids) == 0
-    time.sleep(1.5)                                     # past shutdown_timeout (1 s)
+    wait_until(lambda: len(master.sidecar_links()) == 3, what="3 new links")
+    assert len({x["id"] for x in master.sidecar_links()} & ids) == 0
+    # No condition: past shutdown_timeout (1 s), the old links' deadline, and
+    # the retire tick after it, nothing changes for a kept lease: the point.
+    time.sleep(1.5)
     assert c.publish("ch", "hello") == 1
     msg = sub.get_message(timeout=5)
     assert msg and msg["data"] == b"hello"              # the subscriber was kept
@@ -226,20 +199,19 @@ def test_a_client_s_order_holds_across_new_links(env, master):
     sc = env.sidecar(master, proxy={"shutdown_timeout": "10s"})
     s = sc.raw()
     f = s.makefile("rb")
-    stall = threading.Thread(target=master.client().eval, args=(LONG, 0))
-    stall.start()                                       # the server is busy for 1 s
-    time.sleep(0.1)
+    master.hold_writes()                                # the server holds every write
     s.sendall(b"".join(resp_cmd("SET", "k", f"v{i:06d}") for i in range(4000)))
-    time.sleep(0.2)
+    wait_until(lambda: 4000 in sc.pending(), what="4000 SETs on the old links")
     sc.cfg["pool"] = {"connections": "3"}
     sc.write_ini()
     sc.proc.send_signal(signal.SIGHUP)
-    time.sleep(0.1)
+    sc.wait_log("changed in place: upstream links")
     s.sendall(resp_cmd("SET", "k", "FINAL") + resp_cmd("GET", "k"))
+    wait_until(lambda: unread_by_peer(s) == 0, what="FINAL and GET read by the proxy")
+    master.release_writes()
     for _ in range(4001):
         assert resp_read(f) == b"OK"
     assert resp_read(f) == b"FINAL"
-    stall.join()
     assert master.client().get("k") == b"FINAL"
     assert "upstream links" in sc.log()
 
@@ -260,7 +232,7 @@ def test_replicas_added_and_removed_live(env, master):
     for _ in range(20):
         c.get("x")
     assert r2.client().info("commandstats")["cmdstat_get"]["calls"] - before == 20
-    wait_until(lambda: not sidecar_links(r1), what="r1's links closed")
+    wait_until(lambda: not r1.sidecar_links(), what="r1's links closed")
 
 
 def test_listen_moves_and_the_old_connections_stay(env, master):
@@ -329,7 +301,8 @@ def test_a_blocking_call_on_a_removed_master_ends_cleanly_and_the_client_goes_on
     s = sc.raw()
     f = s.makefile("rb")
     s.sendall(resp_cmd("BLPOP", "q", "0"))
-    time.sleep(0.2)
+    wait_until(lambda: [c for c in a.links("sidecar-lease") if c["cmd"] == "blpop"],
+               what="the BLPOP blocked on a lease")
     sc.cfg["upstream"]["master"] = f"127.0.0.1:{b.port}"
     sc.write_ini()
     assert reload(sc) == "reloaded; changed in place: upstream nodes"
@@ -353,9 +326,9 @@ def test_requests_waiting_for_a_dead_master_go_to_the_new_one(env):
     s.sendall(resp_cmd("PING"))
     assert resp_read(f) == b"PONG"
     a.stop()
-    time.sleep(0.2)
+    wait_until(lambda: sc.counter("link_failures") >= 2, what="links to a lost")
     s.sendall(resp_cmd("SET", "x", "1") + resp_cmd("INCR", "n"))   # queued: no link to a
-    time.sleep(0.2)
+    wait_until(lambda: 2 in sc.pending(), what="both queued")
     sc.cfg["upstream"]["master"] = f"127.0.0.1:{b.port}"
     sc.write_ini()
     t0 = time.monotonic()
@@ -380,9 +353,10 @@ def test_kept_leases_follow_the_address_through_later_reloads(env):
     sc.cfg["upstream"]["master"] = f"127.0.0.1:{b.port}"
     sc.write_ini()
     assert reload(sc) == "reloaded; changed in place: upstream nodes"
-    time.sleep(1.5)                                     # past the 1 s deadline
-    # closed: its server left the config (redis-py reconnects, to b)
-    assert not [c for c in a.client().client_list() if c.get("name") == "sidecar-lease"]
+    # closed at the 1 s deadline (within 1.5 s, as ever): its server left
+    # the config (redis-py reconnects, to b)
+    wait_until(lambda: not a.links("sidecar-lease"), timeout=1.5, scale=False,
+               what="the lease on a closed")
     other_db.set("k", "2")
     assert a.client(db=5).get("k") == b"1" and b.client(db=5).get("k") == b"2"
     wait_until(lambda: not nodes(sc)["retiring"], what="nothing left retiring")
@@ -397,6 +371,8 @@ def test_kept_leases_follow_the_address_through_later_reloads(env):
     sc.cfg["upstream"]["master"] = f"127.0.0.1:{b.port}"
     sc.write_ini()
     assert reload(sc) == "reloaded; changed in place: upstream nodes"
+    # No condition: past the 1 s deadline and the retire tick after it,
+    # nothing changes for a kept lease: the point.
     time.sleep(1.5)
     assert b.client().publish("ch", "hi") == 1
     msg = sub.get_message(timeout=5)

@@ -1,12 +1,9 @@
 """RESP3: HELLO 3 as redis answers it, RESP3 links beside the RESP2 ones,
 every reply in the client's own protocol, pushes in order on a lease."""
 import subprocess
-import threading
 
-import pytest
-import redis
 
-from conftest import Push, Resp3Set, resp_cmd, resp_read, resp_type, wait_until
+from helpers import Load, Push, Resp3Set, resp_cmd, resp_read, resp_type, wait_until
 
 
 class Conn:
@@ -121,28 +118,27 @@ def test_redis_cli_3(sidecar, master):
 
 def test_resp3_and_resp2_clients_interleaved(sidecar, master):
     master.client().hset("h", "f", "v")
-    errors = []
 
-    def run(proto):
+    def connect(i):                          # client 0 speaks RESP2, client 1 RESP3
         c = Conn(sidecar)
-        if proto == 3:
+        if i == 1:
             c.call("HELLO", "3")
-        for i in range(1000):
-            c.s.sendall(resp_cmd("SET", f"k{proto}:{i}", i) + resp_cmd("HGETALL", "h") +
-                        resp_cmd("GET", f"k{proto}:{i}"))
-            ok = resp_read(c.f)
-            t = resp_type(c.f)
-            h = resp_read(c.f)
-            v = resp_read(c.f)
-            want = (b"%", {b"f": b"v"}) if proto == 3 else (b"*", [b"f", b"v"])
-            if ok != b"OK" or (t, h) != want or v != str(i).encode():
-                errors.append((proto, i, ok, t, h, v))
-                return
-    ts = [threading.Thread(target=run, args=(p,)) for p in (2, 3)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join(60)
+        return c
+
+    def run(c, i, n):
+        proto = 3 if i else 2
+        c.s.sendall(resp_cmd("SET", f"k{proto}:{n}", n) + resp_cmd("HGETALL", "h") +
+                    resp_cmd("GET", f"k{proto}:{n}"))
+        ok = resp_read(c.f)
+        t = resp_type(c.f)
+        h = resp_read(c.f)
+        v = resp_read(c.f)
+        want = (b"%", {b"f": b"v"}) if proto == 3 else (b"*", [b"f", b"v"])
+        assert ok == b"OK" and (t, h) == want and v == str(n).encode(), (proto, n, ok, t, h, v)
+
+    load = Load(run, n=2, connect=connect, iterations=1000, stop_on_error=True).start()
+    assert load.join(60) and not load.crashed, load.crashed
+    errors = load.error_texts()
     assert not errors, errors[:3]
     # the configured 2 links per protocol, no more
     assert links_by_protocol(master) == {"2": 2, "3": 2}

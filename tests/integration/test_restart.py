@@ -3,52 +3,21 @@
 close run throughout: no connect is refused, no request fails."""
 import signal
 import socket
-import threading
 import time
 
-import redis
-
-from conftest import SLOW, Sidecar, wait_until
+from helpers import SLOW, Load, Sidecar, wait_until
 
 
-class Looper:
-    """SET in a loop; on a closed connection (nothing was answered, so the
-    drain never read the request) it reconnects and sends it again."""
-
-    def __init__(self, port, i):
-        self.port, self.i = port, i
-        self.ok = self.reconnects = self.refused = 0
-        self.errors = []
-        self.stop_flag = threading.Event()
-        self.t = threading.Thread(target=self.run)
-
-    def run(self):
-        c = None
-        n = 0
-        while not self.stop_flag.is_set():
-            try:
-                if c is None:
-                    c = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10 * SLOW)
-                c.set(f"r{self.i}:{n}", n)
-                self.ok += 1
-                n += 1
-            except redis.ConnectionError as e:
-                if isinstance(e.__context__, ConnectionRefusedError) or "refused" in str(e):
-                    self.refused += 1
-                self.reconnects += 1
-                c = None
-            except redis.RedisError as e:
-                self.errors.append(repr(e))
-                n += 1
-            time.sleep(0.002)
+def set_in_a_loop(c, i, n):
+    c.set(f"r{i}:{n}", n)
 
 
 def test_restart_on_the_same_port_refuses_nothing(env, master):
     old = env.sidecar(master)
-    loopers = [Looper(old.port, i) for i in range(20)]
-    for lp in loopers:
-        lp.t.start()
-    time.sleep(1)
+    # 20 clients SET in a loop; on a closed connection (nothing was answered,
+    # so the drain never read the request) each reconnects and sends it again
+    load = Load(set_in_a_loop, n=20, port=old.port, rate=500, reconnect="retry").start()
+    load.wait_ok(10, each=True)
     new = Sidecar(env.tmp, master.port)
     new.port = old.port                      # the same address, by SO_REUSEPORT
     new.cfg["proxy"]["listen"] = f"127.0.0.1:{old.port}"
@@ -56,26 +25,26 @@ def test_restart_on_the_same_port_refuses_nothing(env, master):
     env.sidecars.append(new)
     new.start()
     wait_until(lambda: f"listening on 127.0.0.1:{old.port}" in new.log(), what="new listening")
-    time.sleep(0.5)
     old.proc.send_signal(signal.SIGTERM)
     old.proc.wait(15 * SLOW)
     assert old.stop() == 0
-    time.sleep(1)
-    for lp in loopers:
-        lp.stop_flag.set()
-    for lp in loopers:
-        lp.t.join(30)
-    ok = sum(lp.ok for lp in loopers)
-    refused = sum(lp.refused for lp in loopers)
-    errors = [e for lp in loopers for e in lp.errors]
-    reconnects = sum(lp.reconnects for lp in loopers)
+    gone = time.monotonic()
+    load.wait_ok(10, each=True, after=gone)  # every client carries on, on the new one
+    load.stop()
+    ok = len(load.ok())
+    refused = sum(load.refused)
+    errors = load.error_texts()
+    reconnects = sum(load.reconnects)
     print(f"\nrestart: {ok} requests, {reconnects} reconnects, {refused} refused, "
           f"{len(errors)} errors")
     assert refused == 0 and not errors, errors[:5]
-    assert all(lp.ok > 0 for lp in loopers)
+    assert all(load.ok(i) for i in range(20))
     assert int(new.info()["total_requests"]) > 0       # the new one took over
     socket.create_connection(("127.0.0.1", old.port), timeout=2).close()
     # every acknowledged SET is there
-    r = master.client()
-    for lp in loopers:
-        assert r.exists(f"r{lp.i}:{lp.ok - 1}")
+    acked = load.ok()
+    p = master.client().pipeline(transaction=False)
+    for c in acked:
+        p.get(f"r{c.client}:{c.seq}")
+    lost = [c for c, v in zip(acked, p.execute()) if v != str(c.seq).encode()]
+    assert not lost, lost[:5]

@@ -1,12 +1,11 @@
 """The master down at start, killed while idle, and killed under load:
 clear errors within connect_timeout, no hang, recovery once it is back."""
-import threading
 import time
 
 import pytest
 import redis
 
-from conftest import SLOW, resp_cmd, resp_read, wait_until
+from helpers import SLOW, Load, resp_cmd, resp_read, wait_until
 
 POOL = {"connect_timeout": "300ms", "reply_timeout": "2s"}
 
@@ -46,48 +45,31 @@ def test_master_killed_while_idle(env, master):
     assert r.set("k2", "v2") is True and r.get("k2") == b"v2"
 
 
+def set_or_get(c, i, n):
+    """SET on odd calls, GET on even ones: writes and reads alike."""
+    return c.set(f"w{i}", n) if n % 2 == 0 else c.get(f"w{i}")
+
+
 def test_master_killed_under_load(env, master):
     sc = env.sidecar(master, pool=POOL)
-    stop = threading.Event()
-    results = {i: {"ok": 0, "errors": [], "slowest": 0.0} for i in range(20)}
-
-    def worker(i):
-        r = sc.client(socket_timeout=10)
-        n = 0
-        while not stop.is_set():
-            n += 1
-            t0 = time.monotonic()
-            try:
-                if n % 2:
-                    r.set(f"w{i}", n)
-                else:
-                    r.get(f"w{i}")
-                results[i]["ok"] += 1
-            except redis.ResponseError as e:
-                results[i]["errors"].append(str(e))
-                time.sleep(0.01)
-            results[i]["slowest"] = max(results[i]["slowest"], time.monotonic() - t0)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(20)]
-    for t in threads:
-        t.start()
-    time.sleep(0.5)
+    load = Load(set_or_get, n=20, port=sc.port, pause_after_error=0.01).start()
+    load.wait_ok(5, each=True)
     master.stop()
-    time.sleep(1.5)
-    before_restart = {i: results[i]["ok"] for i in results}
+    # every client meets the outage
+    wait_until(lambda: all(load.errors(i) for i in range(20)), what="an error for each client")
+    before_restart = {i: len(load.ok(i)) for i in range(20)}
     master.start()
-    time.sleep(1.5)
-    stop.set()
-    for t in threads:
-        t.join(20)
-    assert not any(t.is_alive() for t in threads), "a client hung"
-    for i, res in results.items():
-        assert res["errors"], f"client {i} saw no error while the master was down"
-        for e in res["errors"]:
+    wait_until(lambda: all(len(load.ok(i)) > before_restart[i] for i in range(20)),
+               what="every client served again")
+    load.stop()          # asserts no client hung
+    for i in range(20):
+        errors = load.error_texts(i)
+        assert errors, f"client {i} saw no error while the master was down"
+        for e in errors:
             assert e.startswith("upstream "), e
             assert "unavailable" in e or "may or may not have been applied" in e, e
-        assert res["ok"] > before_restart[i], f"client {i} did not recover"
-        assert res["slowest"] < 3 * SLOW, f"client {i} waited {res['slowest']:.1f}s"
+        assert len(load.ok(i)) > before_restart[i], f"client {i} did not recover"
+        assert load.slowest(i) < 3 * SLOW, f"client {i} waited {load.slowest(i):.1f}s"
 
 
 def test_pipelined_requests_behind_a_dead_link_are_answered(env, master):

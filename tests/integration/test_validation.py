@@ -4,46 +4,14 @@ blackholes them, and requests follow the retry rule."""
 import os
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
 import redis
 
-from conftest import SIDECAR_BIN, SLOW, rss_kb, wait_until
-from relay import Relay
+from helpers import SIDECAR_BIN, SLOW, Load, Relay, rss_kb, ten_requests_each, wait_until
 
 IDLE = 1.6            # longer than the default validate_after (1s)
-
-
-def ten_requests_each(clients):
-    """Each of the idle clients (which wrote "init" to v:i) sends 10 requests
-    at once: SET, then GET/SET alternating, values checked. Returns
-    (errors, slowest first request). Also used inside the netns test."""
-    errors, firsts = [], []
-
-    def run(i, c):
-        expect = "init"
-        for j in range(10):
-            t0 = time.monotonic()
-            try:
-                if j % 2 == 0:
-                    expect = f"s{j}"
-                    assert c.set(f"v:{i}", expect) is True
-                else:
-                    got = c.get(f"v:{i}")
-                    assert got == expect.encode(), (got, expect)
-            except (redis.RedisError, AssertionError) as e:
-                errors.append(f"client {i} request {j}: {e!r}")
-            if j == 0:
-                firsts.append(time.monotonic() - t0)
-
-    threads = [threading.Thread(target=run, args=(i, c)) for i, c in enumerate(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    return errors, max(firsts)
 
 
 def twenty_idle_clients_then(sc, break_links, idle=IDLE):
@@ -52,7 +20,10 @@ def twenty_idle_clients_then(sc, break_links, idle=IDLE):
     clients = [sc.client(socket_timeout=10 * SLOW) for _ in range(20)]
     for i, c in enumerate(clients):
         assert c.set(f"v:{i}", "init") is True
-    time.sleep(idle)
+    if idle:
+        # No condition to wait on: the links must sit idle past validate_after
+        # (1 s), which nothing shows until a request comes, and that is the test.
+        time.sleep(idle)
     break_links()
     errors, slowest = ten_requests_each(clients)
     return errors, slowest, clients
@@ -78,7 +49,10 @@ def test_links_killed_by_client_kill(env, master):
 def test_links_reaped_by_redis_timeout(env):
     m = env.redis("master", args=["--timeout", "1"])
     sc = env.sidecar(m)
-    errors, _, _ = twenty_idle_clients_then(sc, lambda: None, idle=2.5)
+
+    def reaped():                     # Redis closes them after its 1 s timeout
+        wait_until(lambda: sc.counter("link_failures") >= 2, what="links reaped")
+    errors, _, _ = twenty_idle_clients_then(sc, reaped, idle=0)
     assert errors == []
     no_lost_write(m)
     assert int(sc.info()["link_failures"]) >= 2     # Redis did reap them
@@ -89,10 +63,10 @@ def test_redis_restarted_during_idle_time(env, master):
 
     def restart():
         master.stop()
-        time.sleep(1)
+        wait_until(lambda: sc.counter("link_failures") >= 2, what="links lost")
         master.start()
-        time.sleep(1)
-    errors, _, _ = twenty_idle_clients_then(sc, restart, idle=0.2)
+        wait_until(lambda: sc.info()["master_links_ready"] == "2", what="links up again")
+    errors, _, _ = twenty_idle_clients_then(sc, restart, idle=0)
     assert errors == []
     no_lost_write(master)
 
@@ -128,7 +102,7 @@ NETNS_CLIENT = r"""
 import sys
 import redis
 sys.path.insert(0, sys.argv[2])
-from test_validation import ten_requests_each
+from helpers import ten_requests_each
 clients = [redis.Redis(port=int(sys.argv[1]), socket_timeout=30) for _ in range(20)]
 for i, c in enumerate(clients):
     c.set(f"v:{i}", "init")
@@ -171,6 +145,7 @@ def test_flow_dropped_by_iptables_in_a_netns(tmp_path):
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         procs.append(cl)
         assert cl.stdout.readline().strip() == "IDLE"
+        # No condition: idle past validate_after, which shows only in the requests.
         time.sleep(IDLE)
         flows = nsexec("ss", "-tnH", "state", "established", "dport = :7000").stdout.split()
         sports = [f.rsplit(":", 1)[1] for f in flows if f.startswith("127.0.0.1:") and
@@ -217,8 +192,9 @@ def test_written_read_is_retried_and_written_write_gets_an_error(env, master):
 def test_background_pings_keep_idle_links_alive(env, master):
     sc = env.sidecar(master, pool={"ping_interval": "200ms", "validate_after": "0"})
     sc.client().ping()
-    time.sleep(1.2)
-    assert int(sc.info()["validations"]) >= 6
+    # at least 6 PINGs within 1.2 s: the bound the test always had
+    wait_until(lambda: sc.counter("validations") >= 6, timeout=1.2, scale=False,
+               what="6 background PINGs")
     for link in master.sidecar_links():
         assert int(link["idle"]) <= 1
 
@@ -272,102 +248,63 @@ def test_node_down_fails_fast_and_comes_back(env, master):
     assert sc.log().count("is down") == 1          # logged once, not per request
 
 
+def aof_op(c, i, n):
+    """SET of a new key, then INCR of the client's counter, in turn."""
+    return c.set(f"aof:{i}:{n}", n) if n % 2 == 0 else c.incr(f"ctr:{i}")
+
+
 def test_restart_with_aof_loses_and_duplicates_nothing(env):
     m = env.redis("master", args=["--appendonly", "yes", "--appendfsync", "always"])
     sc = env.sidecar(m)
-    stop = threading.Event()
-    back = {}
-    stats = [{"sets": [], "incr_ok": 0, "incr_unsure": 0, "errors": [], "first_ok_after_back": None}
-             for _ in range(8)]
-
-    def worker(i):
-        r = sc.client(socket_timeout=10 * SLOW)
-        st = stats[i]
-        n = 0
-        while not stop.is_set():
-            n += 1
-            t0 = time.monotonic()
-            try:
-                if n % 2:
-                    r.set(f"aof:{i}:{n}", n)
-                    st["sets"].append(n)
-                else:
-                    r.incr(f"ctr:{i}")
-                    st["incr_ok"] += 1
-                if "t" in back and t0 >= back["t"] and st["first_ok_after_back"] is None:
-                    st["first_ok_after_back"] = time.monotonic() - back["t"]
-            except redis.ResponseError as e:
-                if n % 2 == 0 and "may or may not" in str(e):
-                    st["incr_unsure"] += 1
-                st["errors"].append((t0, str(e)))
-            time.sleep(max(0, 1 / 150 - (time.monotonic() - t0)))
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    time.sleep(4)
+    load = Load(aof_op, n=8, port=sc.port, rate=150).start()
+    load.wait_ok(150, each=True)
     m.stop(signal.SIGTERM)
     m.start()
-    back["t"] = time.monotonic()
-    time.sleep(8)
-    stop.set()
-    for t in threads:
-        t.join(30)
+    back = time.monotonic()
+    load.wait_ok(150, each=True, after=back)
+    load.stop()
     r = m.client()
-    for i, st in enumerate(stats):
+    for i in range(8):
+        incr_ok = len([c for c in load.ok(i) if c.seq % 2])
+        incr_unsure = len([c for c in load.errors(i) if c.seq % 2 and "may or may not" in c.value])
         ctr = int(r.get(f"ctr:{i}") or 0)
-        assert st["incr_ok"] <= ctr <= st["incr_ok"] + st["incr_unsure"], (i, ctr, st["incr_ok"])
-        missing = [n for n in st["sets"] if r.get(f"aof:{i}:{n}") != str(n).encode()]
+        assert incr_ok <= ctr <= incr_ok + incr_unsure, (i, ctr, incr_ok)
+        sets = [c.seq for c in load.ok(i) if c.seq % 2 == 0]
+        missing = [n for n in sets if r.get(f"aof:{i}:{n}") != str(n).encode()]
         assert missing == [], f"client {i} lost acknowledged writes {missing[:5]}"
-        late = [e for t0, e in st["errors"] if t0 >= back["t"]]
+        late = load.error_texts(i, after=back)
         assert late == [], f"client {i} errors after Redis was back: {late[:3]}"
-        assert st["first_ok_after_back"] is not None and st["first_ok_after_back"] < 1 * SLOW
+        first_ok_after_back = min((c.t1 for c in load.ok(i, after=back)), default=None)
+        assert first_ok_after_back is not None and first_ok_after_back - back < 1 * SLOW
+
+
+def set_or_get(c, i, n):
+    return c.set(f"d:{i}", n) if n % 2 == 0 else c.get(f"d:{i}")
 
 
 def test_down_at_start_and_for_10s_under_load(env):
     m = env.redis("master", start=False)
     sc = env.sidecar(m.port, pool={"connect_timeout": "300ms"})
     rss0 = sc.rss_kb()
-    stop = threading.Event()
-    back = {}
-    res = [{"ok": 0, "errors": [], "late_errors": [], "slowest": 0.0} for _ in range(4)]
-
-    def worker(i):
-        r = sc.client(socket_timeout=10 * SLOW)
-        n = 0
-        while not stop.is_set():
-            n += 1
-            t0 = time.monotonic()
-            try:
-                r.set(f"d:{i}", n) if n % 2 else r.get(f"d:{i}")
-                res[i]["ok"] += 1
-            except redis.ResponseError as e:
-                res[i]["errors"].append(str(e))
-                # a request sent once Redis was back and the proxy knew it
-                if "ready" in back and t0 > back["ready"]:
-                    res[i]["late_errors"].append(str(e))
-            res[i]["slowest"] = max(res[i]["slowest"], time.monotonic() - t0)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
-    for t in threads:
-        t.start()
+    load = Load(set_or_get, n=4, port=sc.port).start()
+    # No condition: 10 s of outage under load is the subject, nothing is to
+    # change meanwhile (no backlog, no growth); its errors are checked below.
     time.sleep(10)
-    assert all(x["ok"] == 0 for x in res)
+    assert not load.ok()
     grew = rss_kb(sc.proc.pid) - rss0
     m.start()
-    back["t"] = time.monotonic()
-    wait_until(lambda: all(x["ok"] > 0 for x in res), timeout=5, what="every client served")
-    recovered = time.monotonic() - back["t"]
-    back["ready"] = time.monotonic()
-    time.sleep(1)
-    stop.set()
-    for t in threads:
-        t.join(20)
-    assert not any(t.is_alive() for t in threads)
-    for x in res:
-        assert x["slowest"] < 0.3 * 3 * SLOW, x["slowest"]
+    t_back = time.monotonic()
+    load.wait_ok(1, each=True, timeout=5)        # every client served
+    recovered = time.monotonic() - t_back
+    # requests sent once Redis was back and the proxy knew it
+    ready = time.monotonic()
+    load.wait_ok(50, each=True, after=ready)
+    load.stop()
+    for i in range(4):
+        errors = load.error_texts(i)
+        assert load.slowest(i) < 0.3 * 3 * SLOW, load.slowest(i)
         assert all(e.startswith("upstream 127.0.0.1:") and
-                   ("unavailable" in e or "is down" in e) for e in x["errors"]), x["errors"][:3]
-        assert x["late_errors"] == []
+                   ("unavailable" in e or "is down" in e) for e in errors), errors[:3]
+        assert load.error_texts(i, after=ready) == []
     assert recovered < 1 * SLOW + 0.5, f"service came back {recovered:.2f}s after Redis"
     assert grew < 64 * 1024, f"RSS grew by {grew} kB"
