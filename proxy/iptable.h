@@ -1,6 +1,6 @@
 /* Per-IP accounting, kept live: connections now and at peak, accepted,
- * refused by reason, first and last seen; and the bans. Bounded: entries
- * with no open connection are dropped, oldest first, past IPTABLE_MAX. */
+ * refused by reason, first and last seen; and the bans. Bounded: at
+ * IPTABLE_MAX entries, every entry with no open connection is dropped. */
 #ifndef SIDECAR_IPTABLE_H
 #define SIDECAR_IPTABLE_H
 
@@ -46,7 +46,8 @@ unsigned iptable_all(const struct iptable *t, struct ipstat **out, unsigned max)
 
 /* Seconds left on the longest ban covering ip, 0 if none. */
 double iptable_banned_for(struct iptable *t, const struct ip *ip, ev_tstamp now);
-/* Add or extend a ban; -1 when the list is full. */
+/* Ban a range until `until`; a range banned already gets the new deadline
+ * (shorter or longer). -1 when the list is full. */
 int iptable_ban(struct iptable *t, const struct cidr *c, ev_tstamp until);
 /* 1 if a ban on exactly this range was lifted. */
 int iptable_unban(struct iptable *t, const struct cidr *c);
