@@ -6,6 +6,7 @@ acknowledges a write from a deposed master, and holds writes meanwhile.
 Figures (switch to stable writes, errors, lost writes) are printed; run
 with -s to see them."""
 import signal
+import threading
 import time
 
 import pytest
@@ -522,3 +523,35 @@ def test_a_lease_kept_by_a_pool_size_reload_follows_a_failover(env, topo):
     node = topo.by_port(int(new.rsplit(":", 1)[1]))
     assert node.client(db=3).get("x") == b"1"
     wait_until(lambda: not nodes(sc)["retiring"], what="the old links gone")
+
+
+def test_a_lease_waiting_for_a_master_that_comes_back_up_goes_on(env, topo):
+    # The proxy marks the master down (two checks 100 ms apart) well before
+    # the sentinels would (down-after 1 s): a MULTI then waits for it, and
+    # goes on as soon as its checks pass again, not at failover_wait.
+    sc = topo.sidecar(health={"check_interval": "100ms", "down_after": "2"},
+                      routing={"failover_wait": "5s"})
+    m = topo.master
+    wait_confirmed(sc, f"127.0.0.1:{m.port}")
+    c = sc.client()
+    result = {}
+
+    def transaction():
+        p = c.pipeline(transaction=True)
+        p.set("after-down", 1)
+        result["reply"] = p.execute()
+        result["at"] = time.monotonic()
+
+    m.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: f"node 127.0.0.1:{m.port} is down" in sc.log(), what="master down")
+        t = threading.Thread(target=transaction)
+        t.start()
+        wait_until(lambda: b"cmd=multi" in sc.client().execute_command("PROXY", "CLIENT", "LIST"),
+                   what="the MULTI waiting")
+    finally:
+        m.proc.send_signal(signal.SIGCONT)
+    resumed = time.monotonic()
+    t.join(10 * SLOW)
+    assert result.get("reply") == [True]
+    assert result["at"] - resumed < 2 * SLOW, result["at"] - resumed
