@@ -16,10 +16,6 @@ enum {
     P_ITEM, P_ITEM_BODY, P_CHUNK, P_CHUNK_BODY,             /* replies */
 };
 
-/* Owed inside a streamed aggregate: more than any reply can hold, so that
- * only its closing "." ends it. */
-#define STREAMED_OWED (LLONG_MAX / 4)
-
 void resp_framer_reset(struct resp_framer *f)
 {
     f->phase = P_START;
@@ -186,7 +182,7 @@ static int request_arg_header(struct resp_framer *f, const char *p, size_t n,
             return fail(f, "Protocol error: too big bulk count string");
         return RESP_MORE;
     }
-    if (rc < 0 || v < 0 || v > lim->max_bulk)
+    if (rc < 0 || v < 0 || v > lim->max_bulk || v > LLONG_MAX - 2)
         return fail(f, "Protocol error: invalid bulk length");
     if (f->argi == 0) {
         f->fr.name_off = f->off;
@@ -201,7 +197,13 @@ static int request_inline(struct resp_framer *f, const char *p, size_t n)
 {
     size_t from = f->scan;
     const char *nl = from < n ? memchr(p + from, '\n', n - from) : NULL;
+    size_t end = nl ? (size_t)(nl - p) : n;
 
+    /* redis finds an inline request's end with strchr: a NUL before it
+     * hides it for good, and redis waits until the size limit. Nothing
+     * good comes of that wait: the error now. */
+    if (from < end && memchr(p + from, '\0', end - from))
+        return fail(f, "Protocol error: NUL byte in an inline request");
     if (!nl) {
         f->scan = n;
         if (n > RESP_MAX_INLINE)
@@ -255,12 +257,20 @@ int resp_frame_request(struct resp_framer *f, const char *p, size_t n,
     }
 }
 
-/* One reply item is complete: the frame is when nothing more is owed. */
+/* One reply item is complete: the frame is when nothing more is owed.
+ * Counting owed items reaches 0 exactly when a whole value is read; inside
+ * a streamed aggregate that is one element: one more is owed then (the
+ * next element, or its '.'), and it is between elements. */
 static int item_done(struct resp_framer *f)
 {
     f->phase = P_ITEM;
     if (--f->owed > 0)
         return STEP;
+    if (f->nstreamed) {
+        f->owed = 1;
+        f->between = 1;
+        return STEP;
+    }
     f->fr.len = f->off;
     f->phase = P_START;
     f->off = f->scan = 0;
@@ -312,6 +322,8 @@ static int reply_item(struct resp_framer *f, const char *p, size_t n,
     if (f->off >= n)
         return RESP_MORE;
     char t = p[f->off];
+    if (t != '.')
+        f->between = 0;                  /* an element of a streamed aggregate begins */
     switch (t) {
     case '+': case '-': case ':': case '_': case ',': case '#': case '(':
         if (!(cr = find_line(f, p, n)))
@@ -324,10 +336,11 @@ static int reply_item(struct resp_framer *f, const char *p, size_t n,
          * holds it */
         if (!(cr = find_line(f, p, n)))
             return line_pending(f, n, RESP_MAX_HEADER);
-        if (f->nstreamed == 0 || cr != p + f->off + 1)
+        if (f->nstreamed == 0 || !f->between || cr != p + f->off + 1)
             return fail(f, "unexpected '.' in reply");
         f->off = (size_t)(cr - p) + 2;
         f->owed = f->outer_owed[--f->nstreamed];
+        f->between = 0;                  /* inside an element of what holds it */
         return item_done(f);
     case '$': case '!': case '=':
         if (t == '$' && is_streamed(p, n, f->off)) {
@@ -360,7 +373,8 @@ static int reply_item(struct resp_framer *f, const char *p, size_t n,
                 return fail(f, "streamed aggregates nested too deep in reply");
             f->off += 4;
             f->outer_owed[f->nstreamed++] = f->owed;
-            f->owed = STREAMED_OWED;
+            f->owed = 1;
+            f->between = 1;
             return STEP;
         }
         if ((rc = read_header(f, p, n, &v)) == 0)
@@ -438,10 +452,17 @@ static int hex_digit(char c)
     return -1;
 }
 
+/* Between tokens and after a closing quote, redis's sdssplitargs takes
+ * isspace(); a bare token ends only at one of these. */
 static int is_space(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' ||
            c == '\f';
+}
+
+static int ends_token(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\0';
 }
 
 /* One double-quoted token starting after the quote; its decoded bytes go
@@ -503,7 +524,7 @@ long long resp_inline_to_multibulk(const char *line, size_t len,
             break;
         buf_reset(&tok);
         /* A token is runs of bare bytes and quoted parts, as sdssplitargs. */
-        while (i < len && !is_space(line[i])) {
+        while (i < len && !ends_token(line[i])) {
             if (line[i] == '"' || line[i] == '\'') {
                 size_t next = line[i] == '"'
                     ? inline_dquoted(line, i + 1, len, &tok)

@@ -43,6 +43,8 @@ struct resp_framer {
     long long bulk;         /* bytes of the current bulk still owed, CRLF included */
     long long argi;         /* request: index of the argument being read */
     int       nstreamed;    /* reply: streamed aggregates (*?, %?, ~?) open */
+    int       between;      /* reply: the innermost streamed aggregate is between
+                             * elements (its '.' may come) */
     long long outer_owed[RESP_MAX_STREAMED];  /* what was owed around each */
     struct resp_frame fr;
     const char *err;        /* reason, on RESP_ERR */

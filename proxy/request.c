@@ -218,9 +218,13 @@ static int dispatch_inline(struct client *c, const char *line, size_t len)
     if (argc == 0)
         return 1;
     resp_framer_reset(&f);
+    /* Rewritten, it meets the limits a multibulk request meets, and the
+     * same error: never a request without a reply. */
     if (resp_frame_request(&f, buf_start(&sc->inline_req), buf_used(&sc->inline_req),
-                           &sc->req_limits) != RESP_DONE)
+                           &sc->req_limits) != RESP_DONE) {
+        client_protocol_error(c, f.err ? f.err : "Protocol error: bad inline request");
         return 1;
+    }
     c->last_cmd = command_lookup(&sc->cmds, buf_start(&sc->inline_req) + f.fr.name_off,
                                  f.fr.name_len);
     return carry_out(c, buf_start(&sc->inline_req), &f.fr);

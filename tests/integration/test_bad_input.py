@@ -194,3 +194,51 @@ def test_query_buffer_limit(sc):
     assert closed(s)
     assert int(sc.info()["errors_query_buffer"]) == 1
     others_fine(sc)
+
+
+def test_inline_over_the_bulk_limit_gets_its_error_not_silence(env, master):
+    # Rewritten as RESP, the inline SET's value is over max_query_buffer:
+    # it gets the multibulk form's error, never no reply (which would hand
+    # the next caller this request's reply).
+    sc = env.sidecar(master, clients={"max_query_buffer": "1kb"})
+    s = sc.raw()
+    f = s.makefile("rb")
+    s.sendall(b"SET k " + b"x" * 2000 + b"\r\nPING\r\n")
+    first = resp_read(f)
+    assert isinstance(first, redis.ResponseError), first
+    assert "Protocol error: invalid bulk length" in str(first)
+    assert f.read() == b""                        # closed: no +PONG after it
+    others_fine_small(sc)
+
+
+def others_fine_small(sc):
+    r = sc.client()
+    assert r.set("other", "still-here") is True and r.get("other") == b"still-here"
+
+
+def test_inline_tokens_split_as_redis_splits_them(env, master):
+    # A vertical tab inside a bare token does not split it (redis 7's
+    # sdssplitargs ends a token at space, tab, CR, LF and NUL only).
+    sc = env.sidecar(master)
+    s = sc.raw()
+    f = s.makefile("rb")
+    s.sendall(b"SET k a\x0bb\r\nGET k\r\n\x0cGET\x0bk\r\n")
+    assert resp_read(f) == b"OK"
+    assert resp_read(f) == b"a\x0bb"
+    err = resp_read(f)                            # one token: "GET\vk", unknown
+    assert isinstance(err, redis.ResponseError) and "unknown command" in str(err), err
+    assert master.client().get("k") == b"a\x0bb"
+
+
+def test_inline_line_with_a_nul_gets_an_error_not_forwarded(env, master):
+    # redis would never see this line end (it finds it with strchr): it is
+    # not forwarded, and gets a clear error and a close.
+    sc = env.sidecar(master)
+    s = sc.raw()
+    f = s.makefile("rb")
+    s.sendall(b"PING\r\nSET k\x00v\r\nPING\r\n")
+    assert resp_read(f) == b"PONG"
+    err = resp_read(f)
+    assert isinstance(err, redis.ResponseError) and "NUL byte in an inline request" in str(err)
+    assert f.read() == b""
+    assert master.client().exists("k") == 0

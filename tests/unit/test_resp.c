@@ -267,6 +267,17 @@ static void test_request_inline(void)
     CHECK(frames_as(REQ, S("PING\r"), WANT_MORE));
     /* The first byte decides, as in redis: '$' is not an array. */
     CHECK(frames_as(REQ, S("$4\r\nPING\r\n"), WANT_INLINE(4)));
+    /* A NUL before the line's end would hide it from redis (strchr) for
+     * good: the error at once, also when it came in an earlier piece. */
+    static const char nul_err[] = "Protocol error: NUL byte in an inline request";
+    CHECK_FRAMES(REQ, S("GET k\0\r\n"), WANT_ERR(nul_err));
+    CHECK(frames_as(REQ, S("GET\0k\r\nPING\r\n"), WANT_ERR(nul_err)));
+    CHECK(frames_as(REQ, S("GET\0"), WANT_ERR(nul_err)));
+    CHECK(frames_as(REQ, S("PING\r\nGET\0k\r\n"), WANT_INLINE(6)));
+    struct resp_framer f;
+    resp_framer_reset(&f);
+    CHECK(run(REQ, &f, S("GE")) == RESP_MORE && run(REQ, &f, S("GE\0T k\r\n")) == RESP_ERR &&
+          strcmp(f.err, nul_err) == 0);
 }
 
 static void test_request_pipeline(void)
@@ -308,6 +319,10 @@ static void test_request_errors(void)
     char *p;
 
     CHECK_FRAMES(REQ, S("*99999999999\r\n"), WANT_ERR(E_MBULK));
+    /* A bulk limit near LLONG_MAX: its length plus CRLF must not overflow. */
+    static const struct resp_limits huge = { .max_bulk = LLONG_MAX, .max_line = 64 };
+    CHECK(frames_as_lim(REQ, S("*1\r\n$9223372036854775806\r\n"), &huge, WANT_ERR(E_BULK)));
+    CHECK(frames_as_lim(REQ, S("*1\r\n$9223372036854775805\r\n"), &huge, WANT_MORE));
     CHECK_FRAMES(REQ, S("*2147483648\r\n"), WANT_ERR(E_MBULK));
     CHECK_FRAMES(REQ, S("*abc\r\n"), WANT_ERR(E_MBULK));
     CHECK_FRAMES(REQ, S("*\r\n"), WANT_ERR(E_MBULK));
@@ -486,6 +501,15 @@ static void test_reply_errors(void)
     CHECK_FRAMES(REP, S(".\r\n"), WANT_ERR("unexpected '.' in reply"));
     CHECK_FRAMES(REP, S("*1\r\n.\r\n"), WANT_ERR("unexpected '.' in reply"));
     CHECK_FRAMES(REP, S("*?\r\n.x\r\n"), WANT_ERR("unexpected '.' in reply"));
+    /* The end of a streamed aggregate while an element of it is half read. */
+    CHECK_FRAMES(REP, S("*?\r\n*2\r\n.\r\n"), WANT_ERR("unexpected '.' in reply"));
+    CHECK_FRAMES(REP, S("*?\r\n*2\r\n:1\r\n.\r\n"), WANT_ERR("unexpected '.' in reply"));
+    CHECK_FRAMES(REP, S("~?\r\n%1\r\n:1\r\n.\r\n"), WANT_ERR("unexpected '.' in reply"));
+    CHECK_FRAMES(REP, S("*?\r\n*?\r\n:1\r\n.\r\n:2\r\n*1\r\n.\r\n"),
+                 WANT_ERR("unexpected '.' in reply"));
+    CHECK_FRAMES(REP, S("*?\r\n*2\r\n:1\r\n:2\r\n.\r\n"), WANT_REPLY('*'));
+    CHECK_FRAMES(REP, S("*?\r\n*?\r\n:1\r\n.\r\n%?\r\n.\r\n.\r\n"), WANT_REPLY('*'));
+    CHECK_FRAMES(REP, S("*2\r\n*?\r\n$?\r\n;1\r\na\r\n;0\r\n.\r\n:1\r\n"), WANT_REPLY('*'));
     CHECK_FRAMES(REP, S("$?x\n"), WANT_ERR("bad streamed string header in reply"));
     CHECK_FRAMES(REP, S("*?\rx"), WANT_ERR("bad streamed aggregate header in reply"));
     CHECK_FRAMES(REP, S("$?\r\n:1\r\n"), WANT_ERR("bad streamed string chunk in reply"));
@@ -766,6 +790,11 @@ static void test_inline_to_multibulk(void)
     CHECK(inline_as("\"a\"b", -1, "", unbalanced));
     CHECK(inline_as("'a'b", -1, "", unbalanced));
     CHECK(inline_as("\"a\\\"", -1, "", unbalanced));
+    /* Bare tokens end at space, tab, CR, LF only (redis's sdssplitargs);
+     * between tokens and after a quote any isspace() byte separates. */
+    CHECK(inline_as("SET k a\vb", 3, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\na\vb\r\n", NULL));
+    CHECK(inline_as("\fGET\vk", 1, "*1\r\n$5\r\nGET\vk\r\n", NULL));
+    CHECK(inline_as("'a'\vb \f c", 3, "*3\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\nc\r\n", NULL));
     CHECK(inline_as("   ", 0, "", NULL));
     CHECK(inline_as("", 0, "", NULL));
 }
