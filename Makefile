@@ -9,7 +9,7 @@ override LDFLAGS += $(SANFLAGS)
 LDLIBS  := -lev -lhiredis -linih -lm
 PYTHON  := /usr/bin/python3
 
-LIB_SRC   := lib/buf.c lib/cidr.c lib/log.c lib/net.c lib/resp.c
+LIB_SRC   := lib/buf.c lib/cidr.c lib/httpreq.c lib/log.c lib/net.c lib/resp.c
 POOL_SRC  := pool/req.c pool/link.c pool/pool.c
 HEALTH_SRC := health/conn.c health/checker.c health/sentinel.c health/topology.c
 PROXY_SRC := proxy/config.c proxy/command.c proxy/iptable.c proxy/client.c \
@@ -24,7 +24,7 @@ OBJ   := $(SRC:%.c=$(BUILD)/%.o)
 BIN   ?= redis-sidecar
 
 UNIT_TESTS := test_resp test_config test_command test_cidr test_topology test_iptable \
-              test_stats test_router
+              test_stats test_router test_httpreq
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 PREFIX     ?= /usr/local
@@ -76,6 +76,9 @@ $(BUILD)/tests/test_router: tests/unit/test_router.c $(BUILD)/proxy/router.o \
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -lm
 
+$(BUILD)/tests/test_httpreq: tests/unit/test_httpreq.c $(BUILD)/lib/httpreq.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^
 $(BUILD)/tests/test_topology: tests/unit/test_topology.c $(BUILD)/health/topology.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^

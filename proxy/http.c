@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../lib/httpreq.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
 #include "metrics.h"
@@ -123,7 +124,7 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
     (void)loop;
     (void)revents;
 
-    ssize_t n = read(h->fd, h->req + h->len, sizeof h->req - 1 - h->len);
+    ssize_t n = read(h->fd, h->req + h->len, sizeof h->req - h->len);
     if (n <= 0) {
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             return;
@@ -131,21 +132,21 @@ static void on_read(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     h->len += (size_t)n;
-    h->req[h->len] = '\0';
-    if (!memmem(h->req, h->len, "\r\n\r\n", 4) && !memmem(h->req, h->len, "\n\n", 2)) {
-        if (h->len >= sizeof h->req - 1) {
+    const char *path;
+    size_t pl;
+    switch (httpreq_parse(h->req, h->len, &path, &pl)) {
+    case HTTPREQ_MORE:
+        if (h->len >= sizeof h->req) {
             log_info("http: request over %d bytes: closed", HTTP_MAX_REQUEST);
             conn_close(h);
         }
         return;
-    }
-    if (memchr(h->req, '\0', h->len) || strncmp(h->req, "GET ", 4) != 0 ||
-        !strstr(h->req, " HTTP/1.")) {
+    case HTTPREQ_BAD:
         respond(h, 400, "Bad Request", "bad request\n");
         return;
+    case HTTPREQ_GET:
+        break;
     }
-    const char *path = h->req + 4;
-    size_t pl = strcspn(path, " ?");
     if (pl == 8 && memcmp(path, "/healthz", 8) == 0)
         healthz(h);
     else if (pl == 8 && memcmp(path, "/metrics", 8) == 0)
