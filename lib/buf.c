@@ -8,34 +8,36 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Room for `want` more: small buffers double, large ones grow by a
+ * quarter (a limit of 64 MB then costs at most 80 MB of address space,
+ * never 128), and realloc moves large ones by remapping, without copying
+ * them through new pages. */
+#define BUF_DOUBLE_BELOW (1024 * 1024)
+
 int buf_reserve(struct buf *b, size_t want)
 {
     if (b->cap - b->len >= want)
         return 0;
     size_t used = b->len - b->pos;
-    /* Slide down first when the dead prefix alone makes enough room and
-     * is at least as big as the live bytes (the move is then cheap). */
-    if (b->pos > 0 && b->cap - used >= want && b->pos >= used) {
+    /* Slide down first: the dead prefix is reclaimed before growing. */
+    if (b->pos > 0) {
         memmove(b->data, b->data + b->pos, used);
         b->pos = 0;
         b->len = used;
-        return 0;
+        if (b->cap - used >= want)
+            return 0;
     }
     size_t cap = b->cap ? b->cap : 256;
     while (cap - used < want) {
+        size_t step = cap < BUF_DOUBLE_BELOW ? cap : cap / 4;
         if (cap > ((size_t)-1) / 2)
             return -1;
-        cap *= 2;
+        cap += step;
     }
-    char *d = malloc(cap);
+    char *d = realloc(b->data, cap);
     if (!d)
         return -1;
-    if (used)
-        memcpy(d, b->data + b->pos, used);
-    free(b->data);
     b->data = d;
-    b->pos = 0;
-    b->len = used;
     b->cap = cap;
     return 0;
 }

@@ -18,7 +18,9 @@ struct buf {
 static inline size_t buf_used(const struct buf *b) { return b->len - b->pos; }
 static inline char *buf_start(const struct buf *b) { return b->data + b->pos; }
 
-/* Make room for at least `want` more bytes; -1 only when out of memory. */
+/* Make room for at least `want` more bytes; -1 only when out of memory.
+ * Large buffers grow by a quarter at a time, so a limit checked before
+ * appending bounds the memory at about that limit. */
 int buf_reserve(struct buf *b, size_t want);
 int buf_append(struct buf *b, const void *p, size_t n);
 int buf_appendf(struct buf *b, const char *fmt, ...)

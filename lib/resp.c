@@ -444,6 +444,28 @@ int resp_frame_reply(struct resp_framer *f, const char *p, size_t n,
     }
 }
 
+long long resp_reply_known(const struct resp_framer *f)
+{
+    long long k = (long long)f->off;
+
+    if (f->phase == P_ITEM_BODY || f->phase == P_CHUNK_BODY)
+        k += f->bulk;
+    return k;
+}
+
+size_t resp_reply_skip(struct resp_framer *f, size_t n)
+{
+    size_t k = f->off;
+
+    if ((f->phase == P_ITEM_BODY || f->phase == P_CHUNK_BODY) && n > f->off) {
+        size_t body = n - f->off < (unsigned long long)f->bulk ? n - f->off : (size_t)f->bulk;
+        f->bulk -= (long long)body;
+        k += body;
+    }
+    f->off = f->scan = 0;
+    return k;
+}
+
 static int hex_digit(char c)
 {
     if (c >= '0' && c <= '9') return c - '0';

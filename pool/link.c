@@ -58,6 +58,7 @@ static void close_socket(struct link *l)
 {
     struct ev_loop *loop = l->pool->loop;
 
+    l->skipping = 0;
     ev_io_stop(loop, &l->rio);
     ev_io_stop(loop, &l->wio);
     ev_timer_stop(loop, &l->conn_timer);
@@ -543,13 +544,58 @@ static int deliver(struct link *l, const char *p, size_t n)
     return 0;
 }
 
+/* A reply that cannot be delivered (over max_reply, or for a request
+ * nobody waits for any more) is dropped as it arrives instead of buffered
+ * whole. Its request is answered with an error at once and replaced at
+ * the head of the FIFO by an unowned one, which the frame's end matches.
+ * 1 while dropping. */
+static int skip_reply(struct link *l)
+{
+    struct pool *p = l->pool;
+    struct req *r = TAILQ_FIRST(&l->fifo), *o;
+    long long known = resp_reply_known(&l->fr);
+
+    if (!l->skipping) {
+        if (l->hs_pending || l->lease == LEASE_STREAM || !r || r->off + r->len > l->sent ||
+            (r->flags & REQ_HANDSHAKE) || buf_start(&l->in)[0] == '>' ||
+            known <= (r->owner ? (long long)p->cfg.max_reply : LINK_KEEP_BUF))
+            return 0;
+        if (r->owner) {
+            if (!(o = req_alloc(p->cache)))
+                return 0;                /* then it is buffered, as any other */
+            o->off = r->off;
+            o->len = r->len;
+            o->flags = r->flags & REQ_NOTIMEOUT;
+            o->queued_at = r->queued_at;
+            o->link = l;
+            TAILQ_INSERT_BEFORE(r, o, link_tqe);
+            l->nfifo++;
+            unlink_req(l, r);
+            char e[200];
+            int n = snprintf(e, sizeof e, "-ERR the reply (at least %lld bytes) is over "
+                             "max_output_buffer (%zu bytes)\r\n", known, p->cfg.max_reply);
+            l->skipping = 1;
+            p->cb.on_reply(r, req_bytes(l, o), e, (size_t)n, NULL, p->cb.arg);
+            if (!l->skipping)
+                return 0;                /* the answer closed the link (a lease let go) */
+        }
+        log_debug("link %s#%d: dropping a reply of at least %lld bytes as it comes",
+                  p->cfg.name, l->idx, known);
+        l->skipping = 1;
+    }
+    buf_consume(&l->in, resp_reply_skip(&l->fr, buf_used(&l->in)));
+    return 1;
+}
+
 static void process_replies(struct link *l)
 {
     while (buf_used(&l->in)) {
         int rc = resp_frame_reply(&l->fr, buf_start(&l->in), buf_used(&l->in),
                                   &reply_limits);
-        if (rc == RESP_MORE)
+        if (rc == RESP_MORE) {
+            skip_reply(l);
             break;
+        }
         if (rc == RESP_ERR) {
             char why[128];
             snprintf(why, sizeof why, "bad reply from server: %s", l->fr.err);
@@ -558,7 +604,11 @@ static void process_replies(struct link *l)
         }
         size_t len = l->fr.fr.len;
         const char *p = buf_start(&l->in);
-        if (l->lease == LEASE_STREAM && !l->hs_pending && !l->ahead) {
+        if (l->skipping) {               /* the end of a dropped reply: its unowned request */
+            l->skipping = 0;
+            if (deliver(l, p, len) < 0)
+                return;
+        } else if (l->lease == LEASE_STREAM && !l->hs_pending && !l->ahead) {
             l->pool->cb.on_stream(l->lessee, p, len, l->pool->cb.arg);
         } else if (p[0] == '>') {
             /* A RESP3 push answers no request: matched to one, it would

@@ -55,6 +55,7 @@ struct link {
     int          hs_total;
     enum hs_kind hs_kind[8];    /* what each handshake command was */
     int          validating;    /* hs holds a validation PING */
+    int          skipping;      /* the reply being read is dropped as it comes */
     unsigned     ahead;         /* return handshake requests in the FIFO (a lease's,
                                  * sent behind its holder's last request) */
     uint64_t     ahead_end;     /* where they end: nothing after is written before

@@ -27,6 +27,8 @@ struct pool_config {
     double      ping_interval;    /* idle links are pinged this often; 0 off */
     double      max_link_age;     /* 0 off */
     int         max_leased;       /* leased links at most, busy or idle */
+    size_t      max_reply;        /* a larger reply is dropped as it comes, and
+                                   * its request answered with an error */
     int         tcp_keepalive;    /* seconds, 0 off */
     int         tcp_user_timeout_ms;
 };

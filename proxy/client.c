@@ -225,22 +225,33 @@ static inline int is_error_reply(const char *p, size_t n)
     return n && (p[0] == '-' || p[0] == '!');
 }
 
+/* Its replies waiting to be written (and parked behind earlier ones)
+ * would go over max_output_buffer with n bytes more: closed instead, before
+ * any buffer grows past the limit. */
+static int over_output_limit(struct client *c, size_t n)
+{
+    struct sidecar *sc = c->sc;
+    char a[64];
+
+    if (buf_used(&c->out) + c->parked + n <= sc->cfg->max_output_buffer)
+        return 0;
+    sc->st.err_output_buffer++;
+    log_warn("client %s closed: output buffer over %zu bytes (replies not read)",
+             client_addr(c, a, sizeof a), sc->cfg->max_output_buffer);
+    client_close(c, "output buffer limit");
+    return 1;
+}
+
 static void emit(struct client *c, const char *p, size_t n)
 {
     struct sidecar *sc = c->sc;
 
+    if (over_output_limit(c, n))
+        return;
     if (!c->out.data)
         buf_cache_get(&sc->bufs, &c->out);
     if (buf_append(&c->out, p, n) < 0) {
         client_close(c, "out of memory for its replies");
-        return;
-    }
-    if (buf_used(&c->out) + c->parked > sc->cfg->max_output_buffer) {
-        char a[64];
-        sc->st.err_output_buffer++;
-        log_warn("client %s closed: output buffer over %zu bytes (replies not read)",
-                 client_addr(c, a, sizeof a), sc->cfg->max_output_buffer);
-        client_close(c, "output buffer limit");
         return;
     }
     client_mark_dirty(c);
@@ -281,11 +292,14 @@ static void fill_slot(struct client *c, struct req *r, const char *p, size_t n)
         drain_ready(c);
         return;
     }
-    buf_append(&r->reply, p, n);
+    if (over_output_limit(c, n))
+        return;
+    if (buf_append(&r->reply, p, n) < 0) {
+        client_close(c, "out of memory for its replies");
+        return;
+    }
     r->flags |= REQ_DONE;
     c->parked += n;
-    if (c->parked > c->sc->cfg->max_output_buffer)
-        emit(c, "", 0);
 }
 
 void client_stream(struct client *c, const char *p, size_t n)

@@ -142,6 +142,11 @@ static int run(struct config **cfgp, const char *path)
     TAILQ_INIT(&sc.closed);
 
     signal(SIGPIPE, SIG_IGN);
+    /* Buffers over 256 KB get their own mapping, given back to the system
+     * when freed: a client closed at a 64 MB output limit leaves nothing
+     * behind. (Left to itself, glibc raises this threshold after the first
+     * large free, and later large buffers stay in the heap.) */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     raise_nofile();
     /* Before the first connection can come: a SIGHUP sent as soon as the
      * port answers must reload, not kill (its default action). The loop

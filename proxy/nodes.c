@@ -68,6 +68,7 @@ void nodes_configs(const struct sidecar *sc, struct pool_config *pc, struct chec
         .password = cfg->upstream_password,
         .retry_reads = cfg->retry_reads,
         .max_leased = cfg->max_leased,
+        .max_reply = cfg->max_output_buffer,
         .validate_after = cfg->validate_after,
         .ping_timeout = cfg->ping_timeout,
         .ping_interval = cfg->ping_interval,

@@ -541,6 +541,36 @@ static void test_reply_deep(void)
     free(p);
 }
 
+/* A reply nobody will read, dropped as it comes: what the framer says it
+ * is known to hold, and the frame ending in the right place afterwards. */
+static void test_reply_skip(void)
+{
+    static const char msg[] = "*2\r\n$10\r\n0123456789\r\n:7\r\n+NEXT\r\n";
+    struct resp_framer f;
+    size_t dropped = 0, have = 9;            /* "*2\r\n$10\r\n": the body begins */
+
+    resp_framer_reset(&f);
+    CHECK(resp_frame_reply(&f, msg, have, &lim) == RESP_MORE);
+    CHECK(resp_reply_known(&f) == 9 + 12);
+    /* Fed 3 bytes of body at a time, each time dropped. */
+    while (have < 21) {
+        size_t n = have - dropped;
+        int rc = resp_frame_reply(&f, msg + dropped, n, &lim);
+        CHECK(rc == RESP_MORE);
+        dropped += resp_reply_skip(&f, n);
+        have += 3;
+    }
+    have = sizeof msg - 1;
+    CHECK(resp_frame_reply(&f, msg + dropped, have - dropped, &lim) == RESP_DONE);
+    CHECK(dropped + f.fr.len == 25);         /* the frame ends before "+NEXT" */
+    resp_framer_reset(&f);
+    CHECK(frames_as(REP, msg + 25, have - 25, WANT_REPLY('+')));
+    /* A header line not complete yet is not dropped. */
+    resp_framer_reset(&f);
+    CHECK(resp_frame_reply(&f, S("*2\r\n$10"), &lim) == RESP_MORE);
+    CHECK(resp_reply_skip(&f, 8) == 4);
+}
+
 static void test_reply_big(void)
 {
     size_t n = 1024 * KIB + 64;
@@ -874,6 +904,7 @@ int main(void)
     test_reply_errors();
     test_reply_deep();
     test_reply_big();
+    test_reply_skip();
     test_fuzz();
     test_inline_to_multibulk();
     test_next_arg();
