@@ -484,6 +484,9 @@ static int handshake_reply(struct link *l, const char *p, size_t n)
  * makes the lease idle again (if its holder gave it back meanwhile) and
  * lets what waited behind it go out. */
 static int ahead_reply(struct link *l, struct req *r, const char *p, size_t n)
+    __attribute__((noinline));
+
+static int ahead_reply(struct link *l, struct req *r, const char *p, size_t n)
 {
     uint64_t end = r->off + r->len;
 
@@ -549,6 +552,8 @@ static int deliver(struct link *l, const char *p, size_t n)
  * whole. Its request is answered with an error at once and replaced at
  * the head of the FIFO by an unowned one, which the frame's end matches.
  * 1 while dropping. */
+static int skip_reply(struct link *l) __attribute__((noinline));
+
 static int skip_reply(struct link *l)
 {
     struct pool *p = l->pool;
@@ -604,13 +609,12 @@ static void process_replies(struct link *l)
         }
         size_t len = l->fr.fr.len;
         const char *p = buf_start(&l->in);
-        if (l->skipping) {               /* the end of a dropped reply: its unowned request */
-            l->skipping = 0;
-            if (deliver(l, p, len) < 0)
-                return;
-        } else if (l->lease == LEASE_STREAM && !l->hs_pending && !l->ahead) {
+        /* the end of a dropped reply goes to its unowned request */
+        int skipped = l->skipping;
+        l->skipping = 0;
+        if (!skipped && l->lease == LEASE_STREAM && !l->hs_pending && !l->ahead) {
             l->pool->cb.on_stream(l->lessee, p, len, l->pool->cb.arg);
-        } else if (p[0] == '>') {
+        } else if (!skipped && p[0] == '>') {
             /* A RESP3 push answers no request: matched to one, it would
              * shift every later reply onto the wrong client. On a lease it
              * is its holder's, in order with its replies. */
@@ -621,7 +625,8 @@ static void process_replies(struct link *l)
                 log_debug("link %s#%d: push frame of %zu bytes dropped", l->pool->cfg.name,
                           l->idx, len);
             }
-        } else if (l->hs_pending ? handshake_reply(l, p, len) < 0 : deliver(l, p, len) < 0) {
+        } else if (!skipped && l->hs_pending ? handshake_reply(l, p, len) < 0
+                                             : deliver(l, p, len) < 0) {
             return;
         }
         buf_consume(&l->in, len);

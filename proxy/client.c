@@ -228,18 +228,25 @@ static inline int is_error_reply(const char *p, size_t n)
 /* Its replies waiting to be written (and parked behind earlier ones)
  * would go over max_output_buffer with n bytes more: closed instead, before
  * any buffer grows past the limit. */
-static int over_output_limit(struct client *c, size_t n)
+static void close_over_limit(struct client *c) __attribute__((cold, noinline));
+
+static inline int over_output_limit(struct client *c, size_t n)
+{
+    if (__builtin_expect(buf_used(&c->out) + c->parked + n <= c->sc->cfg->max_output_buffer, 1))
+        return 0;
+    close_over_limit(c);
+    return 1;
+}
+
+static void close_over_limit(struct client *c)
 {
     struct sidecar *sc = c->sc;
     char a[64];
 
-    if (buf_used(&c->out) + c->parked + n <= sc->cfg->max_output_buffer)
-        return 0;
     sc->st.err_output_buffer++;
     log_warn("client %s closed: output buffer over %zu bytes (replies not read)",
              client_addr(c, a, sizeof a), sc->cfg->max_output_buffer);
     client_close(c, "output buffer limit");
-    return 1;
 }
 
 static void emit(struct client *c, const char *p, size_t n)

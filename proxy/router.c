@@ -15,7 +15,7 @@
 #include "client.h"
 
 static void error(struct route *rt, uint64_t *count, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4), cold));
 
 static void error(struct route *rt, uint64_t *count, const char *fmt, ...)
 {
@@ -137,8 +137,10 @@ static int behind_retiring(const struct client *c)
     return 0;
 }
 
-/* A stateless request: to the master, or a read to a replica. */
-static void shared(struct client *c, struct route *rt)
+/* A stateless request: to the master, or a read to a replica. The path
+ * of nearly every request: kept inline, which the compiler stopped doing
+ * on its own as router_route grew (about 30 instructions a request). */
+static inline __attribute__((always_inline)) void shared(struct client *c, struct route *rt)
 {
     struct sidecar *sc = c->sc;
     struct node *n = sc->master;
