@@ -147,3 +147,17 @@ void net_set_keepalive(int fd, int idle_s, int user_timeout_ms)
         setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout_ms,
                    sizeof user_timeout_ms);
 }
+
+int net_unix_live(const struct net_addr *a)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int live;
+
+    if (fd < 0)
+        return 0;
+    /* a unix connect answers at once: accepted (or a full backlog, which
+     * is as live) unless nobody listens there or the file is gone */
+    live = connect(fd, (const struct sockaddr *)&a->ss, a->len) == 0 || errno == EAGAIN;
+    close(fd);
+    return live;
+}

@@ -22,5 +22,7 @@ void net_set_nodelay(int fd);
 /* idle_s: keepalive idle time (0 leaves it off); user_timeout_ms: 0 off. */
 void net_set_keepalive(int fd, int idle_s, int user_timeout_ms);
 int net_is_unix(const struct net_addr *a);
+/* 1 if a process listens on this unix socket path (a connect succeeds). */
+int net_unix_live(const struct net_addr *a);
 
 #endif

@@ -19,8 +19,9 @@ int admin_allowed(struct client *c)
     if (c->admin)
         return 1;
     c->sc->st.err_noperm++;
-    client_reply_error(c, "NOPERM this command needs admin rights: connect from "
-                       "[admin] allow, or AUTH with the admin password");
+    client_reply_error(c, "NOPERM this command needs admin rights: connect over the "
+                       "[admin] socket or from [admin] allow, or AUTH with the admin "
+                       "password");
     return 0;
 }
 
@@ -226,7 +227,7 @@ void admin_command(struct client *c, const char *frame, const struct resp_frame 
         "+PROXY UNBAN cidr: lift a ban\r\n"
         "+PROXY BANS: the bans in force\r\n"
         "+PROXY HELP: this list\r\n"
-        "+PROXY commands need admin rights: [admin] allow, or AUTH with [admin] password\r\n"
+        "+PROXY commands need admin rights: the [admin] socket, [admin] allow, or AUTH with [admin] password\r\n"
         "+AUTH, HELLO, QUIT, SELECT and CLIENT are answered by the proxy; the rest goes to the master\r\n"
         "+See README.md for the retry rule and the limits\r\n";
 

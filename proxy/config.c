@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include "../lib/buf.h"
 #include "../lib/net.h"
@@ -222,9 +223,19 @@ static int p_enum(const struct key *k, const char *v, void *dst, char *why, size
 
 static int p_cidrs(const struct key *k, const char *v, void *dst, char *why, size_t wl)
 {
-    if (strcmp(k->section, "admin") == 0)
-        ((struct config *)((char *)dst - offsetof(struct config, admin_allow)))->admin_allow_given = 1;
+    (void)k;
     return cidr_list_parse(dst, v, why, wl);
+}
+
+/* A path for a unix socket: it must fit sun_path. */
+static int p_path(const struct key *k, const char *v, void *dst, char *why, size_t wl)
+{
+    if (strlen(v) >= sizeof ((struct sockaddr_un *)0)->sun_path) {
+        snprintf(why, wl, "\"%s\" is longer than a unix socket path may be (%zu bytes)", v,
+                 sizeof ((struct sockaddr_un *)0)->sun_path - 1);
+        return -1;
+    }
+    return p_string(k, v, dst, why, wl);
 }
 
 #define OFF(f) offsetof(struct config, f)
@@ -267,6 +278,7 @@ static const struct key keys[] = {
     {"clients", "max_pipeline", p_int, OFF(max_pipeline), 1, 10000000, 0, NULL},
     {"admin", "allow", p_cidrs, OFF(admin_allow), 0, 0, 1, NULL},
     {"admin", "password", p_string, OFF(admin_password), 0, 0, 0, NULL},
+    {"admin", "socket", p_path, OFF(admin_socket), 0, 0, 0, NULL},
     {"admin", "reserved", p_int, OFF(admin_reserved), 0, 1000, 0, NULL},
     {"admin", "metrics_listen", p_addr, OFF(metrics_listen), 0, 0, 0, NULL},
     {"clients", "max_query_buffer", p_size, OFF(max_query_buffer), 1024, 2047 * MB, 0, NULL},
@@ -404,10 +416,6 @@ static int check_config(struct config *c, const char *name, char *err, size_t er
                  "or upstream.sentinels", name);
         return -1;
     }
-    if (!c->admin_allow_given) {
-        char why[100];
-        cidr_list_parse(&c->admin_allow, "127.0.0.0/8, ::1", why, sizeof why);
-    }
     return 0;
 }
 
@@ -466,13 +474,14 @@ void config_free(struct config *c)
     free(c->username);
     free(c->upstream_password);
     free(c->admin_password);
+    free(c->admin_socket);
     free(c->metrics_listen);
     memset(c, 0, sizeof *c);
 }
 
 static void dump_value(const struct key *k, const void *v, struct buf *b)
 {
-    if (k->parse == p_string || k->parse == p_addr) {
+    if (k->parse == p_string || k->parse == p_addr || k->parse == p_path) {
         const char *s = *(char *const *)v;
         /* secrets are shown as set or not, never their value */
         buf_appendf(b, "%s", !s ? "" : strstr(k->name, "password") ? "(set)" : s);

@@ -61,9 +61,9 @@ struct config {
     struct cidr_list deny;
     int     max_pipeline;      /* pending replies before the proxy stops reading */
     /* [admin] */
-    struct cidr_list admin_allow;
-    int     admin_allow_given; /* else the default: 127.0.0.0/8, ::1 */
+    struct cidr_list admin_allow; /* empty: no address makes an admin */
     char   *admin_password;
+    char   *admin_socket;      /* unix socket path for admins (own user, root); NULL: off */
     int     admin_reserved;    /* slots for admins beyond max_connections */
     char   *metrics_listen;    /* host:port of the HTTP probe; NULL: off */
     size_t  max_query_buffer;  /* bytes */

@@ -76,6 +76,21 @@ static void refuse(int fd, const char *line)
     close(fd);
 }
 
+/* The admin socket admits the proxy's own user and root (the file's mode
+ * says the same; this holds even if someone changes it): 1, or -1 with
+ * the refusal line. */
+static int admin_peer(int fd, char *line, size_t len)
+{
+    struct ucred cred;
+    socklen_t cl = sizeof cred;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 &&
+        (cred.uid == 0 || cred.uid == geteuid()))
+        return 1;
+    snprintf(line, len, "-ERR the admin socket admits only the proxy's own user and root\r\n");
+    return -1;
+}
+
 static void listener_accept(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct listener *li = w->data;
@@ -110,9 +125,12 @@ static void listener_accept(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         e->last_seen = ev_now(loop);
-        int admin = is_unix || cidr_list_match(&sc->cfg->admin_allow, &ip);
         char line[160];
-        const char *no = admit(sc, &ip, is_unix, e, admin, line, sizeof line);
+        int admin = li->admin ? admin_peer(fd, line, sizeof line)
+                              : !is_unix && cidr_list_match(&sc->cfg->admin_allow, &ip);
+        const char *no = admin < 0 ? line : admit(sc, &ip, is_unix, e, admin, line, sizeof line);
+        if (admin < 0)
+            refusal_counted(sc, e, REFUSED_DENIED, "admin socket", line);
         if (no) {
             refuse(fd, no);
             continue;
@@ -131,21 +149,36 @@ static void listener_resume(struct ev_loop *loop, ev_timer *w, int revents)
     ev_io_start(loop, &li->io);
 }
 
-/* Bind one address; the watchers are set up by watch(). */
-static int open_one(struct listener *li, struct sidecar *sc, const char *spec, char *err,
-                    size_t errlen)
+/* Bind one address; the watchers are set up by watch(). The admin socket
+ * is made with mode 0600, and replaces a stale file but not one another
+ * live process serves (unless told to: a restart's new process). */
+static int open_one(struct listener *li, struct sidecar *sc, const char *spec, int admin,
+                    char *err, size_t errlen)
 {
     struct net_addr a;
     struct stat st;
     char why[200];
 
     memset(li, 0, sizeof *li);
-    if (net_resolve(spec, &a, why, sizeof why) < 0 ||
-        (li->fd = net_listen(&a, 1024, why, sizeof why)) < 0) {
+    if (net_resolve(spec, &a, why, sizeof why) < 0) {
         snprintf(err, errlen, "listen %s: %s", spec, why);
         return -1;
     }
+    if (admin && !sc->replace_admin_socket && net_unix_live(&a)) {
+        snprintf(err, errlen, "admin socket %s is served by another running process "
+                 "(stop it, or start with --replace-admin-socket to take it over)", spec + 5);
+        return -1;
+    }
+    mode_t mask = admin ? umask(0177) : 0;
+    li->fd = net_listen(&a, admin ? 16 : 1024, why, sizeof why);
+    if (admin)
+        umask(mask);
+    if (li->fd < 0) {
+        snprintf(err, errlen, "%s %s: %s", admin ? "admin socket" : "listen", spec, why);
+        return -1;
+    }
     li->sc = sc;
+    li->admin = admin;
     snprintf(li->spec, sizeof li->spec, "%s", spec);
     if (strncmp(li->spec, "unix:", 5) == 0 && stat(li->spec + 5, &st) == 0)
         li->unix_ino = st.st_ino;
@@ -176,13 +209,15 @@ static void close_one(struct listener *li)
 
 int listener_start_all(struct sidecar *sc, char *err, size_t errlen)
 {
-    return listener_reload(sc, &sc->cfg->listen, err, errlen);   /* from none */
+    return listener_reload(sc, sc->cfg, err, errlen);   /* from none */
 }
 
-int listener_reload(struct sidecar *sc, const struct addr_list *want, char *err, size_t errlen)
+int listener_reload(struct sidecar *sc, const struct config *cfg, char *err, size_t errlen)
 {
-    struct listener *nl = calloc((size_t)want->n, sizeof *nl);
-    int *from = calloc((size_t)want->n, sizeof *from);
+    int n = cfg->listen.n + (cfg->admin_socket != NULL);
+    struct listener *nl = calloc((size_t)n, sizeof *nl);
+    int *from = calloc((size_t)n, sizeof *from);
+    char admin_spec[sizeof nl->spec];
 
     if (!nl || !from) {
         free(nl);
@@ -190,13 +225,17 @@ int listener_reload(struct sidecar *sc, const struct addr_list *want, char *err,
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    if (cfg->admin_socket)
+        snprintf(admin_spec, sizeof admin_spec, "unix:%s", cfg->admin_socket);
     /* New addresses first: if one cannot be bound, nothing changes. */
-    for (int i = 0; i < want->n; i++) {
+    for (int i = 0; i < n; i++) {
+        int admin = i == cfg->listen.n;
+        const char *spec = admin ? admin_spec : cfg->listen.v[i];
         from[i] = -1;
         for (int j = 0; j < sc->nlisteners; j++)
-            if (strcmp(sc->listeners[j].spec, want->v[i]) == 0)
+            if (strcmp(sc->listeners[j].spec, spec) == 0 && sc->listeners[j].admin == admin)
                 from[i] = j;
-        if (from[i] < 0 && open_one(&nl[i], sc, want->v[i], err, errlen) < 0) {
+        if (from[i] < 0 && open_one(&nl[i], sc, spec, admin, err, errlen) < 0) {
             for (int k = 0; k < i; k++)
                 if (from[k] < 0)
                     close_one(&nl[k]);
@@ -207,7 +246,7 @@ int listener_reload(struct sidecar *sc, const struct addr_list *want, char *err,
     }
     for (int j = 0; j < sc->nlisteners; j++) {
         int wanted = 0;
-        for (int i = 0; i < want->n; i++)
+        for (int i = 0; i < n; i++)
             wanted |= from[i] == j;
         if (!wanted) {
             log_info("stopped listening on %s (reload)", sc->listeners[j].spec);
@@ -216,12 +255,14 @@ int listener_reload(struct sidecar *sc, const struct addr_list *want, char *err,
     }
     /* The sockets that stay move to the new array: same fd, watchers
      * started again at their new address. */
-    for (int i = 0; i < want->n; i++) {
+    for (int i = 0; i < n; i++) {
         if (from[i] >= 0) {
             struct listener *old = &sc->listeners[from[i]];
             ev_io_stop(sc->loop, &old->io);
             ev_timer_stop(sc->loop, &old->pause);
             nl[i] = *old;
+        } else if (nl[i].admin) {
+            log_info("admin socket on %s (mode 0600: this user and root)", nl[i].spec + 5);
         } else {
             log_info("listening on %s", nl[i].spec);
         }
@@ -230,7 +271,7 @@ int listener_reload(struct sidecar *sc, const struct addr_list *want, char *err,
     free(sc->listeners);
     free(from);
     sc->listeners = nl;
-    sc->nlisteners = want->n;
+    sc->nlisteners = n;
     return 0;
 }
 

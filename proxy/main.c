@@ -21,7 +21,7 @@
 #include "sidecar.h"
 
 static const char usage[] =
-    "Usage: redis-sidecar -c FILE [--check]\n"
+    "Usage: redis-sidecar -c FILE [--check] [--replace-admin-socket]\n"
     "       redis-sidecar --version | --help\n"
     "\n"
     "A Redis proxy for localhost: apps connect to it as to Redis; it shares a\n"
@@ -29,6 +29,8 @@ static const char usage[] =
     "\n"
     "  -c, --config FILE  proxy.ini to use (see the annotated example)\n"
     "  --check            validate FILE, print what is wrong, and exit\n"
+    "  --replace-admin-socket  take over an [admin] socket another process still\n"
+    "                     serves (a restart: the old one is about to drain)\n"
     "  -v, --version      print the version\n"
     "  -h, --help         this text\n"
     "\n"
@@ -116,7 +118,18 @@ static int start_nodes(struct sidecar *sc, char *err, size_t errlen)
 
 /* *cfgp (heap) may be replaced by a reload: the caller frees what it
  * points to on return. */
-static int run(struct config **cfgp, const char *path)
+/* Admin rights come from the admin socket, [admin] allow or the admin
+ * password; with none of them set, no client has them. Until 0.2 every
+ * loopback client was an admin by default: say so, once. */
+static void warn_no_admin(const struct config *cfg)
+{
+    if (!cfg->admin_socket && !cfg->admin_allow.n && !cfg->admin_password)
+        log_warn("no client can run PROXY commands: set [admin] socket (e.g. "
+                 "/run/redis-sidecar/admin.sock), [admin] allow or [admin] password. "
+                 "Loopback clients are no longer admins by default");
+}
+
+static int run(struct config **cfgp, const char *path, int replace_admin_socket)
 {
     struct config *cfg = *cfgp;
     struct sidecar sc;
@@ -132,6 +145,8 @@ static int run(struct config **cfgp, const char *path)
     sc.started = ev_now(sc.loop);
     sc.rbuf = malloc(SIDECAR_RBUF);
     sc.on_accept = request_accept;
+    sc.replace_admin_socket = replace_admin_socket;
+    warn_no_admin(cfg);
     command_table_init(&sc.cmds);
     if (iptable_init(&sc.ips) < 0) {
         log_error("out of memory");
@@ -202,13 +217,15 @@ static int run(struct config **cfgp, const char *path)
 int main(int argc, char **argv)
 {
     const char *path = NULL;
-    int check = 0;
+    int check = 0, replace_admin_socket = 0;
 
     for (int i = 1; i < argc; i++) {
         if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc) {
             path = argv[++i];
         } else if (!strcmp(argv[i], "--check")) {
             check = 1;
+        } else if (!strcmp(argv[i], "--replace-admin-socket")) {
+            replace_admin_socket = 1;
         } else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--version")) {
             printf("redis-sidecar %s\n", SIDECAR_VERSION);
             return 0;
@@ -237,7 +254,7 @@ int main(int argc, char **argv)
         printf("%s: OK\n", path);
     if (!rc && !check) {
         log_set_level(cfg->log_level);
-        rc = run(&cfg, path);
+        rc = run(&cfg, path, replace_admin_socket);
     }
     config_free(cfg);
     free(cfg);

@@ -59,8 +59,9 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
         refused(nc, msg, msglen, err);
         return -1;
     }
-    if (!sc->draining && !config_same_list(&old->listen, &nc->listen) &&
-        listener_reload(sc, &nc->listen, err, sizeof err) < 0) {
+    int new_listen = !sc->draining && (!config_same_list(&old->listen, &nc->listen) ||
+                                       !config_same_str(old->admin_socket, nc->admin_socket));
+    if (new_listen && listener_reload(sc, nc, err, sizeof err) < 0) {
         if (http_fd >= 0)
             close(http_fd);
         refused(nc, msg, msglen, err);
@@ -75,6 +76,8 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
     master_reconfigure(sc, old);
     note(moved, sizeof moved, !sc->draining && !config_same_list(&old->listen, &nc->listen),
          "proxy.listen");
+    note(moved, sizeof moved, !sc->draining && !config_same_str(old->admin_socket,
+                                                              nc->admin_socket), "admin.socket");
     note(moved, sizeof moved, new_http, "admin.metrics_listen");
     /* with sentinels, master and replicas are only a fallback at start */
     note(moved, sizeof moved, !sc->sentinels && config_nodes_changed(old, nc), "upstream nodes");

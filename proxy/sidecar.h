@@ -132,6 +132,8 @@ struct sidecar {
     ev_prepare            flush_w;
     ev_signal             sig_int, sig_term, sig_hup;
     int                   draining;  /* a stop signal came: finishing, then exit */
+    int                   replace_admin_socket; /* --replace-admin-socket: take over
+                                                 * a live one (a restart) */
     int                   requests_paused; /* PROXY PAUSE: new requests wait */
     ev_timer              pause_w;   /* PROXY PAUSE with a timeout resumes by itself */
     ev_timer              quiet_w;   /* PROXY PAUSE answers once nothing is in flight */

@@ -78,10 +78,12 @@ echo "make run: 26380-26382 watching it as \"mymaster\" (data and logs in $run/)
 echo "make run: starting redis-sidecar on 127.0.0.1:6380; try it with:"
 echo "    redis-cli -p 6380 set hello world"
 echo "    redis-cli -p 6380 get hello"
-echo "    redis-cli -p 6380 proxy info"
-echo "    redis-cli -p 6380 proxy nodes"
+echo "    redis-cli -s .run/admin.sock proxy clients    # admin commands: the admin socket"
+echo "    redis-cli -s .run/admin.sock proxy nodes"
 echo "    redis-cli -p 26380 sentinel failover mymaster   # and watch it follow"
 echo "make run: Ctrl-C stops everything"
-./redis-sidecar -c proxy.ini &
+# proxy.ini as it is, but for the admin socket, under .run/
+sed "s|^socket = .*|socket = $run/admin.sock|" proxy.ini >"$run/proxy.ini"
+./redis-sidecar -c "$run/proxy.ini" &
 pids+=($!)
 wait "${pids[-1]}" || true

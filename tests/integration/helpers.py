@@ -249,6 +249,9 @@ class Sidecar:
         }
         # teardown drains; a client a test left blocked costs at most this
         cfg["proxy"]["shutdown_timeout"] = "1s"
+        # the tests' own PROXY INFO/NODES come from 127.0.0.1 (no address
+        # is an admin by default); admin={"allow": None} leaves it out
+        cfg["admin"] = {"allow": "127.0.0.1"}
         for sec, kv in sections.items():
             cfg.setdefault(sec, {}).update(kv)
         self.cfg = cfg
@@ -258,7 +261,7 @@ class Sidecar:
         lines = []
         for sec, kv in self.cfg.items():
             lines.append(f"[{sec}]")
-            lines += [f"{k} = {v}" for k, v in kv.items()]
+            lines += [f"{k} = {v}" for k, v in kv.items() if v is not None]
         self.ini.write_text("\n".join(lines) + "\n")
 
     def start(self, prefix=()):

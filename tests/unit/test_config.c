@@ -43,7 +43,8 @@ static void test_defaults_and_values(void)
     CHECK(c.password == NULL && c.database == 0 && c.log_level == LOG_INFO);
     CHECK(c.max_connections == 10000 && c.max_connections_per_ip == 0 &&
           c.max_pipeline == 10000 && c.admin_reserved == 4);
-    CHECK(c.allow.n == 0 && c.deny.n == 0 && c.admin_allow.n == 2);  /* 127.0.0.0/8, ::1 */
+    /* no address is an admin by default, and there is no admin socket */
+    CHECK(c.allow.n == 0 && c.deny.n == 0 && c.admin_allow.n == 0 && c.admin_socket == NULL);
     CHECK(c.validate_after == 1 && c.ping_timeout == 0.3 && c.ping_interval == 15 &&
           c.retry_reads == 1 && c.check_interval == 1 && c.down_after == 3);
     CHECK(load(&c, "[upstream]\nmaster = 127.0.0.1:7000\n[clients]\nallow = 10.0.0.0/8\n"
@@ -167,6 +168,18 @@ static void test_errors(void)
                      "t.ini:4: pool.retry_reads: \"maybe\" is not on or off"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[admin]\nreserved = -1\n",
                      "t.ini:4: admin.reserved: \"-1\" not in 0..1000"));
+    struct config sock;
+    config_defaults(&sock);
+    CHECK(load(&sock, "[upstream]\nmaster = 127.0.0.1:7000\n[admin]\nsocket = /run/a.sock\n") == 0 &&
+          sock.admin_socket && strcmp(sock.admin_socket, "/run/a.sock") == 0);
+    config_free(&sock);
+    /* The admin socket's path must fit a unix socket address. */
+    char longpath[200];
+    snprintf(longpath, sizeof longpath, "[upstream]\nmaster = 127.0.0.1:7000\n[admin]\n"
+             "socket = /%0120d\n", 0);
+    CHECK(fails_with(longpath, "t.ini:4: admin.socket: \"/000000000000000000000000000000"
+                     "000000000000000000000000000000000000000000000000000000000000000000000000"
+                     "000000000000000000\" is longer than a unix socket path may be (107 bytes)"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[routing]\nread_from = both\n",
                      "t.ini:4: routing.read_from: \"both\" is not one of master, prefer-replica, replica"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[routing]\nread_your_writes = yes\n",
