@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -552,11 +553,49 @@ void client_write(struct client *c)
         client_close(c, "proxy is shutting down");
 }
 
-void client_sweep_idle(struct sidecar *sc)
+/* Clients the proxy is not reading (paused, or closing behind replies
+ * still to come) would never see their app hang up: one whose request
+ * blocks upstream for good (BLPOP 0) would keep its slot and its lease
+ * forever. Redis reads its blocked clients and frees them at EOF; here one
+ * poll() a sweep asks the kernel (POLLRDHUP: the peer shut its side, with
+ * or without input still unread), as many clients as a batch holds each. */
+#define HANGUP_BATCH 128
+
+static void close_hung_up(struct sidecar *sc)
+{
+    struct pollfd pfd[HANGUP_BATCH];
+    struct client *who[HANGUP_BATCH];
+    struct client *c = TAILQ_FIRST(&sc->clients);
+
+    while (c) {
+        int n = 0;
+        for (; c && n < HANGUP_BATCH; c = TAILQ_NEXT(c, tqe)) {
+            if ((c->paused || c->closing) && !buf_used(&c->out)) {
+                pfd[n] = (struct pollfd){.fd = c->io.fd, .events = POLLRDHUP};
+                who[n++] = c;
+            }
+        }
+        if (n == 0 || poll(pfd, (nfds_t)n, 0) <= 0)
+            continue;
+        for (int i = 0; i < n; i++) {
+            if (pfd[i].revents & (POLLRDHUP | POLLHUP | POLLERR)) {
+                char a[64];
+                log_info("client %s closed: hung up while its requests waited (%u pending)",
+                         client_addr(who[i], a, sizeof a), who[i]->npending);
+                client_close(who[i], "hung up while not read");
+            }
+        }
+    }
+}
+
+void client_sweep(struct sidecar *sc)
 {
     ev_tstamp now = ev_now(sc->loop);
     struct client *c, *next;
 
+    close_hung_up(sc);
+    if (sc->cfg->idle_timeout <= 0)
+        return;
     for (c = TAILQ_FIRST(&sc->clients); c; c = next) {
         next = TAILQ_NEXT(c, tqe);
         /* a subscriber waits for messages, not idle (redis exempts it too) */
@@ -570,16 +609,45 @@ void client_sweep_idle(struct sidecar *sc)
     }
 }
 
+double client_sweep_period(const struct config *cfg)
+{
+    return cfg->idle_timeout > 0 && cfg->idle_timeout / 4 < 1 ? cfg->idle_timeout / 4 : 1;
+}
+
 void client_describe(struct buf *b, const struct client *c, ev_tstamp now)
 {
     char a[64];
     size_t qbuf = c->partial ? buf_used(&c->partial->buf) : 0;
     const char *name = c->x && c->x->name ? c->x->name : "";
 
-    buf_appendf(b, "id=%llu addr=%s name=%s age=%.0f idle=%.0f cmd=%s pending=%u "
+    char flags[16], *f = flags;
+
+    /* redis's letters where it has one (x MULTI, P pub/sub, c closing after
+     * its replies, U unix socket); l holds a lease, w WATCH, d another
+     * database, p not read (back-pressure or waiting) */
+    if (c->in_multi)
+        *f++ = 'x';
+    if (c->stream)
+        *f++ = 'P';
+    if (c->closing)
+        *f++ = 'c';
+    if (c->is_unix)
+        *f++ = 'U';
+    if (c->lease)
+        *f++ = 'l';
+    if (c->watching)
+        *f++ = 'w';
+    if (c->other_db)
+        *f++ = 'd';
+    if (c->paused)
+        *f++ = 'p';
+    if (f == flags)
+        *f++ = 'N';
+    *f = '\0';
+    buf_appendf(b, "id=%llu addr=%s name=%s age=%.0f idle=%.0f flags=%s cmd=%s pending=%u "
                 "qbuf=%zu obuf=%zu admin=%d resp=%d\n", (unsigned long long)c->id,
                 client_addr(c, a, sizeof a), name, now - c->created, now - c->last_active,
-                c->last_cmd ? c->last_cmd->name : "-", c->npending, qbuf,
+                flags, c->last_cmd ? c->last_cmd->name : "-", c->npending, qbuf,
                 buf_used(&c->out) + c->parked, c->admin, c->resp3 ? 3 : 2);
 }
 

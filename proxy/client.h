@@ -112,8 +112,12 @@ void client_close_all(struct sidecar *sc);
 /* Draining: nothing in flight, nothing to send, no half request, no
  * server-side state. */
 int client_drained(const struct client *c);
-/* Close clients idle (nothing read, nothing pending) past idle_timeout. */
-void client_sweep_idle(struct sidecar *sc);
+/* Close clients idle (nothing read, nothing pending) past idle_timeout,
+ * and those that hung up while not read. */
+void client_sweep(struct sidecar *sc);
+/* How often the sweep runs: every second, more often for a short
+ * idle_timeout. */
+double client_sweep_period(const struct config *cfg);
 /* One CLIENT LIST style line about c. */
 void client_describe(struct buf *b, const struct client *c, ev_tstamp now);
 /* Close the clients (other than self) whose id is v, whose "ip:port" is v,

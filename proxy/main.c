@@ -94,7 +94,7 @@ static void on_idle_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
     (void)revents;
-    client_sweep_idle(w->data);
+    client_sweep(w->data);
 }
 
 static int start_nodes(struct sidecar *sc, char *err, size_t errlen)
@@ -106,13 +106,10 @@ static int start_nodes(struct sidecar *sc, char *err, size_t errlen)
     TAILQ_INIT(&sc->resume_waiters);
     if (master_start(sc, err, errlen) < 0)
         return -1;
-    ev_init(&sc->idle_w, on_idle_sweep);      /* a reload may start it later */
+    ev_init(&sc->idle_w, on_idle_sweep);      /* a reload may change its period */
     sc->idle_w.data = sc;
-    if (cfg->idle_timeout > 0) {
-        double t = cfg->idle_timeout / 4 < 1 ? cfg->idle_timeout / 4 : 1;
-        ev_timer_set(&sc->idle_w, t, t);
-        ev_timer_start(sc->loop, &sc->idle_w);
-    }
+    ev_timer_set(&sc->idle_w, client_sweep_period(cfg), client_sweep_period(cfg));
+    ev_timer_start(sc->loop, &sc->idle_w);
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../lib/log.h"
+#include "client.h"
 #include "http.h"
 #include "listener.h"
 #include "master.h"
@@ -94,11 +95,8 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
     TAILQ_FOREACH(n, &sc->retiring, tqe)
         pool_configure(n->pool, &pc);
     ev_timer_stop(sc->loop, &sc->idle_w);
-    if (nc->idle_timeout > 0) {
-        double t = nc->idle_timeout / 4 < 1 ? nc->idle_timeout / 4 : 1;
-        ev_timer_set(&sc->idle_w, t, t);
-        ev_timer_start(sc->loop, &sc->idle_w);
-    }
+    ev_timer_set(&sc->idle_w, client_sweep_period(nc), client_sweep_period(nc));
+    ev_timer_start(sc->loop, &sc->idle_w);
     config_free(old);
     free(old);
     sc->st.reloads++;

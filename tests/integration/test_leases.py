@@ -303,3 +303,29 @@ def test_taking_a_lease_without_file_descriptors(env, master):
     r2 = sc.client()
     assert r2.execute_command("MULTI") in (True, b"OK")
     assert r2.execute_command("DISCARD") in (True, b"OK")
+
+
+@pytest.mark.parametrize("after", [
+    b"*1\r\n+bad\r\n",                           # a protocol error: closing, reads stopped
+    resp_cmd("QUIT"),                             # closing after its last reply
+    resp_cmd("SUBSCRIBE", "ch"),                  # paused until the BLPOP answers
+], ids=["protocol_error", "quit", "subscribe"])
+def test_app_hanging_up_behind_a_request_blocked_for_good(env, master, after):
+    """Found by the protocol fuzzer: a BLPOP 0 on the lease, then input
+    the proxy stops reading behind; the app hangs up. Redis frees a blocked
+    client at EOF: the proxy notices the hang-up within a sweep and closes
+    the client and its lease (the BLPOP leaves the server)."""
+    sc = env.sidecar(master)
+    s = sc.raw()
+    s.sendall(resp_cmd("BLPOP", "never", "0") + after)
+    wait_until(lambda: [c for c in master.links("sidecar-lease") if c["cmd"] == "blpop"],
+               what="BLPOP blocked on a lease")
+    me = f"127.0.0.1:{s.getsockname()[1]}"
+    flags = [c["flags"] for c in sc.clients() if c["addr"] == me]
+    assert flags and "l" in flags[0] and ("c" in flags[0] or "p" in flags[0]), flags
+    s.close()
+    sc.wait_log("hung up while its requests waited")
+    wait_until(lambda: not [c for c in master.links("sidecar-lease") if c["cmd"] == "blpop"],
+               what="the blocked lease closed")
+    assert not [c for c in sc.clients() if c["addr"] == me]
+    assert sc.client().set("k", "v") is True

@@ -1,9 +1,10 @@
 """Memory held to the limits: a client that never reads its replies costs
 about max_output_buffer before it is closed, never twice that, and the
-memory goes back once it is gone."""
+memory goes back once it is gone. (Under make asan the sizes are not
+asserted: its shadow memory and quarantine are most of the RSS.)"""
 import socket
 
-from helpers import resp_cmd, wait_until
+from helpers import ASAN, resp_cmd, wait_until
 
 MB = 1024 * 1024
 
@@ -29,9 +30,10 @@ def test_unread_replies_cost_the_output_limit_then_come_back(env, master):
                    timeout=30, what="the client closed at its output limit")
         peak = status_kb(sc.proc.pid, "VmHWM")    # the high-water mark, since start
         print(f"\nRSS before {rss0} KB, peak {peak} KB (+{(peak - rss0) / 1024:.1f} MB)")
-        assert peak - rss0 <= 72 * 1024, (rss0, peak)
-        wait_until(lambda: status_kb(sc.proc.pid, "VmRSS") - rss0 <= 10 * 1024, timeout=10,
-                   what="RSS back within 10 MB of its start")
+        if not ASAN:
+            assert peak - rss0 <= 72 * 1024, (rss0, peak)
+            wait_until(lambda: status_kb(sc.proc.pid, "VmRSS") - rss0 <= 10 * 1024,
+                       timeout=10, what="RSS back within 10 MB of its start")
         s.close()
     r = sc.client()
     assert r.get("big") == b"v" * MB              # others untouched
@@ -50,5 +52,5 @@ def test_a_reply_over_the_output_limit_is_an_error_and_is_never_buffered(env, ma
     assert got[0] == b"s" and got[2] == b"s", got
     assert "over max_output_buffer (1048576 bytes)" in str(got[1]), got[1]
     # Dropped as it came: the proxy never held the 8 MB reply.
-    assert status_kb(sc.proc.pid, "VmHWM") - rss0 < 4 * 1024
+    assert ASAN or status_kb(sc.proc.pid, "VmHWM") - rss0 < 4 * 1024
     assert r.get("small") == b"s"                 # the same connection goes on
