@@ -22,10 +22,11 @@ static void on_node_role(void *arg);
 /* The COMMAND reply was big and short-lived (hiredis frees it once this
  * callback returns): its heap pages go back on the next loop iteration,
  * in one go, rather than piecemeal on the request path. */
-static void trim(int revents, void *arg)
+static void trim(struct ev_loop *loop, ev_timer *w, int revents)
 {
+    (void)loop;
+    (void)w;
     (void)revents;
-    (void)arg;
     malloc_trim(0);
 }
 
@@ -44,7 +45,9 @@ static void on_commands(void *arg, const struct health_command *v, int n)
         added += command_table_learn(&sc->cmds, v[i].name, v[i].len, v[i].flags);
     sc->commands_loaded = 1;
     log_info("command table: %d commands learnt from the master", added);
-    ev_once(sc->loop, -1, 0, 0, trim, NULL);
+    /* not ev_once: its allocation leaks if the loop stops first */
+    ev_timer_init(&sc->trim_w, trim, 0, 0);
+    ev_timer_start(sc->loop, &sc->trim_w);
 }
 
 /* A node of the topology, watched by its checker. */

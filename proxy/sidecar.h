@@ -144,7 +144,8 @@ struct sidecar {
     struct req           *pause_reply;
     ev_tstamp             drain_deadline;
     ev_timer              drain_w;   /* closes clients as they go idle */
-    ev_timer              idle_w;    /* closes clients idle past idle_timeout */
+    ev_timer              idle_w;    /* the client sweep: idle past idle_timeout, hung up */
+    ev_timer              trim_w;    /* gives the COMMAND reply's heap back, once */
     struct resp_limits    req_limits;
     char                 *rbuf;       /* every client read lands here first */
     struct resp_framer    rfr;        /* frames requests straight from rbuf */
