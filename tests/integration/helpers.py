@@ -134,12 +134,17 @@ def raise_nofile():
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def rss_kb(pid):
+def status_kb(pid, field):
+    """A size from /proc/PID/status (VmRSS, VmHWM, ...), in KB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
+
+
+def rss_kb(pid):
+    return status_kb(pid, "VmRSS")
 
 
 def cpu_ticks(pid):

@@ -4,17 +4,9 @@ memory goes back once it is gone. (Under make asan the sizes are not
 asserted: its shadow memory and quarantine are most of the RSS.)"""
 import socket
 
-from helpers import ASAN, resp_cmd, wait_until
+from helpers import ASAN, resp_cmd, status_kb, wait_until
 
 MB = 1024 * 1024
-
-
-def status_kb(pid, field):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def test_unread_replies_cost_the_output_limit_then_come_back(env, master):

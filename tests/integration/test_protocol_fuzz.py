@@ -126,21 +126,13 @@ def fds(pid, upstream_port):
     return len(inodes) - links
 
 
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def test_mutated_resp_against_the_running_proxy(env, master):
     sc = env.sidecar(master, clients={"max_query_buffer": "2mb", "max_output_buffer": "8mb"},
                      pool={"max_leased": "64"})
     master.client().set("big", b"b" * (MB // 4))
     r = sc.client()
     assert r.ping()
-    fd0, rss0 = fds(sc.proc.pid, master.port), rss_kb(sc.proc.pid)
+    fd0, rss0 = fds(sc.proc.pid, master.port), sc.rss_kb()
     deadline = time.monotonic() + SECONDS
     canary = {"ok": 0, "errors": []}
     seeds = [random.randrange(1 << 30) for _ in range(WORKERS)]
@@ -170,6 +162,6 @@ def test_mutated_resp_against_the_running_proxy(env, master):
     wait_until(lambda: fds(sc.proc.pid, master.port) <= fd0, timeout=10,
                what=f"descriptors back near {fd0}")
     if not ASAN:        # its quarantine keeps freed memory on purpose
-        wait_until(lambda: rss_kb(sc.proc.pid) - rss0 < 32 * 1024, timeout=10,
+        wait_until(lambda: sc.rss_kb() - rss0 < 32 * 1024, timeout=10,
                    what="RSS back near its start")
     assert r.set("after", "1") and r.get("after") == b"1"
