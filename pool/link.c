@@ -714,9 +714,11 @@ static void link_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
         link_down(l, LOST_HANDSHAKE, "no reply to the connection handshake");
 }
 
-/* Requests waiting for a socket give up after queue_timeout; a request
- * written on a ready socket may wait reply_timeout for its answer. RESP has
- * no request ids, so a late reply costs the whole link. */
+/* Requests waiting for a socket give up after queue_timeout. On a ready
+ * socket, the server may be silent for reply_timeout while a reply is
+ * awaited: a link busy with other replies (a deep pipeline of large ones)
+ * is slow, not dead. RESP has no request ids, so a late reply costs the
+ * whole link. */
 static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct link *l = w->data;
@@ -728,7 +730,8 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
     if (l->state == LINK_READY) {
         r = TAILQ_FIRST(&l->fifo);
         /* A blocking call may wait as long as it asked to. */
-        if (r && !(r->flags & REQ_NOTIMEOUT) && now - r->queued_at > p->cfg.reply_timeout) {
+        if (r && !(r->flags & REQ_NOTIMEOUT) &&
+            now - (r->queued_at > l->last_rx ? r->queued_at : l->last_rx) > p->cfg.reply_timeout) {
             p->st.reply_timeouts++;
             link_down(l, LOST_REPLY_TIMEOUT, "no reply within reply_timeout");
         }

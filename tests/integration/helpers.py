@@ -771,13 +771,16 @@ def ten_requests_each(clients):
 
 class Relay:
     """A TCP relay for fault tests: forwards loopback connections to a
-    target, optionally delaying every chunk (replication lag), and can turn
+    target, optionally delaying every chunk (replication lag) or pacing
+    each flow to `rate` bytes a second (a slow network), and can turn
     every flow it already carries into a black hole (kept open, nothing
     forwarded either way), as a NAT or firewall that silently dropped them
     would. Flows opened afterwards are forwarded normally."""
 
-    def __init__(self, target_port, delay=0.0):
+    def __init__(self, target_port, delay=0.0, rate=0):
         self.delay = delay
+        self.rate = rate
+        self.paced_until = {}            # socket -> when its last chunk goes (rate)
         self.due = collections.deque()   # (time, peer socket, data), in order
         self.port = free_port()
         self.target = ("127.0.0.1", target_port)
@@ -871,8 +874,12 @@ class Relay:
             return
         if holed:
             return
-        if self.delay:
-            self.due.append((time.monotonic() + self.delay, peer, data))
+        if self.delay or self.rate:
+            at = time.monotonic() + self.delay
+            if self.rate:
+                at = max(at, self.paced_until.get(s, 0)) + len(data) / self.rate
+                self.paced_until[s] = at
+            self.due.append((at, peer, data))
             return
         self._send(peer, data)
 

@@ -5,8 +5,9 @@ import time
 import pytest
 import redis
 
-from helpers import SLOW, Load, resp_cmd, resp_read, wait_until
+from helpers import SLOW, Load, Relay, resp_cmd, resp_read, wait_until
 
+MB = 1024 * 1024
 POOL = {"connect_timeout": "300ms", "reply_timeout": "2s"}
 
 
@@ -86,3 +87,30 @@ def test_pipelined_requests_behind_a_dead_link_are_answered(env, master):
     wait_until(lambda: sc.client().ping(), what="service to resume")
     s.sendall(resp_cmd("GET", "a"))
     assert resp_read(f) is None    # no persistence: the restarted master is empty
+
+
+def test_a_busy_link_is_slow_not_dead(env, master):
+    """reply_timeout is the server's silence while a reply is awaited, not
+    a request's age: behind 5 MB of replies streaming at 5 MB/s on the one
+    link, the last GETs wait far longer than reply_timeout and still get
+    their replies (found by the protocol fuzzer under ASan, where a
+    congested link was cut and a canary's SET came back 'may or may not
+    have been applied')."""
+    relay = Relay(master.port, rate=5 * MB)
+    try:
+        sc = env.sidecar(relay.port, pool={"connections": "1", "reply_timeout": "300ms",
+                                           "validate_after": "0"})
+        size, n = MB // 4, 20
+        master.client().set("big", b"b" * size)
+        r = sc.client()
+        assert r.ping()
+        t0 = time.monotonic()
+        p = r.pipeline(transaction=False)
+        for _ in range(n):
+            p.get("big")
+        assert p.execute() == [b"b" * size] * n
+        took = time.monotonic() - t0
+        assert took > 0.6, took                 # the last replies came after reply_timeout
+        assert sc.counter("links_lost_reply_timeout") == 0
+    finally:
+        relay.close()
