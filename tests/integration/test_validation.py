@@ -151,9 +151,14 @@ def test_flow_dropped_by_iptables_in_a_netns(tmp_path):
         sports = [f.rsplit(":", 1)[1] for f in flows if f.startswith("127.0.0.1:") and
                   not f.endswith(":7000")]
         assert len(sports) >= 2, flows
+        # Whole 4-tuples: a client's own connection to the proxy may have the
+        # same local port as one of these links (Linux shares an ephemeral
+        # port among different destinations).
         for sp in sports:
-            nsexec("iptables", "-A", "OUTPUT", "-p", "tcp", "--sport", sp, "-j", "DROP", check=True)
-            nsexec("iptables", "-A", "OUTPUT", "-p", "tcp", "--dport", sp, "-j", "DROP", check=True)
+            nsexec("iptables", "-A", "OUTPUT", "-p", "tcp", "--sport", sp, "--dport", "7000",
+                   "-j", "DROP", check=True)
+            nsexec("iptables", "-A", "OUTPUT", "-p", "tcp", "--sport", "7000", "--dport", sp,
+                   "-j", "DROP", check=True)
         cl.stdin.write("go\n")
         cl.stdin.flush()
         line = cl.stdout.readline().split(maxsplit=3)
