@@ -571,6 +571,7 @@ static int skip_reply(struct link *l)
             o->off = r->off;
             o->len = r->len;
             o->flags = r->flags & REQ_NOTIMEOUT;
+            o->block = r->block;
             o->queued_at = r->queued_at;
             o->link = l;
             TAILQ_INSERT_BEFORE(r, o, link_tqe);
@@ -729,9 +730,10 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (l->state == LINK_READY) {
         r = TAILQ_FIRST(&l->fifo);
-        /* A blocking call may wait as long as it asked to. */
-        if (r && !(r->flags & REQ_NOTIMEOUT) &&
-            now - (r->queued_at > l->last_rx ? r->queued_at : l->last_rx) > p->cfg.reply_timeout) {
+        /* A blocking call may wait as long as it asked to (r->block is 0
+         * for the others, INFINITY for ever). */
+        if (r && now - (r->queued_at > l->last_rx ? r->queued_at : l->last_rx) >
+                 p->cfg.reply_timeout + r->block) {
             p->st.reply_timeouts++;
             link_down(l, LOST_REPLY_TIMEOUT, "no reply within reply_timeout");
         }

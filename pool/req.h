@@ -16,7 +16,7 @@ struct link;
 #define REQ_CLOSE     0x08  /* owner closes once this reply is sent (QUIT) */
 #define REQ_WRITE     0x20  /* owner's mark: may change data (read-your-writes) */
 #define REQ_LEASED    0x40  /* owner's mark: sent on its lease */
-#define REQ_NOTIMEOUT 0x80  /* a blocking call: may wait past reply_timeout */
+#define REQ_NOTIMEOUT 0x80  /* a blocking call: may wait `block` past reply_timeout */
 #define REQ_REROUTE   0x10  /* the owner can send it elsewhere (a read on a replica):
                              * when its link dies, fail it at once, never hold it */
 #define REQ_HELD      0x200 /* owner's mark: waiting for a master (r->parked) */
@@ -44,6 +44,7 @@ struct req {
     void       *parked;     /* owner's: its entry while it waits for a master */
     struct buf  reply;      /* reply bytes, when they came before earlier ones */
     unsigned    flags;
+    float       block;      /* REQ_NOTIMEOUT: seconds it may wait for data (INFINITY) */
 };
 
 TAILQ_HEAD(req_fifo, req);

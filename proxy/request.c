@@ -73,10 +73,13 @@ static void slot_failed(struct client *c, struct req *r)
     client_answer(c, r, NULL, 0, "proxy out of memory");
 }
 
-static void forward(struct client *c, struct link *l, const char *p, size_t n, unsigned flags)
+static void forward(struct client *c, struct link *l, const char *p, size_t n, unsigned flags,
+                    float block)
 {
     struct req *r = upstream_slot(c, n, flags);
 
+    if (r)
+        r->block = block;
     if (r && link_send(l, r, p, n) < 0) {
         r->len = n;
         slot_failed(c, r);
@@ -150,7 +153,7 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
     case ROUTE_SHARED:
         if (rt.fanout)
             fan_out(c, frame, fr->len);
-        forward(c, rt.link, frame, fr->len, rt.flags);
+        forward(c, rt.link, frame, fr->len, rt.flags, 0);
         return 1;
     case ROUTE_LOCAL:
         if (rt.cmd->local == LOCAL_PROXY)
@@ -180,7 +183,7 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
             break;
         }
         lease_note(c, rt.cmd, rt.db, rt.db_ok);
-        forward(c, c->lease, frame, fr->len, rt.flags);
+        forward(c, c->lease, frame, fr->len, rt.flags, rt.block);
         /* It holds nothing once this one ran: the lease's RESET goes
          * now, in the same write, and it comes back with this reply. */
         if (c->lease && !client_holds_state(c))

@@ -7,8 +7,10 @@
  * a client's write once known. */
 #include "router.h"
 
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -42,6 +44,57 @@ static int has_block_arg(const char *frame, size_t len)
             return 1;
     }
     return 0;
+}
+
+/* How long a blocking call may wait for data, in seconds, read from its
+ * arguments as redis reads them: the last one (BLPOP's seconds, WAIT's
+ * milliseconds), the first (BLMPOP), or XREAD's BLOCK. INFINITY when it
+ * may wait for ever (0) or the form is not known; 0 when it will not
+ * block (redis answers a bad timeout at once). */
+static float blocking_for(const struct command *cmd, const char *frame,
+                          const struct resp_frame *fr)
+{
+    static const char *const last_s[] = {"blpop", "brpop", "brpoplpush", "blmove",
+                                         "bzpopmin", "bzpopmax", NULL};
+    const char *name = cmd->name, *a, *t = NULL;
+    size_t pos = 0, n, tn = 0;
+    int ms = 0, i = 0;
+    char num[32];
+
+    resp_next_arg(frame, fr->len, &pos, &a, &n);
+    if (strcmp(name, "xread") == 0 || strcmp(name, "xreadgroup") == 0) {
+        ms = 1;
+        while (!t && resp_next_arg(frame, fr->len, &pos, &a, &n)) {
+            if (n == 7 && strncasecmp(a, "streams", 7) == 0)
+                return 0;
+            if (n == 5 && strncasecmp(a, "block", 5) == 0 &&
+                resp_next_arg(frame, fr->len, &pos, &t, &tn))
+                break;
+        }
+    } else if (strcmp(name, "blmpop") == 0 || strcmp(name, "bzmpop") == 0) {
+        resp_next_arg(frame, fr->len, &pos, &t, &tn);
+    } else {
+        ms = strcmp(name, "wait") == 0 || strcmp(name, "waitaof") == 0;
+        while (!ms && last_s[i] && strcmp(name, last_s[i]) != 0)
+            i++;
+        if (!ms && !last_s[i])
+            return INFINITY;
+        while (resp_next_arg(frame, fr->len, &pos, &a, &n)) {
+            t = a;
+            tn = n;
+        }
+    }
+    if (!t || tn == 0 || tn >= sizeof num)
+        return 0;
+    memcpy(num, t, tn);
+    num[tn] = '\0';
+    char *end;
+    double v = strtod(num, &end);
+    if (*end || !(v >= 0))
+        return 0;
+    if (v == 0)
+        return INFINITY;
+    return (float)(ms ? v / 1000 : v);
 }
 
 /* The n-th argument (0 = the command) is s, case-insensitively. */
@@ -218,12 +271,15 @@ static void needs_lease(struct client *c, struct route *rt, enum route_kind kind
 }
 
 /* Everything of a client holding a lease goes through it, in order. */
-static void lease(struct client *c, const struct command *cmd, struct route *rt)
+static void lease(struct client *c, const struct command *cmd, const char *frame,
+                  const struct resp_frame *fr, struct route *rt)
 {
     struct sidecar *sc = c->sc;
 
     rt->flags = REQ_LEASED;
-    if (cmd && (cmd->flags & CMD_BLOCKING))
+    rt->block = 0;
+    if (cmd && (cmd->flags & (CMD_BLOCKING | CMD_MAYBLOCK)) &&
+        (rt->block = blocking_for(cmd, frame, fr)) > 0)
         rt->flags |= REQ_NOTIMEOUT;
     if (sc->nreplicas && sc->cfg->read_your_writes != RYW_OFF &&
         !(cmd && (cmd->flags & CMD_READONLY)))
@@ -294,7 +350,7 @@ static int by_state(struct client *c, const struct command *cmd, const char *fra
              !(cmd && (cmd->flags & CMD_REFUSED)))
         stream(c, rt);
     else if (local == LOCAL_SELECT && select_needs_lease(c, frame, fr, rt))
-        lease(c, cmd, rt);
+        lease(c, cmd, frame, fr, rt);
     /* HELLO may change the protocol, and with it the links the client's
      * next requests take: those in flight on the others finish first. */
     else if (local == LOCAL_HELLO && c->inflight)
@@ -337,7 +393,7 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
         return;
     } else if (c->lease || (cmd && (cmd->flags & CMD_LEASE)) ||
                (cmd && (cmd->flags & CMD_MAYBLOCK) && has_block_arg(frame, fr->len))) {
-        lease(c, cmd, rt);
+        lease(c, cmd, frame, fr, rt);
         return;
     }
     /* A write waits for the client's reads on replicas: one of them may

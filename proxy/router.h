@@ -29,6 +29,7 @@ enum route_kind {
 struct route {
     enum route_kind kind;
     unsigned        flags;     /* REQ_* of its slot (SHARED, HOLD, LEASE) */
+    float           block;     /* LEASE: seconds a blocking call may wait (req.h) */
     struct node    *node;      /* SHARED */
     struct link    *link;      /* SHARED */
     const struct command *cmd; /* NULL: unknown to the table */

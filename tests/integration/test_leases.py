@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from helpers import SLOW, Load, resp_cmd, resp_read, wait_until
+from helpers import SLOW, Load, Relay, resp_cmd, resp_read, wait_until
 
 
 def test_transaction_and_watch_conflict(env, master):
@@ -122,12 +122,51 @@ def test_select_another_database(env, master):
     assert other.get("db3key") is None           # no state leaked to the shared links
 
 
-def test_blocking_call_is_exempt_from_reply_timeout(env, master):
+@pytest.mark.parametrize("cmd", [
+    ("BLPOP", "nothing", "1.5"), ("BZMPOP", "1.5", "1", "z", "MIN"),
+    ("BLMOVE", "a", "b", "LEFT", "RIGHT", "1.5"),
+    ("XREAD", "COUNT", "1", "BLOCK", "1500", "STREAMS", "s", "$"),
+    ("XREADGROUP", "GROUP", "g", "c", "BLOCK", "1500", "STREAMS", "gs", ">"),
+    ("WAIT", "1", "1500")], ids=lambda c: c[0])
+def test_blocking_calls_wait_as_long_as_they_ask(env, master, cmd):
+    """Past reply_timeout, each for its own timeout (XREAD's BLOCK was cut at
+    reply_timeout once: it is not in the blocking table, only leased)."""
     sc = env.sidecar(master, pool={"reply_timeout": "500ms"})
+    master.client().xgroup_create("gs", "g", mkstream=True)
     r = sc.client(socket_timeout=10)
     t0 = time.monotonic()
-    assert r.blpop("nothing", 2) is None         # waits its full 2 s, no error
-    assert time.monotonic() - t0 >= 1.9
+    assert r.execute_command(*cmd) in (None, [], 0)
+    assert time.monotonic() - t0 >= 1.4
+    assert sc.counter("links_lost_reply_timeout") == 0
+
+
+def test_blocking_call_on_a_silent_lease_ends_after_its_timeout(env, master):
+    """A lease whose server falls silent (a relay drops its flow): a BLPOP
+    with a timeout gets an error once its timeout plus reply_timeout has
+    passed (here the client is closed: its WATCH went with the lease),
+    instead of waiting for ever; BLPOP 0 waits for ever, as redis would (TCP
+    keepalive is what ends that one)."""
+    relay = Relay(master.port)
+    try:
+        sc = env.sidecar(relay.port, pool={"reply_timeout": "500ms"})
+        r = sc.client(socket_timeout=20)
+        forever = sc.client(socket_timeout=3)
+        assert r.ping() and forever.ping()
+        p = forever.connection_pool.get_connection("BLPOP")
+        p.send_command("BLPOP", "never", "0")
+        assert r.execute_command("WATCH", "w")      # r holds its lease from now
+        wait_until(lambda: len(master.links("sidecar-lease")) == 2, what="two leases")
+        relay.blackhole()
+        t0 = time.monotonic()
+        with pytest.raises(redis.ConnectionError):   # its WATCH is gone: closed
+            r.blpop("nothing", 1)
+        took = time.monotonic() - t0
+        assert 1.4 <= took < 1.5 + 2 * SLOW, took
+        with pytest.raises(redis.TimeoutError):
+            p.read_response()            # still blocked, 3 s later
+        assert sc.counter("links_lost_reply_timeout") == 1
+    finally:
+        relay.close()
 
 
 def test_xread_block_and_wait_take_a_lease(env, master):
