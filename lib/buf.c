@@ -53,6 +53,19 @@ int buf_append(struct buf *b, const void *p, size_t n)
     return 0;
 }
 
+int buf_insert(struct buf *b, size_t at, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (buf_reserve(b, n) < 0)
+        return -1;
+    char *d = b->data + b->pos + at;
+    memmove(d + n, d, b->len - b->pos - at);
+    memcpy(d, p, n);
+    b->len += n;
+    return 0;
+}
+
 int buf_appendf(struct buf *b, const char *fmt, ...)
 {
     va_list ap;

@@ -23,6 +23,8 @@ static inline char *buf_start(const struct buf *b) { return b->data + b->pos; }
  * appending bounds the memory at about that limit. */
 int buf_reserve(struct buf *b, size_t want);
 int buf_append(struct buf *b, const void *p, size_t n);
+/* n bytes put `at` bytes past buf_start(b), before what was there. */
+int buf_insert(struct buf *b, size_t at, const void *p, size_t n);
 int buf_appendf(struct buf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void buf_consume(struct buf *b, size_t n);

@@ -184,14 +184,15 @@ static void settle(struct link *l, const char *why, int reconnect)
 
 /* A leased connection that dies takes its server-side state with it
  * (a transaction, WATCH, a database): nothing on it may run elsewhere, so
- * every request on it fails, and the link is gone for good. */
+ * every request on it fails, and the link is gone for good. One that died
+ * before it was ready ran none of them: its holder may take them back. */
 static void lease_down(struct link *l, const char *why)
 {
     struct pool *p = l->pool;
     struct req *r;
     char msg[320];
+    int unrun = l->state != LINK_READY;
 
-    log_info("lease %s#%d closed: %s", p->cfg.name, l->idx, why);
     snprintf(l->last_err, sizeof l->last_err, "%s", why);
     snprintf(msg, sizeof msg, "dedicated connection to %s lost (%s); its "
              "transaction, WATCH or blocking call is gone", p->cfg.name, why);
@@ -201,7 +202,20 @@ static void lease_down(struct link *l, const char *why)
     l->ahead = 0;
     /* Detached first: its holder forgets it before the errors reach it, so
      * nothing those errors trigger (a close) can touch this link again. */
-    pool_lease_lost(p, l, why);
+    if (pool_lease_lost(p, l, why, unrun)) {
+        /* its holder waits and tries again: not worth a line each time */
+        log_debug("lease %s#%d closed before it was ready: %s", p->cfg.name, l->idx, why);
+        while ((r = TAILQ_FIRST(&l->fifo)) != NULL) {
+            if (r->owner) {
+                hand_back(l, r, msg);
+            } else {
+                unlink_req(l, r);
+                req_release(p->cache, r);
+            }
+        }
+        return;
+    }
+    log_info("lease %s#%d closed: %s", p->cfg.name, l->idx, why);
     while ((r = TAILQ_FIRST(&l->fifo)) != NULL)
         fail_req(l, r, msg);
 }
@@ -355,6 +369,13 @@ static void build_handshake(const struct link *l, int reset, struct hs_build *h)
     const char *name[] = {"CLIENT", "SETNAME", link_is_lease(l) ? "sidecar-lease"
                                                                  : "sidecar-data"};
     hs_add(h, HS_NAME, 3, name);
+    /* A new lease asks whether the server is loading its data (the
+     * commands above run then, MULTI and BLPOP would not): its holder's
+     * requests then wait for it as a shared link's would. */
+    if (link_is_lease(l) && !reset) {
+        const char *ping[] = {"PING"};
+        hs_add(h, HS_PING, 1, ping);
+    }
 }
 
 /* Sent before anything else on the socket: what `out` holds waits. */
@@ -453,16 +474,20 @@ static int judge(struct link *l, enum hs_kind kind, const char *p, size_t n)
     char why[200];
     int m = (int)(n - 3 > 120 ? 120 : n - 3);
 
+    /* a new lease's PING: only LOADING matters (an ACL may refuse PING) */
+    if (kind == HS_PING && !l->validating && (n < 9 || memcmp(p, "-LOADING ", 9) != 0))
+        return 0;
     if (p[0] == '-' && kind != HS_NAME) {
         snprintf(why, sizeof why, "%s refused: %.*s", kind == HS_AUTH ? "AUTH" :
                  kind == HS_SELECT ? "SELECT" : kind == HS_RESET ? "RESET" :
-                 kind == HS_HELLO ? "HELLO 3" : "validation PING", m, p + 1);
+                 kind == HS_HELLO ? "HELLO 3" : l->validating ? "validation PING" : "PING",
+                 m, p + 1);
         if (kind == HS_HELLO && !l->pool->resp3_refused[0]) {
             snprintf(l->pool->resp3_refused, sizeof l->pool->resp3_refused, "%.*s", m, p + 1);
             log_warn("node %s refuses HELLO 3 (%.*s): RESP3 clients get NOPROTO",
                      l->pool->cfg.name, m, p + 1);
         }
-        link_down(l, kind == HS_PING ? LOST_VALIDATION : LOST_HANDSHAKE, why);
+        link_down(l, l->validating ? LOST_VALIDATION : LOST_HANDSHAKE, why);
         return -1;
     }
     return 0;

@@ -526,13 +526,12 @@ void pool_lease_returned(struct pool *p, struct link *l)
     grant(p);
 }
 
-void pool_lease_lost(struct pool *p, struct link *l, const char *why)
+int pool_lease_lost(struct pool *p, struct link *l, const char *why, int unrun)
 {
     void *lessee = l->lease == LEASE_HELD || l->lease == LEASE_STREAM ? l->lessee : NULL;
 
     if (l->lease == LEASE_DEAD)
-        return;
+        return 0;
     bury(p, l, why);
-    if (lessee)
-        p->cb.on_lease_lost(lessee, p->cb.arg);
+    return lessee ? p->cb.on_lease_lost(lessee, unrun, p->cb.arg) : 0;
 }

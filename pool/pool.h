@@ -46,8 +46,11 @@ struct pool_callbacks {
     void (*on_unrun)(struct req *r, const char *req, const char *why, void *arg);
     /* A frame on a lease in stream mode (pub/sub, pushes), for its holder. */
     void (*on_stream)(void *lessee, const char *p, size_t n, void *arg);
-    /* A held lease died; its holder must forget it. */
-    void (*on_lease_lost)(void *lessee, void *arg);
+    /* A held lease died; its holder must forget it. `unrun`: none of the
+     * holder's requests went out (it died connecting or in its handshake);
+     * the holder may return 1 to have them back (on_unrun, in order)
+     * instead of failed. */
+    int (*on_lease_lost)(void *lessee, int unrun, void *arg);
     /* A waiter's turn: l is its lease now, or NULL when the pool stopped
      * waiting for it (its deadline passed, or the node leaves the
      * topology): the owner decides again, later (not from inside this
@@ -189,7 +192,7 @@ void pool_lease_stream(struct link *l);
 int pool_lease_protocol(struct link *l, int resp3);
 /* For link.c: a lease's return handshake is done; a lease died. */
 void pool_lease_returned(struct pool *p, struct link *l);
-void pool_lease_lost(struct pool *p, struct link *l, const char *why);
+int pool_lease_lost(struct pool *p, struct link *l, const char *why, int unrun);
 
 /* Set by the owner from the node's health checks; back up means links
  * waiting out a backoff try again at once. */

@@ -33,6 +33,9 @@ struct client_ext {
     unsigned   nheld;          /* requests held for a master (hold.c) */
     struct pool_waiter wait;   /* its place on a wait list (c->wait says which) */
     ev_tstamp  wait_deadline;  /* waiting for a lease or a master until then; 0: not */
+    ev_tstamp  retry_since;    /* leases dying unready in a row: the first's time */
+    ev_tstamp  retry_last;     /* and the last's */
+    size_t     taken_back;     /* bytes of requests put back in its input so far */
     ev_tstamp  wrote_at;       /* last write's reply: read-your-writes from here */
     long long  wrote_offset;   /* master offset covering it; -1 until sampled */
     char      *name;           /* CLIENT SETNAME / HELLO SETNAME */

@@ -2,7 +2,13 @@
  * what it holds, losing it. */
 #include "lease.h"
 
+#include <stdlib.h>
+
 #include "client.h"
+#include "hold.h"
+
+/* Between tries at a lease while the master does not answer. */
+#define LEASE_RETRY 0.1
 
 int lease_take(struct client *c)
 {
@@ -82,20 +88,91 @@ void lease_note(struct client *c, const struct command *cmd, long long db, int d
     }
 }
 
-void lease_lost(void *lessee, void *arg)
+/* Its lease died before any of its requests went out (the master killed,
+ * restarting or loading): they are read again, and routed afresh, once
+ * there may be a master to run them, the way plain requests wait (for
+ * failover_wait with sentinels, connect_timeout without), trying again
+ * every LEASE_RETRY while the master is not known to be down. 1 if so;
+ * 0: they fail (the time is up, or something else of the client's is in
+ * flight, whose order must hold). */
+static int take_back(struct client *c)
+{
+    struct sidecar *sc = c->sc;
+    struct client_ext *x = client_ext(c);
+    ev_tstamp now = ev_now(sc->loop);
+    double wait = sc->sentinels ? sc->cfg->failover_wait : sc->cfg->connect_timeout;
+    const struct req *r;
+    int seen = 0;
+
+    if (!x || c->stream || c->closing || c->wait != WAIT_NONE)
+        return 0;
+    TAILQ_FOREACH(r, &c->pending, owner_tqe) {
+        if (r->link == c->lease)
+            seen = 1;
+        else if (seen || !(r->flags & REQ_DONE))
+            return 0;
+    }
+    if (!x->retry_since || now - x->retry_last > wait)
+        x->retry_since = now;
+    x->retry_last = now;
+    if (now - x->retry_since >= wait)
+        return 0;
+    if (c->partial)
+        resp_framer_reset(&c->partial->fr);   /* bytes go in before its own */
+    x->taken_back = 0;
+    c->in_multi = c->watching = c->other_db = 0;   /* noted, never run */
+    x->wait_deadline = x->retry_since + wait;
+    hold_wait_master(c);
+    if (x->wait.deadline > now + LEASE_RETRY)
+        x->wait.deadline = now + LEASE_RETRY;
+    c->paused = 1;
+    client_watch(c);
+    return 1;
+}
+
+void lease_unrun(struct client *c, struct req *r, const char *req)
+{
+    struct sidecar *sc = c->sc;
+
+    if (!c->partial && !(c->partial = calloc(1, sizeof *c->partial))) {
+        client_close(c, "out of memory");
+        return;
+    }
+    if (buf_insert(&c->partial->buf, c->x->taken_back, req, r->len) < 0) {
+        client_close(c, "out of memory");
+        return;
+    }
+    c->x->taken_back += r->len;
+    c->inflight -= r->len;
+    if (r->flags & REQ_WRITE)
+        c->x->writes_pending--;
+    sc->st.requests--;                   /* counted again when routed again */
+    sc->st.forwarded--;
+    sc->st.requests_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT]--;
+    TAILQ_REMOVE(&c->pending, r, owner_tqe);
+    c->npending--;
+    req_release(&sc->cache, r);
+}
+
+int lease_lost(void *lessee, int unrun, void *arg)
 {
     struct client *c = lessee;
     (void)arg;
 
+    if (unrun && take_back(c)) {
+        c->lease = NULL;
+        return 1;
+    }
     c->lease = NULL;
     /* Its subscriptions, transaction, WATCH or database went with the
      * connection: carrying on would run its next commands without them.
      * A closed connection is what its client library knows how to handle. */
     if (c->stream || c->in_multi || c->watching || c->other_db) {
         client_close(c, "its dedicated connection to the master was lost");
-        return;
+        return 0;
     }
     c->in_multi = c->watching = c->other_db = 0;
+    return 0;
 }
 
 /* Its request is routed afresh by the flush step: with the lease, or,

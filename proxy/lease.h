@@ -19,7 +19,10 @@ int lease_take(struct client *c);
  * offset past the client's writes on shared links. */
 void lease_note(struct client *c, const struct command *cmd, long long db, int db_ok);
 /* Pool callbacks: the holder's lease died; a waiter's turn came. */
-void lease_lost(void *lessee, void *arg);
+int lease_lost(void *lessee, int unrun, void *arg);
+/* A request of c's that a lease lost before it went out, back in c's
+ * input (in order, before what c had not sent yet). */
+void lease_unrun(struct client *c, struct req *r, const char *req);
 void lease_ready(void *who, struct link *l, void *arg);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include "client.h"
 #include "hold.h"
+#include "lease.h"
 
 /* Errors that say the request did not run: the node is a master's
  * replica no more (or never was), lost its master, is loading, or (a
@@ -87,6 +88,10 @@ void upstream_on_unrun(struct req *r, const char *req, const char *why, void *ar
     struct client *c = r->owner;
     (void)arg;
 
+    if (r->flags & REQ_LEASED) {         /* its lease died before it went out */
+        lease_unrun(c, r, req);
+        return;
+    }
     if (r->flags & REQ_REROUTE)
         redirected(c, r);
     if (to_master(c, r, req) < 0)

@@ -433,6 +433,69 @@ def test_loading_longer_than_failover_wait_gets_the_error_in_time(env):
     assert m.client().info("persistence")["loading"] == 1 or waited < 2
 
 
+def leased_calls(sc):
+    """A transaction and a BLPOP (of an item already there), each from its
+    own client and thread; returns a function that joins them and gives
+    {name: reply or the error}."""
+    out = {}
+
+    def run(name, fn):
+        try:
+            out[name] = fn(sc.client(socket_timeout=30))
+        except redis.RedisError as e:
+            out[name] = e
+
+    def tx(c):
+        p = c.pipeline(transaction=True)
+        p.set("tx-key", "1").incr("tx-n")
+        return p.execute()
+    threads = [threading.Thread(target=run, args=a) for a in
+               (("multi", tx), ("blpop", lambda c: c.blpop("leased-q", 5)))]
+    for t in threads:
+        t.start()
+
+    def join():
+        for t in threads:
+            t.join(30)
+        return out
+    return join
+
+
+def test_leases_taken_as_the_master_dies_wait_for_the_failover(env, topo):
+    """MULTI and BLPOP sent just after the master is killed wait for the
+    new master as plain writes do, instead of failing with 'dedicated
+    connection lost (connect: Connection refused)' (found by the chaos
+    soak): a lease that dies before it is ready ran nothing."""
+    sc = topo.sidecar(routing={"failover_wait": "15s"})
+    wait_confirmed(sc, f"127.0.0.1:{topo.master.port}")
+    topo.master.client().rpush("leased-q", "item")
+    wait_until(lambda: all(r.client().llen("leased-q") == 1 for r in topo.replicas),
+               what="replicated")
+    topo.master.stop(signal.SIGKILL)
+    got = leased_calls(sc)()
+    assert got == {"multi": [True, 1], "blpop": (b"leased-q", b"item")}, got
+    new = nodes(sc)["master"]             # the calls went there
+    assert new not in ("none", f"127.0.0.1:{topo.master.port}")
+    assert topo.by_port(int(new.rsplit(":", 1)[1])).client().get("tx-key") == b"1"
+
+
+def test_leases_on_a_loading_master_wait_for_it(env):
+    """A restarted master loading its data answers a lease's MULTI (and
+    queues nothing) or BLPOP with -LOADING; they wait for the load to end,
+    as plain requests do (found by the chaos soak)."""
+    topo = loading_topology(env, 2000)
+    m = topo.master
+    m.client().rpush("leased-q", "item")
+    m.client().save()
+    sc = topo.sidecar(routing={"read_from": "master", "failover_wait": "15s"})
+    wait_confirmed(sc, f"127.0.0.1:{m.port}")
+    restart_loading(m)
+    got = leased_calls(sc)()
+    assert got == {"multi": [True, 1], "blpop": (b"leased-q", b"item")}, got
+    assert m.client().info("persistence")["loading"] == 0
+    assert topo.sentinel_master() == ("127.0.0.1", m.port)      # no failover
+
+
 def test_held_requests_expiring_while_their_client_is_closed(env, topo):
     for s in topo.sentinels:
         s.stop()

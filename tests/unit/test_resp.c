@@ -892,8 +892,27 @@ static void test_parse_ll(void)
     CHECK(resp_parse_ll("12", 1, &v) == 0 && v == 1);
 }
 
+/* Bytes put back in front of a client's unread input, in order, after a
+ * consumed prefix (lease.c's take-back). */
+static void test_buf_insert(void)
+{
+    struct buf b = {0};
+
+    buf_append(&b, "xxrest", 6);
+    buf_consume(&b, 2);
+    CHECK(buf_insert(&b, 0, "one ", 4) == 0);
+    CHECK(buf_insert(&b, 4, "two ", 4) == 0);
+    CHECK(buf_used(&b) == 12 && memcmp(buf_start(&b), "one two rest", 12) == 0);
+    CHECK(buf_insert(&b, 12, "!", 1) == 0 && memcmp(buf_start(&b), "one two rest!", 13) == 0);
+    struct buf e = {0};
+    CHECK(buf_insert(&e, 0, "a", 1) == 0 && buf_used(&e) == 1 && buf_start(&e)[0] == 'a');
+    buf_free(&b);
+    buf_free(&e);
+}
+
 int main(void)
 {
+    test_buf_insert();
     test_request_multibulk();
     test_request_inline();
     test_request_pipeline();
