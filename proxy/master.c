@@ -80,7 +80,9 @@ static void set_master(struct sidecar *sc, struct node *n, const char *why, int 
         sc->candidate = NULL;
         sc->master_confirmed_at = n->health.role_at;
         sc->no_master_why[0] = '\0';
-        if (old || sc->st.master_switches || sc->nheld)
+        if (old && strcmp(old->pool->cfg.name, n->pool->cfg.name) == 0)
+            log_info("master %s on new links (%s)", n->pool->cfg.name, why);
+        else if (old || sc->st.master_switches || sc->nheld)
             log_warn("master is now %s (%s)", n->pool->cfg.name, why);
         else
             log_info("master is %s (%s)", n->pool->cfg.name, why);
