@@ -182,6 +182,25 @@ static void settle(struct link *l, const char *why, int reconnect)
     buf_free(&old);
 }
 
+/* A lease in stream mode that never got ready: the bytes its holder
+ * streamed into it (those no request slot covers) go back, in order. */
+static void hand_back_stream(struct link *l, void *lessee)
+{
+    struct pool *p = l->pool;
+    uint64_t at = l->out_base, end = l->out_base + buf_used(&l->out);
+    const struct req *r;
+
+    TAILQ_FOREACH(r, &l->fifo, link_tqe) {
+        if (r->off > at)
+            p->cb.on_stream_unrun(lessee, buf_start(&l->out) + (at - l->out_base),
+                                  (size_t)(r->off - at), p->cb.arg);
+        at = r->off + r->len;
+    }
+    if (end > at)
+        p->cb.on_stream_unrun(lessee, buf_start(&l->out) + (at - l->out_base), (size_t)(end - at),
+                              p->cb.arg);
+}
+
 /* A leased connection that dies takes its server-side state with it
  * (a transaction, WATCH, a database): nothing on it may run elsewhere, so
  * every request on it fails, and the link is gone for good. One that died
@@ -191,7 +210,8 @@ static void lease_down(struct link *l, const char *why)
     struct pool *p = l->pool;
     struct req *r;
     char msg[320];
-    int unrun = l->state != LINK_READY;
+    int unrun = l->state != LINK_READY, stream = l->lease == LEASE_STREAM;
+    void *lessee = l->lessee;
 
     snprintf(l->last_err, sizeof l->last_err, "%s", why);
     snprintf(msg, sizeof msg, "dedicated connection to %s lost (%s); its "
@@ -205,6 +225,8 @@ static void lease_down(struct link *l, const char *why)
     if (pool_lease_lost(p, l, why, unrun)) {
         /* its holder waits and tries again: not worth a line each time */
         log_debug("lease %s#%d closed before it was ready: %s", p->cfg.name, l->idx, why);
+        if (stream)
+            hand_back_stream(l, lessee);
         while ((r = TAILQ_FIRST(&l->fifo)) != NULL) {
             if (r->owner) {
                 hand_back(l, r, msg);

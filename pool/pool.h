@@ -51,6 +51,9 @@ struct pool_callbacks {
      * the holder may return 1 to have them back (on_unrun, in order)
      * instead of failed. */
     int (*on_lease_lost)(void *lessee, int unrun, void *arg);
+    /* After on_lease_lost took them back: bytes a lease in stream mode had
+     * for its server (SUBSCRIBE...), which no request slot covers. */
+    void (*on_stream_unrun)(void *lessee, const char *p, size_t n, void *arg);
     /* A waiter's turn: l is its lease now, or NULL when the pool stopped
      * waiting for it (its deadline passed, or the node leaves the
      * topology): the owner decides again, later (not from inside this

@@ -104,7 +104,7 @@ static int take_back(struct client *c)
     const struct req *r;
     int seen = 0;
 
-    if (!x || c->stream || c->closing || c->wait != WAIT_NONE)
+    if (!x || c->closing || c->wait != WAIT_NONE)
         return 0;
     TAILQ_FOREACH(r, &c->pending, owner_tqe) {
         if (r->link == c->lease)
@@ -120,7 +120,7 @@ static int take_back(struct client *c)
     if (c->partial)
         resp_framer_reset(&c->partial->fr);   /* bytes go in before its own */
     x->taken_back = 0;
-    c->in_multi = c->watching = c->other_db = 0;   /* noted, never run */
+    c->in_multi = c->watching = c->other_db = c->stream = 0;   /* noted, never run */
     x->wait_deadline = x->retry_since + wait;
     hold_wait_master(c);
     if (x->wait.deadline > now + LEASE_RETRY)
@@ -130,19 +130,33 @@ static int take_back(struct client *c)
     return 1;
 }
 
+/* Bytes taken back into c's input, after those before them. */
+static int put_back(struct client *c, const char *p, size_t n)
+{
+    if ((!c->partial && !(c->partial = calloc(1, sizeof *c->partial))) ||
+        buf_insert(&c->partial->buf, c->x->taken_back, p, n) < 0) {
+        client_close(c, "out of memory");
+        return -1;
+    }
+    c->x->taken_back += n;
+    return 0;
+}
+
+void lease_stream_unrun(void *lessee, const char *p, size_t n, void *arg)
+{
+    struct client *c = lessee;
+    (void)arg;
+
+    if (!c->closed)
+        put_back(c, p, n);
+}
+
 void lease_unrun(struct client *c, struct req *r, const char *req)
 {
     struct sidecar *sc = c->sc;
 
-    if (!c->partial && !(c->partial = calloc(1, sizeof *c->partial))) {
-        client_close(c, "out of memory");
+    if (c->closed || put_back(c, req, r->len) < 0)
         return;
-    }
-    if (buf_insert(&c->partial->buf, c->x->taken_back, req, r->len) < 0) {
-        client_close(c, "out of memory");
-        return;
-    }
-    c->x->taken_back += r->len;
     c->inflight -= r->len;
     if (r->flags & REQ_WRITE)
         c->x->writes_pending--;

@@ -90,6 +90,7 @@ struct node *nodes_add(struct sidecar *sc, const char *addr, const struct checke
     const struct pool_callbacks cb = {
         .on_reply = upstream_on_reply, .on_unrun = upstream_on_unrun,
         .on_stream = upstream_on_stream, .on_lease_lost = lease_lost,
+        .on_stream_unrun = lease_stream_unrun,
         .on_lease_ready = lease_ready, .arg = sc,
     };
     struct pool_config pc;

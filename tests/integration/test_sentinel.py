@@ -434,8 +434,8 @@ def test_loading_longer_than_failover_wait_gets_the_error_in_time(env):
 
 
 def leased_calls(sc):
-    """A transaction and a BLPOP (of an item already there), each from its
-    own client and thread; returns a function that joins them and gives
+    """A transaction, a BLPOP (of an item already there) and a SUBSCRIBE,
+    each from its own client and thread; returns a function that joins them and gives
     {name: reply or the error}."""
     out = {}
 
@@ -449,8 +449,14 @@ def leased_calls(sc):
         p = c.pipeline(transaction=True)
         p.set("tx-key", "1").incr("tx-n")
         return p.execute()
+    def subscribe(c):
+        ps = c.pubsub()
+        ps.subscribe("leased-ch")
+        m = ps.get_message(timeout=20)
+        return m and (m["type"], m["data"])
     threads = [threading.Thread(target=run, args=a) for a in
-               (("multi", tx), ("blpop", lambda c: c.blpop("leased-q", 5)))]
+               (("multi", tx), ("blpop", lambda c: c.blpop("leased-q", 5)),
+                ("subscribe", subscribe))]
     for t in threads:
         t.start()
 
@@ -462,10 +468,11 @@ def leased_calls(sc):
 
 
 def test_leases_taken_as_the_master_dies_wait_for_the_failover(env, topo):
-    """MULTI and BLPOP sent just after the master is killed wait for the
-    new master as plain writes do, instead of failing with 'dedicated
-    connection lost (connect: Connection refused)' (found by the chaos
-    soak): a lease that dies before it is ready ran nothing."""
+    """MULTI, BLPOP and SUBSCRIBE sent just after the master is killed wait
+    for the new master as plain writes do, instead of failing with
+    'dedicated connection lost (connect: Connection refused)' or a close
+    (found by the chaos soak): a lease that dies before it is ready ran
+    nothing."""
     sc = topo.sidecar(routing={"failover_wait": "15s"})
     wait_confirmed(sc, f"127.0.0.1:{topo.master.port}")
     topo.master.client().rpush("leased-q", "item")
@@ -473,7 +480,8 @@ def test_leases_taken_as_the_master_dies_wait_for_the_failover(env, topo):
                what="replicated")
     topo.master.stop(signal.SIGKILL)
     got = leased_calls(sc)()
-    assert got == {"multi": [True, 1], "blpop": (b"leased-q", b"item")}, got
+    assert got == {"multi": [True, 1], "blpop": (b"leased-q", b"item"),
+                   "subscribe": ("subscribe", 1)}, got
     new = nodes(sc)["master"]             # the calls went there
     assert new not in ("none", f"127.0.0.1:{topo.master.port}")
     assert topo.by_port(int(new.rsplit(":", 1)[1])).client().get("tx-key") == b"1"
@@ -491,7 +499,8 @@ def test_leases_on_a_loading_master_wait_for_it(env):
     wait_confirmed(sc, f"127.0.0.1:{m.port}")
     restart_loading(m)
     got = leased_calls(sc)()
-    assert got == {"multi": [True, 1], "blpop": (b"leased-q", b"item")}, got
+    assert got == {"multi": [True, 1], "blpop": (b"leased-q", b"item"),
+                   "subscribe": ("subscribe", 1)}, got
     assert m.client().info("persistence")["loading"] == 0
     assert topo.sentinel_master() == ("127.0.0.1", m.port)      # no failover
 
