@@ -301,8 +301,12 @@ def render(args, netns, topo, wl, faults, fault_log, res, wins, problems, start,
         W.append(f"  ... {len(st.errors) - 12} more kinds in {RUN_DIR}/details.txt")
     W.append("checks:")
     W.append(f"  lost unexplained                 {res.lost:7,}")
-    W.append(f"  lost by async replication        {res.lost_async:7,}   ({len(wins)} windows, "
-             f"{sum(w.end - w.start for w in wins):.1f} s in all)")
+    by_fault = collections.Counter()
+    for w in wins:
+        by_fault[next((k for k, t0, t1, _ in fault_log if t0 <= w.promoted <= t1), "unplanned")] += w.lost
+    where = ", ".join(f"{n:,} in {k}" for k, n in by_fault.most_common() if n)
+    W.append(f"  lost by async replication        {res.lost_async:7,}   ({len(wins)} failovers"
+             + (f"; {where})" if where else ")"))
     W.append(f"  lost with a BLPOP reply lost     {res.lost_with_pop:7,}")
     W.append(f"  duplicated                       {res.dup:7,}   (+{res.dup_async} by async replication)")
     W.append(f"  mismatched replies               {mism:7,}")

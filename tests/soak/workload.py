@@ -448,12 +448,14 @@ class Producer(Worker):
 
 class Consumer(Worker):
     """BLPOP of its own queue with a 1 or 2 s timeout: nil, or
-    [its queue, j:n] with n growing. A reply much later than the timeout
-    is counted (the call waits for a master, or a PAUSE, at most
-    failover_wait plus a few seconds); none at all within 20 s is a hang."""
+    [its queue, j:n] with n growing. It may wait longer for a master or a
+    PAUSE, and on a lease fallen silent the proxy ends it at its timeout
+    plus reply_timeout (10s); a reply later than that is counted, none
+    within 20 s is a hang."""
     kind = "blpop"
     rate = 1000.0                     # back to back: BLPOP is the pacing
     timeout = 20.0
+    late = 12.0                       # reply_timeout, and 2 s to spare
 
     def __init__(self, wl, idx):
         super().__init__(wl, idx)
@@ -472,7 +474,7 @@ class Consumer(Worker):
                 self.wl.stats.error(self.kind, f"BLPOP q {secs}: no reply within 20s (hung)")
             raise
         t1 = time.monotonic()
-        if t1 - t0 > secs + 10:
+        if t1 - t0 > secs + self.late:
             self.wl.stats.error(self.kind, f"BLPOP q {secs}: answered {t1 - t0 - secs:.0f}s "
                                 "after its timeout")
         if is_err(r):
