@@ -266,7 +266,8 @@ def render(args, netns, topo, wl, faults, fault_log, res, wins, problems, start,
     st = wl.stats
     peak_rss = max([u[1] for u in topo.proxy_usage] + [end[0]])
     peak_fds = max([u[2] for u in topo.proxy_usage] + [end[1]])
-    promos = sorted((t, n.name) for n in topo.nodes for t, _ in n.promotions)
+    promos = sorted((t, n.name) for n in topo.nodes for t, _ in n.promotions
+                    if (n.name, t) not in res.aborted)
     planned = [t for t, _ in promos
                if any(k in FAILOVER_KINDS and t0 <= t <= t1 for k, t0, t1, _ in fault_log)]
     kinds = collections.Counter(k for k, *_ in fault_log)
@@ -287,8 +288,11 @@ def render(args, netns, topo, wl, faults, fault_log, res, wins, problems, start,
     W.append(f"faults: {len(fault_log)} = " + ", ".join(f"{k} {kinds[k]}" for k in sorted(kinds)))
     for k, why in faults.skipped.items():
         W.append(f"  skipped: {k} ({why})")
+    follow = max((w.end - w.named for w in wins), default=0.0)
     W.append(f"  failovers seen: {len(promos)} ({len(planned)} from the faults above, "
-             f"{len(promos) - len(planned)} unplanned)")
+             f"{len(promos) - len(planned)} unplanned"
+             + (f"; {len(res.aborted)} promotion(s) Sentinel aborted" if res.aborted else "")
+             + f"); the proxy followed the sentinels within {follow:.1f}s")
     W.append(f"requests: {total_req:,} in {sum(st.trips.values()):,} round trips (" +
              ", ".join(f"{k} {st.requests[k]:,}" for k in sorted(st.requests)) + ")")
     W.append("acknowledged: " + ", ".join(f"{v:,} {k}" for k, v in sorted(res.acked.items())) +
@@ -331,7 +335,10 @@ def details(clock, topo, wl, fault_log, res, wins, report):
                "sample at or under the offset taken over, to the proxy leaving it):")
     for w in wins:
         out.append(f"  {w.old} -> {w.new}: [{clock.rel(w.start):7.2f}s, {clock.rel(w.end):7.2f}s] "
-                   f"promoted at {clock.rel(w.promoted):7.2f}s; {w.lost} writes lost in it")
+                   f"promoted at {clock.rel(w.promoted):7.2f}s, named by the sentinels at "
+                   f"{clock.rel(w.named):7.2f}s; {w.lost} writes lost in it")
+    for name, t in res.aborted:
+        out.append(f"  {name} promoted at {clock.rel(t):7.2f}s, never named by the sentinels (aborted)")
     out.append("proxy master changes: " + ", ".join(f"{clock.rel(t):.1f}s {m}" for t, m in topo.proxy_view))
     out.append("errors by kind (all):")
     for (kind, text), n in wl.stats.errors.most_common():

@@ -17,14 +17,15 @@ import collections
 from workload import NOT_RUN, OK
 
 # The proxy follows the sentinels within a check interval or at their
-# event; a window is never longer than this after the promotion.
+# event; a write acknowledged by the old master later than this after
+# the sentinels named the new one is the proxy's, not Redis's.
 MAX_FOLLOW = 10.0
 
 
 class Window:
-    def __init__(self, old, new, start, promoted, end):
+    def __init__(self, old, new, start, promoted, named, end):
         self.old, self.new = old, new
-        self.start, self.promoted, self.end = start, promoted, end
+        self.start, self.promoted, self.named, self.end = start, promoted, named, end
         self.lost = 0                 # acknowledged writes it explains
 
     def covers(self, t0, t1):
@@ -34,10 +35,17 @@ class Window:
 
 
 def windows(topo):
-    out = []
+    """The windows of the promotions the sentinels went on with, and the
+    promotions they aborted (the old master stayed: nothing to lose)."""
+    out, aborted = [], []
     for new in topo.nodes:
         for promoted, took in new.promotions:
-            old_addr, left = proxy_master_at(topo, promoted)
+            named = next((t for t, m in topo.sentinel_view
+                          if m == new.addr and promoted - 1 <= t <= promoted + 30), None)
+            if named is None:
+                aborted.append((new.name, promoted))
+                continue
+            old_addr, left = proxy_master_at(topo, promoted, named + MAX_FOLLOW)
             old = topo.node(old_addr)
             if old is None or old is new:
                 continue
@@ -48,13 +56,13 @@ def windows(topo):
             ms = [s for s in ms if s[1] == inc]
             under = [s[0] for s in ms if s[3] <= took]
             start = max(under) if under else ms[0][0]
-            out.append(Window(old.name, new.name, start, promoted, left))
-    return out
+            out.append(Window(old.name, new.name, start, promoted, named, left))
+    return out, aborted
 
 
-def proxy_master_at(topo, t):
+def proxy_master_at(topo, t, limit):
     """The master the proxy used last at or before t, and when it was
-    seen using another (t + MAX_FOLLOW at most)."""
+    seen using another (`limit` at the latest)."""
     addr, left = None, None
     for seen, m in topo.proxy_view:
         if seen <= t:
@@ -65,7 +73,7 @@ def proxy_master_at(topo, t):
         elif left is None and m != addr:
             left = seen
             break
-    return addr, min(left or t + MAX_FOLLOW, t + MAX_FOLLOW)
+    return addr, min(left or limit, limit)
 
 
 class Result:
@@ -112,8 +120,9 @@ def chunks(xs, n=500):
 def check(wl, topo, master, t0):
     """master: a redis-py client of the final master; t0: the soak's
     start, for the times in examples."""
-    wins = windows(topo)
+    wins, aborted = windows(topo)
     res = Result(t0)
+    res.aborted = aborted
     for w in wl.writers:
         check_writer(w, master, wins, res)
     for w in wl.txs:
