@@ -31,7 +31,7 @@ PREFIX     ?= /usr/local
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 DESTDIR    ?=
 
-.PHONY: all deps run test unit integration asan bench clean install
+.PHONY: all deps run test unit integration asan bench soak clean install
 
 all: $(BIN)
 
@@ -112,6 +112,15 @@ asan: deps
 
 bench: deps all
 	@./bench/run.sh
+
+# The chaos soak (tests/soak/soak.py): SOAK_MINUTES of faults under load
+# (10 by default), in the order drawn from SOAK_SEED (random unless set;
+# printed). Report in build/soak-report.txt. Not part of `make test`.
+SOAK_MINUTES ?= 10
+SOAK_SEED ?=
+soak: deps all
+	@SIDECAR_BIN=$(abspath $(BIN)) SOAK_MINUTES=$(SOAK_MINUTES) SOAK_SEED=$(SOAK_SEED) \
+	    $(PYTHON) tests/soak/soak.py --report build/soak-report.txt
 
 # The binary, the systemd unit (paths filled in), the annotated proxy.ini
 # (kept if one is there already) and the man page; honours PREFIX and
