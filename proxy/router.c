@@ -92,9 +92,11 @@ static float blocking_for(const struct command *cmd, const char *frame,
     double v = strtod(num, &end);
     if (*end || !(v >= 0))
         return 0;
-    if (v == 0)
+    if (ms)
+        v /= 1000;
+    if (v == 0 || v > 1e9)               /* for ever, or as good as (and no float overflow) */
         return INFINITY;
-    return (float)(ms ? v / 1000 : v);
+    return (float)v;
 }
 
 /* The n-th argument (0 = the command) is s, case-insensitively. */
