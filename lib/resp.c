@@ -204,10 +204,13 @@ static int request_inline(struct resp_framer *f, const char *p, size_t n)
      * good comes of that wait: the error now. */
     if (from < end && memchr(p + from, '\0', end - from))
         return fail(f, "Protocol error: NUL byte in an inline request");
+    /* The cap counts the line's bytes before its LF, found or not: a long
+     * line that came in one read is refused as it would be in pieces
+     * (redis accepts one whose LF came in the read that crossed it). */
+    if (end > RESP_MAX_INLINE)
+        return fail(f, "Protocol error: too big inline request");
     if (!nl) {
         f->scan = n;
-        if (n > RESP_MAX_INLINE)
-            return fail(f, "Protocol error: too big inline request");
         return RESP_MORE;
     }
     f->fr.is_inline = 1;

@@ -360,6 +360,15 @@ static void test_request_errors(void)
                     WANT_ERR("Protocol error: too big inline request")));
     CHECK(splits_as(REQ, p, n, 1021,
                     WANT_ERR("Protocol error: too big inline request")));
+    /* With its LF: the same cap, however the line arrives (a line over it
+     * was taken whole and refused in pieces). */
+    memcpy(p + 64 * KIB, "\n", 1);
+    CHECK(frames_as(REQ, p, 64 * KIB + 1, WANT_INLINE(0)));
+    CHECK(splits_as(REQ, p, 64 * KIB + 1, 1021, WANT_INLINE(0)));
+    memcpy(p + 64 * KIB, "a\r\n", 3);
+    CHECK(frames_as(REQ, p, 64 * KIB + 3, WANT_ERR("Protocol error: too big inline request")));
+    CHECK(splits_as(REQ, p, 64 * KIB + 3, 1021,
+                    WANT_ERR("Protocol error: too big inline request")));
     free(p);
 
     p = repeat("7", 70 * KIB, "", &n);
