@@ -32,6 +32,7 @@ UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 FUZZ_CC           ?= clang-14
 FUZZ_TARGETS      ?= request reply config router httpreq
 FUZZ_SECONDS      ?= 60
+FUZZ_TEST_SECONDS ?= 3
 FUZZ_BINS          = $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
 
 PREFIX     ?= /usr/local
@@ -127,8 +128,11 @@ unit: $(UNIT_BINS)
 integration: all
 	@SIDECAR_BIN=$(abspath $(BIN)) ./tests/run-tests.sh integration
 
-test: deps all $(UNIT_BINS)
-	@SIDECAR_BIN=$(abspath $(BIN)) ./tests/run-tests.sh all $(UNIT_BINS)
+# Each fuzz target also runs FUZZ_TEST_SECONDS on its seeds, one test each.
+test: deps all $(UNIT_BINS) fuzz-build
+	@SIDECAR_BIN=$(abspath $(BIN)) FUZZ_DIR=build-fuzz FUZZ_TARGETS="$(FUZZ_TARGETS)" \
+	    FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) FUZZ_FRESH=1 FUZZ_JOBS=$(words $(FUZZ_TARGETS)) \
+	    ./tests/run-tests.sh all $(UNIT_BINS)
 
 # ASan + UBSan build in its own directory; runs the whole suite on it.
 asan: deps
