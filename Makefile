@@ -131,8 +131,8 @@ integration: all
 # Each fuzz target also runs FUZZ_TEST_SECONDS on its seeds, one test each.
 test: deps all $(UNIT_BINS) fuzz-build
 	@SIDECAR_BIN=$(abspath $(BIN)) FUZZ_DIR=build-fuzz FUZZ_TARGETS="$(FUZZ_TARGETS)" \
-	    FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) FUZZ_FRESH=1 FUZZ_JOBS=$(words $(FUZZ_TARGETS)) \
-	    ./tests/run-tests.sh all $(UNIT_BINS)
+	    FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) FUZZ_WORK=build-fuzz/test FUZZ_FRESH=1 \
+	    FUZZ_JOBS=$(words $(FUZZ_TARGETS)) ./tests/run-tests.sh all $(UNIT_BINS)
 
 # ASan + UBSan build in its own directory; runs the whole suite on it.
 asan: deps

@@ -3,17 +3,20 @@
 # "N passed, N failed" line last (each target one test), as the unit
 # binaries do, so that tests/run-tests.sh adds it up.
 #   run.sh DIR TARGET...     DIR holds fuzz_<target> (build-fuzz)
-# Each target runs on DIR/corpus/<target>, a copy of its seeds
+# Each target runs on WORK/corpus/<target>, a copy of its seeds
 # (tests/fuzz/corpus/<target>) that keeps what earlier runs added, or a
-# fresh copy with FUZZ_FRESH=1. Its log goes to DIR/logs/<target>.log,
+# fresh copy with FUZZ_FRESH=1. Its log goes to WORK/logs/<target>.log,
 # what it finds (crash-, leak-, timeout-, oom- files) to
-# DIR/crashes/<target>/, printed here. FUZZ_JOBS targets run at once
-# (default 1); FUZZ_ARGS adds libFuzzer flags.
+# WORK/crashes/<target>/, printed here. WORK is FUZZ_WORK, or DIR (make
+# test has its own, so as not to disturb a make fuzz under way).
+# FUZZ_JOBS targets run at once (default 1); FUZZ_ARGS adds libFuzzer
+# flags.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 
 dir=$1
 shift
+work=${FUZZ_WORK:-$dir}
 seconds=${FUZZ_SECONDS:-60}
 jobs=${FUZZ_JOBS:-1}
 passed=0
@@ -25,32 +28,32 @@ if [[ -x /usr/bin/llvm-symbolizer-14 ]]; then
     export ASAN_SYMBOLIZER_PATH=/usr/bin/llvm-symbolizer-14
 fi
 
-mkdir -p "$dir/logs"
+mkdir -p "$work/logs"
 
 start() {  # run one target in the background; its PID in pids[target]
-    local t=$1 corpus=$dir/corpus/$1 crashes=$dir/crashes/$1
+    local t=$1 corpus=$work/corpus/$1 crashes=$work/crashes/$1
     if [[ ${FUZZ_FRESH:-0} == 1 ]]; then
         rm -rf "$corpus"
     fi
     mkdir -p "$corpus" "$crashes"
     cp -n tests/fuzz/corpus/"$t"/* "$corpus"/
-    LC_ALL=C ls "$crashes" >"$dir/logs/$t.crashes-before"
+    LC_ALL=C ls "$crashes" >"$work/logs/$t.crashes-before"
     # shellcheck disable=SC2086
     "$dir/fuzz_$t" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=30 \
         -detect_leaks=1 -print_final_stats=1 -artifact_prefix="$crashes/" \
-        ${FUZZ_ARGS:-} "$corpus" </dev/null >"$dir/logs/$t.log" 2>&1 &
+        ${FUZZ_ARGS:-} "$corpus" </dev/null >"$work/logs/$t.log" 2>&1 &
     pids[$t]=$!
 }
 
 # A target passes when it exited 0 after its time, with no sanitizer or
 # libFuzzer report in its log.
 verdict() {
-    local t=$1 rc=$2 log=$dir/logs/$1.log crashes=$dir/crashes/$1
+    local t=$1 rc=$2 log=$work/logs/$1.log crashes=$work/crashes/$1
     local done_line units new
     done_line=$(grep -a '^Done [0-9]* runs' "$log" | tail -n 1)
     units=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-    new=$(LC_ALL=C ls "$crashes" | LC_ALL=C comm -13 "$dir/logs/$t.crashes-before" -)
-    rm -f "$dir/logs/$t.crashes-before"
+    new=$(LC_ALL=C ls "$crashes" | LC_ALL=C comm -13 "$work/logs/$t.crashes-before" -)
+    rm -f "$work/logs/$t.crashes-before"
     if ((rc == 0)) && [[ -n $done_line && -z $new ]] &&
        ! grep -aqE '^==[0-9]+==ERROR|runtime error:|^SUMMARY: |property broken|deadly signal|ALARM: working on the last Unit|out-of-memory' "$log"; then
         echo "fuzz $t: ok, ${units:-?} executions ($done_line)"
