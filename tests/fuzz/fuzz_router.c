@@ -12,6 +12,7 @@
  * server, a client with a lease never uses a shared link, refused
  * commands are refused, a read on a replica only when reads may go there
  * and the replica is eligible. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -358,6 +359,14 @@ static void check_route(const struct world *w, const struct command *cmd, const 
         FUZZ_REQUIRE(fl & CMD_LOCAL, "answered locally, flags 0x%x", fl);
         break;
     case ROUTE_LEASE:
+        /* A blocking call may wait past reply_timeout, for its own
+         * timeout read from its arguments; nothing else may. */
+        FUZZ_REQUIRE(!isnan(rt->block) && rt->block >= 0 &&
+                     !!(rt->flags & REQ_NOTIMEOUT) == (rt->block > 0) &&
+                     (rt->block == 0 || (fl & (CMD_BLOCKING | CMD_MAYBLOCK))),
+                     "block %g, route flags 0x%x, command flags 0x%x", rt->block,
+                     rt->flags, fl);
+        /* fall through */
     case ROUTE_STREAM:
         FUZZ_REQUIRE(c->lease || (sc->master && !sc->master->pool->down),
                      "a new lease without a master that is up");
