@@ -27,11 +27,19 @@ UNIT_TESTS := test_resp test_config test_command test_cidr test_topology test_ip
               test_stats test_router test_httpreq
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
+# libFuzzer targets (tests/fuzz/fuzz_<target>.c), built by clang-14 with
+# ASan and UBSan into build-fuzz/; seeds in tests/fuzz/corpus/<target>/.
+FUZZ_CC           ?= clang-14
+FUZZ_TARGETS      ?= request reply config router httpreq
+FUZZ_SECONDS      ?= 60
+FUZZ_TEST_SECONDS ?= 3
+FUZZ_BINS          = $(FUZZ_TARGETS:%=build-fuzz/fuzz_%)
+
 PREFIX     ?= /usr/local
 SYSCONFDIR ?= $(if $(filter /usr,$(PREFIX)),/etc,$(PREFIX)/etc)
 DESTDIR    ?=
 
-.PHONY: all deps run test unit integration asan bench soak clean install
+.PHONY: all deps run test unit integration asan fuzz fuzz-build bench soak clean install
 
 all: $(BIN)
 
@@ -86,6 +94,28 @@ $(BUILD)/tests/test_iptable: tests/unit/test_iptable.c $(BUILD)/proxy/iptable.o 
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^
 
+# The fuzz targets: linked with libFuzzer's main (-fsanitize=fuzzer); the
+# objects they test were compiled with -fsanitize=fuzzer-no-link by the
+# fuzz-build sub-make (CFLAGS), which alone builds these.
+FUZZ_LINK = $(CC) $(CFLAGS) -fsanitize=fuzzer -o $@ $(filter %.c %.o,$^)
+$(BUILD)/fuzz_request: tests/fuzz/fuzz_request.c tests/fuzz/stream.c tests/fuzz/stream.h \
+		tests/fuzz/fuzz.h $(BUILD)/lib/resp.o $(BUILD)/lib/buf.o
+	$(FUZZ_LINK)
+$(BUILD)/fuzz_reply: tests/fuzz/fuzz_reply.c tests/fuzz/stream.c tests/fuzz/stream.h \
+		tests/fuzz/fuzz.h $(BUILD)/lib/resp.o $(BUILD)/lib/buf.o
+	$(FUZZ_LINK)
+$(BUILD)/fuzz_config: tests/fuzz/fuzz_config.c tests/fuzz/fuzz.h $(BUILD)/proxy/config.o \
+		$(BUILD)/lib/net.o $(BUILD)/lib/log.o $(BUILD)/lib/buf.o $(BUILD)/lib/cidr.o
+	$(FUZZ_LINK) -Wl,--wrap=getaddrinfo -linih
+$(BUILD)/fuzz_router: tests/fuzz/fuzz_router.c tests/fuzz/fuzz.h $(BUILD)/proxy/router.o \
+		$(BUILD)/proxy/command.o $(BUILD)/pool/pool.o $(BUILD)/pool/link.o $(BUILD)/pool/req.o \
+		$(BUILD)/health/topology.o $(BUILD)/health/checker.o $(BUILD)/health/conn.o \
+		$(BUILD)/lib/buf.o $(BUILD)/lib/net.o $(BUILD)/lib/log.o $(BUILD)/lib/resp.o \
+		$(BUILD)/lib/cidr.o
+	$(FUZZ_LINK) -lhiredis -lev -lm
+$(BUILD)/fuzz_httpreq: tests/fuzz/fuzz_httpreq.c tests/fuzz/fuzz.h $(BUILD)/lib/httpreq.o
+	$(FUZZ_LINK)
+
 deps:
 	@./tests/deps.sh
 
@@ -98,8 +128,11 @@ unit: $(UNIT_BINS)
 integration: all
 	@SIDECAR_BIN=$(abspath $(BIN)) ./tests/run-tests.sh integration
 
-test: deps all $(UNIT_BINS)
-	@SIDECAR_BIN=$(abspath $(BIN)) ./tests/run-tests.sh all $(UNIT_BINS)
+# Each fuzz target also runs FUZZ_TEST_SECONDS on its seeds, one test each.
+test: deps all $(UNIT_BINS) fuzz-build
+	@SIDECAR_BIN=$(abspath $(BIN)) FUZZ_DIR=build-fuzz FUZZ_TARGETS="$(FUZZ_TARGETS)" \
+	    FUZZ_SECONDS=$(FUZZ_TEST_SECONDS) FUZZ_WORK=build-fuzz/test FUZZ_FRESH=1 \
+	    FUZZ_JOBS=$(words $(FUZZ_TARGETS)) ./tests/run-tests.sh all $(UNIT_BINS)
 
 # ASan + UBSan build in its own directory; runs the whole suite on it.
 asan: deps
@@ -109,6 +142,18 @@ asan: deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	    SIDECAR_BIN=$(abspath build-asan/redis-sidecar) SIDECAR_ASAN=1 \
 	    ./tests/run-tests.sh all $(UNIT_TESTS:%=build-asan/tests/%)
+
+# FUZZ_SECONDS per target (FUZZ_TARGETS selects them) on a copy of its
+# seeds in build-fuzz/corpus/, which keeps what the runs found; logs in
+# build-fuzz/logs/, crash inputs in build-fuzz/crashes/<target>/.
+fuzz: deps fuzz-build
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) ./tests/fuzz/run.sh build-fuzz $(FUZZ_TARGETS)
+
+fuzz-build:
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=$(FUZZ_CC) \
+	    OPT="-g -O1 -fno-omit-frame-pointer" \
+	    SANFLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined" \
+	    $(FUZZ_BINS)
 
 bench: deps all
 	@./bench/run.sh
@@ -136,4 +181,4 @@ install: all
 	install -D -m 644 dist/redis-sidecar.1 $(DESTDIR)$(PREFIX)/share/man/man1/redis-sidecar.1
 
 clean:
-	rm -rf build build-asan $(BIN)
+	rm -rf build build-asan build-fuzz $(BIN)

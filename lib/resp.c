@@ -204,10 +204,13 @@ static int request_inline(struct resp_framer *f, const char *p, size_t n)
      * good comes of that wait: the error now. */
     if (from < end && memchr(p + from, '\0', end - from))
         return fail(f, "Protocol error: NUL byte in an inline request");
+    /* The cap counts the line's bytes before its LF, found or not: a long
+     * line that came in one read is refused as it would be in pieces
+     * (redis accepts one whose LF came in the read that crossed it). */
+    if (end > RESP_MAX_INLINE)
+        return fail(f, "Protocol error: too big inline request");
     if (!nl) {
         f->scan = n;
-        if (n > RESP_MAX_INLINE)
-            return fail(f, "Protocol error: too big inline request");
         return RESP_MORE;
     }
     f->fr.is_inline = 1;
@@ -277,10 +280,13 @@ static int item_done(struct resp_framer *f)
     return RESP_DONE;
 }
 
-/* A reply line is not complete yet: wait, unless it is already too long. */
-static int line_pending(struct resp_framer *f, size_t n, size_t cap)
+/* A reply line is not complete yet (find_line left f->scan at its CR or
+ * at the end): wait, unless it is already too long. A line's length is
+ * its bytes before the CR, type byte included, whether it is complete or
+ * not, so that how it arrives never decides. */
+static int line_pending(struct resp_framer *f, size_t cap)
 {
-    if (n - f->off > cap)
+    if (f->scan - f->off > cap)
         return fail(f, "reply line too long");
     return RESP_MORE;
 }
@@ -302,7 +308,7 @@ static int reply_chunk(struct resp_framer *f, const char *p, size_t n)
     if (p[f->off] != ';')
         return fail(f, "bad streamed string chunk in reply");
     if ((rc = read_header(f, p, n, &v)) == 0)
-        return line_pending(f, n, RESP_MAX_HEADER);
+        return line_pending(f, RESP_MAX_HEADER);
     if (rc < 0 || v < 0 || v > LLONG_MAX - 2)
         return fail(f, "bad streamed string chunk in reply");
     if (v == 0)
@@ -325,17 +331,22 @@ static int reply_item(struct resp_framer *f, const char *p, size_t n,
     if (t != '.')
         f->between = 0;                  /* an element of a streamed aggregate begins */
     switch (t) {
-    case '+': case '-': case ':': case '_': case ',': case '#': case '(':
+    case '+': case '-': case ':': case '_': case ',': case '#': case '(': {
+        size_t cap = t == '+' || t == '-' ? lim->max_line : RESP_MAX_HEADER;
         if (!(cr = find_line(f, p, n)))
-            return line_pending(f, n, t == '+' || t == '-' ? lim->max_line
-                                                           : RESP_MAX_HEADER);
+            return line_pending(f, cap);
+        /* Complete, the same cap: a long line that came in one read is
+         * refused as it would be in pieces. */
+        if ((size_t)(cr - p) - f->off > cap)
+            return fail(f, "reply line too long");
         f->off = (size_t)(cr - p) + 2;
         return item_done(f);
+    }
     case '.':
         /* the end of the innermost streamed aggregate: one item of what
          * holds it */
         if (!(cr = find_line(f, p, n)))
-            return line_pending(f, n, RESP_MAX_HEADER);
+            return line_pending(f, RESP_MAX_HEADER);
         if (f->nstreamed == 0 || !f->between || cr != p + f->off + 1)
             return fail(f, "unexpected '.' in reply");
         f->off = (size_t)(cr - p) + 2;
@@ -353,7 +364,7 @@ static int reply_item(struct resp_framer *f, const char *p, size_t n,
             return STEP;
         }
         if ((rc = read_header(f, p, n, &v)) == 0)
-            return line_pending(f, n, RESP_MAX_HEADER);
+            return line_pending(f, RESP_MAX_HEADER);
         /* v + 2 (the CRLF) must not overflow into a frame length past
          * the buffer. */
         if (rc < 0 || v < -1 || v > LLONG_MAX - 2)
@@ -378,7 +389,7 @@ static int reply_item(struct resp_framer *f, const char *p, size_t n,
             return STEP;
         }
         if ((rc = read_header(f, p, n, &v)) == 0)
-            return line_pending(f, n, RESP_MAX_HEADER);
+            return line_pending(f, RESP_MAX_HEADER);
         if (rc < 0 || v < -1 || v > RESP_MAX_ARGS)
             return fail(f, "bad aggregate length in reply");
         if (v == -1)

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,6 +100,11 @@ int config_parse_size(const char *s, size_t *bytes)
         return -1;
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
         if (strcasecmp(end, units[i].unit) == 0) {
+            /* Checked before the product is made: converting a double past
+             * SIZE_MAX to size_t is undefined ("99999999999999999999gb",
+             * found by fuzzing). (double)SIZE_MAX rounds up to 2^64. */
+            if (v >= (double)SIZE_MAX / units[i].mul)
+                return -2;
             *bytes = (size_t)(v * units[i].mul);
             return 0;
         }
@@ -127,12 +133,13 @@ static int p_duration(const struct key *k, const char *v, void *dst, char *why, 
 
 static int p_size(const struct key *k, const char *v, void *dst, char *why, size_t wl)
 {
-    size_t b;
-    if (config_parse_size(v, &b) < 0) {
+    size_t b = 0;
+    int rc = config_parse_size(v, &b);
+    if (rc == -1) {
         snprintf(why, wl, "\"%s\" is not a size with a unit (b, kb, mb, gb)", v);
         return -1;
     }
-    if ((double)b < k->min || (double)b > k->max) {
+    if (rc < 0 || (double)b < k->min || (double)b > k->max) {
         snprintf(why, wl, "\"%s\" not in %.0f..%.0f bytes", v, k->min, k->max);
         return -1;
     }

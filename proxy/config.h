@@ -93,7 +93,8 @@ int config_sentinels_changed(const struct config *a, const struct config *b);
 int config_same_str(const char *a, const char *b);     /* NULLs equal */
 int config_same_list(const struct addr_list *a, const struct addr_list *b);
 
-/* Value parsers shared with the tests: 0 or -1. */
+/* Value parsers shared with the tests: 0 or -1; a size too large for
+ * size_t is -2. */
 int config_parse_duration(const char *s, double *seconds);
 int config_parse_size(const char *s, size_t *bytes);
 

@@ -10,6 +10,7 @@ packages=(
     python3 python3-redis python3-pytest python3-pytest-xdist
     procps iproute2 iptables valgrind util-linux systemd
     prometheus
+    clang-14 libclang-rt-14-dev llvm-14
 )
 
 missing=()

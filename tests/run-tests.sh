@@ -4,6 +4,9 @@
 #   run-tests.sh unit BIN...          unit binaries only
 #   run-tests.sh integration          pytest only
 #   run-tests.sh all BIN...           both
+# With FUZZ_TARGETS set (make test), the unit part also runs those
+# libFuzzer targets of FUZZ_DIR for FUZZ_SECONDS each (tests/fuzz/run.sh),
+# one test each.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +39,17 @@ if [[ $mode == unit || $mode == all ]]; then
             failed=$((failed + 1))
         fi
     done
+    if [[ -n ${FUZZ_TARGETS:-} ]]; then
+        echo "== fuzz ${FUZZ_TARGETS} (${FUZZ_SECONDS:-60}s each)"
+        # shellcheck disable=SC2086
+        out=$(./tests/fuzz/run.sh "${FUZZ_DIR:-build-fuzz}" $FUZZ_TARGETS 2>&1)
+        rc=$?
+        printf '%s\n' "$out" | tail -n 60
+        if ! count_line "$(printf '%s\n' "$out" | tail -n 1)" || { ((rc != 0)) && ((failed == 0)); }; then
+            echo "tests/fuzz/run.sh: exited $rc without a count line"
+            failed=$((failed + 1))
+        fi
+    fi
 fi
 
 if [[ $mode == integration || $mode == all ]]; then

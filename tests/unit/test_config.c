@@ -105,6 +105,12 @@ static void test_units(void)
     CHECK(config_parse_size("10", &s) < 0);
     CHECK(config_parse_size("mb", &s) < 0);
     CHECK(config_parse_size("1tb", &s) < 0);
+    /* Past SIZE_MAX: refused before the product is made (a conversion out
+     * of range is undefined; UBSan in make fuzz caught it). */
+    CHECK(config_parse_size("99999999999999999999gb", &s) == -2);
+    CHECK(config_parse_size("17179869184gb", &s) == -2);
+    CHECK(config_parse_size("1e300b", &s) == -2);
+    CHECK(config_parse_size("17179869183gb", &s) == 0 && s == 17179869183ull << 30);
 }
 
 static void test_errors(void)
@@ -138,6 +144,12 @@ static void test_errors(void)
                      "t.ini:4: clients.max_query_buffer: \"64\" is not a size with a unit (b, kb, mb, gb)"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[clients]\nmax_output_buffer = 10b\n",
                      "t.ini:4: clients.max_output_buffer: \"10b\" not in 1024..4293918720 bytes"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[clients]\n"
+                     "max_query_buffer = 99999999999999999999gb\n",
+                     "t.ini:4: clients.max_query_buffer: \"99999999999999999999gb\" "
+                     "not in 1024..2146435072 bytes"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[pool]\nconnect_timeout = 1e308m\n",
+                     "t.ini:4: pool.connect_timeout: \"1e308m\" not in 0.01s..60s"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[log]\nlevel = loud\n",
                      "t.ini:4: log.level: \"loud\" is not one of error, warn, info, debug"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[upstream]\ndatabase = -1\n",

@@ -103,8 +103,8 @@ static int frames_as(int dir, const char *p, size_t n, const struct want *w)
  * whole, answers w. And one framer fed one byte more per call, as the
  * proxy feeds its growing query buffer, ends with w. A message that fails
  * may fail at an earlier k, but with the same reason. */
-static int splits_as(int dir, const char *p, size_t n, size_t stride,
-                     const struct want *w)
+static int splits_as_lim(int dir, const char *p, size_t n, size_t stride,
+                         const struct resp_limits *l, const struct want *w)
 {
     struct resp_framer f;
     int rc;
@@ -113,9 +113,9 @@ static int splits_as(int dir, const char *p, size_t n, size_t stride,
         if (k >= 16 && k + 16 < n && k % stride != 0)
             continue;
         resp_framer_reset(&f);
-        rc = run(dir, &f, p, k);
+        rc = run_lim(dir, &f, p, k, l);
         if (rc == RESP_MORE)
-            rc = run(dir, &f, p, n);
+            rc = run_lim(dir, &f, p, n, l);
         if (!matches(&f, rc, n, w)) {
             printf("  fresh framer split at %zu of %zu\n", k, n);
             return 0;
@@ -123,7 +123,7 @@ static int splits_as(int dir, const char *p, size_t n, size_t stride,
     }
     resp_framer_reset(&f);
     for (size_t k = 0; k <= n; k++) {
-        rc = run(dir, &f, p, k);
+        rc = run_lim(dir, &f, p, k, l);
         if (rc == RESP_MORE && k < n)
             continue;
         if (!matches(&f, rc, n, w)) {
@@ -133,6 +133,12 @@ static int splits_as(int dir, const char *p, size_t n, size_t stride,
         break;
     }
     return 1;
+}
+
+static int splits_as(int dir, const char *p, size_t n, size_t stride,
+                     const struct want *w)
+{
+    return splits_as_lim(dir, p, n, stride, &lim, w);
 }
 
 static int splits_as1(int dir, const char *p, size_t n, const struct want *w)
@@ -354,6 +360,15 @@ static void test_request_errors(void)
                     WANT_ERR("Protocol error: too big inline request")));
     CHECK(splits_as(REQ, p, n, 1021,
                     WANT_ERR("Protocol error: too big inline request")));
+    /* With its LF: the same cap, however the line arrives (a line over it
+     * was taken whole and refused in pieces). */
+    memcpy(p + 64 * KIB, "\n", 1);
+    CHECK(frames_as(REQ, p, 64 * KIB + 1, WANT_INLINE(0)));
+    CHECK(splits_as(REQ, p, 64 * KIB + 1, 1021, WANT_INLINE(0)));
+    memcpy(p + 64 * KIB, "a\r\n", 3);
+    CHECK(frames_as(REQ, p, 64 * KIB + 3, WANT_ERR("Protocol error: too big inline request")));
+    CHECK(splits_as(REQ, p, 64 * KIB + 3, 1021,
+                    WANT_ERR("Protocol error: too big inline request")));
     free(p);
 
     p = repeat("7", 70 * KIB, "", &n);
@@ -497,6 +512,29 @@ static void test_reply_errors(void)
     CHECK(frames_as_lim(REP, S("-0123456789abcdef"), &small,
                         WANT_ERR("reply line too long")));
     CHECK(frames_as_lim(REP, S(":0123456789abcdefX"), &small, WANT_MORE));
+    /* A line's length is its bytes before the CR, complete or not: whole
+     * and in any pieces the same answer (fuzzing found a line at the cap
+     * refused when its LF came later, and one over it taken whole). */
+    CHECK(splits_as_lim(REP, S("+0123456789abcde\r\n"), 1, &small, WANT_REPLY('+')));
+    CHECK(splits_as_lim(REP, S("*2\r\n:1\r\n-0123456789abcde\r\n"), 1, &small,
+                        WANT_REPLY('*')));
+    CHECK(frames_as_lim(REP, S("+0123456789abcdef\r\n"), &small,
+                        WANT_ERR("reply line too long")));
+    CHECK(splits_as_lim(REP, S("+0123456789abcdef\r\n"), 1, &small,
+                        WANT_ERR("reply line too long")));
+    CHECK(splits_as_lim(REP, S("*1\r\n-0123456789abcdef\r\n"), 1, &small,
+                        WANT_ERR("reply line too long")));
+    size_t big;
+    char *line = repeat("7", RESP_MAX_HEADER, "\r\n", &big);
+    line[0] = ':';
+    CHECK(frames_as(REP, line, big, WANT_REPLY(':')));
+    CHECK(splits_as(REP, line, big, 4093, WANT_REPLY(':')));
+    free(line);
+    line = repeat("7", RESP_MAX_HEADER + 1, "\r\n", &big);
+    line[0] = '(';
+    CHECK(frames_as(REP, line, big, WANT_ERR("reply line too long")));
+    CHECK(splits_as(REP, line, big, 4093, WANT_ERR("reply line too long")));
+    free(line);
     /* Streamed types, malformed. */
     CHECK_FRAMES(REP, S(".\r\n"), WANT_ERR("unexpected '.' in reply"));
     CHECK_FRAMES(REP, S("*1\r\n.\r\n"), WANT_ERR("unexpected '.' in reply"));
