@@ -31,7 +31,7 @@ static void reply_buf(struct client *c, struct buf *b)
     buf_free(b);
 }
 
-/* "30s", "500ms", or plain seconds. */
+/* "30s", "500ms", or plain seconds; a day at most. */
 static int parse_timeout(const char *p, size_t n, double *t)
 {
     char b[32], *end;
@@ -40,10 +40,12 @@ static int parse_timeout(const char *p, size_t n, double *t)
         return -1;
     memcpy(b, p, n);
     b[n] = '\0';
-    if (config_parse_duration(b, t) == 0)
-        return 0;
-    *t = strtod(b, &end);
-    return *end == '\0' && *t >= 0 && *t <= 86400 ? 0 : -1;
+    if (config_parse_duration(b, t) < 0) {
+        *t = strtod(b, &end);
+        if (*end != '\0')
+            return -1;
+    }
+    return *t >= 0 && *t <= 86400 ? 0 : -1;
 }
 
 /* PROXY PAUSE [seconds]: new requests wait, without an error, until PROXY
@@ -54,7 +56,7 @@ static void proxy_pause(struct client *c, const struct resp_args *a)
     double t = 0;
 
     if (a->argc == 3 && parse_timeout(a->v[2], a->l[2], &t) < 0) {
-        client_reply_error(c, "ERR PROXY PAUSE [timeout]: a duration (30s, 500ms) "
+        client_reply_error(c, "ERR PROXY PAUSE [timeout]: a duration up to a day (30s, 500ms) "
                            "or seconds");
         return;
     }

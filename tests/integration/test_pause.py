@@ -42,11 +42,13 @@ def test_pause_with_a_timeout_resumes_by_itself(env, master):
     assert admin.execute_command("PROXY", "PAUSE", "1") == b"OK"
     assert b"requests_paused:1" in admin.execute_command("PROXY", "INFO")
     assert admin.execute_command("PROXY", "RESUME") == b"OK"
-    try:
-        admin.execute_command("PROXY", "PAUSE", "soon")
-        raise AssertionError("bad timeout accepted")
-    except redis.ResponseError as e:
-        assert "PROXY PAUSE [timeout]" in str(e)
+    for bad in ("soon", "1e300m", "2d", "-1s"):          # a day at most, in any unit
+        try:
+            admin.execute_command("PROXY", "PAUSE", bad)
+            raise AssertionError(f"bad timeout {bad} accepted")
+        except redis.ResponseError as e:
+            assert "PROXY PAUSE [timeout]" in str(e)
+    assert b"requests_paused:0" in admin.execute_command("PROXY", "INFO")
 
 
 def test_pause_answers_once_the_requests_in_flight_are_answered(env, master):
