@@ -149,16 +149,8 @@ def check_writer(w, c, wins, res):
     acked_sets = [r for r in w.records if r[4] == OK]
     not_run_sets = [r for r in w.records if r[4] == NOT_RUN]
     for n, t0, t1, push, _ in w.records:
-        k = in_list.get(n, 0)
-        if k > 1:
-            res.twice(wins, [(t0, t1)], f"soak:w:{i} holds {n} {k} times")
-        if push == OK:
-            res.acked["list pushes"] += 1
-            if k == 0:
-                res.missing(wins, t0, t1, f"RPUSH soak:w:{i} {n}")
-        elif push == NOT_RUN and k:
-            res.applied_not_run += 1
-            res.note("applied after an error saying it was not", f"RPUSH soak:w:{i} {n}")
+        judge_item(res, wins, (n, t0, t1, push), in_list, f"soak:w:{i}", "list pushes",
+                   f"RPUSH soak:w:{i} {n}")
     for recs, want in ((acked_sets, True), (not_run_sets, False)):
         for part in chunks(recs):
             vals = c.mget([f"soak:k:{i}:{r[0]}" for r in part])
@@ -179,6 +171,22 @@ def check_writer(w, c, wins, res):
             res.note("read-your-writes", f"GET soak:k:{i}:{n} after SET -> {got!r}")
 
 
+def judge_item(res, wins, rec, in_list, key, kind, what):
+    """One recorded write of a unique number to the list `key`: there once
+    if acknowledged (else lost), never twice, absent if said not run."""
+    n, t0, t1, how = rec
+    k = in_list.get(n, 0)
+    if k > 1:
+        res.twice(wins, [(t0, t1)], f"{key} holds {n} {k} times")
+    if how == OK:
+        res.acked[kind] += 1
+        if k == 0:
+            res.missing(wins, t0, t1, what)
+    elif how == NOT_RUN and k:
+        res.applied_not_run += 1
+        res.note("applied after an error saying it was not", what)
+
+
 def check_tx(w, c, wins, res):
     i = w.idx
     items = c.lrange(f"soak:tx:{i}", 0, -1)
@@ -191,17 +199,9 @@ def check_tx(w, c, wins, res):
     for n in in_list:
         if n not in sent:
             res.mismatch["tx: a number never sent in the list"] += 1
-    for n, t0, t1, how in w.records:
-        k = in_list.get(n, 0)
-        if k > 1:
-            res.twice(wins, [(t0, t1)], f"soak:tx:{i} holds {n} {k} times")
-        if how == OK:
-            res.acked["transactions"] += 1
-            if k == 0:
-                res.missing(wins, t0, t1, f"transaction {n} of tx{i}")
-        elif how == NOT_RUN and k:
-            res.applied_not_run += 1
-            res.note("applied after an error saying it was not", f"transaction {n} of tx{i}")
+    for rec in w.records:
+        judge_item(res, wins, rec, in_list, f"soak:tx:{i}", "transactions",
+                   f"transaction {rec[0]} of tx{i}")
 
 
 def check_queue(p, cons, c, wins, res):
