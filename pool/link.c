@@ -183,7 +183,9 @@ static void settle(struct link *l, const char *why, int reconnect)
 }
 
 /* A lease in stream mode that never got ready: the bytes its holder
- * streamed into it (those no request slot covers) go back, in order. */
+ * streamed into it (those no request slot covers) go back, in order. No
+ * slot of the holder's is before them: stream mode starts only once
+ * nothing of the client's is in flight (router.c's stream()). */
 static void hand_back_stream(struct link *l, void *lessee)
 {
     struct pool *p = l->pool;

@@ -335,6 +335,8 @@ static void lease_answered(struct client *c)
 {
     struct link *l = c->lease;
 
+    if (c->x)
+        c->x->retry_since = 0;           /* a run of leases lost unready is over */
     if (l && l->nfifo == l->ahead && !c->in_multi && !c->watching && !c->other_db && !c->stream &&
         link_is_ready(l)) {
         c->lease = NULL;

@@ -7,8 +7,10 @@
 #include "client.h"
 #include "hold.h"
 
-/* Between tries at a lease while the master does not answer. */
-#define LEASE_RETRY 0.1
+/* Between tries at a lease while the master does not answer: at first,
+ * and at most (a quarter of the time waited so far, in between). */
+#define LEASE_RETRY     0.1
+#define LEASE_RETRY_MAX 1.0
 
 int lease_take(struct client *c)
 {
@@ -92,7 +94,7 @@ void lease_note(struct client *c, const struct command *cmd, long long db, int d
  * restarting or loading): they are read again, and routed afresh, once
  * there may be a master to run them, the way plain requests wait (for
  * failover_wait with sentinels, connect_timeout without), trying again
- * every LEASE_RETRY while the master is not known to be down. 1 if so;
+ * every LEASE_RETRY or so while the master is not known to be down. 1 if so;
  * 0: they fail (the time is up, or something else of the client's is in
  * flight, whose order must hold). */
 static int take_back(struct client *c)
@@ -123,8 +125,10 @@ static int take_back(struct client *c)
     c->in_multi = c->watching = c->other_db = c->stream = 0;   /* noted, never run */
     x->wait_deadline = x->retry_since + wait;
     hold_wait_master(c);
-    if (x->wait.deadline > now + LEASE_RETRY)
-        x->wait.deadline = now + LEASE_RETRY;
+    double retry = (now - x->retry_since) / 4;
+    retry = retry < LEASE_RETRY ? LEASE_RETRY : retry > LEASE_RETRY_MAX ? LEASE_RETRY_MAX : retry;
+    if (x->wait.deadline > now + retry)
+        x->wait.deadline = now + retry;
     c->paused = 1;
     client_watch(c);
     return 1;

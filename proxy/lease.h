@@ -23,6 +23,8 @@ int lease_lost(void *lessee, int unrun, void *arg);
 /* A request of c's that a lease lost before it went out, back in c's
  * input (in order, before what c had not sent yet). */
 void lease_unrun(struct client *c, struct req *r, const char *req);
+/* Pool callback: bytes a stream lease lost unready had for its server
+ * (SUBSCRIBE...), back in its holder's input the same way. */
 void lease_stream_unrun(void *lessee, const char *p, size_t n, void *arg);
 void lease_ready(void *who, struct link *l, void *arg);
 

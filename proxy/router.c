@@ -31,19 +31,34 @@ static void error(struct route *rt, uint64_t *count, const char *fmt, ...)
 }
 
 /* XREAD and XREADGROUP block only when given BLOCK, among the options
- * before STREAMS (after it come key names, which may be called "block"). */
-static int has_block_arg(const char *frame, size_t len)
+ * before STREAMS (after it come key names, and GROUP's two names, which
+ * may be called "block" or "streams" too); 1 with *t its argument. */
+static int block_arg(const char *frame, size_t len, const char **t, size_t *tn)
 {
     size_t pos = 0, n;
     const char *a;
 
+    resp_next_arg(frame, len, &pos, &a, &n);
     while (resp_next_arg(frame, len, &pos, &a, &n)) {
         if (n == 7 && strncasecmp(a, "streams", 7) == 0)
             return 0;
-        if (n == 5 && strncasecmp(a, "block", 5) == 0)
-            return 1;
+        if (n == 5 && strncasecmp(a, "group", 5) == 0) {
+            if (!resp_next_arg(frame, len, &pos, &a, &n) ||
+                !resp_next_arg(frame, len, &pos, &a, &n))
+                return 0;
+        } else if (n == 5 && strncasecmp(a, "block", 5) == 0) {
+            return resp_next_arg(frame, len, &pos, t, tn);
+        }
     }
     return 0;
+}
+
+static int has_block_arg(const char *frame, size_t len)
+{
+    const char *t;
+    size_t tn;
+
+    return block_arg(frame, len, &t, &tn);
 }
 
 /* How long a blocking call may wait for data, in seconds, read from its
@@ -59,18 +74,13 @@ static float blocking_for(const struct command *cmd, const char *frame,
     const char *name = cmd->name, *a, *t = NULL;
     size_t pos = 0, n, tn = 0;
     int ms = 0, i = 0;
-    char num[32];
+    char num[32], *end;
 
     resp_next_arg(frame, fr->len, &pos, &a, &n);
     if (strcmp(name, "xread") == 0 || strcmp(name, "xreadgroup") == 0) {
         ms = 1;
-        while (!t && resp_next_arg(frame, fr->len, &pos, &a, &n)) {
-            if (n == 7 && strncasecmp(a, "streams", 7) == 0)
-                return 0;
-            if (n == 5 && strncasecmp(a, "block", 5) == 0 &&
-                resp_next_arg(frame, fr->len, &pos, &t, &tn))
-                break;
-        }
+        if (!block_arg(frame, fr->len, &t, &tn))
+            return 0;
     } else if (strcmp(name, "blmpop") == 0 || strcmp(name, "bzmpop") == 0) {
         resp_next_arg(frame, fr->len, &pos, &t, &tn);
     } else {
@@ -84,11 +94,12 @@ static float blocking_for(const struct command *cmd, const char *frame,
             tn = n;
         }
     }
-    if (!t || tn == 0 || tn >= sizeof num)
+    if (!t || tn == 0)
         return 0;
+    if (tn >= sizeof num)
+        return INFINITY;                 /* "000...060": wait, rather than cut it short */
     memcpy(num, t, tn);
     num[tn] = '\0';
-    char *end;
     double v = strtod(num, &end);
     if (*end || !(v >= 0))
         return 0;

@@ -127,12 +127,14 @@ def test_select_another_database(env, master):
     ("BLMOVE", "a", "b", "LEFT", "RIGHT", "1.5"),
     ("XREAD", "COUNT", "1", "BLOCK", "1500", "STREAMS", "s", "$"),
     ("XREADGROUP", "GROUP", "g", "c", "BLOCK", "1500", "STREAMS", "gs", ">"),
+    ("XREADGROUP", "GROUP", "block", "streams", "BLOCK", "1500", "STREAMS", "gs", ">"),
     ("WAIT", "1", "1500")], ids=lambda c: c[0])
 def test_blocking_calls_wait_as_long_as_they_ask(env, master, cmd):
     """Past reply_timeout, each for its own timeout (XREAD's BLOCK was cut at
     reply_timeout once: it is not in the blocking table, only leased)."""
     sc = env.sidecar(master, pool={"reply_timeout": "500ms"})
     master.client().xgroup_create("gs", "g", mkstream=True)
+    master.client().xgroup_create("gs", "block")        # GROUP's names are no options
     r = sc.client(socket_timeout=10)
     t0 = time.monotonic()
     assert r.execute_command(*cmd) in (None, [], 0)

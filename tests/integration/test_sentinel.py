@@ -12,7 +12,7 @@ import time
 import pytest
 import redis
 
-from helpers import SLOW, Load, Sampler, nodes, resp_cmd, wait_until
+from helpers import SLOW, Load, Sampler, nodes, resp_cmd, resp_read, wait_until
 
 
 class Topology:
@@ -503,6 +503,25 @@ def test_leases_on_a_loading_master_wait_for_it(env):
                    "subscribe": ("subscribe", 1)}, got
     assert m.client().info("persistence")["loading"] == 0
     assert topo.sentinel_master() == ("127.0.0.1", m.port)      # no failover
+
+
+def test_a_second_loading_gets_a_whole_wait_again(env):
+    """One client's transaction waits through a load, then through a
+    second one soon after: its wait starts afresh (found in review: the
+    first wait's start was kept, and the second transaction failed)."""
+    topo = loading_topology(env, 2000)
+    m = topo.master
+    sc = topo.sidecar(routing={"read_from": "master", "failover_wait": "3s"})
+    wait_confirmed(sc, f"127.0.0.1:{m.port}")
+    s = sc.raw(timeout=30)
+    f = s.makefile("rb")
+    tx = (resp_cmd("MULTI") + resp_cmd("SET", "tx-key", "1") + resp_cmd("INCR", "tx-n") +
+          resp_cmd("EXEC"))
+    for _ in range(2):
+        restart_loading(m)                 # from the same dump: tx-n starts at 0 again
+        s.sendall(tx)
+        got = [resp_read(f) for _ in range(4)]
+        assert got == [b"OK", b"QUEUED", b"QUEUED", [b"OK", 1]], got
 
 
 def test_held_requests_expiring_while_their_client_is_closed(env, topo):
