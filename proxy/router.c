@@ -63,7 +63,7 @@ static int has_block_arg(const char *frame, size_t len)
 
 /* How long a blocking call may wait for data, in seconds, read from its
  * arguments as redis reads them: the last one (BLPOP's seconds, WAIT's
- * milliseconds), the first (BLMPOP), or XREAD's BLOCK. INFINITY when it
+ * milliseconds), the first (BLMPOP), XREAD's BLOCK, or DEBUG SLEEP's. INFINITY when it
  * may wait for ever (0) or the form is not known; 0 when it will not
  * block (redis answers a bad timeout at once). */
 static float blocking_for(const struct command *cmd, const char *frame,
@@ -73,7 +73,7 @@ static float blocking_for(const struct command *cmd, const char *frame,
                                          "bzpopmin", "bzpopmax", NULL};
     const char *name = cmd->name, *a, *t = NULL;
     size_t pos = 0, n, tn = 0;
-    int ms = 0, i = 0;
+    int ms = 0, i = 0;      /* 1: milliseconds; -1: seconds, 0 not for ever (DEBUG SLEEP) */
     char num[32], *end;
 
     resp_next_arg(frame, fr->len, &pos, &a, &n);
@@ -81,6 +81,18 @@ static float blocking_for(const struct command *cmd, const char *frame,
         ms = 1;
         if (!block_arg(frame, fr->len, &t, &tn))
             return 0;
+    } else if (strcmp(name, "debug") == 0) {
+        /* DEBUG SLEEP n holds its caller n seconds, RELOAD and LOADAOF as
+         * long as the data takes; the rest answer at once */
+        if (!resp_next_arg(frame, fr->len, &pos, &a, &n))
+            return 0;
+        if ((n == 6 && strncasecmp(a, "reload", 6) == 0) ||
+            (n == 7 && strncasecmp(a, "loadaof", 7) == 0))
+            return INFINITY;
+        if (!(n == 5 && strncasecmp(a, "sleep", 5) == 0) ||
+            !resp_next_arg(frame, fr->len, &pos, &t, &tn))
+            return 0;
+        ms = -1;
     } else if (strcmp(name, "blmpop") == 0 || strcmp(name, "bzmpop") == 0) {
         resp_next_arg(frame, fr->len, &pos, &t, &tn);
     } else {
@@ -103,8 +115,10 @@ static float blocking_for(const struct command *cmd, const char *frame,
     double v = strtod(num, &end);
     if (*end || !(v >= 0))
         return 0;
-    if (ms)
+    if (ms > 0)
         v /= 1000;
+    if (ms < 0 && v == 0)                /* DEBUG SLEEP 0 */
+        return 0;
     if (v == 0 || v > 1e9)               /* for ever, or as good as (and no float overflow) */
         return INFINITY;
     return (float)v;

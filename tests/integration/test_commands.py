@@ -157,14 +157,35 @@ def test_unknown_command_gets_redis_error(sidecar):
 
 def test_refused_and_unsupported_commands(sidecar):
     r = sidecar.client()
-    for cmd in (["MONITOR"], ["SYNC"], ["REPLICAOF", "NO", "ONE"], ["SHUTDOWN"],
-                ["DEBUG", "SLEEP", "0"]):
+    for cmd in (["MONITOR"], ["SYNC"], ["REPLICAOF", "NO", "ONE"], ["SHUTDOWN"]):
         with pytest.raises(redis.ResponseError, match="not allowed through redis-sidecar"):
             r.execute_command(*cmd)
     for cmd in (["RESET"],):
         with pytest.raises(redis.ResponseError, match="not supported by redis-sidecar"):
             r.execute_command(*cmd)
     assert r.ping() is True   # the connection is still fine
+
+
+def test_debug_goes_to_the_master_on_a_lease(env):
+    """DEBUG gets redis's own answer: refused by a server without
+    enable-debug-command, run by one with it, on a lease so that DEBUG
+    SLEEP is not cut at reply_timeout nor holds a shared link."""
+    plain = env.redis("plain")
+    with pytest.raises(redis.ResponseError, match="DEBUG command not allowed"):
+        env.sidecar(plain).client().execute_command("DEBUG", "SLEEP", "0")
+    m = env.redis("debug", args=["--enable-debug-command", "yes"])
+    sc = env.sidecar(m, pool={"reply_timeout": "500ms"})
+    r = sc.client()
+    r.set("k", "v")
+    assert r.execute_command("DEBUG", "OBJECT", "k").startswith(b"Value at:")
+    assert r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "1") == b"OK"
+    t0 = time.monotonic()
+    assert r.execute_command("DEBUG", "SLEEP", "1.2") == b"OK"
+    assert time.monotonic() - t0 >= 1.1
+    assert r.execute_command("DEBUG", "RELOAD") == b"OK"
+    assert r.get("k") == b"v"
+    assert sc.counter("links_lost_reply_timeout") == 0
+    assert len(m.links("sidecar-lease")) == 1          # one lease, taken and given back
 
 
 def test_local_commands(sidecar, master):
