@@ -66,6 +66,7 @@ struct client {
     uint16_t        port;         /* the peer's; its address is ips->ip */
     unsigned        authed : 1;
     unsigned        admin : 1;    /* PROXY commands: [admin] allow or admin AUTH */
+    unsigned        admin_auth : 1; /* ... by admin AUTH, which RESET takes back */
     unsigned        is_unix : 1;  /* came over a unix socket: no address */
     unsigned        in_multi : 1; /* lease state: MULTI sent, no EXEC/DISCARD yet */
     unsigned        watching : 1; /* lease state: WATCH sent, not cleared */

@@ -24,7 +24,7 @@ static const struct command commands[] = {
     /* connection state that a shared link must never carry */
     {"multi", S, 0, STATE_MULTI}, {"exec", S, 0, STATE_END_MULTI},
     {"discard", S, 0, STATE_END_MULTI}, {"watch", S, 0, STATE_WATCH},
-    {"unwatch", S, 0, STATE_UNWATCH}, {"reset", N, 0, 0},
+    {"unwatch", S, 0, STATE_UNWATCH}, {"reset", CMD_LOCAL, LOCAL_RESET, 0},
     /* pub/sub: one request may get many replies, and messages come unasked */
     {"subscribe", P, 0, 0}, {"psubscribe", P, 0, 0}, {"ssubscribe", P, 0, 0},
     {"unsubscribe", P, 0, 0}, {"punsubscribe", P, 0, 0}, {"sunsubscribe", P, 0, 0},

@@ -18,7 +18,7 @@
 
 enum cmd_local {
     LOCAL_NONE, LOCAL_AUTH, LOCAL_HELLO, LOCAL_QUIT, LOCAL_SELECT,
-    LOCAL_PROXY, LOCAL_CLIENT,
+    LOCAL_PROXY, LOCAL_CLIENT, LOCAL_RESET,
 };
 
 /* What a command does to a connection's server-side state, so the proxy

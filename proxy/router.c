@@ -140,7 +140,8 @@ static int needs_auth(const struct client *c, const struct command *cmd)
 {
     return !c->authed && !(cmd && (cmd->local == LOCAL_AUTH ||
                                    cmd->local == LOCAL_HELLO ||
-                                   cmd->local == LOCAL_QUIT));
+                                   cmd->local == LOCAL_QUIT ||
+                                   cmd->local == LOCAL_RESET));
 }
 
 /* Read-your-writes: the offset a replica must have reached to serve this
@@ -374,13 +375,17 @@ static int by_state(struct client *c, const struct command *cmd, const char *fra
     /* A streaming lease is the client's own connection: everything goes
      * there, in order, but for QUIT, PROXY and what is never allowed. */
     else if (c->stream && local != LOCAL_QUIT && local != LOCAL_PROXY && local != LOCAL_HELLO &&
-             !(cmd && (cmd->flags & CMD_REFUSED)))
+             local != LOCAL_RESET && !(cmd && (cmd->flags & CMD_REFUSED)))
         stream(c, rt);
     else if (local == LOCAL_SELECT && select_needs_lease(c, frame, fr, rt))
         lease(c, cmd, frame, fr, rt);
     /* HELLO may change the protocol, and with it the links the client's
      * next requests take: those in flight on the others finish first. */
     else if (local == LOCAL_HELLO && c->inflight)
+        rt->kind = ROUTE_LATER;
+    /* RESET answers after what the connection has in flight, as redis
+     * would (on a lease: after the transaction's replies) */
+    else if (local == LOCAL_RESET && c->inflight)
         rt->kind = ROUTE_LATER;
     else
         return 0;

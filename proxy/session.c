@@ -36,6 +36,7 @@ static int check_credentials(struct client *c, const char *user, size_t ul,
 
     if (cfg->admin_password && (!user || is_default(user, ul)) &&
         secret_eq(cfg->admin_password, pass, pl)) {
+        c->admin_auth = !c->admin || c->admin_auth;
         c->admin = 1;
         return 0;
     }
@@ -315,6 +316,29 @@ static void cmd_client(struct client *c, const struct resp_args *a)
     }
 }
 
+/* RESET, as redis does it: out of MULTI, WATCH, pub/sub and tracking (the
+ * lease goes back, RESET there, or is closed if busy), the configured
+ * database, no name, RESP2, and the default user: unauthenticated again
+ * if the proxy has a password, no longer an admin if AUTH made it one. */
+static void cmd_reset(struct client *c)
+{
+    if (c->lease) {
+        struct link *l = c->lease;
+        c->lease = NULL;
+        pool_unlease(l->pool, l);
+    }
+    c->in_multi = c->watching = c->other_db = c->stream = 0;
+    c->resp3 = 0;
+    if (c->x) {
+        free(c->x->name);
+        c->x->name = NULL;
+    }
+    c->authed = c->sc->cfg->password == NULL;
+    if (c->admin_auth)
+        c->admin = c->admin_auth = 0;
+    client_reply(c, "+RESET\r\n", 8);
+}
+
 void session_command(struct client *c, const struct command *cmd, const char *frame,
                      const struct resp_frame *fr)
 {
@@ -327,6 +351,7 @@ void session_command(struct client *c, const struct command *cmd, const char *fr
     case LOCAL_QUIT:   client_reply_and_close(c, "+OK\r\n", 5); break;
     case LOCAL_SELECT: cmd_select(c, &a); break;
     case LOCAL_CLIENT: cmd_client(c, &a); break;
+    case LOCAL_RESET:  cmd_reset(c); break;
     case LOCAL_PROXY:
     case LOCAL_NONE:   break;
     }

@@ -370,3 +370,50 @@ def test_app_hanging_up_behind_a_request_blocked_for_good(env, master, after):
                what="the blocked lease closed")
     assert not [c for c in sc.clients() if c["addr"] == me]
     assert sc.client().set("k", "v") is True
+
+
+def test_reset_as_redis_does_it(env, master):
+    """RESET leaves MULTI, WATCH, another database, pub/sub and RESP3, drops
+    the name, gives the lease back, and answers +RESET, after what the
+    connection had in flight (issue 17)."""
+    sc = env.sidecar(master)
+    s = sc.raw()
+    f = s.makefile("rb")
+
+    def send(*cmds):
+        s.sendall(b"".join(resp_cmd(*c) for c in cmds))
+        return [resp_read(f) for _ in cmds]
+    assert send(("CLIENT", "SETNAME", "app"), ("SELECT", "3"), ("SET", "db3", "x"),
+                ("WATCH", "w"), ("MULTI",), ("SET", "tx", "1"), ("RESET",)) == \
+        [b"OK", b"OK", b"OK", b"OK", b"OK", b"QUEUED", b"RESET"]
+    err = send(("EXEC",))[0]
+    assert isinstance(err, redis.ResponseError) and "EXEC without MULTI" in str(err), err
+    assert send(("GET", "db3"), ("GET", "tx"), ("CLIENT", "GETNAME")) == [None, None, None]
+    wait_until(lambda: master.links("sidecar-lease") and
+               all(c.get("cmd") in ("reset", "client|setname") for c in
+                   master.client().client_list() if c.get("name") == "sidecar-lease"),
+               what="the lease back in the pool")
+    # pub/sub: after +RESET no message, and normal commands again
+    assert send(("SUBSCRIBE", "ch"))[0] == [b"subscribe", b"ch", 1]
+    assert send(("RESET",)) == [b"RESET"]
+    assert master.client().publish("ch", "late") == 0
+    assert send(("PING",)) == [b"PONG"]
+    # RESP3 back to RESP2
+    s.sendall(resp_cmd("HELLO", "3"))
+    assert f.readline().startswith(b"%")
+    resp_read_rest = [resp_read(f) for _ in range(14)]      # the map's 7 pairs
+    assert b"proto" in resp_read_rest
+    assert send(("RESET",), ("HGETALL", "nohash")) == [b"RESET", []]
+    s.sendall(resp_cmd("HGETALL", "nohash"))
+    assert f.readline() == b"*0\r\n"                        # RESP3 would say %0
+
+
+def test_reset_takes_back_authentication(env, master):
+    sc = env.sidecar(master, proxy={"password": "pw"})
+    s = sc.raw()
+    f = s.makefile("rb")
+    s.sendall(resp_cmd("RESET") + resp_cmd("AUTH", "pw") + resp_cmd("SET", "k", "v") +
+              resp_cmd("RESET") + resp_cmd("GET", "k"))
+    assert [resp_read(f) for _ in range(4)] == [b"RESET", b"OK", b"OK", b"RESET"]
+    err = resp_read(f)
+    assert isinstance(err, redis.ResponseError) and str(err).startswith("NOAUTH"), err
