@@ -417,3 +417,30 @@ def test_reset_takes_back_authentication(env, master):
     assert [resp_read(f) for _ in range(4)] == [b"RESET", b"OK", b"OK", b"RESET"]
     err = resp_read(f)
     assert isinstance(err, redis.ResponseError) and str(err).startswith("NOAUTH"), err
+
+
+def test_monitor_on_its_own_lease(env, master):
+    """MONITOR streams what the master runs, on a lease of its own, until
+    RESET (or the client leaves); other clients are not disturbed (issue 17)."""
+    sc = env.sidecar(master)
+    s = sc.raw()
+    f = s.makefile("rb")
+    s.sendall(resp_cmd("MONITOR"))
+    assert resp_read(f) == b"OK"
+    other = sc.client()
+    assert other.set("watched", "v") is True
+    while True:                                  # the proxy's own checks show too
+        line = resp_read(f)
+        if b'"watched"' in line:
+            break
+    assert b'"set" "watched" "v"' in line.lower(), line
+    s.sendall(resp_cmd("RESET"))
+    while resp_read(f) != b"RESET":              # monitor lines already on their way
+        pass
+    s.sendall(resp_cmd("PING"))
+    assert resp_read(f) == b"PONG"
+    wait_until(lambda: not any(b"monitor" in (c.get("flags", "") + c.get("cmd", "")).encode()
+                               for c in master.client().client_list()
+                               if c.get("name") == "sidecar-lease"),
+               what="the monitoring lease closed")
+    assert other.get("watched") == b"v"

@@ -95,7 +95,7 @@ def test_replies_in_resp3_types(sidecar, master):
     t, v = c.typed("PROXY", "NODES")
     assert t == b"=" and b"# Topology" in v
     assert c.typed("PING") == (b"+", b"PONG")
-    t, err = c.typed("MONITOR")
+    t, err = c.typed("SYNC")
     assert t == b"-"
 
 

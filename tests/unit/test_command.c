@@ -65,7 +65,9 @@ int main(void)
     CHECK(find(&t, "subscribe")->flags & CMD_STREAM);
     CHECK(find(&t, "xread")->flags & CMD_MAYBLOCK);
     CHECK(!(find(&t, "xread")->flags & CMD_LEASE));
-    CHECK(find(&t, "monitor")->flags & CMD_REFUSED);
+    CHECK(find(&t, "monitor")->flags & CMD_STREAM);
+    CHECK(find(&t, "debug")->flags & CMD_LEASE);
+    CHECK(find(&t, "reset")->local == LOCAL_RESET);
     CHECK(find(&t, "SHUTDOWN")->flags & CMD_REFUSED);
     CHECK(find(&t, "eval_ro")->flags & CMD_READONLY);
     CHECK(find(&t, "eval") == NULL);             /* EVAL may write */

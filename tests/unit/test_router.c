@@ -138,9 +138,9 @@ int main(void)
     CHECK(KIND(c, ROUTE_LOCAL, "CLIENT", "SETNAME", "x"));
     CHECK(KIND(c, ROUTE_LOCAL, "PROXY", "INFO"));
     CHECK(KIND(c, ROUTE_LOCAL, "SELECT", "0"));              /* the configured database */
-    rt = route(c, "MONITOR", NULL);
+    rt = route(c, "SYNC", NULL);
     CHECK(rt.kind == ROUTE_ERROR && rt.count == &sc.st.err_refused);
-    CHECK(strstr(rt.err, "'MONITOR' is not allowed through redis-sidecar") != NULL);
+    CHECK(strstr(rt.err, "'SYNC' is not allowed through redis-sidecar") != NULL);
     CHECK(KIND(c, ROUTE_LOCAL, "RESET"));
 
     /* State on the server: a lease, or a stream. */
@@ -175,7 +175,8 @@ int main(void)
     CHECK(KIND(c, ROUTE_STREAM, "PING"));
     CHECK(KIND(c, ROUTE_LOCAL, "QUIT"));
     CHECK(KIND(c, ROUTE_LOCAL, "HELLO", "2"));
-    CHECK(KIND(c, ROUTE_ERROR, "MONITOR"));
+    CHECK(KIND(c, ROUTE_ERROR, "SYNC"));
+    CHECK(KIND(c, ROUTE_LOCAL, "RESET"));
     c->stream = 0;
     c->lease = NULL;
 
