@@ -192,15 +192,15 @@ static void hand_back_stream(struct link *l, void *lessee)
     uint64_t at = l->out_base, end = l->out_base + buf_used(&l->out);
     const struct req *r;
 
-    TAILQ_FOREACH(r, &l->fifo, link_tqe) {
-        if (r->off > at)
+    for (r = TAILQ_FIRST(&l->fifo);; r = TAILQ_NEXT(r, link_tqe)) {
+        uint64_t to = r ? r->off : end;
+        if (to > at)
             p->cb.on_stream_unrun(lessee, buf_start(&l->out) + (at - l->out_base),
-                                  (size_t)(r->off - at), p->cb.arg);
+                                  (size_t)(to - at), p->cb.arg);
+        if (!r)
+            break;
         at = r->off + r->len;
     }
-    if (end > at)
-        p->cb.on_stream_unrun(lessee, buf_start(&l->out) + (at - l->out_base), (size_t)(end - at),
-                              p->cb.arg);
 }
 
 /* A leased connection that dies takes its server-side state with it

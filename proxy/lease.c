@@ -97,7 +97,7 @@ void lease_note(struct client *c, const struct command *cmd, long long db, int d
  * every LEASE_RETRY or so while the master is not known to be down. 1 if so;
  * 0: they fail (the time is up, or something else of the client's is in
  * flight, whose order must hold). */
-static int take_back(struct client *c)
+static int take_back(struct client *c, const struct link *lost)
 {
     struct sidecar *sc = c->sc;
     struct client_ext *x = client_ext(c);
@@ -109,7 +109,7 @@ static int take_back(struct client *c)
     if (!x || c->closing || c->wait != WAIT_NONE)
         return 0;
     TAILQ_FOREACH(r, &c->pending, owner_tqe) {
-        if (r->link == c->lease)
+        if (r->link == lost)
             seen = 1;
         else if (seen || !(r->flags & REQ_DONE))
             return 0;
@@ -177,11 +177,11 @@ int lease_lost(void *lessee, int unrun, void *arg)
     struct client *c = lessee;
     (void)arg;
 
-    if (unrun && take_back(c)) {
-        c->lease = NULL;
-        return 1;
-    }
+    struct link *l = c->lease;
+
     c->lease = NULL;
+    if (unrun && take_back(c, l))
+        return 1;
     /* Its subscriptions, transaction, WATCH or database went with the
      * connection: carrying on would run its next commands without them.
      * A closed connection is what its client library knows how to handle. */

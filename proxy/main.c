@@ -108,7 +108,8 @@ static int start_nodes(struct sidecar *sc, char *err, size_t errlen)
         return -1;
     ev_init(&sc->idle_w, on_idle_sweep);      /* a reload may change its period */
     sc->idle_w.data = sc;
-    ev_timer_set(&sc->idle_w, client_sweep_period(cfg), client_sweep_period(cfg));
+    double t = client_sweep_period(cfg);
+    ev_timer_set(&sc->idle_w, t, t);
     ev_timer_start(sc->loop, &sc->idle_w);
     return 0;
 }

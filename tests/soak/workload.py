@@ -202,6 +202,9 @@ class Worker(threading.Thread):
         self.conn = None
         self.seq = 0
         self.crashed = None
+        # (n, t0, t1, outcome) per step; a Writer's adds the SET's outcome,
+        # a Publisher's is (n, outcome)
+        self.records = []
 
     def connect(self):
         self.conn = Conn(self.wl.port, self.timeout)
@@ -263,7 +266,6 @@ class Writer(Worker):
 
     def __init__(self, wl, idx):
         super().__init__(wl, idx)
-        self.records = []             # (n, t0, t1, rpush outcome, set outcome)
         self.ryw = []                 # (t0, t1, n, what the GET saw): a SET's GET missed it
         self.last_acked = 0
 
@@ -349,10 +351,6 @@ class Transactor(Worker):
     kind = "tx"
     rate = 15.0
 
-    def __init__(self, wl, idx):
-        super().__init__(wl, idx)
-        self.records = []             # (n, t0, t1, outcome)
-
     def step(self):
         self.seq += 1
         n, i = self.seq, self.idx
@@ -420,10 +418,6 @@ class Producer(Worker):
     """RPUSH j:n to queue j (popped by Consumer j)."""
     kind = "producer"
     rate = 20.0
-
-    def __init__(self, wl, idx):
-        super().__init__(wl, idx)
-        self.records = []             # (n, t0, t1, outcome)
 
     def step(self):
         self.seq += 1
@@ -498,10 +492,6 @@ class Publisher(Worker):
     """PUBLISH k:n on subscriber k's channel."""
     kind = "publish"
     rate = 20.0
-
-    def __init__(self, wl, idx):
-        super().__init__(wl, idx)
-        self.records = []             # (n, outcome)
 
     def step(self):
         self.seq += 1
