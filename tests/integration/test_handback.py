@@ -15,6 +15,10 @@ def replica_requests(sc, port):
     return 0
 
 
+def gets_run(node):
+    return node.client().info("commandstats").get("cmdstat_get", {}).get("calls", 0)
+
+
 def test_reads_handed_back_for_a_client_an_earlier_error_closed(env):
     master = env.redis("master")
     rep = env.redis("replica", args=["--replicaof", "127.0.0.1", str(master.port)])
@@ -35,9 +39,12 @@ def test_reads_handed_back_for_a_client_an_earlier_error_closed(env):
     try:
         # The SET stays unanswered on the master, so every later reply
         # parks behind it: GET big's 1 KB fills the client's output.
-        before = replica_requests(sc, rep.port)
+        before, ran = replica_requests(sc, rep.port), gets_run(rep)
         s.sendall(resp_cmd("SET", "x", "1") + resp_cmd("GET", "big"))
         wait_until(lambda: replica_requests(sc, rep.port) == before + 1, what="GET big sent")
+        # run, not only sent: its reply must be parked before the replica
+        # stops (the test failed now and then when it was not)
+        wait_until(lambda: gets_run(rep) == ran + 1, what="GET big run by the replica")
         rep.proc.send_signal(signal.SIGSTOP)
         s.sendall(resp_cmd("GET", "k1") + resp_cmd("GET", "k2"))
         wait_until(lambda: replica_requests(sc, rep.port) == before + 3, what="both GETs sent")
