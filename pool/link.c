@@ -326,6 +326,8 @@ static void link_ready(struct link *l)
     p->st.links_opened++;
     if (buf_used(&l->out))
         pool_mark_dirty(p, l);
+    if (l->lease == LEASE_RETURNING)     /* opened ahead of need: idle now */
+        pool_lease_returned(p, l);
 }
 
 void link_start(struct link *l)
@@ -492,29 +494,66 @@ void link_validate(struct link *l, const char *why)
     pool_mark_dirty(p, l);
 }
 
+/* The server refused an app user's credentials: the pool ends, every
+ * request on it answered with the server's own line. */
+static void auth_refused(struct link *l, const char *p, size_t n, const char *why)
+{
+    struct pool *pl = l->pool;
+    char line[160];
+    size_t m = n - 2 < sizeof line - 3 ? n - 2 : sizeof line - 3;
+
+    memcpy(line, p, m);                  /* p lives in l->in, freed by link_down */
+    memcpy(line + m, "\r\n", 2);
+    link_down(l, LOST_HANDSHAKE, why);
+    pool_auth_refused(pl, line, m + 2);
+}
+
+static int is_code(const char *p, size_t n, const char *code)
+{
+    size_t k = strlen(code);
+
+    return n > k && memcmp(p, code, k) == 0 && p[k] == ' ';
+}
+
 /* A handshake command's reply: -1, the link gone, if it refused. */
 static int judge(struct link *l, enum hs_kind kind, const char *p, size_t n)
 {
+    struct pool *pl = l->pool;
     char why[200];
     int m = (int)(n - 3 > 120 ? 120 : n - 3);
 
-    /* a new lease's PING: only LOADING matters (an ACL may refuse PING) */
-    if (kind == HS_PING && !l->validating && (n < 9 || memcmp(p, "-LOADING ", 9) != 0))
+    if (p[0] != '-')
         return 0;
-    if (p[0] == '-' && kind != HS_NAME) {
-        snprintf(why, sizeof why, "%s refused: %.*s", kind == HS_AUTH ? "AUTH" :
-                 kind == HS_SELECT ? "SELECT" : kind == HS_RESET ? "RESET" :
-                 kind == HS_HELLO ? "HELLO 3" : l->validating ? "validation PING" : "PING",
-                 m, p + 1);
-        if (kind == HS_HELLO && !l->pool->resp3_refused[0]) {
-            snprintf(l->pool->resp3_refused, sizeof l->pool->resp3_refused, "%.*s", m, p + 1);
-            log_warn("node %s refuses HELLO 3 (%.*s): RESP3 clients get NOPROTO",
-                     l->pool->cfg.name, m, p + 1);
-        }
-        link_down(l, l->validating ? LOST_VALIDATION : LOST_HANDSHAKE, why);
+    /* A new lease's PING: only LOADING matters. An ACL user may lack
+     * PING or CLIENT: NOPERM proves the link alive, and the name is
+     * only a courtesy. */
+    if (kind == HS_PING && ((!l->validating && !is_code(p, n, "-LOADING")) ||
+                            is_code(p, n, "-NOPERM")))
+        return 0;
+    if (kind == HS_NAME) {
+        if (!pl->name_refused)
+            log_warn("node %s refuses CLIENT SETNAME to user %s (%.*s): its links stay "
+                     "unnamed", pl->cfg.name, pl->cfg.username ? pl->cfg.username : "default",
+                     m, p + 1);
+        pl->name_refused = 1;
+        return 0;
+    }
+    snprintf(why, sizeof why, "%s refused: %.*s", kind == HS_AUTH ? "AUTH" :
+             kind == HS_SELECT ? "SELECT" : kind == HS_RESET ? "RESET" :
+             kind == HS_HELLO ? "HELLO 3" : l->validating ? "validation PING" : "PING",
+             m, p + 1);
+    if ((kind == HS_AUTH || kind == HS_HELLO) && pl->cfg.auth_final &&
+        is_code(p, n, "-WRONGPASS")) {
+        auth_refused(l, p, n, why);
         return -1;
     }
-    return 0;
+    if (kind == HS_HELLO && !pl->resp3_refused[0]) {
+        snprintf(pl->resp3_refused, sizeof pl->resp3_refused, "%.*s", m, p + 1);
+        log_warn("node %s refuses HELLO 3 (%.*s): RESP3 clients get NOPROTO",
+                 pl->cfg.name, m, p + 1);
+    }
+    link_down(l, l->validating ? LOST_VALIDATION : LOST_HANDSHAKE, why);
+    return -1;
 }
 
 static int handshake_reply(struct link *l, const char *p, size_t n)
@@ -911,6 +950,28 @@ void link_stop(struct link *l)
     buf_free(&l->out);
     l->state = LINK_DOWN;
     l->ahead = 0;
+}
+
+void link_fail_all(struct link *l, const char *reply, size_t n)
+{
+    struct pool *p = l->pool;
+    struct req *r;
+
+    close_socket(l);
+    ev_timer_stop(p->loop, &l->watchdog);
+    l->state = LINK_DOWN;
+    l->validating = 0;
+    l->ahead = 0;
+    while ((r = TAILQ_FIRST(&l->fifo)) != NULL) {
+        const char *req = req_bytes(l, r);
+        unlink_req(l, r);
+        if (r->owner && !(r->flags & REQ_HANDSHAKE))
+            p->cb.on_reply(r, req, reply, n, NULL, p->cb.arg);
+        else
+            req_release(p->cache, r);
+    }
+    buf_free(&l->out);
+    l->out_base = l->sent = 0;
 }
 
 void link_evacuate(struct link *l, const char *why)

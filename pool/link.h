@@ -106,6 +106,8 @@ int link_return_ahead(struct link *l);
 void link_flush(struct link *l);
 /* Closed; every request on it fails with "proxy is shutting down". */
 void link_stop(struct link *l);
+/* Closed for good; every request on it gets `reply` (an error line). */
+void link_fail_all(struct link *l, const char *reply, size_t n);
 /* Closed on purpose (its node is master no more, or left the topology):
  * what may run elsewhere goes back to its owner (on_unrun), the rest gets
  * the retry rule's error; a shared link reconnects, a lease is gone. */

@@ -32,6 +32,7 @@ static const char *const lease_state_name[LEASE_NSTATES] = {
 
 static void grant(struct pool *p);
 static void wait_timer(struct pool *p);
+static void stock(struct pool *p);
 
 static void lease_move(struct pool *p, struct link *l, enum lease_state to, const char *why)
 {
@@ -103,6 +104,14 @@ static void pool_care_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
     FOREACH_SHARED(p, l)
         link_tend(l, ev_now(loop));
+    if (!p->keep_idle)
+        return;
+    /* Leases kept ahead are pinged before a holder would find them stale. */
+    TAILQ_FOREACH(l, &p->lease_list[LEASE_IDLE], lease_tqe)
+        if (l->state == LINK_READY && p->cfg.validate_after > 0 &&
+            ev_now(loop) - l->last_rx >= p->cfg.validate_after / 2)
+            link_validate(l, "idle lease kept fresh");
+    stock(p);
 }
 
 static void care_interval(struct pool *p)
@@ -111,6 +120,8 @@ static void care_interval(struct pool *p)
 
     if (p->cfg.ping_interval > 0 && p->cfg.ping_interval / 4 < tick)
         tick = p->cfg.ping_interval / 4 < 0.05 ? 0.05 : p->cfg.ping_interval / 4;
+    if (p->keep_idle && p->cfg.validate_after > 0 && p->cfg.validate_after / 4 < tick)
+        tick = p->cfg.validate_after / 4 < 0.05 ? 0.05 : p->cfg.validate_after / 4;
     if (p->care_w.repeat != tick) {
         p->care_w.repeat = tick;
         ev_timer_again(p->loop, &p->care_w);
@@ -363,6 +374,29 @@ void pool_close_shared(struct pool *p)
         link_stop(l);
 }
 
+void pool_auth_refused(struct pool *p, const char *reply, size_t n)
+{
+    struct link *l;
+    char why[200];
+
+    if (p->auth_refused[0])
+        return;
+    snprintf(p->auth_refused, sizeof p->auth_refused, "%.*s", (int)n, reply);
+    snprintf(why, sizeof why, "user %s refused: %.*s", p->cfg.username ? p->cfg.username
+             : "default", (int)strcspn(p->auth_refused + 1, "\r"), p->auth_refused + 1);
+    log_warn("node %s: %s; its links close", p->cfg.name, why);
+    release_waiters(p);
+    FOREACH_SHARED(p, l)
+        link_fail_all(l, reply, n);
+    for (int s = LEASE_HELD; s < LEASE_DEAD; s++)
+        while ((l = TAILQ_FIRST(&p->lease_list[s])) != NULL) {
+            p->st.leases_closed++;
+            link_evacuate(l, why);
+        }
+    if (p->cb.on_auth_refused)
+        p->cb.on_auth_refused(p, reply, n, p->cb.arg);
+}
+
 void pool_evacuate(struct pool *p, const char *why)
 {
     struct link *l;
@@ -405,6 +439,11 @@ static struct link *reusable(struct pool *p, int resp3)
  * failed at once (lease_failure says why). */
 static struct link *take(struct pool *p, void *who, int resp3)
 {
+    if (p->auth_refused[0]) {
+        snprintf(p->lease_failure, sizeof p->lease_failure, "%.*s",
+                 (int)strcspn(p->auth_refused + 1, "\r"), p->auth_refused + 1);
+        return NULL;
+    }
     struct link *l = reusable(p, resp3);
 
     if (!l) {
@@ -434,7 +473,40 @@ static struct link *take(struct pool *p, void *who, int resp3)
         lease_move(p, l, LEASE_HELD, "taken");
     }
     p->st.leases_taken++;
+    stock(p);
     return l;
+}
+
+/* New leases until keep_idle (RESP2) are idle or on their way there:
+ * opened, handshaken (as a holder's would be), then idle. */
+static void stock(struct pool *p)
+{
+    const struct link *k;
+    int have = 0;
+
+    if (!p->keep_idle || p->down || p->retiring || p->auth_refused[0])
+        return;
+    TAILQ_FOREACH(k, &p->lease_list[LEASE_IDLE], lease_tqe)
+        have += !k->resp3;
+    TAILQ_FOREACH(k, &p->lease_list[LEASE_RETURNING], lease_tqe)
+        have += !k->resp3;
+    while (have++ < p->keep_idle && pool_leases(p) < p->cfg.max_leased) {
+        struct link *l = malloc(sizeof *l);
+        if (!l)
+            return;
+        link_init(l, p, 1000 + p->next_lease_idx++, 0);
+        lease_move(p, l, LEASE_RETURNING, "opened ahead of need");
+        link_start(l);
+        if (l->lease == LEASE_DEAD)      /* the connect failed at once */
+            return;
+    }
+}
+
+void pool_keep_idle(struct pool *p, int n)
+{
+    p->keep_idle = n;
+    care_interval(p);
+    stock(p);
 }
 
 /* Leases that came back (or room under max_leased) go to the waiters,

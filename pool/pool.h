@@ -31,6 +31,8 @@ struct pool_config {
                                    * its request answered with an error */
     int         tcp_keepalive;    /* seconds, 0 off */
     int         tcp_user_timeout_ms;
+    int         auth_final;       /* an app's ACL user: a WRONGPASS to the handshake's
+                                   * AUTH ends the pool (on_auth_refused), no retry */
 };
 
 /* How the pool hands things back to its owner (set once, at pool_new). */
@@ -59,6 +61,10 @@ struct pool_callbacks {
      * topology): the owner decides again, later (not from inside this
      * call, where the pool's lists are being walked). */
     void (*on_lease_ready)(void *who, struct link *l, void *arg);
+    /* An auth_final pool's credentials were refused (reply: the server's
+     * error line): every request it held got that line as its reply, and
+     * it connects no more. */
+    void (*on_auth_refused)(struct pool *p, const char *reply, size_t n, void *arg);
     void *arg;
 };
 
@@ -118,6 +124,7 @@ struct pool {
     int                granting;     /* handing out leases to waiters now */
     char               lease_failure[160];  /* why the last new lease failed at once */
     int                next_lease_idx;
+    int                keep_idle;     /* leases kept open and reset ahead of need */
     ev_prepare         flush_w;
     ev_timer           care_w;        /* background pings and retirement */
     TAILQ_HEAD(, link) dirty;
@@ -126,6 +133,8 @@ struct pool {
     int                down;          /* health checks failed: fail fast */
     int                retiring;      /* its owner sends it nothing new (a reload) */
     char               resp3_refused[120]; /* why the node refused HELLO 3, if it did */
+    char               auth_refused[160];  /* auth_final: the server's WRONGPASS line */
+    int                name_refused;  /* CLIENT SETNAME refused (an ACL): logged once */
     char               down_reason[160];
 };
 
@@ -173,6 +182,10 @@ static inline int pool_leases_held(const struct pool *p)
 {
     return p->nlease[LEASE_HELD] + p->nlease[LEASE_STREAM];
 }
+/* An auth_final pool whose credentials the server refused: every request
+ * on it gets `reply` (an error line) as its answer, its leases close and
+ * nothing reconnects. */
+void pool_auth_refused(struct pool *p, const char *reply, size_t n);
 /* The node stops taking new work (a reload retired it): its waiters go
  * back to their owners. */
 void pool_retire(struct pool *p);
@@ -185,6 +198,10 @@ struct link *pool_lease(struct pool *p, void *who, int resp3);
 void pool_lease_wait(struct pool *p, struct pool_waiter *w);
 /* Off the wait list (its client left); nothing is called back. */
 void pool_lease_unwait(struct pool_waiter *w);
+/* Keep n leases (RESP2) open and reset ahead of need, refilled in the
+ * background and pinged before they go stale (the master's: a blocking
+ * call or MULTI then goes out at once, in arrival order); 0 stops. */
+void pool_keep_idle(struct pool *p, int n);
 /* The holder is done: with nothing in flight (but its return handshake,
  * sent ahead) the link is RESET and kept, otherwise (a blocking call
  * still waiting, say) it is closed. */

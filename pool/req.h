@@ -19,6 +19,8 @@ struct link;
 #define REQ_NOTIMEOUT 0x80  /* a blocking call: may wait `block` past reply_timeout */
 #define REQ_REROUTE   0x10  /* the owner can send it elsewhere (a read on a replica):
                              * when its link dies, fail it at once, never hold it */
+#define REQ_AUTH      0x100 /* owner's mark: an app's AUTH checked by Redis (parked:
+                             * its user; block: HELLO's protocol, 0 for AUTH) */
 #define REQ_HELD      0x200 /* owner's mark: waiting for a master (r->parked) */
 #define REQ_DEFERRED  0x800 /* owner's mark: a local answer that comes later; whoever
                              * holds it frees it once its client is gone */

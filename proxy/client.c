@@ -167,6 +167,8 @@ void client_close(struct client *c, const char *why)
     }
     c->npending = 0;
     unwait(c);
+    if (c->x && c->x->user && --c->x->user->clients == 0)
+        c->x->user->idle_since = ev_now(sc->loop);   /* users.c closes its pools later */
     if (c->lease) {
         pool_unlease(c->lease->pool, c->lease);   /* its orphans make it close */
         c->lease = NULL;
@@ -187,8 +189,10 @@ void client_free_closed(struct sidecar *sc)
             free(c->partial);
         }
         buf_free(&c->out);
-        if (c->x)
+        if (c->x) {
             free(c->x->name);
+            free(c->x->hello_name);
+        }
         free(c->x);
         free(c);
     }
@@ -490,6 +494,21 @@ static void reply_and_close(struct client *c, const char *p, size_t n, int count
 void client_reply_and_close(struct client *c, const char *p, size_t n)
 {
     reply_and_close(c, p, n, 1);
+}
+
+void client_close_after_replies(struct client *c, const char *why)
+{
+    char a[64];
+
+    if (c->closing || c->closed)
+        return;
+    log_info("client %s id=%llu closing after its replies: %s", client_addr(c, a, sizeof a),
+             (unsigned long long)c->id, why);
+    if (!TAILQ_EMPTY(&c->pending))
+        TAILQ_LAST(&c->pending, req_fifo)->flags |= REQ_CLOSE;
+    c->closing = 1;
+    client_watch(c);
+    client_mark_dirty(c);
 }
 
 void client_protocol_error(struct client *c, const char *why)

@@ -39,6 +39,9 @@ struct client_ext {
     ev_tstamp  wrote_at;       /* last write's reply: read-your-writes from here */
     long long  wrote_offset;   /* master offset covering it; -1 until sampled */
     char      *name;           /* CLIENT SETNAME / HELLO SETNAME */
+    char      *hello_name;     /* HELLO ... AUTH ... SETNAME: set once Redis says yes */
+    struct user *user;         /* the ACL user Redis accepted its AUTH for;
+                                * NULL: the [upstream] credentials' */
 };
 
 /* Allocated by client_new(); freed only by the loop's flush step after
@@ -62,6 +65,7 @@ struct client {
     ev_tstamp       last_active;  /* last bytes read from the app */
     TAILQ_ENTRY(client) tqe;      /* sc->clients or sc->closed */
     STAILQ_ENTRY(client) dirty_tqe; /* closed ones stay until the flush step */
+    STAILQ_ENTRY(client) read_tqe;  /* on sc->readable: input to read this iteration */
     unsigned        npending;     /* slots on pending (checked in make asan) */
     uint16_t        port;         /* the peer's; its address is ips->ip */
     unsigned        authed : 1;
@@ -77,6 +81,7 @@ struct client {
     unsigned        closed : 1;
     unsigned        paused : 1;   /* not reading: back-pressure, or waiting */
     unsigned        dirty : 1;
+    unsigned        readable : 1; /* on sc->readable */
     unsigned        resp3 : 1;    /* HELLO 3: its links and the proxy's replies speak RESP3 */
     unsigned        wait : 2;     /* enum client_wait */
 };
@@ -86,6 +91,16 @@ struct client {
 static inline int client_holds_state(const struct client *c)
 {
     return c->lease && (c->in_multi || c->watching || c->other_db);
+}
+
+/* The pool of node n that c's requests use: its ACL user's (users.c) or,
+ * for apps that never authenticated as another user, the node's own.
+ * NULL when the user has none there (a node its AUTH has not reached). */
+static inline struct pool *client_pool(const struct client *c, const struct node *n)
+{
+    const struct user *u = c->x ? c->x->user : NULL;
+
+    return __builtin_expect(u == NULL, 1) ? n->pool : n->upool[u->idx];
 }
 
 /* The counts kept beside c's slot FIFO (npending, writes and reads in
@@ -153,6 +168,8 @@ void client_reply_null(struct client *c);
 void client_reply_text(struct client *c, const char *p, size_t n);
 /* Send this reply after earlier ones, then close (QUIT). */
 void client_reply_and_close(struct client *c, const char *p, size_t n);
+/* No more requests read; closed once the replies due are out. */
+void client_close_after_replies(struct client *c, const char *why);
 /* A malformed request: one error line after earlier replies, then close;
  * counted as a close, not as a reply. */
 void client_protocol_error(struct client *c, const char *why);

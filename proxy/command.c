@@ -33,9 +33,10 @@ static const struct command commands[] = {
     {"wait", B, 0, STATE_WAIT}, {"waitaof", B, 0, STATE_WAIT},
     {"xread", R | CMD_MAYBLOCK, 0, 0}, {"xreadgroup", CMD_MAYBLOCK, 0, 0},
     /* replication and server control belong to the operator, not an app */
-    {"monitor", P, 0, 0}, {"sync", CMD_REFUSED, 0, 0}, {"psync", CMD_REFUSED, 0, 0},
+    {"monitor", P, 0, 0}, {"sync", CMD_REFUSED | CMD_NO_MULTI, 0, 0},
+    {"psync", CMD_REFUSED | CMD_NO_MULTI, 0, 0},
     {"replicaof", CMD_REFUSED, 0, 0}, {"slaveof", CMD_REFUSED, 0, 0},
-    {"shutdown", CMD_REFUSED, 0, 0}, {"debug", B, 0, 0},
+    {"shutdown", CMD_REFUSED | CMD_NO_MULTI, 0, 0}, {"debug", B, 0, 0},
     {"failover", CMD_REFUSED, 0, 0},
     /* the answer is the node's own: the master's, not a replica's */
     {"info", 0, 0, 0}, {"time", 0, 0, 0}, {"command", 0, 0, 0}, {"lolwut", 0, 0, 0},

@@ -270,6 +270,9 @@ static const struct key keys[] = {
     {"pool", "max_link_age", p_duration, OFF(max_link_age), 0, 30 * 86400, 0, NULL},
     {"pool", "retry_reads", p_bool, OFF(retry_reads), 0, 0, 0, NULL},
     {"pool", "max_leased", p_int, OFF(max_leased), 1, 100000, 0, NULL},
+    {"pool", "min_idle_leases", p_int, OFF(min_idle_leases), 0, 1000, 0, NULL},
+    {"pool", "max_users", p_int, OFF(max_users), 1, USERS_MAX, 0, NULL},
+    {"pool", "user_idle_timeout", p_duration, OFF(user_idle_timeout), 0.01, 30 * 86400, 0, NULL},
     {"health", "check_interval", p_duration, OFF(check_interval), 0.01, 3600, 0, NULL},
     {"health", "down_after", p_int, OFF(down_after), 1, 1000, 0, NULL},
     {"routing", "read_from", p_enum, OFF(read_from), 0, 0, 0, read_from_names},
@@ -376,6 +379,9 @@ void config_defaults(struct config *c)
     c->tcp_user_timeout = 10;
     c->retry_reads = 1;
     c->max_leased = 64;
+    c->min_idle_leases = 2;
+    c->max_users = 32;
+    c->user_idle_timeout = 60;
     c->check_interval = 1;
     c->down_after = 3;
     c->max_connections = 10000;
@@ -404,6 +410,11 @@ static int check_config(struct config *c, const char *name, char *err, size_t er
     if (!c->sentinels.n && (c->master_name || c->sentinel_password)) {
         snprintf(err, errlen, "%s: upstream.%s needs upstream.sentinels", name,
                  c->master_name ? "master_name" : "sentinel_password");
+        return -1;
+    }
+    if (c->min_idle_leases > c->max_leased) {
+        snprintf(err, errlen, "%s: pool.min_idle_leases (%d) is over pool.max_leased (%d)",
+                 name, c->min_idle_leases, c->max_leased);
         return -1;
     }
     if (c->tcp_keepalive > 0 && c->tcp_keepalive < 1) {

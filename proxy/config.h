@@ -8,6 +8,7 @@
 #include "../lib/log.h"
 
 #define CONFIG_MAX_ADDRS 16
+#define USERS_MAX        256   /* [pool] max_users at most */
 
 /* host:port (or unix:/path) items of a list key. */
 struct addr_list {
@@ -44,6 +45,9 @@ struct config {
     double  max_link_age;      /* 0: off */
     int     retry_reads;
     int     max_leased;        /* dedicated links per node, busy or idle */
+    int     min_idle_leases;   /* kept open and reset per node, ready for the next */
+    int     max_users;         /* ACL users with pools of their own (issue 17) */
+    double  user_idle_timeout; /* a user's pools close once unused this long */
     /* [health] */
     double  check_interval;
     int     down_after;        /* failed checks in a row */

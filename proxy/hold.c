@@ -114,7 +114,8 @@ void hold_master_ready(struct sidecar *sc)
         struct client *c = r->owner;
         take_off(sc, h);
         if (c) {
-            struct link *l = pool_link_for(sc->master->pool, c->id, c->resp3);
+            struct pool *p = client_pool(c, sc->master);
+            struct link *l = p ? pool_link_for(p, c->id, c->resp3) : NULL;
             r->flags &= ~(unsigned)REQ_HELD;
             r->parked = NULL;
             if (!l || link_send(l, r, h->bytes, h->len) < 0)

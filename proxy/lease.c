@@ -15,10 +15,15 @@
 int lease_take(struct client *c)
 {
     struct sidecar *sc = c->sc;
-    struct pool *p = sc->master->pool;
-    struct link *l = pool_lease(p, c, c->resp3);
+    struct pool *p = client_pool(c, sc->master);
+    struct link *l = p ? pool_lease(p, c, c->resp3) : NULL;
     struct client_ext *x;
 
+    if (!p) {
+        client_reply_error(c, "ERR no links for user %s on %s (out of memory)",
+                           c->x->user->name, sc->master->pool->cfg.name);
+        return -1;
+    }
     if (l) {
         c->lease = l;
         return 1;

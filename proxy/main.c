@@ -19,6 +19,7 @@
 #include "reload.h"
 #include "request.h"
 #include "sidecar.h"
+#include "users.h"
 
 static const char usage[] =
     "Usage: redis-sidecar -c FILE [--check] [--replace-admin-socket]\n"
@@ -102,6 +103,7 @@ static int start_nodes(struct sidecar *sc, char *err, size_t errlen)
     const struct config *cfg = sc->cfg;
 
     nodes_init(sc);
+    users_init(sc);
     hold_start(sc);
     TAILQ_INIT(&sc->resume_waiters);
     if (master_start(sc, err, errlen) < 0)
@@ -152,6 +154,7 @@ static int run(struct config **cfgp, const char *path, int replace_admin_socket)
     }
     TAILQ_INIT(&sc.clients);
     STAILQ_INIT(&sc.dirty);
+    STAILQ_INIT(&sc.readable);
     TAILQ_INIT(&sc.closed);
 
     signal(SIGPIPE, SIG_IGN);
@@ -198,6 +201,7 @@ static int run(struct config **cfgp, const char *path, int replace_admin_socket)
     master_stop(&sc);
     hold_stop(&sc);
     nodes_stop(&sc);
+    users_stop(&sc);
     req_cache_clear(&sc.cache);
     iptable_free(&sc.ips);
     command_table_free(&sc.cmds);

@@ -74,6 +74,11 @@ static void set_master(struct sidecar *sc, struct node *n, const char *why, int 
         return;
     sc->master = n;
     sc->switched_at = now;
+    /* leases ahead of need where they will be taken: the master's pool */
+    if (old)
+        pool_keep_idle(old->pool, 0);
+    if (n)
+        pool_keep_idle(n->pool, sc->cfg->min_idle_leases);
     memset(&sc->topo, 0, sizeof sc->topo);     /* offsets of another node */
     nodes_count(sc);
     if (n) {
@@ -96,7 +101,7 @@ static void set_master(struct sidecar *sc, struct node *n, const char *why, int 
                  "failover_wait (%gs)", why, sc->cfg->failover_wait);
     }
     if (old && evacuate) {
-        pool_evacuate(old->pool, why);
+        nodes_evacuate(sc, old, why);
         nodes_evacuate_twins(sc, old->pool->cfg.name, why);
     }
 }
@@ -105,7 +110,7 @@ static void on_node_health(void *arg, int up, const char *why)
 {
     struct node *n = arg;
 
-    pool_set_down(n->pool, !up, why);
+    nodes_set_down(n->sc, n, !up, why);
     if (n != n->sc->master || !n->sc->sentinels)
         return;
     if (!up)

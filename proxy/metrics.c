@@ -77,6 +77,38 @@ static void top_ips(struct buf *b, const struct sidecar *sc)
     free(all);
 }
 
+/* Per ACL user (at most max_users label values). */
+static void users(struct buf *b, const struct sidecar *sc)
+{
+    char l[200];
+
+    family(b, "user_clients", "gauge", "App connections authenticated as each ACL user "
+           "(AUTH checked by Redis).");
+    for (int i = 0; i < sc->users_hi; i++)
+        if (sc->users[i])
+            u64(b, "user_clients", stats_label("user", sc->users[i]->name, l, sizeof l),
+                sc->users[i]->clients);
+    family(b, "user_requests_total", "counter", "Requests written on each ACL user's links, "
+           "every node.");
+    for (int i = 0; i < sc->users_hi; i++) {
+        const struct node *n;
+        uint64_t k = 0;
+        if (!sc->users[i])
+            continue;
+        TAILQ_FOREACH(n, &sc->nodes, tqe)
+            if (n->upool[i])
+                k += n->upool[i]->st.requests_sent;
+        u64(b, "user_requests_total", stats_label("user", sc->users[i]->name, l, sizeof l), k);
+    }
+    family(b, "user_auth_failures_total", "counter", "AUTHs as each ACL user that Redis "
+           "refused.");
+    for (int i = 0; i < sc->users_hi; i++)
+        if (sc->users[i])
+            u64(b, "user_auth_failures_total",
+                stats_label("user", sc->users[i]->name, l, sizeof l),
+                sc->users[i]->auth_failures);
+}
+
 void metrics_render(const struct sidecar *sc, struct buf *b)
 {
     family(b, "info", "gauge", "Always 1; the version in a label.");
@@ -85,5 +117,6 @@ void metrics_render(const struct sidecar *sc, struct buf *b)
     buf_appendf(b, "redis_sidecar_start_time_seconds %.3f\n", sc->started);
     stats_metrics(sc, b);
     top_ips(b, sc);
+    users(b, sc);
     latency(b, sc);
 }

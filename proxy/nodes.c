@@ -10,6 +10,7 @@
 #include "../lib/net.h"
 #include "lease.h"
 #include "upstream.h"
+#include "users.h"
 
 void nodes_count(struct sidecar *sc)
 {
@@ -30,9 +31,12 @@ void nodes_evacuate_twins(struct sidecar *sc, const char *addr, const char *why)
 {
     struct node *n;
 
+    struct pool *p;
+
     TAILQ_FOREACH(n, &sc->retiring, tqe)
         if (strcmp(n->pool->cfg.name, addr) == 0) {
-            pool_evacuate(n->pool, why);
+            NODE_FOREACH_POOL(sc, n, p)
+                pool_evacuate(p, why);
             n->keep_leases = 0;
         }
 }
@@ -112,6 +116,13 @@ struct node *nodes_add(struct sidecar *sc, const char *addr, const struct checke
         return NULL;
     }
     n->sc = sc;
+    if (users_node_added(sc, n) < 0) {
+        users_node_freed(n);
+        pool_free(n->pool);
+        free(n);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
     health_start(&n->health, sc->loop, &hc, hooks, n);
     if (sc->resp3_seen)
         pool_open_resp3(n->pool);    /* on failure, RESP3 reads skip it */
@@ -124,8 +135,45 @@ struct node *nodes_add(struct sidecar *sc, const char *addr, const struct checke
 static void free_node(struct node *n)
 {
     health_stop(&n->health);
+    users_node_freed(n);
     pool_free(n->pool);
     free(n);
+}
+
+unsigned nodes_inflight(const struct sidecar *sc, const struct node *n)
+{
+    const struct pool *p;
+    unsigned k = 0;
+
+    NODE_FOREACH_POOL(sc, n, p)
+        k += pool_inflight(p);
+    return k;
+}
+
+static int leases_held(const struct sidecar *sc, const struct node *n)
+{
+    const struct pool *p;
+    int k = 0;
+
+    NODE_FOREACH_POOL(sc, n, p)
+        k += pool_leases_held(p);
+    return k;
+}
+
+void nodes_evacuate(struct sidecar *sc, struct node *n, const char *why)
+{
+    struct pool *p;
+
+    NODE_FOREACH_POOL(sc, n, p)
+        pool_evacuate(p, why);
+}
+
+void nodes_set_down(struct sidecar *sc, struct node *n, int down, const char *why)
+{
+    struct pool *p;
+
+    NODE_FOREACH_POOL(sc, n, p)
+        pool_set_down(p, down, why);
 }
 
 void nodes_unlist(struct sidecar *sc, struct node *n)
@@ -137,11 +185,13 @@ void nodes_unlist(struct sidecar *sc, struct node *n)
 int nodes_open_resp3(struct sidecar *sc)
 {
     struct node *n;
+    struct pool *p;
 
     sc->resp3_seen = 1;
     TAILQ_FOREACH(n, &sc->nodes, tqe)
-        if (pool_open_resp3(n->pool) < 0)
-            return -1;
+        NODE_FOREACH_POOL(sc, n, p)
+            if (pool_open_resp3(p) < 0)
+                return -1;
     return 0;
 }
 
@@ -154,7 +204,7 @@ void nodes_relist(struct sidecar *sc, struct node *n)
 void nodes_drop(struct sidecar *sc, struct node *n, const char *why)
 {
     log_info("node %s dropped: %s", n->pool->cfg.name, why);
-    pool_evacuate(n->pool, why);
+    nodes_evacuate(sc, n, why);
     nodes_evacuate_twins(sc, n->pool->cfg.name, why);
     nodes_unlist(sc, n);
     nodes_count(sc);
@@ -179,29 +229,32 @@ static void on_retire_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
     for (n = TAILQ_FIRST(&sc->retiring); n; n = next) {
         next = TAILQ_NEXT(n, tqe);
-        struct pool *p = n->pool;
+        struct pool *p;
         /* Waiting for a node that is gone or down helps nobody. */
-        pool_evacuate_unready(p, "its node was retired by a reload");
-        unsigned inflight = pool_inflight(p);
-        int held = pool_leases_held(p), late = now >= n->retire_at;
+        NODE_FOREACH_POOL(sc, n, p)
+            pool_evacuate_unready(p, "its node was retired by a reload");
+        unsigned inflight = nodes_inflight(sc, n);
+        int held = leases_held(sc, n), late = now >= n->retire_at;
         if (late && (inflight || (held && !n->keep_leases)))
             log_warn("node %s retiring: its deadline passed with %u requests in flight and "
-                     "%d leases held: %s", p->cfg.name, inflight, held,
+                     "%d leases held: %s", n->pool->cfg.name, inflight, held,
                      n->keep_leases ? "handing back the requests, leases stay"
                                     : "handing back the requests, closing the leases");
         if (late && inflight) {
-            pool_evacuate_shared(p, "its node was retired by a reload");
+            NODE_FOREACH_POOL(sc, n, p)
+                pool_evacuate_shared(p, "its node was retired by a reload");
             inflight = 0;
         }
         if (!inflight)
-            pool_close_shared(p);        /* idempotent */
+            NODE_FOREACH_POOL(sc, n, p)
+                pool_close_shared(p);    /* idempotent */
         busy |= inflight != 0;
         deadlines |= held && !n->keep_leases;
         if (inflight || (held && (n->keep_leases || !late)))
             continue;                    /* leases: until their holders let go */
         if (held)
-            pool_evacuate(p, "its node was removed by a reload");
-        log_info("node %s: retired links closed", p->cfg.name);
+            nodes_evacuate(sc, n, "its node was removed by a reload");
+        log_info("node %s: retired links closed", n->pool->cfg.name);
         TAILQ_REMOVE(&sc->retiring, n, tqe);
         free_node(n);
     }
@@ -220,16 +273,19 @@ void nodes_retire(struct sidecar *sc, struct node *n)
 
     if (n == sc->candidate)
         sc->candidate = NULL;
+    struct pool *p;
+
     health_stop(&n->health);
-    pool_retire(n->pool);
-    sc->retiring_busy |= pool_inflight(n->pool) != 0;
+    NODE_FOREACH_POOL(sc, n, p)
+        pool_retire(p);
+    sc->retiring_busy |= nodes_inflight(sc, n) != 0;
     n->retire_at = ev_now(sc->loop) + (cfg->shutdown_timeout > cfg->reply_timeout
                                        ? cfg->shutdown_timeout : cfg->reply_timeout);
     TAILQ_INSERT_TAIL(&sc->retiring, n, tqe);
     sc->retire_w.repeat = 0.1;
     ev_timer_again(sc->loop, &sc->retire_w);
     log_info("node %s retiring: no new requests; %u in flight and %d leases finish there",
-             n->pool->cfg.name, pool_inflight(n->pool), pool_leases_held(n->pool));
+             n->pool->cfg.name, nodes_inflight(sc, n), leases_held(sc, n));
 }
 
 void nodes_keep_leases(struct sidecar *sc)
@@ -304,22 +360,23 @@ void nodes_report(const struct sidecar *sc, struct buf *b)
                           ? "replica" : "none";
         buf_appendf(b, "node%d:addr=%s,use=%s,state=%s,role=%s,master_link=%s,offset=%lld,"
                     "lag=%.1f,not_eligible=%s,links=%d,links_ready=%d,links_resp3_ready=%d,links_validating=%d,"
-                    "leases=%d,inflight=%u,requests=%llu,version=%s\r\n",
+                    "leases=%d,leases_idle=%d,inflight=%u,requests=%llu,version=%s\r\n",
                     i++, p->cfg.name, use, p->down ? "down" : "up",
                     h->role[0] ? h->role : "unknown", h->link[0] ? h->link : "-", h->offset,
                     n == sc->master ? 0.0 : health_replica_lag(&sc->topo, h->offset, now),
                     strcmp(use, "replica") && n != sc->master ? why : "-",
                     p->cfg.connections, pool_ready_links(p, 0), pool_ready_links(p, 1),
-                    pool_validating_links(p), pool_leases(p),
+                    pool_validating_links(p), pool_leases(p), p->nlease[LEASE_IDLE],
                     pool_inflight(p), (unsigned long long)p->st.requests_sent,
                     h->version[0] ? h->version : "unknown");
     }
     i = 0;
     TAILQ_FOREACH(n, &sc->retiring, tqe)
         buf_appendf(b, "retiring%d:addr=%s,inflight=%u,leases_held=%d,deadline_in=%.1f,"
-                    "leases_kept=%d\r\n", i++, n->pool->cfg.name, pool_inflight(n->pool),
-                    pool_leases_held(n->pool), n->retire_at > now ? n->retire_at - now : 0.0,
+                    "leases_kept=%d\r\n", i++, n->pool->cfg.name, nodes_inflight(sc, n),
+                    leases_held(sc, n), n->retire_at > now ? n->retire_at - now : 0.0,
                     n->keep_leases);
+    users_report(sc, b);
     if (!sc->sentinels)
         return;
     const struct sentinels *ss = sc->sentinels;

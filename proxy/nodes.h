@@ -45,6 +45,11 @@ int nodes_open_resp3(struct sidecar *sc);
 void nodes_count(struct sidecar *sc);
 /* redis_version of the master, or of any node when there is none. */
 const char *nodes_version(const struct sidecar *sc);
+/* Requests in flight on the node's shared links, its users' pools too. */
+unsigned nodes_inflight(const struct sidecar *sc, const struct node *n);
+/* pool_evacuate and pool_set_down for each of the node's pools. */
+void nodes_evacuate(struct sidecar *sc, struct node *n, const char *why);
+void nodes_set_down(struct sidecar *sc, struct node *n, int down, const char *why);
 /* PROXY NODES: every node and sentinel, one line each. */
 void nodes_report(const struct sidecar *sc, struct buf *b);
 

@@ -4,6 +4,7 @@
 #include "../lib/log.h"
 #include "client.h"
 #include "listener.h"
+#include "nodes.h"
 
 static void wake_all(struct sidecar *sc)
 {
@@ -54,9 +55,9 @@ static unsigned inflight_everywhere(const struct sidecar *sc)
     unsigned k = 0;
 
     TAILQ_FOREACH(n, &sc->nodes, tqe)
-        k += pool_inflight(n->pool);
+        k += nodes_inflight(sc, n);
     TAILQ_FOREACH(n, &sc->retiring, tqe)
-        k += pool_inflight(n->pool);
+        k += nodes_inflight(sc, n);
     return k;
 }
 

@@ -18,6 +18,7 @@
 #include "listener.h"
 #include "master.h"
 #include "nodes.h"
+#include "users.h"
 
 /* "key, key" of what changed among the keys that move sockets. */
 static void note(char *out, size_t len, int changed, const char *key)
@@ -94,6 +95,9 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
     }
     TAILQ_FOREACH(n, &sc->retiring, tqe)
         pool_configure(n->pool, &pc);
+    users_reconfigure(sc);
+    if (sc->master)
+        pool_keep_idle(sc->master->pool, nc->min_idle_leases);
     ev_timer_stop(sc->loop, &sc->idle_w);
     ev_timer_set(&sc->idle_w, client_sweep_period(nc), client_sweep_period(nc));
     ev_timer_start(sc->loop, &sc->idle_w);

@@ -73,8 +73,8 @@ static void slot_failed(struct client *c, struct req *r)
     client_answer(c, r, NULL, 0, "proxy out of memory");
 }
 
-static void forward(struct client *c, struct link *l, const char *p, size_t n, unsigned flags,
-                    float block)
+static struct req *forward(struct client *c, struct link *l, const char *p, size_t n,
+                           unsigned flags, float block)
 {
     struct req *r = upstream_slot(c, n, flags);
 
@@ -83,7 +83,15 @@ static void forward(struct client *c, struct link *l, const char *p, size_t n, u
     if (r && link_send(l, r, p, n) < 0) {
         r->len = n;
         slot_failed(c, r);
+        return NULL;
     }
+    return r;
+}
+
+struct req *request_forward(struct client *c, struct link *l, const char *p, size_t n,
+                            unsigned flags)
+{
+    return forward(c, l, p, n, flags, 0);
 }
 
 static void hold(struct client *c, const char *p, size_t n, unsigned flags)
@@ -107,8 +115,9 @@ static void fan_out(struct client *c, const char *frame, size_t len)
     struct node *node;
 
     TAILQ_FOREACH(node, &sc->nodes, tqe) {
+        struct pool *p = client_pool(c, node);
         struct link *l;
-        if (node != sc->master && (l = pool_link_for(node->pool, c->id, c->resp3)))
+        if (node != sc->master && p && (l = pool_link_for(p, c->id, c->resp3)))
             link_send_unowned(l, frame, len);
     }
 }
@@ -141,6 +150,12 @@ static int stop(struct client *c)
     return 0;
 }
 
+void request_barrier(struct client *c)
+{
+    c->barrier = 1;
+    stop(c);
+}
+
 /* 1: the request is done with; 0: the client stops reading here. */
 static int carry_out(struct client *c, const char *frame, const struct resp_frame *fr)
 {
@@ -163,6 +178,11 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
         return 1;
     case ROUTE_ERROR:
         client_reply_error(c, "%s", rt.err);
+        if (rt.abort_multi && c->lease) {
+            /* a command redis rejects before queueing flags the transaction */
+            static const char bad[] = "*1\r\n$28\r\nsidecar-refused-this-command\r\n";
+            link_send_unowned(c->lease, bad, sizeof bad - 1);
+        }
         break;
     case ROUTE_HOLD:
         if (rt.fanout)
@@ -274,6 +294,8 @@ static size_t process(struct client *c, const char *p, size_t n, struct resp_fra
             break;                       /* kept whole: the framer starts it afresh */
         sc->st.requests++;
         used += fr->len;
+        if (__builtin_expect(c->paused, 0))
+            break;                       /* done, and what follows waits (request_barrier) */
     }
     return used;
 }
@@ -333,12 +355,20 @@ static void client_read(struct ev_loop *loop, struct client *c)
     }
 }
 
+/* Input is read in the flush step, not here, so that clients are read in
+ * the order their bytes came: libev runs the watchers of one poll last
+ * ready first, so each goes to the head of the list. Requests from
+ * different connections then reach Redis in the order they reached the
+ * proxy, as they would directly (two blocked BRPOPLPUSH, say). */
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct client *c = w->data;
+    (void)loop;
 
-    if (revents & EV_READ)
-        client_read(loop, c);
+    if ((revents & EV_READ) && !c->readable) {
+        c->readable = 1;
+        STAILQ_INSERT_HEAD(&c->sc->readable, c, read_tqe);
+    }
     if (revents & EV_WRITE)
         client_mark_dirty(c);       /* the flush step writes it, once per iteration */
 }
@@ -352,6 +382,13 @@ void request_accept(struct sidecar *sc, int fd, const struct sockaddr_storage *p
 void request_flush_all(struct sidecar *sc)
 {
     struct client *c;
+
+    while ((c = STAILQ_FIRST(&sc->readable)) != NULL) {
+        STAILQ_REMOVE_HEAD(&sc->readable, read_tqe);
+        c->readable = 0;
+        if (!c->closed && !c->closing && !c->paused)
+            client_read(sc->loop, c);
+    }
 
     while ((c = STAILQ_FIRST(&sc->dirty)) != NULL) {
         STAILQ_REMOVE_HEAD(&sc->dirty, dirty_tqe);

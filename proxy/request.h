@@ -17,4 +17,12 @@ void request_accept(struct sidecar *sc, int fd, const struct sockaddr_storage *p
 /* Once per loop iteration, before the pools write. */
 void request_flush_all(struct sidecar *sc);
 
+/* A request sent on l (an AUTH that Redis checks, say) in a reply slot
+ * after the others; NULL when out of memory (answered with an error). */
+struct req *request_forward(struct client *c, struct link *l, const char *p, size_t n,
+                            unsigned flags);
+/* The request just carried out is the last one read until everything in
+ * flight is answered (an AUTH decides which links the next ones take). */
+void request_barrier(struct client *c);
+
 #endif

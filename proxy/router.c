@@ -186,9 +186,10 @@ static struct node *pick_replica(struct client *c, long long floor)
     char why[96];
 
     TAILQ_FOREACH(n, &sc->nodes, tqe) {
+        struct pool *p = client_pool(c, n);
         struct link *l;
-        if (n == sc->master || n->pool->down ||
-            !(l = pool_link_peek(n->pool, c->id, c->resp3)) || !link_is_ready(l) ||
+        if (n == sc->master || n->pool->down || !p ||
+            !(l = pool_link_peek(p, c->id, c->resp3)) || !link_is_ready(l) ||
             !health_replica_eligible(&sc->topo, &n->health, sc->cfg->replica_max_lag,
                                      now, why, sizeof why))
             continue;
@@ -196,9 +197,9 @@ static struct node *pick_replica(struct client *c, long long floor)
             health_sample_soon(&n->health, 0.05);   /* it may have caught up since */
             continue;
         }
-        unsigned load = pool_inflight(n->pool);
+        unsigned load = pool_inflight(p);
         if (!best || load < best_load ||
-            (load == best_load && n->pool->st.requests_sent < best->pool->st.requests_sent)) {
+            (load == best_load && p->st.requests_sent < client_pool(c, best)->st.requests_sent)) {
             best = n;
             best_load = load;
         }
@@ -265,7 +266,8 @@ static inline __attribute__((always_inline)) void shared(struct client *c, struc
         return;
     }
     /* A RESP3 client's set was opened on every node when it said HELLO 3. */
-    if (!(rt->link = pool_link_peek(n->pool, c->id, c->resp3))) {
+    struct pool *p = client_pool(c, n);
+    if (!p || !(rt->link = pool_link_peek(p, c->id, c->resp3))) {
         error(rt, NULL, "ERR no %s link to %s (out of memory)", c->resp3 ? "RESP3" : "RESP2",
               n->pool->cfg.name);
         return;
@@ -403,6 +405,7 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
     rt->cmd = cmd;
     rt->count = NULL;
     rt->fanout = 0;
+    rt->abort_multi = 0;
     rt->flags = cmd && (cmd->flags & CMD_READONLY) ? REQ_READONLY : 0;
     if (__builtin_expect(!cmd || !(cmd->flags & ~(unsigned)CMD_READONLY), 1) && c->authed &&
         !c->stream && !c->lease && !sc->draining && !sc->requests_paused) {
@@ -412,9 +415,13 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
     } else if (cmd && (cmd->flags & CMD_LOCAL)) {
         rt->kind = ROUTE_LOCAL;
         return;
+    } else if (cmd && (cmd->flags & CMD_NO_MULTI) && c->in_multi) {
+        lease(c, cmd, frame, fr, rt);     /* redis's own refusal, and EXECABORT */
+        return;
     } else if (cmd && (cmd->flags & CMD_REFUSED)) {
         error(rt, &sc->st.err_refused, "ERR '%.*s' is not allowed through redis-sidecar "
               "(it acts on the server's connections or replication)", nl, name);
+        rt->abort_multi = c->in_multi;
         return;
     } else if (cmd && (cmd->flags & CMD_NOT_YET)) {
         error(rt, &sc->st.err_unsupported, "ERR '%.*s' is not supported by redis-sidecar yet "

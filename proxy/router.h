@@ -35,6 +35,8 @@ struct route {
     const struct command *cmd; /* NULL: unknown to the table */
     uint64_t       *count;     /* a counter the decision adds one to, or NULL */
     int             fanout;    /* SHARED: SCRIPT LOAD, also to every replica */
+    int             abort_multi; /* ERROR inside MULTI: the transaction fails at EXEC,
+                                  * as redis fails one with a refused command */
     long long       db;        /* SELECT's database (LEASE: what it leaves held) */
     int             db_ok;     /* SELECT's argument parsed */
     char            err[300];  /* ERROR: the line, without '-' and CRLF */

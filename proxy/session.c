@@ -9,6 +9,8 @@
 #include "admin.h"
 #include "client.h"
 #include "nodes.h"
+#include "request.h"
+#include "users.h"
 
 /* Constant time in the length of the secret, so a timing probe learns nothing. */
 static int secret_eq(const char *secret, const char *p, size_t n)
@@ -26,71 +28,119 @@ static int is_default(const char *user, size_t ul)
     return ul == 7 && memcmp(user, "default", 7) == 0;
 }
 
-/* user may be NULL (AUTH pass). Which password counts: see DECISIONS.md.
- * The admin password, in either case, also grants admin rights. 0: good;
- * -1: wrong; 1: a password given where none is configured. */
+/* The admin password (either AUTH form) grants admin rights. */
+static int admin_credentials(struct client *c, const char *user, size_t ul,
+                             const char *pass, size_t pl)
+{
+    const struct config *cfg = c->sc->cfg;
+
+    if (!cfg->admin_password || (user && !is_default(user, ul)) ||
+        !secret_eq(cfg->admin_password, pass, pl))
+        return 0;
+    c->admin_auth = !c->admin || c->admin_auth;
+    c->admin = 1;
+    return 1;
+}
+
+/* With [proxy] password (see DECISIONS.md): user may be NULL (AUTH pass).
+ * 0: good; -1: wrong. */
 static int check_credentials(struct client *c, const char *user, size_t ul,
                              const char *pass, size_t pl)
 {
     const struct config *cfg = c->sc->cfg;
 
-    if (cfg->admin_password && (!user || is_default(user, ul)) &&
-        secret_eq(cfg->admin_password, pass, pl)) {
-        c->admin_auth = !c->admin || c->admin_auth;
-        c->admin = 1;
-        return 0;
-    }
-    if (cfg->password) {
-        if (user && !is_default(user, ul))
-            return -1;
-        return secret_eq(cfg->password, pass, pl) ? 0 : -1;
-    }
-    if (!cfg->upstream_password) {
-        /* Nothing configured: redis's nopass default user takes any
-         * password with its name; any other user is unknown. */
-        if (!user)
-            return 1;
-        return is_default(user, ul) ? 0 : -1;
-    }
-    if (user) {
-        const char *want = cfg->username ? cfg->username : "default";
-        if (strlen(want) != ul || memcmp(want, user, ul) != 0)
-            return -1;
-    }
-    return secret_eq(cfg->upstream_password, pass, pl) ? 0 : -1;
+    if (user && !is_default(user, ul))
+        return -1;
+    return secret_eq(cfg->password, pass, pl) ? 0 : -1;
 }
 
-static void auth_failed(struct client *c, int rc)
+static void auth_failed(struct client *c)
 {
     c->sc->st.err_auth++;
-    if (rc > 0)
-        client_reply_error(c, "ERR AUTH <password> called without any password "
-                           "configured for the default user. Are you sure your "
-                           "configuration is correct?");
-    else
-        client_reply_error(c, "WRONGPASS invalid username-password pair or user "
-                           "is disabled.");
+    client_reply_error(c, "WRONGPASS invalid username-password pair or user "
+                       "is disabled.");
+}
+
+/* Without [proxy] password Redis checks the credentials, on a link of the
+ * user they name (users.c): AUTH user pass goes there, and the client
+ * reads nothing more until the answer is in (session_auth_answered),
+ * which decides where its next requests go. hello: HELLO's protocol
+ * version (2 or 3), or 0 for AUTH itself. */
+static void auth_upstream(struct client *c, const char *user, size_t ul, const char *pass,
+                          size_t pl, int hello)
+{
+    struct sidecar *sc = c->sc;
+    struct node *m = sc->master;
+    struct buf *b = &sc->scratch;
+    struct user *u = NULL;
+    char err[300];
+    int named = user != NULL;   /* AUTH pass is redis's to answer as it does */
+
+    if (!user) {
+        user = "default";
+        ul = 7;
+    }
+    if (c->lease) {
+        client_reply_error(c, "ERR redis-sidecar cannot change the user of a connection "
+                           "that holds a dedicated link (MULTI, WATCH, SELECT, pub/sub, "
+                           "MONITOR): RESET first");
+        return;
+    }
+    if (!m || m->pool->down) {
+        client_reply_error(c, "ERR AUTH cannot be checked now: %s", !m ? "no master"
+                           : m->pool->down_reason);
+        return;
+    }
+    if (!client_ext(c) ||
+        (!users_is_upstream(sc, user, ul) && !(u = users_get(sc, user, ul, pass, pl, err,
+                                                              sizeof err)))) {
+        client_reply_error(c, "%s", c->x ? err : "ERR proxy out of memory");
+        return;
+    }
+    struct link *l = pool_link_for(u ? m->upool[u->idx] : m->pool, c->id, c->resp3);
+    if (!l) {
+        client_reply_error(c, "ERR proxy out of memory");
+        return;
+    }
+    buf_reset(b);
+    buf_appendf(b, "*%d\r\n$4\r\nAUTH\r\n", 2 + named);
+    if (named) {
+        buf_appendf(b, "$%zu\r\n", ul);
+        buf_append(b, user, ul);
+        buf_append(b, "\r\n", 2);
+    }
+    buf_appendf(b, "$%zu\r\n", pl);
+    buf_append(b, pass, pl);
+    buf_append(b, "\r\n", 2);
+    struct req *r = request_forward(c, l, buf_start(b), buf_used(b), REQ_AUTH | REQ_READONLY);
+    if (r) {
+        r->parked = u;
+        r->block = (float)hello;
+    }
+    request_barrier(c);
 }
 
 static void cmd_auth(struct client *c, const struct resp_args *a)
 {
-    int rc;
+    const char *user = a->argc == 3 ? a->v[1] : NULL;
+    size_t ul = a->argc == 3 ? a->l[1] : 0;
 
     if (a->argc < 2 || a->argc > 3) {
         client_reply_error(c, a->argc < 2 ? "ERR wrong number of arguments for "
                            "'auth' command" : "ERR syntax error");
         return;
     }
-    if (a->argc == 2)
-        rc = check_credentials(c, NULL, 0, a->v[1], a->l[1]);
-    else
-        rc = check_credentials(c, a->v[1], a->l[1], a->v[2], a->l[2]);
-    if (rc != 0) {
-        auth_failed(c, rc);
-        return;
+    if (admin_credentials(c, user, ul, a->v[a->argc - 1], a->l[a->argc - 1])) {
+        c->authed = 1;
+        client_reply_ok(c);
+    } else if (!c->sc->cfg->password) {
+        auth_upstream(c, user, ul, a->v[a->argc - 1], a->l[a->argc - 1], 0);
+    } else if (check_credentials(c, user, ul, a->v[a->argc - 1], a->l[a->argc - 1]) < 0) {
+        auth_failed(c);
+    } else {
+        c->authed = 1;
+        client_reply_ok(c);
     }
-    c->authed = 1;
-    client_reply_ok(c);
 }
 
 static int valid_name(const char *p, size_t n)
@@ -115,24 +165,22 @@ static void set_name(struct client *c, const char *p, size_t n)
     }
 }
 
-static void hello_reply(struct client *c)
+/* redis's reply to HELLO, in b: a map of 7 in RESP3, a flat array of 14 in RESP2 */
+static void hello_build(struct client *c, struct buf *b)
 {
-    struct buf *b = &c->sc->scratch;
     const char *v = nodes_version(c->sc);
 
-    /* redis's reply: a map of 7 in RESP3, a flat array of 14 in RESP2 */
     buf_reset(b);
     buf_appendf(b, "%s\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"
                 "$%zu\r\n%s\r\n$5\r\nproto\r\n:%d\r\n$2\r\nid\r\n:%llu\r\n"
                 "$4\r\nmode\r\n$10\r\nstandalone\r\n$4\r\nrole\r\n$6\r\nmaster\r\n"
                 "$7\r\nmodules\r\n*0\r\n", c->resp3 ? "%7" : "*14",
                 strlen(v), v, c->resp3 ? 3 : 2, (unsigned long long)c->id);
-    client_reply(c, buf_start(b), buf_used(b));
 }
 
 /* The protocol of the connection changes, and its lease follows. 0, or
- * -1 with the error sent. */
-static int switch_protocol(struct client *c, int resp3)
+ * -1 with the error line (CRLF-ended) in e. */
+static int switch_protocol(struct client *c, int resp3, char *e, size_t el)
 {
     struct node *m = c->sc->master;
 
@@ -140,14 +188,14 @@ static int switch_protocol(struct client *c, int resp3)
      * inside a transaction (queued there, it may never run) nor under
      * subscriptions (their messages are framed by the protocol). */
     if (c->in_multi || c->stream) {
-        client_reply_error(c, "ERR HELLO cannot change the protocol %s through "
-                           "redis-sidecar", c->in_multi ? "inside MULTI" :
-                           "of a subscribed or tracking connection");
+        snprintf(e, el, "-ERR HELLO cannot change the protocol %s through "
+                 "redis-sidecar\r\n", c->in_multi ? "inside MULTI" :
+                 "of a subscribed or tracking connection");
         return -1;
     }
     if (resp3 && m && m->pool->resp3_refused[0]) {
-        client_reply_error(c, "NOPROTO unsupported protocol version (the upstream "
-                           "refused HELLO 3: %s)", m->pool->resp3_refused);
+        snprintf(e, el, "-NOPROTO unsupported protocol version (the upstream "
+                 "refused HELLO 3: %s)\r\n", m->pool->resp3_refused);
         return -1;
     }
     /* A lease switches too, its answer dropped; it is reset in this
@@ -155,18 +203,35 @@ static int switch_protocol(struct client *c, int resp3)
      * links (the first RESP3 client opens them), where the router looks. */
     if ((c->lease && pool_lease_protocol(c->lease, resp3) < 0) ||
         (resp3 && nodes_open_resp3(c->sc) < 0)) {
-        client_reply_error(c, "ERR proxy out of memory");
+        snprintf(e, el, "-ERR proxy out of memory\r\n");
         return -1;
     }
     c->resp3 = resp3 != 0;
     return 0;
 }
 
+/* HELLO's effects once its credentials (if any) are good: the name, the
+ * protocol, and its reply, in b. */
+static void hello_done(struct client *c, int ver, const char *name, size_t namel,
+                       struct buf *b)
+{
+    char e[300];
+
+    if (name)
+        set_name(c, name, namel);
+    if (ver && c->resp3 != (ver == 3) && switch_protocol(c, ver == 3, e, sizeof e) < 0) {
+        buf_reset(b);
+        buf_append(b, e, strlen(e));
+        return;
+    }
+    hello_build(c, b);
+}
+
 /* HELLO [protover [AUTH user pass] [SETNAME name]], parsed as redis 7 does. */
 static void cmd_hello(struct client *c, const struct resp_args *a)
 {
-    long long ver = 2;
-    int authed_now = 0;
+    long long ver = 0;
+    int auth = 0;
     const char *name = NULL;
     size_t namel = 0;
 
@@ -187,12 +252,7 @@ static void cmd_hello(struct client *c, const struct resp_args *a)
     for (int i = 2; i < a->argc; i++) {
         int more = (int)(a->argc - i - 1);
         if (resp_arg_is(a, i, "auth") && more >= 2) {
-            int rc = check_credentials(c, a->v[i + 1], a->l[i + 1], a->v[i + 2], a->l[i + 2]);
-            if (rc != 0) {
-                auth_failed(c, rc);
-                return;
-            }
-            authed_now = 1;
+            auth = i + 1;
             i += 2;
         } else if (resp_arg_is(a, i, "setname") && more >= 1) {
             name = a->v[++i];
@@ -208,7 +268,29 @@ static void cmd_hello(struct client *c, const struct resp_args *a)
             return;
         }
     }
-    if (!c->authed && !authed_now) {
+    if (auth && !admin_credentials(c, a->v[auth], a->l[auth], a->v[auth + 1], a->l[auth + 1])) {
+        if (!c->sc->cfg->password) {
+            /* Redis decides; the name waits for its answer */
+            struct client_ext *x = client_ext(c);
+            if (x) {
+                free(x->hello_name);
+                x->hello_name = NULL;
+                if (name && !(x->hello_name = strndup(name, namel)))
+                    x = NULL;
+            }
+            if (!x)
+                client_reply_error(c, "ERR proxy out of memory");
+            else
+                auth_upstream(c, a->v[auth], a->l[auth], a->v[auth + 1], a->l[auth + 1],
+                              ver ? (int)ver : 2);
+            return;
+        }
+        if (check_credentials(c, a->v[auth], a->l[auth], a->v[auth + 1], a->l[auth + 1]) < 0) {
+            auth_failed(c);
+            return;
+        }
+    }
+    if (!c->authed && !auth) {
         c->sc->st.err_auth++;
         client_reply_error(c, "NOAUTH HELLO must be called with the client already "
                            "authenticated, otherwise the HELLO <proto> AUTH <user> "
@@ -216,13 +298,60 @@ static void cmd_hello(struct client *c, const struct resp_args *a)
                            "select the RESP protocol version at the same time");
         return;
     }
-    if (authed_now)
+    if (auth)
         c->authed = 1;
-    if (name)
-        set_name(c, name, namel);
-    if (a->argc >= 2 && c->resp3 != (ver == 3) && switch_protocol(c, ver == 3) < 0)
+    hello_done(c, (int)ver, name, namel, &c->sc->scratch);
+    client_reply(c, buf_start(&c->sc->scratch), buf_used(&c->sc->scratch));
+}
+
+/* Redis's answer to an app's AUTH (or HELLO ... AUTH) sent by
+ * auth_upstream(): on +OK the client runs as that user from now on (its
+ * pools, or the nodes' own for the [upstream] user) and HELLO's other
+ * effects follow; otherwise Redis's error goes to the client, whose user
+ * stays what it was. req: the AUTH sent, for the password Redis took. */
+void session_auth_answered(struct client *c, struct req *r, const char *req, const char *p,
+                           size_t n, const char *err)
+{
+    struct sidecar *sc = c->sc;
+    struct user *u = r->parked;
+    int hello = (int)r->block;
+    struct client_ext *x = c->x;
+    struct resp_framer f;
+    struct resp_args a;
+
+    r->parked = NULL;
+    r->block = 0;
+    r->flags &= ~(unsigned)REQ_AUTH;
+    if (err || n < 3 || p[0] != '+') {
+        sc->st.err_auth++;
+        if (u)
+            u->auth_failures++;
+        free(x->hello_name);
+        x->hello_name = NULL;
+        client_answer(c, r, p, n, err);
         return;
-    hello_reply(c);
+    }
+    resp_framer_reset(&f);
+    if (resp_frame_request(&f, req, r->len, &sc->req_limits) != RESP_DONE) {
+        client_answer(c, r, NULL, 0, "proxy could not read back its AUTH");
+        return;
+    }
+    resp_collect_args(req, &f.fr, &a);
+    if (u && users_accepted(sc, u, a.v[a.argc - 1], a.l[a.argc - 1]) < 0) {
+        client_answer(c, r, NULL, 0, "proxy out of memory");
+        return;
+    }
+    users_set(c, u);
+    c->authed = 1;
+    if (!hello) {
+        client_answer(c, r, p, n, NULL);
+        return;
+    }
+    char *name = x->hello_name;
+    x->hello_name = NULL;
+    hello_done(c, hello, name, name ? strlen(name) : 0, &sc->scratch);
+    free(name);
+    client_answer(c, r, buf_start(&sc->scratch), buf_used(&sc->scratch), NULL);
 }
 
 static void cmd_select(struct client *c, const struct resp_args *a)
@@ -334,6 +463,7 @@ static void cmd_reset(struct client *c)
         c->x->name = NULL;
     }
     c->authed = c->sc->cfg->password == NULL;
+    users_set(c, NULL);
     if (c->admin_auth)
         c->admin = c->admin_auth = 0;
     client_reply(c, "+RESET\r\n", 8);

@@ -8,8 +8,13 @@
 #include "command.h"
 
 struct client;
+struct req;
 
 void session_command(struct client *c, const struct command *cmd, const char *frame,
                      const struct resp_frame *fr);
+
+/* Redis's answer to an AUTH the session sent for an app (REQ_AUTH). */
+void session_auth_answered(struct client *c, struct req *r, const char *req, const char *p,
+                           size_t n, const char *err);
 
 #endif

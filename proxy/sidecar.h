@@ -28,11 +28,26 @@ struct http_conn;
 struct listener;
 struct sidecar;
 
+/* An ACL user an app authenticated as (without [proxy] password, Redis
+ * checks AUTH): its requests run on pools of its own, one per node, whose
+ * links authenticate as it (users.c). */
+struct user {
+    char      *name;
+    char      *pass;          /* the last one Redis accepted: for reconnects */
+    int        idx;           /* in sc->users and every node's upool */
+    unsigned   clients;       /* app connections authenticated as it now */
+    int        verified;      /* Redis accepted it once: every node has its pool */
+    int        refused;       /* Redis refused it on a reconnect: found no more */
+    ev_tstamp  idle_since;    /* no clients since then */
+    uint64_t   auths, auth_failures;
+};
+
 /* A Redis node: its links and its health checks. Which one is the master
  * is the sidecar's business (sc->master); the rest may serve reads. */
 struct node {
     struct sidecar *sc;
-    struct pool    *pool;
+    struct pool    *pool;      /* the [upstream] credentials' */
+    struct pool    *upool[USERS_MAX]; /* each app user's, by its idx (NULL: none) */
     struct checker  health;
     int             listed;    /* named in the sentinels' latest view */
     ev_tstamp       retire_at; /* retiring (a reload): freed once idle, or from then */
@@ -40,6 +55,11 @@ struct node {
                                   * until their holders let go */
     TAILQ_ENTRY(node) tqe;     /* sc->nodes or sc->retiring */
 };
+
+/* Every pool of node n: its own, then each app user's. */
+#define NODE_FOREACH_POOL(sc, n, p)                                              \
+    for (int u_ = -1; u_ < (sc)->users_hi; u_++)                                  \
+        if (((p) = u_ < 0 ? (n)->pool : (n)->upool[u_]) != NULL)
 
 /* Requests and replies by class and by who answered, for /metrics. */
 enum req_class { CLASS_READ, CLASS_WRITE, CLASS_STATEFUL, CLASS_ADMIN, CLASS_N };
@@ -66,6 +86,8 @@ struct sidecar_stats {
     uint64_t err_refused;       /* commands never allowed through */
     uint64_t err_unsupported;   /* commands that need a dedicated link */
     uint64_t err_auth;          /* NOAUTH and WRONGPASS */
+    uint64_t err_max_users;     /* AUTH as a new user past max_users */
+    uint64_t users_refused;     /* users whose links Redis refused on a reconnect */
     uint64_t err_noperm;        /* PROXY commands without admin rights */
     uint64_t err_node_down;     /* failed fast: the master is down */
     uint64_t idle_closed;       /* clients closed after idle_timeout */
@@ -117,6 +139,10 @@ struct sidecar {
     TAILQ_HEAD(, pool_waiter) master_waiters; /* clients waiting for a master, for a lease */
     TAILQ_HEAD(, pool_waiter) resume_waiters; /* clients held by PROXY PAUSE */
     struct topology       topo;      /* the master's offsets, for replica lag */
+    struct user          *users[USERS_MAX]; /* app ACL users, by idx (users.c) */
+    int                   users_hi;  /* one past the highest idx in use */
+    int                   nusers;
+    ev_timer              users_w;   /* closes the pools of users left unused */
     struct listener      *listeners;
     int                   nlisteners;
     /* Where an admitted connection goes (request_accept, set by main). */
@@ -125,6 +151,7 @@ struct sidecar {
                                      struct ipstat *ips, int admin);
     TAILQ_HEAD(, client)  clients;   /* open */
     STAILQ_HEAD(, client) dirty;     /* output to write or input to resume */
+    STAILQ_HEAD(, client) readable;  /* input arrived, in the order it did (request.c) */
     TAILQ_HEAD(, client)  closed;    /* freed after this loop iteration */
     unsigned              nclients;  /* open ones (checked in make asan) */
     struct iptable        ips;       /* per-IP accounting and bans */

@@ -31,7 +31,7 @@ enum calc {
     CLIENTS_IDLE, CLIENTS_ACTIVE, CLIENTS_LEASED, CLIENTS_SUBSCRIBED, CLIENTS_WAITING,
     LINKS_MUX, LINKS_VALIDATING, LINKS_CONNECTING, LINKS_DOWN, LINKS_LEASED, LINKS_LEASE_IDLE,
     LINKS_RETIRING, LINKS_RESP2, LINKS_RESP3, READY_RESP2, READY_RESP3, VALIDATION_WAIT_MS,
-    LEASES_OPEN, NODE_UP, NODE_MASTER,
+    LEASES_OPEN, NODE_UP, NODE_MASTER, USERS,
 };
 
 /* An app connection's state for the clients{state} gauge. */
@@ -116,6 +116,7 @@ static uint64_t calc(const struct sidecar *sc, const struct node *n, enum calc w
     case LEASES_OPEN:        return (uint64_t)pool_leases(p);
     case NODE_UP:            return !p->down;
     case NODE_MASTER:        return n == sc->master;
+    case USERS:              return (uint64_t)sc->nusers;
     }
     return 0;
 }
@@ -203,7 +204,7 @@ static const char help_refused[] = "App connections refused at accept, by reason
 static const char help_closed[] = "App connections the proxy closed, by reason "
     "(idle_timeout, protocol_error, query_buffer, output_buffer, killed by an admin command).";
 static const char help_errors[] = "Requests answered with the proxy's own error, by kind: "
-    "refused_command, unsupported_command, auth, noperm, node_down, no_replica.";
+    "refused_command, unsupported_command, auth, noperm, node_down, no_replica, max_users.";
 static const char help_failures[] = "Requests failed by the proxy: kind=unavailable (no "
     "link within connect_timeout), after_send (a write whose link died after sending: may or "
     "may not have run), reply_timeout.";
@@ -239,6 +240,11 @@ const struct stat_row stats_table[] = {
     {"Clients", "pipeline_pauses", "pipeline_pauses_total", "", "Times a client was not read "
      "while max_pipeline replies (or max_query_buffer bytes) were pending.", 'c',
      S(pipeline_pauses)},
+    {"Clients", "users", "users", "", "ACL users apps authenticated as (checked by Redis) "
+     "with pools of their own; max_users bounds them.", 'g', F(USERS)},
+    {"Clients", "users_refused", "users_refused_total", "", "Users whose links Redis "
+     "refused on a reconnect (a changed password): their apps were closed.", 'c',
+     S(users_refused)},
     {"Clients", "tracked_ips", "tracked_ips", "", "Client addresses in the per-IP table.",
      'g', F(TRACKED_IPS)},
     {"Clients", "bans", "bans", "", "Active PROXY BAN ranges.", 'g', F(BANS)},
@@ -280,6 +286,8 @@ const struct stat_row stats_table[] = {
      NULL, 'c', S(err_unsupported)},
     {"Errors", "errors_auth", "errors_total", "kind=\"auth\"", NULL, 'c', S(err_auth)},
     {"Errors", "errors_noperm", "errors_total", "kind=\"noperm\"", NULL, 'c', S(err_noperm)},
+    {"Errors", "err_max_users", "errors_total", "kind=\"max_users\"", NULL, 'c',
+     S(err_max_users)},
     {"Errors", "errors_upstream_unavailable", "upstream_failures_total", "kind=\"unavailable\"",
      help_failures, 'c', P(failed_unavailable)},
     {"Errors", "errors_link_lost_after_send", "upstream_failures_total", "kind=\"after_send\"",
@@ -441,7 +449,16 @@ uint64_t stats_value(const struct sidecar *sc, const struct stat_row *r, const s
             return 0;
         if (r->home == 'n')
             return calc(sc, n, (enum calc)r->off);
-        home = r->home == 'p' ? (const void *)&n->pool->st : (const void *)&n->health;
+        if (r->home == 'p') {            /* the node's: its users' pools too */
+            const struct pool *p;
+            uint64_t sum = 0;
+            NODE_FOREACH_POOL(sc, n, p) {
+                memcpy(&v, (const char *)&p->st + r->off, sizeof v);
+                sum += v;
+            }
+            return sum;
+        }
+        home = &n->health;
     }
     memcpy(&v, (const char *)home + r->off, sizeof v);
     return v;
@@ -474,10 +491,15 @@ void stats_info(const struct sidecar *sc, struct buf *b)
 
 const char *stats_node_label(const struct node *n, char *out, size_t outlen)
 {
-    size_t o = snprintf(out, outlen, "node=\"");
+    return stats_label("node", n->pool->cfg.name, out, outlen);
+}
+
+const char *stats_label(const char *name, const char *value, char *out, size_t outlen)
+{
+    size_t o = snprintf(out, outlen, "%s=\"", name);
 
     /* escaped as the format wants: \\, \" and \n */
-    for (const char *s = n->pool->cfg.name; *s && o + 4 < outlen; s++) {
+    for (const char *s = value; *s && o + 4 < outlen; s++) {
         if (*s == '\\' || *s == '"' || *s == '\n')
             out[o++] = '\\';
         out[o++] = *s == '\n' ? 'n' : *s;

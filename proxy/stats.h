@@ -39,6 +39,8 @@ void stats_metrics(const struct sidecar *sc, struct buf *b);
 uint64_t stats_value(const struct sidecar *sc, const struct stat_row *r, const struct node *n);
 /* "node=\"host:port\"", escaped, into out. */
 const char *stats_node_label(const struct node *n, char *out, size_t outlen);
+/* name="value", escaped, into out. */
+const char *stats_label(const char *name, const char *value, char *out, size_t outlen);
 /* Resident set size, bytes (0 if /proc cannot say). */
 long stats_rss_bytes(void);
 

@@ -6,6 +6,7 @@
 #include "client.h"
 #include "hold.h"
 #include "lease.h"
+#include "session.h"
 
 /* Errors that say the request did not run: the node is a master's
  * replica no more (or never was), lost its master, is loading, or (a
@@ -30,7 +31,8 @@ static int to_master(struct client *c, struct req *r, const char *req)
 
     if (sc->sentinels && (!m || (c->x && c->x->nheld)))
         return hold_request(c, r, req, r->len);
-    struct link *l = m ? pool_link_for(m->pool, c->id, c->resp3) : NULL;
+    struct pool *p = m ? client_pool(c, m) : NULL;
+    struct link *l = p ? pool_link_for(p, c->id, c->resp3) : NULL;
 
     if (!l || (m->pool->down && !sc->sentinels))
         return -1;
@@ -77,6 +79,10 @@ void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
     struct client *c = r->owner;
     (void)arg;
 
+    if (__builtin_expect(r->flags & REQ_AUTH, 0)) {
+        session_auth_answered(c, r, req, p, n, err);
+        return;
+    }
     if (req && ((r->flags & REQ_REROUTE) || c->sc->sentinels) &&
         send_again(c, r, req, p, n, err) == 0)
         return;
@@ -88,6 +94,10 @@ void upstream_on_unrun(struct req *r, const char *req, const char *why, void *ar
     struct client *c = r->owner;
     (void)arg;
 
+    if (r->flags & REQ_AUTH) {           /* checked on its user's links, or not at all */
+        session_auth_answered(c, r, req, NULL, 0, why);
+        return;
+    }
     if (r->flags & REQ_LEASED) {         /* its lease died before it went out */
         lease_unrun(c, r, req);
         return;

@@ -257,6 +257,10 @@ class Sidecar:
         # the tests' own PROXY INFO/NODES come from 127.0.0.1 (no address
         # is an admin by default); admin={"allow": None} leaves it out
         cfg["admin"] = {"allow": "127.0.0.1"}
+        # leases on demand, so that the tests that count leases and their
+        # handshakes see only their own; the tests of min_idle_leases (and
+        # of the order it gives) set it
+        cfg["pool"] = {"min_idle_leases": "0"}
         for sec, kv in sections.items():
             cfg.setdefault(sec, {}).update(kv)
         self.cfg = cfg

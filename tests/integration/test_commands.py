@@ -1,6 +1,7 @@
 """Every data type's common commands, scripts, expiry, binary safety,
 pipelines and the commands the proxy answers itself, through the sidecar
 with redis-py and raw sockets."""
+import socket
 import subprocess
 import time
 
@@ -303,3 +304,30 @@ def test_redis_benchmark_through_the_proxy(sidecar):
     assert out.returncode == 0, out.stderr
     assert "requests per second" in out.stdout
     assert "rror" not in out.stdout + out.stderr
+
+
+def test_refused_commands_inside_multi_abort_it_as_redis_does(env, master):
+    """SHUTDOWN, SYNC and SAVE inside MULTI get redis's own refusal; a
+    command the proxy refuses (REPLICAOF) gets its error; either way the
+    transaction fails at EXEC, as redis fails one with a refused command."""
+    sc = env.sidecar(master)
+
+    def run(port):
+        s = socket.create_connection(("127.0.0.1", port))
+        f = s.makefile("rb")
+        cmds = [("MULTI",), ("SET", "tx:k", "1"), ("SHUTDOWN",), ("SAVE",), ("EXEC",),
+                ("GET", "tx:k"), ("MULTI",), ("SET", "tx:k", "2"), ("REPLICAOF", "NO", "ONE"),
+                ("EXEC",), ("GET", "tx:k")]
+        s.sendall(b"".join(resp_cmd(*c) for c in cmds))
+        out = [resp_read(f) for _ in cmds]
+        s.close()
+        return [str(x) if isinstance(x, Exception) else x for x in out]
+    direct = run(master.port)              # its REPLICAOF NO ONE is queued, and runs
+    master.client().delete("tx:k")
+    via = run(sc.port)
+    assert via[:8] == direct[:8]
+    assert via[2] == via[3] == "ERR Command not allowed inside a transaction"
+    assert via[4].startswith("EXECABORT") and via[5] is None
+    assert "not allowed through redis-sidecar" in via[8]
+    assert via[9].startswith("EXECABORT") and via[10] is None
+    assert master.client().get("tx:k") is None and master.client().ping()

@@ -444,3 +444,49 @@ def test_monitor_on_its_own_lease(env, master):
                                if c.get("name") == "sidecar-lease"),
                what="the monitoring lease closed")
     assert other.get("watched") == b"v"
+
+
+def test_leases_ready_ahead_of_need(env, master):
+    """min_idle_leases: the master keeps leases open and reset, refilled as
+    they are taken, and pinged so none goes stale."""
+    sc = env.sidecar(master, pool={"min_idle_leases": "2", "validate_after": "200ms"})
+    wait_until(lambda: sc.nodes()["node"][0]["leases_idle"] == "2", what="two leases ahead")
+    assert len(master.links("sidecar-lease")) == 2
+    s = sc.raw()
+    s.sendall(resp_cmd("BLPOP", "ahead", "0"))
+    wait_until(lambda: master.client().info("clients")["blocked_clients"] == 1, what="blocked")
+    # one taken: another is opened to keep two ready
+    wait_until(lambda: len(master.links("sidecar-lease")) == 3, what="refilled")
+    time.sleep(0.6)                              # past validate_after: pinged, not replaced
+    opened = sc.counter("links_opened")
+    r = sc.client()
+    assert r.execute_command("MULTI") in (True, b"OK")
+    assert r.execute_command("EXEC") == []
+    assert sc.counter("leases_closed") == 0
+    assert sc.counter("links_opened") == opened + 1  # only the refill of the one MULTI took
+
+
+def test_blocked_clients_served_in_arrival_order(env, master):
+    """Two BRPOPLPUSH from two connections, the first with a destination of
+    the wrong type, then a push: as directly, the first blocked is served
+    first (WRONGTYPE) and the second gets the element. 50 runs, each on a
+    fresh sidecar (its leases opened ahead, min_idle_leases = 2)."""
+    m = master.client()
+    for run in range(50):
+        m.delete("blist", "target")
+        m.set("wrongdst", "string")
+        sc = env.sidecar(master, pool={"min_idle_leases": "2"})
+        wait_until(lambda: sc.nodes()["node"][0]["leases_idle"] == "2", what="leases ahead")
+        a, b = sc.raw(), sc.raw()
+        a.sendall(resp_cmd("BRPOPLPUSH", "blist", "wrongdst", "0"))
+        b.sendall(resp_cmd("BRPOPLPUSH", "blist", "target", "0"))
+        wait_until(lambda: m.info("clients")["blocked_clients"] == 2, what="both blocked")
+        assert sc.client().rpush("blist", "foo") == 1
+        got_a = resp_read(a.makefile("rb"))
+        got_b = resp_read(b.makefile("rb"))
+        assert isinstance(got_a, Exception) and str(got_a).startswith("WRONGTYPE"), (run, got_a)
+        assert got_b == b"foo", (run, got_b)
+        a.close()
+        b.close()
+        assert sc.stop() == 0
+        env.sidecars.remove(sc)

@@ -178,6 +178,18 @@ int main(void)
     CHECK(KIND(c, ROUTE_ERROR, "SYNC"));
     CHECK(KIND(c, ROUTE_LOCAL, "RESET"));
     c->stream = 0;
+    /* Inside MULTI, what redis itself refuses there goes to it (its error,
+     * and EXECABORT); what the proxy refuses fails the transaction too. */
+    c->in_multi = 1;
+    rt = route(c, "SHUTDOWN", NULL);
+    CHECK(rt.kind == ROUTE_LEASE && !rt.abort_multi);
+    CHECK(KIND(c, ROUTE_LEASE, "SYNC"));
+    rt = route(c, "REPLICAOF", "NO", "ONE", NULL);
+    CHECK(rt.kind == ROUTE_ERROR && rt.abort_multi && rt.count == &sc.st.err_refused);
+    c->in_multi = 0;
+    rt = route(c, "REPLICAOF", "NO", "ONE", NULL);
+    CHECK(rt.kind == ROUTE_ERROR && !rt.abort_multi);
+    CHECK(KIND(c, ROUTE_ERROR, "SHUTDOWN"));
     c->lease = NULL;
 
     /* Authentication first: only AUTH, HELLO and QUIT before it. */
