@@ -341,8 +341,12 @@ static void check_route(const struct world *w, const struct command *cmd, const 
                                 (const char *)(rt->count + 1) <= (const char *)(&sc->st + 1)),
                  "a counter outside the sidecar's");
     FUZZ_REQUIRE(c->authed || !upstream, "unauthenticated, kind %d", (int)k);
-    FUZZ_REQUIRE(!(fl & CMD_REFUSED) || k == ROUTE_ERROR || k == ROUTE_PAUSED,
+    /* inside MULTI, redis refuses SHUTDOWN and SYNC itself (and aborts it) */
+    FUZZ_REQUIRE(!(fl & CMD_REFUSED) || k == ROUTE_ERROR || k == ROUTE_PAUSED ||
+                 ((fl & CMD_NO_MULTI) && c->in_multi && k != ROUTE_SHARED && k != ROUTE_HOLD),
                  "a refused command, kind %d", (int)k);
+    FUZZ_REQUIRE(!rt->abort_multi || (k == ROUTE_ERROR && c->in_multi),
+                 "a transaction aborted outside MULTI, kind %d", (int)k);
     FUZZ_REQUIRE(!(fl & CMD_NOT_YET) || (k != ROUTE_SHARED && k != ROUTE_LEASE &&
                                          k != ROUTE_HOLD), "not yet supported, kind %d", (int)k);
     FUZZ_REQUIRE(!sc->draining || client_holds_state(c) || (cmd && cmd->local == LOCAL_QUIT) ||
