@@ -395,6 +395,12 @@ static void build_handshake(const struct link *l, int reset, struct hs_build *h)
     const char *name[] = {"CLIENT", "SETNAME", link_is_lease(l) ? "sidecar-lease"
                                                                  : "sidecar-data"};
     hs_add(h, HS_NAME, 3, name);
+    /* A new lease learns its id on the server: CLIENT UNBLOCK and
+     * TRACKING REDIRECT name an app connection by the lease serving it. */
+    if (link_is_lease(l) && !reset) {
+        const char *id[] = {"CLIENT", "ID"};
+        hs_add(h, HS_ID, 2, id);
+    }
     /* A new lease asks whether the server is loading its data (the
      * commands above run then, MULTI and BLPOP would not): its holder's
      * requests then wait for it as a shared link's would. */
@@ -522,6 +528,10 @@ static int judge(struct link *l, enum hs_kind kind, const char *p, size_t n)
     char why[200];
     int m = (int)(n - 3 > 120 ? 120 : n - 3);
 
+    if (kind == HS_ID) {                 /* refused by an ACL: unknown, that is all */
+        l->server_id = p[0] == ':' ? strtoll(p + 1, NULL, 10) : 0;
+        return 0;
+    }
     if (p[0] != '-')
         return 0;
     /* A new lease's PING: only LOADING matters. An ACL user may lack
@@ -820,8 +830,10 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         r = TAILQ_FIRST(&l->fifo);
         /* A blocking call may wait as long as it asked to (r->block is 0
          * for the others, INFINITY for ever). */
-        if (r && now - (r->queued_at > l->last_rx ? r->queued_at : l->last_rx) >
-                 p->cfg.reply_timeout + r->block) {
+        ev_tstamp since = r && r->queued_at > l->last_rx ? r->queued_at : l->last_rx;
+        if (since < p->quiet_until)      /* a CLIENT PAUSE holds the server's replies */
+            since = p->quiet_until;
+        if (r && now - since > p->cfg.reply_timeout + r->block) {
             p->st.reply_timeouts++;
             link_down(l, LOST_REPLY_TIMEOUT, "no reply within reply_timeout");
         }
@@ -879,7 +891,7 @@ int link_send(struct link *l, struct req *r, const char *p, size_t n)
         return -1;
     /* Never inside a lease: a PING in a MULTI would be queued with it. */
     if (l->state == LINK_READY && !link_is_lease(l) && l->nfifo == 0 &&
-        pl->cfg.validate_after > 0 &&
+        pl->cfg.validate_after > 0 && ev_now(pl->loop) >= pl->quiet_until &&
         ev_now(pl->loop) - l->last_rx > pl->cfg.validate_after)
         link_validate(l, "idle before use");
     r->link = l;
@@ -1002,7 +1014,7 @@ void link_tend(struct link *l, ev_tstamp now)
 {
     struct pool *p = l->pool;
 
-    if (l->state != LINK_READY || l->nfifo != 0)
+    if (l->state != LINK_READY || l->nfifo != 0 || now < p->quiet_until)
         return;
     if (p->cfg.max_link_age > 0 && now - l->opened_at > l->age_limit) {
         char why[64];

@@ -19,7 +19,7 @@
 struct pool;
 
 enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_HANDSHAKE, LINK_READY };
-enum hs_kind { HS_RESET, HS_HELLO, HS_AUTH, HS_SELECT, HS_NAME, HS_PING };
+enum hs_kind { HS_RESET, HS_HELLO, HS_AUTH, HS_SELECT, HS_NAME, HS_PING, HS_ID };
 /* Why a link went down, for the counters. */
 enum link_loss { LOST_CLOSED, LOST_ERROR, LOST_PROTOCOL, LOST_VALIDATION,
                  LOST_REPLY_TIMEOUT, LOST_HANDSHAKE, LOST_CONNECT, LOST_RETIRED,
@@ -75,6 +75,7 @@ struct link {
     ev_tstamp    last_rx;       /* when bytes last arrived: idle since */
     double       age_limit;     /* max_link_age with this link's jitter */
     char         last_err[160]; /* why the last connect or link failed */
+    long long    server_id;     /* a lease's CLIENT ID on its server (0: unknown) */
 };
 
 void link_init(struct link *l, struct pool *p, int idx, int resp3);

@@ -108,7 +108,7 @@ static void pool_care_cb(struct ev_loop *loop, ev_timer *w, int revents)
         return;
     /* Leases kept ahead are pinged before a holder would find them stale. */
     TAILQ_FOREACH(l, &p->lease_list[LEASE_IDLE], lease_tqe)
-        if (l->state == LINK_READY && p->cfg.validate_after > 0 &&
+        if (l->state == LINK_READY && p->cfg.validate_after > 0 && ev_now(loop) >= p->quiet_until &&
             ev_now(loop) - l->last_rx >= p->cfg.validate_after / 2)
             link_validate(l, "idle lease kept fresh");
     stock(p);
@@ -500,6 +500,11 @@ static void stock(struct pool *p)
         if (l->lease == LEASE_DEAD)      /* the connect failed at once */
             return;
     }
+}
+
+void pool_quiet(struct pool *p, ev_tstamp until)
+{
+    p->quiet_until = until;
 }
 
 void pool_keep_idle(struct pool *p, int n)

@@ -125,6 +125,7 @@ struct pool {
     char               lease_failure[160];  /* why the last new lease failed at once */
     int                next_lease_idx;
     int                keep_idle;     /* leases kept open and reset ahead of need */
+    ev_tstamp          quiet_until;   /* a CLIENT PAUSE: silence is no failure until then */
     ev_prepare         flush_w;
     ev_timer           care_w;        /* background pings and retirement */
     TAILQ_HEAD(, link) dirty;
@@ -198,6 +199,9 @@ struct link *pool_lease(struct pool *p, void *who, int resp3);
 void pool_lease_wait(struct pool *p, struct pool_waiter *w);
 /* Off the wait list (its client left); nothing is called back. */
 void pool_lease_unwait(struct pool_waiter *w);
+/* The server holds its replies until then (a CLIENT PAUSE an app sent):
+ * no reply timeout, validation or background ping counts it silent. */
+void pool_quiet(struct pool *p, ev_tstamp until);
 /* Keep n leases (RESP2) open and reset ahead of need, refilled in the
  * background and pinged before they go stale (the master's: a blocking
  * call or MULTI then goes out at once, in arrival order); 0 stops. */

@@ -192,6 +192,7 @@ void client_free_closed(struct sidecar *sc)
         if (c->x) {
             free(c->x->name);
             free(c->x->hello_name);
+            buf_free(&c->x->prefixes);
         }
         free(c->x);
         free(c);
@@ -635,25 +636,75 @@ double client_sweep_period(const struct config *cfg)
     return cfg->idle_timeout > 0 && cfg->idle_timeout / 4 < 1 ? cfg->idle_timeout / 4 : 1;
 }
 
+const char *client_user(const struct client *c)
+{
+    if (c->x && c->x->user)
+        return c->x->user->name;
+    return c->sc->cfg->username ? c->sc->cfg->username : "default";
+}
+
+const char *client_laddr(const struct client *c, char *out, size_t outlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    struct ip ip;
+    char s[64];
+
+    if (getsockname(c->io.fd, (struct sockaddr *)&ss, &sl) < 0 || ip_from_sockaddr((struct sockaddr *)&ss, &ip) < 0) {
+        snprintf(out, outlen, "%s", c->is_unix ? "unix" : "?");
+        return out;
+    }
+    ip_format(&ip, s, sizeof s);
+    snprintf(out, outlen, strchr(s, ':') ? "[%s]:%u" : "%s:%u", s,
+             ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                            : ((struct sockaddr_in *)&ss)->sin_port));
+    return out;
+}
+
+/* Blocked in a command on its lease (BLPOP, WAIT, DEBUG SLEEP...). */
+static int blocked(const struct client *c)
+{
+    const struct req *r;
+
+    if (!c->lease)
+        return 0;
+    TAILQ_FOREACH(r, &c->lease->fifo, link_tqe)
+        if (r->flags & REQ_NOTIMEOUT)
+            return 1;
+    return 0;
+}
+
 void client_describe(struct buf *b, const struct client *c, ev_tstamp now)
 {
-    char a[64];
+    const struct client_ext *x = c->x;
+    char a[64], la[64], flags[24], *f = flags;
     size_t qbuf = c->partial ? buf_used(&c->partial->buf) : 0;
-    const char *name = c->x && c->x->name ? c->x->name : "";
+    size_t obuf = buf_used(&c->out) + c->parked;
+    const char *name = x && x->name ? x->name : "";
+    int tracking = x && x->tracking;
 
-    char flags[16], *f = flags;
-
-    /* redis's letters where it has one (x MULTI, P pub/sub, c closing after
-     * its replies, U unix socket); l holds a lease, w WATCH, d another
-     * database, p not read (back-pressure or waiting) */
+    /* redis's letters (x MULTI, b blocked, t tracking, O monitor, P pub/sub,
+     * e no-evict, c closing after its replies, U unix socket, N none), then
+     * the proxy's: l holds a lease, w WATCH, d another database, p not
+     * read (back-pressure or waiting) */
     if (c->in_multi)
         *f++ = 'x';
-    if (c->stream)
+    if (blocked(c))
+        *f++ = 'b';
+    if (tracking)
+        *f++ = 't';
+    if (x && x->monitor)
+        *f++ = 'O';
+    else if (c->stream && x && (x->sub || x->psub || x->ssub))
         *f++ = 'P';
+    if (x && x->no_evict)
+        *f++ = 'e';
     if (c->closing)
         *f++ = 'c';
     if (c->is_unix)
         *f++ = 'U';
+    if (f == flags)
+        *f++ = 'N';
     if (c->lease)
         *f++ = 'l';
     if (c->watching)
@@ -662,14 +713,20 @@ void client_describe(struct buf *b, const struct client *c, ev_tstamp now)
         *f++ = 'd';
     if (c->paused)
         *f++ = 'p';
-    if (f == flags)
-        *f++ = 'N';
     *f = '\0';
-    buf_appendf(b, "id=%llu addr=%s name=%s age=%.0f idle=%.0f flags=%s cmd=%s pending=%u "
-                "qbuf=%zu obuf=%zu admin=%d resp=%d\n", (unsigned long long)c->id,
-                client_addr(c, a, sizeof a), name, now - c->created, now - c->last_active,
-                flags, c->last_cmd ? c->last_cmd->name : "-", c->npending, qbuf,
-                buf_used(&c->out) + c->parked, c->admin, c->resp3 ? 3 : 2);
+    buf_appendf(b, "id=%llu addr=%s laddr=%s fd=%d name=%s age=%.0f idle=%.0f flags=%s db=%d "
+                "sub=%d psub=%d ssub=%d multi=%d qbuf=%zu qbuf-free=%zu argv-mem=0 "
+                "multi-mem=0 rbs=%zu rbp=0 obl=0 oll=0 omem=%zu tot-mem=%zu events=%s%s cmd=%s "
+                "user=%s redir=%lld resp=%d pending=%u obuf=%zu admin=%d\n",
+                (unsigned long long)c->id, client_addr(c, a, sizeof a), client_laddr(c, la, sizeof la),
+                c->io.fd, name, now - c->created, now - c->last_active, flags,
+                c->other_db && x ? x->db : c->sc->cfg->database, x ? x->sub : 0, x ? x->psub : 0,
+                x ? x->ssub : 0, c->in_multi && x ? x->multi : -1, qbuf,
+                c->partial ? c->partial->buf.cap - qbuf : 0, c->partial ? c->partial->buf.cap : 0,
+                obuf, sizeof *c + (x ? sizeof *x : 0) + qbuf + obuf + buf_used(&c->out),
+                c->paused || c->closing ? "" : "r", buf_used(&c->out) ? "w" : "",
+                c->last_cmd ? c->last_cmd->name : "NULL", client_user(c),
+                tracking ? x->redir : -1LL, c->resp3 ? 3 : 2, c->npending, obuf, c->admin);
 }
 
 long long client_kill(struct client *self, enum client_match by, const char *v, size_t vl,

@@ -42,6 +42,16 @@ struct client_ext {
     char      *hello_name;     /* HELLO ... AUTH ... SETNAME: set once Redis says yes */
     struct user *user;         /* the ACL user Redis accepted its AUTH for;
                                 * NULL: the [upstream] credentials' */
+    /* What CLIENT LIST shows of it, as redis would (clientcmd.c) */
+    int        db;             /* its database while other_db */
+    int        sub, psub, ssub; /* subscriptions, from its stream's confirmations */
+    int        multi;          /* commands queued in its MULTI */
+    long long  redir;          /* CLIENT TRACKING ... REDIRECT: an app connection's id */
+    unsigned   tracking : 1, bcast : 1, optin : 1, optout : 1, noloop : 1;
+    unsigned   monitor : 1, no_evict : 1;
+    unsigned   xlate;          /* GETREDIR/TRACKINGINFO replies on its stream to translate */
+    struct buf prefixes;       /* CLIENT TRACKING ... PREFIX p: RESP bulk strings */
+    int        nprefixes;
 };
 
 /* Allocated by client_new(); freed only by the loop's flush step after
@@ -125,6 +135,8 @@ void client_write(struct client *c);
 void client_close(struct client *c, const char *why);
 /* Free what client_close left, after the iteration that closed it. */
 void client_free_closed(struct sidecar *sc);
+/* "ip:port" of the listening socket it came in by. */
+const char *client_laddr(const struct client *c, char *out, size_t outlen);
 /* "ip:port" of the peer, for logs. */
 const char *client_addr(const struct client *c, char *out, size_t outlen);
 void client_close_all(struct sidecar *sc);
@@ -137,8 +149,11 @@ void client_sweep(struct sidecar *sc);
 /* How often the sweep runs: every second, more often for a short
  * idle_timeout. */
 double client_sweep_period(const struct config *cfg);
-/* One CLIENT LIST style line about c. */
+/* One CLIENT LIST line about c: redis 7.0's fields, with the app
+ * connection's own values, then the proxy's (pending, obuf, admin). */
 void client_describe(struct buf *b, const struct client *c, ev_tstamp now);
+/* The ACL user c runs as: its AUTH's, or the [upstream] one. */
+const char *client_user(const struct client *c);
 /* Close the clients (other than self) whose id is v, whose "ip:port" is v,
  * or whose address is in range (one of the three is set); how many. */
 enum client_match { MATCH_ID, MATCH_ADDR, MATCH_CIDR };

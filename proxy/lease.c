@@ -66,9 +66,14 @@ static void cover_earlier_writes(struct client *c)
 void lease_note(struct client *c, const struct command *cmd, long long db, int db_ok)
 {
     int other = db != c->sc->cfg->database;
+    struct client_ext *x = client_ext(c);   /* for CLIENT LIST: NULL, it shows less */
 
+    if (x && c->in_multi)
+        x->multi++;
     switch (cmd ? cmd->state : STATE_NONE) {
     case STATE_MULTI:
+        if (x && !c->in_multi)
+            x->multi = 0;
         c->in_multi = 1;
         break;
     case STATE_END_MULTI:                /* without a MULTI, redis keeps a WATCH */
@@ -85,6 +90,8 @@ void lease_note(struct client *c, const struct command *cmd, long long db, int d
     case STATE_SELECT:                   /* queued in a MULTI: it may never run */
         if (db_ok)
             c->other_db = c->in_multi ? (c->other_db | other) : other;
+        if (db_ok && x && !c->in_multi)
+            x->db = (int)db;
         break;
     case STATE_WAIT:
         cover_earlier_writes(c);

@@ -109,8 +109,17 @@ static void set_master(struct sidecar *sc, struct node *n, const char *why, int 
 static void on_node_health(void *arg, int up, const char *why)
 {
     struct node *n = arg;
+    struct sidecar *sc = n->sc;
 
-    nodes_set_down(n->sc, n, !up, why);
+    /* An app paused the server (CLIENT PAUSE): its unanswered checks are
+     * that pause, not a failure; requests wait, as they would directly.
+     * Its state is looked at again when the pause ends. */
+    if (!up && n == sc->master && ev_now(sc->loop) < sc->server_paused_until) {
+        log_info("master %s: health checks unanswered during a CLIENT PAUSE (%s): "
+                 "not marked down", n->pool->cfg.name, why);
+        return;
+    }
+    nodes_set_down(sc, n, !up, why);
     if (n != n->sc->master || !n->sc->sentinels)
         return;
     if (!up)
@@ -385,11 +394,25 @@ void master_reconfigure(struct sidecar *sc, const struct config *old)
     nodes_count(sc);
 }
 
+static void on_pause_over(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct sidecar *sc = w->data;
+    struct node *m = sc->master;
+    (void)loop;
+    (void)revents;
+
+    sc->server_paused_until = 0;
+    if (m && m->health.down && !m->pool->down)
+        on_node_health(m, 0, "health checks failing after the CLIENT PAUSE ended");
+}
+
 int master_start(struct sidecar *sc, char *err, size_t errlen)
 {
     const struct config *cfg = sc->cfg;
     struct node *n;
 
+    ev_init(&sc->pause_over_w, on_pause_over);
+    sc->pause_over_w.data = sc;
     if (cfg->sentinels.n) {
         if (start_sentinels(sc, err, errlen) < 0)
             return -1;
@@ -415,8 +438,28 @@ int master_start(struct sidecar *sc, char *err, size_t errlen)
     return 0;
 }
 
+void master_paused(struct sidecar *sc, double seconds)
+{
+    ev_tstamp until = seconds > 0 ? ev_now(sc->loop) + seconds : 0;
+    struct pool *p;
+    struct node *n;
+
+    sc->server_paused_until = until;
+    TAILQ_FOREACH(n, &sc->nodes, tqe)
+        if (n == sc->master)
+            NODE_FOREACH_POOL(sc, n, p)
+                pool_quiet(p, until);
+    ev_timer_stop(sc->loop, &sc->pause_over_w);
+    if (!until)
+        return;
+    /* a second more: the checks that were held get their answers first */
+    ev_timer_set(&sc->pause_over_w, seconds + 1, 0);
+    ev_timer_start(sc->loop, &sc->pause_over_w);
+}
+
 void master_stop(struct sidecar *sc)
 {
+    ev_timer_stop(sc->loop, &sc->pause_over_w);
     stop_sentinels(sc->sentinels);
     sc->sentinels = NULL;
 }

@@ -17,6 +17,7 @@
 #include "../lib/invariant.h"
 #include "admin.h"
 #include "client.h"
+#include "clientcmd.h"
 #include "hold.h"
 #include "lease.h"
 #include "pause.h"
@@ -199,7 +200,19 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
                 break;
         }
         if (rt.kind == ROUTE_STREAM) {
-            stream_forward(c, frame, fr->len);
+            size_t len = fr->len;
+            if (rt.cmd && rt.cmd->local == LOCAL_CLIENT) {
+                int k = clientcmd_stream(c, frame, fr, &c->sc->scratch);
+                if (k < 0)
+                    break;
+                if (k > 0) {
+                    frame = buf_start(&c->sc->scratch);
+                    len = buf_used(&c->sc->scratch);
+                }
+            } else if (client_ext(c) && rt.cmd && strcmp(rt.cmd->name, "monitor") == 0) {
+                c->x->monitor = 1;      /* (the ext also counts its subscriptions) */
+            }
+            stream_forward(c, frame, len);
             break;
         }
         lease_note(c, rt.cmd, rt.db, rt.db_ok);

@@ -381,6 +381,9 @@ static int by_state(struct client *c, const struct command *cmd, const char *fra
         stream(c, rt);
     else if (local == LOCAL_SELECT && select_needs_lease(c, frame, fr, rt))
         lease(c, cmd, frame, fr, rt);
+    /* inside MULTI redis queues it, and answers at EXEC */
+    else if (local == LOCAL_CLIENT && c->in_multi)
+        lease(c, cmd, frame, fr, rt);
     /* HELLO may change the protocol, and with it the links the client's
      * next requests take: those in flight on the others finish first. */
     else if (local == LOCAL_HELLO && c->inflight)

@@ -8,6 +8,7 @@
 
 #include "admin.h"
 #include "client.h"
+#include "clientcmd.h"
 #include "nodes.h"
 #include "request.h"
 #include "users.h"
@@ -143,7 +144,7 @@ static void cmd_auth(struct client *c, const struct resp_args *a)
     }
 }
 
-static int valid_name(const char *p, size_t n)
+int session_valid_name(const char *p, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (p[i] < '!' || p[i] > '~')
@@ -151,7 +152,7 @@ static int valid_name(const char *p, size_t n)
     return 1;
 }
 
-static void set_name(struct client *c, const char *p, size_t n)
+void session_set_name(struct client *c, const char *p, size_t n)
 {
     struct client_ext *x = client_ext(c);
 
@@ -218,7 +219,7 @@ static void hello_done(struct client *c, int ver, const char *name, size_t namel
     char e[300];
 
     if (name)
-        set_name(c, name, namel);
+        session_set_name(c, name, namel);
     if (ver && c->resp3 != (ver == 3) && switch_protocol(c, ver == 3, e, sizeof e) < 0) {
         buf_reset(b);
         buf_append(b, e, strlen(e));
@@ -257,7 +258,7 @@ static void cmd_hello(struct client *c, const struct resp_args *a)
         } else if (resp_arg_is(a, i, "setname") && more >= 1) {
             name = a->v[++i];
             namel = a->l[i];
-            if (!valid_name(name, namel)) {
+            if (!session_valid_name(name, namel)) {
                 client_reply_error(c, "ERR Client names cannot contain spaces, "
                                    "newlines or special characters.");
                 return;
@@ -369,82 +370,6 @@ static void cmd_select(struct client *c, const struct resp_args *a)
     client_reply_ok(c);  /* the configured database: another one went to a lease */
 }
 
-/* CLIENT KILL ip:port (old form: +OK) or CLIENT KILL ID id | ADDR ip:port
- * (a count), for admins, on the proxy's own app connections. */
-static void client_kill_cmd(struct client *c, const struct resp_args *a)
-{
-    long long n = -1;
-
-    if (!admin_allowed(c))
-        return;
-    if (a->argc == 3) {
-        n = client_kill(c, MATCH_ADDR, a->v[2], a->l[2], NULL, "killed by CLIENT KILL");
-        if (n > 0)
-            client_reply_ok(c);
-        else
-            client_reply_error(c, "ERR No such client");
-        return;
-    }
-    if (a->argc == 4 && resp_arg_is(a, 2, "id"))
-        n = client_kill(c, MATCH_ID, a->v[3], a->l[3], NULL, "killed by CLIENT KILL");
-    else if (a->argc == 4 && resp_arg_is(a, 2, "addr"))
-        n = client_kill(c, MATCH_ADDR, a->v[3], a->l[3], NULL, "killed by CLIENT KILL");
-    if (n < 0)
-        client_reply_error(c, "ERR syntax error: CLIENT KILL ip:port | ID id | ADDR ip:port");
-    else
-        client_reply_int(c, n);
-}
-
-static void reply_own_line(struct client *c)
-{
-    struct buf b = {0};
-
-    client_describe(&b, c, ev_now(c->sc->loop));
-    client_reply_text(c, buf_start(&b), buf_used(&b));
-    buf_free(&b);
-}
-
-static void cmd_client(struct client *c, const struct resp_args *a)
-{
-    const char *name = c->x && c->x->name ? c->x->name : NULL;
-
-    if (a->argc >= 2 && resp_arg_is(a, 1, "setinfo")) {
-        client_reply_ok(c);
-    } else if (a->argc == 3 && resp_arg_is(a, 1, "setname")) {
-        if (!valid_name(a->v[2], a->l[2])) {
-            client_reply_error(c, "ERR Client names cannot contain spaces, "
-                               "newlines or special characters.");
-            return;
-        }
-        set_name(c, a->v[2], a->l[2]);
-        client_reply_ok(c);
-    } else if (a->argc == 2 && resp_arg_is(a, 1, "getname")) {
-        if (name)
-            client_reply_bulk(c, name, strlen(name));
-        else
-            client_reply_null(c);
-    } else if (a->argc == 2 && resp_arg_is(a, 1, "id")) {
-        client_reply_int(c, (long long)c->id);
-    } else if (a->argc == 2 && resp_arg_is(a, 1, "info")) {
-        reply_own_line(c);
-    } else if (a->argc == 2 && resp_arg_is(a, 1, "list")) {
-        if (c->admin)
-            admin_client_list(c);
-        else
-            reply_own_line(c);
-    } else if (a->argc >= 3 && resp_arg_is(a, 1, "kill")) {
-        client_kill_cmd(c, a);
-    } else if (a->argc == 3 && resp_arg_is(a, 1, "no-evict")) {
-        client_reply_ok(c);
-    } else {
-        c->sc->st.err_unsupported++;
-        client_reply_error(c, "ERR CLIENT %.*s is not supported by redis-sidecar: "
-                           "the upstream connections are shared",
-                           a->argc >= 2 ? (int)(a->l[1] > 32 ? 32 : a->l[1]) : 0,
-                           a->argc >= 2 ? a->v[1] : "");
-    }
-}
-
 /* RESET, as redis does it: out of MULTI, WATCH, pub/sub and tracking (the
  * lease goes back, RESET there, or is closed if busy), the configured
  * database, no name, RESP2, and the default user: unauthenticated again
@@ -459,8 +384,15 @@ static void cmd_reset(struct client *c)
     c->in_multi = c->watching = c->other_db = c->stream = 0;
     c->resp3 = 0;
     if (c->x) {
-        free(c->x->name);
-        c->x->name = NULL;
+        struct client_ext *x = c->x;
+        free(x->name);
+        x->name = NULL;
+        x->tracking = x->monitor = x->no_evict = 0;
+        x->sub = x->psub = x->ssub = 0;
+        x->redir = 0;
+        x->xlate = 0;
+        buf_free(&x->prefixes);
+        x->nprefixes = 0;
     }
     c->authed = c->sc->cfg->password == NULL;
     users_set(c, NULL);
@@ -480,7 +412,7 @@ void session_command(struct client *c, const struct command *cmd, const char *fr
     case LOCAL_HELLO:  cmd_hello(c, &a); break;
     case LOCAL_QUIT:   client_reply_and_close(c, "+OK\r\n", 5); break;
     case LOCAL_SELECT: cmd_select(c, &a); break;
-    case LOCAL_CLIENT: cmd_client(c, &a); break;
+    case LOCAL_CLIENT: clientcmd(c, &a, frame, fr); break;
     case LOCAL_RESET:  cmd_reset(c); break;
     case LOCAL_PROXY:
     case LOCAL_NONE:   break;

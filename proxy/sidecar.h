@@ -125,6 +125,8 @@ struct sidecar {
     struct node          *candidate; /* named by the sentinels, ROLE not yet seen */
     ev_tstamp             candidate_since;
     int                   candidate_named; /* by the sentinels, not just configured */
+    ev_tstamp             server_paused_until; /* CLIENT PAUSE sent by an app */
+    ev_timer              pause_over_w;
     ev_tstamp             master_confirmed_at; /* its last ROLE that said master went out */
     ev_tstamp             switched_at;
     int                   switched_once; /* a master was set before: the next is a switch */

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "clientcmd.h"
 #include "hold.h"
 #include "lease.h"
 #include "session.h"
@@ -111,8 +112,17 @@ void upstream_on_unrun(struct req *r, const char *req, const char *why, void *ar
 void upstream_on_stream(void *lessee, const char *p, size_t n, void *arg)
 {
     struct client *c = lessee;
+    struct buf *b = &c->sc->scratch;
     (void)arg;
 
+    if (c->x) {                          /* subscription counts, ids to translate */
+        buf_reset(b);
+        clientcmd_stream_frame(c, p, n, b);
+        if (buf_used(b)) {
+            p = buf_start(b);
+            n = buf_used(b);
+        }
+    }
     c->sc->st.replies++;
     c->sc->st.replies_by[TALLY(CLASS_STATEFUL, DEST_MASTER)][n && (p[0] == '-' || p[0] == '!')]++;
     client_stream(c, p, n);

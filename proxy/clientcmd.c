@@ -1,0 +1,544 @@
+/* The CLIENT family for app connections, as redis 7.0 answers it (its
+ * subcommands, filters, fields and error texts), with each app
+ * connection's own values: the proxy's client ids, names and state. What
+ * is server-wide (PAUSE, UNPAUSE) goes to the master; what must reach the
+ * server connection serving an app connection (UNBLOCK, TRACKING ...
+ * REDIRECT, GETREDIR, TRACKINGINFO) is translated to and from that
+ * connection's id on the server (its lease's). An app sees and acts on
+ * the connections of its own ACL user; admins on every one. */
+#include "clientcmd.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "client.h"
+#include "master.h"
+#include "request.h"
+#include "session.h"
+
+/* c may see (and kill, unblock) o: its own ACL user's, or c is an admin. */
+static int visible(const struct client *c, const struct client *o)
+{
+    return c->admin || (c->x ? c->x->user : NULL) == (o->x ? o->x->user : NULL);
+}
+
+static struct client *find_id(const struct client *c, long long id)
+{
+    struct client *o;
+
+    TAILQ_FOREACH(o, &c->sc->clients, tqe)
+        if ((long long)o->id == id && !o->closed)
+            return visible(c, o) ? o : NULL;
+    return NULL;
+}
+
+/* The app connection served by the lease with this id on the server. */
+static struct client *by_server_id(const struct sidecar *sc, long long sid)
+{
+    struct client *o;
+
+    if (sid <= 0)
+        return NULL;
+    TAILQ_FOREACH(o, &sc->clients, tqe)
+        if (o->lease && o->lease->server_id == sid)
+            return o;
+    return NULL;
+}
+
+enum ctype { CT_NORMAL, CT_REPLICA, CT_MASTER, CT_PUBSUB, CT_NONE };
+
+static enum ctype type_by_name(const char *p, size_t n)
+{
+    static const char *const names[] = {"normal", "replica", "master", "pubsub", "slave"};
+
+    for (int i = 0; i < 5; i++)
+        if (strlen(names[i]) == n && strncasecmp(names[i], p, n) == 0)
+            return i == 4 ? CT_REPLICA : (enum ctype)i;
+    return CT_NONE;
+}
+
+/* What redis would call it: app connections are normal, or pubsub. */
+static enum ctype type_of(const struct client *o)
+{
+    return o->x && (o->x->sub || o->x->psub || o->x->ssub) ? CT_PUBSUB : CT_NORMAL;
+}
+
+static void reply_lines(struct client *c, const struct buf *b)
+{
+    client_reply_text(c, buf_used(b) ? buf_start(b) : "", buf_used(b));
+}
+
+/* CLIENT LIST [TYPE type] [ID id [id ...]] */
+static void cmd_list(struct client *c, const struct resp_args *a, const char *frame,
+                     const struct resp_frame *fr)
+{
+    struct buf b = {0};
+    struct client *o;
+    enum ctype type = CT_NONE;
+    ev_tstamp now = ev_now(c->sc->loop);
+
+    if (a->argc == 4 && resp_arg_is(a, 2, "type")) {
+        if ((type = type_by_name(a->v[3], a->l[3])) == CT_NONE) {
+            client_reply_error(c, "ERR Unknown client type '%.*s'", (int)(a->l[3] > 64 ? 64 :
+                               a->l[3]), a->v[3]);
+            return;
+        }
+    } else if (a->argc > 3 && resp_arg_is(a, 2, "id")) {
+        size_t pos = 0, n;
+        const char *p;
+        long long id;
+        for (int i = 0; i < 3; i++)
+            resp_next_arg(frame, fr->len, &pos, &p, &n);
+        while (resp_next_arg(frame, fr->len, &pos, &p, &n))
+            if (resp_parse_ll(p, n, &id) < 0 || id < 1) {
+                client_reply_error(c, "ERR Invalid client ID");
+                buf_free(&b);
+                return;
+            } else if ((o = find_id(c, id)) != NULL) {
+                client_describe(&b, o, now);
+            }
+        reply_lines(c, &b);
+        buf_free(&b);
+        return;
+    } else if (a->argc != 2) {
+        client_reply_error(c, "ERR syntax error");
+        return;
+    }
+    TAILQ_FOREACH(o, &c->sc->clients, tqe)
+        if (visible(c, o) && (type == CT_NONE || type == type_of(o)))
+            client_describe(&b, o, now);
+    reply_lines(c, &b);
+    buf_free(&b);
+}
+
+struct kill_filter {
+    long long   id;           /* 0: any */
+    const char *addr, *laddr, *user;
+    size_t      addrl, laddrl, userl;
+    enum ctype  type;
+    int         skipme;
+};
+
+static int matches(const struct client *c, const struct client *o, const struct kill_filter *k)
+{
+    char s[64];
+    const char *u;
+    const char *la;
+
+    if (!visible(c, o) || o->closed || (o == c && k->skipme))
+        return 0;
+    if (k->id && (long long)o->id != k->id)
+        return 0;
+    if (k->type != CT_NONE && type_of(o) != k->type)
+        return 0;
+    if (k->addr && (strlen(client_addr(o, s, sizeof s)) != k->addrl ||
+                    memcmp(s, k->addr, k->addrl) != 0))
+        return 0;
+    if (k->laddr && (strlen(la = client_laddr(o, s, sizeof s)) != k->laddrl ||
+                     memcmp(la, k->laddr, k->laddrl) != 0))
+        return 0;
+    if (k->user && (strlen(u = client_user(o)) != k->userl || memcmp(u, k->user, k->userl) != 0))
+        return 0;
+    return 1;
+}
+
+/* CLIENT KILL addr:port (the old form: +OK or an error), or CLIENT KILL
+ * with filters ID, ADDR, LADDR, USER, TYPE, SKIPME (a count). */
+static void cmd_kill(struct client *c, const struct resp_args *a)
+{
+    struct kill_filter k = {.type = CT_NONE, .skipme = 1};
+    struct client *o, *next;
+    long long n = 0;
+    int old = a->argc == 3;
+
+    if (old) {
+        k.addr = a->v[2];
+        k.addrl = a->l[2];
+        k.skipme = 0;
+    } else if (a->argc > RESP_ARGS_MAX || (a->argc - 2) % 2) {
+        client_reply_error(c, "ERR syntax error");
+        return;
+    }
+    for (int i = 2; !old && i + 1 < a->argc; i += 2) {
+        const char *v = a->v[i + 1];
+        size_t vl = a->l[i + 1];
+        if (resp_arg_is(a, i, "id")) {
+            if (resp_parse_ll(v, vl, &k.id) < 0 || k.id <= 0) {
+                client_reply_error(c, "ERR client-id should be greater than 0");
+                return;
+            }
+        } else if (resp_arg_is(a, i, "type")) {
+            if ((k.type = type_by_name(v, vl)) == CT_NONE) {
+                client_reply_error(c, "ERR Unknown client type '%.*s'", (int)(vl > 64 ? 64 : vl), v);
+                return;
+            }
+        } else if (resp_arg_is(a, i, "addr")) {
+            k.addr = v;
+            k.addrl = vl;
+        } else if (resp_arg_is(a, i, "laddr")) {
+            k.laddr = v;
+            k.laddrl = vl;
+        } else if (resp_arg_is(a, i, "user")) {
+            k.user = v;
+            k.userl = vl;
+        } else if (resp_arg_is(a, i, "skipme")) {
+            if (resp_arg_is(a, i + 1, "yes"))
+                k.skipme = 1;
+            else if (resp_arg_is(a, i + 1, "no"))
+                k.skipme = 0;
+            else {
+                client_reply_error(c, "ERR syntax error");
+                return;
+            }
+        } else {
+            client_reply_error(c, "ERR syntax error");
+            return;
+        }
+    }
+    int self = 0;
+    for (o = TAILQ_FIRST(&c->sc->clients); o; o = next) {
+        next = TAILQ_NEXT(o, tqe);
+        if (!matches(c, o, &k))
+            continue;
+        n++;
+        c->sc->st.killed++;
+        if (o == c)
+            self = 1;                    /* after its reply, as redis does */
+        else
+            client_close(o, "killed by CLIENT KILL");
+    }
+    if (old && !n)
+        client_reply_error(c, "ERR No such client");
+    else if (old)
+        client_reply_ok(c);
+    else
+        client_reply_int(c, n);
+    if (self)
+        client_close_after_replies(c, "killed itself by CLIENT KILL");
+}
+
+/* To the master, as the app's own request (its ACL applies). */
+static void to_master(struct client *c, const char *p, size_t n)
+{
+    struct node *m = c->sc->master;
+    struct pool *pl = m ? client_pool(c, m) : NULL;
+    struct link *l = pl ? pool_link_for(pl, c->id, c->resp3) : NULL;
+
+    if (!l || (m->pool->down && !c->sc->sentinels)) {
+        client_reply_error(c, "ERR no master to send CLIENT to now");
+        return;
+    }
+    request_forward(c, l, p, n, 0);
+}
+
+/* CLIENT PAUSE timeout [WRITE|ALL] and CLIENT UNPAUSE act on every client
+ * of the server: they go to the master as they are, and while the pause
+ * lasts its silence is no failure (master_paused). Reads a replica serves
+ * are not paused. */
+static void cmd_pause(struct client *c, const struct resp_args *a, const char *frame,
+                      const struct resp_frame *fr)
+{
+    long long ms;
+
+    if (resp_arg_is(a, 1, "unpause"))
+        master_paused(c->sc, 0);
+    else if (a->argc >= 3 && resp_parse_ll(a->v[2], a->l[2], &ms) == 0 && ms > 0)
+        master_paused(c->sc, ms / 1000.0 > 86400 ? 86400 : ms / 1000.0);
+    to_master(c, frame, fr->len);
+}
+
+/* CLIENT UNBLOCK id [TIMEOUT|ERROR]: the app connection's blocking call
+ * runs on its lease; the lease's id goes to the master instead. */
+static void cmd_unblock(struct client *c, const struct resp_args *a)
+{
+    struct buf *b = &c->sc->scratch;
+    long long id;
+    struct client *o;
+
+    if (a->argc != 3 && a->argc != 4) {
+        client_reply_error(c, "ERR wrong number of arguments for 'client|unblock' command");
+        return;
+    }
+    if (resp_parse_ll(a->v[2], a->l[2], &id) < 0) {
+        client_reply_error(c, "ERR value is not an integer or out of range");
+        return;
+    }
+    if (a->argc == 4 && !resp_arg_is(a, 3, "timeout") && !resp_arg_is(a, 3, "error")) {
+        client_reply_error(c, "ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+        return;
+    }
+    o = find_id(c, id);
+    if (!o || !o->lease || o->lease->server_id <= 0) {
+        client_reply_int(c, 0);      /* not blocked anywhere */
+        return;
+    }
+    buf_reset(b);
+    buf_appendf(b, "*%d\r\n$6\r\nCLIENT\r\n$7\r\nUNBLOCK\r\n", (int)a->argc);
+    char sid[24];
+    int sl = snprintf(sid, sizeof sid, "%lld", o->lease->server_id);
+    buf_appendf(b, "$%d\r\n%s\r\n", sl, sid);
+    if (a->argc == 4)
+        buf_appendf(b, "$%zu\r\n%.*s\r\n", a->l[3], (int)a->l[3], a->v[3]);
+    to_master(c, buf_start(b), buf_used(b));
+}
+
+/* Without a lease of its own a connection tracks nothing. */
+static void cmd_trackinginfo(struct client *c)
+{
+    static const char resp2[] = "*6\r\n$5\r\nflags\r\n*1\r\n$3\r\noff\r\n$8\r\nredirect\r\n"
+                                ":-1\r\n$8\r\nprefixes\r\n*0\r\n";
+    static const char resp3[] = "%3\r\n$5\r\nflags\r\n~1\r\n$3\r\noff\r\n$8\r\nredirect\r\n"
+                                ":-1\r\n$8\r\nprefixes\r\n*0\r\n";
+
+    if (c->resp3)
+        client_reply(c, resp3, sizeof resp3 - 1);
+    else
+        client_reply(c, resp2, sizeof resp2 - 1);
+}
+
+static void cmd_no_evict(struct client *c, const struct resp_args *a)
+{
+    struct client_ext *x = client_ext(c);
+
+    if (a->argc != 3 || (!resp_arg_is(a, 2, "on") && !resp_arg_is(a, 2, "off"))) {
+        client_reply_error(c, a->argc != 3 ? "ERR wrong number of arguments for "
+                           "'client|no-evict' command" : "ERR syntax error");
+        return;
+    }
+    if (!x) {
+        client_reply_error(c, "ERR proxy out of memory");
+        return;
+    }
+    x->no_evict = resp_arg_is(a, 2, "on");
+    client_reply_ok(c);
+}
+
+static void cmd_help(struct client *c)
+{
+    static const char *const lines[] = {
+        "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "GETNAME", "ID", "INFO", "KILL <ip:port> | <filter> <value> ... (ID, ADDR, LADDR, "
+        "USER, TYPE, SKIPME)", "LIST [TYPE <type>] [ID <id> [<id> ...]]",
+        "UNPAUSE", "PAUSE <timeout> [WRITE|ALL]", "REPLY (ON|OFF|SKIP)", "SETNAME <name>",
+        "SETINFO <attr> <value>", "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix>] "
+        "[OPTIN] [OPTOUT] [NOLOOP]", "CACHING (YES|NO)", "GETREDIR", "TRACKINGINFO",
+        "UNBLOCK <clientid> [TIMEOUT|ERROR]", "NO-EVICT (ON|OFF)", "HELP",
+    };
+    struct buf *b = &c->sc->scratch;
+    size_t k = sizeof lines / sizeof lines[0];
+
+    buf_reset(b);
+    buf_appendf(b, "*%zu\r\n", k);
+    for (size_t i = 0; i < k; i++)
+        buf_appendf(b, "+%s\r\n", lines[i]);
+    client_reply(c, buf_start(b), buf_used(b));
+}
+
+void clientcmd(struct client *c, const struct resp_args *a, const char *frame,
+               const struct resp_frame *fr)
+{
+    const char *name = c->x && c->x->name ? c->x->name : NULL;
+
+    if (a->argc < 2) {
+        client_reply_error(c, "ERR wrong number of arguments for 'client' command");
+    } else if (resp_arg_is(a, 1, "setinfo")) {
+        client_reply_ok(c);
+    } else if (a->argc == 3 && resp_arg_is(a, 1, "setname")) {
+        if (!session_valid_name(a->v[2], a->l[2])) {
+            client_reply_error(c, "ERR Client names cannot contain spaces, "
+                               "newlines or special characters.");
+            return;
+        }
+        session_set_name(c, a->v[2], a->l[2]);
+        client_reply_ok(c);
+    } else if (a->argc == 2 && resp_arg_is(a, 1, "getname")) {
+        if (name)
+            client_reply_bulk(c, name, strlen(name));
+        else
+            client_reply_null(c);
+    } else if (a->argc == 2 && resp_arg_is(a, 1, "id")) {
+        client_reply_int(c, (long long)c->id);
+    } else if (a->argc == 2 && resp_arg_is(a, 1, "info")) {
+        struct buf b = {0};
+        client_describe(&b, c, ev_now(c->sc->loop));
+        reply_lines(c, &b);
+        buf_free(&b);
+    } else if (resp_arg_is(a, 1, "list")) {
+        cmd_list(c, a, frame, fr);
+    } else if (a->argc >= 3 && resp_arg_is(a, 1, "kill")) {
+        cmd_kill(c, a);
+    } else if ((a->argc >= 3 && resp_arg_is(a, 1, "pause")) ||
+               (a->argc == 2 && resp_arg_is(a, 1, "unpause"))) {
+        cmd_pause(c, a, frame, fr);
+    } else if (resp_arg_is(a, 1, "unblock")) {
+        cmd_unblock(c, a);
+    } else if (a->argc == 2 && resp_arg_is(a, 1, "getredir")) {
+        client_reply_int(c, -1);         /* with tracking on it streams: not here */
+    } else if (a->argc == 2 && resp_arg_is(a, 1, "trackinginfo")) {
+        cmd_trackinginfo(c);
+    } else if (resp_arg_is(a, 1, "no-evict")) {
+        cmd_no_evict(c, a);
+    } else if (a->argc == 2 && resp_arg_is(a, 1, "help")) {
+        cmd_help(c);
+    } else {
+        client_reply_error(c, "ERR unknown subcommand or wrong number of arguments for "
+                           "'%.*s'. Try CLIENT HELP.", (int)(a->l[1] > 32 ? 32 : a->l[1]),
+                           a->v[1]);
+    }
+}
+
+/* Argument i of the frame. */
+static int arg_at(const char *frame, const struct resp_frame *fr, int i, const char **p,
+                  size_t *n)
+{
+    size_t pos = 0;
+
+    for (int k = 0; k <= i; k++)
+        if (!resp_next_arg(frame, fr->len, &pos, p, n))
+            return 0;
+    return 1;
+}
+
+int clientcmd_stream(struct client *c, const char *frame, const struct resp_frame *fr,
+                     struct buf *out)
+{
+    struct client_ext *x = client_ext(c);
+    const char *p;
+    size_t n;
+
+    if (!x || fr->argc < 2 || !arg_at(frame, fr, 1, &p, &n))
+        return 0;
+    if (n == 8 && strncasecmp(p, "getredir", 8) == 0) {
+        x->xlate++;
+        return 0;
+    }
+    if (n == 12 && strncasecmp(p, "trackinginfo", 12) == 0) {
+        x->xlate++;
+        return 0;
+    }
+    if (n != 8 || strncasecmp(p, "tracking", 8) != 0 || fr->argc < 3 ||
+        !arg_at(frame, fr, 2, &p, &n))
+        return 0;
+    int on = n == 2 && strncasecmp(p, "on", 2) == 0;
+    long long redir = 0;
+    int at = -1;
+    buf_free(&x->prefixes);
+    x->nprefixes = 0;
+    x->bcast = x->optin = x->optout = x->noloop = 0;
+    for (int i = 3; i < fr->argc && arg_at(frame, fr, i, &p, &n); i++) {
+        const char *v;
+        size_t vl;
+        if (n == 8 && strncasecmp(p, "redirect", 8) == 0 && arg_at(frame, fr, i + 1, &v, &vl)) {
+            if (resp_parse_ll(v, vl, &redir) < 0)
+                return 0;                /* redis's own error */
+            at = ++i;
+        } else if (n == 6 && strncasecmp(p, "prefix", 6) == 0 &&
+                   arg_at(frame, fr, i + 1, &v, &vl)) {
+            buf_appendf(&x->prefixes, "$%zu\r\n", vl);
+            buf_append(&x->prefixes, v, vl);
+            buf_append(&x->prefixes, "\r\n", 2);
+            x->nprefixes++;
+            i++;
+        } else {
+            x->bcast |= n == 5 && strncasecmp(p, "bcast", 5) == 0;
+            x->optin |= n == 5 && strncasecmp(p, "optin", 5) == 0;
+            x->optout |= n == 6 && strncasecmp(p, "optout", 6) == 0;
+            x->noloop |= n == 6 && strncasecmp(p, "noloop", 6) == 0;
+        }
+    }
+    x->tracking = on;
+    x->redir = on ? redir : 0;
+    if (at < 0 || redir == 0)
+        return 0;
+    /* REDIRECT names an app connection: its lease's id on the server */
+    struct client *t = find_id(c, redir);
+    if (!t || !t->lease || t->lease->server_id <= 0) {
+        x->tracking = 0;
+        client_reply_error(c, "ERR The client ID you want redirect to does not exist%s",
+                           t ? " (through redis-sidecar it must hold a server connection "
+                               "of its own, e.g. be subscribed to __redis__:invalidate)" : "");
+        return -1;
+    }
+    buf_reset(out);
+    buf_appendf(out, "*%lld\r\n", fr->argc);
+    for (int i = 0; i < fr->argc && arg_at(frame, fr, i, &p, &n); i++) {
+        char sid[24];
+        if (i == at)
+            n = (size_t)snprintf(sid, sizeof sid, "%lld", t->lease->server_id), p = sid;
+        buf_appendf(out, "$%zu\r\n", n);
+        buf_append(out, p, n);
+        buf_append(out, "\r\n", 2);
+    }
+    return 1;
+}
+
+/* The integer after "redirect" (TRACKINGINFO) or alone (GETREDIR): a
+ * lease's id on the server, shown as the app connection's. */
+static void xlate_reply(struct client *c, const char *p, size_t n, struct buf *out)
+{
+    const char *at = p, *end = p + n;
+    const char *key = memmem(p, n, "redirect\r\n", 10);
+
+    if (key)
+        at = key + 10;
+    if (at >= end || *at != ':') {
+        buf_append(out, p, n);
+        return;
+    }
+    char *stop;
+    long long sid = strtoll(at + 1, &stop, 10);
+    struct client *o = by_server_id(c->sc, sid);
+    buf_append(out, p, (size_t)(at - p));
+    buf_appendf(out, ":%lld", o ? (long long)o->id : sid);
+    buf_append(out, stop, (size_t)(end - stop));
+}
+
+/* One bulk string at *pos in a frame; 1 with it in s/sl. */
+static int bulk_at(const char *p, size_t n, size_t *pos, const char **s, long long *sl)
+{
+    char *e;
+
+    if (*pos >= n || p[*pos] != '$')
+        return 0;
+    *sl = strtoll(p + *pos + 1, &e, 10);
+    *s = e + 2;
+    *pos = (size_t)(*s - p) + (*sl > 0 ? (size_t)*sl + 2 : 0);
+    return *pos <= n;
+}
+
+void clientcmd_stream_frame(struct client *c, const char *p, size_t n, struct buf *out)
+{
+    struct client_ext *x = c->x;
+    const char *s;
+    long long sl;
+    size_t pos;
+
+    if (!x)
+        return;
+    /* subscribe and friends: *3 (or >3) $kind $channel :count */
+    if (n > 4 && (p[0] == '*' || p[0] == '>') && p[1] == '3' && p[2] == '\r' &&
+        (pos = 4, bulk_at(p, n, &pos, &s, &sl)) && sl >= 9 && sl <= 12) {
+        const char *kind = s;
+        long long kl = sl;
+        if (!bulk_at(p, n, &pos, &s, &sl) || pos >= n || p[pos] != ':')
+            return;
+        int count = (int)strtol(p + pos + 1, NULL, 10);
+        if ((kl == 9 && !strncmp(kind, "subscribe", 9)) || (kl == 11 && !strncmp(kind, "unsubscribe", 11)))
+            x->sub = count - x->psub;
+        else if ((kl == 10 && !strncmp(kind, "psubscribe", 10)) ||
+                 (kl == 12 && !strncmp(kind, "punsubscribe", 12)))
+            x->psub = count - x->sub;
+        else if ((kl == 10 && !strncmp(kind, "ssubscribe", 10)) ||
+                 (kl == 12 && !strncmp(kind, "sunsubscribe", 12)))
+            x->ssub = count;
+        return;
+    }
+    if (x->xlate && (p[0] == ':' || p[0] == '-' ||
+                     ((p[0] == '*' || p[0] == '%') && memmem(p, n, "$5\r\nflags\r\n", 11)))) {
+        x->xlate--;
+        if (p[0] != '-')
+            xlate_reply(c, p, n, out);
+    }
+}

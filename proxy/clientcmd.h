@@ -1,0 +1,26 @@
+/* The CLIENT family for app connections (redis 7.0's subcommands, filters,
+ * fields and errors), answered with each app connection's own values, or
+ * sent to the master translated to the server connection that serves it. */
+#ifndef SIDECAR_CLIENTCMD_H
+#define SIDECAR_CLIENTCMD_H
+
+#include "../lib/buf.h"
+#include "../lib/resp.h"
+
+struct client;
+
+/* CLIENT ... answered (or sent on) for c. */
+void clientcmd(struct client *c, const struct resp_args *a, const char *frame,
+               const struct resp_frame *fr);
+/* A CLIENT command about to go on c's stream lease (TRACKING, CACHING,
+ * REPLY, or any while it streams): its state is noted, and TRACKING's
+ * REDIRECT id rewritten to the named connection's id on the server. 0:
+ * send frame as it is; 1: send out instead; -1: answered with an error. */
+int clientcmd_stream(struct client *c, const char *frame, const struct resp_frame *fr,
+                     struct buf *out);
+/* A frame from c's stream: subscription counts noted; a GETREDIR or
+ * TRACKINGINFO reply gets the app connection's id for the server's (then
+ * out holds the frame to send instead). */
+void clientcmd_stream_frame(struct client *c, const char *p, size_t n, struct buf *out);
+
+#endif
