@@ -444,6 +444,9 @@ void master_paused(struct sidecar *sc, double seconds)
     struct pool *p;
     struct node *n;
 
+    if (until && until < sc->server_paused_until)
+        return;                          /* a longer pause is under way: redis keeps it */
+
     sc->server_paused_until = until;
     TAILQ_FOREACH(n, &sc->nodes, tqe)
         if (n == sc->master)

@@ -13,8 +13,9 @@
 /* The configured nodes, and the sentinels if any; -1 with the reason. */
 int master_start(struct sidecar *sc, char *err, size_t errlen);
 void master_stop(struct sidecar *sc);
-/* An app sent CLIENT PAUSE for this long (0: UNPAUSE): until it is over,
- * the master's silence is no failure (health checks, reply timeouts). */
+/* An app sent CLIENT PAUSE for this long, or DEBUG SLEEP (0: UNPAUSE):
+ * until it is over (the longest, as redis keeps it), the master's silence
+ * is no failure (health checks, reply timeouts). */
 void master_paused(struct sidecar *sc, double seconds);
 /* Reload, with sc->cfg the new config: nodes whose address went, and
  * every node when the links' database or count changed, are retired

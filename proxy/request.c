@@ -10,6 +10,7 @@
 #include "request.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -20,6 +21,7 @@
 #include "clientcmd.h"
 #include "hold.h"
 #include "lease.h"
+#include "master.h"
 #include "pause.h"
 #include "router.h"
 #include "session.h"
@@ -217,6 +219,10 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
         }
         lease_note(c, rt.cmd, rt.db, rt.db_ok);
         forward(c, c->lease, frame, fr->len, rt.flags, rt.block);
+        /* DEBUG SLEEP n blocks the whole server: its silence is no failure */
+        if (__builtin_expect(rt.block > 0, 0) && isfinite(rt.block) && rt.cmd &&
+            strcmp(rt.cmd->name, "debug") == 0)
+            master_paused(c->sc, rt.block);
         /* It holds nothing once this one ran: the lease's RESET goes
          * now, in the same write, and it comes back with this reply. */
         if (c->lease && !client_holds_state(c))

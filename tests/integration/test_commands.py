@@ -178,12 +178,40 @@ def test_debug_goes_to_the_master_on_a_lease(env):
     assert r.execute_command("DEBUG", "OBJECT", "k").startswith(b"Value at:")
     assert r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "1") == b"OK"
     t0 = time.monotonic()
-    assert r.execute_command("DEBUG", "SLEEP", "1.2") == b"OK"
+    # the whole server sleeps: another client's write waits as directly,
+    # and its link is not given up at reply_timeout
+    other = sc.raw()
+    of = other.makefile("rb")
+    r2 = sc.raw()
+    r2.sendall(resp_cmd("DEBUG", "SLEEP", "1.2"))
+    wait_until(lambda: m.client().info("clients")["connected_clients"] and
+               any(c["cmd"] == "debug" for c in sc.clients()), what="DEBUG SLEEP sent")
+    other.sendall(resp_cmd("SET", "during", "1"))
+    assert resp_read(of) == b"OK"
+    assert resp_read(r2.makefile("rb")) == b"OK"
     assert time.monotonic() - t0 >= 1.1
+    assert r.execute_command("DEBUG", "SLEEP", "0") == b"OK"
     assert r.execute_command("DEBUG", "RELOAD") == b"OK"
     assert r.get("k") == b"v"
     assert sc.counter("links_lost_reply_timeout") == 0
-    assert len(m.links("sidecar-lease")) == 1          # one lease, taken and given back
+    assert sc.counter("errors_link_lost_after_send") == 0
+    assert len(m.links("sidecar-lease")) == 1          # one lease, taken, given back, reused
+    # DEBUG PROTOCOL attrib: redis's own bytes, RESP2 and RESP3 (an attribute
+    # before the reply)
+    for hello in ("2", "3"):
+        got = []
+        for port in (m.port, sc.port):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(resp_cmd("HELLO", hello) + resp_cmd("DEBUG", "PROTOCOL", "attrib") +
+                      resp_cmd("PING"))
+            data = b""
+            while not data.endswith(b"+PONG\r\n"):
+                data += s.recv(65536)
+            mark = b"$7\r\nmodules\r\n*0\r\n"              # HELLO's reply ends so
+            got.append(data[data.index(mark) + len(mark):])
+            s.close()
+        assert got[0] == got[1], hello
+        assert (b"|1\r\n" in got[1]) == (hello == "3")
 
 
 def test_local_commands(sidecar, master):
