@@ -2,11 +2,12 @@
 checked by Redis, and its requests then run on links authenticated as that
 user, so Redis's ACLs answer each app exactly as they would directly."""
 import time
+import urllib.request
 
 import pytest
 import redis
 
-from helpers import resp_cmd, resp_read, wait_until
+from helpers import free_port, resp_cmd, resp_read, wait_until
 
 ALICE = ["on", ">alice-pw", "~a:*", "+get", "+acl"]
 BOB = ["on", ">bob-pw", "~*", "&*", "+@all"]
@@ -59,7 +60,8 @@ def test_each_app_runs_as_its_user(env, master):
 
 def test_a_users_links_carry_only_its_requests(env, master):
     users(master, alice=ALICE, bob=BOB)
-    sc = env.sidecar(master)
+    port = free_port()
+    sc = env.sidecar(master, admin={"metrics_listen": f"127.0.0.1:{port}"})
     a, b = app(sc.port, "alice", "alice-pw"), app(sc.port, "bob", "bob-pw")
     for i in range(50):
         b.set(f"b:{i}", i)
@@ -74,6 +76,15 @@ def test_a_users_links_carry_only_its_requests(env, master):
     # alice may not name her links (no CLIENT): they stay unnamed, bob's are named
     assert {c["name"] for c in master.client().client_list() if c["user"] == "alice"} == {""}
     assert sc.info()["users"] == "2"
+    users_line = [v for k, v in sc.nodes().items() if k.startswith("user") and k != "users"]
+    assert sorted(x.split(",")[0] for x in users_line) == ["name=alice", "name=bob"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    assert 'redis_sidecar_user_clients{user="alice"} 1' in text
+    assert 'redis_sidecar_user_clients{user="bob"} 1' in text
+    sent = [line for line in text.splitlines()
+            if line.startswith('redis_sidecar_user_requests_total{user="bob"}')]
+    assert int(sent[0].split()[-1]) >= 50
 
 
 def test_rejected_auth_keeps_the_user(env, master):

@@ -359,3 +359,28 @@ def test_refused_commands_inside_multi_abort_it_as_redis_does(env, master):
     assert "not allowed through redis-sidecar" in via[8]
     assert via[9].startswith("EXECABORT") and via[10] is None
     assert master.client().get("tx:k") is None and master.client().ping()
+
+
+def test_commands_that_name_another_database(env, master):
+    """COPY ... DB, MOVE, SWAPDB and SELECT then anything: as redis."""
+    sc = env.sidecar(master)
+
+    def run(port):
+        r = redis.Redis(host="127.0.0.1", port=port, socket_timeout=5)
+        r.flushall()
+        r.set("src", "v")
+        out = [r.execute_command("COPY", "src", "dst", "DB", "2"),
+               r.execute_command("MOVE", "src", "3"), r.get("src"),
+               r.execute_command("SWAPDB", "0", "3"), r.get("src"),
+               r.execute_command("SWAPDB", "0", "3")]
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        f = s.makefile("rb")
+        cmds = [("SELECT", "2"), ("GET", "dst"), ("COPY", "dst", "x", "DB", "0"),
+                ("SELECT", "0"), ("GET", "x"), ("DBSIZE",)]
+        s.sendall(b"".join(resp_cmd(*c) for c in cmds))
+        out += [resp_read(f) for _ in cmds]
+        s.close()
+        return out
+    direct = run(master.port)
+    assert run(sc.port) == direct
+    assert direct[4] == b"v" and direct[-2] == b"v"
