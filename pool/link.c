@@ -535,10 +535,11 @@ static int judge(struct link *l, enum hs_kind kind, const char *p, size_t n)
     if (p[0] != '-')
         return 0;
     /* A new lease's PING: only LOADING matters. An ACL user may lack
-     * PING or CLIENT: NOPERM proves the link alive, and the name is
-     * only a courtesy. */
+     * PING or CLIENT: NOPERM proves the link alive, as BUSY does (a
+     * script running: SCRIPT KILL must still find a way in), and the name
+     * is only a courtesy. */
     if (kind == HS_PING && ((!l->validating && !is_code(p, n, "-LOADING")) ||
-                            is_code(p, n, "-NOPERM")))
+                            is_code(p, n, "-NOPERM") || is_code(p, n, "-BUSY")))
         return 0;
     if (kind == HS_NAME) {
         if (!pl->name_refused)

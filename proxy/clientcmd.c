@@ -257,8 +257,8 @@ static void cmd_unblock(struct client *c, const struct resp_args *a)
     long long id;
     struct client *o;
 
-    if (a->argc != 3 && a->argc != 4) {
-        client_reply_error(c, "ERR wrong number of arguments for 'client|unblock' command");
+    if (a->argc > 4) {
+        client_reply_error(c, "ERR syntax error");
         return;
     }
     if (resp_parse_ll(a->v[2], a->l[2], &id) < 0) {
@@ -302,9 +302,8 @@ static void cmd_no_evict(struct client *c, const struct resp_args *a)
 {
     struct client_ext *x = client_ext(c);
 
-    if (a->argc != 3 || (!resp_arg_is(a, 2, "on") && !resp_arg_is(a, 2, "off"))) {
-        client_reply_error(c, a->argc != 3 ? "ERR wrong number of arguments for "
-                           "'client|no-evict' command" : "ERR syntax error");
+    if (!resp_arg_is(a, 2, "on") && !resp_arg_is(a, 2, "off")) {
+        client_reply_error(c, "ERR syntax error");
         return;
     }
     if (!x) {
@@ -336,6 +335,35 @@ static void cmd_help(struct client *c)
     client_reply(c, buf_start(b), buf_used(b));
 }
 
+/* Redis 7.0's arity of each subcommand answered here (negative: at least). */
+static const struct {
+    const char *name;
+    int arity;
+} subcommands[] = {
+    {"id", 2}, {"info", 2}, {"list", -2}, {"kill", -3}, {"getname", 2}, {"setname", 3},
+    {"setinfo", 4}, {"pause", -3}, {"unpause", 2}, {"unblock", -3}, {"getredir", 2},
+    {"trackinginfo", 2}, {"no-evict", 3}, {"help", 2},
+};
+
+/* Redis's error for an unknown subcommand or a wrong count: 0 if neither. */
+static int bad_arity(struct client *c, const struct resp_args *a)
+{
+    int len = (int)(a->l[1] > 64 ? 64 : a->l[1]);
+
+    for (size_t i = 0; i < sizeof subcommands / sizeof subcommands[0]; i++) {
+        int k = subcommands[i].arity;
+        if (!resp_arg_is(a, 1, subcommands[i].name))
+            continue;
+        if (k > 0 ? a->argc == k : a->argc >= -k)
+            return 0;
+        client_reply_error(c, "ERR wrong number of arguments for 'client|%s' command",
+                           subcommands[i].name);
+        return 1;
+    }
+    client_reply_error(c, "ERR unknown subcommand '%.*s'. Try CLIENT HELP.", len, a->v[1]);
+    return 1;
+}
+
 void clientcmd(struct client *c, const struct resp_args *a, const char *frame,
                const struct resp_frame *fr)
 {
@@ -343,9 +371,11 @@ void clientcmd(struct client *c, const struct resp_args *a, const char *frame,
 
     if (a->argc < 2) {
         client_reply_error(c, "ERR wrong number of arguments for 'client' command");
+    } else if (bad_arity(c, a)) {
+        return;
     } else if (resp_arg_is(a, 1, "setinfo")) {
         client_reply_ok(c);
-    } else if (a->argc == 3 && resp_arg_is(a, 1, "setname")) {
+    } else if (resp_arg_is(a, 1, "setname")) {
         if (!session_valid_name(a->v[2], a->l[2])) {
             client_reply_error(c, "ERR Client names cannot contain spaces, "
                                "newlines or special characters.");
@@ -353,39 +383,34 @@ void clientcmd(struct client *c, const struct resp_args *a, const char *frame,
         }
         session_set_name(c, a->v[2], a->l[2]);
         client_reply_ok(c);
-    } else if (a->argc == 2 && resp_arg_is(a, 1, "getname")) {
+    } else if (resp_arg_is(a, 1, "getname")) {
         if (name)
             client_reply_bulk(c, name, strlen(name));
         else
             client_reply_null(c);
-    } else if (a->argc == 2 && resp_arg_is(a, 1, "id")) {
+    } else if (resp_arg_is(a, 1, "id")) {
         client_reply_int(c, (long long)c->id);
-    } else if (a->argc == 2 && resp_arg_is(a, 1, "info")) {
+    } else if (resp_arg_is(a, 1, "info")) {
         struct buf b = {0};
         client_describe(&b, c, ev_now(c->sc->loop));
         reply_lines(c, &b);
         buf_free(&b);
     } else if (resp_arg_is(a, 1, "list")) {
         cmd_list(c, a, frame, fr);
-    } else if (a->argc >= 3 && resp_arg_is(a, 1, "kill")) {
+    } else if (resp_arg_is(a, 1, "kill")) {
         cmd_kill(c, a);
-    } else if ((a->argc >= 3 && resp_arg_is(a, 1, "pause")) ||
-               (a->argc == 2 && resp_arg_is(a, 1, "unpause"))) {
+    } else if (resp_arg_is(a, 1, "pause") || resp_arg_is(a, 1, "unpause")) {
         cmd_pause(c, a, frame, fr);
     } else if (resp_arg_is(a, 1, "unblock")) {
         cmd_unblock(c, a);
-    } else if (a->argc == 2 && resp_arg_is(a, 1, "getredir")) {
+    } else if (resp_arg_is(a, 1, "getredir")) {
         client_reply_int(c, -1);         /* with tracking on it streams: not here */
-    } else if (a->argc == 2 && resp_arg_is(a, 1, "trackinginfo")) {
+    } else if (resp_arg_is(a, 1, "trackinginfo")) {
         cmd_trackinginfo(c);
     } else if (resp_arg_is(a, 1, "no-evict")) {
         cmd_no_evict(c, a);
-    } else if (a->argc == 2 && resp_arg_is(a, 1, "help")) {
-        cmd_help(c);
     } else {
-        client_reply_error(c, "ERR unknown subcommand or wrong number of arguments for "
-                           "'%.*s'. Try CLIENT HELP.", (int)(a->l[1] > 32 ? 32 : a->l[1]),
-                           a->v[1]);
+        cmd_help(c);
     }
 }
 

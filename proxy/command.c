@@ -42,7 +42,7 @@ static const struct command commands[] = {
     {"info", 0, 0, 0}, {"time", 0, 0, 0}, {"command", 0, 0, 0}, {"lolwut", 0, 0, 0},
     /* a cursor means something on one node only */
     {"scan", 0, 0, 0}, {"hscan", 0, 0, 0}, {"sscan", 0, 0, 0}, {"zscan", 0, 0, 0},
-    {"script", 0, 0, STATE_SCRIPT},
+    {"script", 0, 0, STATE_SCRIPT}, {"function", 0, 0, STATE_FUNCTION},
     /* read-only: safe to run again after a lost link */
     {"get", R, 0, 0}, {"mget", R, 0, 0}, {"getrange", R, 0, 0}, {"substr", R, 0, 0},
     {"strlen", R, 0, 0}, {"exists", R, 0, 0}, {"type", R, 0, 0}, {"ttl", R, 0, 0},

@@ -27,7 +27,8 @@ enum cmd_local {
  * knows when a lease holds nothing any more. */
 enum cmd_state { STATE_NONE, STATE_MULTI, STATE_END_MULTI, STATE_WATCH, STATE_UNWATCH,
                  STATE_SELECT, STATE_SCRIPT /* SCRIPT: LOAD goes to every node */,
-                 STATE_WAIT /* WAIT: counts this connection's writes */ };
+                 STATE_WAIT /* WAIT: counts this connection's writes */,
+                 STATE_FUNCTION /* FUNCTION: KILL, as SCRIPT KILL, on a lease */ };
 
 struct command {
     const char    *name;     /* lower case */

@@ -98,6 +98,7 @@ void lease_note(struct client *c, const struct command *cmd, long long db, int d
         break;
     case STATE_NONE:
     case STATE_SCRIPT:
+    case STATE_FUNCTION:
         break;
     }
 }

@@ -438,6 +438,14 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
         lease(c, cmd, frame, fr, rt);
         return;
     }
+    /* SCRIPT KILL and FUNCTION KILL go on a connection of their own: on
+     * a shared link they could wait behind the very script they kill. */
+    if (__builtin_expect(cmd && cmd->state >= STATE_SCRIPT, 0) && fr->argc == 2 &&
+        (cmd->state == STATE_SCRIPT || cmd->state == STATE_FUNCTION) &&
+        arg_is(frame, fr, 1, "kill")) {
+        lease(c, cmd, frame, fr, rt);
+        return;
+    }
     /* A write waits for the client's reads on replicas: one of them may
      * still have to be re-sent to the master, and must run before it
      * (SCRIPT LOAD too, before it fans out). */

@@ -384,3 +384,38 @@ def test_commands_that_name_another_database(env, master):
     direct = run(master.port)
     assert run(sc.port) == direct
     assert direct[4] == b"v" and direct[-2] == b"v"
+
+
+def test_script_kill_reaches_a_busy_server(env, master):
+    """A script running past busy-reply-threshold: SCRIPT KILL goes on a
+    connection of its own (on a shared link it could wait behind that very
+    script), and a BUSY answer to a validation PING proves a link alive."""
+    master.client().config_set("busy-reply-threshold", "10")
+    sc = env.sidecar(master, pool={"validate_after": "100ms", "min_idle_leases": "2"})
+    wait_until(lambda: sc.nodes()["node"][0]["leases_idle"] == "2", what="leases ahead")
+    for kill in (("SCRIPT", "KILL"), ("FUNCTION", "KILL")):
+        # ids two apart: on a shared link, b's would be a's (2 links)
+        a, _, b = sc.raw(), sc.raw(), sc.raw()
+        if kill[0] == "SCRIPT":
+            a.sendall(resp_cmd("EVAL", "while true do end", "0"))
+        else:
+            master.client().execute_command(
+                "FUNCTION", "LOAD", "REPLACE",
+                "#!lua name=spin\nredis.register_function('spin', function() while true do end end)")
+            a.sendall(resp_cmd("FCALL", "spin", "0"))
+        wait_until(lambda: "BUSY" in str(resp_of(master.port, "PING")), what="server busy")
+        time.sleep(0.3)                  # past validate_after: the idle leases get PINGed
+        b.sendall(resp_cmd(*kill))
+        assert resp_read(b.makefile("rb")) == b"OK"
+        err = resp_read(a.makefile("rb"))
+        assert isinstance(err, redis.ResponseError) and "killed" in str(err).lower(), err
+    assert sc.counter("validations_failed") == 0
+    assert sc.client().ping()
+
+
+def resp_of(port, *cmd):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(resp_cmd(*cmd))
+    got = resp_read(s.makefile("rb"))
+    s.close()
+    return got
