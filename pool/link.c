@@ -511,7 +511,10 @@ static void auth_refused(struct link *l, const char *p, size_t n, const char *wh
     memcpy(line, p, m);                  /* p lives in l->in, freed by link_down */
     memcpy(line + m, "\r\n", 2);
     link_down(l, LOST_HANDSHAKE, why);
-    pool_auth_refused(pl, line, m + 2);
+    if (pl->auth_refused[0])             /* one of its last ready links, gone now */
+        link_fail_all(l, line, m + 2);
+    else
+        pool_auth_refused(pl, line, m + 2);
 }
 
 static int is_code(const char *p, size_t n, const char *code)

@@ -8,6 +8,7 @@
  * (grant()), never found by a scan on a timer. */
 #include "pool.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -163,6 +164,31 @@ static void wait_timer(struct pool *p)
         t = 0.05;
     ev_timer_set(&p->wait_w, t > 0 ? t : 0, 0);
     ev_timer_start(p->loop, &p->wait_w);
+}
+
+void pool_stats_add(struct pool_stats *to, const struct pool_stats *from)
+{
+    uint64_t *t = &to->links_opened;
+    const uint64_t *f = &from->links_opened;
+
+    /* the uint64_t counters up to validation_wait, then the rest by name */
+    for (size_t i = 0; i < offsetof(struct pool_stats, validation_wait) /
+                           sizeof(uint64_t); i++)
+        t[i] += f[i];
+    to->validation_wait += from->validation_wait;
+    for (int i = 0; i < LOST_NCAUSES; i++)
+        to->lost[i] += from->lost[i];
+    to->leases_taken += from->leases_taken;
+    to->leases_refused += from->leases_refused;
+    to->leases_reset += from->leases_reset;
+    to->leases_closed += from->leases_closed;
+    to->bytes_out += from->bytes_out;
+    to->bytes_in += from->bytes_in;
+    to->pushes_dropped += from->pushes_dropped;
+    to->reconnects += from->reconnects;
+    for (int i = 0; i <= POOL_RTT_BUCKETS; i++)
+        to->rtt[i] += from->rtt[i];
+    to->rtt_sum += from->rtt_sum;
 }
 
 struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
@@ -384,15 +410,25 @@ void pool_auth_refused(struct pool *p, const char *reply, size_t n)
     snprintf(p->auth_refused, sizeof p->auth_refused, "%.*s", (int)n, reply);
     snprintf(why, sizeof why, "user %s refused: %.*s", p->cfg.username ? p->cfg.username
              : "default", (int)strcspn(p->auth_refused + 1, "\r"), p->auth_refused + 1);
-    log_warn("node %s: %s; its links close", p->cfg.name, why);
+    log_warn("node %s: %s; its links close as they go down", p->cfg.name, why);
     release_waiters(p);
+    /* What waits for a socket gets the refusal; a ready link is still
+     * authenticated and finishes what it carries (its writes may have run),
+     * but connects no more once it goes down. */
     FOREACH_SHARED(p, l)
-        link_fail_all(l, reply, n);
-    for (int s = LEASE_HELD; s < LEASE_DEAD; s++)
-        while ((l = TAILQ_FIRST(&p->lease_list[s])) != NULL) {
+        if (l->state != LINK_READY)
+            link_fail_all(l, reply, n);
+    for (int s = LEASE_HELD; s < LEASE_DEAD; s++) {
+        struct link *next;
+        for (l = TAILQ_FIRST(&p->lease_list[s]); l; l = next) {
+            next = TAILQ_NEXT(l, lease_tqe);
+            if (l->state == LINK_READY && s != LEASE_IDLE)
+                continue;
             p->st.leases_closed++;
             link_evacuate(l, why);
+            next = TAILQ_FIRST(&p->lease_list[s]);   /* the list changed */
         }
+    }
     if (p->cb.on_auth_refused)
         p->cb.on_auth_refused(p, reply, n, p->cb.arg);
 }

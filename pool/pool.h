@@ -139,6 +139,8 @@ struct pool {
     char               down_reason[160];
 };
 
+/* to += from, counter by counter (a pool closed, its counts kept). */
+void pool_stats_add(struct pool_stats *to, const struct pool_stats *from);
 struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
                       struct req_cache *cache, const struct pool_callbacks *cb);
 void pool_free(struct pool *p);

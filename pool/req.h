@@ -20,7 +20,9 @@ struct link;
 #define REQ_REROUTE   0x10  /* the owner can send it elsewhere (a read on a replica):
                              * when its link dies, fail it at once, never hold it */
 #define REQ_AUTH      0x100 /* owner's mark: an app's AUTH checked by Redis (parked:
-                             * its user; block: HELLO's protocol, 0 for AUTH) */
+                             * its user) */
+#define REQ_QUIET     0x400 /* owner's mark: CLIENT PAUSE or DEBUG SLEEP, whose answer
+                             * starts (or ends) the master's quiet window */
 #define REQ_HELD      0x200 /* owner's mark: waiting for a master (r->parked) */
 #define REQ_DEFERRED  0x800 /* owner's mark: a local answer that comes later; whoever
                              * holds it frees it once its client is gone */
@@ -31,6 +33,9 @@ struct link;
  * its holder's last request; bits 17-19 say which command it is. */
 #define REQ_HANDSHAKE   0x10000
 #define REQ_HS_SHIFT    17
+/* Owner's again: an AUTH sent for HELLO (REQ_AUTH), and HELLO's protocol. */
+#define REQ_HELLO       0x100000
+#define REQ_HELLO3      0x200000
 
 /* A request slot. It sits on its owner's reply FIFO (owner_tqe, the
  * owner's business) and, until answered, on its link's FIFO (link_tqe). */

@@ -703,8 +703,6 @@ void client_describe(struct buf *b, const struct client *c, ev_tstamp now)
         *f++ = 'c';
     if (c->is_unix)
         *f++ = 'U';
-    if (f == flags)
-        *f++ = 'N';
     if (c->lease)
         *f++ = 'l';
     if (c->watching)
@@ -713,6 +711,8 @@ void client_describe(struct buf *b, const struct client *c, ev_tstamp now)
         *f++ = 'd';
     if (c->paused)
         *f++ = 'p';
+    if (f == flags)
+        *f++ = 'N';
     *f = '\0';
     buf_appendf(b, "id=%llu addr=%s laddr=%s fd=%d name=%s age=%.0f idle=%.0f flags=%s db=%d "
                 "sub=%d psub=%d ssub=%d multi=%d qbuf=%zu qbuf-free=%zu argv-mem=0 "

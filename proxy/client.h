@@ -49,7 +49,10 @@ struct client_ext {
     long long  redir;          /* CLIENT TRACKING ... REDIRECT: an app connection's id */
     unsigned   tracking : 1, bcast : 1, optin : 1, optout : 1, noloop : 1;
     unsigned   monitor : 1, no_evict : 1;
-    unsigned   xlate;          /* GETREDIR/TRACKINGINFO replies on its stream to translate */
+    /* On its stream: replies owed, and how many are owed ahead of each
+     * GETREDIR/TRACKINGINFO reply still to translate (clientcmd.c) */
+    unsigned   owed, xlate_at[4];
+    unsigned   nxlate : 3, uncounted : 1;
     struct buf prefixes;       /* CLIENT TRACKING ... PREFIX p: RESP bulk strings */
     int        nprefixes;
 };

@@ -220,7 +220,7 @@ static void cmd_kill(struct client *c, const struct resp_args *a)
 }
 
 /* To the master, as the app's own request (its ACL applies). */
-static void to_master(struct client *c, const char *p, size_t n)
+static void to_master(struct client *c, const char *p, size_t n, unsigned flags)
 {
     struct node *m = c->sc->master;
     struct pool *pl = m ? client_pool(c, m) : NULL;
@@ -230,7 +230,7 @@ static void to_master(struct client *c, const char *p, size_t n)
         client_reply_error(c, "ERR no master to send CLIENT to now");
         return;
     }
-    request_forward(c, l, p, n, 0);
+    request_forward(c, l, p, n, flags);
 }
 
 /* CLIENT PAUSE timeout [WRITE|ALL] and CLIENT UNPAUSE act on every client
@@ -240,13 +240,30 @@ static void to_master(struct client *c, const char *p, size_t n)
 static void cmd_pause(struct client *c, const struct resp_args *a, const char *frame,
                       const struct resp_frame *fr)
 {
-    long long ms;
-
+    (void)a;
+    /* a pause starts with redis's +OK (clientcmd_quiet_answered) */
     if (resp_arg_is(a, 1, "unpause"))
         master_paused(c->sc, 0);
-    else if (a->argc >= 3 && resp_parse_ll(a->v[2], a->l[2], &ms) == 0 && ms > 0)
+    to_master(c, frame, fr->len, REQ_QUIET);
+}
+
+void clientcmd_quiet_answered(struct client *c, const char *req, size_t reqlen, const char *p,
+                              size_t n)
+{
+    struct resp_framer f;
+    struct resp_args a;
+    long long ms;
+
+    resp_framer_reset(&f);
+    if (!req || resp_frame_request(&f, req, reqlen, &c->sc->req_limits) != RESP_DONE)
+        return;
+    resp_collect_args(req, &f.fr, &a);
+    int ok = n >= 3 && p[0] == '+';
+    if (resp_arg_is(&a, 0, "debug") && !ok)           /* refused: it sleeps not */
+        master_paused(c->sc, 0);
+    else if (resp_arg_is(&a, 0, "client") && resp_arg_is(&a, 1, "pause") && ok &&
+             resp_parse_ll(a.v[2], a.l[2], &ms) == 0 && ms > 0)
         master_paused(c->sc, ms / 1000.0 > 86400 ? 86400 : ms / 1000.0);
-    to_master(c, frame, fr->len);
 }
 
 /* CLIENT UNBLOCK id [TIMEOUT|ERROR]: the app connection's blocking call
@@ -281,7 +298,7 @@ static void cmd_unblock(struct client *c, const struct resp_args *a)
     buf_appendf(b, "$%d\r\n%s\r\n", sl, sid);
     if (a->argc == 4)
         buf_appendf(b, "$%zu\r\n%.*s\r\n", a->l[3], (int)a->l[3], a->v[3]);
-    to_master(c, buf_start(b), buf_used(b));
+    to_master(c, buf_start(b), buf_used(b), 0);
 }
 
 /* Without a lease of its own a connection tracks nothing. */
@@ -435,14 +452,6 @@ int clientcmd_stream(struct client *c, const char *frame, const struct resp_fram
 
     if (!x || fr->argc < 2 || !arg_at(frame, fr, 1, &p, &n))
         return 0;
-    if (n == 8 && strncasecmp(p, "getredir", 8) == 0) {
-        x->xlate++;
-        return 0;
-    }
-    if (n == 12 && strncasecmp(p, "trackinginfo", 12) == 0) {
-        x->xlate++;
-        return 0;
-    }
     if (n != 8 || strncasecmp(p, "tracking", 8) != 0 || fr->argc < 3 ||
         !arg_at(frame, fr, 2, &p, &n))
         return 0;
@@ -497,6 +506,28 @@ int clientcmd_stream(struct client *c, const char *frame, const struct resp_fram
         buf_append(out, "\r\n", 2);
     }
     return 1;
+}
+
+void clientcmd_streamed(struct client *c, const struct command *cmd, const char *frame,
+                        const struct resp_frame *fr)
+{
+    struct client_ext *x = client_ext(c);
+    const char *p;
+    size_t n;
+
+    if (!x)
+        return;
+    /* In RESP3 a subscription's confirmations are pushes; in RESP2 there
+     * is one per channel, and MONITOR's lines are no replies: counts end. */
+    int subs = cmd && (cmd->flags & CMD_STREAM) && strstr(cmd->name, "subscribe");
+    if ((subs && !c->resp3) || (cmd && strcmp(cmd->name, "monitor") == 0))
+        x->uncounted = 1;
+    if (!x->uncounted && cmd && cmd->local == LOCAL_CLIENT && x->nxlate < 4 &&
+        arg_at(frame, fr, 1, &p, &n) && ((n == 8 && strncasecmp(p, "getredir", 8) == 0) ||
+                                         (n == 12 && strncasecmp(p, "trackinginfo", 12) == 0)))
+        x->xlate_at[x->nxlate++] = x->owed;
+    if (!subs)
+        x->owed++;
 }
 
 /* The integer after "redirect" (TRACKINGINFO) or alone (GETREDIR): a
@@ -560,10 +591,17 @@ void clientcmd_stream_frame(struct client *c, const char *p, size_t n, struct bu
             x->ssub = count;
         return;
     }
-    if (x->xlate && (p[0] == ':' || p[0] == '-' ||
-                     ((p[0] == '*' || p[0] == '%') && memmem(p, n, "$5\r\nflags\r\n", 11)))) {
-        x->xlate--;
-        if (p[0] != '-')
-            xlate_reply(c, p, n, out);
+    if (p[0] == '>' || x->uncounted)
+        return;                          /* a push answers nothing */
+    int hit = x->nxlate && x->xlate_at[0] == 0;
+    if (hit) {
+        x->nxlate--;
+        memmove(x->xlate_at, x->xlate_at + 1, x->nxlate * sizeof x->xlate_at[0]);
     }
+    for (unsigned i = 0; i < x->nxlate; i++)
+        x->xlate_at[i]--;
+    if (x->owed)
+        x->owed--;
+    if (hit && p[0] != '-')
+        xlate_reply(c, p, n, out);
 }

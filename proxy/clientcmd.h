@@ -6,6 +6,7 @@
 
 #include "../lib/buf.h"
 #include "../lib/resp.h"
+#include "command.h"
 
 struct client;
 
@@ -18,9 +19,19 @@ void clientcmd(struct client *c, const struct resp_args *a, const char *frame,
  * send frame as it is; 1: send out instead; -1: answered with an error. */
 int clientcmd_stream(struct client *c, const char *frame, const struct resp_frame *fr,
                      struct buf *out);
+/* Any request about to go on c's stream: the replies it is owed are
+ * counted, so that a GETREDIR or TRACKINGINFO reply is known when it comes. */
+void clientcmd_streamed(struct client *c, const struct command *cmd, const char *frame,
+                        const struct resp_frame *fr);
 /* A frame from c's stream: subscription counts noted; a GETREDIR or
  * TRACKINGINFO reply gets the app connection's id for the server's (then
  * out holds the frame to send instead). */
 void clientcmd_stream_frame(struct client *c, const char *p, size_t n, struct buf *out);
+
+/* Redis's answer to a CLIENT PAUSE or DEBUG SLEEP (REQ_QUIET): +OK to a
+ * pause starts the master's quiet window, a refused DEBUG SLEEP ends the
+ * one its sending started. */
+void clientcmd_quiet_answered(struct client *c, const char *req, size_t reqlen, const char *p,
+                              size_t n);
 
 #endif

@@ -453,8 +453,10 @@ void master_paused(struct sidecar *sc, double seconds)
             NODE_FOREACH_POOL(sc, n, p)
                 pool_quiet(p, until);
     ev_timer_stop(sc->loop, &sc->pause_over_w);
-    if (!until)
+    if (!until) {                        /* over early: the checks say what is true */
+        on_pause_over(sc->loop, &sc->pause_over_w, 0);
         return;
+    }
     /* a second more: the checks that were held get their answers first */
     ev_timer_set(&sc->pause_over_w, seconds + 1, 0);
     ev_timer_start(sc->loop, &sc->pause_over_w);

@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "stats.h"
 
@@ -77,6 +78,20 @@ static void top_ips(struct buf *b, const struct sidecar *sc)
     free(all);
 }
 
+/* A user's series: one accepted by Redis, the first of its name (a
+ * name refused and accepted again is the same series). */
+static int shown(const struct sidecar *sc, int i)
+{
+    const struct user *u = sc->users[i];
+
+    if (!u || !u->verified || u->refused)
+        return 0;
+    for (int j = 0; j < i; j++)
+        if (shown(sc, j) && strcmp(sc->users[j]->name, u->name) == 0)
+            return 0;
+    return 1;
+}
+
 /* Per ACL user (at most max_users label values). */
 static void users(struct buf *b, const struct sidecar *sc)
 {
@@ -85,7 +100,7 @@ static void users(struct buf *b, const struct sidecar *sc)
     family(b, "user_clients", "gauge", "App connections authenticated as each ACL user "
            "(AUTH checked by Redis).");
     for (int i = 0; i < sc->users_hi; i++)
-        if (sc->users[i])
+        if (shown(sc, i))
             u64(b, "user_clients", stats_label("user", sc->users[i]->name, l, sizeof l),
                 sc->users[i]->clients);
     family(b, "user_requests_total", "counter", "Requests written on each ACL user's links, "
@@ -93,7 +108,7 @@ static void users(struct buf *b, const struct sidecar *sc)
     for (int i = 0; i < sc->users_hi; i++) {
         const struct node *n;
         uint64_t k = 0;
-        if (!sc->users[i])
+        if (!shown(sc, i))
             continue;
         TAILQ_FOREACH(n, &sc->nodes, tqe)
             if (n->upool[i])
@@ -103,7 +118,7 @@ static void users(struct buf *b, const struct sidecar *sc)
     family(b, "user_auth_failures_total", "counter", "AUTHs as each ACL user that Redis "
            "refused.");
     for (int i = 0; i < sc->users_hi; i++)
-        if (sc->users[i])
+        if (shown(sc, i))
             u64(b, "user_auth_failures_total",
                 stats_label("user", sc->users[i]->name, l, sizeof l),
                 sc->users[i]->auth_failures);

@@ -203,6 +203,7 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
         }
         if (rt.kind == ROUTE_STREAM) {
             size_t len = fr->len;
+            clientcmd_streamed(c, rt.cmd, frame, fr);
             if (rt.cmd && rt.cmd->local == LOCAL_CLIENT) {
                 int k = clientcmd_stream(c, frame, fr, &c->sc->scratch);
                 if (k < 0)
@@ -218,11 +219,14 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
             break;
         }
         lease_note(c, rt.cmd, rt.db, rt.db_ok);
-        forward(c, c->lease, frame, fr->len, rt.flags, rt.block);
-        /* DEBUG SLEEP n blocks the whole server: its silence is no failure */
+        /* DEBUG SLEEP n blocks the whole server: its silence is no failure,
+         * unless redis refuses it (clientcmd_quiet_answered) */
         if (__builtin_expect(rt.block > 0, 0) && isfinite(rt.block) && rt.cmd &&
-            strcmp(rt.cmd->name, "debug") == 0)
-            master_paused(c->sc, rt.block);
+            strcmp(rt.cmd->name, "debug") == 0) {
+            master_paused(c->sc, rt.block > 86400 ? 86400 : rt.block);
+            rt.flags |= REQ_QUIET;
+        }
+        forward(c, c->lease, frame, fr->len, rt.flags, rt.block);
         /* It holds nothing once this one ran: the lease's RESET goes
          * now, in the same write, and it comes back with this reply. */
         if (c->lease && !client_holds_state(c))

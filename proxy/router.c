@@ -374,6 +374,14 @@ static int by_state(struct client *c, const struct command *cmd, const char *fra
         error(rt, &sc->st.err_auth, "NOAUTH Authentication required.");
     else if (local == LOCAL_CLIENT && client_needs_stream(frame, fr))
         stream(c, rt);
+    /* Their ids are app connections': on a lease, redis would read them as
+     * its own connections' (and kill whichever has that number). */
+    else if (local == LOCAL_CLIENT && (c->in_multi || c->stream) && fr->argc >= 2 &&
+             (arg_is(frame, fr, 1, "kill") || arg_is(frame, fr, 1, "unblock"))) {
+        error(rt, &sc->st.err_unsupported, "ERR CLIENT KILL and CLIENT UNBLOCK cannot run "
+              "inside MULTI or on a subscribed connection through redis-sidecar");
+        rt->abort_multi = c->in_multi;
+    }
     /* A streaming lease is the client's own connection: everything goes
      * there, in order, but for QUIT, PROXY and what is never allowed. */
     else if (c->stream && local != LOCAL_QUIT && local != LOCAL_PROXY && local != LOCAL_HELLO &&

@@ -113,11 +113,10 @@ static void auth_upstream(struct client *c, const char *user, size_t ul, const c
     buf_appendf(b, "$%zu\r\n", pl);
     buf_append(b, pass, pl);
     buf_append(b, "\r\n", 2);
-    struct req *r = request_forward(c, l, buf_start(b), buf_used(b), REQ_AUTH | REQ_READONLY);
-    if (r) {
+    struct req *r = request_forward(c, l, buf_start(b), buf_used(b), REQ_AUTH | REQ_READONLY |
+                                    (hello ? REQ_HELLO : 0) | (hello == 3 ? REQ_HELLO3 : 0));
+    if (r)
         r->parked = u;
-        r->block = (float)hello;
-    }
     request_barrier(c);
 }
 
@@ -269,6 +268,12 @@ static void cmd_hello(struct client *c, const struct resp_args *a)
             return;
         }
     }
+    /* redis checks the protocol before the credentials */
+    if (ver == 3 && c->sc->master && c->sc->master->pool->resp3_refused[0]) {
+        client_reply_error(c, "NOPROTO unsupported protocol version (the upstream refused "
+                           "HELLO 3: %s)", c->sc->master->pool->resp3_refused);
+        return;
+    }
     if (auth && !admin_credentials(c, a->v[auth], a->l[auth], a->v[auth + 1], a->l[auth + 1])) {
         if (!c->sc->cfg->password) {
             /* Redis decides; the name waits for its answer */
@@ -315,14 +320,13 @@ void session_auth_answered(struct client *c, struct req *r, const char *req, con
 {
     struct sidecar *sc = c->sc;
     struct user *u = r->parked;
-    int hello = (int)r->block;
+    int hello = !(r->flags & REQ_HELLO) ? 0 : (r->flags & REQ_HELLO3) ? 3 : 2;
     struct client_ext *x = c->x;
     struct resp_framer f;
     struct resp_args a;
 
     r->parked = NULL;
-    r->block = 0;
-    r->flags &= ~(unsigned)REQ_AUTH;
+    r->flags &= ~(unsigned)(REQ_AUTH | REQ_HELLO | REQ_HELLO3);
     if (err || n < 3 || p[0] != '+') {
         sc->st.err_auth++;
         if (u)
@@ -390,7 +394,7 @@ static void cmd_reset(struct client *c)
         x->tracking = x->monitor = x->no_evict = 0;
         x->sub = x->psub = x->ssub = 0;
         x->redir = 0;
-        x->xlate = 0;
+        x->owed = x->nxlate = x->uncounted = 0;
         buf_free(&x->prefixes);
         x->nprefixes = 0;
     }

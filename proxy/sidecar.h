@@ -48,6 +48,7 @@ struct node {
     struct sidecar *sc;
     struct pool    *pool;      /* the [upstream] credentials' */
     struct pool    *upool[USERS_MAX]; /* each app user's, by its idx (NULL: none) */
+    struct pool_stats users_gone; /* the counters of users' pools closed since */
     struct checker  health;
     int             listed;    /* named in the sentinels' latest view */
     ev_tstamp       retire_at; /* retiring (a reload): freed once idle, or from then */

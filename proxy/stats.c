@@ -451,7 +451,8 @@ uint64_t stats_value(const struct sidecar *sc, const struct stat_row *r, const s
             return calc(sc, n, (enum calc)r->off);
         if (r->home == 'p') {            /* the node's: its users' pools too */
             const struct pool *p;
-            uint64_t sum = 0;
+            uint64_t sum;
+            memcpy(&sum, (const char *)&n->users_gone + r->off, sizeof sum);
             NODE_FOREACH_POOL(sc, n, p) {
                 memcpy(&v, (const char *)&p->st + r->off, sizeof v);
                 sum += v;

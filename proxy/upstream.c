@@ -80,9 +80,12 @@ void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
     struct client *c = r->owner;
     (void)arg;
 
-    if (__builtin_expect(r->flags & REQ_AUTH, 0)) {
-        session_auth_answered(c, r, req, p, n, err);
-        return;
+    if (__builtin_expect(r->flags & (REQ_AUTH | REQ_QUIET), 0)) {
+        if (r->flags & REQ_AUTH) {
+            session_auth_answered(c, r, req, p, n, err);
+            return;
+        }
+        clientcmd_quiet_answered(c, req, r->len, p, err ? 0 : n);
     }
     if (req && ((r->flags & REQ_REROUTE) || c->sc->sentinels) &&
         send_again(c, r, req, p, n, err) == 0)

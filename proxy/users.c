@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/invariant.h"
 #include "../lib/log.h"
 #include "client.h"
 #include "nodes.h"
@@ -47,18 +48,24 @@ static struct pool *open_pool(struct sidecar *sc, struct user *u, struct node *n
     return p;
 }
 
+/* A user's pool on n goes; its counters stay in the node's (they only
+ * ever grow: a counter that fell would look like a restart). */
+static void close_pool(struct node *n, int idx)
+{
+    if (n->upool[idx])
+        pool_stats_add(&n->users_gone, &n->upool[idx]->st);
+    pool_free(n->upool[idx]);
+    n->upool[idx] = NULL;
+}
+
 static void free_user(struct sidecar *sc, struct user *u)
 {
     struct node *n;
 
-    TAILQ_FOREACH(n, &sc->nodes, tqe) {
-        pool_free(n->upool[u->idx]);
-        n->upool[u->idx] = NULL;
-    }
-    TAILQ_FOREACH(n, &sc->retiring, tqe) {
-        pool_free(n->upool[u->idx]);
-        n->upool[u->idx] = NULL;
-    }
+    TAILQ_FOREACH(n, &sc->nodes, tqe)
+        close_pool(n, u->idx);
+    TAILQ_FOREACH(n, &sc->retiring, tqe)
+        close_pool(n, u->idx);
     sc->users[u->idx] = NULL;
     sc->nusers--;
     while (sc->users_hi > 0 && !sc->users[sc->users_hi - 1])
@@ -86,12 +93,35 @@ static int user_idle(const struct sidecar *sc, const struct user *u)
 /* Users no app uses close their pools: at once when Redis never accepted
  * them (a wrong password must not hold a slot of max_users) or refused
  * them since, after user_idle_timeout otherwise. */
+/* The counts kept beside the table (nusers, each user's clients) match
+ * it and the client list: asserted, in make asan's build. */
+static void check_counts(const struct sidecar *sc)
+{
+    const struct client *c;
+    int n = 0;
+
+    for (int i = 0; i < USERS_MAX; i++) {
+        const struct user *u = sc->users[i];
+        unsigned k = 0;
+        assert(!u || (u->idx == i && i < sc->users_hi));
+        if (!u)
+            continue;
+        n++;
+        TAILQ_FOREACH(c, &sc->clients, tqe)
+            k += c->x && c->x->user == u;
+        assert(k == u->clients);
+    }
+    assert(n == sc->nusers);
+}
+
 static void on_users_tick(struct ev_loop *loop, ev_timer *w, int revents)
 {
     struct sidecar *sc = w->data;
     ev_tstamp now = ev_now(loop);
     (void)revents;
 
+    if (CHECKS)
+        check_counts(sc);
     for (int i = 0; i < sc->users_hi; i++) {
         struct user *u = sc->users[i];
         if (!u || u->clients ||
@@ -126,9 +156,19 @@ struct user *users_get(struct sidecar *sc, const char *name, size_t nl, const ch
         if (!u) {
             if (free_idx < 0)
                 free_idx = i;
-        } else if (!u->refused && strlen(u->name) == nl && memcmp(u->name, name, nl) == 0) {
-            return u;
+            continue;
         }
+        /* One Redis has not accepted yet is only this password's: a wrong
+         * guess must not take a right one down with it. */
+        if (u->refused || strlen(u->name) != nl || memcmp(u->name, name, nl) != 0 ||
+            (!u->verified && (strlen(u->pass) != pl || memcmp(u->pass, pass, pl) != 0)))
+            continue;
+        /* a master its AUTH has not reached yet (a failover, a reload) */
+        if (!sc->master->upool[u->idx] && !(sc->master->upool[u->idx] = open_pool(sc, u, sc->master))) {
+            snprintf(err, errlen, "ERR proxy out of memory");
+            return NULL;
+        }
+        return u;
     }
     if (sc->nusers >= sc->cfg->max_users) {
         sc->st.err_max_users++;
@@ -226,10 +266,8 @@ int users_node_added(struct sidecar *sc, struct node *n)
 
 void users_node_freed(struct node *n)
 {
-    for (int i = 0; i < USERS_MAX; i++) {
-        pool_free(n->upool[i]);
-        n->upool[i] = NULL;
-    }
+    for (int i = 0; i < USERS_MAX; i++)
+        close_pool(n, i);
 }
 
 void users_reconfigure(struct sidecar *sc)

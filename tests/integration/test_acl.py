@@ -211,3 +211,19 @@ def test_a_narrow_user_works_as_directly(env, master):
     assert n.get("a:1") == b"v"
     assert sc.counter("validations_failed") == 0
     assert "refuses CLIENT SETNAME" in sc.log()
+
+
+def test_a_wrong_password_does_not_take_a_right_one_down(env, master):
+    """Two first AUTHs as a user, a wrong and a right one, at the same
+    time: each gets Redis's answer to its own password."""
+    users(master, alice=ALICE)
+    sc = env.sidecar(master)
+    for _ in range(5):
+        bad, good = sc.raw(), sc.raw()
+        bad.sendall(resp_cmd("AUTH", "alice", "wrong"))
+        good.sendall(resp_cmd("AUTH", "alice", "alice-pw"))
+        got_bad, got_good = resp_read(bad.makefile("rb")), resp_read(good.makefile("rb"))
+        assert isinstance(got_bad, Exception) and str(got_bad).startswith("WRONGPASS")
+        assert got_good == b"OK"
+        bad.close()
+        good.close()

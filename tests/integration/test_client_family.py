@@ -169,6 +169,14 @@ def test_tracking_redirect_to_another_app_connection(env, master):
     assert t("CLIENT", "GETREDIR") == inv_id
     info = t("CLIENT", "TRACKINGINFO")
     assert info[0] == b"flags" and b"on" in info[1] and info[3] == inv_id
+    # pipelined behind other replies, only GETREDIR's own is translated
+    # (an INCR answering a number that is also a lease's id stays as it is)
+    lease_id = [c for c in master.client().client_list()
+                if c["name"] == "sidecar-lease" and c["cmd"] == "subscribe"][0]["id"]
+    t.s.sendall(resp_cmd("SET", "n", str(int(lease_id) - 1)) + resp_cmd("INCR", "n") +
+                resp_cmd("CLIENT", "GETREDIR") + resp_cmd("CLIENT", "TRACKINGINFO"))
+    got = [t.read() for _ in range(4)]
+    assert got[:3] == [b"OK", int(lease_id), inv_id] and got[3][3] == inv_id, got
     assert t("GET", "tk") is None
     assert w("SET", "tk", "1") == b"OK"
     msg = inv.read()
@@ -176,6 +184,9 @@ def test_tracking_redirect_to_another_app_connection(env, master):
     row = [x for x in lines(w("CLIENT", "LIST")) if x["id"] == str(t("CLIENT", "ID"))]
     assert t("CLIENT", "TRACKING", "ON", "REDIRECT", "987654") == ("ERR The client ID you "
                                                                   "want redirect to does not exist")
+    # its ids are app connections': not on a lease, where redis would read them as its own
+    assert t("CLIENT", "KILL", "ID", str(inv_id)).startswith("ERR CLIENT KILL and CLIENT UNBLOCK")
+    assert inv("PING") == [b"pong", b""]                      # still there
     # a connection that never tracked: redis's answers for one
     n = Conn(sc.port)
     assert n("CLIENT", "GETREDIR") == -1
@@ -204,3 +215,12 @@ def test_client_pause_and_unpause(env, master):
     assert time.monotonic() - t0 > 1.0
     assert sc.counter("errors_node_down") == 0 and sc.info()["master_state"] == "up"
     assert p("CLIENT", "PAUSE", "x") == "ERR timeout is not an integer or out of range"
+
+
+def test_client_kill_inside_multi_fails_the_transaction(env, master):
+    sc = env.sidecar(master)
+    a, b = Conn(sc.port), Conn(sc.port)
+    assert a("MULTI") == b"OK" and a("SET", "mk", "1") == b"QUEUED"
+    assert a("CLIENT", "KILL", "ID", str(b("CLIENT", "ID"))).startswith("ERR CLIENT KILL")
+    assert a("EXEC").startswith("EXECABORT")
+    assert b("PING") == b"PONG" and master.client().get("mk") is None
