@@ -4,6 +4,10 @@
  * still unanswered means failed. */
 #include "checker.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -287,8 +291,19 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
         connect_checker(ch);
     if (!ch->ac)
         return;
-    redisAsyncCommand(ch->ac, on_ping, ch, "PING");
+    redisAsyncCommand(ch->ac, on_ping, ch, "PING sidecar");
     send_role(ch);
+}
+
+int health_local_port(const struct checker *ch)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+
+    if (!ch->ac || ch->ac->c.fd < 0 || getsockname(ch->ac->c.fd, (struct sockaddr *)&ss, &sl) < 0)
+        return -1;
+    return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                          : ((struct sockaddr_in *)&ss)->sin_port);
 }
 
 static void on_soon(struct ev_loop *loop, ev_timer *w, int revents)

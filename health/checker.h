@@ -87,5 +87,8 @@ int health_parse_commands(const void *reply, struct health_command *v, int max);
 /* Read ROLE again within `delay` seconds (read-your-writes wants a fresh
  * offset); calls while one is pending cost nothing. */
 void health_sample_soon(struct checker *ch, double delay);
+/* The local port of its connection (how the node's CLIENT LIST and
+ * MONITOR name it), or -1. */
+int health_local_port(const struct checker *ch);
 
 #endif

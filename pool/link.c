@@ -405,8 +405,8 @@ static void build_handshake(const struct link *l, int reset, struct hs_build *h)
      * commands above run then, MULTI and BLPOP would not): its holder's
      * requests then wait for it as a shared link's would. */
     if (link_is_lease(l) && !reset) {
-        const char *ping[] = {"PING"};
-        hs_add(h, HS_PING, 1, ping);
+        const char *ping[] = {"PING", "sidecar"};   /* told apart in MONITOR */
+        hs_add(h, HS_PING, 2, ping);
     }
 }
 
@@ -485,13 +485,12 @@ void link_return(struct link *l)
 void link_validate(struct link *l, const char *why)
 {
     struct pool *p = l->pool;
-    const char *ping[] = {"PING"};
-
+    const char *ping[] = {"PING", "sidecar"};  /* told apart in MONITOR */
     struct hs_build h = {0};
 
     log_debug("link %s#%d validating: %s", p->cfg.name, l->idx, why);
     p->st.validations++;
-    hs_add(&h, HS_PING, 1, ping);
+    hs_add(&h, HS_PING, 2, ping);
     install(l, &h);
     l->validating = 1;
     l->validate_started = ev_now(p->loop);

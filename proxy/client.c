@@ -678,7 +678,8 @@ void client_describe(struct buf *b, const struct client *c, ev_tstamp now)
 {
     const struct client_ext *x = c->x;
     char a[64], la[64], flags[24], *f = flags;
-    size_t qbuf = c->partial ? buf_used(&c->partial->buf) : 0;
+    size_t qbuf = (c->partial ? buf_used(&c->partial->buf) : 0) + (x ? x->qbuf_now : 0);
+    char cmd[48];
     size_t obuf = buf_used(&c->out) + c->parked;
     const char *name = x && x->name ? x->name : "";
     int tracking = x && x->tracking;
@@ -714,6 +715,10 @@ void client_describe(struct buf *b, const struct client *c, ev_tstamp now)
     if (f == flags)
         *f++ = 'N';
     *f = '\0';
+    snprintf(cmd, sizeof cmd, "%s%s%s", c->last_cmd ? c->last_cmd->name : "NULL",
+             c->last_cmd && c->last_cmd->local == LOCAL_CLIENT && x && x->client_sub ? "|" : "",
+             c->last_cmd && c->last_cmd->local == LOCAL_CLIENT && x && x->client_sub
+             ? x->client_sub : "");
     buf_appendf(b, "id=%llu addr=%s laddr=%s fd=%d name=%s age=%.0f idle=%.0f flags=%s db=%d "
                 "sub=%d psub=%d ssub=%d multi=%d qbuf=%zu qbuf-free=%zu argv-mem=0 "
                 "multi-mem=0 rbs=%zu rbp=0 obl=0 oll=0 omem=%zu tot-mem=%zu events=%s%s cmd=%s "
@@ -722,10 +727,11 @@ void client_describe(struct buf *b, const struct client *c, ev_tstamp now)
                 c->io.fd, name, now - c->created, now - c->last_active, flags,
                 c->other_db && x ? x->db : c->sc->cfg->database, x ? x->sub : 0, x ? x->psub : 0,
                 x ? x->ssub : 0, c->in_multi && x ? x->multi : -1, qbuf,
-                c->partial ? c->partial->buf.cap - qbuf : 0, c->partial ? c->partial->buf.cap : 0,
+                c->partial && c->partial->buf.cap > qbuf ? c->partial->buf.cap - qbuf : 0,
+                c->partial ? c->partial->buf.cap : 0,
                 obuf, sizeof *c + (x ? sizeof *x : 0) + qbuf + obuf + buf_used(&c->out),
                 c->paused || c->closing ? "" : "r", buf_used(&c->out) ? "w" : "",
-                c->last_cmd ? c->last_cmd->name : "NULL", client_user(c),
+                cmd, client_user(c),
                 tracking ? x->redir : -1LL, c->resp3 ? 3 : 2, c->npending, obuf, c->admin);
 }
 

@@ -52,7 +52,10 @@ struct client_ext {
     /* On its stream: replies owed, and how many are owed ahead of each
      * GETREDIR/TRACKINGINFO reply still to translate (clientcmd.c) */
     unsigned   owed, xlate_at[4];
-    unsigned   nxlate : 3, uncounted : 1;
+    const char *client_sub;    /* its last CLIENT subcommand: cmd=client|<it> */
+    size_t     qbuf_now;       /* bytes of the request it is running (CLIENT LIST's qbuf) */
+    long long  pause_in_multi; /* ms of a CLIENT PAUSE queued in its MULTI */
+    unsigned   nxlate : 3, uncounted : 1, reply_off : 1, reply_skip : 1;
     struct buf prefixes;       /* CLIENT TRACKING ... PREFIX p: RESP bulk strings */
     int        nprefixes;
 };
@@ -104,6 +107,15 @@ struct client {
 static inline int client_holds_state(const struct client *c)
 {
     return c->lease && (c->in_multi || c->watching || c->other_db);
+}
+
+/* Its stream (a lease in stream mode) owes it no reply and answers the
+ * next request: a CLIENT command answered here comes in order. */
+static inline int client_stream_settled(const struct client *c)
+{
+    const struct client_ext *x = c->x;
+
+    return x && !x->uncounted && !x->owed && !x->reply_off && !x->reply_skip;
 }
 
 /* The pool of node n that c's requests use: its ACL user's (users.c) or,

@@ -15,8 +15,10 @@
 
 #include "client.h"
 #include "master.h"
+#include "nodes.h"
 #include "request.h"
 #include "session.h"
+#include "users.h"
 
 /* c may see (and kill, unblock) o: its own ACL user's, or c is an admin. */
 static int visible(const struct client *c, const struct client *o)
@@ -31,19 +33,6 @@ static struct client *find_id(const struct client *c, long long id)
     TAILQ_FOREACH(o, &c->sc->clients, tqe)
         if ((long long)o->id == id && !o->closed)
             return visible(c, o) ? o : NULL;
-    return NULL;
-}
-
-/* The app connection served by the lease with this id on the server. */
-static struct client *by_server_id(const struct sidecar *sc, long long sid)
-{
-    struct client *o;
-
-    if (sid <= 0)
-        return NULL;
-    TAILQ_FOREACH(o, &sc->clients, tqe)
-        if (o->lease && o->lease->server_id == sid)
-            return o;
     return NULL;
 }
 
@@ -144,6 +133,20 @@ static int matches(const struct client *c, const struct client *o, const struct 
     return 1;
 }
 
+/* A user the proxy knows of: the [upstream] one, "default", or one an
+ * app authenticated as. (Redis may know others; with no app connection
+ * of theirs here, redis's 0 and this error kill nothing either way.) */
+static int known_user(const struct sidecar *sc, const char *name, size_t nl)
+{
+    if ((nl == 7 && memcmp(name, "default", 7) == 0) || users_is_upstream(sc, name, nl))
+        return 1;
+    for (int i = 0; i < sc->users_hi; i++)
+        if (sc->users[i] && strlen(sc->users[i]->name) == nl &&
+            memcmp(sc->users[i]->name, name, nl) == 0)
+            return 1;
+    return 0;
+}
+
 /* CLIENT KILL addr:port (the old form: +OK or an error), or CLIENT KILL
  * with filters ID, ADDR, LADDR, USER, TYPE, SKIPME (a count). */
 static void cmd_kill(struct client *c, const struct resp_args *a)
@@ -196,6 +199,11 @@ static void cmd_kill(struct client *c, const struct resp_args *a)
             client_reply_error(c, "ERR syntax error");
             return;
         }
+    }
+    if (k.user && !known_user(c->sc, k.user, k.userl)) {
+        client_reply_error(c, "ERR No such user '%.*s'", (int)(k.userl > 64 ? 64 : k.userl),
+                           k.user);
+        return;
     }
     int self = 0;
     for (o = TAILQ_FIRST(&c->sc->clients); o; o = next) {
@@ -352,6 +360,9 @@ static void cmd_help(struct client *c)
     client_reply(c, buf_start(b), buf_used(b));
 }
 
+static void clientcmd_run(struct client *c, const struct resp_args *a, const char *frame,
+                          const struct resp_frame *fr);
+
 /* Redis 7.0's arity of each subcommand answered here (negative: at least). */
 static const struct {
     const char *name;
@@ -371,6 +382,8 @@ static int bad_arity(struct client *c, const struct resp_args *a)
         int k = subcommands[i].arity;
         if (!resp_arg_is(a, 1, subcommands[i].name))
             continue;
+        if (c->x)
+            c->x->client_sub = subcommands[i].name;
         if (k > 0 ? a->argc == k : a->argc >= -k)
             return 0;
         client_reply_error(c, "ERR wrong number of arguments for 'client|%s' command",
@@ -383,6 +396,18 @@ static int bad_arity(struct client *c, const struct resp_args *a)
 
 void clientcmd(struct client *c, const struct resp_args *a, const char *frame,
                const struct resp_frame *fr)
+{
+    struct client_ext *x = client_ext(c);     /* what CLIENT LIST shows of it */
+
+    if (x)
+        x->qbuf_now = fr->len;
+    clientcmd_run(c, a, frame, fr);
+    if (c->x)
+        c->x->qbuf_now = 0;
+}
+
+static void clientcmd_run(struct client *c, const struct resp_args *a, const char *frame,
+                          const struct resp_frame *fr)
 {
     const char *name = c->x && c->x->name ? c->x->name : NULL;
 
@@ -443,6 +468,28 @@ static int arg_at(const char *frame, const struct resp_frame *fr, int i, const c
     return 1;
 }
 
+/* A redirect target without a lease of its own gets one now, a ready one
+ * whose id is known, in stream mode (as subscribing would give it): the
+ * invalidations redis sends it reach it. Only while it has nothing in
+ * flight, so that its replies stay in order. */
+static void lease_for_redirect(struct client *t)
+{
+    struct node *m = t->sc->master;
+    struct pool *p = m ? client_pool(t, m) : NULL;
+    struct link *l;
+
+    if (!p || t->inflight || !TAILQ_EMPTY(&t->pending) || t->partial || t->closing ||
+        !client_ext(t) || !(l = pool_lease(p, t, t->resp3)))
+        return;
+    if (l->state != LINK_READY || l->server_id <= 0) {
+        pool_unlease(p, l);              /* a new one: its id comes too late */
+        return;
+    }
+    t->lease = l;
+    t->stream = 1;
+    pool_lease_stream(l);
+}
+
 int clientcmd_stream(struct client *c, const char *frame, const struct resp_frame *fr,
                      struct buf *out)
 {
@@ -488,6 +535,8 @@ int clientcmd_stream(struct client *c, const char *frame, const struct resp_fram
         return 0;
     /* REDIRECT names an app connection: its lease's id on the server */
     struct client *t = find_id(c, redir);
+    if (t && !t->lease)
+        lease_for_redirect(t);
     if (!t || !t->lease || t->lease->server_id <= 0) {
         x->tracking = 0;
         client_reply_error(c, "ERR The client ID you want redirect to does not exist%s",
@@ -522,32 +571,99 @@ void clientcmd_streamed(struct client *c, const struct command *cmd, const char 
     int subs = cmd && (cmd->flags & CMD_STREAM) && strstr(cmd->name, "subscribe");
     if ((subs && !c->resp3) || (cmd && strcmp(cmd->name, "monitor") == 0))
         x->uncounted = 1;
-    if (!x->uncounted && cmd && cmd->local == LOCAL_CLIENT && x->nxlate < 4 &&
-        arg_at(frame, fr, 1, &p, &n) && ((n == 8 && strncasecmp(p, "getredir", 8) == 0) ||
-                                         (n == 12 && strncasecmp(p, "trackinginfo", 12) == 0)))
+    if (!x->uncounted && cmd && x->nxlate < 4 &&
+        ((cmd->local == LOCAL_HELLO) ||
+         (cmd->local == LOCAL_CLIENT && arg_at(frame, fr, 1, &p, &n) &&
+          ((n == 8 && strncasecmp(p, "getredir", 8) == 0) ||
+           (n == 12 && strncasecmp(p, "trackinginfo", 12) == 0)))))
         x->xlate_at[x->nxlate++] = x->owed;
-    if (!subs)
+    /* CLIENT REPLY OFF|SKIP: no reply to it, nor to what it covers */
+    int reply = !x->reply_off && !x->reply_skip;
+    x->reply_skip = 0;
+    if (cmd && cmd->local == LOCAL_CLIENT && arg_at(frame, fr, 1, &p, &n) && n == 5 &&
+        strncasecmp(p, "reply", 5) == 0 && arg_at(frame, fr, 2, &p, &n)) {
+        if (n == 3 && strncasecmp(p, "off", 3) == 0) {
+            x->reply_off = 1;
+            reply = 0;
+        } else if (n == 4 && strncasecmp(p, "skip", 4) == 0) {
+            x->reply_skip = !x->reply_off;
+            reply = 0;
+        } else if (n == 2 && strncasecmp(p, "on", 2) == 0) {
+            reply = 1;
+            x->reply_off = 0;
+        }
+    }
+    if (!subs && reply)
         x->owed++;
 }
 
-/* The integer after "redirect" (TRACKINGINFO) or alone (GETREDIR): a
- * lease's id on the server, shown as the app connection's. */
+void clientcmd_in_multi(struct client *c, const struct command *cmd, const char *frame,
+                        const struct resp_frame *fr)
+{
+    struct client_ext *x = c->x;
+    const char *p;
+    size_t n;
+    long long ms;
+
+    if (!x)
+        return;
+    if (cmd && cmd->state == STATE_END_MULTI) {
+        /* EXEC runs a CLIENT PAUSE queued in it; DISCARD drops it */
+        if (x->pause_in_multi && strcmp(cmd->name, "exec") == 0)
+            master_paused(c->sc, x->pause_in_multi / 1000.0);
+        x->pause_in_multi = 0;
+    } else if (cmd && cmd->local == LOCAL_CLIENT && fr->argc >= 3 &&
+               arg_at(frame, fr, 1, &p, &n) && n == 5 && strncasecmp(p, "pause", 5) == 0 &&
+               arg_at(frame, fr, 2, &p, &n) && resp_parse_ll(p, n, &ms) == 0 && ms > 0) {
+        x->pause_in_multi = ms > 86400000 ? 86400000 : ms;
+    }
+}
+
+int clientcmd_hello(struct client *c, const char *frame, const struct resp_frame *fr)
+{
+    const char *p;
+    size_t n;
+    long long ver;
+
+    /* redis answers (an error for a bad version, which changes nothing) */
+    if (fr->argc < 2 || !arg_at(frame, fr, 1, &p, &n) || resp_parse_ll(p, n, &ver) < 0 ||
+        ver < 2 || ver > 3 || c->resp3 == (ver == 3))
+        return 0;
+    /* subscribed in RESP2, redis refuses it */
+    if (!c->resp3 && c->x && (c->x->sub || c->x->psub || c->x->ssub))
+        return 0;
+    if (ver == 3 && nodes_open_resp3(c->sc) < 0) {
+        client_reply_error(c, "ERR proxy out of memory");
+        return -1;
+    }
+    c->resp3 = ver == 3;
+    c->lease->resp3 = c->resp3;      /* reset in that protocol when it goes back */
+    return 0;
+}
+
+/* The integer after "redirect" (TRACKINGINFO) or "id" (HELLO), or alone
+ * (GETREDIR): a lease's id on the server, shown as the app connection's. */
 static void xlate_reply(struct client *c, const char *p, size_t n, struct buf *out)
 {
     const char *at = p, *end = p + n;
     const char *key = memmem(p, n, "redirect\r\n", 10);
+    int hello = 0;
 
     if (key)
         at = key + 10;
+    else if ((key = memmem(p, n, "$2\r\nid\r\n", 8)) != NULL)
+        at = key + 8, hello = 1;
     if (at >= end || *at != ':') {
         buf_append(out, p, n);
         return;
     }
     char *stop;
     long long sid = strtoll(at + 1, &stop, 10);
-    struct client *o = by_server_id(c->sc, sid);
+    /* HELLO's id is its own; a redirect is the one it asked for, even if
+     * that connection (and its lease) is gone since */
+    long long id = hello ? (long long)c->id : sid > 0 && c->x->redir > 0 ? c->x->redir : sid;
     buf_append(out, p, (size_t)(at - p));
-    buf_appendf(out, ":%lld", o ? (long long)o->id : sid);
+    buf_appendf(out, ":%lld", id);
     buf_append(out, stop, (size_t)(end - stop));
 }
 
@@ -564,7 +680,39 @@ static int bulk_at(const char *p, size_t n, size_t *pos, const char **s, long lo
     return *pos <= n;
 }
 
-void clientcmd_stream_frame(struct client *c, const char *p, size_t n, struct buf *out)
+/* A MONITOR line of the proxy's own commands (handshakes, validation
+ * PINGs, health checks, WAIT's PUBLISH): not there directly, and not the
+ * app's business. */
+static int own_line(const struct sidecar *sc, const char *p, size_t n)
+{
+    static const char *const own[] = {
+        "\"CLIENT\" \"SETNAME\" \"sidecar-", "\"CLIENT\" \"ID\"\r", "\"RESET\"\r",
+        "\"PING\" \"sidecar\"\r", "\"PUBLISH\" \"__redis-sidecar__:wait\"",
+    };
+    static const char *const health[] = {"\"ROLE\"\r", "\"COMMAND\"", "\"INFO\" \"server\"\r"};
+    const char *cmd = memmem(p, n, "] \"", 3), *colon;
+    const struct node *nd;
+
+    if (!cmd)
+        return 0;
+    size_t left = n - (size_t)(cmd + 2 - p);
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        if (left >= strlen(own[i]) && memcmp(cmd + 2, own[i], strlen(own[i])) == 0)
+            return 1;
+    for (size_t i = 0; i < sizeof health / sizeof health[0]; i++)
+        if (left >= strlen(health[i]) && memcmp(cmd + 2, health[i], strlen(health[i])) == 0) {
+            /* the address before "]" is the health checker's connection */
+            for (colon = cmd; colon > p && *colon != ':'; colon--)
+                ;
+            long port = strtol(colon + 1, NULL, 10);
+            TAILQ_FOREACH(nd, &sc->nodes, tqe)
+                if (health_local_port(&nd->health) == port)
+                    return 1;
+        }
+    return 0;
+}
+
+int clientcmd_stream_frame(struct client *c, const char *p, size_t n, struct buf *out)
 {
     struct client_ext *x = c->x;
     const char *s;
@@ -572,14 +720,16 @@ void clientcmd_stream_frame(struct client *c, const char *p, size_t n, struct bu
     size_t pos;
 
     if (!x)
-        return;
+        return 0;
+    if (x->monitor && p[0] == '+')
+        return own_line(c->sc, p, n);
     /* subscribe and friends: *3 (or >3) $kind $channel :count */
     if (n > 4 && (p[0] == '*' || p[0] == '>') && p[1] == '3' && p[2] == '\r' &&
         (pos = 4, bulk_at(p, n, &pos, &s, &sl)) && sl >= 9 && sl <= 12) {
         const char *kind = s;
         long long kl = sl;
         if (!bulk_at(p, n, &pos, &s, &sl) || pos >= n || p[pos] != ':')
-            return;
+            return 0;
         int count = (int)strtol(p + pos + 1, NULL, 10);
         if ((kl == 9 && !strncmp(kind, "subscribe", 9)) || (kl == 11 && !strncmp(kind, "unsubscribe", 11)))
             x->sub = count - x->psub;
@@ -589,10 +739,10 @@ void clientcmd_stream_frame(struct client *c, const char *p, size_t n, struct bu
         else if ((kl == 10 && !strncmp(kind, "ssubscribe", 10)) ||
                  (kl == 12 && !strncmp(kind, "sunsubscribe", 12)))
             x->ssub = count;
-        return;
+        return 0;
     }
     if (p[0] == '>' || x->uncounted)
-        return;                          /* a push answers nothing */
+        return 0;                        /* a push answers nothing */
     int hit = x->nxlate && x->xlate_at[0] == 0;
     if (hit) {
         x->nxlate--;
@@ -604,4 +754,5 @@ void clientcmd_stream_frame(struct client *c, const char *p, size_t n, struct bu
         x->owed--;
     if (hit && p[0] != '-')
         xlate_reply(c, p, n, out);
+    return 0;
 }

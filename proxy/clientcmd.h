@@ -19,14 +19,22 @@ void clientcmd(struct client *c, const struct resp_args *a, const char *frame,
  * send frame as it is; 1: send out instead; -1: answered with an error. */
 int clientcmd_stream(struct client *c, const char *frame, const struct resp_frame *fr,
                      struct buf *out);
+/* A command about to go on c's lease inside MULTI (or ending it): a
+ * CLIENT PAUSE queued there starts the master's quiet window at EXEC. */
+void clientcmd_in_multi(struct client *c, const struct command *cmd, const char *frame,
+                        const struct resp_frame *fr);
+/* HELLO [protover] about to go on c's stream: c and its lease switch
+ * protocol with it. -1: answered with an error. */
+int clientcmd_hello(struct client *c, const char *frame, const struct resp_frame *fr);
 /* Any request about to go on c's stream: the replies it is owed are
  * counted, so that a GETREDIR or TRACKINGINFO reply is known when it comes. */
 void clientcmd_streamed(struct client *c, const struct command *cmd, const char *frame,
                         const struct resp_frame *fr);
 /* A frame from c's stream: subscription counts noted; a GETREDIR or
  * TRACKINGINFO reply gets the app connection's id for the server's (then
- * out holds the frame to send instead). */
-void clientcmd_stream_frame(struct client *c, const char *p, size_t n, struct buf *out);
+ * out holds the frame to send instead). 1: drop it (a MONITOR line of the
+ * proxy's own commands). */
+int clientcmd_stream_frame(struct client *c, const char *p, size_t n, struct buf *out);
 
 /* Redis's answer to a CLIENT PAUSE or DEBUG SLEEP (REQ_QUIET): +OK to a
  * pause starts the master's quiet window, a refused DEBUG SLEEP ends the

@@ -204,6 +204,8 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
         if (rt.kind == ROUTE_STREAM) {
             size_t len = fr->len;
             clientcmd_streamed(c, rt.cmd, frame, fr);
+            if (rt.cmd && rt.cmd->local == LOCAL_HELLO && clientcmd_hello(c, frame, fr) < 0)
+                break;
             if (rt.cmd && rt.cmd->local == LOCAL_CLIENT) {
                 int k = clientcmd_stream(c, frame, fr, &c->sc->scratch);
                 if (k < 0)
@@ -219,6 +221,8 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
             break;
         }
         lease_note(c, rt.cmd, rt.db, rt.db_ok);
+        if (__builtin_expect(c->in_multi || (rt.cmd && rt.cmd->state == STATE_END_MULTI), 0))
+            clientcmd_in_multi(c, rt.cmd, frame, fr);
         /* DEBUG SLEEP n blocks the whole server: its silence is no failure,
          * unless redis refuses it (clientcmd_quiet_answered) */
         if (__builtin_expect(rt.block > 0, 0) && isfinite(rt.block) && rt.cmd &&

@@ -320,6 +320,19 @@ static void lease(struct client *c, const struct command *cmd, const char *frame
         needs_lease(c, rt, ROUTE_LEASE);
 }
 
+/* While an app's CLIENT PAUSE lasts, a request the server holds would
+ * hold every other client's behind it on a shared link: each goes on a
+ * lease of its own, as it would wait on its own connection directly
+ * (while the pool has leases to spare). */
+static int paused(const struct client *c)
+{
+    const struct sidecar *sc = c->sc;
+    const struct pool *p = sc->master ? client_pool(c, sc->master) : NULL;
+
+    return p && ev_now(sc->loop) < sc->server_paused_until &&
+           pool_leases(p) < p->cfg.max_leased;
+}
+
 static void stream(struct client *c, struct route *rt)
 {
     if (c->stream)
@@ -374,6 +387,11 @@ static int by_state(struct client *c, const struct command *cmd, const char *fra
         error(rt, &sc->st.err_auth, "NOAUTH Authentication required.");
     else if (local == LOCAL_CLIENT && client_needs_stream(frame, fr))
         stream(c, rt);
+    /* A stream that owes nothing: the proxy answers, in order */
+    else if (local == LOCAL_CLIENT && c->stream && !c->in_multi && client_stream_settled(c) &&
+             !(fr->argc >= 2 && (arg_is(frame, fr, 1, "getredir") ||
+                                 arg_is(frame, fr, 1, "trackinginfo"))))
+        rt->kind = ROUTE_LOCAL;
     /* Their ids are app connections': on a lease, redis would read them as
      * its own connections' (and kill whichever has that number). */
     else if (local == LOCAL_CLIENT && (c->in_multi || c->stream) && fr->argc >= 2 &&
@@ -384,9 +402,10 @@ static int by_state(struct client *c, const struct command *cmd, const char *fra
     }
     /* A streaming lease is the client's own connection: everything goes
      * there, in order, but for QUIT, PROXY and what is never allowed. */
-    else if (c->stream && local != LOCAL_QUIT && local != LOCAL_PROXY && local != LOCAL_HELLO &&
+    else if (c->stream && local != LOCAL_QUIT && local != LOCAL_PROXY &&
+             (local != LOCAL_HELLO || fr->argc <= 2) &&
              local != LOCAL_RESET && !(cmd && (cmd->flags & CMD_REFUSED)))
-        stream(c, rt);
+        stream(c, rt);   /* HELLO [protover] too: the lease switches with redis's answer */
     else if (local == LOCAL_SELECT && select_needs_lease(c, frame, fr, rt))
         lease(c, cmd, frame, fr, rt);
     /* inside MULTI redis queues it, and answers at EXEC */
@@ -463,5 +482,9 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
     }
     rt->fanout = cmd && cmd->state == STATE_SCRIPT && fr->argc >= 3 &&
                  arg_is(frame, fr, 1, "load");
+    if (__builtin_expect(sc->server_paused_until != 0, 0) && !rt->fanout && paused(c)) {
+        lease(c, cmd, frame, fr, rt);
+        return;
+    }
     shared(c, rt);
 }

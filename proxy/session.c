@@ -394,7 +394,7 @@ static void cmd_reset(struct client *c)
         x->tracking = x->monitor = x->no_evict = 0;
         x->sub = x->psub = x->ssub = 0;
         x->redir = 0;
-        x->owed = x->nxlate = x->uncounted = 0;
+        x->owed = x->nxlate = x->uncounted = x->reply_off = x->reply_skip = 0;
         buf_free(&x->prefixes);
         x->nprefixes = 0;
     }

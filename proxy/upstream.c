@@ -120,7 +120,8 @@ void upstream_on_stream(void *lessee, const char *p, size_t n, void *arg)
 
     if (c->x) {                          /* subscription counts, ids to translate */
         buf_reset(b);
-        clientcmd_stream_frame(c, p, n, b);
+        if (clientcmd_stream_frame(c, p, n, b))
+            return;
         if (buf_used(b)) {
             p = buf_start(b);
             n = buf_used(b);

@@ -56,6 +56,8 @@ def test_client_list_and_info_fields(env, master):
     assert me["id"] == str(c("CLIENT", "ID")) and me["name"] == "app1"
     assert me["user"] == "default" and me["resp"] == "2" and me["multi"] == "-1"
     assert me["flags"] == "N" and me["db"] == "0" and me["sub"] == "0"
+    # as redis shows the connection running it: its own request in qbuf
+    assert me["qbuf"] == "26" and me["cmd"] == "client|info"
     assert me["laddr"] == f"127.0.0.1:{sc.port}"
     # another database, MULTI with queued commands: as redis shows them
     assert c("SELECT", "3") == b"OK"
@@ -115,6 +117,7 @@ def test_client_kill_filters(env, master):
     sub("SUBSCRIBE", "ch")
     assert me("CLIENT", "KILL", "TYPE", "pubsub") == 1 and sub.closed()
     assert me("CLIENT", "KILL", "TYPE", "x") == "ERR Unknown client type 'x'"
+    assert me("CLIENT", "KILL", "USER", "nosuch") == "ERR No such user 'nosuch'"
     assert me("CLIENT", "KILL", "ID", "1", "SKIPME") == "ERR syntax error"
     assert me("CLIENT", "KILL", "FOO", "1") == "ERR syntax error"
     # LADDR with SKIPME yes: every other one; SKIPME no: itself too, after its reply
@@ -161,7 +164,7 @@ def test_client_unblock(env, master):
 
 
 def test_tracking_redirect_to_another_app_connection(env, master):
-    sc = env.sidecar(master)
+    sc = env.sidecar(master, pool={"min_idle_leases": "2"})
     inv, t, w = Conn(sc.port), Conn(sc.port), Conn(sc.port)
     inv_id = inv("CLIENT", "ID")
     assert inv("SUBSCRIBE", "__redis__:invalidate")[2] == 1
@@ -187,6 +190,18 @@ def test_tracking_redirect_to_another_app_connection(env, master):
     # its ids are app connections': not on a lease, where redis would read them as its own
     assert t("CLIENT", "KILL", "ID", str(inv_id)).startswith("ERR CLIENT KILL and CLIENT UNBLOCK")
     assert inv("PING") == [b"pong", b""]                      # still there
+    # redirected to a connection that holds no lease yet: it gets one
+    n2, t2 = Conn(sc.port), Conn(sc.port)
+    n2_id = n2("CLIENT", "ID")
+    assert t2("CLIENT", "TRACKING", "ON", "REDIRECT", str(n2_id)) == b"OK"
+    assert t2("CLIENT", "GETREDIR") == n2_id
+    assert n2("SUBSCRIBE", "__redis__:invalidate")[2] == 1   # on that lease
+    assert t2("GET", "tk2") is None
+    assert w("SET", "tk2", "1") == b"OK"
+    assert n2.read() == [b"message", b"__redis__:invalidate", [b"tk2"]]
+    # a stream that owes nothing answers CLIENT itself (its ids, its list)
+    assert t2("CLIENT", "REPLY", "ON") == b"OK"
+    assert t2("CLIENT", "ID") == int(fields(t2("CLIENT", "INFO").decode())["id"])
     # a connection that never tracked: redis's answers for one
     n = Conn(sc.port)
     assert n("CLIENT", "GETREDIR") == -1
@@ -200,6 +215,10 @@ def test_client_pause_and_unpause(env, master):
     assert p("CLIENT", "PAUSE", "20000", "WRITE") == b"OK"
     wr.send("SET", "pk", "1")
     assert rd("GET", "pk") is None                            # reads go on
+    # the held write waits on a connection of its own: the others' requests
+    # (whichever shared link they take) go on, and see it blocked
+    wait_until(lambda: b"blocked_clients:1" in Conn(sc.port)("INFO", "clients"),
+               what="the write held, seen through the proxy")
     assert select.select([wr.s], [], [], 0.5)[0] == []       # the write is held
     assert p("CLIENT", "UNPAUSE") == b"OK"
     assert wr.read() == b"OK"

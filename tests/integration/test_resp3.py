@@ -219,6 +219,7 @@ def test_hello_3_while_holding_a_lease_switches_the_lease(sidecar, master):
 def test_hello_that_cannot_switch_a_connection_upstream_is_refused(sidecar, master):
     c = Conn(sidecar)
     c.call("HELLO", "3")
+    myid = c.call("CLIENT", "ID")
     assert c.call("MULTI") == b"OK"
     t, err = c.typed("HELLO", "2")
     assert t == b"-" and "inside MULTI" in str(err)
@@ -226,12 +227,15 @@ def test_hello_that_cannot_switch_a_connection_upstream_is_refused(sidecar, mast
     assert c.typed("HGETALL", "nokey") == (b"%", {})
     c.s.sendall(resp_cmd("SUBSCRIBE", "ch"))
     assert resp_read(c.f) == Push([b"subscribe", b"ch", 1])
-    t, err = c.typed("HELLO", "2")
-    assert t == b"-" and "subscribed" in str(err)
-    t, h = c.typed("HELLO", "3")           # no change: answered here
-    assert t == b"%" and h[b"proto"] == 3
+    # subscribed: HELLO goes to its lease, which switches with redis's answer
+    t, h = c.typed("HELLO", "2")
+    assert t == b"*" and h[h.index(b"proto") + 1] == 2
+    # the proxy's id in it, not the lease's
+    assert h[h.index(b"id") + 1] == myid
+    t, err = c.typed("HELLO", "3")        # subscribed in RESP2: redis refuses, as directly
+    assert t == b"-" and "allowed in this context" in str(err)
     t, v = c.typed("PROXY", "INFO")
-    assert t == b"="
+    assert t == b"$"
 
 
 def test_idle_leases_of_one_protocol_give_way_to_the_other(env, master):

@@ -174,7 +174,8 @@ int main(void)
     CHECK(KIND(c, ROUTE_STREAM, "GET", "k"));
     CHECK(KIND(c, ROUTE_STREAM, "PING"));
     CHECK(KIND(c, ROUTE_LOCAL, "QUIT"));
-    CHECK(KIND(c, ROUTE_LOCAL, "HELLO", "2"));
+    CHECK(KIND(c, ROUTE_STREAM, "HELLO", "2"));      /* its lease switches with redis */
+    CHECK(KIND(c, ROUTE_LOCAL, "HELLO", "2", "AUTH", "u", "p"));
     CHECK(KIND(c, ROUTE_ERROR, "SYNC"));
     CHECK(KIND(c, ROUTE_LOCAL, "RESET"));
     c->stream = 0;
