@@ -893,14 +893,15 @@ int link_send(struct link *l, struct req *r, const char *p, size_t n)
     if (buf_append(&l->out, p, n) < 0)
         return -1;
     /* Never inside a lease: a PING in a MULTI would be queued with it. */
+    ev_tstamp now = ev_now(pl->loop);
     if (l->state == LINK_READY && !link_is_lease(l) && l->nfifo == 0 &&
-        pl->cfg.validate_after > 0 && ev_now(pl->loop) >= pl->quiet_until &&
-        ev_now(pl->loop) - l->last_rx > pl->cfg.validate_after)
+        pl->cfg.validate_after > 0 && now - l->last_rx > pl->cfg.validate_after &&
+        now >= pl->quiet_until)
         link_validate(l, "idle before use");
     r->link = l;
     r->off = l->out_base + buf_used(&l->out) - n;
     r->len = n;
-    r->queued_at = ev_now(pl->loop);
+    r->queued_at = now;
     TAILQ_INSERT_TAIL(&l->fifo, r, link_tqe);
     l->nfifo++;
     pl->st.requests_sent++;
