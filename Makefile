@@ -16,7 +16,7 @@ PROXY_SRC := proxy/config.c proxy/command.c proxy/iptable.c proxy/client.c \
              proxy/request.c proxy/router.c proxy/lease.c proxy/upstream.c proxy/hold.c \
              proxy/session.c proxy/admin.c proxy/pause.c proxy/stats.c proxy/metrics.c \
              proxy/http.c proxy/nodes.c proxy/master.c proxy/reload.c proxy/listener.c \
-             proxy/users.c proxy/clientcmd.c proxy/main.c
+             proxy/users.c proxy/clientcmd.c proxy/stream.c proxy/main.c
 SRC       := $(LIB_SRC) $(POOL_SRC) $(HEALTH_SRC) $(PROXY_SRC)
 
 BUILD ?= build

@@ -639,3 +639,13 @@ int resp_arg_is(const struct resp_args *a, int i, const char *s)
     }
     return 1;
 }
+
+int resp_arg(const char *frame, const struct resp_frame *fr, int i, const char **p, size_t *n)
+{
+    size_t pos = 0;
+
+    for (int k = 0; k <= i; k++)
+        if (!resp_next_arg(frame, fr->len, &pos, p, n))
+            return 0;
+    return 1;
+}

@@ -92,6 +92,9 @@ struct resp_args {
     size_t      l[RESP_ARGS_MAX];
 };
 void resp_collect_args(const char *frame, const struct resp_frame *fr, struct resp_args *a);
+/* Argument i of a framed request (0 is the command's name): 1 with it
+ * in p/n, 0 when there is none. */
+int resp_arg(const char *frame, const struct resp_frame *fr, int i, const char **p, size_t *n);
 /* Argument i is s (given in lower case), case-insensitively. */
 int resp_arg_is(const struct resp_args *a, int i, const char *s);
 

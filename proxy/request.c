@@ -19,6 +19,7 @@
 #include "admin.h"
 #include "client.h"
 #include "clientcmd.h"
+#include "stream.h"
 #include "hold.h"
 #include "lease.h"
 #include "master.h"
@@ -203,11 +204,11 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
         }
         if (rt.kind == ROUTE_STREAM) {
             size_t len = fr->len;
-            clientcmd_streamed(c, rt.cmd, frame, fr);
-            if (rt.cmd && rt.cmd->local == LOCAL_HELLO && clientcmd_hello(c, frame, fr) < 0)
+            stream_counted(c, rt.cmd, frame, fr);
+            if (rt.cmd && rt.cmd->local == LOCAL_HELLO && stream_hello(c, frame, fr) < 0)
                 break;
             if (rt.cmd && rt.cmd->local == LOCAL_CLIENT) {
-                int k = clientcmd_stream(c, frame, fr, &c->sc->scratch);
+                int k = stream_client_cmd(c, frame, fr, &c->sc->scratch);
                 if (k < 0)
                     break;
                 if (k > 0) {

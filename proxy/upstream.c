@@ -5,6 +5,7 @@
 
 #include "client.h"
 #include "clientcmd.h"
+#include "stream.h"
 #include "hold.h"
 #include "lease.h"
 #include "session.h"
@@ -120,7 +121,7 @@ void upstream_on_stream(void *lessee, const char *p, size_t n, void *arg)
 
     if (c->x) {                          /* subscription counts, ids to translate */
         buf_reset(b);
-        if (clientcmd_stream_frame(c, p, n, b))
+        if (stream_frame(c, p, n, b))
             return;
         if (buf_used(b)) {
             p = buf_start(b);
