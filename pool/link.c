@@ -806,9 +806,19 @@ static void link_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
 
-    if (l->state == LINK_DOWN)
+    if (l->state == LINK_DOWN) {
         link_start(l);
-    else if (l->state == LINK_CONNECTING)
+        return;
+    }
+    /* a CLIENT PAUSE or DEBUG SLEEP holds the server's answers: wait for them */
+    ev_tstamp quiet = l->pool->quiet_until - ev_now(loop);
+    if (quiet > 0) {
+        ev_timer_set(w, quiet + (l->validating ? l->pool->cfg.ping_timeout
+                                               : l->pool->cfg.connect_timeout), 0);
+        ev_timer_start(loop, w);
+        return;
+    }
+    if (l->state == LINK_CONNECTING)
         link_down(l, LOST_CONNECT, "connect timeout");
     else if (l->validating)
         link_down(l, LOST_VALIDATION, "no reply to the validation PING within ping_timeout");
@@ -840,7 +850,7 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
             p->st.reply_timeouts++;
             link_down(l, LOST_REPLY_TIMEOUT, "no reply within reply_timeout");
         }
-    } else if (!l->validating) {     /* validation has its own, shorter, deadline */
+    } else if (!l->validating && now >= p->quiet_until) {   /* validation has its own deadline */
         char why[320];
         snprintf(why, sizeof why, "upstream %s unavailable: %s", p->cfg.name,
                  l->last_err[0] ? l->last_err : "still connecting");

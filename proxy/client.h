@@ -55,6 +55,7 @@ struct client_ext {
     const char *client_sub;    /* its last CLIENT subcommand: cmd=client|<it> */
     size_t     qbuf_now;       /* bytes of the request it is running (CLIENT LIST's qbuf) */
     long long  pause_in_multi; /* ms of a CLIENT PAUSE queued in its MULTI */
+    unsigned   redirect_target : 1; /* a RESP3 tracking redirect names it: its lease stays */
     unsigned   nxlate : 3, uncounted : 1, reply_off : 1, reply_skip : 1;
     struct buf prefixes;       /* CLIENT TRACKING ... PREFIX p: RESP bulk strings */
     int        nprefixes;
@@ -106,7 +107,8 @@ struct client {
  * database): a drain lets it finish instead of cutting it off. */
 static inline int client_holds_state(const struct client *c)
 {
-    return c->lease && (c->in_multi || c->watching || c->other_db);
+    return c->lease && (c->in_multi || c->watching || c->other_db ||
+                        (c->x && c->x->redirect_target));
 }
 
 /* Its stream (a lease in stream mode) owes it no reply and answers the

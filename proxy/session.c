@@ -391,7 +391,7 @@ static void cmd_reset(struct client *c)
         struct client_ext *x = c->x;
         free(x->name);
         x->name = NULL;
-        x->tracking = x->monitor = x->no_evict = 0;
+        x->tracking = x->monitor = x->no_evict = x->redirect_target = 0;
         x->sub = x->psub = x->ssub = 0;
         x->redir = 0;
         x->owed = x->nxlate = x->uncounted = x->reply_off = x->reply_skip = 0;

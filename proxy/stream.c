@@ -27,15 +27,23 @@ static void lease_for_redirect(struct client *t)
     struct pool *p = m ? client_pool(t, m) : NULL;
     struct link *l;
 
+    /* the leases kept ready are RESP2: a RESP3 target's switches */
     if (!p || t->inflight || !TAILQ_EMPTY(&t->pending) || t->partial || t->closing ||
-        !client_ext(t) || !(l = pool_lease(p, t, t->resp3)))
+        !client_ext(t) || !(l = pool_lease(p, t, 0)))
         return;
-    if (l->state != LINK_READY || l->server_id <= 0) {
+    if (l->state != LINK_READY || l->server_id <= 0 ||
+        (t->resp3 && pool_lease_protocol(l, 1) < 0)) {
         pool_unlease(p, l);              /* a new one: its id comes too late */
         return;
     }
     t->lease = l;
-    t->stream = 1;
+    if (t->resp3) {
+        /* invalidations are pushes, which reach a lease's holder as they
+         * come: it keeps the lease (as state) and goes on as it was */
+        t->x->redirect_target = 1;
+        return;
+    }
+    t->stream = 1;                       /* RESP2: they are pub/sub messages */
     pool_lease_stream(l);
 }
 
@@ -173,11 +181,12 @@ int stream_hello(struct client *c, const char *frame, const struct resp_frame *f
 static void xlate_reply(struct client *c, const char *p, size_t n, struct buf *out)
 {
     const char *at = p, *end = p + n;
-    const char *key = memmem(p, n, "redirect\r\n", 10);
+    /* the key whole: "broken_redirect" is one of TRACKINGINFO's flags */
+    const char *key = memmem(p, n, "$8\r\nredirect\r\n", 14);
     int hello = 0;
 
     if (key)
-        at = key + 10;
+        at = key + 14;
     else if ((key = memmem(p, n, "$2\r\nid\r\n", 8)) != NULL)
         at = key + 8, hello = 1;
     if (at >= end || *at != ':') {
@@ -268,8 +277,16 @@ int stream_frame(struct client *c, const char *p, size_t n, struct buf *out)
             x->ssub = count;
         return 0;
     }
-    if (p[0] == '>' || x->uncounted)
+    if (p[0] == '>')
         return 0;                        /* a push answers nothing */
+    if (x->uncounted) {
+        /* replies not counted: TRACKINGINFO's and HELLO's shapes are their own */
+        if (n > 20 && (memcmp(p + 2, "\r\n$5\r\nflags\r\n", 13) == 0 ||
+                       memcmp(p + 2, "\r\n$6\r\nserver\r\n", 14) == 0 ||
+                       memcmp(p + 3, "\r\n$6\r\nserver\r\n", 14) == 0))
+            xlate_reply(c, p, n, out);
+        return 0;
+    }
     int hit = x->nxlate && x->xlate_at[0] == 0;
     if (hit) {
         x->nxlate--;

@@ -199,6 +199,18 @@ def test_tracking_redirect_to_another_app_connection(env, master):
     assert t2("GET", "tk2") is None
     assert w("SET", "tk2", "1") == b"OK"
     assert n2.read() == [b"message", b"__redis__:invalidate", [b"tk2"]]
+    # a RESP3 target: its lease switches, and the invalidations reach it as pushes
+    n3, t3 = Conn(sc.port), Conn(sc.port)
+    n3.s.sendall(resp_cmd("HELLO", "3"))
+    assert n3.read()[b"proto"] == 3
+    n3_id = n3("CLIENT", "ID")
+    assert t3("CLIENT", "TRACKING", "ON", "REDIRECT", str(n3_id)) == b"OK"
+    assert t3("GET", "tk3") is None
+    assert w("SET", "tk3", "1") == b"OK"
+    assert n3.read() == [b"invalidate", [b"tk3"]]
+    assert n3("PING") == b"PONG"                  # and it goes on as it was
+    info = t3("CLIENT", "TRACKINGINFO")
+    assert info[3] == n3_id
     # a stream that owes nothing answers CLIENT itself (its ids, its list)
     assert t2("CLIENT", "REPLY", "ON") == b"OK"
     assert t2("CLIENT", "ID") == int(fields(t2("CLIENT", "INFO").decode())["id"])
