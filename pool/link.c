@@ -81,6 +81,7 @@ static void unlink_req(struct link *l, struct req *r)
 {
     TAILQ_REMOVE(&l->fifo, r, link_tqe);
     l->nfifo--;
+    l->scripts -= (r->flags & REQ_SCRIPT) != 0;
     r->link = NULL;
 }
 
@@ -170,6 +171,9 @@ static void settle(struct link *l, const char *why, int reconnect)
     l->out_base = l->sent = 0;
     TAILQ_CONCAT(&l->fifo, &keep, link_tqe);
     l->nfifo = kept;
+    l->scripts = 0;
+    TAILQ_FOREACH(r, &l->fifo, link_tqe)
+        l->scripts += (r->flags & REQ_SCRIPT) != 0;
     while ((r = TAILQ_FIRST(&back)) != NULL) {
         TAILQ_REMOVE(&back, r, link_tqe);
         r->link = NULL;
@@ -874,7 +878,10 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         unsigned n = 0;
         TAILQ_FOREACH(r, &l->fifo, link_tqe)
             n++;
-        assert(n == l->nfifo && l->ahead <= l->nfifo);
+        unsigned k = 0;
+        TAILQ_FOREACH(r, &l->fifo, link_tqe)
+            k += (r->flags & REQ_SCRIPT) != 0;
+        assert(n == l->nfifo && l->ahead <= l->nfifo && k == l->scripts);
     }
     if (l->nfifo == 0)
         ev_timer_stop(loop, w);
@@ -914,6 +921,7 @@ int link_send(struct link *l, struct req *r, const char *p, size_t n)
     r->queued_at = now;
     TAILQ_INSERT_TAIL(&l->fifo, r, link_tqe);
     l->nfifo++;
+    l->scripts += (r->flags & REQ_SCRIPT) != 0;
     pl->st.requests_sent++;
     if (l->state == LINK_READY)
         pool_mark_dirty(pl, l);

@@ -65,6 +65,7 @@ struct link {
     struct resp_framer fr;
     struct req_fifo fifo;       /* requests not yet answered, oldest first */
     unsigned     nfifo;         /* their count (checked against fifo in make asan) */
+    unsigned     scripts;       /* REQ_SCRIPT requests among them */
     double       backoff;       /* next reconnect delay, seconds */
     int          dirty;         /* on the pool's flush list */
     TAILQ_ENTRY(link) dirty_tqe;

@@ -300,6 +300,16 @@ struct link *pool_link_resp3(struct pool *p, uint64_t key)
     return &p->links[1][key % (uint64_t)p->cfg.connections];
 }
 
+struct link *pool_link_free_of_scripts(const struct pool *p, struct link *l)
+{
+    struct link *set = p->links[l->resp3];
+
+    for (int i = 0; set && i < p->cfg.connections; i++)
+        if (set[i].state == LINK_READY && !set[i].scripts)
+            return &set[i];
+    return l;
+}
+
 int pool_open_resp3(struct pool *p)
 {
     return p->links[1] || open_resp3(p) ? 0 : -1;

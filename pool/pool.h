@@ -166,6 +166,9 @@ static inline struct link *pool_link_peek(const struct pool *p, uint64_t key, in
 
     return set ? &set[key % (uint64_t)p->cfg.connections] : NULL;
 }
+/* Another ready link of l's set with no script in flight, or l itself:
+ * for a client with nothing in flight, whose link a script holds. */
+struct link *pool_link_free_of_scripts(const struct pool *p, struct link *l);
 /* The RESP3 set, opened if it is not: 0, or -1 out of memory. */
 int pool_open_resp3(struct pool *p);
 /* For link.c: the link has bytes to write in this iteration. */

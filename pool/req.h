@@ -33,6 +33,9 @@ struct link;
  * its holder's last request; bits 17-19 say which command it is. */
 #define REQ_HANDSHAKE   0x10000
 #define REQ_HS_SHIFT    17
+/* A script (EVAL, FCALL...): while one is on a link, clients with nothing
+ * in flight take another (it may run past busy-reply-threshold). */
+#define REQ_SCRIPT      0x400000
 /* Owner's again: an AUTH sent for HELLO (REQ_AUTH), and HELLO's protocol. */
 #define REQ_HELLO       0x100000
 #define REQ_HELLO3      0x200000

@@ -67,7 +67,10 @@ static const struct command commands[] = {
     {"geopos", R, 0, 0}, {"geodist", R, 0, 0}, {"geohash", R, 0, 0},
     {"georadius_ro", R, 0, 0}, {"georadiusbymember_ro", R, 0, 0}, {"geosearch", R, 0, 0},
     {"dump", R, 0, 0}, {"object", R, 0, 0}, {"lcs", R, 0, 0}, {"sort_ro", R, 0, 0},
-    {"eval_ro", R, 0, 0}, {"evalsha_ro", R, 0, 0}, {"fcall_ro", R, 0, 0},
+    {"eval_ro", R | CMD_SCRIPT_RUN, 0, 0}, {"evalsha_ro", R | CMD_SCRIPT_RUN, 0, 0},
+    {"fcall_ro", R | CMD_SCRIPT_RUN, 0, 0},
+    {"eval", CMD_SCRIPT_RUN, 0, 0}, {"evalsha", CMD_SCRIPT_RUN, 0, 0},
+    {"fcall", CMD_SCRIPT_RUN, 0, 0},
     {"ping", R, 0, 0}, {"echo", R, 0, 0},
 };
 

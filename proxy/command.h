@@ -15,6 +15,7 @@
 #define CMD_NOT_YET   0x80   /* needs a lease the proxy cannot manage yet */
 #define CMD_STREAM    0x100  /* pub/sub: its lease streams every frame to the client */
 #define CMD_FROM_SERVER 0x200 /* learnt from the server's COMMAND reply (allocated) */
+#define CMD_SCRIPT_RUN 0x800 /* EVAL, FCALL...: may run past busy-reply-threshold */
 #define CMD_NO_MULTI  0x400  /* refused, but inside MULTI redis refuses it itself (and
                               * the transaction with it): sent there */
 

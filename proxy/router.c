@@ -272,6 +272,13 @@ static inline __attribute__((always_inline)) void shared(struct client *c, struc
               n->pool->cfg.name);
         return;
     }
+    /* A script may run past busy-reply-threshold: what comes behind it on
+     * its link waits for it, where directly it would get BUSY. A client
+     * with nothing in flight (its order cannot break) takes another. */
+    if (__builtin_expect(rt->link->scripts != 0, 0) && !c->inflight)
+        rt->link = pool_link_free_of_scripts(p, rt->link);
+    if (__builtin_expect(rt->cmd && (rt->cmd->flags & CMD_SCRIPT_RUN), 0))
+        rt->flags |= REQ_SCRIPT;
     rt->kind = ROUTE_SHARED;
     rt->node = n;
 }
