@@ -396,19 +396,27 @@ static void build_handshake(const struct link *l, int reset, struct hs_build *h)
         const char *sel[] = {"SELECT", db};
         hs_add(h, HS_SELECT, 2, sel);
     }
+    /* An app's ACL user may not have CLIENT or PING, and each refusal
+     * would be an entry in its ACL LOG that the app never caused: its
+     * links ask only what every user may (HELLO), and stay unnamed. */
+    int app_user = c->auth_final;
     const char *name[] = {"CLIENT", "SETNAME", link_is_lease(l) ? "sidecar-lease"
                                                                  : "sidecar-data"};
-    hs_add(h, HS_NAME, 3, name);
+    if (!app_user)
+        hs_add(h, HS_NAME, 3, name);
     /* A new lease learns its id on the server: CLIENT UNBLOCK and
      * TRACKING REDIRECT name an app connection by the lease serving it. */
     if (link_is_lease(l) && !reset) {
-        const char *id[] = {"CLIENT", "ID"};
-        hs_add(h, HS_ID, 2, id);
+        const char *id[] = {"CLIENT", "ID"}, *hello[] = {"HELLO"};
+        if (app_user)
+            hs_add(h, HS_ID, 1, hello);
+        else
+            hs_add(h, HS_ID, 2, id);
     }
     /* A new lease asks whether the server is loading its data (the
      * commands above run then, MULTI and BLPOP would not): its holder's
      * requests then wait for it as a shared link's would. */
-    if (link_is_lease(l) && !reset) {
+    if (link_is_lease(l) && !reset && !app_user) {
         const char *ping[] = {"PING", "sidecar"};   /* told apart in MONITOR */
         hs_add(h, HS_PING, 2, ping);
     }
@@ -490,11 +498,15 @@ void link_validate(struct link *l, const char *why)
 {
     struct pool *p = l->pool;
     const char *ping[] = {"PING", "sidecar"};  /* told apart in MONITOR */
+    const char *hello[] = {"HELLO"};           /* any ACL user may (see build_handshake) */
     struct hs_build h = {0};
 
     log_debug("link %s#%d validating: %s", p->cfg.name, l->idx, why);
     p->st.validations++;
-    hs_add(&h, HS_PING, 2, ping);
+    if (p->cfg.auth_final)
+        hs_add(&h, HS_PING, 1, hello);
+    else
+        hs_add(&h, HS_PING, 2, ping);
     install(l, &h);
     l->validating = 1;
     l->validate_started = ev_now(p->loop);
@@ -535,7 +547,8 @@ static int judge(struct link *l, enum hs_kind kind, const char *p, size_t n)
     int m = (int)(n - 3 > 120 ? 120 : n - 3);
 
     if (kind == HS_ID) {                 /* refused by an ACL: unknown, that is all */
-        l->server_id = p[0] == ':' ? strtoll(p + 1, NULL, 10) : 0;
+        const char *id = p[0] == ':' ? p : memmem(p, n, "$2\r\nid\r\n:", 9);
+        l->server_id = !id ? 0 : strtoll(id + (p[0] == ':' ? 1 : 9), NULL, 10);
         return 0;
     }
     if (p[0] != '-')

@@ -223,7 +223,7 @@ static int own_line(const struct sidecar *sc, const char *p, size_t n)
 {
     static const char *const own[] = {
         "\"CLIENT\" \"SETNAME\" \"sidecar-", "\"CLIENT\" \"ID\"\r", "\"RESET\"\r",
-        "\"PING\" \"sidecar\"\r", "\"PUBLISH\" \"__redis-sidecar__:wait\"",
+        "\"PING\" \"sidecar\"\r", "\"PUBLISH\" \"__redis-sidecar__:wait\"", "\"HELLO\"\r",
     };
     static const char *const health[] = {"\"ROLE\"\r", "\"COMMAND\"", "\"INFO\" \"server\"\r"};
     const char *cmd = memmem(p, n, "] \"", 3), *colon;
