@@ -195,7 +195,9 @@ def test_debug_goes_to_the_master_on_a_lease(env):
     assert r.get("k") == b"v"
     assert sc.counter("links_lost_reply_timeout") == 0
     assert sc.counter("errors_link_lost_after_send") == 0
-    assert len(m.links("sidecar-lease")) == 1          # one lease, taken, given back, reused
+    # leases taken and given back (r2's may still be being reset when r
+    # wants one: then r gets a second)
+    assert 1 <= len(m.links("sidecar-lease")) <= 2
     # DEBUG PROTOCOL attrib: redis's own bytes, RESP2 and RESP3 (an attribute
     # before the reply)
     for hello in ("2", "3"):
