@@ -872,7 +872,8 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         snprintf(why, sizeof why, "upstream %s unavailable: %s", p->cfg.name,
                  l->last_err[0] ? l->last_err : "still connecting");
         while ((r = TAILQ_FIRST(&l->fifo)) != NULL &&
-               now - r->queued_at >= p->cfg.queue_timeout) {
+               now - (r->queued_at > p->quiet_until ? r->queued_at : p->quiet_until) >=
+               p->cfg.queue_timeout) {
             size_t len = r->len;
             l->ahead -= (r->flags & REQ_HANDSHAKE) != 0;   /* a lease's, sent ahead */
             p->st.failed_unavailable++;

@@ -251,7 +251,7 @@ static void cmd_pause(struct client *c, const struct resp_args *a, const char *f
     (void)a;
     /* a pause starts with redis's +OK (clientcmd_quiet_answered) */
     if (resp_arg_is(a, 1, "unpause"))
-        master_paused(c->sc, 0);
+        master_paused(c->sc, 0, 1);
     to_master(c, frame, fr->len, REQ_QUIET);
 }
 
@@ -268,10 +268,10 @@ void clientcmd_quiet_answered(struct client *c, const char *req, size_t reqlen, 
     resp_collect_args(req, &f.fr, &a);
     int ok = n >= 3 && p[0] == '+';
     if (resp_arg_is(&a, 0, "debug") && !ok)           /* refused: it sleeps not */
-        master_paused(c->sc, 0);
+        master_paused(c->sc, 0, 1);
     else if (resp_arg_is(&a, 0, "client") && resp_arg_is(&a, 1, "pause") && ok &&
              resp_parse_ll(a.v[2], a.l[2], &ms) == 0 && ms > 0)
-        master_paused(c->sc, ms / 1000.0 > 86400 ? 86400 : ms / 1000.0);
+        master_paused(c->sc, ms / 1000.0 > 86400 ? 86400 : ms / 1000.0, 1);
 }
 
 /* CLIENT UNBLOCK id [TIMEOUT|ERROR]: the app connection's blocking call
@@ -469,7 +469,7 @@ void clientcmd_in_multi(struct client *c, const struct command *cmd, const char 
     if (cmd && cmd->state == STATE_END_MULTI) {
         /* EXEC runs a CLIENT PAUSE queued in it; DISCARD drops it */
         if (x->pause_in_multi && strcmp(cmd->name, "exec") == 0)
-            master_paused(c->sc, x->pause_in_multi / 1000.0);
+            master_paused(c->sc, x->pause_in_multi / 1000.0, 1);
         x->pause_in_multi = 0;
     } else if (cmd && cmd->local == LOCAL_CLIENT && fr->argc >= 3 &&
                resp_arg(frame, fr, 1, &p, &n) && n == 5 && strncasecmp(p, "pause", 5) == 0 &&

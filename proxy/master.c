@@ -401,7 +401,7 @@ static void on_pause_over(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
 
-    sc->server_paused_until = 0;
+    sc->server_paused_until = sc->clients_paused_until = 0;
     if (m && m->health.down && !m->pool->down)
         on_node_health(m, 0, "health checks failing after the CLIENT PAUSE ended");
 }
@@ -438,7 +438,7 @@ int master_start(struct sidecar *sc, char *err, size_t errlen)
     return 0;
 }
 
-void master_paused(struct sidecar *sc, double seconds)
+void master_paused(struct sidecar *sc, double seconds, int clients)
 {
     ev_tstamp until = seconds > 0 ? ev_now(sc->loop) + seconds : 0;
     struct pool *p;
@@ -448,6 +448,8 @@ void master_paused(struct sidecar *sc, double seconds)
         return;                          /* a longer pause is under way: redis keeps it */
 
     sc->server_paused_until = until;
+    if (clients || !until)
+        sc->clients_paused_until = until;
     TAILQ_FOREACH(n, &sc->nodes, tqe)
         if (n == sc->master)
             NODE_FOREACH_POOL(sc, n, p)

@@ -15,8 +15,9 @@ int master_start(struct sidecar *sc, char *err, size_t errlen);
 void master_stop(struct sidecar *sc);
 /* An app sent CLIENT PAUSE for this long, or DEBUG SLEEP (0: UNPAUSE):
  * until it is over (the longest, as redis keeps it), the master's silence
- * is no failure (health checks, reply timeouts). */
-void master_paused(struct sidecar *sc, double seconds);
+ * is no failure (health checks, reply timeouts); `clients` (a CLIENT
+ * PAUSE, which holds some clients and not others): requests take leases. */
+void master_paused(struct sidecar *sc, double seconds, int clients);
 /* Reload, with sc->cfg the new config: nodes whose address went, and
  * every node when the links' database or count changed, are retired
  * (in-flight requests finish, then their links close) and new ones

@@ -228,7 +228,7 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
          * unless redis refuses it (clientcmd_quiet_answered) */
         if (__builtin_expect(rt.block > 0, 0) && isfinite(rt.block) && rt.cmd &&
             strcmp(rt.cmd->name, "debug") == 0) {
-            master_paused(c->sc, rt.block > 86400 ? 86400 : rt.block);
+            master_paused(c->sc, rt.block > 86400 ? 86400 : rt.block, 0);
             rt.flags |= REQ_QUIET;
         }
         forward(c, c->lease, frame, fr->len, rt.flags, rt.block);

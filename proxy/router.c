@@ -336,7 +336,7 @@ static int paused(const struct client *c)
     const struct sidecar *sc = c->sc;
     const struct pool *p = sc->master ? client_pool(c, sc->master) : NULL;
 
-    return p && ev_now(sc->loop) < sc->server_paused_until &&
+    return p && ev_now(sc->loop) < sc->clients_paused_until &&
            pool_leases(p) < p->cfg.max_leased;
 }
 
@@ -489,7 +489,7 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
     }
     rt->fanout = cmd && cmd->state == STATE_SCRIPT && fr->argc >= 3 &&
                  arg_is(frame, fr, 1, "load");
-    if (__builtin_expect(sc->server_paused_until != 0, 0) && !rt->fanout && paused(c)) {
+    if (__builtin_expect(sc->clients_paused_until != 0, 0) && !rt->fanout && paused(c)) {
         lease(c, cmd, frame, fr, rt);
         return;
     }

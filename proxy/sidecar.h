@@ -126,7 +126,8 @@ struct sidecar {
     struct node          *candidate; /* named by the sentinels, ROLE not yet seen */
     ev_tstamp             candidate_since;
     int                   candidate_named; /* by the sentinels, not just configured */
-    ev_tstamp             server_paused_until; /* CLIENT PAUSE sent by an app */
+    ev_tstamp             server_paused_until; /* CLIENT PAUSE or DEBUG SLEEP an app sent */
+    ev_tstamp             clients_paused_until; /* CLIENT PAUSE: requests take leases */
     ev_timer              pause_over_w;
     ev_tstamp             master_confirmed_at; /* its last ROLE that said master went out */
     ev_tstamp             switched_at;
