@@ -81,7 +81,8 @@ static void unlink_req(struct link *l, struct req *r)
 {
     TAILQ_REMOVE(&l->fifo, r, link_tqe);
     l->nfifo--;
-    l->scripts -= (r->flags & REQ_SCRIPT) != 0;
+    if (__builtin_expect(r->flags & REQ_SCRIPT, 0))
+        l->scripts--;
     r->link = NULL;
 }
 
@@ -935,7 +936,8 @@ int link_send(struct link *l, struct req *r, const char *p, size_t n)
     r->queued_at = now;
     TAILQ_INSERT_TAIL(&l->fifo, r, link_tqe);
     l->nfifo++;
-    l->scripts += (r->flags & REQ_SCRIPT) != 0;
+    if (__builtin_expect(r->flags & REQ_SCRIPT, 0))
+        l->scripts++;
     pl->st.requests_sent++;
     if (l->state == LINK_READY)
         pool_mark_dirty(pl, l);

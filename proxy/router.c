@@ -277,8 +277,6 @@ static inline __attribute__((always_inline)) void shared(struct client *c, struc
      * with nothing in flight (its order cannot break) takes another. */
     if (__builtin_expect(rt->link->scripts != 0, 0) && !c->inflight)
         rt->link = pool_link_free_of_scripts(p, rt->link);
-    if (__builtin_expect(rt->cmd && (rt->cmd->flags & CMD_SCRIPT_RUN), 0))
-        rt->flags |= REQ_SCRIPT;
     rt->kind = ROUTE_SHARED;
     rt->node = n;
 }
@@ -471,6 +469,8 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
                (cmd && (cmd->flags & CMD_MAYBLOCK) && has_block_arg(frame, fr->len))) {
         lease(c, cmd, frame, fr, rt);
         return;
+    } else if (cmd && (cmd->flags & CMD_SCRIPT_RUN)) {
+        rt->flags |= REQ_SCRIPT;          /* its link is avoided while it runs */
     }
     /* SCRIPT KILL and FUNCTION KILL go on a connection of their own: on
      * a shared link they could wait behind the very script they kill. */
