@@ -562,6 +562,10 @@ cg_run() { # TARGET N -> IR
     "start_$t" valgrind --tool=callgrind --callgrind-out-file="$f"
     wait_ready "$t" 120 || die "$t did not start under callgrind"
     pid=$(pid_of "$t")
+    # what a proxy does once after it starts (the sidecar learns the
+    # master's COMMAND table) belongs to the empty run too, however soon
+    # under callgrind it would otherwise be stopped
+    [ "$n" -gt 0 ] || sleep 3
     if [ "$n" -gt 0 ]; then
         if ! watch_run "$t" 1800 "$TMP/cg.rb.out" "$TMP/cg.rb.err" taskset -c "$CPU_CLIENT" \
             redis-benchmark -h 127.0.0.1 -p "$(port_of "$t")" -c 50 -n "$n" -t get,set -P 1 --csv ||
@@ -766,7 +770,7 @@ NOTES=(
     "twemproxy: nutcracker, server_connections $POOL, client_connections 0 (unlimited), default 16 KiB mbufs, -v 4; redis-sidecar: [pool] connections $POOL, log level warn"
     "RSS: VmRSS from /proc/PID/status of a freshly started proxy, before and with $IDLE connections from one Python process, each of which sent PING and read PONG"
     "links: max over samples of the lines in the master's CLIENT LIST (minus the redis-cli asking) while redis-benchmark -t get -c 500 -P 1 -n $N_LINKS ran through the proxy alone"
-    "instructions: callgrind total Ir of the proxy for '$CG_CMD' minus a run that starts, answers one PING and stops; divided by $CG_REQ requests (includes the 100 client connects/closes)"
+    "instructions: callgrind total Ir of the proxy for '$CG_CMD' minus a run that starts, answers one PING, waits 3 s and stops; divided by $CG_REQ requests (includes the 100 client connects/closes); the sidecar without leases kept ready (min_idle_leases = 0)"
 )
 
 VERS="redis-server $(redis-server --version | grep -o 'v=[^ ]*' | cut -c3-), $("$NUTCRACKER_BIN" -V 2>&1 | head -1 | sed "s/^This is //"), $(valgrind --version), $("$SIDECAR_BIN" --version 2>/dev/null) (binary $SIDECAR_BIN built $(date -u -r "$SIDECAR_BIN" '+%Y-%m-%d %H:%M UTC'); $(git_note)$(stale_note))"
