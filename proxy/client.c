@@ -192,7 +192,6 @@ void client_free_closed(struct sidecar *sc)
         if (c->x) {
             free(c->x->name);
             free(c->x->hello_name);
-            buf_free(&c->x->prefixes);
         }
         free(c->x);
         free(c);

@@ -47,7 +47,7 @@ struct client_ext {
     int        sub, psub, ssub; /* subscriptions, from its stream's confirmations */
     int        multi;          /* commands queued in its MULTI */
     long long  redir;          /* CLIENT TRACKING ... REDIRECT: an app connection's id */
-    unsigned   tracking : 1, bcast : 1, optin : 1, optout : 1, noloop : 1;
+    unsigned   tracking : 1;
     unsigned   monitor : 1, no_evict : 1;
     /* On its stream: replies owed, and how many are owed ahead of each
      * GETREDIR/TRACKINGINFO reply still to translate (clientcmd.c) */
@@ -57,8 +57,6 @@ struct client_ext {
     long long  pause_in_multi; /* ms of a CLIENT PAUSE queued in its MULTI */
     unsigned   redirect_target : 1; /* a RESP3 tracking redirect names it: its lease stays */
     unsigned   nxlate : 3, uncounted : 1, reply_off : 1, reply_skip : 1;
-    struct buf prefixes;       /* CLIENT TRACKING ... PREFIX p: RESP bulk strings */
-    int        nprefixes;
 };
 
 /* Allocated by client_new(); freed only by the loop's flush step after

@@ -127,13 +127,10 @@ static float blocking_for(const struct command *cmd, const char *frame,
 /* The n-th argument (0 = the command) is s, case-insensitively. */
 static int arg_is(const char *frame, const struct resp_frame *fr, int i, const char *s)
 {
-    size_t pos = 0, n, sl = strlen(s);
+    size_t n, sl = strlen(s);
     const char *a;
 
-    for (int k = 0; k <= i; k++)
-        if (!resp_next_arg(frame, fr->len, &pos, &a, &n))
-            return 0;
-    return n == sl && strncasecmp(a, s, n) == 0;
+    return resp_arg(frame, fr, i, &a, &n) && n == sl && strncasecmp(a, s, n) == 0;
 }
 
 static int needs_auth(const struct client *c, const struct command *cmd)

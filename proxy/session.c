@@ -395,8 +395,6 @@ static void cmd_reset(struct client *c)
         x->sub = x->psub = x->ssub = 0;
         x->redir = 0;
         x->owed = x->nxlate = x->uncounted = x->reply_off = x->reply_skip = 0;
-        buf_free(&x->prefixes);
-        x->nprefixes = 0;
     }
     c->authed = c->sc->cfg->password == NULL;
     users_set(c, NULL);

@@ -62,29 +62,21 @@ int stream_client_cmd(struct client *c, const char *frame, const struct resp_fra
     int on = n == 2 && strncasecmp(p, "on", 2) == 0;
     long long redir = 0;
     int at = -1;
-    buf_free(&x->prefixes);
-    x->nprefixes = 0;
-    x->bcast = x->optin = x->optout = x->noloop = 0;
-    for (int i = 3; i < fr->argc && resp_arg(frame, fr, i, &p, &n); i++) {
-        const char *v;
-        size_t vl;
-        if (n == 8 && strncasecmp(p, "redirect", 8) == 0 && resp_arg(frame, fr, i + 1, &v, &vl)) {
-            if (resp_parse_ll(v, vl, &redir) < 0)
-                return 0;                /* redis's own error */
-            at = ++i;
-        } else if (n == 6 && strncasecmp(p, "prefix", 6) == 0 &&
-                   resp_arg(frame, fr, i + 1, &v, &vl)) {
-            buf_appendf(&x->prefixes, "$%zu\r\n", vl);
-            buf_append(&x->prefixes, v, vl);
-            buf_append(&x->prefixes, "\r\n", 2);
-            x->nprefixes++;
-            i++;
-        } else {
-            x->bcast |= n == 5 && strncasecmp(p, "bcast", 5) == 0;
-            x->optin |= n == 5 && strncasecmp(p, "optin", 5) == 0;
-            x->optout |= n == 6 && strncasecmp(p, "optout", 6) == 0;
-            x->noloop |= n == 6 && strncasecmp(p, "noloop", 6) == 0;
-        }
+    size_t pos = 0;
+    for (int i = 0; i < 3; i++)                  /* CLIENT TRACKING ON|OFF */
+        resp_next_arg(frame, fr->len, &pos, &p, &n);
+    /* the options after: REDIRECT's id is what matters here; a PREFIX's
+     * argument is skipped, whatever it says */
+    for (int i = 3; resp_next_arg(frame, fr->len, &pos, &p, &n); i++) {
+        int redirect = n == 8 && strncasecmp(p, "redirect", 8) == 0;
+        if (!redirect && (n != 6 || strncasecmp(p, "prefix", 6) != 0))
+            continue;
+        if (!resp_next_arg(frame, fr->len, &pos, &p, &n))
+            break;
+        if (redirect && resp_parse_ll(p, n, &redir) < 0)
+            return 0;                    /* redis's own error */
+        at = redirect ? i + 1 : at;
+        i++;
     }
     x->tracking = on;
     x->redir = on ? redir : 0;
@@ -103,7 +95,8 @@ int stream_client_cmd(struct client *c, const char *frame, const struct resp_fra
     }
     buf_reset(out);
     buf_appendf(out, "*%lld\r\n", fr->argc);
-    for (int i = 0; i < fr->argc && resp_arg(frame, fr, i, &p, &n); i++) {
+    pos = 0;
+    for (int i = 0; resp_next_arg(frame, fr->len, &pos, &p, &n); i++) {
         char sid[24];
         if (i == at)
             n = (size_t)snprintf(sid, sizeof sid, "%lld", t->lease->server_id), p = sid;
