@@ -33,6 +33,7 @@ struct pool_config {
     int         tcp_user_timeout_ms;
     int         auth_final;       /* an app's ACL user: a WRONGPASS to the handshake's
                                    * AUTH ends the pool (on_auth_refused), no retry */
+    int         owner_tag;        /* the owner's, for its callbacks (an app user's index + 1) */
 };
 
 /* How the pool hands things back to its owner (set once, at pool_new). */

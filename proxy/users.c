@@ -41,6 +41,7 @@ static struct pool *open_pool(struct sidecar *sc, struct user *u, struct node *n
     pc.username = u->name;
     pc.password = u->pass;
     pc.auth_final = 1;
+    pc.owner_tag = u->idx + 1;
     cb.on_auth_refused = users_on_auth_refused;
     struct pool *p = pool_new(sc->loop, &pc, &sc->cache, &cb);
     if (p && sc->resp3_seen)
@@ -285,25 +286,11 @@ void users_reconfigure(struct sidecar *sc)
                 up.username = p->cfg.username;
                 up.password = p->cfg.password;
                 up.auth_final = 1;
+                up.owner_tag = p->cfg.owner_tag;
                 pool_configure(p, &up);
             }
     if (sc->nusers)
         tick_soon(sc);
-}
-
-static struct user *owner_of(struct sidecar *sc, const struct pool *p)
-{
-    const struct node *n;
-
-    TAILQ_FOREACH(n, &sc->nodes, tqe)
-        for (int i = 0; i < sc->users_hi; i++)
-            if (n->upool[i] == p)
-                return sc->users[i];
-    TAILQ_FOREACH(n, &sc->retiring, tqe)
-        for (int i = 0; i < sc->users_hi; i++)
-            if (n->upool[i] == p)
-                return sc->users[i];
-    return NULL;
 }
 
 /* Redis no longer takes the password u's links reconnect with (it was
@@ -313,7 +300,7 @@ static struct user *owner_of(struct sidecar *sc, const struct pool *p)
 void users_on_auth_refused(struct pool *p, const char *reply, size_t n, void *arg)
 {
     struct sidecar *sc = arg;
-    struct user *u = owner_of(sc, p);
+    struct user *u = p->cfg.owner_tag > 0 ? sc->users[p->cfg.owner_tag - 1] : NULL;
     struct client *c, *next;
     struct node *nd;
 

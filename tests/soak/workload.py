@@ -256,6 +256,25 @@ class Worker(threading.Thread):
     def step(self):
         raise NotImplementedError
 
+    def judged_write(self, cmd, good, record):
+        """Send one write and record how it ended: OK when its reply is
+        good, MAYBE when the reply is unexpected or the link was lost (Lost
+        goes on up), or what its error says (outcome())."""
+        self.wl.stats.sent(self.kind, 1)
+        try:
+            r = self.conn.call(cmd)[0]
+        except Lost:
+            record(MAYBE)
+            raise
+        if is_err(r):
+            self.wl.stats.error(self.kind, f"{cmd[0]}: {r}")
+            record(outcome(str(r)))
+        elif good(r):
+            record(OK)
+        else:
+            self.wl.stats.mismatch(self.kind, f"{cmd[0]} reply", repr(r)[:200])
+            record(MAYBE)
+
 
 class Writer(Worker):
     """RPUSH of a unique number to its own list, SET of a unique key, GET
@@ -423,21 +442,9 @@ class Producer(Worker):
         self.seq += 1
         n = self.seq
         t0 = time.monotonic()
-        self.wl.stats.sent(self.kind, 1)
-        try:
-            r = self.conn.call(("RPUSH", f"soak:q:{self.idx}", f"{self.idx}:{n}"))[0]
-        except Lost:
-            self.records.append((n, t0, time.monotonic(), MAYBE))
-            raise
-        if is_err(r):
-            self.wl.stats.error(self.kind, f"RPUSH: {r}")
-            how = outcome(str(r))
-        elif isinstance(r, int) and r >= 1:
-            how = OK
-        else:
-            self.wl.stats.mismatch(self.kind, "RPUSH reply", repr(r)[:200])
-            how = MAYBE
-        self.records.append((n, t0, time.monotonic(), how))
+        self.judged_write(("RPUSH", f"soak:q:{self.idx}", f"{self.idx}:{n}"),
+                          lambda r: isinstance(r, int) and r >= 1,
+                          lambda how: self.records.append((n, t0, time.monotonic(), how)))
 
 
 class Consumer(Worker):
@@ -496,20 +503,9 @@ class Publisher(Worker):
     def step(self):
         self.seq += 1
         n = self.seq
-        self.wl.stats.sent(self.kind, 1)
-        try:
-            r = self.conn.call(("PUBLISH", Subscriber.channel(self.idx), f"{self.idx}:{n}"))[0]
-        except Lost:
-            self.records.append((n, MAYBE))
-            raise
-        if is_err(r):
-            self.wl.stats.error(self.kind, f"PUBLISH: {r}")
-            self.records.append((n, outcome(str(r))))
-        elif isinstance(r, int) and r >= 0:
-            self.records.append((n, OK))
-        else:
-            self.wl.stats.mismatch(self.kind, "PUBLISH reply", repr(r)[:200])
-            self.records.append((n, MAYBE))
+        self.judged_write(("PUBLISH", Subscriber.channel(self.idx), f"{self.idx}:{n}"),
+                          lambda r: isinstance(r, int) and r >= 0,
+                          lambda how: self.records.append((n, how)))
 
 
 class Subscriber(Worker):
