@@ -215,8 +215,6 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
                     frame = buf_start(&c->sc->scratch);
                     len = buf_used(&c->sc->scratch);
                 }
-            } else if (client_ext(c) && rt.cmd && strcmp(rt.cmd->name, "monitor") == 0) {
-                c->x->monitor = 1;      /* (the ext also counts its subscriptions) */
             }
             stream_forward(c, frame, len);
             break;

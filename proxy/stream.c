@@ -118,8 +118,11 @@ void stream_counted(struct client *c, const struct command *cmd, const char *fra
         return;
     /* In RESP3 a subscription's confirmations are pushes; in RESP2 there
      * is one per channel, and MONITOR's lines are no replies: counts end. */
-    int subs = cmd && (cmd->flags & CMD_STREAM) && strstr(cmd->name, "subscribe");
-    if ((subs && !c->resp3) || (cmd && strcmp(cmd->name, "monitor") == 0))
+    /* (names compared only for the stream commands, not for every GET) */
+    int stream_cmd = cmd && (cmd->flags & CMD_STREAM);
+    int subs = stream_cmd && strstr(cmd->name, "subscribe");
+    x->monitor |= stream_cmd && strcmp(cmd->name, "monitor") == 0;
+    if ((subs && !c->resp3) || x->monitor)
         x->uncounted = 1;
     if (!x->uncounted && cmd && x->nxlate < 4 &&
         ((cmd->local == LOCAL_HELLO) ||
