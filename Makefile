@@ -9,14 +9,16 @@ override LDFLAGS += $(SANFLAGS)
 LDLIBS  := -lev -lhiredis -linih -lm
 PYTHON  := /usr/bin/python3
 
-LIB_SRC   := lib/buf.c lib/cidr.c lib/httpreq.c lib/log.c lib/net.c lib/resp.c
+LIB_SRC   := lib/buf.c lib/cidr.c lib/httpreq.c lib/log.c lib/net.c lib/peer.c lib/resp.c \
+             lib/topk.c
 POOL_SRC  := pool/req.c pool/link.c pool/pool.c
 HEALTH_SRC := health/conn.c health/checker.c health/sentinel.c health/topology.c
 PROXY_SRC := proxy/config.c proxy/command.c proxy/iptable.c proxy/client.c \
              proxy/request.c proxy/router.c proxy/lease.c proxy/upstream.c proxy/hold.c \
              proxy/session.c proxy/admin.c proxy/pause.c proxy/stats.c proxy/metrics.c \
              proxy/http.c proxy/nodes.c proxy/master.c proxy/reload.c proxy/listener.c \
-             proxy/users.c proxy/clientcmd.c proxy/stream.c proxy/main.c
+             proxy/users.c proxy/clientcmd.c proxy/stream.c proxy/apps.c proxy/slowlog.c \
+             proxy/main.c
 SRC       := $(LIB_SRC) $(POOL_SRC) $(HEALTH_SRC) $(PROXY_SRC)
 
 BUILD ?= build
@@ -24,7 +26,7 @@ OBJ   := $(SRC:%.c=$(BUILD)/%.o)
 BIN   ?= redis-sidecar
 
 UNIT_TESTS := test_resp test_config test_command test_cidr test_topology test_iptable \
-              test_stats test_router test_httpreq
+              test_stats test_router test_httpreq test_peer test_topk
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 # libFuzzer targets (tests/fuzz/fuzz_<target>.c), built by clang-14 with
@@ -62,6 +64,12 @@ $(BUILD)/tests/test_config: tests/unit/test_config.c $(BUILD)/proxy/config.o \
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -linih
 $(BUILD)/tests/test_cidr: tests/unit/test_cidr.c $(BUILD)/lib/cidr.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^
+$(BUILD)/tests/test_peer: tests/unit/test_peer.c $(BUILD)/lib/peer.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^
+$(BUILD)/tests/test_topk: tests/unit/test_topk.c $(BUILD)/lib/topk.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^
 $(BUILD)/tests/test_command: tests/unit/test_command.c $(BUILD)/proxy/command.o \

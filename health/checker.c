@@ -209,7 +209,9 @@ int health_parse_commands(const void *r, struct health_command *v, int max)
                    : !strcasecmp(w->str, "write") ? HEALTH_CMD_WRITE
                    : !strcasecmp(w->str, "blocking") ? HEALTH_CMD_BLOCKING : 0;
         }
-        v[n++] = (struct health_command){e->element[0]->str, e->element[0]->len, flags};
+        int first = e->elements > 3 && e->element[3]->type == REDIS_REPLY_INTEGER
+                    ? (int)e->element[3]->integer : 0;
+        v[n++] = (struct health_command){e->element[0]->str, e->element[0]->len, flags, first};
     }
     return n;
 }

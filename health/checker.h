@@ -35,6 +35,7 @@ struct health_command {
     const char *name;
     size_t      len;
     unsigned    flags;
+    int         first_key;  /* COMMAND's first key position (0: none) */
 };
 
 /* What a checker reports, to its owner's arg. */

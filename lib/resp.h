@@ -91,6 +91,19 @@ struct resp_args {
     const char *v[RESP_ARGS_MAX];
     size_t      l[RESP_ARGS_MAX];
 };
+/* Argument 1 of a framed multibulk request with argc >= 2: the framer
+ * checked its header, so this only reads the digits. */
+static inline void resp_arg1(const char *frame, const struct resp_frame *fr,
+                             const char **p, size_t *n)
+{
+    size_t i = fr->name_off + fr->name_len + 3, v = 0;   /* past "\r\n$" */
+
+    while (i < fr->len && frame[i] != '\r')
+        v = v * 10 + (size_t)(frame[i++] - '0');
+    *p = frame + i + 2;
+    *n = v;
+}
+
 void resp_collect_args(const char *frame, const struct resp_frame *fr, struct resp_args *a);
 /* Argument i of a framed request (0 is the command's name): 1 with it
  * in p/n, 0 when there is none. */

@@ -10,6 +10,8 @@
 
 struct link;
 
+#define REQ_KEY_SNAP 32
+
 #define REQ_READONLY  0x01  /* safe to run twice: retried once if its link dies */
 #define REQ_RETRIED   0x02
 #define REQ_DONE      0x04  /* reply held in r->reply, waiting for earlier ones */
@@ -55,6 +57,14 @@ struct req {
     struct buf  reply;      /* reply bytes, when they came before earlier ones */
     unsigned    flags;
     float       block;      /* REQ_NOTIMEOUT: seconds it may wait for data (INFINITY) */
+    /* The owner's, for its reports (PROXY SLOWLOG): when the request's
+     * bytes came, its command, its first key (a prefix), and the seconds
+     * from handing it to a link to its reply. */
+    ev_tstamp   arrived;
+    const void *what;
+    uint32_t    key_len;
+    float       upstream;
+    char        key[REQ_KEY_SNAP];
 };
 
 TAILQ_HEAD(req_fifo, req);

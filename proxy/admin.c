@@ -12,6 +12,7 @@
 #include "nodes.h"
 #include "pause.h"
 #include "reload.h"
+#include "slowlog.h"
 #include "stats.h"
 
 int admin_allowed(struct client *c)
@@ -132,7 +133,82 @@ void admin_client_list(struct client *c)
     const struct client *o;
 
     TAILQ_FOREACH(o, &c->sc->clients, tqe)
-        client_describe(&b, o, ev_now(c->sc->loop));
+        client_describe_app(&b, o, ev_now(c->sc->loop));
+    reply_buf(c, &b);
+}
+
+static int by_busiest_app(const void *x, const void *y)
+{
+    const struct app *a = *(const struct app *const *)x;
+    const struct app *b = *(const struct app *const *)y;
+
+    if (a->current != b->current)
+        return a->current < b->current ? 1 : -1;
+    return a->requests < b->requests ? 1 : a->requests > b->requests ? -1 : 0;
+}
+
+static const char *const key_kinds[] = {"service", "uid", "process", "ip"};
+
+/* PROXY APPS [TOP n]: one line per app key, busiest first. */
+static void proxy_apps(struct client *c, const struct resp_args *a)
+{
+    struct sidecar *sc = c->sc;
+    long long top = 1000;
+    ev_tstamp now = ev_now(sc->loop);
+
+    if (a->argc == 4 && resp_arg_is(a, 2, "top")) {
+        if (resp_parse_ll(a->v[3], a->l[3], &top) < 0 || top < 1) {
+            client_reply_error(c, "ERR TOP needs a positive count");
+            return;
+        }
+    } else if (a->argc != 2) {
+        client_reply_error(c, "ERR usage: PROXY APPS [TOP n]");
+        return;
+    }
+    struct app **all = malloc((sc->apps.n + 1) * sizeof *all);
+    if (!all) {
+        client_reply_error(c, "ERR proxy out of memory");
+        return;
+    }
+    unsigned n = apps_all(&sc->apps, all, sc->apps.n);
+    qsort(all, n, sizeof *all, by_busiest_app);
+    struct buf b = {0};
+    for (unsigned i = 0; i < n && i < top; i++) {
+        const struct app *e = all[i];
+        uint64_t refused = 0;
+        for (int k = 0; k < REFUSED_NREASONS; k++)
+            refused += e->refused[k];
+        buf_appendf(&b, "app=%s key=%s uid=", e->key, key_kinds[e->kind]);
+        if (e->has_uid)
+            buf_appendf(&b, "%u", (unsigned)e->uid);
+        buf_appendf(&b, " service=%s processes=", e->service);
+        for (const struct app_proc *p = e->procs; p; p = p->next)
+            buf_appendf(&b, "%s%d:%s", p == e->procs ? "" : ",", (int)p->pid, p->comm);
+        buf_appendf(&b, " current=%u peak=%u accepted=%llu refused=%llu refused_per_app=%llu "
+                    "refused_per_ip=%llu refused_max_connections=%llu refused_denied=%llu "
+                    "refused_banned=%llu requests=%llu errors_redis=%llu errors_proxy=%llu "
+                    "errors_closed=%llu bytes_in=%llu bytes_out=%llu latency_p50_us=%.0f "
+                    "latency_p99_us=%.0f replies_timed=%llu hot_sampled=%llu first_seen=%.0f "
+                    "last_seen=%.0f banned_for=%.0f\n",
+                    e->current, e->peak, (unsigned long long)e->accepted,
+                    (unsigned long long)refused,
+                    (unsigned long long)e->refused[REFUSED_PER_APP],
+                    (unsigned long long)e->refused[REFUSED_PER_IP],
+                    (unsigned long long)e->refused[REFUSED_MAX_CONN],
+                    (unsigned long long)e->refused[REFUSED_DENIED],
+                    (unsigned long long)e->refused[REFUSED_BANNED],
+                    (unsigned long long)e->requests,
+                    (unsigned long long)e->errors[APP_ERR_REDIS],
+                    (unsigned long long)e->errors[APP_ERR_PROXY],
+                    (unsigned long long)e->errors[APP_ERR_CLOSED],
+                    (unsigned long long)e->bytes_in, (unsigned long long)e->bytes_out,
+                    apps_percentile(e->lat, 0.5) * 1e6, apps_percentile(e->lat, 0.99) * 1e6,
+                    (unsigned long long)(e->lat ? e->lat->count : 0),
+                    (unsigned long long)(e->hot ? e->hot->total : 0),
+                    now - e->first_seen, now - e->last_seen,
+                    apps_banned_for(&sc->apps, e->key, now));
+    }
+    free(all);
     reply_buf(c, &b);
 }
 
@@ -144,6 +220,8 @@ static void proxy_kill(struct client *c, const struct resp_args *a)
 
     if (a->argc == 4 && resp_arg_is(a, 2, "id")) {
         n = client_kill(c, MATCH_ID, a->v[3], a->l[3], NULL, "killed by PROXY KILL");
+    } else if (a->argc == 4 && resp_arg_is(a, 2, "app")) {
+        n = client_kill(c, MATCH_APP, a->v[3], a->l[3], NULL, "killed by PROXY KILL APP");
     } else if (a->argc == 4 && resp_arg_is(a, 2, "addr")) {
         n = client_kill(c, MATCH_ADDR, a->v[3], a->l[3], NULL, "killed by PROXY KILL");
     } else if (a->argc == 4 && resp_arg_is(a, 2, "ip")) {
@@ -152,7 +230,7 @@ static void proxy_kill(struct client *c, const struct resp_args *a)
             n = client_kill(c, MATCH_CIDR, NULL, 0, &one, "killed by PROXY KILL");
     }
     if (n < 0)
-        client_reply_error(c, "ERR usage: PROXY KILL ID id | ADDR ip:port | IP ip");
+        client_reply_error(c, "ERR usage: PROXY KILL ID id | ADDR ip:port | IP ip | APP key");
     else
         client_reply_int(c, n);
 }
@@ -164,6 +242,27 @@ static int arg_cidr(const struct resp_args *a, int i, struct cidr *out)
     return a->l[i] < 79 ? cidr_parse(s, out) : -1;
 }
 
+/* PROXY BAN APP key seconds: the same for one app. */
+static void proxy_ban_app(struct client *c, const struct resp_args *a)
+{
+    struct sidecar *sc = c->sc;
+    long long secs;
+
+    if (a->argc != 5 || resp_parse_ll(a->v[4], a->l[4], &secs) < 0 || secs < 1 ||
+        secs > 30 * 86400) {
+        client_reply_error(c, "ERR usage: PROXY BAN APP key seconds");
+        return;
+    }
+    if (apps_ban(&sc->apps, a->v[3], a->l[3], ev_now(sc->loop) + (double)secs) < 0) {
+        client_reply_error(c, a->l[3] && a->l[3] < APP_KEY_MAX
+                           ? "ERR too many app bans" : "ERR not an app key");
+        return;
+    }
+    log_warn("ban app %.*s for %llds (PROXY BAN APP)", (int)a->l[3], a->v[3], secs);
+    client_reply_int(c, client_kill(c, MATCH_APP, a->v[3], a->l[3], NULL,
+                                    "banned by PROXY BAN APP"));
+}
+
 /* PROXY BAN cidr seconds: close matching clients, refuse new ones until
  * it expires. */
 static void proxy_ban(struct client *c, const struct resp_args *a)
@@ -173,6 +272,10 @@ static void proxy_ban(struct client *c, const struct resp_args *a)
     long long secs;
     char r[96];
 
+    if (a->argc >= 3 && resp_arg_is(a, 2, "app")) {
+        proxy_ban_app(c, a);
+        return;
+    }
     if (a->argc != 4 || arg_cidr(a, 2, &range) < 0 ||
         resp_parse_ll(a->v[3], a->l[3], &secs) < 0 || secs < 1) {
         client_reply_error(c, "ERR usage: PROXY BAN cidr seconds");
@@ -191,8 +294,12 @@ static void proxy_unban(struct client *c, const struct resp_args *a)
 {
     struct cidr range;
 
+    if (a->argc == 4 && resp_arg_is(a, 2, "app")) {
+        client_reply_int(c, apps_unban(&c->sc->apps, a->v[3], a->l[3]));
+        return;
+    }
     if (a->argc != 3 || arg_cidr(a, 2, &range) < 0) {
-        client_reply_error(c, "ERR usage: PROXY UNBAN cidr");
+        client_reply_error(c, "ERR usage: PROXY UNBAN cidr | APP key");
         return;
     }
     client_reply_int(c, iptable_unban(&c->sc->ips, &range));
@@ -210,23 +317,32 @@ static void proxy_bans(struct client *c)
         cidr_format(&t->bans[i].cidr, r, sizeof r);
         buf_appendf(&b, "cidr=%s remaining=%.0f\n", r, t->bans[i].until - now);
     }
+    struct apps *at = &c->sc->apps;
+    apps_banned_for(at, "", now);                      /* drops expired bans */
+    for (int i = 0; i < at->nbans; i++)
+        buf_appendf(&b, "app=%s remaining=%.0f\n", at->bans[i].key, at->bans[i].until - now);
     reply_buf(c, &b);
 }
 
 void admin_command(struct client *c, const char *frame, const struct resp_frame *fr)
 {
     static const char help[] =
-        "*16\r\n+PROXY INFO: the proxy's counters, in INFO format\r\n"
+        "*19\r\n+PROXY INFO: the proxy's counters, in INFO format\r\n"
         "+PROXY RELOAD: read proxy.ini again (as SIGHUP); an invalid file changes nothing\r\n"
         "+PROXY CONFIG: the running configuration, passwords masked\r\n"
         "+PROXY PAUSE [timeout]: requests in flight finish, new ones wait (no error)\r\n"
         "+PROXY RESUME: the waiting requests go on\r\n"
         "+PROXY NODES: the master, each replica and sentinel: role, state, lag, links\r\n"
         "+PROXY CLIENTS [TOP n]: per-IP connections, peaks and refusals, busiest first\r\n"
-        "+PROXY CLIENT LIST: one line per app connection\r\n"
-        "+PROXY KILL ID id | ADDR ip:port | IP ip: close app connections\r\n"
-        "+PROXY BAN cidr seconds: close matching connections, refuse new ones until it expires\r\n"
-        "+PROXY UNBAN cidr: lift a ban\r\n"
+        "+PROXY APPS [TOP n]: per local app (service, uid, process or IP): connections, "
+        "requests, errors, latency\r\n"
+        "+PROXY CLIENT LIST: one line per app connection, with its app, pid and process\r\n"
+        "+PROXY KILL ID id | ADDR ip:port | IP ip | APP key: close app connections\r\n"
+        "+PROXY BAN cidr seconds | BAN APP key seconds: close matching connections, refuse "
+        "new ones until it expires\r\n"
+        "+PROXY UNBAN cidr | UNBAN APP key: lift a ban\r\n"
+        "+PROXY SLOWLOG [GET] [n] | LEN | RESET: the slowest recent requests, by app\r\n"
+        "+PROXY HOTKEYS [APP key] [n]: each app's most frequent keys (sampled)\r\n"
         "+PROXY BANS: the bans in force\r\n"
         "+PROXY HELP: this list\r\n"
         "+PROXY commands need admin rights: the [admin] socket, [admin] allow, or AUTH with [admin] password\r\n"
@@ -264,6 +380,12 @@ void admin_command(struct client *c, const char *frame, const struct resp_frame 
         client_reply(c, help, sizeof help - 1);
     } else if (a->argc >= 2 && resp_arg_is(a, 1, "clients")) {
         proxy_clients(c, a);
+    } else if (a->argc >= 2 && resp_arg_is(a, 1, "apps")) {
+        proxy_apps(c, a);
+    } else if (a->argc >= 2 && resp_arg_is(a, 1, "slowlog")) {
+        slowlog_command(c, a);
+    } else if (a->argc >= 2 && resp_arg_is(a, 1, "hotkeys")) {
+        slowlog_hotkeys(c, a);
     } else if (a->argc == 3 && resp_arg_is(a, 1, "client") && resp_arg_is(a, 2, "list")) {
         admin_client_list(c);
     } else if (a->argc >= 2 && resp_arg_is(a, 1, "kill")) {

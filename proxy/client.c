@@ -16,6 +16,7 @@
 #include "../lib/invariant.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
+#include "slowlog.h"
 
 void client_watch(struct client *c)
 {
@@ -40,17 +41,20 @@ void client_mark_dirty(struct client *c)
 }
 
 void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
-                struct ipstat *ips, int admin,
+                struct ipstat *ips, struct app *app, struct app_proc *proc, int admin,
                 void (*on_io)(struct ev_loop *loop, ev_io *w, int revents))
 {
     struct client *c = calloc(1, sizeof *c);
 
     if (!c) {
         ips->current--;
+        apps_detach(sc, app, proc);
         close(fd);
         return;
     }
     c->ips = ips;
+    c->app = app;
+    c->proc = proc;
     c->admin = admin != 0;
     c->sc = sc;
     c->id = ++sc->next_client_id;
@@ -156,6 +160,7 @@ void client_close(struct client *c, const char *why)
     close(c->io.fd);
     c->ips->current--;
     c->ips->last_seen = ev_now(sc->loop);
+    apps_detach(sc, c->app, c->proc);
     /* Slots still upstream, held for a master or answered later become
      * orphans: whoever has them drops them. */
     while ((r = TAILQ_FIRST(&c->pending)) != NULL) {
@@ -249,6 +254,7 @@ static void close_over_limit(struct client *c)
     char a[64];
 
     sc->st.err_output_buffer++;
+    c->app->errors[APP_ERR_CLOSED]++;
     log_warn("client %s closed: output buffer over %zu bytes (replies not read)",
              client_addr(c, a, sizeof a), sc->cfg->max_output_buffer);
     client_close(c, "output buffer limit");
@@ -271,6 +277,7 @@ static void emit(struct client *c, const char *p, size_t n)
 
 static void pop_slot(struct client *c, struct req *r)
 {
+    slowlog_reply_out(c, r);
     TAILQ_REMOVE(&c->pending, r, owner_tqe);
     c->npending--;
     if (r->flags & REQ_CLOSE)
@@ -327,6 +334,13 @@ struct req *client_slot(struct client *c, unsigned flags)
         return NULL;
     r->owner = c;
     r->flags = flags;
+    r->arrived = c->last_active;
+    r->what = c->last_cmd;
+    if (c->sc->key_p) {
+        size_t n = c->sc->key_n;
+        r->key_len = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+        memcpy(r->key, c->sc->key_p, n < sizeof r->key ? n : sizeof r->key);
+    }
     TAILQ_INSERT_TAIL(&c->pending, r, owner_tqe);
     c->npending++;
     return r;
@@ -364,7 +378,12 @@ void client_answer(struct client *c, struct req *r, const char *p, size_t n, con
             health_sample_soon(&sc->master->health, 0.1);
     }
     sc->st.replies++;
-    sc->st.replies_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT][err || is_error_reply(p, n)]++;
+    int bad = err || is_error_reply(p, n);
+    sc->st.replies_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT][bad]++;
+    if (__builtin_expect(bad, 0))
+        c->app->errors[err ? APP_ERR_PROXY : APP_ERR_REDIS]++;
+    if (r->queued_at > 0)
+        r->upstream = (float)(ev_now(sc->loop) - r->queued_at);
     if (c->paused)
         client_mark_dirty(c);       /* the flush step decides whether to read again */
     if (err) {
@@ -384,6 +403,7 @@ void client_answer(struct client *c, struct req *r, const char *p, size_t n, con
 static void reply_in_order(struct client *c, const char *p, size_t n)
 {
     if (TAILQ_EMPTY(&c->pending)) {
+        apps_latency(c->app, ev_now(c->sc->loop) - c->last_active);
         emit(c, p, n);
         return;
     }
@@ -402,6 +422,8 @@ void client_reply(struct client *c, const char *p, size_t n)
     c->sc->st.local_replies++;
     c->sc->st.requests_by[TALLY(k, DEST_PROXY)]++;
     c->sc->st.replies_by[TALLY(k, DEST_PROXY)][is_error_reply(p, n)]++;
+    if (is_error_reply(p, n))
+        c->app->errors[APP_ERR_PROXY]++;
     reply_in_order(c, p, n);
 }
 
@@ -517,6 +539,7 @@ void client_protocol_error(struct client *c, const char *why)
     int n = snprintf(e, sizeof e, "-ERR %s\r\n", why);
 
     c->sc->st.err_protocol++;
+    c->app->errors[APP_ERR_CLOSED]++;
     log_info("client %s closed: %s", client_addr(c, a, sizeof a), why);
     reply_and_close(c, e, (size_t)n, 0);   /* counted in clients_closed, not as a reply */
 }
@@ -557,8 +580,10 @@ void client_write(struct client *c)
             client_close(c, strerror(errno));
             return;
         }
-        if (n > 0)
+        if (n > 0) {
             sc->st.bytes_out += (uint64_t)n;
+            c->app->bytes_out += (uint64_t)n;
+        }
     }
     if (buf_used(&c->out)) {
         client_watch(c);
@@ -734,6 +759,14 @@ void client_describe(struct buf *b, const struct client *c, ev_tstamp now)
                 tracking ? x->redir : -1LL, c->resp3 ? 3 : 2, c->npending, obuf, c->admin);
 }
 
+void client_describe_app(struct buf *b, const struct client *c, ev_tstamp now)
+{
+    client_describe(b, c, now);
+    b->len--;                            /* its newline: the app's fields go first */
+    buf_appendf(b, " app=%s pid=%d comm=%s\n", c->app->key, c->proc ? (int)c->proc->pid : 0,
+                c->proc && c->proc->comm[0] ? c->proc->comm : "?");
+}
+
 long long client_kill(struct client *self, enum client_match by, const char *v, size_t vl,
                       const struct cidr *range, const char *why)
 {
@@ -753,6 +786,8 @@ long long client_kill(struct client *self, enum client_match by, const char *v, 
             hit = c->id == (uint64_t)id;
         else if (by == MATCH_ADDR)
             hit = strlen(client_addr(c, a, sizeof a)) == vl && memcmp(a, v, vl) == 0;
+        else if (by == MATCH_APP)
+            hit = strlen(c->app->key) == vl && memcmp(c->app->key, v, vl) == 0;
         else
             hit = !c->is_unix && cidr_match(range, &c->ips->ip);
         if (hit) {

@@ -74,6 +74,8 @@ struct client {
     uint32_t        inflight;     /* request bytes sent upstream, not yet answered */
     struct client_ext *x;         /* NULL until needed */
     struct ipstat  *ips;          /* its address's entry; counts it in current */
+    struct app     *app;          /* its app (apps.c); counts it in current */
+    struct app_proc *proc;        /* its process, NULL when its pid is unknown */
     struct link    *lease;        /* its own master link, while it holds server state */
     const struct command *last_cmd;  /* NULL: none yet, or unknown to the table */
     ev_tstamp       created;
@@ -137,7 +139,7 @@ struct client_ext *client_ext(struct client *c);
 
 /* A new connection reading with `on_io` (request.c's). */
 void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
-                struct ipstat *ips, int admin,
+                struct ipstat *ips, struct app *app, struct app_proc *proc, int admin,
                 void (*on_io)(struct ev_loop *loop, ev_io *w, int revents));
 /* The watcher follows the client's state (paused, closing, output). */
 void client_watch(struct client *c);
@@ -167,11 +169,13 @@ double client_sweep_period(const struct config *cfg);
 /* One CLIENT LIST line about c: redis 7.0's fields, with the app
  * connection's own values, then the proxy's (pending, obuf, admin). */
 void client_describe(struct buf *b, const struct client *c, ev_tstamp now);
+/* The same, for PROXY CLIENT LIST: with its app key, pid and process name. */
+void client_describe_app(struct buf *b, const struct client *c, ev_tstamp now);
 /* The ACL user c runs as: its AUTH's, or the [upstream] one. */
 const char *client_user(const struct client *c);
 /* Close the clients (other than self) whose id is v, whose "ip:port" is v,
- * or whose address is in range (one of the three is set); how many. */
-enum client_match { MATCH_ID, MATCH_ADDR, MATCH_CIDR };
+ * whose app key is v, or whose address is in range; how many. */
+enum client_match { MATCH_ID, MATCH_ADDR, MATCH_CIDR, MATCH_APP };
 long long client_kill(struct client *self, enum client_match by, const char *v, size_t vl,
                       const struct cidr *range, const char *why);
 

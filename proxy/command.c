@@ -15,63 +15,73 @@
 
 static const struct command commands[] = {
     /* answered by the proxy */
-    {"auth", CMD_LOCAL, LOCAL_AUTH, 0},
-    {"hello", CMD_LOCAL, LOCAL_HELLO, 0},
-    {"quit", CMD_LOCAL, LOCAL_QUIT, 0},
-    {"select", CMD_LOCAL, LOCAL_SELECT, STATE_SELECT},
-    {"proxy", CMD_LOCAL, LOCAL_PROXY, 0},
-    {"client", CMD_LOCAL, LOCAL_CLIENT, 0},
+    {"auth", CMD_LOCAL, LOCAL_AUTH, 0, KEY_NONE},
+    {"hello", CMD_LOCAL, LOCAL_HELLO, 0, KEY_NONE},
+    {"quit", CMD_LOCAL, LOCAL_QUIT, 0, KEY_NONE},
+    {"select", CMD_LOCAL, LOCAL_SELECT, STATE_SELECT, KEY_NONE},
+    {"proxy", CMD_LOCAL, LOCAL_PROXY, 0, KEY_NONE},
+    {"client", CMD_LOCAL, LOCAL_CLIENT, 0, KEY_NONE},
     /* connection state that a shared link must never carry */
-    {"multi", S, 0, STATE_MULTI}, {"exec", S, 0, STATE_END_MULTI},
-    {"discard", S, 0, STATE_END_MULTI}, {"watch", S, 0, STATE_WATCH},
-    {"unwatch", S, 0, STATE_UNWATCH}, {"reset", CMD_LOCAL, LOCAL_RESET, 0},
+    {"multi", S, 0, STATE_MULTI, KEY_NONE}, {"exec", S, 0, STATE_END_MULTI, KEY_NONE},
+    {"discard", S, 0, STATE_END_MULTI, KEY_NONE}, {"watch", S, 0, STATE_WATCH, 0},
+    {"unwatch", S, 0, STATE_UNWATCH, KEY_NONE}, {"reset", CMD_LOCAL, LOCAL_RESET, 0, KEY_NONE},
     /* pub/sub: one request may get many replies, and messages come unasked */
-    {"subscribe", P, 0, 0}, {"psubscribe", P, 0, 0}, {"ssubscribe", P, 0, 0},
-    {"unsubscribe", P, 0, 0}, {"punsubscribe", P, 0, 0}, {"sunsubscribe", P, 0, 0},
-    {"blpop", B, 0, 0}, {"brpop", B, 0, 0}, {"brpoplpush", B, 0, 0}, {"blmove", B, 0, 0},
-    {"blmpop", B, 0, 0}, {"bzpopmin", B, 0, 0}, {"bzpopmax", B, 0, 0}, {"bzmpop", B, 0, 0},
-    {"wait", B, 0, STATE_WAIT}, {"waitaof", B, 0, STATE_WAIT},
-    {"xread", R | CMD_MAYBLOCK, 0, 0}, {"xreadgroup", CMD_MAYBLOCK, 0, 0},
+    {"subscribe", P, 0, 0, KEY_NONE}, {"psubscribe", P, 0, 0, KEY_NONE},
+    {"ssubscribe", P, 0, 0, KEY_NONE}, {"unsubscribe", P, 0, 0, KEY_NONE},
+    {"punsubscribe", P, 0, 0, KEY_NONE}, {"sunsubscribe", P, 0, 0, KEY_NONE},
+    {"blpop", B, 0, 0, 0}, {"brpop", B, 0, 0, 0}, {"brpoplpush", B, 0, 0, 0},
+    {"blmove", B, 0, 0, 0},
+    {"blmpop", B, 0, 0, KEY_EVAL}, {"bzpopmin", B, 0, 0, 0}, {"bzpopmax", B, 0, 0, 0},
+    {"bzmpop", B, 0, 0, KEY_EVAL},
+    {"wait", B, 0, STATE_WAIT, KEY_NONE}, {"waitaof", B, 0, STATE_WAIT, KEY_NONE},
+    {"xread", R | CMD_MAYBLOCK, 0, 0, KEY_STREAMS}, {"xreadgroup", CMD_MAYBLOCK, 0, 0, KEY_STREAMS},
     /* replication and server control belong to the operator, not an app */
-    {"monitor", P, 0, 0}, {"sync", CMD_REFUSED | CMD_NO_MULTI, 0, 0},
-    {"psync", CMD_REFUSED | CMD_NO_MULTI, 0, 0},
-    {"replicaof", CMD_REFUSED, 0, 0}, {"slaveof", CMD_REFUSED, 0, 0},
-    {"shutdown", CMD_REFUSED | CMD_NO_MULTI, 0, 0}, {"debug", B, 0, 0},
-    {"failover", CMD_REFUSED, 0, 0},
+    {"monitor", P, 0, 0, KEY_NONE}, {"sync", CMD_REFUSED | CMD_NO_MULTI, 0, 0, KEY_NONE},
+    {"psync", CMD_REFUSED | CMD_NO_MULTI, 0, 0, KEY_NONE},
+    {"replicaof", CMD_REFUSED, 0, 0, KEY_NONE}, {"slaveof", CMD_REFUSED, 0, 0, KEY_NONE},
+    {"shutdown", CMD_REFUSED | CMD_NO_MULTI, 0, 0, KEY_NONE}, {"debug", B, 0, 0, KEY_NONE},
+    {"failover", CMD_REFUSED, 0, 0, KEY_NONE},
     /* the answer is the node's own: the master's, not a replica's */
-    {"info", 0, 0, 0}, {"time", 0, 0, 0}, {"command", 0, 0, 0}, {"lolwut", 0, 0, 0},
+    {"info", 0, 0, 0, KEY_NONE}, {"time", 0, 0, 0, KEY_NONE}, {"command", 0, 0, 0, KEY_NONE},
+    {"lolwut", 0, 0, 0, KEY_NONE},
     /* a cursor means something on one node only */
-    {"scan", 0, 0, 0}, {"hscan", 0, 0, 0}, {"sscan", 0, 0, 0}, {"zscan", 0, 0, 0},
-    {"script", 0, 0, STATE_SCRIPT}, {"function", 0, 0, STATE_FUNCTION},
+    {"scan", 0, 0, 0, KEY_NONE}, {"hscan", 0, 0, 0, 0}, {"sscan", 0, 0, 0, 0},
+    {"zscan", 0, 0, 0, 0},
+    {"script", 0, 0, STATE_SCRIPT, KEY_NONE}, {"function", 0, 0, STATE_FUNCTION, KEY_NONE},
     /* read-only: safe to run again after a lost link */
-    {"get", R, 0, 0}, {"mget", R, 0, 0}, {"getrange", R, 0, 0}, {"substr", R, 0, 0},
-    {"strlen", R, 0, 0}, {"exists", R, 0, 0}, {"type", R, 0, 0}, {"ttl", R, 0, 0},
-    {"pttl", R, 0, 0}, {"expiretime", R, 0, 0}, {"pexpiretime", R, 0, 0}, {"keys", R, 0, 0},
-    {"randomkey", R, 0, 0}, {"dbsize", R, 0, 0}, {"touch", R, 0, 0},
-    {"hget", R, 0, 0}, {"hmget", R, 0, 0}, {"hgetall", R, 0, 0}, {"hkeys", R, 0, 0},
-    {"hvals", R, 0, 0}, {"hlen", R, 0, 0}, {"hexists", R, 0, 0}, {"hstrlen", R, 0, 0},
-    {"hrandfield", R, 0, 0},
-    {"lrange", R, 0, 0}, {"lindex", R, 0, 0}, {"llen", R, 0, 0}, {"lpos", R, 0, 0},
-    {"smembers", R, 0, 0}, {"sismember", R, 0, 0}, {"smismember", R, 0, 0},
-    {"scard", R, 0, 0}, {"srandmember", R, 0, 0}, {"sinter", R, 0, 0},
-    {"sintercard", R, 0, 0}, {"sunion", R, 0, 0}, {"sdiff", R, 0, 0},
-    {"zrange", R, 0, 0}, {"zrangebyscore", R, 0, 0}, {"zrevrange", R, 0, 0},
-    {"zrevrangebyscore", R, 0, 0}, {"zrangebylex", R, 0, 0}, {"zrevrangebylex", R, 0, 0},
-    {"zscore", R, 0, 0}, {"zmscore", R, 0, 0}, {"zrank", R, 0, 0}, {"zrevrank", R, 0, 0},
-    {"zcard", R, 0, 0}, {"zcount", R, 0, 0}, {"zlexcount", R, 0, 0},
-    {"zrandmember", R, 0, 0}, {"zdiff", R, 0, 0}, {"zinter", R, 0, 0},
-    {"zunion", R, 0, 0}, {"zintercard", R, 0, 0},
-    {"xrange", R, 0, 0}, {"xrevrange", R, 0, 0}, {"xlen", R, 0, 0}, {"xpending", R, 0, 0},
-    {"xinfo", R, 0, 0},
-    {"getbit", R, 0, 0}, {"bitcount", R, 0, 0}, {"bitpos", R, 0, 0}, {"bitfield_ro", R, 0, 0},
-    {"geopos", R, 0, 0}, {"geodist", R, 0, 0}, {"geohash", R, 0, 0},
-    {"georadius_ro", R, 0, 0}, {"georadiusbymember_ro", R, 0, 0}, {"geosearch", R, 0, 0},
-    {"dump", R, 0, 0}, {"object", R, 0, 0}, {"lcs", R, 0, 0}, {"sort_ro", R, 0, 0},
-    {"eval_ro", R | CMD_SCRIPT_RUN, 0, 0}, {"evalsha_ro", R | CMD_SCRIPT_RUN, 0, 0},
-    {"fcall_ro", R | CMD_SCRIPT_RUN, 0, 0},
-    {"eval", CMD_SCRIPT_RUN, 0, 0}, {"evalsha", CMD_SCRIPT_RUN, 0, 0},
-    {"fcall", CMD_SCRIPT_RUN, 0, 0},
-    {"ping", R, 0, 0}, {"echo", R, 0, 0},
+    {"get", R, 0, 0, 0}, {"mget", R, 0, 0, 0}, {"getrange", R, 0, 0, 0}, {"substr", R, 0, 0, 0},
+    {"strlen", R, 0, 0, 0}, {"exists", R, 0, 0, 0}, {"type", R, 0, 0, 0}, {"ttl", R, 0, 0, 0},
+    {"pttl", R, 0, 0, 0}, {"expiretime", R, 0, 0, 0}, {"pexpiretime", R, 0, 0, 0},
+    {"keys", R, 0, 0, KEY_NONE},
+    {"randomkey", R, 0, 0, KEY_NONE}, {"dbsize", R, 0, 0, KEY_NONE}, {"touch", R, 0, 0, 0},
+    {"hget", R, 0, 0, 0}, {"hmget", R, 0, 0, 0}, {"hgetall", R, 0, 0, 0}, {"hkeys", R, 0, 0, 0},
+    {"hvals", R, 0, 0, 0}, {"hlen", R, 0, 0, 0}, {"hexists", R, 0, 0, 0}, {"hstrlen", R, 0, 0, 0},
+    {"hrandfield", R, 0, 0, 0},
+    {"lrange", R, 0, 0, 0}, {"lindex", R, 0, 0, 0}, {"llen", R, 0, 0, 0}, {"lpos", R, 0, 0, 0},
+    {"smembers", R, 0, 0, 0}, {"sismember", R, 0, 0, 0}, {"smismember", R, 0, 0, 0},
+    {"scard", R, 0, 0, 0}, {"srandmember", R, 0, 0, 0}, {"sinter", R, 0, 0, 0},
+    {"sintercard", R, 0, 0, KEY_NUMKEYS}, {"sunion", R, 0, 0, 0}, {"sdiff", R, 0, 0, 0},
+    {"zrange", R, 0, 0, 0}, {"zrangebyscore", R, 0, 0, 0}, {"zrevrange", R, 0, 0, 0},
+    {"zrevrangebyscore", R, 0, 0, 0}, {"zrangebylex", R, 0, 0, 0}, {"zrevrangebylex", R, 0, 0, 0},
+    {"zscore", R, 0, 0, 0}, {"zmscore", R, 0, 0, 0}, {"zrank", R, 0, 0, 0},
+    {"zrevrank", R, 0, 0, 0},
+    {"zcard", R, 0, 0, 0}, {"zcount", R, 0, 0, 0}, {"zlexcount", R, 0, 0, 0},
+    {"zrandmember", R, 0, 0, 0}, {"zdiff", R, 0, 0, KEY_NUMKEYS}, {"zinter", R, 0, 0, KEY_NUMKEYS},
+    {"zunion", R, 0, 0, KEY_NUMKEYS}, {"zintercard", R, 0, 0, KEY_NUMKEYS},
+    {"xrange", R, 0, 0, 0}, {"xrevrange", R, 0, 0, 0}, {"xlen", R, 0, 0, 0},
+    {"xpending", R, 0, 0, 0},
+    {"xinfo", R, 0, 0, 2},
+    {"getbit", R, 0, 0, 0}, {"bitcount", R, 0, 0, 0}, {"bitpos", R, 0, 0, 0},
+    {"bitfield_ro", R, 0, 0, 0},
+    {"geopos", R, 0, 0, 0}, {"geodist", R, 0, 0, 0}, {"geohash", R, 0, 0, 0},
+    {"georadius_ro", R, 0, 0, 0}, {"georadiusbymember_ro", R, 0, 0, 0}, {"geosearch", R, 0, 0, 0},
+    {"dump", R, 0, 0, 0}, {"object", R, 0, 0, 2}, {"lcs", R, 0, 0, 0}, {"sort_ro", R, 0, 0, 0},
+    {"eval_ro", R | CMD_SCRIPT_RUN, 0, 0, KEY_EVAL},
+    {"evalsha_ro", R | CMD_SCRIPT_RUN, 0, 0, KEY_EVAL},
+    {"fcall_ro", R | CMD_SCRIPT_RUN, 0, 0, KEY_EVAL},
+    {"eval", CMD_SCRIPT_RUN, 0, 0, KEY_EVAL}, {"evalsha", CMD_SCRIPT_RUN, 0, 0, KEY_EVAL},
+    {"fcall", CMD_SCRIPT_RUN, 0, 0, KEY_EVAL},
+    {"ping", R, 0, 0, KEY_NONE}, {"echo", R, 0, 0, KEY_NONE},
 };
 
 #undef R
@@ -135,7 +145,8 @@ const struct command *command_lookup(const struct command_table *t,
     }
 }
 
-static int add_command(struct command_table *t, const char *name, size_t len, unsigned flags)
+static int add_command(struct command_table *t, const char *name, size_t len, unsigned flags,
+                       int key)
 {
     unsigned h = hash_name(name, len);
     struct command *c = NULL;
@@ -153,6 +164,7 @@ static int add_command(struct command_table *t, const char *name, size_t len, un
     lower[len] = '\0';
     c->name = lower;
     c->flags = flags | CMD_FROM_SERVER;
+    c->key = (signed char)key;
     while (t->slot[h & (COMMAND_SLOTS - 1)])
         h++;
     t->slot[h & (COMMAND_SLOTS - 1)] = c;
@@ -162,7 +174,7 @@ static int add_command(struct command_table *t, const char *name, size_t len, un
 }
 
 int command_table_learn(struct command_table *t, const char *name, size_t len,
-                        unsigned flags)
+                        unsigned flags, int first_key)
 {
     unsigned f = 0;
 
@@ -170,7 +182,10 @@ int command_table_learn(struct command_table *t, const char *name, size_t len,
         f |= CMD_BLOCKING | CMD_LEASE;
     else if ((flags & HEALTH_CMD_READONLY) && !(flags & HEALTH_CMD_WRITE))
         f |= CMD_READONLY;
-    return add_command(t, name, len, f);
+    /* key 0 is argument 1 here; COMMAND's 0 is no key (or keys found by
+     * parsing, which only the compiled entries do) */
+    return add_command(t, name, len, f, first_key <= 0 ? KEY_NONE : first_key > 127 ? 127
+                                        : first_key == 1 ? 0 : first_key);
 }
 
 void command_table_free(struct command_table *t)

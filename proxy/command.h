@@ -31,11 +31,19 @@ enum cmd_state { STATE_NONE, STATE_MULTI, STATE_END_MULTI, STATE_WATCH, STATE_UN
                  STATE_WAIT /* WAIT: counts this connection's writes */,
                  STATE_FUNCTION /* FUNCTION: KILL, as SCRIPT KILL, on a lease */ };
 
+/* Where a command's first key is: 0 (the default) argument 1, a position
+ * past it, or one of these. */
+#define KEY_NONE    (-1)     /* no key (PING, INFO, PUBLISH's channel...) */
+#define KEY_EVAL    (-2)     /* numkeys at 2, the key at 3 (EVAL, FCALL, BLMPOP) */
+#define KEY_NUMKEYS (-3)     /* numkeys at 1, the key at 2 (ZUNION, LMPOP) */
+#define KEY_STREAMS (-4)     /* after STREAMS (XREAD) */
+
 struct command {
     const char    *name;     /* lower case */
     unsigned       flags;
     enum cmd_local local;
     enum cmd_state state;
+    signed char    key;      /* where its first key is (KEY_*) */
 };
 
 #define COMMAND_SLOTS 1024   /* power of two, over twice the table */
@@ -51,9 +59,10 @@ void command_table_init(struct command_table *t);
  * does not (new commands, modules), from its flags (HEALTH_CMD_*, as the
  * checker read them): read-only ones may go to replicas, blocking ones
  * take a lease, the rest go to the master. The compiled entries stay as
- * they are. 1 if added, 0 if not. */
+ * they are. first_key is COMMAND's (0: none, or found by the arguments).
+ * 1 if added, 0 if not. */
 int command_table_learn(struct command_table *t, const char *name, size_t len,
-                        unsigned flags);
+                        unsigned flags, int first_key);
 void command_table_free(struct command_table *t);
 /* Case-insensitive; NULL when the proxy does not know the command. */
 const struct command *command_lookup(const struct command_table *t,

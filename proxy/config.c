@@ -33,6 +33,8 @@ struct key {
 
 static const char *const read_from_names[] = {"master", "prefer-replica", "replica", NULL};
 static const char *const ryw_names[] = {"offset", "window", "off", NULL};
+/* the order of enum app_key_kind (apps.h) */
+static const char *const app_key_names[] = {"service", "uid", "process", "ip", NULL};
 
 static int p_string(const struct key *k, const char *v, void *dst, char *why, size_t wl)
 {
@@ -286,11 +288,18 @@ static const struct key keys[] = {
     {"clients", "allow", p_cidrs, OFF(allow), 0, 0, 1, NULL},
     {"clients", "deny", p_cidrs, OFF(deny), 0, 0, 1, NULL},
     {"clients", "max_pipeline", p_int, OFF(max_pipeline), 1, 10000000, 0, NULL},
+    {"clients", "app_key", p_enum, OFF(app_key), 0, 0, 0, app_key_names},
+    {"clients", "max_connections_per_app", p_int, OFF(max_connections_per_app), 0, 1000000, 0,
+     NULL},
+    {"clients", "slowlog_max_len", p_int, OFF(slowlog_max_len), 0, 100000, 0, NULL},
+    {"clients", "slowlog_slower_than", p_duration, OFF(slowlog_slower_than), 0, 3600, 0, NULL},
+    {"clients", "hotkeys_sample", p_int, OFF(hotkeys_sample), 0, 1000000, 0, NULL},
     {"admin", "allow", p_cidrs, OFF(admin_allow), 0, 0, 1, NULL},
     {"admin", "password", p_string, OFF(admin_password), 0, 0, 0, NULL},
     {"admin", "socket", p_path, OFF(admin_socket), 0, 0, 0, NULL},
     {"admin", "reserved", p_int, OFF(admin_reserved), 0, 1000, 0, NULL},
     {"admin", "metrics_listen", p_addr, OFF(metrics_listen), 0, 0, 0, NULL},
+    {"admin", "metrics_max_apps", p_int, OFF(metrics_max_apps), 0, 1000, 0, NULL},
     {"clients", "max_query_buffer", p_size, OFF(max_query_buffer), 1024, 2047 * MB, 0, NULL},
     {"clients", "max_output_buffer", p_size, OFF(max_output_buffer), 1024, 4095 * MB, 0, NULL},
     {"log", "level", p_loglevel, OFF(log_level), 0, 0, 0, NULL},
@@ -387,6 +396,10 @@ void config_defaults(struct config *c)
     c->max_connections = 10000;
     c->max_pipeline = 10000;
     c->admin_reserved = 4;
+    c->slowlog_max_len = 128;
+    c->slowlog_slower_than = 0.01;
+    c->hotkeys_sample = 16;
+    c->metrics_max_apps = 20;
     c->read_from = READ_UNSET;
     c->replica_max_lag = 5;
     c->read_your_writes = RYW_OFFSET;

@@ -64,12 +64,18 @@ struct config {
     struct cidr_list allow;    /* empty: everyone not denied */
     struct cidr_list deny;
     int     max_pipeline;      /* pending replies before the proxy stops reading */
+    int     app_key;           /* enum app_key_kind (apps.h): what an app is */
+    int     max_connections_per_app; /* 0: off */
+    int     slowlog_max_len;   /* PROXY SLOWLOG entries kept; 0: off */
+    double  slowlog_slower_than; /* seconds, arrival to reply */
+    int     hotkeys_sample;    /* one request in this many feeds PROXY HOTKEYS; 0: off */
     /* [admin] */
     struct cidr_list admin_allow; /* empty: no address makes an admin */
     char   *admin_password;
     char   *admin_socket;      /* unix socket path for admins (own user, root); NULL: off */
     int     admin_reserved;    /* slots for admins beyond max_connections */
     char   *metrics_listen;    /* host:port of the HTTP probe; NULL: off */
+    int     metrics_max_apps;  /* per-app series for the busiest; the rest as app="other" */
     size_t  max_query_buffer;  /* bytes */
     size_t  max_output_buffer;
     /* [log] */

@@ -19,6 +19,7 @@
 #include "reload.h"
 #include "request.h"
 #include "sidecar.h"
+#include "slowlog.h"
 #include "users.h"
 
 static const char usage[] =
@@ -148,7 +149,8 @@ static int run(struct config **cfgp, const char *path, int replace_admin_socket)
     sc.replace_admin_socket = replace_admin_socket;
     warn_no_admin(cfg);
     command_table_init(&sc.cmds);
-    if (iptable_init(&sc.ips) < 0) {
+    if (iptable_init(&sc.ips) < 0 || apps_init(&sc.apps) < 0 ||
+        slowlog_configure(&sc) < 0) {
         log_error("out of memory");
         return 1;
     }
@@ -204,6 +206,7 @@ static int run(struct config **cfgp, const char *path, int replace_admin_socket)
     users_stop(&sc);
     req_cache_clear(&sc.cache);
     iptable_free(&sc.ips);
+    apps_free(&sc.apps);
     command_table_free(&sc.cmds);
     buf_cache_clear(&sc.bufs);
     free(sc.rbuf);

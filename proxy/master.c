@@ -42,7 +42,8 @@ static void on_commands(void *arg, const struct health_command *v, int n)
         return;
     }
     for (int i = 0; i < n; i++)
-        added += command_table_learn(&sc->cmds, v[i].name, v[i].len, v[i].flags);
+        added += command_table_learn(&sc->cmds, v[i].name, v[i].len, v[i].flags,
+                                     v[i].first_key);
     sc->commands_loaded = 1;
     log_info("command table: %d commands learnt from the master", added);
     /* not ev_once: its allocation leaks if the loop stops first */

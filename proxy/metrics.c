@@ -124,6 +124,125 @@ static void users(struct buf *b, const struct sidecar *sc)
                 sc->users[i]->auth_failures);
 }
 
+/* Buckets of the per-app latency histogram: every other power of two of
+ * microseconds, 16 us to 16.8 s; each is an exact edge of the app's own
+ * finer buckets (apps.h). */
+#define APP_LE_FIRST 4                /* 2^4 us */
+#define APP_LE_STEP  2
+#define APP_LE_N     11
+
+/* An app's series, or the sum of several (app="other"). */
+struct app_sums {
+    uint64_t current, requests, errors[APP_ERR_N], refused, bytes_in, bytes_out;
+    uint64_t le[APP_LE_N + 1], count;
+    double   sum;
+};
+
+static void app_add(struct app_sums *s, const struct app *a)
+{
+    s->current += a->current;
+    s->requests += a->requests;
+    for (int k = 0; k < APP_ERR_N; k++)
+        s->errors[k] += a->errors[k];
+    for (int k = 0; k < REFUSED_NREASONS; k++)
+        s->refused += a->refused[k];
+    s->bytes_in += a->bytes_in;
+    s->bytes_out += a->bytes_out;
+    if (!a->lat)
+        return;
+    for (int i = 0, e = 0; i < APP_LAT_BUCKETS; i++) {
+        /* bucket i holds values under its upper bound: find its le */
+        while (e < APP_LE_N && apps_bucket_upper(i) > (double)(1u << (APP_LE_FIRST +
+                                                                      APP_LE_STEP * e)) / 1e6)
+            e++;
+        s->le[e] += a->lat->n[i];
+    }
+    s->count += a->lat->count;
+    s->sum += a->lat->sum;
+}
+
+static int by_requests(const void *x, const void *y)
+{
+    const struct app *a = *(const struct app *const *)x;
+    const struct app *b = *(const struct app *const *)y;
+
+    if (a->requests != b->requests)
+        return a->requests < b->requests ? 1 : -1;
+    return a->current < b->current ? 1 : a->current > b->current ? -1 : 0;
+}
+
+/* Per app, for the metrics_max_apps busiest (by requests); the rest are
+ * summed under app="other", so the series stay bounded. */
+static void apps(struct buf *b, const struct sidecar *sc)
+{
+    static const char *const err_kind[APP_ERR_N] = {"redis", "proxy", "closed"};
+    unsigned max = (unsigned)sc->cfg->metrics_max_apps;
+    struct app **all = malloc((sc->apps.n + 1) * sizeof *all);
+    struct app_sums *sums;
+    char l[300], ll[360];
+
+    if (!all)
+        return;
+    unsigned n = apps_all(&sc->apps, all, sc->apps.n);
+    qsort(all, n, sizeof *all, by_requests);
+    unsigned shown = n < max ? n : max, rows = shown + (n > shown);
+    if (!(sums = calloc(rows + 1, sizeof *sums))) {
+        free(all);
+        return;
+    }
+    for (unsigned i = 0; i < n; i++)
+        app_add(&sums[i < shown ? i : shown], all[i]);
+#define EACH_ROW(i) for (unsigned i = 0; i < rows; i++)
+#define LABEL(i) stats_label("app", i < shown ? all[i]->key : "other", l, sizeof l)
+    family(b, "app_connections", "gauge", "Open connections per local app (app_key); the "
+           "apps past metrics_max_apps are summed under app=\"other\".");
+    EACH_ROW(i)
+        u64(b, "app_connections", LABEL(i), sums[i].current);
+    family(b, "app_requests_total", "counter", "Requests read per app.");
+    EACH_ROW(i)
+        u64(b, "app_requests_total", LABEL(i), sums[i].requests);
+    family(b, "app_errors_total", "counter", "Errors per app, by kind: redis (error replies "
+           "from Redis), proxy (the sidecar's own), closed (connections closed for a protocol "
+           "error or a buffer limit).");
+    EACH_ROW(i)
+        for (int k = 0; k < APP_ERR_N; k++) {
+            snprintf(ll, sizeof ll, "%s,kind=\"%s\"", LABEL(i), err_kind[k]);
+            u64(b, "app_errors_total", ll, sums[i].errors[k]);
+        }
+    family(b, "app_connections_refused_total", "counter", "Connections refused per app, "
+           "every reason.");
+    EACH_ROW(i)
+        u64(b, "app_connections_refused_total", LABEL(i), sums[i].refused);
+    family(b, "app_bytes_received_total", "counter", "Bytes read from each app.");
+    EACH_ROW(i)
+        u64(b, "app_bytes_received_total", LABEL(i), sums[i].bytes_in);
+    family(b, "app_bytes_sent_total", "counter", "Bytes written to each app.");
+    EACH_ROW(i)
+        u64(b, "app_bytes_sent_total", LABEL(i), sums[i].bytes_out);
+    family(b, "app_latency_seconds", "histogram", "Latency as each app sees it: from a "
+           "request's bytes read to its reply written out (waits for validation, leases and "
+           "failover included; calls that wait for data, such as BLPOP, excluded).");
+    EACH_ROW(i) {
+        uint64_t cum = 0;
+        for (int e = 0; e <= APP_LE_N; e++) {
+            cum += sums[i].le[e];
+            if (e < APP_LE_N)
+                snprintf(ll, sizeof ll, "%s,le=\"%g\"", LABEL(i),
+                         (double)(1u << (APP_LE_FIRST + APP_LE_STEP * e)) / 1e6);
+            else
+                snprintf(ll, sizeof ll, "%s,le=\"+Inf\"", LABEL(i));
+            u64(b, "app_latency_seconds_bucket", ll, cum);
+        }
+        buf_appendf(b, "redis_sidecar_app_latency_seconds_sum{%s} %.9f\n", LABEL(i),
+                    sums[i].sum);
+        u64(b, "app_latency_seconds_count", LABEL(i), cum);
+    }
+#undef EACH_ROW
+#undef LABEL
+    free(sums);
+    free(all);
+}
+
 void metrics_render(const struct sidecar *sc, struct buf *b)
 {
     family(b, "info", "gauge", "Always 1; the version in a label.");
@@ -133,5 +252,6 @@ void metrics_render(const struct sidecar *sc, struct buf *b)
     stats_metrics(sc, b);
     top_ips(b, sc);
     users(b, sc);
+    apps(b, sc);
     latency(b, sc);
 }

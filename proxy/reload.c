@@ -18,6 +18,7 @@
 #include "listener.h"
 #include "master.h"
 #include "nodes.h"
+#include "slowlog.h"
 #include "users.h"
 
 /* "key, key" of what changed among the keys that move sockets. */
@@ -96,6 +97,9 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
     TAILQ_FOREACH(n, &sc->retiring, tqe)
         pool_configure(n->pool, &pc);
     users_reconfigure(sc);
+    if (slowlog_configure(sc) < 0)
+        log_warn("reload: out of memory for a slowlog of %d entries; kept the old one",
+                 nc->slowlog_max_len);
     if (sc->master)
         pool_keep_idle(sc->master->pool, nc->min_idle_leases);
     ev_timer_stop(sc->loop, &sc->idle_w);

@@ -26,6 +26,7 @@
 #include "pause.h"
 #include "router.h"
 #include "session.h"
+#include "slowlog.h"
 
 #define CLIENT_READ_CHUNK  (16 * 1024)
 
@@ -276,7 +277,10 @@ static int dispatch_inline(struct client *c, const char *line, size_t len)
     }
     c->last_cmd = command_lookup(&sc->cmds, buf_start(&sc->inline_req) + f.fr.name_off,
                                  f.fr.name_len);
-    return carry_out(c, buf_start(&sc->inline_req), &f.fr);
+    slowlog_note(c, buf_start(&sc->inline_req), &f.fr);
+    int done = carry_out(c, buf_start(&sc->inline_req), &f.fr);
+    slowlog_done(sc);
+    return done;
 }
 
 /* Frame and carry out complete requests from p[0..n), up to the pipeline
@@ -300,6 +304,7 @@ static size_t process(struct client *c, const char *p, size_t n, struct resp_fra
         if (rc == RESP_MORE) {
             if (n - used > sc->cfg->max_query_buffer) {
                 sc->st.err_query_buffer++;
+                c->app->errors[APP_ERR_CLOSED]++;
                 client_protocol_error(c, "Protocol error: query buffer over max_query_buffer");
             }
             break;
@@ -314,11 +319,14 @@ static size_t process(struct client *c, const char *p, size_t n, struct resp_fra
             done = dispatch_inline(c, p + used, fr->len);
         } else if (fr->argc > 0) {
             c->last_cmd = command_lookup(&sc->cmds, p + used + fr->name_off, fr->name_len);
+            slowlog_note(c, p + used, fr);
             done = carry_out(c, p + used, fr);
+            slowlog_done(sc);
         }
         if (!done)
             break;                       /* kept whole: the framer starts it afresh */
         sc->st.requests++;
+        c->app->requests++;
         used += fr->len;
         if (__builtin_expect(c->paused, 0))
             break;                       /* done, and what follows waits (request_barrier) */
@@ -370,6 +378,7 @@ static void client_read(struct ev_loop *loop, struct client *c)
     if (n > 0) {
         c->last_active = ev_now(loop);
         sc->st.bytes_in += (uint64_t)n;
+        c->app->bytes_in += (uint64_t)n;
         if (c->partial)
             process_partial(c);
         else
@@ -400,9 +409,9 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 void request_accept(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
-                    struct ipstat *ips, int admin)
+                    struct ipstat *ips, struct app *app, struct app_proc *proc, int admin)
 {
-    client_new(sc, fd, peer, ips, admin, on_io);
+    client_new(sc, fd, peer, ips, app, proc, admin, on_io);
 }
 
 void request_flush_all(struct sidecar *sc)

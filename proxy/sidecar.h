@@ -17,6 +17,7 @@
 #include "../pool/pool.h"
 #include "command.h"
 #include "config.h"
+#include "apps.h"
 #include "iptable.h"
 
 #define SIDECAR_VERSION "0.1.0"
@@ -152,13 +153,15 @@ struct sidecar {
     /* Where an admitted connection goes (request_accept, set by main). */
     void                (*on_accept)(struct sidecar *sc, int fd,
                                      const struct sockaddr_storage *peer,
-                                     struct ipstat *ips, int admin);
+                                     struct ipstat *ips, struct app *app,
+                                     struct app_proc *proc, int admin);
     TAILQ_HEAD(, client)  clients;   /* open */
     STAILQ_HEAD(, client) dirty;     /* output to write or input to resume */
     STAILQ_HEAD(, client) readable;  /* input arrived, in the order it did (request.c) */
     TAILQ_HEAD(, client)  closed;    /* freed after this loop iteration */
     unsigned              nclients;  /* open ones (checked in make asan) */
     struct iptable        ips;       /* per-IP accounting and bans */
+    struct apps           apps;      /* per-app accounting, bans, slowlog (apps.c) */
     uint64_t              next_client_id;
     ev_prepare            flush_w;
     ev_signal             sig_int, sig_term, sig_hup;
@@ -182,6 +185,8 @@ struct sidecar {
     struct resp_framer    rfr;        /* frames requests straight from rbuf */
     struct buf            inline_req; /* an inline request rewritten as RESP */
     struct buf            scratch;    /* replies built by the proxy */
+    const char           *key_p;      /* the request being carried out: its first key */
+    size_t                key_n;      /* (slowlog.c), for the slot it takes */
     ev_tstamp             started;
     struct sidecar_stats  st;
 };

@@ -31,7 +31,8 @@ enum calc {
     CLIENTS_IDLE, CLIENTS_ACTIVE, CLIENTS_LEASED, CLIENTS_SUBSCRIBED, CLIENTS_WAITING,
     LINKS_MUX, LINKS_VALIDATING, LINKS_CONNECTING, LINKS_DOWN, LINKS_LEASED, LINKS_LEASE_IDLE,
     LINKS_RETIRING, LINKS_RESP2, LINKS_RESP3, READY_RESP2, READY_RESP3, VALIDATION_WAIT_MS,
-    LEASES_OPEN, NODE_UP, NODE_MASTER, USERS,
+    LEASES_OPEN, NODE_UP, NODE_MASTER, USERS, APPS, APP_BANS, APP_LOOKUPS, APP_LOOKUP_US,
+    APP_MISS_NO_SOCKET, APP_MISS_NO_PID, APP_MISS_PROC_GONE, SLOWLOG_LEN,
 };
 
 /* An app connection's state for the clients{state} gauge. */
@@ -92,6 +93,15 @@ static uint64_t calc(const struct sidecar *sc, const struct node *n, enum calc w
     case CONNECTED:          return sc->nclients;
     case TRACKED_IPS:        return sc->ips.n;
     case BANS:               return (uint64_t)sc->ips.nbans;
+    case APPS:               return sc->apps.n;
+    case APP_BANS:           return (uint64_t)sc->apps.nbans;
+    case APP_LOOKUPS:        return sc->apps.lookups;
+    case APP_LOOKUP_US:      return sc->apps.lookups ? (uint64_t)(sc->apps.lookup_seconds * 1e6 /
+                                                             (double)sc->apps.lookups + 0.5) : 0;
+    case APP_MISS_NO_SOCKET: return sc->apps.misses[PEER_MISS_NO_SOCKET];
+    case APP_MISS_NO_PID:    return sc->apps.misses[PEER_MISS_NO_PID];
+    case APP_MISS_PROC_GONE: return sc->apps.misses[PEER_MISS_PROC_GONE];
+    case SLOWLOG_LEN:        return sc->apps.slow_n;
     case PAUSED:             return (uint64_t)sc->requests_paused;
     case DRAINING:           return (uint64_t)sc->draining;
     case REPLICAS:           return (uint64_t)sc->nreplicas;
@@ -199,8 +209,11 @@ static void t_replicas(const struct sidecar *sc, struct buf *b)
      NULL, 'c', S(replies_by[TALLY(k, d)][1])}
 
 static const char help_refused[] = "App connections refused at accept, by reason: banned "
-    "(PROXY BAN), denied ([clients] deny/allow), max_connections, per_ip "
-    "(max_connections_per_ip).";
+    "(PROXY BAN, PROXY BAN APP), denied ([clients] deny/allow), max_connections, per_ip "
+    "(max_connections_per_ip), per_app (max_connections_per_app).";
+static const char help_miss[] = "Local app connections whose identity lookup fell short, "
+    "by reason: no_socket (no peer socket found: keyed by address), no_pid (uid known, "
+    "process not found: keyed by uid), process_gone (the process left before it was read).";
 static const char help_closed[] = "App connections the proxy closed, by reason "
     "(idle_timeout, protocol_error, query_buffer, output_buffer, killed by an admin command).";
 static const char help_errors[] = "Requests answered with the proxy's own error, by kind: "
@@ -233,6 +246,8 @@ const struct stat_row stats_table[] = {
      "reason=\"max_connections\"", NULL, 'c', S(refused[REFUSED_MAX_CONN])},
     {"Clients", "refused_per_ip", "connections_refused_total", "reason=\"per_ip\"", NULL,
      'c', S(refused[REFUSED_PER_IP])},
+    {"Clients", "refused_per_app", "connections_refused_total", "reason=\"per_app\"", NULL,
+     'c', S(refused[REFUSED_PER_APP])},
     {"Clients", "clients_killed", "clients_closed_total", "reason=\"killed\"", help_closed,
      'c', S(killed)},
     {"Clients", "clients_closed_idle", "clients_closed_total", "reason=\"idle_timeout\"", NULL,
@@ -248,6 +263,20 @@ const struct stat_row stats_table[] = {
     {"Clients", "tracked_ips", "tracked_ips", "", "Client addresses in the per-IP table.",
      'g', F(TRACKED_IPS)},
     {"Clients", "bans", "bans", "", "Active PROXY BAN ranges.", 'g', F(BANS)},
+    {"Clients", "apps", "apps", "", "Local apps (app_key values) in the per-app table.", 'g',
+     F(APPS)},
+    {"Clients", "app_bans", "app_bans", "", "Active PROXY BAN APP bans.", 'g', F(APP_BANS)},
+    {"Clients", "app_lookups", "app_lookups_total", "", "Accept-time identity lookups of "
+     "local peers (unix socket, loopback).", 'c', F(APP_LOOKUPS)},
+    {"Clients", "app_lookup_avg_us", NULL, "", NULL, 'g', F(APP_LOOKUP_US)},
+    {"Clients", "app_lookup_no_socket", "app_lookup_fallbacks_total", "reason=\"no_socket\"",
+     help_miss, 'c', F(APP_MISS_NO_SOCKET)},
+    {"Clients", "app_lookup_no_pid", "app_lookup_fallbacks_total", "reason=\"no_pid\"", NULL,
+     'c', F(APP_MISS_NO_PID)},
+    {"Clients", "app_lookup_process_gone", "app_lookup_fallbacks_total",
+     "reason=\"process_gone\"", NULL, 'c', F(APP_MISS_PROC_GONE)},
+    {"Clients", "slowlog_len", "slowlog_entries", "", "Requests in PROXY SLOWLOG.", 'g',
+     F(SLOWLOG_LEN)},
     {"Clients", "requests_paused", "paused", "", "1 while PROXY PAUSE holds new requests.",
      'g', F(PAUSED)},
 

@@ -260,7 +260,7 @@ static const struct command *classify(struct world *w, const char *name, size_t 
     if (cmd)
         FUZZ_REQUIRE(strlen(cmd->name) <= len && memcmp(cmd->name, low, len) == 0,
                      "\"%.*s\" found as \"%s\"", (int)len, name, cmd->name);
-    if (!cmd && w->learn && command_table_learn(t, name, len, w->learn_flags)) {
+    if (!cmd && w->learn && command_table_learn(t, name, len, w->learn_flags, 1)) {
         cmd = command_lookup(t, name, len);
         unsigned want = w->learn_flags & HEALTH_CMD_BLOCKING ? CMD_BLOCKING | CMD_LEASE
                       : (w->learn_flags & HEALTH_CMD_READONLY) &&

@@ -49,7 +49,7 @@ def test_runaway_host_is_capped(env, master):
             assert str(reply) == "ERR max connections per client IP reached (127.0.0.2, limit 100)"
             assert f.read() == b""      # and closed
             refused += 1
-    good.stop()
+    good.join()                 # its 20 calls, however the threads were scheduled
     watcher.stop()
     links_seen = watcher.values()
     assert (served, refused) == (100, 2900)

@@ -36,7 +36,7 @@ static int learn(struct command_table *t, const struct health_command *v, int n)
     int added = 0;
 
     for (int i = 0; i < n; i++)
-        added += command_table_learn(t, v[i].name, v[i].len, v[i].flags);
+        added += command_table_learn(t, v[i].name, v[i].len, v[i].flags, v[i].first_key);
     return added;
 }
 
