@@ -31,7 +31,7 @@ enum calc {
     CLIENTS_IDLE, CLIENTS_ACTIVE, CLIENTS_LEASED, CLIENTS_SUBSCRIBED, CLIENTS_WAITING,
     LINKS_MUX, LINKS_VALIDATING, LINKS_CONNECTING, LINKS_DOWN, LINKS_LEASED, LINKS_LEASE_IDLE,
     LINKS_RETIRING, LINKS_RESP2, LINKS_RESP3, READY_RESP2, READY_RESP3, VALIDATION_WAIT_MS,
-    LEASES_OPEN, NODE_UP, NODE_MASTER, USERS, APPS, APP_BANS, APP_LOOKUPS, APP_LOOKUP_US,
+    LEASES_OPEN, NODE_UP, NODE_MASTER, USERS, APPS, APP_BANS, APP_LOOKUPS,
     APP_MISS_NO_SOCKET, APP_MISS_NO_PID, APP_MISS_PROC_GONE, SLOWLOG_LEN,
 };
 
@@ -96,8 +96,6 @@ static uint64_t calc(const struct sidecar *sc, const struct node *n, enum calc w
     case APPS:               return sc->apps.n;
     case APP_BANS:           return (uint64_t)sc->apps.nbans;
     case APP_LOOKUPS:        return sc->apps.lookups;
-    case APP_LOOKUP_US:      return sc->apps.lookups ? (uint64_t)(sc->apps.lookup_seconds * 1e6 /
-                                                             (double)sc->apps.lookups + 0.5) : 0;
     case APP_MISS_NO_SOCKET: return sc->apps.misses[PEER_MISS_NO_SOCKET];
     case APP_MISS_NO_PID:    return sc->apps.misses[PEER_MISS_NO_PID];
     case APP_MISS_PROC_GONE: return sc->apps.misses[PEER_MISS_PROC_GONE];
@@ -148,6 +146,14 @@ static void t_pid(const struct sidecar *sc, struct buf *b)
 static void t_redis_version(const struct sidecar *sc, struct buf *b)
 {
     buf_appendf(b, "%s", nodes_version(sc));
+}
+
+/* The mean cost of an accept-time identity lookup, in microseconds. */
+static void t_lookup_avg(const struct sidecar *sc, struct buf *b)
+{
+    const struct apps *t = &sc->apps;
+
+    buf_appendf(b, "%.1f", t->lookups ? t->lookup_seconds * 1e6 / (double)t->lookups : 0);
 }
 
 static void t_master(const struct sidecar *sc, struct buf *b)
@@ -268,7 +274,7 @@ const struct stat_row stats_table[] = {
     {"Clients", "app_bans", "app_bans", "", "Active PROXY BAN APP bans.", 'g', F(APP_BANS)},
     {"Clients", "app_lookups", "app_lookups_total", "", "Accept-time identity lookups of "
      "local peers (unix socket, loopback).", 'c', F(APP_LOOKUPS)},
-    {"Clients", "app_lookup_avg_us", NULL, "", NULL, 'g', F(APP_LOOKUP_US)},
+    TEXT("Clients", "app_lookup_avg_us", t_lookup_avg),
     {"Clients", "app_lookup_no_socket", "app_lookup_fallbacks_total", "reason=\"no_socket\"",
      help_miss, 'c', F(APP_MISS_NO_SOCKET)},
     {"Clients", "app_lookup_no_pid", "app_lookup_fallbacks_total", "reason=\"no_pid\"", NULL,

@@ -57,6 +57,13 @@ static void check_multibulk(const char *f, const struct resp_frame *fr)
     for (long long i = 0; i < args.argc && i < RESP_ARGS_MAX; i++)
         FUZZ_REQUIRE(args.v[i] >= f && args.v[i] + args.l[i] <= f + fr->len,
                      "collected argument %lld outside its frame", i);
+    /* the request path's quick read of argument 1 (a request's first key) */
+    if (fr->argc >= 2) {
+        resp_arg1(f, fr, &a, &n);
+        FUZZ_REQUIRE(a == args.v[1] && n == args.l[1], "argument 1 read at %zu+%zu, "
+                     "collected at %zu+%zu", (size_t)(a - f), n, (size_t)(args.v[1] - f),
+                     args.l[1]);
+    }
 }
 
 /* An inline frame, as request.c takes it: the line without its end,

@@ -83,6 +83,31 @@ static void test_defaults_and_values(void)
     config_free(&c);
 }
 
+/* The local-app keys (issue 18): defaults, values, and their errors. */
+static void test_app_keys(void)
+{
+    struct config c;
+    config_defaults(&c);
+    CHECK(load(&c, "[upstream]\nmaster = 127.0.0.1:7000\n") == 0);
+    CHECK(c.app_key == 0 && c.max_connections_per_app == 0);          /* service, off */
+    CHECK(c.slowlog_max_len == 128 && c.slowlog_slower_than == 0.01 && c.hotkeys_sample == 16);
+    CHECK(c.metrics_max_apps == 20);
+    CHECK(load(&c, "[upstream]\nmaster = 127.0.0.1:7000\n[clients]\napp_key = process\n"
+                   "max_connections_per_app = 200\nslowlog_max_len = 0\n"
+                   "slowlog_slower_than = 250ms\nhotkeys_sample = 1\n"
+                   "[admin]\nmetrics_max_apps = 0\n") == 0);
+    CHECK(c.app_key == 2 && c.max_connections_per_app == 200 && c.slowlog_max_len == 0);
+    CHECK(c.slowlog_slower_than == 0.25 && c.hotkeys_sample == 1 && c.metrics_max_apps == 0);
+    config_free(&c);
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[clients]\napp_key = pid\n",
+                     "t.ini:4: clients.app_key: \"pid\" is not one of service, uid, process, ip"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[clients]\n"
+                     "max_connections_per_app = -1\n",
+                     "t.ini:4: clients.max_connections_per_app: \"-1\" not in 0..1000000"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[admin]\nmetrics_max_apps = 5000\n",
+                     "t.ini:4: admin.metrics_max_apps: \"5000\" not in 0..1000"));
+}
+
 static void test_units(void)
 {
     double d;
@@ -229,6 +254,7 @@ static void test_file(void)
 
 int main(void)
 {
+    test_app_keys();
     test_defaults_and_values();
     test_units();
     test_errors();
