@@ -81,22 +81,32 @@ static int by_busiest(const void *x, const void *y)
     return ra < rb ? 1 : ra > rb ? -1 : 0;
 }
 
+/* "PROXY <what> [TOP n]": n (every row without it), or -1 answered. */
+static int parse_top(struct client *c, const struct resp_args *a, const char *what,
+                     long long *top)
+{
+    *top = 1000000;
+    if (a->argc == 4 && resp_arg_is(a, 2, "top")) {
+        if (resp_parse_ll(a->v[3], a->l[3], top) < 0 || *top < 1) {
+            client_reply_error(c, "ERR TOP needs a positive count");
+            return -1;
+        }
+    } else if (a->argc != 2) {
+        client_reply_error(c, "ERR usage: PROXY %s [TOP n]", what);
+        return -1;
+    }
+    return 0;
+}
+
 /* PROXY CLIENTS [TOP n]: the per-IP table, busiest first. */
 static void proxy_clients(struct client *c, const struct resp_args *a)
 {
     struct sidecar *sc = c->sc;
-    long long top = 1000;
+    long long top;
     ev_tstamp now = ev_now(sc->loop);
 
-    if (a->argc == 4 && resp_arg_is(a, 2, "top")) {
-        if (resp_parse_ll(a->v[3], a->l[3], &top) < 0 || top < 1) {
-            client_reply_error(c, "ERR TOP needs a positive count");
-            return;
-        }
-    } else if (a->argc != 2) {
-        client_reply_error(c, "ERR usage: PROXY CLIENTS [TOP n]");
+    if (parse_top(c, a, "CLIENTS", &top) < 0)
         return;
-    }
     struct ipstat **all = malloc((sc->ips.n + 1) * sizeof *all);
     unsigned n = iptable_all(&sc->ips, all, sc->ips.n);
     qsort(all, n, sizeof *all, by_busiest);
@@ -153,18 +163,11 @@ static const char *const key_kinds[] = {"service", "uid", "process", "ip"};
 static void proxy_apps(struct client *c, const struct resp_args *a)
 {
     struct sidecar *sc = c->sc;
-    long long top = 1000;
+    long long top;
     ev_tstamp now = ev_now(sc->loop);
 
-    if (a->argc == 4 && resp_arg_is(a, 2, "top")) {
-        if (resp_parse_ll(a->v[3], a->l[3], &top) < 0 || top < 1) {
-            client_reply_error(c, "ERR TOP needs a positive count");
-            return;
-        }
-    } else if (a->argc != 2) {
-        client_reply_error(c, "ERR usage: PROXY APPS [TOP n]");
+    if (parse_top(c, a, "APPS", &top) < 0)
         return;
-    }
     struct app **all = malloc((sc->apps.n + 1) * sizeof *all);
     if (!all) {
         client_reply_error(c, "ERR proxy out of memory");

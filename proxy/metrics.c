@@ -4,6 +4,7 @@
  * nodes in the topology, and at most METRICS_TOP_IPS addresses. */
 #include "metrics.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +162,23 @@ static void app_add(struct app_sums *s, const struct app *a)
     s->sum += a->lat->sum;
 }
 
+/* The per-app series that are one number each. */
+static const struct {
+    const char *name, *type, *help;
+    size_t      off;
+} app_rows[] = {
+    {"app_connections", "gauge", "Open connections per local app (app_key); the apps past "
+     "metrics_max_apps are summed under app=\"other\".", offsetof(struct app_sums, current)},
+    {"app_requests_total", "counter", "Requests read per app.",
+     offsetof(struct app_sums, requests)},
+    {"app_connections_refused_total", "counter", "Connections refused per app, every reason.",
+     offsetof(struct app_sums, refused)},
+    {"app_bytes_received_total", "counter", "Bytes read from each app.",
+     offsetof(struct app_sums, bytes_in)},
+    {"app_bytes_sent_total", "counter", "Bytes written to each app.",
+     offsetof(struct app_sums, bytes_out)},
+};
+
 static int by_requests(const void *x, const void *y)
 {
     const struct app *a = *(const struct app *const *)x;
@@ -194,13 +212,14 @@ static void apps(struct buf *b, const struct sidecar *sc)
         app_add(&sums[i < shown ? i : shown], all[i]);
 #define EACH_ROW(i) for (unsigned i = 0; i < rows; i++)
 #define LABEL(i) stats_label("app", i < shown ? all[i]->key : "other", l, sizeof l)
-    family(b, "app_connections", "gauge", "Open connections per local app (app_key); the "
-           "apps past metrics_max_apps are summed under app=\"other\".");
-    EACH_ROW(i)
-        u64(b, "app_connections", LABEL(i), sums[i].current);
-    family(b, "app_requests_total", "counter", "Requests read per app.");
-    EACH_ROW(i)
-        u64(b, "app_requests_total", LABEL(i), sums[i].requests);
+    for (size_t k = 0; k < sizeof app_rows / sizeof app_rows[0]; k++) {
+        family(b, app_rows[k].name, app_rows[k].type, app_rows[k].help);
+        EACH_ROW(i) {
+            uint64_t v;
+            memcpy(&v, (const char *)&sums[i] + app_rows[k].off, sizeof v);
+            u64(b, app_rows[k].name, LABEL(i), v);
+        }
+    }
     family(b, "app_errors_total", "counter", "Errors per app, by kind: redis (error replies "
            "from Redis), proxy (the sidecar's own), closed (connections closed for a protocol "
            "error or a buffer limit).");
@@ -209,16 +228,6 @@ static void apps(struct buf *b, const struct sidecar *sc)
             snprintf(ll, sizeof ll, "%s,kind=\"%s\"", LABEL(i), err_kind[k]);
             u64(b, "app_errors_total", ll, sums[i].errors[k]);
         }
-    family(b, "app_connections_refused_total", "counter", "Connections refused per app, "
-           "every reason.");
-    EACH_ROW(i)
-        u64(b, "app_connections_refused_total", LABEL(i), sums[i].refused);
-    family(b, "app_bytes_received_total", "counter", "Bytes read from each app.");
-    EACH_ROW(i)
-        u64(b, "app_bytes_received_total", LABEL(i), sums[i].bytes_in);
-    family(b, "app_bytes_sent_total", "counter", "Bytes written to each app.");
-    EACH_ROW(i)
-        u64(b, "app_bytes_sent_total", LABEL(i), sums[i].bytes_out);
     family(b, "app_latency_seconds", "histogram", "Latency as each app sees it: from a "
            "request's bytes read to its reply written out (waits for validation, leases and "
            "failover included; calls that wait for data, such as BLPOP, excluded).");

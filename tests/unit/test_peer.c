@@ -328,6 +328,18 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A listener on 127.0.0.1 and a child started and told to connect to it. */
+static int kid_to_listener(struct kid *k, struct listener *l)
+{
+    if (listen_on("127.0.0.1", l) < 0)
+        return -1;
+    k->to = (struct sockaddr *)&l->addr;
+    k->tolen = l->len;
+    kid_start(k);
+    kid_go(k);
+    return 0;
+}
+
 /* A peer socket in TIME_WAIT: the child closed first, then we did. */
 static void test_time_wait(struct peer_cache *pc, uid_t nobody)
 {
@@ -337,12 +349,8 @@ static void test_time_wait(struct peer_cache *pc, uid_t nobody)
     struct listener l;
     struct peer_id id = {0};
 
-    if (!CHECK(listen_on("127.0.0.1", &l) == 0))
+    if (!CHECK(kid_to_listener(&k, &l) == 0))
         return;
-    k.to = (struct sockaddr *)&l.addr;
-    k.tolen = l.len;
-    kid_start(&k);
-    kid_go(&k);
     waitpid(k.pid, NULL, 0);
     close(k.ctl);
     int fd = accept(l.fd, (struct sockaddr *)&ss, &len);
@@ -395,12 +403,8 @@ static void test_budget(struct peer_cache *pc)
         printf("# skip: a process with %d fds (RLIMIT_NOFILE)\n", k.fill);
         return;
     }
-    if (!CHECK(listen_on("127.0.0.1", &l) == 0))
+    if (!CHECK(kid_to_listener(&k, &l) == 0))
         return;
-    k.to = (struct sockaddr *)&l.addr;
-    k.tolen = l.len;
-    kid_start(&k);
-    kid_go(&k);
     int fd = accept(l.fd, (struct sockaddr *)&ss, &len);
     uint64_t before = st->readlinks;
     CHECK(peer_identify(pc, fd, (struct sockaddr *)&ss, len, &id) == 0);
