@@ -71,7 +71,7 @@ $(BUILD)/tests/test_peer: tests/unit/test_peer.c $(BUILD)/lib/peer.o
 	$(CC) $(CFLAGS) -o $@ $^
 $(BUILD)/tests/test_topk: tests/unit/test_topk.c $(BUILD)/lib/topk.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^
+	$(CC) $(CFLAGS) -o $@ $^ -lm
 $(BUILD)/tests/test_command: tests/unit/test_command.c $(BUILD)/proxy/command.o \
 		$(BUILD)/health/checker.o $(BUILD)/health/conn.o $(BUILD)/lib/log.o
 	@mkdir -p $(dir $@)

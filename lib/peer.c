@@ -183,6 +183,49 @@ void peer_service_from_cgroup(const char *path, char *out, size_t outlen)
 
 /* ---- /proc ---- */
 
+/* "/proc/<pid>/<tail>[/<fd>]" into out (48 bytes do): paid per readlink,
+ * so digits by hand, not printf. */
+static const char *proc_path(char *out, int32_t pid, const char *tail, long fd)
+{
+    char digits[24], *p = out;
+    int n;
+
+    memcpy(p, "/proc/", 6);
+    p += 6;
+    for (int k = 0; k < 2; k++) {
+        unsigned long v = k == 0 ? (unsigned long)pid : (unsigned long)fd;
+        if (k == 1) {
+            if (fd < 0)
+                break;
+            *p++ = '/';
+        }
+        n = 0;
+        do
+            digits[n++] = (char)('0' + v % 10);
+        while ((v /= 10) != 0);
+        while (n)
+            *p++ = digits[--n];
+        if (k == 0) {
+            *p++ = '/';
+            size_t t = strlen(tail);
+            memcpy(p, tail, t);
+            p += t;
+        }
+    }
+    *p = '\0';
+    return out;
+}
+
+/* The decimal number at p (an fd's name, a socket's inode); digits only. */
+static uint64_t decimal(const char *p)
+{
+    uint64_t v = 0;
+
+    while (*p >= '0' && *p <= '9')
+        v = v * 10 + (uint64_t)(*p++ - '0');
+    return v;
+}
+
 /* Up to len-1 bytes of a small file, terminated; -1 if it can't be read. */
 static ssize_t read_file(const char *path, char *buf, size_t len)
 {
@@ -228,11 +271,11 @@ static int proc_fill(struct peer_cache *pc, struct peer_id *out, int want_cgid)
     struct stat st;
 
     /* up to 15 bytes: the whole name, without the newline after a long one */
-    snprintf(path, sizeof path, "/proc/%d/comm", (int)out->pid);
+    proc_path(path, out->pid, "comm", -1);
     if (read_file(path, out->comm, sizeof out->comm) < 0)
         return -1;
     out->comm[strcspn(out->comm, "\n")] = '\0';
-    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)out->pid);
+    proc_path(path, out->pid, "cgroup", -1);
     if (read_file(path, buf, sizeof buf) < 0) {
         out->comm[0] = '\0';
         return -1;
@@ -471,7 +514,8 @@ static int64_t read_fd(struct peer_cache *pc, struct peer_search *s, int dirfd, 
     if ((n = readlinkat(dirfd, name, link, sizeof link - 1)) < 0)
         return -1;
     link[n] = '\0';
-    return strncmp(link, "socket:[", 8) == 0 ? (int64_t)strtoul(link + 8, NULL, 10) : 0;
+    return memcmp(link, "socket:[", n >= 8 ? 8 : (size_t)n + 1) == 0 ? (int64_t)decimal(link + 8)
+                                                                      : 0;
 }
 
 static void note_fd(struct peer_cache *pc, struct peer_search *s, struct peer_mark *m, long fd,
@@ -498,8 +542,7 @@ static void scan_probe(struct peer_cache *pc, struct peer_search *s, struct peer
             fd |= 63;
         if (m->open[fd / 64] & (1ull << (fd % 64)))
             continue;
-        snprintf(name, sizeof name, "/proc/%d/fd/%ld", (int)m->pid, fd);
-        int64_t ino = read_fd(pc, s, AT_FDCWD, name);
+        int64_t ino = read_fd(pc, s, AT_FDCWD, proc_path(name, m->pid, "fd", fd));
         if (ino < 0)
             return;
         note_fd(pc, s, m, fd, ino);
@@ -517,8 +560,7 @@ static void scan_list(struct peer_cache *pc, struct peer_search *s, struct peer_
     struct dirent *de;
     DIR *d;
 
-    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)m->pid);
-    if (!(d = opendir(dir)))
+    if (!(d = opendir(proc_path(dir, m->pid, "fd", -1))))
         return;
     pc->stats.fd_lists++;
     memcpy(known, m->open, sizeof known);
@@ -526,7 +568,7 @@ static void scan_list(struct peer_cache *pc, struct peer_search *s, struct peer_
     while ((de = readdir(d))) {
         if (!isdigit((unsigned char)de->d_name[0]))
             continue;
-        long fd = strtol(de->d_name, NULL, 10);
+        long fd = (long)decimal(de->d_name);
         uint64_t bit = 1ull << (fd % 64);
         int tracked = fd < PEER_MARK_FDS, old = tracked && (known[fd / 64] & bit);
         if ((whole || (tracked && !old)) && !s->found && s->readlinks_left > 0)
@@ -545,8 +587,7 @@ static void scan_cached(struct peer_cache *pc, struct peer_search *s)
 
     if (e->ino != s->ino)
         return;
-    snprintf(name, sizeof name, "/proc/%d/fd/%d", (int)e->pid, (int)e->fd);
-    if (read_fd(pc, s, AT_FDCWD, name) == s->ino) {
+    if (read_fd(pc, s, AT_FDCWD, proc_path(name, e->pid, "fd", e->fd)) == s->ino) {
         s->found = e->pid;
         pc->stats.inode_hits++;
     }
@@ -763,6 +804,7 @@ static int identify_tcp(struct peer_cache *pc, int fd, const struct peer_end *th
     out->has_uid = 1;
     out->uid = d.uid;
     out->cgroup_id = d.cgid;
+    out->ino = d.ino;
     out->miss = PEER_MISS_NO_PID;
     /* inode 0: orphaned, its process closed it (or exited) */
     if (d.ino && (out->pid = find_pid(pc, d.uid, d.cgid, d.ino)) != 0)
@@ -810,6 +852,19 @@ void peer_cache_free(struct peer_cache *pc)
 const struct peer_stats *peer_cache_stats(const struct peer_cache *pc)
 {
     return &pc->stats;
+}
+
+void peer_forget(struct peer_cache *pc, uint32_t ino)
+{
+    struct peer_sock *e = &pc->socks[ino % PEER_SOCKS];
+    struct peer_mark *m;
+
+    if (!ino || e->ino != ino)
+        return;
+    m = &pc->marks[(uint32_t)e->pid % PEER_MARKS];
+    if (m->pid == e->pid && e->fd >= 0 && e->fd < PEER_MARK_FDS)
+        m->open[e->fd / 64] &= ~(1ull << (e->fd % 64));
+    e->ino = 0;
 }
 
 void peer_cache_limit(struct peer_cache *pc, int wide_scans_per_second)

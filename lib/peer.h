@@ -37,6 +37,7 @@ struct peer_id {
     /* cgroup2 id (the directory's inode number), 0 unknown. TCP: the cgroup
      * the peer socket was created in; unix: the process's cgroup now. */
     uint64_t       cgroup_id;
+    uint32_t       ino;       /* TCP: the peer socket's inode, for peer_forget(); else 0 */
     enum peer_miss miss;
 };
 
@@ -73,6 +74,11 @@ const char *peer_cgroup_mount(const struct peer_cache *pc);
  * fails (SO_PEERCRED, getsockname). */
 int peer_identify(struct peer_cache *pc, int fd, const struct sockaddr *peer, socklen_t len,
                   struct peer_id *out);
+
+/* The connection whose peer socket had inode ino (peer_id.ino) closed:
+ * its process most likely closed that fd too, so the fd is where its next
+ * socket will go (a reconnect finds it with one readlink, not a listing). */
+void peer_forget(struct peer_cache *pc, uint32_t ino);
 
 /* Pure: the unit or container a cgroup path names. The deepest container
  * component wins ("container:" and its first 12 hex digits); else the

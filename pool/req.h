@@ -38,6 +38,8 @@ struct link;
 /* A script (EVAL, FCALL...): while one is on a link, clients with nothing
  * in flight take another (it may run past busy-reply-threshold). */
 #define REQ_SCRIPT      0x400000
+/* Owner's: key_len, upstream and key[] are set (slowlog.c). */
+#define REQ_KEYED       0x800000
 /* Owner's again: an AUTH sent for HELLO (REQ_AUTH), and HELLO's protocol. */
 #define REQ_HELLO       0x100000
 #define REQ_HELLO3      0x200000
@@ -57,9 +59,10 @@ struct req {
     struct buf  reply;      /* reply bytes, when they came before earlier ones */
     unsigned    flags;
     float       block;      /* REQ_NOTIMEOUT: seconds it may wait for data (INFINITY) */
-    /* The owner's, for its reports (PROXY SLOWLOG): when the request's
-     * bytes came, its command, its first key (a prefix), and the seconds
-     * from handing it to a link to its reply. */
+    /* The owner's, for its reports (PROXY SLOWLOG), and not cleared by
+     * req_alloc(): when the request's bytes came and its command (set
+     * with each slot), and once REQ_KEYED its first key (a prefix) and
+     * the seconds from handing it to a link to its reply. */
     ev_tstamp   arrived;
     const void *what;
     uint32_t    key_len;

@@ -206,7 +206,7 @@ static void proxy_apps(struct client *c, const struct resp_args *a)
                     (unsigned long long)e->errors[APP_ERR_CLOSED],
                     (unsigned long long)e->bytes_in, (unsigned long long)e->bytes_out,
                     apps_percentile(e->lat, 0.5) * 1e6, apps_percentile(e->lat, 0.99) * 1e6,
-                    (unsigned long long)(e->lat ? e->lat->count : 0),
+                    (unsigned long long)apps_latency_count(e->lat),
                     (unsigned long long)(e->hot ? e->hot->total : 0),
                     now - e->first_seen, now - e->last_seen,
                     apps_banned_for(&sc->apps, e->key, now));

@@ -361,6 +361,15 @@ int apps_unban(struct apps *t, const char *key, size_t len)
     return 0;
 }
 
+uint64_t apps_latency_count(const struct app_latency *l)
+{
+    uint64_t n = 0;
+
+    for (int i = 0; l && i < APP_LAT_BUCKETS; i++)
+        n += l->n[i];
+    return n;
+}
+
 struct app_latency *apps_latency_new(struct app *a)
 {
     return a->lat = calloc(1, sizeof *a->lat);
@@ -370,9 +379,9 @@ double apps_percentile(const struct app_latency *l, double q)
 {
     uint64_t want, seen = 0;
 
-    if (!l || !l->count)
+    if (!l || !apps_latency_count(l))
         return 0;
-    want = (uint64_t)(q * (double)l->count + 0.5);
+    want = (uint64_t)(q * (double)apps_latency_count(l) + 0.5);
     if (want == 0)
         want = 1;
     for (int i = 0; i < APP_LAT_BUCKETS; i++) {

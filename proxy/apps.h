@@ -9,7 +9,9 @@
 #define SIDECAR_APPS_H
 
 #include <ev.h>
+#include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../lib/cidr.h"
 #include "../lib/peer.h"
@@ -31,13 +33,15 @@ enum app_key_kind { APP_KEY_SERVICE, APP_KEY_UID, APP_KEY_PROCESS, APP_KEY_IP };
  * the proxy closed on it (protocol errors, buffer limits). */
 enum app_err { APP_ERR_REDIS, APP_ERR_PROXY, APP_ERR_CLOSED, APP_ERR_N };
 
-/* Latency in log-linear buckets of microseconds: exact below 8 us, then
- * 8 buckets per power of two (at most 12.5% wide), up to 2^27 us (134 s). */
-#define APP_LAT_BUCKETS 200
+/* Latency in log-linear buckets read straight off the double's bits:
+ * 8 per power of two of seconds (at most 12.5% wide), from 2^-20 s (about
+ * 1 us; everything below, in the first) to 2^7 s (128 s; everything
+ * above, in the last). */
+#define APP_LAT_E0      (-20)
+#define APP_LAT_BUCKETS (27 * 8)
 
 struct app_latency {
     uint64_t n[APP_LAT_BUCKETS];
-    uint64_t count;
     double   sum;             /* seconds */
 };
 
@@ -67,6 +71,15 @@ struct app {
     struct app_proc *procs;
     unsigned    nprocs;
     struct app *next;         /* hash chain */
+};
+
+/* Who an accepted connection is, for its client: its address's entry,
+ * its app and process (each counting it), its peer socket. */
+struct origin {
+    struct ipstat   *ips;
+    struct app      *app;
+    struct app_proc *proc;       /* NULL when its pid is unknown */
+    uint32_t         peer_ino;   /* loopback TCP: for peer_forget() at its close */
 };
 
 struct app_ban {
@@ -103,6 +116,7 @@ struct apps {
     /* the slowlog: a ring of the latest slow requests */
     struct slow_entry *slow;
     unsigned         slow_cap, slow_n, slow_head;
+    double           slow_after;   /* slowlog_slower_than, or INFINITY when it is off */
     uint64_t         slow_next_id;
 };
 
@@ -139,22 +153,27 @@ unsigned apps_all(const struct apps *t, struct app **out, unsigned max);
 double apps_percentile(const struct app_latency *l, double q);
 
 struct app_latency *apps_latency_new(struct app *a);
+/* Its replies timed: the sum of its buckets. */
+uint64_t apps_latency_count(const struct app_latency *l);
 
-static inline unsigned apps_bucket(uint32_t us)
+/* The bucket of s seconds: the exponent and the top 3 bits of the
+ * mantissa, shifted to start at 2^APP_LAT_E0; negative (a clock step
+ * back) and tiny values go to the first, huge ones to the last. */
+static inline unsigned apps_bucket(double s)
 {
-    if (us < 8)
-        return us;
-    unsigned e = 31u - (unsigned)__builtin_clz(us);          /* 3..26 */
-    return (e - 2) * 8 + ((us >> (e - 3)) & 7);
+    int64_t bits;
+
+    memcpy(&bits, &s, sizeof bits);
+    uint64_t i = (uint64_t)((bits >> 49) - ((int64_t)(1023 + APP_LAT_E0) << 3));
+    if (__builtin_expect(i >= APP_LAT_BUCKETS, 0))       /* one test for both ends */
+        i = bits < 0 || (int64_t)i < 0 ? 0 : APP_LAT_BUCKETS - 1;
+    return (unsigned)i;
 }
 
-/* The upper bound (exclusive), in seconds, of latency bucket i. */
+/* The upper bound (exclusive), in seconds, of bucket i. */
 static inline double apps_bucket_upper(int i)
 {
-    if (i < 8)
-        return (i + 1) / 1e6;
-    unsigned e = (unsigned)i / 8 + 2, sub = (unsigned)i % 8;
-    return (double)((8u + sub + 1) << (e - 3)) / 1e6;
+    return ldexp((9 + i % 8) / 8.0, i / 8 + APP_LAT_E0);
 }
 
 /* A reply left for a request that arrived `s` seconds before. */
@@ -164,9 +183,7 @@ static inline void apps_latency(struct app *a, double s)
 
     if (__builtin_expect(l == NULL, 0) && (l = apps_latency_new(a)) == NULL)
         return;
-    uint32_t us = s <= 0 ? 0 : s >= 134.0 ? (1u << 27) - 1 : (uint32_t)(s * 1e6);
-    l->n[apps_bucket(us)]++;
-    l->count++;
+    l->n[apps_bucket(s)]++;
     l->sum += s;
 }
 

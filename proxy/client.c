@@ -41,20 +41,21 @@ void client_mark_dirty(struct client *c)
 }
 
 void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
-                struct ipstat *ips, struct app *app, struct app_proc *proc, int admin,
+                const struct origin *o, int admin,
                 void (*on_io)(struct ev_loop *loop, ev_io *w, int revents))
 {
     struct client *c = calloc(1, sizeof *c);
 
     if (!c) {
-        ips->current--;
-        apps_detach(sc, app, proc);
+        o->ips->current--;
+        apps_detach(sc, o->app, o->proc);
         close(fd);
         return;
     }
-    c->ips = ips;
-    c->app = app;
-    c->proc = proc;
+    c->ips = o->ips;
+    c->app = o->app;
+    c->proc = o->proc;
+    c->peer_ino = o->peer_ino;
     c->admin = admin != 0;
     c->sc = sc;
     c->id = ++sc->next_client_id;
@@ -161,6 +162,8 @@ void client_close(struct client *c, const char *why)
     c->ips->current--;
     c->ips->last_seen = ev_now(sc->loop);
     apps_detach(sc, c->app, c->proc);
+    if (c->peer_ino)
+        peer_forget(sc->apps.peers, c->peer_ino);
     /* Slots still upstream, held for a master or answered later become
      * orphans: whoever has them drops them. */
     while ((r = TAILQ_FIRST(&c->pending)) != NULL) {
@@ -275,7 +278,7 @@ static void emit(struct client *c, const char *p, size_t n)
     client_mark_dirty(c);
 }
 
-static void pop_slot(struct client *c, struct req *r)
+static inline __attribute__((always_inline)) void pop_slot(struct client *c, struct req *r)
 {
     slowlog_reply_out(c, r);
     TAILQ_REMOVE(&c->pending, r, owner_tqe);
@@ -336,11 +339,6 @@ struct req *client_slot(struct client *c, unsigned flags)
     r->flags = flags;
     r->arrived = c->last_active;
     r->what = c->last_cmd;
-    if (c->sc->key_p) {
-        size_t n = c->sc->key_n;
-        r->key_len = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
-        memcpy(r->key, c->sc->key_p, n < sizeof r->key ? n : sizeof r->key);
-    }
     TAILQ_INSERT_TAIL(&c->pending, r, owner_tqe);
     c->npending++;
     return r;
@@ -382,8 +380,6 @@ void client_answer(struct client *c, struct req *r, const char *p, size_t n, con
     sc->st.replies_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT][bad]++;
     if (__builtin_expect(bad, 0))
         c->app->errors[err ? APP_ERR_PROXY : APP_ERR_REDIS]++;
-    if (r->queued_at > 0)
-        r->upstream = (float)(ev_now(sc->loop) - r->queued_at);
     if (c->paused)
         client_mark_dirty(c);       /* the flush step decides whether to read again */
     if (err) {
@@ -403,7 +399,7 @@ void client_answer(struct client *c, struct req *r, const char *p, size_t n, con
 static void reply_in_order(struct client *c, const char *p, size_t n)
 {
     if (TAILQ_EMPTY(&c->pending)) {
-        apps_latency(c->app, ev_now(c->sc->loop) - c->last_active);
+        apps_latency(c->app, c->sc->now - c->last_active);
         emit(c, p, n);
         return;
     }

@@ -85,6 +85,7 @@ struct client {
     STAILQ_ENTRY(client) read_tqe;  /* on sc->readable: input to read this iteration */
     unsigned        npending;     /* slots on pending (checked in make asan) */
     uint16_t        port;         /* the peer's; its address is ips->ip */
+    uint32_t        peer_ino;     /* loopback TCP: the peer socket's inode (apps.c) */
     unsigned        authed : 1;
     unsigned        admin : 1;    /* PROXY commands: [admin] allow or admin AUTH */
     unsigned        admin_auth : 1; /* ... by admin AUTH, which RESET takes back */
@@ -139,7 +140,7 @@ struct client_ext *client_ext(struct client *c);
 
 /* A new connection reading with `on_io` (request.c's). */
 void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
-                struct ipstat *ips, struct app *app, struct app_proc *proc, int admin,
+                const struct origin *o, int admin,
                 void (*on_io)(struct ev_loop *loop, ev_io *w, int revents));
 /* The watcher follows the client's state (paused, closing, output). */
 void client_watch(struct client *c);

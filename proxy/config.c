@@ -398,7 +398,7 @@ void config_defaults(struct config *c)
     c->admin_reserved = 4;
     c->slowlog_max_len = 128;
     c->slowlog_slower_than = 0.01;
-    c->hotkeys_sample = 16;
+    c->hotkeys_sample = 32;
     c->metrics_max_apps = 20;
     c->read_from = READ_UNSET;
     c->replica_max_lag = 5;

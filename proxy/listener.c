@@ -151,9 +151,9 @@ static void listener_accept(struct ev_loop *loop, ev_io *w, int revents)
         e->accepted++;
         if (++e->current > e->peak)
             e->peak = e->current;
-        struct app_proc *proc;
-        apps_attach(sc, app, &id, &proc);
-        sc->on_accept(sc, fd, &peer, e, app, proc, admin);
+        struct origin o = {.ips = e, .app = app, .peer_ino = id.ino};
+        apps_attach(sc, app, &id, &o.proc);
+        sc->on_accept(sc, fd, &peer, &o, admin);
     }
 }
 

@@ -92,6 +92,14 @@ static void on_prepare(struct ev_loop *loop, ev_prepare *w, int revents)
     request_flush_all(w->data);
 }
 
+/* The loop's time, once per iteration, right after the poll and before
+ * any callback: the request path reads sc->now instead of calling ev_now(). */
+static void on_check(struct ev_loop *loop, ev_check *w, int revents)
+{
+    (void)revents;
+    ((struct sidecar *)w->data)->now = ev_now(loop);
+}
+
 static void on_idle_sweep(struct ev_loop *loop, ev_timer *w, int revents)
 {
     (void)loop;
@@ -182,6 +190,11 @@ static int run(struct config **cfgp, const char *path, int replace_admin_socket)
         log_error("%s", err);
         return 1;
     }
+    sc.now = ev_now(sc.loop);
+    ev_check_init(&sc.now_w, on_check);
+    sc.now_w.data = &sc;
+    ev_set_priority(&sc.now_w, EV_MAXPRI);
+    ev_check_start(sc.loop, &sc.now_w);
     ev_prepare_init(&sc.flush_w, on_prepare);
     sc.flush_w.data = &sc;
     ev_set_priority(&sc.flush_w, EV_MAXPRI);
@@ -213,6 +226,7 @@ static int run(struct config **cfgp, const char *path, int replace_admin_socket)
     buf_free(&sc.inline_req);
     buf_free(&sc.scratch);
     ev_prepare_stop(sc.loop, &sc.flush_w);
+    ev_check_stop(sc.loop, &sc.now_w);
     ev_loop_destroy(sc.loop);
     log_info("stopped");
     *cfgp = sc.cfg;

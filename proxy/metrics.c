@@ -126,16 +126,16 @@ static void users(struct buf *b, const struct sidecar *sc)
 }
 
 /* Buckets of the per-app latency histogram: every other power of two of
- * microseconds, 16 us to 16.8 s; each is an exact edge of the app's own
- * finer buckets (apps.h). */
-#define APP_LE_FIRST 4                /* 2^4 us */
+ * seconds, 2^-16 (15 us) to 2^4 (16 s); each is an exact edge of the
+ * app's own finer buckets (apps.h). */
+#define APP_LE_FIRST (-16)
 #define APP_LE_STEP  2
 #define APP_LE_N     11
 
 /* An app's series, or the sum of several (app="other"). */
 struct app_sums {
     uint64_t current, requests, errors[APP_ERR_N], refused, bytes_in, bytes_out;
-    uint64_t le[APP_LE_N + 1], count;
+    uint64_t le[APP_LE_N + 1];
     double   sum;
 };
 
@@ -153,12 +153,10 @@ static void app_add(struct app_sums *s, const struct app *a)
         return;
     for (int i = 0, e = 0; i < APP_LAT_BUCKETS; i++) {
         /* bucket i holds values under its upper bound: find its le */
-        while (e < APP_LE_N && apps_bucket_upper(i) > (double)(1u << (APP_LE_FIRST +
-                                                                      APP_LE_STEP * e)) / 1e6)
+        while (e < APP_LE_N && apps_bucket_upper(i) > ldexp(1, APP_LE_FIRST + APP_LE_STEP * e))
             e++;
         s->le[e] += a->lat->n[i];
     }
-    s->count += a->lat->count;
     s->sum += a->lat->sum;
 }
 
@@ -236,8 +234,8 @@ static void apps(struct buf *b, const struct sidecar *sc)
         for (int e = 0; e <= APP_LE_N; e++) {
             cum += sums[i].le[e];
             if (e < APP_LE_N)
-                snprintf(ll, sizeof ll, "%s,le=\"%g\"", LABEL(i),
-                         (double)(1u << (APP_LE_FIRST + APP_LE_STEP * e)) / 1e6);
+                snprintf(ll, sizeof ll, "%s,le=\"%.9g\"", LABEL(i),
+                         ldexp(1, APP_LE_FIRST + APP_LE_STEP * e));
             else
                 snprintf(ll, sizeof ll, "%s,le=\"+Inf\"", LABEL(i));
             u64(b, "app_latency_seconds_bucket", ll, cum);

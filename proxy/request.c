@@ -278,9 +278,7 @@ static int dispatch_inline(struct client *c, const char *line, size_t len)
     c->last_cmd = command_lookup(&sc->cmds, buf_start(&sc->inline_req) + f.fr.name_off,
                                  f.fr.name_len);
     slowlog_note(c, buf_start(&sc->inline_req), &f.fr);
-    int done = carry_out(c, buf_start(&sc->inline_req), &f.fr);
-    slowlog_done(sc);
-    return done;
+    return carry_out(c, buf_start(&sc->inline_req), &f.fr);
 }
 
 /* Frame and carry out complete requests from p[0..n), up to the pipeline
@@ -321,7 +319,6 @@ static size_t process(struct client *c, const char *p, size_t n, struct resp_fra
             c->last_cmd = command_lookup(&sc->cmds, p + used + fr->name_off, fr->name_len);
             slowlog_note(c, p + used, fr);
             done = carry_out(c, p + used, fr);
-            slowlog_done(sc);
         }
         if (!done)
             break;                       /* kept whole: the framer starts it afresh */
@@ -366,7 +363,7 @@ static void process_shared(struct client *c, size_t n)
     c->partial->fr = sc->rfr;
 }
 
-static void client_read(struct ev_loop *loop, struct client *c)
+static void client_read(struct client *c)
 {
     struct sidecar *sc = c->sc;
     ssize_t n;
@@ -376,7 +373,7 @@ static void client_read(struct ev_loop *loop, struct client *c)
     else
         n = read(c->io.fd, sc->rbuf, SIDECAR_RBUF);
     if (n > 0) {
-        c->last_active = ev_now(loop);
+        c->last_active = sc->now;
         sc->st.bytes_in += (uint64_t)n;
         c->app->bytes_in += (uint64_t)n;
         if (c->partial)
@@ -409,9 +406,9 @@ static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 }
 
 void request_accept(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
-                    struct ipstat *ips, struct app *app, struct app_proc *proc, int admin)
+                    const struct origin *o, int admin)
 {
-    client_new(sc, fd, peer, ips, app, proc, admin, on_io);
+    client_new(sc, fd, peer, o, admin, on_io);
 }
 
 void request_flush_all(struct sidecar *sc)
@@ -422,7 +419,7 @@ void request_flush_all(struct sidecar *sc)
         STAILQ_REMOVE_HEAD(&sc->readable, read_tqe);
         c->readable = 0;
         if (!c->closed && !c->closing && !c->paused)
-            client_read(sc->loop, c);
+            client_read(c);
     }
 
     while ((c = STAILQ_FIRST(&sc->dirty)) != NULL) {

@@ -13,7 +13,7 @@
 
 /* A connection the listener admitted. */
 void request_accept(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
-                    struct ipstat *ips, struct app *app, struct app_proc *proc, int admin);
+                    const struct origin *o, int admin);
 /* Once per loop iteration, before the pools write. */
 void request_flush_all(struct sidecar *sc);
 

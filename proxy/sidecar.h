@@ -153,8 +153,7 @@ struct sidecar {
     /* Where an admitted connection goes (request_accept, set by main). */
     void                (*on_accept)(struct sidecar *sc, int fd,
                                      const struct sockaddr_storage *peer,
-                                     struct ipstat *ips, struct app *app,
-                                     struct app_proc *proc, int admin);
+                                     const struct origin *o, int admin);
     TAILQ_HEAD(, client)  clients;   /* open */
     STAILQ_HEAD(, client) dirty;     /* output to write or input to resume */
     STAILQ_HEAD(, client) readable;  /* input arrived, in the order it did (request.c) */
@@ -164,6 +163,8 @@ struct sidecar {
     struct apps           apps;      /* per-app accounting, bans, slowlog (apps.c) */
     uint64_t              next_client_id;
     ev_prepare            flush_w;
+    ev_check              now_w;     /* sets now after each poll */
+    ev_tstamp             now;       /* ev_now() of this iteration */
     ev_signal             sig_int, sig_term, sig_hup;
     int                   draining;  /* a stop signal came: finishing, then exit */
     int                   replace_admin_socket; /* --replace-admin-socket: take over
@@ -185,8 +186,6 @@ struct sidecar {
     struct resp_framer    rfr;        /* frames requests straight from rbuf */
     struct buf            inline_req; /* an inline request rewritten as RESP */
     struct buf            scratch;    /* replies built by the proxy */
-    const char           *key_p;      /* the request being carried out: its first key */
-    size_t                key_n;      /* (slowlog.c), for the slot it takes */
     ev_tstamp             started;
     struct sidecar_stats  st;
 };

@@ -2,6 +2,7 @@
  * Space-Saving sketch per app fed by a random sample of requests. */
 #include "slowlog.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,9 @@ int slowlog_configure(struct sidecar *sc)
     struct slow_entry *ring = NULL;
     unsigned n = 0;
 
+    /* a changed hotkeys_sample counts from now */
+    t->sample_left = sc->cfg->hotkeys_sample ? 1 : UINT32_MAX;
+    t->slow_after = cap ? sc->cfg->slowlog_slower_than : INFINITY;
     if (cap == t->slow_cap)
         return 0;
     if (cap && !(ring = calloc(cap, sizeof *ring)))
@@ -38,16 +42,19 @@ static int numkeys_at(const char *frame, const struct resp_frame *fr, int i)
     return resp_arg(frame, fr, i, &p, &n) && resp_parse_ll(p, n, &k) == 0 && k > 0;
 }
 
-void slowlog_find_key(struct client *c, const char *frame, const struct resp_frame *fr)
+/* The first key of a framed request, by its command's key position;
+ * 0 when it has none. */
+static int first_key(const struct command *cmd, const char *frame,
+                     const struct resp_frame *fr, const char **kp, size_t *kn)
 {
-    struct sidecar *sc = c->sc;
-    const struct command *cmd = c->last_cmd;
     int at = cmd ? cmd->key : 0;
     const char *p;
     size_t n;
 
-    sc->key_p = NULL;
-    sc->key_n = 0;
+    if (at == 0 && fr->argc >= 2 && !fr->is_inline) {
+        resp_arg1(frame, fr, kp, kn);
+        return 1;
+    }
     if (at == KEY_EVAL)
         at = numkeys_at(frame, fr, 2) ? 3 : KEY_NONE;
     else if (at == KEY_NUMKEYS)
@@ -56,42 +63,65 @@ void slowlog_find_key(struct client *c, const char *frame, const struct resp_fra
         at = 1;
     if (at == KEY_STREAMS) {
         size_t pos = 0;
-        int found = 0;
+        int after = 0;
         while (resp_next_arg(frame, fr->len, &pos, &p, &n)) {
-            if (found) {
-                sc->key_p = p;
-                sc->key_n = n;
-                return;
+            if (after) {
+                *kp = p;
+                *kn = n;
+                return 1;
             }
-            found = n == 7 && strncasecmp(p, "streams", 7) == 0;
+            after = n == 7 && strncasecmp(p, "streams", 7) == 0;
         }
-        return;
+        return 0;
     }
-    if (at > 0 && at < fr->argc && resp_arg(frame, fr, at, &p, &n)) {
-        sc->key_p = p;
-        sc->key_n = n;
-    }
+    if (at > 0 && at < fr->argc && resp_arg(frame, fr, at, kp, kn))
+        return 1;
+    return 0;
 }
 
 /* One in hotkeys_sample on average, at random gaps (xorshift), so that
  * no pattern of requests hides from it. */
-void slowlog_sample(struct client *c)
+void slowlog_sample(struct client *c, const char *frame, const struct resp_frame *fr)
 {
     struct sidecar *sc = c->sc;
     struct apps *t = &sc->apps;
     uint32_t x = t->rng;
     unsigned every = (unsigned)sc->cfg->hotkeys_sample;
+    const char *k;
+    size_t n;
 
+    if (!every) {
+        t->sample_left = UINT32_MAX;
+        return;
+    }
     x ^= x << 13;
     x ^= x >> 17;
     x ^= x << 5;
     t->rng = x;
     t->sample_left = every > 1 ? 1 + x % (2 * every - 1) : 1;
-    if (!sc->key_p)
+    if (!first_key(c->last_cmd, frame, fr, &k, &n))
         return;
     if (!c->app->hot && !(c->app->hot = calloc(1, sizeof *c->app->hot)))
         return;
-    topk_add(c->app->hot, sc->key_p, sc->key_n);
+    topk_add(c->app->hot, k, n);
+}
+
+void slowlog_capture(struct client *c, struct req *r, const char *req)
+{
+    struct sidecar *sc = c->sc;
+    struct resp_framer f;
+    const char *k;
+    size_t n;
+
+    r->upstream = (float)(sc->now - r->queued_at);
+    r->key_len = 0;
+    r->flags |= REQ_KEYED;
+    resp_framer_reset(&f);
+    if (resp_frame_request(&f, req, r->len, &sc->req_limits) != RESP_DONE ||
+        !first_key(r->what, req, &f.fr, &k, &n))
+        return;
+    r->key_len = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    memcpy(r->key, k, n < sizeof r->key ? n : sizeof r->key);
 }
 
 void slowlog_add(struct client *c, const struct req *r, double total)
@@ -104,13 +134,13 @@ void slowlog_add(struct client *c, const struct req *r, double total)
     e->id = t->slow_next_id++;
     e->at = ev_now(c->sc->loop);
     e->total = total;
-    e->upstream = r->upstream < total ? r->upstream : total;
+    e->upstream = !(r->flags & REQ_KEYED) ? 0 : r->upstream < total ? r->upstream : total;
     e->client_id = c->id;
     e->pid = c->proc ? c->proc->pid : 0;
     memcpy(e->app, c->app->key, sizeof e->app);
     snprintf(e->cmd, sizeof e->cmd, "%s", cmd ? cmd->name : "(unknown)");
-    e->key_len = r->key_len;
-    memcpy(e->key, r->key, r->key_len < sizeof r->key ? r->key_len : sizeof r->key);
+    e->key_len = r->flags & REQ_KEYED ? r->key_len : 0;
+    memcpy(e->key, r->key, e->key_len < sizeof r->key ? e->key_len : sizeof r->key);
     t->slow_head = (t->slow_head + 1) % t->slow_cap;
     if (t->slow_n < t->slow_cap)
         t->slow_n++;

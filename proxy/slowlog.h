@@ -1,41 +1,42 @@
 /* What each app makes Redis do: PROXY SLOWLOG (the slowest recent
  * requests, with their app, command, first key and where the time went)
  * and PROXY HOTKEYS (each app's most frequent keys, from a sample).
- * On the request path: one key found per request while the slowlog is on,
- * one countdown for the sample, one comparison per reply. */
+ * On the request path: a countdown for the sample, a comparison per reply;
+ * the key of a slow request is read from its bytes the link still holds
+ * when its reply comes. */
 #ifndef SIDECAR_SLOWLOG_H
 #define SIDECAR_SLOWLOG_H
 
 #include "client.h"
 
-/* The ring follows [clients] slowlog_max_len (start, reload): 0 or -1. */
+/* The ring follows [clients] slowlog_max_len, the sample hotkeys_sample
+ * (start, reload): 0 or -1. */
 int slowlog_configure(struct sidecar *sc);
 
-void slowlog_find_key(struct client *c, const char *frame, const struct resp_frame *fr);
-void slowlog_sample(struct client *c);
+void slowlog_sample(struct client *c, const char *frame, const struct resp_frame *fr);
 
-/* A request about to be carried out: its first key, for the slot it will
- * take (sc->key_p, cleared after it by slowlog_done), and the sample. */
+/* A request about to be carried out: one in hotkeys_sample feeds its
+ * app's hot keys (a countdown; past the end when sampling is off). */
 static inline void slowlog_note(struct client *c, const char *frame,
                                 const struct resp_frame *fr)
 {
-    struct sidecar *sc = c->sc;
-    const struct command *cmd = c->last_cmd;
-    int sampled = sc->cfg->hotkeys_sample && --sc->apps.sample_left == 0;
-
-    if (!sc->cfg->slowlog_max_len && !sampled)
-        return;
-    if (__builtin_expect((!cmd || cmd->key == 0) && fr->argc >= 2 && !fr->is_inline, 1))
-        resp_arg1(frame, fr, &sc->key_p, &sc->key_n);
-    else
-        slowlog_find_key(c, frame, fr);
-    if (__builtin_expect(sampled, 0))
-        slowlog_sample(c);
+    if (__builtin_expect(--c->sc->apps.sample_left == 0, 0))
+        slowlog_sample(c, frame, fr);
 }
 
-static inline void slowlog_done(struct sidecar *sc)
+void slowlog_capture(struct client *c, struct req *r, const char *req);
+
+/* A reply from Redis for r, whose bytes (req) the link still holds: a
+ * request that is slow already, or whose reply must wait for earlier ones
+ * (it may be slow by the time it leaves), keeps its first key and its
+ * time upstream for the slowlog. Nothing else pays more than this test. */
+static inline void slowlog_answered(struct client *c, struct req *r, const char *req)
 {
-    sc->key_p = NULL;
+    struct sidecar *sc = c->sc;
+
+    if (__builtin_expect(sc->now - r->arrived >= sc->apps.slow_after, 0) ||
+        (r != TAILQ_FIRST(&c->pending) && sc->apps.slow_cap))
+        slowlog_capture(c, r, req);
 }
 
 void slowlog_add(struct client *c, const struct req *r, double total);
@@ -46,12 +47,12 @@ void slowlog_add(struct client *c, const struct req *r, double total);
 static inline void slowlog_reply_out(struct client *c, const struct req *r)
 {
     struct sidecar *sc = c->sc;
-    double t = ev_now(sc->loop) - r->arrived;
+    double t = sc->now - r->arrived;
 
     if (__builtin_expect((r->flags & (REQ_NOTIMEOUT | REQ_QUIET)) == REQ_NOTIMEOUT, 0))
         return;
     apps_latency(c->app, t);
-    if (__builtin_expect(t >= sc->cfg->slowlog_slower_than, 0) && sc->apps.slow_cap)
+    if (__builtin_expect(t >= sc->apps.slow_after, 0))
         slowlog_add(c, r, t);
 }
 

@@ -9,6 +9,7 @@
 #include "hold.h"
 #include "lease.h"
 #include "session.h"
+#include "slowlog.h"
 
 /* Errors that say the request did not run: the node is a master's
  * replica no more (or never was), lost its master, is loading, or (a
@@ -91,6 +92,8 @@ void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
     if (req && ((r->flags & REQ_REROUTE) || c->sc->sentinels) &&
         send_again(c, r, req, p, n, err) == 0)
         return;
+    if (req)
+        slowlog_answered(c, r, req);
     client_answer(c, r, p, n, err);
 }
 

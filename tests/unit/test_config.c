@@ -90,7 +90,7 @@ static void test_app_keys(void)
     config_defaults(&c);
     CHECK(load(&c, "[upstream]\nmaster = 127.0.0.1:7000\n") == 0);
     CHECK(c.app_key == 0 && c.max_connections_per_app == 0);          /* service, off */
-    CHECK(c.slowlog_max_len == 128 && c.slowlog_slower_than == 0.01 && c.hotkeys_sample == 16);
+    CHECK(c.slowlog_max_len == 128 && c.slowlog_slower_than == 0.01 && c.hotkeys_sample == 32);
     CHECK(c.metrics_max_apps == 20);
     CHECK(load(&c, "[upstream]\nmaster = 127.0.0.1:7000\n[clients]\napp_key = process\n"
                    "max_connections_per_app = 200\nslowlog_max_len = 0\n"

@@ -1,5 +1,6 @@
 /* The hot-key sketch (lib/topk.c) and the per-app latency buckets
  * (proxy/apps.h): what PROXY HOTKEYS and PROXY APPS report from. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,27 +71,29 @@ static void test_exact_when_few_and_long_keys(void)
     free(t);
 }
 
-/* Every microsecond value lands in the bucket whose bounds hold it, the
- * buckets are in order, and the last one holds everything to 134 s. */
+/* Every value lands in the bucket whose bounds hold it, the buckets are
+ * in order and at most 12.5% wide, and the ends take everything past them
+ * (a clock step back included). */
 static void test_latency_buckets(void)
 {
     int bad = 0;
     unsigned last = 0;
 
-    for (uint32_t us = 0; us < (1u << 27); us += us < 4096 ? 1 : 1 + us / 1000) {
-        unsigned i = apps_bucket(us);
-        double v = us / 1e6;
-        if (i >= APP_LAT_BUCKETS || apps_bucket_upper((int)i) <= v ||
-            (i > 0 && apps_bucket_upper((int)i - 1) > v + 1e-12) || i < last)
+    for (double s = ldexp(1, APP_LAT_E0); s < 128; s *= 1.0137) {
+        unsigned i = apps_bucket(s);
+        if (i >= APP_LAT_BUCKETS || apps_bucket_upper((int)i) <= s ||
+            (i > 0 && apps_bucket_upper((int)i - 1) > s) || i < last)
             bad++;
         last = i;
     }
     CHECK(bad == 0);
-    CHECK(apps_bucket((1u << 27) - 1) == APP_LAT_BUCKETS - 1);
-    /* each under 12.5% wider than the one before, past 8 us */
+    CHECK(apps_bucket(0) == 0 && apps_bucket(-0.5) == 0 && apps_bucket(1e-9) == 0);
+    CHECK(apps_bucket(1e6) == APP_LAT_BUCKETS - 1 && apps_bucket(INFINITY) == APP_LAT_BUCKETS - 1);
+    CHECK(apps_bucket(0.000100) == apps_bucket(0.000101));       /* one bucket */
+    CHECK(apps_bucket_upper(apps_bucket(0.000100)) <= 0.000100 * 1.125);
     bad = 0;
-    for (int i = 9; i < APP_LAT_BUCKETS; i++)
-        bad += apps_bucket_upper(i) / apps_bucket_upper(i - 1) > 1.125 + 1e-9;
+    for (int i = 1; i < APP_LAT_BUCKETS; i++)
+        bad += apps_bucket_upper(i) / apps_bucket_upper(i - 1) > 1.125 + 1e-12;
     CHECK(bad == 0);
 }
 
