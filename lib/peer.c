@@ -18,16 +18,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
-#define PEER_SOCKS        16384  /* socket inode -> (pid, fd) slots */
+#define PEER_SOCKS        8192   /* socket inode -> (pid, fd) slots, 2 per set */
 #define PEER_MARKS        128    /* processes whose fd table we remember listing */
 #define PEER_MARK_FDS     16384  /* fds tracked per process; higher ones: full rescans only */
 #define PEER_PROBES       8      /* fds opened since the last look, read without listing */
 #define PEER_RECENT       64     /* (uid, cgroup) keys with their recent pids */
 #define PEER_RECENT_PIDS  16
 #define PEER_WALK_DIRS    4096   /* cgroup directories per walk */
+#define PEER_DIRBUF       8192   /* getdents64 buffer for /proc listings */
 #define PEER_WALK_EVERY_MS 1000
 
 /* A socket seen in a process's fd table. A newer one takes the slot:
@@ -75,6 +77,11 @@ struct peer_cache {
     int                 wide_left;      /* in the second that started at wide_ms */
     int64_t             wide_ms;
     struct peer_stats   stats;
+    /* Working space of one search, kept: an accept allocates nothing that
+     * the client structs allocated meanwhile would strand in the heap. */
+    char                dirbuf[PEER_DIRBUF];
+    int32_t             pids[PEER_PROCS_MAX];
+    int32_t             seen[PEER_PROCS_MAX];
     struct peer_mark    marks[PEER_MARKS];
     struct peer_recent  recent[PEER_RECENT];
     struct peer_sock    socks[PEER_SOCKS];
@@ -503,6 +510,43 @@ drop:
 
 /* ---- the process holding a socket inode ---- */
 
+/* A /proc directory listed with getdents64 into the cache's buffer: no
+ * opendir() allocation per listing. */
+struct peer_dir {
+    int  fd;
+    char *buf;
+    long n, pos;
+};
+
+struct peer_dirent64 {             /* the kernel's linux_dirent64 */
+    uint64_t       ino;
+    int64_t        off;
+    unsigned short reclen;
+    unsigned char  type;
+    char           name[];
+};
+
+static int dir_open(struct peer_cache *pc, struct peer_dir *d, const char *path)
+{
+    d->buf = pc->dirbuf;
+    d->n = d->pos = 0;
+    return (d->fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ? -1 : 0;
+}
+
+/* The next entry's name; NULL at the end (or on an error). */
+static const char *dir_next(struct peer_dir *d)
+{
+    if (d->pos >= d->n) {
+        d->n = syscall(SYS_getdents64, d->fd, d->buf, PEER_DIRBUF);
+        d->pos = 0;
+        if (d->n <= 0)
+            return NULL;
+    }
+    const struct peer_dirent64 *e = (const struct peer_dirent64 *)(d->buf + d->pos);
+    d->pos += e->reclen;
+    return e->name;
+}
+
 /* One fd's link: -1 no such fd, else the socket inode it names (0: none). */
 static int64_t read_fd(struct peer_cache *pc, struct peer_search *s, int dirfd, const char *name)
 {
@@ -518,13 +562,32 @@ static int64_t read_fd(struct peer_cache *pc, struct peer_search *s, int dirfd, 
                                                                       : 0;
 }
 
+/* The inode cache is 2-way: a socket's set is its inode's, and a newcomer
+ * pushes the set's older entry out (inodes of one burst land far apart
+ * when other files are made between them). */
+static struct peer_sock *sock_find(struct peer_cache *pc, uint32_t ino)
+{
+    struct peer_sock *set = &pc->socks[(ino % (PEER_SOCKS / 2)) * 2];
+
+    return set[0].ino == ino ? &set[0] : set[1].ino == ino ? &set[1] : NULL;
+}
+
+static void sock_note(struct peer_cache *pc, uint32_t ino, int32_t pid, int32_t fd)
+{
+    struct peer_sock *set = &pc->socks[(ino % (PEER_SOCKS / 2)) * 2];
+
+    if (set[0].ino != ino)
+        set[1] = set[0];                 /* the older one goes, or itself moves up */
+    set[0] = (struct peer_sock){ino, pid, fd};
+}
+
 static void note_fd(struct peer_cache *pc, struct peer_search *s, struct peer_mark *m, long fd,
                     int64_t ino)
 {
     if (fd < PEER_MARK_FDS)
         m->open[fd / 64] |= 1ull << (fd % 64);
     if (ino > 0)
-        pc->socks[ino % PEER_SOCKS] = (struct peer_sock){(uint32_t)ino, m->pid, (int32_t)fd};
+        sock_note(pc, (uint32_t)ino, m->pid, (int32_t)fd);
     if (ino == s->ino)
         s->found = m->pid;
 }
@@ -557,35 +620,35 @@ static void scan_list(struct peer_cache *pc, struct peer_search *s, struct peer_
 {
     uint64_t known[PEER_MARK_FDS / 64];
     char dir[32];
-    struct dirent *de;
-    DIR *d;
+    const char *name;
+    struct peer_dir d;
 
-    if (!(d = opendir(proc_path(dir, m->pid, "fd", -1))))
+    if (dir_open(pc, &d, proc_path(dir, m->pid, "fd", -1)) < 0)
         return;
     pc->stats.fd_lists++;
     memcpy(known, m->open, sizeof known);
     memset(m->open, 0, sizeof m->open);
-    while ((de = readdir(d))) {
-        if (!isdigit((unsigned char)de->d_name[0]))
+    while ((name = dir_next(&d))) {
+        if (!isdigit((unsigned char)name[0]))
             continue;
-        long fd = (long)decimal(de->d_name);
+        long fd = (long)decimal(name);
         uint64_t bit = 1ull << (fd % 64);
         int tracked = fd < PEER_MARK_FDS, old = tracked && (known[fd / 64] & bit);
         if ((whole || (tracked && !old)) && !s->found && s->readlinks_left > 0)
-            note_fd(pc, s, m, fd, read_fd(pc, s, dirfd(d), de->d_name));
+            note_fd(pc, s, m, fd, read_fd(pc, s, d.fd, name));
         else if (old)
             m->open[fd / 64] |= bit;
     }
-    closedir(d);
+    close(d.fd);
 }
 
 /* The inode cache's guess, confirmed by one readlink. */
 static void scan_cached(struct peer_cache *pc, struct peer_search *s)
 {
-    const struct peer_sock *e = &pc->socks[s->ino % PEER_SOCKS];
+    const struct peer_sock *e = sock_find(pc, s->ino);
     char name[48];
 
-    if (e->ino != s->ino)
+    if (!e)
         return;
     if (read_fd(pc, s, AT_FDCWD, proc_path(name, e->pid, "fd", e->fd)) == s->ino) {
         s->found = e->pid;
@@ -660,31 +723,31 @@ static int status_has_uid(int pid, uint32_t uid)
 
 static size_t uid_pids(struct peer_cache *pc, struct peer_search *s, uint32_t uid, int32_t *pids)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *de;
+    int32_t *seen = pc->seen;
+    struct peer_dir d;
     struct stat st;
-    size_t n = 0;
+    size_t n = 0, total = 0;
+    const char *e;
+    char name[16];
 
-    if (!d)
+    if (dir_open(pc, &d, "/proc") < 0)
         return 0;
     pc->stats.proc_lists++;
-    while (s->procs_left > 0 && (de = readdir(d))) {
-        if (!isdigit((unsigned char)de->d_name[0]))
-            continue;
+    /* the highest pids, in a ring: listing is cheap, looking is not */
+    while ((e = dir_next(&d)))
+        if (isdigit((unsigned char)e[0]))
+            seen[total++ % PEER_PROCS_MAX] = (int32_t)decimal(e);
+    /* newest first, within the budget: a process connecting for the first
+     * time most likely just started (pids only wrap after pid_max) */
+    for (size_t i = 0; i < total && i < PEER_PROCS_MAX && s->procs_left > 0; i++) {
+        int32_t pid = seen[(total - 1 - i) % PEER_PROCS_MAX];
         s->procs_left--;
-        int pid = atoi(de->d_name);
-        if (fstatat(dirfd(d), de->d_name, &st, 0) == 0 &&
+        snprintf(name, sizeof name, "%d", (int)pid);
+        if (fstatat(d.fd, name, &st, 0) == 0 &&
             (st.st_uid == uid || (st.st_uid == 0 && status_has_uid(pid, uid))))
             pids[n++] = pid;
     }
-    closedir(d);
-    /* newest first: a process connecting for the first time most likely
-     * just started (pids only wrap after pid_max) */
-    for (size_t i = 0; i < n / 2; i++) {
-        int32_t t = pids[i];
-        pids[i] = pids[n - 1 - i];
-        pids[n - 1 - i] = t;
-    }
+    close(d.fd);
     return n;
 }
 
@@ -707,9 +770,9 @@ static void recent_note(struct peer_cache *pc, uint32_t uid, uint64_t cgid, int3
     r->pid[0] = pid;
 }
 
-/* A scan of every process of a uid is the one step whose cost grows with
- * the host: a flood of connections from new processes must not turn into
- * a flood of them (those connections are keyed without their pid). */
+/* A scan of a cgroup's or a uid's processes is what grows with the host:
+ * a flood of connections from new processes must not turn into a flood of
+ * them (those connections are keyed without their pid). */
 static int wide_allowed(struct peer_cache *pc)
 {
     int64_t now = now_ms();
@@ -746,13 +809,13 @@ static int32_t find_pid(struct peer_cache *pc, uint32_t uid, uint64_t cgid, uint
             n++;
         scan_pids(pc, &s, r->pid, n);
     }
-    int32_t *pids = s.found ? NULL : malloc(PEER_PROCS_MAX * sizeof *pids);
-    if (pids && cgid && cgid != pc->root_id && (path = cgroup_path(pc, cgid)))
+    int32_t *pids = s.found ? NULL : pc->pids;
+    /* the two searches that grow with the host share one budget per second */
+    if (pids && cgid && cgid != pc->root_id && wide_allowed(pc) && (path = cgroup_path(pc, cgid)))
         scan_pids(pc, &s, pids, cgroup_pids(pc, &s, path, pids));
     /* the process may have moved since it made the socket */
     if (pids && !s.found && s.readlinks_left > 0 && wide_allowed(pc))
         scan_pids(pc, &s, pids, uid_pids(pc, &s, uid, pids));
-    free(pids);
     if (s.found)
         recent_note(pc, uid, cgid, s.found);
     return s.found;
@@ -856,10 +919,10 @@ const struct peer_stats *peer_cache_stats(const struct peer_cache *pc)
 
 void peer_forget(struct peer_cache *pc, uint32_t ino)
 {
-    struct peer_sock *e = &pc->socks[ino % PEER_SOCKS];
+    struct peer_sock *e = ino ? sock_find(pc, ino) : NULL;
     struct peer_mark *m;
 
-    if (!ino || e->ino != ino)
+    if (!e)
         return;
     m = &pc->marks[(uint32_t)e->pid % PEER_MARKS];
     if (m->pid == e->pid && e->fd >= 0 && e->fd < PEER_MARK_FDS)

@@ -85,7 +85,7 @@ static int by_busiest(const void *x, const void *y)
 static int parse_top(struct client *c, const struct resp_args *a, const char *what,
                      long long *top)
 {
-    *top = 1000000;
+    *top = 1000;
     if (a->argc == 4 && resp_arg_is(a, 2, "top")) {
         if (resp_parse_ll(a->v[3], a->l[3], top) < 0 || *top < 1) {
             client_reply_error(c, "ERR TOP needs a positive count");
@@ -122,11 +122,12 @@ static void proxy_clients(struct client *c, const struct resp_args *a)
         else
             ip_format(&e->ip, ip, sizeof ip);
         buf_appendf(&b, "ip=%s current=%u peak=%u accepted=%llu refused=%llu "
-                    "refused_per_ip=%llu refused_max_connections=%llu refused_denied=%llu "
-                    "refused_banned=%llu first_seen=%.0f last_seen=%.0f banned_for=%.0f\n",
+                    "refused_per_ip=%llu refused_per_app=%llu refused_max_connections=%llu "
+                    "refused_denied=%llu refused_banned=%llu first_seen=%.0f last_seen=%.0f banned_for=%.0f\n",
                     ip, e->current, e->peak, (unsigned long long)e->accepted,
                     (unsigned long long)refused,
                     (unsigned long long)e->refused[REFUSED_PER_IP],
+                    (unsigned long long)e->refused[REFUSED_PER_APP],
                     (unsigned long long)e->refused[REFUSED_MAX_CONN],
                     (unsigned long long)e->refused[REFUSED_DENIED],
                     (unsigned long long)e->refused[REFUSED_BANNED],
@@ -158,6 +159,7 @@ static int by_busiest_app(const void *x, const void *y)
 }
 
 static const char *const key_kinds[] = {"service", "uid", "process", "ip"};
+#define APP_PROCS_SHOWN 32               /* per PROXY APPS line, then "..." */
 
 /* PROXY APPS [TOP n]: one line per app key, busiest first. */
 static void proxy_apps(struct client *c, const struct resp_args *a)
@@ -185,8 +187,16 @@ static void proxy_apps(struct client *c, const struct resp_args *a)
         if (e->has_uid)
             buf_appendf(&b, "%u", (unsigned)e->uid);
         buf_appendf(&b, " service=%s processes=", e->service);
-        for (const struct app_proc *p = e->procs; p; p = p->next)
-            buf_appendf(&b, "%s%d:%s", p == e->procs ? "" : ",", (int)p->pid, p->comm);
+        int listed = 0;
+        for (const struct app_proc *p = e->procs; p; p = p->next) {
+            if (!p->pid)
+                continue;                /* its connections of unknown pid */
+            if (listed++ == APP_PROCS_SHOWN) {
+                buf_appendf(&b, ",...");
+                break;
+            }
+            buf_appendf(&b, "%s%d:%s", listed > 1 ? "," : "", (int)p->pid, p->comm);
+        }
         buf_appendf(&b, " current=%u peak=%u accepted=%llu refused=%llu refused_per_app=%llu "
                     "refused_per_ip=%llu refused_max_connections=%llu refused_denied=%llu "
                     "refused_banned=%llu requests=%llu errors_redis=%llu errors_proxy=%llu "
@@ -256,9 +266,10 @@ static void proxy_ban_app(struct client *c, const struct resp_args *a)
         client_reply_error(c, "ERR usage: PROXY BAN APP key seconds");
         return;
     }
-    if (apps_ban(&sc->apps, a->v[3], a->l[3], ev_now(sc->loop) + (double)secs) < 0) {
-        client_reply_error(c, a->l[3] && a->l[3] < APP_KEY_MAX
-                           ? "ERR too many app bans" : "ERR not an app key");
+    int rc = apps_ban(&sc->apps, a->v[3], a->l[3], ev_now(sc->loop) + (double)secs);
+    if (rc < 0) {
+        client_reply_error(c, rc == -1 ? "ERR too many app bans (%d)"
+                                       : "ERR not an app key (see PROXY APPS)", APP_BANS_MAX);
         return;
     }
     log_warn("ban app %.*s for %llds (PROXY BAN APP)", (int)a->l[3], a->v[3], secs);

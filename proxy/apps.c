@@ -27,6 +27,7 @@ int apps_init(struct apps *t)
     t->bucket = calloc(t->nbuckets, sizeof *t->bucket);
     snprintf(t->fallback.key, sizeof t->fallback.key, "unknown");
     t->fallback.kind = APP_KEY_IP;
+    t->fallback_proc.app = &t->fallback;
     t->rng = 0x9e3779b9u;
     t->sample_left = 1;
     t->peers = peer_cache_new();
@@ -290,52 +291,67 @@ const char *apps_admit(struct sidecar *sc, struct app *a, char *line, size_t len
     return line;
 }
 
-void apps_attach(struct sidecar *sc, struct app *a, const struct peer_id *id,
-                 struct app_proc **proc)
+/* Its process entry: one per pid with connections open, and one for its
+ * connections whose pid is unknown (pid 0, not listed as a process). */
+static struct app_proc *proc_of(struct app *a, int32_t pid, const char *comm)
 {
-    struct app_proc *p = NULL;
+    struct app_proc *p;
 
-    a->accepted++;
-    if (++a->current > a->peak)
-        a->peak = a->current;
-    *proc = NULL;
-    if (!id->pid)
-        return;
-    for (p = a->procs; p && p->pid != id->pid; p = p->next)
+    for (p = a->procs; p && p->pid != pid; p = p->next)
         ;
     if (!p && (p = calloc(1, sizeof *p)) != NULL) {
-        p->pid = id->pid;
+        p->pid = pid;
         p->app = a;
         p->next = a->procs;
         a->procs = p;
-        a->nprocs++;
     }
-    if (p) {
-        memcpy(p->comm, id->comm, sizeof p->comm);
-        p->conns++;
-    }
-    *proc = p;
-    (void)sc;
+    if (p && pid)
+        memcpy(p->comm, comm, sizeof p->comm);
+    return p;
 }
 
-void apps_detach(struct sidecar *sc, struct app *a, struct app_proc *p)
+struct app_proc *apps_attach(struct sidecar *sc, struct app *a, const struct peer_id *id)
 {
+    struct app_proc *p = proc_of(a, id->pid, id->comm);
+
+    if (!p) {                            /* out of memory: counted as nobody's */
+        a = &sc->apps.fallback;
+        p = &sc->apps.fallback_proc;
+    }
+    a->accepted++;
+    if (++a->current > a->peak)
+        a->peak = a->current;
+    p->conns++;
+    return p;
+}
+
+void apps_detach(struct sidecar *sc, struct app_proc *p)
+{
+    struct app *a = p->app;
+
     a->current--;
     a->last_seen = ev_now(sc->loop);
-    if (p && --p->conns == 0) {
+    if (--p->conns == 0 && p != &sc->apps.fallback_proc) {
         struct app_proc **pp = &a->procs;
         while (*pp != p)
             pp = &(*pp)->next;
         *pp = p->next;
-        a->nprocs--;
         free(p);
     }
 }
 
 int apps_ban(struct apps *t, const char *key, size_t len, ev_tstamp until)
 {
+    char clean[APP_KEY_MAX];
+
     if (len == 0 || len >= APP_KEY_MAX)
-        return -1;
+        return -2;
+    /* only what a key can hold (sanitize()): no NUL, no spaces in PROXY BANS */
+    memcpy(clean, key, len);
+    clean[len] = '\0';
+    sanitize(clean, sizeof clean, clean);
+    if (strlen(clean) != len || memcmp(clean, key, len) != 0)
+        return -2;
     for (int i = 0; i < t->nbans; i++) {
         if (strlen(t->bans[i].key) == len && memcmp(t->bans[i].key, key, len) == 0) {
             t->bans[i].until = until;

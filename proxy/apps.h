@@ -16,6 +16,7 @@
 #include "../lib/cidr.h"
 #include "../lib/peer.h"
 #include "../lib/topk.h"
+#include "../pool/req.h"
 #include "iptable.h"
 
 #define APP_KEY_MAX    112
@@ -45,7 +46,8 @@ struct app_latency {
     double   sum;             /* seconds */
 };
 
-/* A process with connections open now, listed under its app. */
+/* A process with connections open now, listed under its app (pid 0: its
+ * connections whose process is not known). */
 struct app_proc {
     int32_t          pid;
     uint32_t         conns;
@@ -69,7 +71,6 @@ struct app {
     struct topk *hot;         /* NULL until one of its keys is sampled */
     ev_tstamp   first_seen, last_seen;
     struct app_proc *procs;
-    unsigned    nprocs;
     struct app *next;         /* hash chain */
 };
 
@@ -77,8 +78,7 @@ struct app {
  * its app and process (each counting it), its peer socket. */
 struct origin {
     struct ipstat   *ips;
-    struct app      *app;
-    struct app_proc *proc;       /* NULL when its pid is unknown */
+    struct app_proc *proc;       /* its process, and through it its app */
     uint32_t         peer_ino;   /* loopback TCP: for peer_forget() at its close */
 };
 
@@ -88,7 +88,7 @@ struct app_ban {
 };
 
 /* One slow request, as PROXY SLOWLOG shows it. */
-#define SLOW_KEY_MAX 64
+#define SLOW_KEY_MAX REQ_KEY_SNAP   /* what a request keeps of its key */
 struct slow_entry {
     uint64_t  id;
     ev_tstamp at;                  /* when its reply left */
@@ -105,6 +105,7 @@ struct apps {
     struct app     **bucket;
     unsigned         nbuckets, n;
     struct app       fallback;     /* when no entry can be made (out of memory) */
+    struct app_proc  fallback_proc;
     struct app_ban   bans[APP_BANS_MAX];
     int              nbans;
     struct peer_cache *peers;
@@ -136,14 +137,14 @@ struct app *apps_identify(struct sidecar *sc, int fd, const struct sockaddr_stor
 /* NULL admits; else the refusal line (a ban on its key, or its cap). */
 const char *apps_admit(struct sidecar *sc, struct app *a, char *line, size_t len,
                        enum refusal *why);
-/* A connection of app a opened (its process entry, NULL when its pid is
- * unknown, into *proc) or closed. */
-void apps_attach(struct sidecar *sc, struct app *a, const struct peer_id *id,
-                 struct app_proc **proc);
-void apps_detach(struct sidecar *sc, struct app *a, struct app_proc *p);
+/* A connection of app a opened: its process entry (pid 0 when its pid is
+ * unknown), which the connection keeps until apps_detach() at its close. */
+struct app_proc *apps_attach(struct sidecar *sc, struct app *a, const struct peer_id *id);
+void apps_detach(struct sidecar *sc, struct app_proc *p);
 /* An app by its key; NULL if none. */
 struct app *apps_find(struct apps *t, const char *key, size_t len);
-/* Ban a key until `until` (again: the new deadline). -1 when the list is full. */
+/* Ban a key until `until` (again: the new deadline). -1 when the list is
+ * full, -2 when key is no app key (empty, too long, characters no key has). */
 int apps_ban(struct apps *t, const char *key, size_t len, ev_tstamp until);
 int apps_unban(struct apps *t, const char *key, size_t len);
 double apps_banned_for(struct apps *t, const char *key, ev_tstamp now);

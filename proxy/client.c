@@ -48,12 +48,11 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
 
     if (!c) {
         o->ips->current--;
-        apps_detach(sc, o->app, o->proc);
+        apps_detach(sc, o->proc);
         close(fd);
         return;
     }
     c->ips = o->ips;
-    c->app = o->app;
     c->proc = o->proc;
     c->peer_ino = o->peer_ino;
     c->admin = admin != 0;
@@ -161,7 +160,7 @@ void client_close(struct client *c, const char *why)
     close(c->io.fd);
     c->ips->current--;
     c->ips->last_seen = ev_now(sc->loop);
-    apps_detach(sc, c->app, c->proc);
+    apps_detach(sc, c->proc);
     if (c->peer_ino)
         peer_forget(sc->apps.peers, c->peer_ino);
     /* Slots still upstream, held for a master or answered later become
@@ -257,7 +256,7 @@ static void close_over_limit(struct client *c)
     char a[64];
 
     sc->st.err_output_buffer++;
-    c->app->errors[APP_ERR_CLOSED]++;
+    c->proc->app->errors[APP_ERR_CLOSED]++;
     log_warn("client %s closed: output buffer over %zu bytes (replies not read)",
              client_addr(c, a, sizeof a), sc->cfg->max_output_buffer);
     client_close(c, "output buffer limit");
@@ -379,7 +378,7 @@ void client_answer(struct client *c, struct req *r, const char *p, size_t n, con
     int bad = err || is_error_reply(p, n);
     sc->st.replies_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT][bad]++;
     if (__builtin_expect(bad, 0))
-        c->app->errors[err ? APP_ERR_PROXY : APP_ERR_REDIS]++;
+        c->proc->app->errors[err ? APP_ERR_PROXY : APP_ERR_REDIS]++;
     if (c->paused)
         client_mark_dirty(c);       /* the flush step decides whether to read again */
     if (err) {
@@ -399,7 +398,7 @@ void client_answer(struct client *c, struct req *r, const char *p, size_t n, con
 static void reply_in_order(struct client *c, const char *p, size_t n)
 {
     if (TAILQ_EMPTY(&c->pending)) {
-        apps_latency(c->app, c->sc->now - c->last_active);
+        apps_latency(c->proc->app, c->sc->now - c->last_active);
         emit(c, p, n);
         return;
     }
@@ -419,7 +418,7 @@ void client_reply(struct client *c, const char *p, size_t n)
     c->sc->st.requests_by[TALLY(k, DEST_PROXY)]++;
     c->sc->st.replies_by[TALLY(k, DEST_PROXY)][is_error_reply(p, n)]++;
     if (is_error_reply(p, n))
-        c->app->errors[APP_ERR_PROXY]++;
+        c->proc->app->errors[APP_ERR_PROXY]++;
     reply_in_order(c, p, n);
 }
 
@@ -535,7 +534,7 @@ void client_protocol_error(struct client *c, const char *why)
     int n = snprintf(e, sizeof e, "-ERR %s\r\n", why);
 
     c->sc->st.err_protocol++;
-    c->app->errors[APP_ERR_CLOSED]++;
+    c->proc->app->errors[APP_ERR_CLOSED]++;
     log_info("client %s closed: %s", client_addr(c, a, sizeof a), why);
     reply_and_close(c, e, (size_t)n, 0);   /* counted in clients_closed, not as a reply */
 }
@@ -578,7 +577,7 @@ void client_write(struct client *c)
         }
         if (n > 0) {
             sc->st.bytes_out += (uint64_t)n;
-            c->app->bytes_out += (uint64_t)n;
+            c->proc->app->bytes_out += (uint64_t)n;
         }
     }
     if (buf_used(&c->out)) {
@@ -758,9 +757,11 @@ void client_describe(struct buf *b, const struct client *c, ev_tstamp now)
 void client_describe_app(struct buf *b, const struct client *c, ev_tstamp now)
 {
     client_describe(b, c, now);
+    if (!buf_used(b) || buf_start(b)[buf_used(b) - 1] != '\n')
+        return;                          /* out of memory: the line did not go in */
     b->len--;                            /* its newline: the app's fields go first */
-    buf_appendf(b, " app=%s pid=%d comm=%s\n", c->app->key, c->proc ? (int)c->proc->pid : 0,
-                c->proc && c->proc->comm[0] ? c->proc->comm : "?");
+    buf_appendf(b, " app=%s pid=%d comm=%s\n", c->proc->app->key, (int)c->proc->pid,
+                c->proc->comm[0] ? c->proc->comm : "?");
 }
 
 long long client_kill(struct client *self, enum client_match by, const char *v, size_t vl,
@@ -783,7 +784,7 @@ long long client_kill(struct client *self, enum client_match by, const char *v, 
         else if (by == MATCH_ADDR)
             hit = strlen(client_addr(c, a, sizeof a)) == vl && memcmp(a, v, vl) == 0;
         else if (by == MATCH_APP)
-            hit = strlen(c->app->key) == vl && memcmp(c->app->key, v, vl) == 0;
+            hit = strlen(c->proc->app->key) == vl && memcmp(c->proc->app->key, v, vl) == 0;
         else
             hit = !c->is_unix && cidr_match(range, &c->ips->ip);
         if (hit) {

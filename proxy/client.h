@@ -74,8 +74,8 @@ struct client {
     uint32_t        inflight;     /* request bytes sent upstream, not yet answered */
     struct client_ext *x;         /* NULL until needed */
     struct ipstat  *ips;          /* its address's entry; counts it in current */
-    struct app     *app;          /* its app (apps.c); counts it in current */
-    struct app_proc *proc;        /* its process, NULL when its pid is unknown */
+    struct app_proc *proc;        /* its process and, proc->app, its app (apps.c):
+                                   * both count it */
     struct link    *lease;        /* its own master link, while it holds server state */
     const struct command *last_cmd;  /* NULL: none yet, or unknown to the table */
     ev_tstamp       created;

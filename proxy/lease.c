@@ -178,6 +178,7 @@ void lease_unrun(struct client *c, struct req *r, const char *req)
     if (r->flags & REQ_WRITE)
         c->x->writes_pending--;
     sc->st.requests--;                   /* counted again when routed again */
+    c->proc->app->requests--;
     sc->st.forwarded--;
     sc->st.requests_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT]--;
     TAILQ_REMOVE(&c->pending, r, owner_tqe);

@@ -14,33 +14,35 @@
 
 #define ACCEPT_BATCH 256   /* per readiness event, so one busy listener cannot starve the loop */
 
-static void refusal_counted(struct sidecar *sc, struct ipstat *e, struct app *app, int by_app,
+/* A refusal, counted where it belongs (the address's entry; the app's
+ * too for the app's own caps and bans) and logged once per address or
+ * app and reason, not once per connection. app: NULL before the peer
+ * was looked up. */
+static void refusal_counted(struct sidecar *sc, struct ipstat *e, struct app *app,
                             enum refusal why, const char *addr, const char *line)
 {
-    int first_app = app->refused[why]++ == 0, first_ip = e->refused[why]++ == 0;
-
     sc->st.refused[why]++;
-    /* One line per address (or app) and reason when it starts, not one
-     * per connection. */
-    if (by_app && first_app)
-        log_warn("app %s refused: %.*s; further refusals are counted in PROXY APPS",
-                 app->key, (int)strlen(line) - 7, line + 5);
-    else if (!by_app && first_ip)
+    if (app) {
+        e->refused[REFUSED_PER_APP]++;   /* the address only saw an app's rule */
+        if (app->refused[why]++ == 0)
+            log_warn("app %s refused: %.*s; further refusals are counted in PROXY APPS",
+                     app->key, (int)strlen(line) - 7, line + 5);
+    } else if (e->refused[why]++ == 0) {
         log_warn("client %s refused: %.*s; further refusals are counted in "
                  "PROXY CLIENTS", addr, (int)strlen(line) - 7, line + 5);
+    }
 }
 
-/* Caps and bans apply to every address and app, admins included; admins
- * only get [admin] reserved slots beyond max_connections. NULL admits;
- * otherwise the error line for the refused connection. */
-static const char *admit(struct sidecar *sc, const struct ip *ip, int is_unix,
-                         struct ipstat *e, struct app *app, int admin, char *line, size_t len)
+/* The limits on addresses: caps and bans apply to every address, admins
+ * included; admins only get [admin] reserved slots beyond max_connections.
+ * NULL admits; otherwise the error line for the refused connection. */
+static const char *admit_address(struct sidecar *sc, const struct ip *ip, int is_unix,
+                                 struct ipstat *e, int admin, char *line, size_t len)
 {
     const struct config *cfg = sc->cfg;
     ev_tstamp now = ev_now(sc->loop);
     char a[64] = "unix";
     enum refusal why;
-    int by_app = 0;
     double ban;
 
     if (!is_unix)
@@ -61,12 +63,10 @@ static const char *admit(struct sidecar *sc, const struct ip *ip, int is_unix,
         why = REFUSED_PER_IP;
         snprintf(line, len, "-ERR max connections per client IP reached (%s, limit %d)\r\n",
                  a, cfg->max_connections_per_ip);
-    } else if (!apps_admit(sc, app, line, len, &why)) {
-        return NULL;
     } else {
-        by_app = 1;
+        return NULL;
     }
-    refusal_counted(sc, e, app, by_app, why, a, line);
+    refusal_counted(sc, e, NULL, why, a, line);
     return line;
 }
 
@@ -134,25 +134,32 @@ static void listener_accept(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         e->last_seen = ev_now(loop);
-        /* who it is, once: caps, views and reports go by its app */
-        struct peer_id id;
-        struct app *app = apps_identify(sc, fd, &peer, len, &ip, is_unix, &id);
         char line[200];
         int admin = li->admin ? admin_peer(fd, line, sizeof line)
                               : !is_unix && cidr_list_match(&sc->cfg->admin_allow, &ip);
         const char *no = admin < 0 ? line
-                                   : admit(sc, &ip, is_unix, e, app, admin, line, sizeof line);
+                                   : admit_address(sc, &ip, is_unix, e, admin, line, sizeof line);
         if (admin < 0)
-            refusal_counted(sc, e, app, 0, REFUSED_DENIED, "admin socket", line);
+            refusal_counted(sc, e, NULL, REFUSED_DENIED, "admin socket", line);
         if (no) {
+            refuse(fd, no);
+            continue;
+        }
+        /* who it is, once: caps, views and reports go by its app. The
+         * admin socket is the operator's way in: an app's cap or ban (its
+         * uid's, say) never shuts it, as address caps spare unix peers. */
+        struct peer_id id;
+        struct app *app = apps_identify(sc, fd, &peer, len, &ip, is_unix, &id);
+        enum refusal why;
+        if (!li->admin && (no = apps_admit(sc, app, line, sizeof line, &why)) != NULL) {
+            refusal_counted(sc, e, app, why, app->key, line);
             refuse(fd, no);
             continue;
         }
         e->accepted++;
         if (++e->current > e->peak)
             e->peak = e->current;
-        struct origin o = {.ips = e, .app = app, .peer_ino = id.ino};
-        apps_attach(sc, app, &id, &o.proc);
+        struct origin o = {.ips = e, .proc = apps_attach(sc, app, &id), .peer_ino = id.ino};
         sc->on_accept(sc, fd, &peer, &o, admin);
     }
 }

@@ -302,7 +302,6 @@ static size_t process(struct client *c, const char *p, size_t n, struct resp_fra
         if (rc == RESP_MORE) {
             if (n - used > sc->cfg->max_query_buffer) {
                 sc->st.err_query_buffer++;
-                c->app->errors[APP_ERR_CLOSED]++;
                 client_protocol_error(c, "Protocol error: query buffer over max_query_buffer");
             }
             break;
@@ -323,7 +322,7 @@ static size_t process(struct client *c, const char *p, size_t n, struct resp_fra
         if (!done)
             break;                       /* kept whole: the framer starts it afresh */
         sc->st.requests++;
-        c->app->requests++;
+        c->proc->app->requests++;
         used += fr->len;
         if (__builtin_expect(c->paused, 0))
             break;                       /* done, and what follows waits (request_barrier) */
@@ -375,7 +374,7 @@ static void client_read(struct client *c)
     if (n > 0) {
         c->last_active = sc->now;
         sc->st.bytes_in += (uint64_t)n;
-        c->app->bytes_in += (uint64_t)n;
+        c->proc->app->bytes_in += (uint64_t)n;
         if (c->partial)
             process_partial(c);
         else

@@ -16,11 +16,16 @@ int slowlog_configure(struct sidecar *sc)
 
     /* a changed hotkeys_sample counts from now */
     t->sample_left = sc->cfg->hotkeys_sample ? 1 : UINT32_MAX;
+    /* the ring itself comes with the first slow request (slowlog_add) */
+    if (cap != t->slow_cap && cap && t->slow && !(ring = calloc(cap, sizeof *ring)))
+        return -1;                       /* the old ring and threshold stay */
     t->slow_after = cap ? sc->cfg->slowlog_slower_than : INFINITY;
     if (cap == t->slow_cap)
         return 0;
-    if (cap && !(ring = calloc(cap, sizeof *ring)))
-        return -1;
+    if (!t->slow) {
+        t->slow_cap = cap;
+        return 0;
+    }
     /* the newest entries stay, oldest first */
     for (unsigned i = t->slow_n > cap ? t->slow_n - cap : 0; i < t->slow_n; i++)
         ring[n++] = t->slow[(t->slow_head + t->slow_cap - t->slow_n + i) % t->slow_cap];
@@ -101,9 +106,9 @@ void slowlog_sample(struct client *c, const char *frame, const struct resp_frame
     t->sample_left = every > 1 ? 1 + x % (2 * every - 1) : 1;
     if (!first_key(c->last_cmd, frame, fr, &k, &n))
         return;
-    if (!c->app->hot && !(c->app->hot = calloc(1, sizeof *c->app->hot)))
+    if (!c->proc->app->hot && !(c->proc->app->hot = calloc(1, sizeof *c->proc->app->hot)))
         return;
-    topk_add(c->app->hot, k, n);
+    topk_add(c->proc->app->hot, k, n);
 }
 
 void slowlog_capture(struct client *c, struct req *r, const char *req)
@@ -127,17 +132,19 @@ void slowlog_capture(struct client *c, struct req *r, const char *req)
 void slowlog_add(struct client *c, const struct req *r, double total)
 {
     struct apps *t = &c->sc->apps;
-    struct slow_entry *e = &t->slow[t->slow_head];
     const struct command *cmd = r->what;
 
+    if (!t->slow_cap || (!t->slow && !(t->slow = calloc(t->slow_cap, sizeof *t->slow))))
+        return;
+    struct slow_entry *e = &t->slow[t->slow_head];
     memset(e, 0, sizeof *e);
     e->id = t->slow_next_id++;
     e->at = ev_now(c->sc->loop);
     e->total = total;
     e->upstream = !(r->flags & REQ_KEYED) ? 0 : r->upstream < total ? r->upstream : total;
     e->client_id = c->id;
-    e->pid = c->proc ? c->proc->pid : 0;
-    memcpy(e->app, c->app->key, sizeof e->app);
+    e->pid = c->proc->pid;
+    memcpy(e->app, c->proc->app->key, sizeof e->app);
     snprintf(e->cmd, sizeof e->cmd, "%s", cmd ? cmd->name : "(unknown)");
     e->key_len = r->flags & REQ_KEYED ? r->key_len : 0;
     memcpy(e->key, r->key, e->key_len < sizeof r->key ? e->key_len : sizeof r->key);
@@ -146,9 +153,11 @@ void slowlog_add(struct client *c, const struct req *r, double total)
         t->slow_n++;
 }
 
-/* Key bytes for a text line: printable ASCII as is, the rest as \xNN. */
+/* " key=<bytes>[...] key_len=N" for a text line: printable ASCII as is,
+ * the rest as \xNN, "..." when only a prefix was kept. */
 static void put_key(struct buf *b, const char *k, size_t kept, size_t whole)
 {
+    buf_appendf(b, " key=");
     for (size_t i = 0; i < kept; i++) {
         unsigned char ch = (unsigned char)k[i];
         if (ch > 32 && ch < 127 && ch != '\\' && ch != '"')
@@ -156,8 +165,7 @@ static void put_key(struct buf *b, const char *k, size_t kept, size_t whole)
         else
             buf_appendf(b, "\\x%02x", ch);
     }
-    if (whole > kept)
-        buf_appendf(b, "...(%zu bytes)", whole);
+    buf_appendf(b, "%s key_len=%zu", whole > kept ? "..." : "", whole);
 }
 
 static int arg_count(const struct resp_args *a, int i, long long *n)
@@ -189,7 +197,7 @@ void slowlog_command(struct client *c, const struct resp_args *a)
     struct buf b = {0};
     for (long long k = 0; k < want && k < t->slow_n; k++) {
         const struct slow_entry *e = &t->slow[(t->slow_head + t->slow_cap - 1 - k) % t->slow_cap];
-        buf_appendf(&b, "id=%llu time=%.3f app=%s pid=%d client=%llu cmd=%s key=",
+        buf_appendf(&b, "id=%llu time=%.3f app=%s pid=%d client=%llu cmd=%s",
                     (unsigned long long)e->id, e->at, e->app, (int)e->pid,
                     (unsigned long long)e->client_id, e->cmd);
         put_key(&b, e->key, e->key_len < sizeof e->key ? e->key_len : sizeof e->key,
@@ -242,7 +250,7 @@ void slowlog_hotkeys(struct client *c, const struct resp_args *a)
             continue;
         unsigned m = topk_sorted(h, top, want < TOPK_SLOTS ? (unsigned)want : TOPK_SLOTS);
         for (unsigned j = 0; j < m; j++) {
-            buf_appendf(&b, "app=%s rank=%u key=", all[k]->key, j + 1);
+            buf_appendf(&b, "app=%s rank=%u", all[k]->key, j + 1);
             put_key(&b, top[j]->key, top[j]->len < TOPK_KEY_MAX ? top[j]->len : TOPK_KEY_MAX,
                     top[j]->len);
             buf_appendf(&b, " sampled=%llu max_error=%llu share=%.4f est_requests=%llu\n",

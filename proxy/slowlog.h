@@ -51,7 +51,7 @@ static inline void slowlog_reply_out(struct client *c, const struct req *r)
 
     if (__builtin_expect((r->flags & (REQ_NOTIMEOUT | REQ_QUIET)) == REQ_NOTIMEOUT, 0))
         return;
-    apps_latency(c->app, t);
+    apps_latency(c->proc->app, t);
     if (__builtin_expect(t >= sc->apps.slow_after, 0))
         slowlog_add(c, r, t);
 }

@@ -81,6 +81,17 @@ def app_table(sc):
     return {a["app"]: a for a in lines_of(proxy(sc, "APPS"))}
 
 
+def admin_info(sc):
+    """PROXY INFO over the admin socket: no TCP connection of the test's
+    own is looked up (and counted) to read it."""
+    out = {}
+    for line in proxy(sc, "INFO").splitlines():
+        if ":" in line and not line.startswith("#"):
+            k, v = line.split(":", 1)
+            out[k] = v.strip()
+    return out
+
+
 @pytest.fixture
 def app_sidecar(env, master):
     """make(**clients): a sidecar with an admin socket and an app socket
@@ -232,6 +243,23 @@ def test_process_key(apps, app_sidecar):
     assert t[f"worker[{b.pid}]"]["current"] == "10"
 
 
+@needs_root
+def test_the_admin_socket_is_never_shut_by_an_app_rule(apps, app_sidecar):
+    """Root's uid is an app like any other over TCP, capped and banned; the
+    admin socket stays the operator's way in."""
+    sc = app_sidecar(app_key="uid", max_connections_per_app="3")
+    root = apps(tcp=sc.port, name="rootapp")
+    assert root.ask("open 5")["ok"] == 3
+    assert admin(sc).execute_command("PROXY", "BAN", "APP", "uid:0", 60) >= 3
+    assert root.ask("open 1")["errors"][0].startswith("ERR app uid:0 is banned")
+    held = [admin(sc) for _ in range(5)]             # over the cap, banned uid, all served
+    assert all(h.execute_command("PROXY", "APPS") for h in held)
+    for bad in ("", "a b", "x" * 200):
+        with pytest.raises(redis.ResponseError, match="not an app key"):
+            admin(sc).execute_command("PROXY", "BAN", "APP", bad, 60)
+    assert admin(sc).execute_command("PROXY", "UNBAN", "APP", "uid:0") == 1
+
+
 def test_remote_and_ip_keys(app_sidecar):
     """app_key = ip keys every peer by address, loopback ones included."""
     sc = app_sidecar(app_key="ip", max_connections_per_app="2")
@@ -251,7 +279,7 @@ def test_remote_and_ip_keys(app_sidecar):
 def test_peers_that_leave_before_they_are_looked_up_fall_back_and_are_counted(
         app_sidecar):
     sc = app_sidecar()
-    before = sc.info()
+    before = admin_info(sc)
     code = ("import socket, sys, os\n"
             "os.setresgid(61006, 61006, 61006); os.setresuid(61006, 61006, 61006)\n"
             "s = socket.socket(socket.AF_UNIX if sys.argv[1] == 'unix' else socket.AF_INET)\n"
@@ -264,9 +292,11 @@ def test_peers_that_leave_before_they_are_looked_up_fall_back_and_are_counted(
             subprocess.run([sys.executable, "-c", code, how, where], check=True, timeout=20)
     finally:
         os.kill(sc.proc.pid, signal.SIGCONT)
-    wait_until(lambda: int(sc.info()["app_lookups"]) >= int(before["app_lookups"]) + 2,
+    # (the admin socket's own connections are unix ones: one lookup each,
+    # never a fallback while the test runs)
+    wait_until(lambda: int(admin_info(sc)["app_lookups"]) >= int(before["app_lookups"]) + 3,
                what="both looked up")
-    info = sc.info()
+    info = admin_info(sc)
     gone = int(info["app_lookup_process_gone"]) - int(before["app_lookup_process_gone"])
     tcp = (int(info["app_lookup_no_pid"]) - int(before["app_lookup_no_pid"]) +
            int(info["app_lookup_no_socket"]) - int(before["app_lookup_no_socket"]))
@@ -283,22 +313,25 @@ def test_slowlog_names_the_app_and_splits_the_time(apps, app_sidecar):
     slow = apps(uid=61007, tcp=sc.port, name="reports")
     assert slow.ask("open 1")["ok"] == 1
     assert slow.ask("eval 120 report:2026")["ok"] == 1
+    long_key = "report:" + "x" * 60                  # 67 bytes: 32 kept
+    assert slow.ask(f"eval 40 {long_key}")["ok"] == 1
     # a request held in the sidecar (PROXY PAUSE): its time is the sidecar's
     waiter = apps(uid=61008, tcp=sc.port, name="waiter")
     assert waiter.ask("open 1")["ok"] == 1
     proxy(sc, "PAUSE", "300ms")
     assert waiter.ask("get session:7 1")["ok"] == 1
     entries = lines_of(proxy(sc, "SLOWLOG", "10"))
-    ev = [e for e in entries if e["cmd"] == "eval"]
-    assert len(ev) == 1, entries
-    e = ev[0]
+    ev = [e for e in entries if e["cmd"] == "eval" and e["app"] == "uid:61007"]
+    assert len(ev) == 2, entries
+    assert (ev[0]["key"], ev[0]["key_len"]) == (long_key[:32] + "...", "67"), ev[0]  # newest first
+    e = ev[1]
     assert (e["app"], e["pid"], e["key"]) == ("uid:61007", str(slow.pid), "report:2026")
     assert int(e["total_us"]) >= 110000 and int(e["upstream_us"]) >= 110000
     assert int(e["sidecar_us"]) < 20000
-    g = [e for e in entries if e["cmd"] == "get"]
-    assert len(g) == 1 and g[0]["app"] == "uid:61008" and g[0]["key"] == "session:7", entries
+    g = [e for e in entries if e["cmd"] == "get" and e["app"] == "uid:61008"]
+    assert len(g) == 1 and g[0]["key"] == "session:7", entries
     assert int(g[0]["sidecar_us"]) >= 200000 and int(g[0]["upstream_us"]) < 20000, g
-    assert admin(sc).execute_command("PROXY", "SLOWLOG", "LEN") == 2
+    assert admin(sc).execute_command("PROXY", "SLOWLOG", "LEN") >= 3
     assert int(app_table(sc)["uid:61007"]["latency_p99_us"]) >= 110000
     assert admin(sc).execute_command("PROXY", "SLOWLOG", "RESET") == b"OK"
     assert admin(sc).execute_command("PROXY", "SLOWLOG", "LEN") == 0

@@ -122,8 +122,10 @@ static void test_service_table(void)
         for (size_t i = 0; i < n; i++)
             r[i] = alphabet[rand_r(&seed) % (sizeof alphabet - 1)];
         r[n] = '\0';
-        peer_service_from_cgroup(r, out, (size_t)(rand_r(&seed) % (sizeof out)) + 1);
-        ok &= strlen(out) < sizeof out;
+        size_t outlen = (size_t)(rand_r(&seed) % (sizeof out)) + 1;
+        memset(out, 'x', sizeof out);
+        peer_service_from_cgroup(r, out, outlen);
+        ok &= strnlen(out, outlen) < outlen;     /* terminated within what it was given */
         free(r);
     }
     CHECK(ok);
