@@ -26,7 +26,7 @@ OBJ   := $(SRC:%.c=$(BUILD)/%.o)
 BIN   ?= redis-sidecar
 
 UNIT_TESTS := test_resp test_config test_command test_cidr test_topology test_iptable \
-              test_stats test_router test_httpreq test_peer test_topk
+              test_stats test_router test_httpreq test_peer test_topk test_tls
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 # libFuzzer targets (tests/fuzz/fuzz_<target>.c), built by clang-14 with
@@ -69,6 +69,10 @@ $(BUILD)/tests/test_cidr: tests/unit/test_cidr.c $(BUILD)/lib/cidr.o
 $(BUILD)/tests/test_peer: tests/unit/test_peer.c $(BUILD)/lib/peer.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^
+# lib/tls.c, ahead of issue 19's links: tested on its own against TLS redis.
+$(BUILD)/tests/test_tls: tests/unit/test_tls.c $(BUILD)/lib/tls.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lssl -lcrypto
 $(BUILD)/tests/test_topk: tests/unit/test_topk.c $(BUILD)/lib/topk.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lm

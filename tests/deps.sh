@@ -5,7 +5,7 @@ set -euo pipefail
 
 packages=(
     gcc make libc6-dev
-    libev-dev libhiredis-dev libinih-dev
+    libev-dev libhiredis-dev libinih-dev libssl-dev openssl
     redis-server redis-sentinel redis-tools nutcracker
     python3 python3-redis python3-pytest python3-pytest-xdist
     procps iproute2 iptables valgrind util-linux systemd

@@ -1,0 +1,70 @@
+/* TLS to Redis (OpenSSL 3): a client context built from the configuration
+ * (CA, client certificate, how much to verify), and a non-blocking
+ * session over a connected socket that the caller's event loop drives.
+ * Errors come back as one line for people, "TLS: certificate verify failed
+ * (hostname mismatch)", never as OpenSSL's error queue. */
+#ifndef SIDECAR_TLS_H
+#define SIDECAR_TLS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+enum tls_verify {
+    TLS_VERIFY_FULL,   /* the chain, and the name (SNI, certificate) */
+    TLS_VERIFY_CA,     /* the chain only: servers addressed by IP, name-less certificates */
+    TLS_VERIFY_OFF,
+};
+
+struct tls_settings {
+    const char     *ca_file;     /* NULL: the system's store */
+    const char     *cert_file;   /* client certificate (tls-auth-clients), NULL: none */
+    const char     *key_file;
+    enum tls_verify verify;
+};
+
+/* Shared by the sessions made from it; each holds a reference, so that a
+ * reload's new context serves new links while old links keep theirs. */
+struct tls_ctx;
+
+/* Files are read now: a missing or bad one is an error here (a reload is
+ * refused with it), never later on a link. NULL with the reason in err. */
+struct tls_ctx *tls_ctx_new(const struct tls_settings *s, char *err, size_t errlen);
+void tls_ctx_ref(struct tls_ctx *c);
+void tls_ctx_unref(struct tls_ctx *c);
+
+/* The last session a node gave, to resume the next handshake with it (one
+ * round trip, no certificate check). Owned by the caller (one per node);
+ * zeroed is empty. */
+struct tls_resume {
+    void *session;               /* SSL_SESSION */
+};
+void tls_resume_clear(struct tls_resume *r);
+
+struct tls_conn;
+
+/* A client session on connected socket fd; name is sent as SNI and, with
+ * TLS_VERIFY_FULL, checked against the certificate (a DNS name or an IP
+ * address). resume may be NULL. NULL only when out of memory. */
+struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, const char *name,
+                              struct tls_resume *resume);
+void tls_conn_free(struct tls_conn *c);
+
+#define TLS_WANT_READ  1
+#define TLS_WANT_WRITE 2
+
+/* 0 done, TLS_WANT_READ/TLS_WANT_WRITE (call again when the socket is),
+ * -1 failed with the reason in err. */
+int tls_handshake(struct tls_conn *c, char *err, size_t errlen);
+/* As read()/write(): bytes, 0 at a clean close (read), or -1; then *want
+ * says what to wait for (errno EAGAIN), or it failed (reason in err). */
+ssize_t tls_read(struct tls_conn *c, void *buf, size_t n, int *want, char *err, size_t errlen);
+ssize_t tls_write(struct tls_conn *c, const void *buf, size_t n, int *want, char *err,
+                  size_t errlen);
+/* Bytes decrypted and waiting in the session: read them before polling. */
+int tls_pending(const struct tls_conn *c);
+/* 1 if the handshake resumed an earlier session. */
+int tls_resumed(const struct tls_conn *c);
+/* "TLSv1.3", for logs. */
+const char *tls_version(const struct tls_conn *c);
+
+#endif
