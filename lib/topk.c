@@ -4,14 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint32_t hash_key(const char *p, size_t n)
-{
-    uint32_t h = 2166136261u;
-
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 16777619u;
-    return h;
-}
+#include "hash.h"
 
 static int same(const struct topk_slot *s, uint32_t h, const char *p, size_t n)
 {
@@ -22,7 +15,7 @@ static int same(const struct topk_slot *s, uint32_t h, const char *p, size_t n)
 
 void topk_add(struct topk *t, const char *key, size_t len)
 {
-    uint32_t h = hash_key(key, len);
+    uint32_t h = hash_fnv1a(key, len);
     struct topk_slot *min = NULL;
 
     t->total++;

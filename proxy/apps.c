@@ -8,17 +8,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "../lib/hash.h"
 #include "../lib/log.h"
 #include "sidecar.h"
-
-static unsigned hash_key(const char *p, size_t n)
-{
-    unsigned h = 2166136261u;
-
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 16777619u;
-    return h;
-}
 
 int apps_init(struct apps *t)
 {
@@ -71,7 +63,7 @@ struct app *apps_find(struct apps *t, const char *key, size_t len)
 {
     if (len >= APP_KEY_MAX)
         return NULL;
-    for (struct app *a = t->bucket[hash_key(key, len) & (t->nbuckets - 1)]; a; a = a->next)
+    for (struct app *a = t->bucket[hash_fnv1a(key, len) & (t->nbuckets - 1)]; a; a = a->next)
         if (strlen(a->key) == len && memcmp(a->key, key, len) == 0)
             return a;
     return NULL;
@@ -98,7 +90,7 @@ static void forget_idle(struct apps *t)
                 idle[n++] = a;
     qsort(idle, n, sizeof *idle, by_last_seen);
     for (unsigned k = 0; k < n && k < APPS_MAX / 4; k++) {
-        struct app **pp = &t->bucket[hash_key(idle[k]->key, strlen(idle[k]->key)) &
+        struct app **pp = &t->bucket[hash_fnv1a(idle[k]->key, strlen(idle[k]->key)) &
                                      (t->nbuckets - 1)];
         while (*pp != idle[k])
             pp = &(*pp)->next;
@@ -120,7 +112,7 @@ static void grow(struct apps *t)
         struct app *a = t->bucket[i], *next;
         for (; a; a = next) {
             next = a->next;
-            unsigned h = hash_key(a->key, strlen(a->key)) & (nb - 1);
+            unsigned h = hash_fnv1a(a->key, strlen(a->key)) & (nb - 1);
             a->next = b[h];
             b[h] = a;
         }
@@ -148,7 +140,7 @@ static struct app *get(struct apps *t, const char *key, ev_tstamp now)
         return &t->fallback;
     memcpy(a->key, key, len + 1);
     a->first_seen = now;
-    unsigned h = hash_key(key, len) & (t->nbuckets - 1);
+    unsigned h = hash_fnv1a(key, len) & (t->nbuckets - 1);
     a->next = t->bucket[h];
     t->bucket[h] = a;
     t->n++;

@@ -4,12 +4,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../lib/hash.h"
+
 static unsigned hash_ip(const struct ip *ip)
 {
-    unsigned h = 2166136261u;
-    for (int i = 0; i < 16; i++)
-        h = (h ^ ip->b[i]) * 16777619u;
-    return h;
+    return hash_fnv1a(ip->b, sizeof ip->b);
 }
 
 int iptable_init(struct iptable *t)
