@@ -171,14 +171,6 @@ static void sanitize(char *dst, size_t cap, const char *src)
     dst[i] = '\0';
 }
 
-static int is_loopback(const struct ip *ip)
-{
-    static const uint8_t v6lo[16] = {[15] = 1};
-    static const uint8_t v4map[12] = {[10] = 0xff, [11] = 0xff};
-
-    return memcmp(ip->b, v6lo, 16) == 0 ||
-           (memcmp(ip->b, v4map, 12) == 0 && ip->b[12] == 127);
-}
 
 static double mono(void)
 {
@@ -198,13 +190,16 @@ struct app *apps_identify(struct sidecar *sc, int fd, const struct sockaddr_stor
     struct app *a;
 
     memset(id, 0, sizeof *id);
-    if (t->peers && (is_unix || is_loopback(ip))) {
+    if (t->peers) {
+        /* peer.c decides who is local: a remote peer comes back at once,
+         * with no uid and nothing missing, and is not counted */
         double t0 = mono();
         if (peer_identify(t->peers, fd, (const struct sockaddr *)peer, len, id) < 0)
             id->miss = PEER_MISS_NO_SOCKET;
-        t->lookup_seconds += mono() - t0;
-        t->lookups++;
-        t->misses[id->miss]++;
+        if (id->has_uid || id->miss != PEER_MISS_NONE) {
+            t->lookup_seconds += mono() - t0;
+            t->misses[id->miss]++;
+        }
     }
     sanitize(comm, sizeof comm, id->comm);
     sanitize(service, sizeof service, id->service);

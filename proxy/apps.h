@@ -109,8 +109,9 @@ struct apps {
     struct app_ban   bans[APP_BANS_MAX];
     int              nbans;
     struct peer_cache *peers;
-    /* accept-time lookups: how many, what they cost, why some fell back */
-    uint64_t         lookups, misses[PEER_MISS_NCAUSES];
+    /* accept-time lookups of local peers, by how they ended (NONE: all
+     * found), and what they cost */
+    uint64_t         misses[PEER_MISS_NCAUSES];
     double           lookup_seconds;
     /* hot keys: one request in `sample` on average, at random gaps */
     uint32_t         sample_left, rng;
@@ -141,6 +142,16 @@ const char *apps_admit(struct sidecar *sc, struct app *a, char *line, size_t len
  * unknown), which the connection keeps until apps_detach() at its close. */
 struct app_proc *apps_attach(struct sidecar *sc, struct app *a, const struct peer_id *id);
 void apps_detach(struct sidecar *sc, struct app_proc *p);
+/* Accept-time lookups of local peers so far. */
+static inline uint64_t apps_lookups(const struct apps *t)
+{
+    uint64_t n = 0;
+
+    for (int i = 0; i < PEER_MISS_NCAUSES; i++)
+        n += t->misses[i];
+    return n;
+}
+
 /* An app by its key; NULL if none. */
 struct app *apps_find(struct apps *t, const char *key, size_t len);
 /* Ban a key until `until` (again: the new deadline). -1 when the list is

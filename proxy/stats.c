@@ -95,7 +95,7 @@ static uint64_t calc(const struct sidecar *sc, const struct node *n, enum calc w
     case BANS:               return (uint64_t)sc->ips.nbans;
     case APPS:               return sc->apps.n;
     case APP_BANS:           return (uint64_t)sc->apps.nbans;
-    case APP_LOOKUPS:        return sc->apps.lookups;
+    case APP_LOOKUPS:        return apps_lookups(&sc->apps);
     case APP_MISS_NO_SOCKET: return sc->apps.misses[PEER_MISS_NO_SOCKET];
     case APP_MISS_NO_PID:    return sc->apps.misses[PEER_MISS_NO_PID];
     case APP_MISS_PROC_GONE: return sc->apps.misses[PEER_MISS_PROC_GONE];
@@ -153,7 +153,9 @@ static void t_lookup_avg(const struct sidecar *sc, struct buf *b)
 {
     const struct apps *t = &sc->apps;
 
-    buf_appendf(b, "%.1f", t->lookups ? t->lookup_seconds * 1e6 / (double)t->lookups : 0);
+    uint64_t n = apps_lookups(t);
+
+    buf_appendf(b, "%.1f", n ? t->lookup_seconds * 1e6 / (double)n : 0);
 }
 
 static void t_master(const struct sidecar *sc, struct buf *b)
