@@ -158,7 +158,6 @@ static int by_busiest_app(const void *x, const void *y)
     return a->requests < b->requests ? 1 : a->requests > b->requests ? -1 : 0;
 }
 
-static const char *const key_kinds[] = {"service", "uid", "process", "ip"};
 #define APP_PROCS_SHOWN 32               /* per PROXY APPS line, then "..." */
 
 /* PROXY APPS [TOP n]: one line per app key, busiest first. */
@@ -183,7 +182,7 @@ static void proxy_apps(struct client *c, const struct resp_args *a)
         uint64_t refused = 0;
         for (int k = 0; k < REFUSED_NREASONS; k++)
             refused += e->refused[k];
-        buf_appendf(&b, "app=%s key=%s uid=", e->key, key_kinds[e->kind]);
+        buf_appendf(&b, "app=%s key=%s uid=", e->key, config_app_key_name(e->kind));
         if (e->has_uid)
             buf_appendf(&b, "%u", (unsigned)e->uid);
         buf_appendf(&b, " service=%s processes=", e->service);

@@ -693,7 +693,8 @@ static int blocked(const struct client *c)
     return 0;
 }
 
-void client_describe(struct buf *b, const struct client *c, ev_tstamp now)
+/* CLIENT LIST's fields of c, without the line's end. */
+static void describe_fields(struct buf *b, const struct client *c, ev_tstamp now)
 {
     const struct client_ext *x = c->x;
     char a[64], la[64], flags[24], *f = flags;
@@ -741,7 +742,7 @@ void client_describe(struct buf *b, const struct client *c, ev_tstamp now)
     buf_appendf(b, "id=%llu addr=%s laddr=%s fd=%d name=%s age=%.0f idle=%.0f flags=%s db=%d "
                 "sub=%d psub=%d ssub=%d multi=%d qbuf=%zu qbuf-free=%zu argv-mem=0 "
                 "multi-mem=0 rbs=%zu rbp=0 obl=0 oll=0 omem=%zu tot-mem=%zu events=%s%s cmd=%s "
-                "user=%s redir=%lld resp=%d pending=%u obuf=%zu admin=%d\n",
+                "user=%s redir=%lld resp=%d pending=%u obuf=%zu admin=%d",
                 (unsigned long long)c->id, client_addr(c, a, sizeof a), client_laddr(c, la, sizeof la),
                 c->io.fd, name, now - c->created, now - c->last_active, flags,
                 c->other_db && x ? x->db : c->sc->cfg->database, x ? x->sub : 0, x ? x->psub : 0,
@@ -754,12 +755,15 @@ void client_describe(struct buf *b, const struct client *c, ev_tstamp now)
                 tracking ? x->redir : -1LL, c->resp3 ? 3 : 2, c->npending, obuf, c->admin);
 }
 
+void client_describe(struct buf *b, const struct client *c, ev_tstamp now)
+{
+    describe_fields(b, c, now);
+    buf_append(b, "\n", 1);
+}
+
 void client_describe_app(struct buf *b, const struct client *c, ev_tstamp now)
 {
-    client_describe(b, c, now);
-    if (!buf_used(b) || buf_start(b)[buf_used(b) - 1] != '\n')
-        return;                          /* out of memory: the line did not go in */
-    b->len--;                            /* its newline: the app's fields go first */
+    describe_fields(b, c, now);
     buf_appendf(b, " app=%s pid=%d comm=%s\n", c->proc->app->key, (int)c->proc->pid,
                 c->proc->comm[0] ? c->proc->comm : "?");
 }

@@ -575,6 +575,11 @@ int config_sentinels_changed(const struct config *a, const struct config *b)
            !config_same_str(a->sentinel_password, b->sentinel_password);
 }
 
+const char *config_app_key_name(int kind)
+{
+    return app_key_names[kind];
+}
+
 void config_dump(const struct config *c, struct buf *b)
 {
     for (size_t i = 0; i < NKEYS; i++) {

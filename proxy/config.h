@@ -93,6 +93,8 @@ void config_free(struct config *c);
  * "(set)"), for PROXY CONFIG. */
 struct buf;
 void config_dump(const struct config *c, struct buf *b);
+/* "service", "uid", "process" or "ip": an app_key value's name. */
+const char *config_app_key_name(int kind);
 
 /* What a reload changed, by what it moves: the upstream nodes (master,
  * replicas), the shape of their links (database, count), the sentinel
