@@ -242,17 +242,7 @@ ssize_t tls_write(struct tls_conn *c, const void *buf, size_t n, int *want, char
     return rc == 0 ? -1 : rc;                      /* a write never "closes cleanly" */
 }
 
-int tls_pending(const struct tls_conn *c)
-{
-    return SSL_pending(c->ssl);
-}
-
 int tls_resumed(const struct tls_conn *c)
 {
     return SSL_session_reused(c->ssl);
-}
-
-const char *tls_version(const struct tls_conn *c)
-{
-    return SSL_get_version(c->ssl);
 }

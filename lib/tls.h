@@ -60,11 +60,7 @@ int tls_handshake(struct tls_conn *c, char *err, size_t errlen);
 ssize_t tls_read(struct tls_conn *c, void *buf, size_t n, int *want, char *err, size_t errlen);
 ssize_t tls_write(struct tls_conn *c, const void *buf, size_t n, int *want, char *err,
                   size_t errlen);
-/* Bytes decrypted and waiting in the session: read them before polling. */
-int tls_pending(const struct tls_conn *c);
 /* 1 if the handshake resumed an earlier session. */
 int tls_resumed(const struct tls_conn *c);
-/* "TLSv1.3", for logs. */
-const char *tls_version(const struct tls_conn *c);
 
 #endif
