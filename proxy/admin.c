@@ -188,8 +188,8 @@ static void proxy_apps(struct client *c, const struct resp_args *a)
         buf_appendf(&b, " service=%s processes=", e->service);
         int listed = 0;
         for (const struct app_proc *p = e->procs; p; p = p->next) {
-            if (!p->pid)
-                continue;                /* its connections of unknown pid */
+            if (!p->pid || !p->conns)
+                continue;                /* unknown pids; processes whose last one closed */
             if (listed++ == APP_PROCS_SHOWN) {
                 buf_appendf(&b, ",...");
                 break;

@@ -86,7 +86,7 @@ static void forget_idle(struct apps *t)
         return;
     for (unsigned i = 0; i < t->nbuckets; i++)
         for (struct app *a = t->bucket[i]; a; a = a->next)
-            if (a->current == 0)
+            if (a->current == 0 && !a->procs)   /* no client, closed or not, points here */
                 idle[n++] = a;
     qsort(idle, n, sizeof *idle, by_last_seen);
     for (unsigned k = 0; k < n && k < APPS_MAX / 4; k++) {
@@ -309,16 +309,22 @@ struct app_proc *apps_attach(struct sidecar *sc, struct app *a, const struct pee
     if (++a->current > a->peak)
         a->peak = a->current;
     p->conns++;
+    p->refs++;
     return p;
 }
 
 void apps_detach(struct sidecar *sc, struct app_proc *p)
 {
+    p->app->current--;
+    p->app->last_seen = ev_now(sc->loop);
+    p->conns--;
+}
+
+void apps_release(struct sidecar *sc, struct app_proc *p)
+{
     struct app *a = p->app;
 
-    a->current--;
-    a->last_seen = ev_now(sc->loop);
-    if (--p->conns == 0 && p != &sc->apps.fallback_proc) {
+    if (--p->refs == 0 && p != &sc->apps.fallback_proc) {
         struct app_proc **pp = &a->procs;
         while (*pp != p)
             pp = &(*pp)->next;

@@ -50,7 +50,8 @@ struct app_latency {
  * connections whose process is not known). */
 struct app_proc {
     int32_t          pid;
-    uint32_t         conns;
+    uint32_t         conns;      /* its connections open */
+    uint32_t         refs;       /* its clients, open or closed but not yet freed */
     char             comm[PEER_COMM_MAX];
     struct app      *app;
     struct app_proc *next;    /* its app's list */
@@ -139,9 +140,12 @@ struct app *apps_identify(struct sidecar *sc, int fd, const struct sockaddr_stor
 const char *apps_admit(struct sidecar *sc, struct app *a, char *line, size_t len,
                        enum refusal *why);
 /* A connection of app a opened: its process entry (pid 0 when its pid is
- * unknown), which the connection keeps until apps_detach() at its close. */
+ * unknown). apps_detach() uncounts it when it closes; apps_release() lets
+ * the entry go when its client is freed, after the loop iteration that
+ * closed it (which may still read c->proc->app). */
 struct app_proc *apps_attach(struct sidecar *sc, struct app *a, const struct peer_id *id);
 void apps_detach(struct sidecar *sc, struct app_proc *p);
+void apps_release(struct sidecar *sc, struct app_proc *p);
 /* Accept-time lookups of local peers so far. */
 static inline uint64_t apps_lookups(const struct apps *t)
 {

@@ -49,6 +49,7 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
     if (!c) {
         o->ips->current--;
         apps_detach(sc, o->proc);
+        apps_release(sc, o->proc);
         close(fd);
         return;
     }
@@ -191,6 +192,7 @@ void client_free_closed(struct sidecar *sc)
 
     while ((c = TAILQ_FIRST(&sc->closed)) != NULL) {
         TAILQ_REMOVE(&sc->closed, c, tqe);
+        apps_release(sc, c->proc);
         if (c->partial) {
             buf_free(&c->partial->buf);
             free(c->partial);

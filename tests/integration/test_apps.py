@@ -260,6 +260,33 @@ def test_the_admin_socket_is_never_shut_by_an_app_rule(apps, app_sidecar):
     assert admin(sc).execute_command("PROXY", "UNBAN", "APP", "uid:0") == 1
 
 
+def test_a_client_closed_while_its_request_runs_keeps_its_app_until_freed(app_sidecar):
+    """A local reply over max_output_buffer closes its client inside the
+    request; the request is still counted on its app after that. When that
+    was its process's only connection, the process entry must outlive the
+    close until the client is freed (make asan's build checks it)."""
+    sc = app_sidecar(max_output_buffer="1kb")
+    others = [sc.client() for _ in range(6)]
+    for c in others:
+        assert c.ping()                         # CLIENT LIST is longer than 1kb now
+    code = ("import socket, sys\n"
+            "s = socket.create_connection(('127.0.0.1', int(sys.argv[1])))\n"
+            "s.sendall(b'*2\\r\\n$6\\r\\nCLIENT\\r\\n$4\\r\\nLIST\\r\\n')\n"
+            "data = b''\n"
+            "while True:\n"
+            "    d = s.recv(65536)\n"
+            "    if not d:\n"
+            "        break\n"
+            "    data += d\n"
+            "print(len(data))\n")
+    for _ in range(3):
+        p = subprocess.run([sys.executable, "-c", code, str(sc.port)], capture_output=True,
+                           text=True, timeout=20 * SLOW)
+        assert p.returncode == 0 and int(p.stdout) < 1024, p
+    assert sc.alive() and all(c.ping() for c in others)
+    sc.wait_log("closed: output buffer over 1024 bytes", count=3)   # (PROXY INFO is over 1kb)
+
+
 def test_remote_and_ip_keys(app_sidecar):
     """app_key = ip keys every peer by address, loopback ones included."""
     sc = app_sidecar(app_key="ip", max_connections_per_app="2")
