@@ -277,8 +277,10 @@ static int dispatch_inline(struct client *c, const char *line, size_t len)
     }
     c->last_cmd = command_lookup(&sc->cmds, buf_start(&sc->inline_req) + f.fr.name_off,
                                  f.fr.name_len);
-    slowlog_note(c, buf_start(&sc->inline_req), &f.fr);
-    return carry_out(c, buf_start(&sc->inline_req), &f.fr);
+    int done = carry_out(c, buf_start(&sc->inline_req), &f.fr);
+    if (done)                            /* once: a request kept whole comes back */
+        slowlog_note(c, buf_start(&sc->inline_req), &f.fr);
+    return done;
 }
 
 /* Frame and carry out complete requests from p[0..n), up to the pipeline
@@ -316,8 +318,8 @@ static size_t process(struct client *c, const char *p, size_t n, struct resp_fra
             done = dispatch_inline(c, p + used, fr->len);
         } else if (fr->argc > 0) {
             c->last_cmd = command_lookup(&sc->cmds, p + used + fr->name_off, fr->name_len);
-            slowlog_note(c, p + used, fr);
-            done = carry_out(c, p + used, fr);
+            if ((done = carry_out(c, p + used, fr)) != 0)
+                slowlog_note(c, p + used, fr);   /* once: a request kept whole comes back */
         }
         if (!done)
             break;                       /* kept whole: the framer starts it afresh */

@@ -15,8 +15,9 @@ int slowlog_configure(struct sidecar *sc);
 
 void slowlog_sample(struct client *c, const char *frame, const struct resp_frame *fr);
 
-/* A request about to be carried out: one in hotkeys_sample feeds its
- * app's hot keys (a countdown; past the end when sampling is off). */
+/* A request carried out (its client may have closed meanwhile: its app
+ * stays until it is freed): one in hotkeys_sample feeds its app's hot
+ * keys (a countdown; past the end when sampling is off). */
 static inline void slowlog_note(struct client *c, const char *frame,
                                 const struct resp_frame *fr)
 {
