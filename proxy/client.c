@@ -415,12 +415,12 @@ static void reply_in_order(struct client *c, const char *p, size_t n)
 void client_reply(struct client *c, const char *p, size_t n)
 {
     enum req_class k = class_of_cmd(c->last_cmd);
+    int bad = is_error_reply(p, n);
 
     c->sc->st.local_replies++;
     c->sc->st.requests_by[TALLY(k, DEST_PROXY)]++;
-    c->sc->st.replies_by[TALLY(k, DEST_PROXY)][is_error_reply(p, n)]++;
-    if (is_error_reply(p, n))
-        c->proc->app->errors[APP_ERR_PROXY]++;
+    c->sc->st.replies_by[TALLY(k, DEST_PROXY)][bad]++;
+    c->proc->app->errors[APP_ERR_PROXY] += (unsigned)bad;
     reply_in_order(c, p, n);
 }
 
