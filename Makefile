@@ -6,11 +6,11 @@ OPT     ?= -O2 -g -flto=auto
 SANFLAGS ?=
 override CFLAGS += $(OPT) $(SANFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
 override LDFLAGS += $(SANFLAGS)
-LDLIBS  := -lev -lhiredis -linih -lm
+LDLIBS  := -lev -lhiredis -linih -lssl -lcrypto -lm
 PYTHON  := /usr/bin/python3
 
 LIB_SRC   := lib/buf.c lib/cidr.c lib/httpreq.c lib/log.c lib/net.c lib/peer.c lib/resp.c \
-             lib/topk.c
+             lib/tls.c lib/topk.c
 POOL_SRC  := pool/req.c pool/link.c pool/pool.c
 HEALTH_SRC := health/conn.c health/checker.c health/sentinel.c health/topology.c
 PROXY_SRC := proxy/config.c proxy/command.c proxy/iptable.c proxy/client.c \
@@ -69,7 +69,7 @@ $(BUILD)/tests/test_cidr: tests/unit/test_cidr.c $(BUILD)/lib/cidr.o
 $(BUILD)/tests/test_peer: tests/unit/test_peer.c $(BUILD)/lib/peer.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^
-# lib/tls.c, ahead of issue 19's links: tested on its own against TLS redis.
+# lib/tls.c on its own against TLS-only redis-servers.
 $(BUILD)/tests/test_tls: tests/unit/test_tls.c $(BUILD)/lib/tls.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lssl -lcrypto
@@ -77,24 +77,25 @@ $(BUILD)/tests/test_topk: tests/unit/test_topk.c $(BUILD)/lib/topk.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lm
 $(BUILD)/tests/test_command: tests/unit/test_command.c $(BUILD)/proxy/command.o \
-		$(BUILD)/health/checker.o $(BUILD)/health/conn.o $(BUILD)/lib/log.o
+		$(BUILD)/health/checker.o $(BUILD)/health/conn.o $(BUILD)/lib/log.o \
+		$(BUILD)/lib/buf.o $(BUILD)/lib/net.o $(BUILD)/lib/tls.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev
+	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -lssl -lcrypto
 
 $(BUILD)/tests/test_stats: tests/unit/test_stats.c $(BUILD)/proxy/stats.o $(BUILD)/pool/pool.o \
 		$(BUILD)/pool/link.o $(BUILD)/pool/req.o $(BUILD)/health/topology.o \
 		$(BUILD)/health/checker.o $(BUILD)/health/conn.o $(BUILD)/lib/buf.o $(BUILD)/lib/net.o \
-		$(BUILD)/lib/log.o $(BUILD)/lib/resp.o $(BUILD)/lib/cidr.o
+		$(BUILD)/lib/log.o $(BUILD)/lib/resp.o $(BUILD)/lib/cidr.o $(BUILD)/lib/tls.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -lm
+	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -lssl -lcrypto -lm
 
 $(BUILD)/tests/test_router: tests/unit/test_router.c $(BUILD)/proxy/router.o \
 		$(BUILD)/proxy/command.o $(BUILD)/pool/pool.o $(BUILD)/pool/link.o $(BUILD)/pool/req.o \
 		$(BUILD)/health/topology.o $(BUILD)/health/checker.o $(BUILD)/health/conn.o \
 		$(BUILD)/lib/buf.o $(BUILD)/lib/net.o $(BUILD)/lib/log.o $(BUILD)/lib/resp.o \
-		$(BUILD)/lib/cidr.o
+		$(BUILD)/lib/cidr.o $(BUILD)/lib/tls.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -lm
+	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -lssl -lcrypto -lm
 
 $(BUILD)/tests/test_httpreq: tests/unit/test_httpreq.c $(BUILD)/lib/httpreq.o
 	@mkdir -p $(dir $@)
@@ -123,8 +124,8 @@ $(BUILD)/fuzz_router: tests/fuzz/fuzz_router.c tests/fuzz/fuzz.h $(BUILD)/proxy/
 		$(BUILD)/proxy/command.o $(BUILD)/pool/pool.o $(BUILD)/pool/link.o $(BUILD)/pool/req.o \
 		$(BUILD)/health/topology.o $(BUILD)/health/checker.o $(BUILD)/health/conn.o \
 		$(BUILD)/lib/buf.o $(BUILD)/lib/net.o $(BUILD)/lib/log.o $(BUILD)/lib/resp.o \
-		$(BUILD)/lib/cidr.o
-	$(FUZZ_LINK) -lhiredis -lev -lm
+		$(BUILD)/lib/cidr.o $(BUILD)/lib/tls.o
+	$(FUZZ_LINK) -lhiredis -lev -lssl -lcrypto -lm
 $(BUILD)/fuzz_httpreq: tests/fuzz/fuzz_httpreq.c tests/fuzz/fuzz.h $(BUILD)/lib/httpreq.o
 	$(FUZZ_LINK)
 
@@ -132,7 +133,7 @@ deps:
 	@./tests/deps.sh
 
 run: deps all
-	@./tests/run-local.sh
+	@TLS=$(TLS) ./tests/run-local.sh
 
 unit: $(UNIT_BINS)
 	@./tests/run-tests.sh unit $(UNIT_BINS)

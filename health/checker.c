@@ -8,7 +8,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include <strings.h>
 
 #include "../lib/log.h"
+#include "../lib/tls.h"
 #include "conn.h"
 
 #define COMMANDS_MAX 4096
@@ -84,10 +84,10 @@ static void check_passed(struct checker *ch)
 
 /* Any answer to PING, even an error (NOAUTH, LOADING, max clients), proves
  * the node is alive: down means it does not answer at all. */
-static void on_ping(redisAsyncContext *ac, void *r, void *priv)
+static void on_ping(struct hconn *c, void *r, void *priv)
 {
     struct checker *ch = priv;
-    (void)ac;
+    (void)c;
 
     if (r && ch->in_flight)
         check_passed(ch);
@@ -95,12 +95,12 @@ static void on_ping(redisAsyncContext *ac, void *r, void *priv)
 
 /* ROLE says what the node is; a user without the right to run it (ACL)
  * leaves the role unknown, which is logged once and is no failure. */
-static void on_role(redisAsyncContext *ac, void *r, void *priv)
+static void on_role(struct hconn *c, void *r, void *priv)
 {
     struct checker *ch = priv;
     redisReply *reply = r;
     ev_tstamp sent = 0;
-    (void)ac;
+    (void)c;
 
     /* Replies come in the order the ROLEs went out, even the NULL ones a
      * closing connection delivers. */
@@ -139,11 +139,11 @@ static void on_role(redisAsyncContext *ac, void *r, void *priv)
 
 /* A refused AUTH leaves an unauthenticated connection: the next tick
  * starts a fresh one (the password may have been fixed meanwhile). */
-static void on_auth(redisAsyncContext *ac, void *r, void *priv)
+static void on_auth(struct hconn *c, void *r, void *priv)
 {
     redisReply *reply = r;
     struct checker *ch = priv;
-    (void)ac;
+    (void)c;
 
     if (reply && reply->type == REDIS_REPLY_ERROR) {
         if (!ch->auth_failed)
@@ -152,33 +152,22 @@ static void on_auth(redisAsyncContext *ac, void *r, void *priv)
     }
 }
 
-static void on_connect(const redisAsyncContext *ac, int status)
+static void on_close(struct hconn *c, const char *why)
 {
-    struct checker *ch = ac->data;
+    struct checker *ch = health_conn_data(c);
 
-    if (status != REDIS_OK) {
-        ch->ac = NULL;     /* hiredis frees it after this callback */
-        if (ch->in_flight)
-            check_failed(ch, ac->errstr);
-    }
-}
-
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    struct checker *ch = ac->data;
-
-    ch->ac = NULL;
+    ch->conn = NULL;
     forget_role(ch);
     if (ch->in_flight)
-        check_failed(ch, status == REDIS_OK ? "connection closed" : ac->errstr);
+        check_failed(ch, why);
 }
 
 /* "redis_version:7.0.15" in INFO server's text. */
-static void on_info(redisAsyncContext *ac, void *r, void *priv)
+static void on_info(struct hconn *c, void *r, void *priv)
 {
     struct checker *ch = priv;
     redisReply *reply = r;
-    (void)ac;
+    (void)c;
 
     if (!reply || reply->type != REDIS_REPLY_STRING)     /* the checker speaks RESP2 */
         return;
@@ -218,11 +207,11 @@ int health_parse_commands(const void *r, struct health_command *v, int max)
 
 /* COMMAND, once: the node's own table, so that new commands and modules
  * are classified right. */
-static void on_command_reply(redisAsyncContext *ac, void *r, void *priv)
+static void on_command_reply(struct hconn *c, void *r, void *priv)
 {
     struct checker *ch = priv;
     redisReply *reply = r;
-    (void)ac;
+    (void)c;
 
     if (!reply)
         return;                          /* the connection went: asked again on the next */
@@ -243,20 +232,21 @@ static void connect_checker(struct checker *ch)
     struct health_conn_spec spec = {
         .host = ch->cfg.host, .port = ch->cfg.port, .username = ch->cfg.username,
         .password = ch->cfg.password, .name = "sidecar-health", .data = ch,
-        .on_connect = on_connect, .on_disconnect = on_disconnect, .on_auth = on_auth,
+        .tls = ch->cfg.tls, .tls_name = ch->cfg.tls_name, .resume = ch->cfg.tls_resume,
+        .stats = ch->cfg.tls_stats, .on_close = on_close, .on_auth = on_auth,
     };
     char err[160];
 
-    if (!(ch->ac = health_conn_open(ch->loop, &spec, err, sizeof err))) {
+    if (!(ch->conn = health_conn_open(ch->loop, &spec, err, sizeof err))) {
         check_failed(ch, err);
         return;
     }
-    redisAsyncCommand(ch->ac, on_info, ch, "INFO server");
+    health_conn_command(ch->conn, on_info, ch, "INFO server");
     /* A reply too deep for hiredis 0.14 would cost the connection: tried
      * twice at most, then the compiled-in table stays. */
     if (ch->cfg.fetch_commands && ch->hooks.on_commands && !ch->commands_done) {
         if (ch->commands_asked++ < 2)
-            redisAsyncCommand(ch->ac, on_command_reply, ch, "COMMAND");
+            health_conn_command(ch->conn, on_command_reply, ch, "COMMAND");
         else if (ch->commands_asked == 3)
             log_warn("health %s: COMMAND not answered twice; using the compiled-in "
                      "command table", ch->cfg.name);
@@ -271,7 +261,7 @@ static void send_role(struct checker *ch)
         return;
     ch->sent_at[(ch->sent_head + ch->nsent) % CHECKER_SENT_MAX] = ev_now(ch->loop);
     ch->nsent++;
-    if (redisAsyncCommand(ch->ac, on_role, ch, "ROLE") != REDIS_OK)
+    if (health_conn_command(ch->conn, on_role, ch, "ROLE") < 0)
         ch->nsent--;                     /* no callback will come for it */
 }
 
@@ -283,17 +273,17 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
 
     if (ch->in_flight) {
         check_failed(ch, "no reply within check_interval");
-        health_conn_drop(&ch->ac);
+        health_conn_drop(&ch->conn);
     } else if (ch->auth_failed) {
-        health_conn_drop(&ch->ac);
+        health_conn_drop(&ch->conn);
     }
     ch->auth_failed = 0;
     ch->in_flight = 1;
-    if (!ch->ac)
+    if (!ch->conn)
         connect_checker(ch);
-    if (!ch->ac)
+    if (!ch->conn)
         return;
-    redisAsyncCommand(ch->ac, on_ping, ch, "PING sidecar");
+    health_conn_command(ch->conn, on_ping, ch, "PING sidecar");
     send_role(ch);
 }
 
@@ -302,7 +292,9 @@ int health_local_port(const struct checker *ch)
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
 
-    if (!ch->ac || ch->ac->c.fd < 0 || getsockname(ch->ac->c.fd, (struct sockaddr *)&ss, &sl) < 0)
+    int fd = health_conn_fd(ch->conn);
+
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
         return -1;
     return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                           : ((struct sockaddr_in *)&ss)->sin_port);
@@ -314,7 +306,7 @@ static void on_soon(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
 
-    if (ch->ac && !ch->down)
+    if (ch->conn && !ch->down)
         send_role(ch);
 }
 
@@ -333,6 +325,8 @@ void health_start(struct checker *ch, struct ev_loop *loop,
     memset(ch, 0, sizeof *ch);
     ch->loop = loop;
     ch->cfg = *cfg;
+    if (cfg->tls)
+        tls_ctx_ref(cfg->tls);
     ch->hooks = *hooks;
     ch->arg = arg;
     ev_timer_init(&ch->tick, on_tick, 0, cfg->interval);
@@ -346,7 +340,9 @@ void health_stop(struct checker *ch)
     ev_timer_stop(ch->loop, &ch->tick);
     ev_timer_stop(ch->loop, &ch->soon);
     ch->in_flight = 0;
-    health_conn_drop(&ch->ac);
+    health_conn_drop(&ch->conn);
+    tls_ctx_unref(ch->cfg.tls);
+    ch->cfg.tls = NULL;
 }
 
 void health_configure(struct checker *ch, const struct checker_config *cfg)
@@ -354,10 +350,16 @@ void health_configure(struct checker *ch, const struct checker_config *cfg)
     double interval = ch->cfg.interval;
     char name[sizeof ch->cfg.name], host[sizeof ch->cfg.host];
     int port = ch->cfg.port;
+    struct checker_config keep = ch->cfg;
 
     memcpy(name, ch->cfg.name, sizeof name);
     memcpy(host, ch->cfg.host, sizeof host);
     ch->cfg = *cfg;
+    if (cfg->tls)
+        tls_ctx_ref(cfg->tls);
+    tls_ctx_unref(keep.tls);
+    ch->cfg.tls_resume = keep.tls_resume;
+    ch->cfg.tls_stats = keep.tls_stats;
     memcpy(ch->cfg.name, name, sizeof name);
     memcpy(ch->cfg.host, host, sizeof host);
     ch->cfg.port = port;

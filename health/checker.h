@@ -12,7 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct redisAsyncContext;
+struct hconn;
+struct tls_ctx;
+struct tls_resume;
+struct tls_stats;
 
 #define CHECKER_SENT_MAX 16
 
@@ -25,6 +28,10 @@ struct checker_config {
     const char *username;
     const char *password;
     int         fetch_commands; /* ask COMMAND once, for on_commands */
+    struct tls_ctx    *tls;     /* NULL: plaintext; the owner keeps it alive */
+    const char        *tls_name;  /* NULL: host */
+    struct tls_resume *tls_resume;  /* the node's, shared with its links */
+    struct tls_stats  *tls_stats;
 };
 
 /* One COMMAND entry: its name and what the proxy routes by. */
@@ -49,7 +56,7 @@ struct checker_hooks {
 struct checker {
     struct ev_loop           *loop;
     struct checker_config     cfg;
-    struct redisAsyncContext *ac;
+    struct hconn             *conn;
     ev_timer                  tick;
     ev_timer                  soon;        /* an extra ROLE, asked for by health_sample_soon */
     int                       in_flight;   /* a check awaits its ROLE reply */

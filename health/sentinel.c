@@ -6,7 +6,6 @@
  * the tick that sends a poll also judges the one before. */
 #include "sentinel.h"
 
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -177,11 +176,11 @@ static int reply_error(struct sentinel *s, const redisReply *r, const char *what
     return -1;
 }
 
-static void on_addr(redisAsyncContext *ac, void *reply, void *priv)
+static void on_addr(struct hconn *c, void *reply, void *priv)
 {
     struct sentinel *s = priv;
     redisReply *r = reply;
-    (void)ac;
+    (void)c;
 
     if (!r || !s->polling)
         return;
@@ -198,11 +197,11 @@ static void on_addr(redisAsyncContext *ac, void *reply, void *priv)
     poll_step_done(s);
 }
 
-static void on_master(redisAsyncContext *ac, void *reply, void *priv)
+static void on_master(struct hconn *c, void *reply, void *priv)
 {
     struct sentinel *s = priv;
     redisReply *r = reply;
-    (void)ac;
+    (void)c;
 
     if (!r || !s->polling)
         return;
@@ -245,64 +244,48 @@ static void read_list(struct sentinel *s, const redisReply *r, const char *what,
     poll_step_done(s);
 }
 
-static void on_replicas(redisAsyncContext *ac, void *reply, void *priv)
+static void on_replicas(struct hconn *c, void *reply, void *priv)
 {
     struct sentinel *s = priv;
-    (void)ac;
+    (void)c;
     read_list(s, reply, "SENTINEL REPLICAS", s->next.replicas, SENTINEL_MAX_REPLICAS,
               &s->next.nreplicas);
 }
 
-static void on_peers(redisAsyncContext *ac, void *reply, void *priv)
+static void on_peers(struct hconn *c, void *reply, void *priv)
 {
     struct sentinel *s = priv;
-    (void)ac;
+    (void)c;
     read_list(s, reply, "SENTINEL SENTINELS", s->next.peers, SENTINEL_MAX, &s->next.npeers);
 }
 
-static void on_cmd_connect(const redisAsyncContext *ac, int status)
+static void on_cmd_close(struct hconn *c, const char *why)
 {
-    struct sentinel *s = ac->data;
-
-    if (status != REDIS_OK) {
-        s->cmd = NULL;            /* hiredis frees it after this callback */
-        poll_failed(s, ac->errstr);
-    }
-}
-
-static void on_cmd_disconnect(const redisAsyncContext *ac, int status)
-{
-    struct sentinel *s = ac->data;
+    struct sentinel *s = health_conn_data(c);
 
     s->cmd = NULL;
     if (s->polling)
-        poll_failed(s, status == REDIS_OK ? "connection closed" : ac->errstr);
+        poll_failed(s, why);
 }
 
-static void on_sub_disconnect(const redisAsyncContext *ac, int status)
+static void on_sub_close(struct hconn *c, const char *why)
 {
-    struct sentinel *s = ac->data;
-    (void)status;
+    struct sentinel *s = health_conn_data(c);
+    (void)why;
 
     s->sub = NULL;
     s->subscribed = 0;
 }
 
-static void on_sub_connect(const redisAsyncContext *ac, int status)
-{
-    if (status != REDIS_OK)
-        on_sub_disconnect(ac, status);
-}
-
 /* An event about our master (or anything else of its set): the topology
  * may have moved, so every sentinel is asked again now. Sentinels publish
  * events of every master they monitor; those naming others are skipped. */
-static void on_event(redisAsyncContext *ac, void *reply, void *priv)
+static void on_event(struct hconn *c, void *reply, void *priv)
 {
     struct sentinel *s = priv;
     struct sentinels *ss = s->set;
     redisReply *r = reply;
-    (void)ac;
+    (void)c;
 
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING)
@@ -338,21 +321,21 @@ static void on_event(redisAsyncContext *ac, void *reply, void *priv)
     health_sentinels_poll_soon(ss);
 }
 
-static redisAsyncContext *connect_to(struct sentinel *s,
-                                     void (*on_conn)(const redisAsyncContext *, int),
-                                     void (*on_disc)(const redisAsyncContext *, int))
+static struct hconn *connect_to(struct sentinel *s,
+                                void (*on_close)(struct hconn *, const char *))
 {
     struct sentinels *ss = s->set;
     struct health_conn_spec spec = {
         .host = s->host, .port = s->port, .password = ss->has_password ? ss->password : NULL,
-        .name = "sidecar-sentinel", .data = s, .on_connect = on_conn, .on_disconnect = on_disc,
+        .name = "sidecar-sentinel", .data = s, .on_close = on_close,
+        .tls = ss->tls, .tls_name = ss->tls_name[0] ? ss->tls_name : NULL, .resume = &s->resume, .stats = &s->tls_stats,
     };
     char err[160];
-    redisAsyncContext *ac = health_conn_open(ss->loop, &spec, err, sizeof err);
+    struct hconn *c = health_conn_open(ss->loop, &spec, err, sizeof err);
 
-    if (!ac)
+    if (!c)
         poll_failed(s, err);
-    return ac;
+    return c;
 }
 
 static void subscribe(struct sentinel *s)
@@ -360,26 +343,26 @@ static void subscribe(struct sentinel *s)
     char cmd[512] = "SUBSCRIBE";
     size_t used = strlen(cmd);
 
-    if (!(s->sub = connect_to(s, on_sub_connect, on_sub_disconnect)))
+    if (!(s->sub = connect_to(s, on_sub_close)))
         return;
     for (size_t i = 0; i < sizeof events / sizeof events[0]; i++)
         used += (size_t)snprintf(cmd + used, sizeof cmd - used, " %s", events[i]);
-    redisAsyncCommand(s->sub, on_event, s, cmd);
+    health_conn_subscribe(s->sub, on_event, s, cmd);
 }
 
 static void send_poll(struct sentinel *s)
 {
     const char *name = s->set->master_name;
 
-    if (!s->cmd && !(s->cmd = connect_to(s, on_cmd_connect, on_cmd_disconnect)))
+    if (!s->cmd && !(s->cmd = connect_to(s, on_cmd_close)))
         return;
     if (!s->polling)
         s->owed_since = ev_now(s->set->loop);
     s->polling += POLL_COMMANDS;
-    redisAsyncCommand(s->cmd, on_addr, s, "SENTINEL get-master-addr-by-name %s", name);
-    redisAsyncCommand(s->cmd, on_master, s, "SENTINEL master %s", name);
-    redisAsyncCommand(s->cmd, on_replicas, s, "SENTINEL replicas %s", name);
-    redisAsyncCommand(s->cmd, on_peers, s, "SENTINEL sentinels %s", name);
+    health_conn_command(s->cmd, on_addr, s, "SENTINEL get-master-addr-by-name %s", name);
+    health_conn_command(s->cmd, on_master, s, "SENTINEL master %s", name);
+    health_conn_command(s->cmd, on_replicas, s, "SENTINEL replicas %s", name);
+    health_conn_command(s->cmd, on_peers, s, "SENTINEL sentinels %s", name);
 }
 
 static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
@@ -448,6 +431,7 @@ int health_sentinels_start(struct sentinels *ss, struct ev_loop *loop,
         snprintf(ss->password, sizeof ss->password, "%s", cfg->password);
         ss->has_password = 1;
     }
+    health_sentinels_set_tls(ss, cfg->tls, cfg->tls_name);
     for (int i = 0; i < cfg->naddrs; i++) {
         if (!find(ss, cfg->addrs[i]) && !add(ss, cfg->addrs[i], 1)) {
             snprintf(err, errlen, "sentinel %s: not a host:port", cfg->addrs[i]);
@@ -469,5 +453,16 @@ void health_sentinels_stop(struct sentinels *ss)
         ss->s[i].polling = 0;
         health_conn_drop(&ss->s[i].cmd);
         health_conn_drop(&ss->s[i].sub);
+        tls_resume_clear(&ss->s[i].resume);
     }
+    health_sentinels_set_tls(ss, NULL, NULL);
+}
+
+void health_sentinels_set_tls(struct sentinels *ss, struct tls_ctx *ctx, const char *name)
+{
+    snprintf(ss->tls_name, sizeof ss->tls_name, "%s", name ? name : "");
+    if (ctx)
+        tls_ctx_ref(ctx);
+    tls_ctx_unref(ss->tls);
+    ss->tls = ctx;
 }

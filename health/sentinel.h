@@ -10,7 +10,10 @@
 #include <ev.h>
 #include <stdint.h>
 
-struct redisAsyncContext;
+#include "../lib/tls.h"
+
+struct hconn;
+struct tls_ctx;
 
 #define SENTINEL_MAX          16   /* configured and discovered */
 #define SENTINEL_MAX_REPLICAS 16
@@ -23,6 +26,8 @@ struct sentinel_config {
     const char *password;          /* NULL: no AUTH */
     double      interval;          /* poll every this many seconds; an answer
                                     * must come within it */
+    struct tls_ctx *tls;           /* NULL: plaintext (sentinel_tls) */
+    const char *tls_name;          /* NULL: each sentinel's host */
 };
 
 /* The view one sentinel gave in its last answer. */
@@ -44,8 +49,8 @@ struct sentinel {
     int                       configured;   /* from proxy.ini: never dropped */
     int                       active;       /* polled; a discovered one that
                                              * nobody lists any more is not */
-    struct redisAsyncContext *cmd;          /* polls */
-    struct redisAsyncContext *sub;          /* events */
+    struct hconn             *cmd;          /* polls */
+    struct hconn             *sub;          /* events */
     int                       subscribed;
     int                       sub_waited;   /* ticks without the SUBSCRIBE answer */
     int                       polling;      /* replies still owed by its polls */
@@ -56,6 +61,8 @@ struct sentinel {
     ev_tstamp                 answered_at;
     char                      last_err[160];
     uint64_t                  events;
+    struct tls_resume         resume;       /* its last TLS session */
+    struct tls_stats          tls_stats;
 };
 
 struct sentinels {
@@ -64,6 +71,8 @@ struct sentinels {
     char                   password[128];
     int                    has_password;
     double                 interval;
+    struct tls_ctx        *tls;            /* a reference */
+    char                   tls_name[256];
     struct sentinel        s[SENTINEL_MAX];
     int                    n;
     ev_timer               tick;
@@ -85,6 +94,9 @@ int health_sentinels_start(struct sentinels *ss, struct ev_loop *loop,
                                            const char *from),
                            void *arg, char *err, size_t errlen);
 void health_sentinels_stop(struct sentinels *ss);
+/* TLS files reloaded: connections opened from now on use ctx (NULL:
+ * plaintext) and name (NULL: each sentinel's host); open ones keep theirs. */
+void health_sentinels_set_tls(struct sentinels *ss, struct tls_ctx *ctx, const char *name);
 /* Every sentinel was tried and none answers. */
 int health_sentinels_none_answer(const struct sentinels *ss);
 /* Ask every sentinel again now (the node set looks wrong: a master that

@@ -15,7 +15,10 @@ struct tls_ctx {
     SSL_CTX        *ssl;
     enum tls_verify verify;
     unsigned        refs;
+    unsigned long   gen;
 };
+
+static unsigned long ctx_gen;
 
 struct tls_conn {
     SSL            *ssl;
@@ -54,6 +57,7 @@ static int new_session(SSL *ssl, SSL_SESSION *sess)
      * without a shutdown, which is how links end */
     tls_resume_clear(c->resume);
     c->resume->session = SSL_SESSION_dup(sess);
+    c->resume->gen = c->ctx->gen;
     return 0;
 }
 
@@ -70,6 +74,7 @@ struct tls_ctx *tls_ctx_new(const struct tls_settings *s, char *err, size_t errl
     c->ssl = ssl;
     c->verify = s->verify;
     c->refs = 1;
+    c->gen = ++ctx_gen;
     SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION);
     SSL_CTX_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     /* Redis may close without close_notify: that is a close, not an error */
@@ -152,7 +157,7 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, const char *name,
         if (ctx->verify == TLS_VERIFY_FULL)
             SSL_set1_host(c->ssl, name);                   /* a name or an IP address */
     }
-    if (resume && resume->session)
+    if (resume && resume->session && resume->gen == ctx->gen)
         SSL_set_session(c->ssl, resume->session);
     return c;
 }

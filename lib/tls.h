@@ -36,9 +36,17 @@ void tls_ctx_unref(struct tls_ctx *c);
  * round trip, no certificate check). Owned by the caller (one per node);
  * zeroed is empty. */
 struct tls_resume {
-    void *session;               /* SSL_SESSION */
+    void         *session;       /* SSL_SESSION */
+    unsigned long gen;           /* of the context it came from: a reload's
+                                  * new files mean a full handshake */
 };
 void tls_resume_clear(struct tls_resume *r);
+
+/* Handshakes with one node, for PROXY INFO and /metrics (Redis counts
+ * neither). */
+struct tls_stats {
+    unsigned long long full, resumed, failed;
+};
 
 struct tls_conn;
 

@@ -27,6 +27,7 @@ static const struct resp_limits reply_limits = {
 };
 
 static void link_rd_cb(struct ev_loop *loop, ev_io *w, int revents);
+static void tls_step(struct link *l);
 static void link_wr_cb(struct ev_loop *loop, ev_io *w, int revents);
 static void link_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents);
 static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents);
@@ -62,6 +63,9 @@ static void close_socket(struct link *l)
     ev_io_stop(loop, &l->rio);
     ev_io_stop(loop, &l->wio);
     ev_timer_stop(loop, &l->conn_timer);
+    tls_conn_free(l->tls);
+    l->tls = NULL;
+    l->tls_rd_wants_write = l->tls_wr_wants_read = 0;
     if (l->fd >= 0)
         close(l->fd);
     l->fd = -1;
@@ -244,7 +248,13 @@ static void lease_down(struct link *l, const char *why)
         }
         return;
     }
-    log_info("lease %s#%d closed: %s", p->cfg.name, l->idx, why);
+    if (!unrun)
+        log_info("lease %s#%d closed: %s", p->cfg.name, l->idx, why);
+    else if (strcmp(p->connect_err, why) != 0) {   /* once per cause, as shared links */
+        log_warn("lease %s#%d cannot connect: %s", p->cfg.name, l->idx, why);
+        snprintf(p->connect_err, sizeof p->connect_err, "%s", why);
+    } else
+        log_debug("lease %s#%d cannot connect: %s", p->cfg.name, l->idx, why);
     while ((r = TAILQ_FIRST(&l->fifo)) != NULL)
         fail_req(l, r, msg);
 }
@@ -274,10 +284,13 @@ static void link_down(struct link *l, enum link_loss cause, const char *why)
         delay = 0;
         l->backoff = BACKOFF_FIRST;
     } else {
-        if (strcmp(l->last_err, why) != 0)
+        /* once per cause for the node, not once per link and retry */
+        if (strcmp(p->connect_err, why) != 0) {
             log_warn("link %s#%d cannot connect: %s", p->cfg.name, l->idx, why);
-        else
+            snprintf(p->connect_err, sizeof p->connect_err, "%s", why);
+        } else {
             log_debug("link %s#%d cannot connect: %s", p->cfg.name, l->idx, why);
+        }
         p->st.connect_failures++;
         double cap = p->cfg.connect_timeout / 2 < BACKOFF_MAX ? p->cfg.connect_timeout / 2
                                                                : BACKOFF_MAX;
@@ -325,6 +338,7 @@ static void link_ready(struct link *l)
     else
         log_debug("link %s#%d ready", p->cfg.name, l->idx);
     l->last_err[0] = '\0';
+    p->connect_err[0] = '\0';
     l->state = LINK_READY;
     l->backoff = 0;
     l->last_rx = ev_now(p->loop);
@@ -756,13 +770,79 @@ static void process_replies(struct link *l)
         buf_shrink(&l->out, LINK_KEEP_BUF);
 }
 
+/* Over TLS: records decrypted into l->in until the socket has no more
+ * (level-triggered: a record OpenSSL still holds is read now, not at the
+ * next readiness, which may never come). As read(): >0, 0 closed, -1 with
+ * errno (EAGAIN: wait), why set for a failure. */
+static ssize_t tls_read_some(struct link *l, char *why, size_t whylen)
+{
+    ssize_t got = 0;
+    int want = 0;
+
+    l->tls_rd_wants_write = 0;
+    for (;;) {
+        if (buf_reserve(&l->in, LINK_READ_CHUNK) < 0) {
+            errno = ENOMEM;
+            snprintf(why, whylen, "%s", strerror(errno));
+            return -1;
+        }
+        ssize_t n = tls_read(l->tls, l->in.data + l->in.len, l->in.cap - l->in.len, &want,
+                             why, whylen);
+        if (n > 0) {
+            l->in.len += (size_t)n;
+            got += n;
+            if (got >= 4 * LINK_READ_CHUNK)   /* the rest after these are handled */
+                return got;
+            continue;
+        }
+        if (n < 0 && want) {
+            if (want == TLS_WANT_WRITE) {     /* a key update to send first */
+                l->tls_rd_wants_write = 1;
+                ev_io_start(l->pool->loop, &l->wio);
+            }
+            if (got)
+                return got;
+            errno = EAGAIN;
+            return -1;
+        }
+        if (got)                  /* the close (or failure) is seen on the next read */
+            return got;
+        if (n == 0)
+            snprintf(why, whylen, "closed by the server");
+        return n;
+    }
+}
+
 static void link_rd_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct link *l = w->data;
-    char why[128];
-    (void)loop;
+    char why[200];
     (void)revents;
 
+    if (__builtin_expect(l->tls != NULL, 0)) {
+        if (l->state == LINK_TLS) {
+            tls_step(l);
+            return;
+        }
+        ssize_t n = tls_read_some(l, why, sizeof why);
+        if (n > 0) {
+            l->last_rx = ev_now(loop);
+            l->pool->st.bytes_in += (uint64_t)n;
+            if (l->tls_wr_wants_read) {
+                l->tls_wr_wants_read = 0;
+                pool_mark_dirty(l->pool, l);
+            }
+            process_replies(l);
+            /* a link still up whose TLS layer holds more: once more, now */
+            if (l->tls && n >= 4 * LINK_READ_CHUNK)
+                ev_feed_event(loop, &l->rio, EV_READ);
+            return;
+        }
+        if (n < 0 && errno == EAGAIN)
+            return;
+        link_down(l, n == 0 ? LOST_CLOSED : LOST_TLS, why);
+        return;
+    }
     ssize_t n = buf_read_fd(&l->in, l->fd, LINK_READ_CHUNK);
     if (n > 0) {
         l->last_rx = ev_now(loop);
@@ -776,18 +856,90 @@ static void link_rd_cb(struct ev_loop *loop, ev_io *w, int revents)
     link_down(l, n == 0 ? LOST_CLOSED : LOST_ERROR, why);
 }
 
+/* Bytes out, as write(): over TLS, record after record until all are out
+ * or the socket is full. -1 with errno EAGAIN is a wait; any other -1 a
+ * failure, why set. */
+static ssize_t link_write(struct link *l, const char *p, size_t n, char *why, size_t whylen)
+{
+    if (__builtin_expect(l->tls == NULL, 1)) {
+        ssize_t w = write(l->fd, p, n);
+        if (w < 0 && errno != EAGAIN && errno != EINTR)
+            snprintf(why, whylen, "%s", strerror(errno));
+        else if (w < 0)
+            errno = EAGAIN;
+        return w;
+    }
+    size_t done = 0;
+    int want = 0;
+    l->tls_wr_wants_read = 0;
+    while (done < n) {
+        ssize_t w = tls_write(l->tls, p + done, n - done, &want, why, whylen);
+        if (w > 0) {
+            done += (size_t)w;
+            continue;
+        }
+        if (want == TLS_WANT_READ)            /* rio is on: the next read flushes */
+            l->tls_wr_wants_read = 1;
+        if (want)
+            break;
+        return -1;
+    }
+    if (done)
+        return (ssize_t)done;
+    errno = EAGAIN;
+    return -1;
+}
+
 static void write_handshake(struct link *l)
 {
-    ssize_t n = buf_write_fd(&l->hs, l->fd);
+    char why[200];
+    ssize_t n = link_write(l, buf_start(&l->hs), buf_used(&l->hs), why, sizeof why);
 
-    if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        link_down(l, LOST_ERROR, strerror(errno));
+    if (n > 0)
+        buf_consume(&l->hs, (size_t)n);
+    if (n < 0 && errno != EAGAIN) {
+        link_down(l, l->tls ? LOST_TLS : LOST_ERROR, why);
         return;
     }
     if (buf_used(&l->hs) == 0)
         ev_io_stop(l->pool->loop, &l->wio);
     else
         ev_io_start(l->pool->loop, &l->wio);
+}
+
+/* The TLS handshake, a step each time the socket is ready the way it
+ * asked; then the Redis handshake as on a plain socket. */
+static void tls_step(struct link *l)
+{
+    struct pool *p = l->pool;
+    char err[200];
+    int rc = tls_handshake(l->tls, err, sizeof err);
+
+    if (rc < 0) {
+        if (p->cfg.tls_stats)
+            p->cfg.tls_stats->failed++;
+        link_down(l, LOST_TLS, err);
+        return;
+    }
+    if (rc == TLS_WANT_READ) {
+        ev_io_stop(p->loop, &l->wio);
+        ev_io_start(p->loop, &l->rio);
+        return;
+    }
+    if (rc == TLS_WANT_WRITE) {
+        ev_io_stop(p->loop, &l->rio);
+        ev_io_start(p->loop, &l->wio);
+        return;
+    }
+    if (p->cfg.tls_stats) {
+        if (tls_resumed(l->tls))
+            p->cfg.tls_stats->resumed++;
+        else
+            p->cfg.tls_stats->full++;
+    }
+    ev_io_stop(p->loop, &l->wio);
+    start_handshake(l);
+    write_handshake(l);
 }
 
 static void link_wr_cb(struct ev_loop *loop, ev_io *w, int revents)
@@ -803,13 +955,32 @@ static void link_wr_cb(struct ev_loop *loop, ev_io *w, int revents)
             link_down(l, LOST_CONNECT, err);
             return;
         }
+        if (l->pool->cfg.tls) {
+            if (!(l->tls = tls_conn_new(l->pool->cfg.tls, l->fd, l->pool->cfg.tls_name
+                                        ? l->pool->cfg.tls_name : l->pool->host,
+                                        l->pool->cfg.tls_resume))) {
+                link_down(l, LOST_TLS, "TLS: out of memory");
+                return;
+            }
+            l->state = LINK_TLS;
+            tls_step(l);
+            return;
+        }
         start_handshake(l);
         write_handshake(l);
+        break;
+    case LINK_TLS:
+        tls_step(l);
         break;
     case LINK_HANDSHAKE:
         write_handshake(l);
         break;
     case LINK_READY:
+        if (l->tls_rd_wants_write) {    /* a TLS read could not finish */
+            ev_io_stop(loop, w);
+            link_rd_cb(loop, &l->rio, EV_READ);
+            return;
+        }
         pool_mark_dirty(l->pool, l);    /* the flush step writes it, once */
         break;
     case LINK_DOWN:
@@ -838,6 +1009,12 @@ static void link_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
     if (l->state == LINK_CONNECTING)
         link_down(l, LOST_CONNECT, "connect timeout");
+    else if (l->state == LINK_TLS) {
+        if (l->pool->cfg.tls_stats)
+            l->pool->cfg.tls_stats->failed++;
+        link_down(l, LOST_TLS, "TLS: no handshake within connect_timeout (does the server "
+                  "speak TLS?)");
+    }
     else if (l->validating)
         link_down(l, LOST_VALIDATION, "no reply to the validation PING within ping_timeout");
     else if (l->state == LINK_HANDSHAKE)
@@ -970,9 +1147,10 @@ void link_flush(struct link *l)
         ev_io_stop(loop, &l->wio);
         return;
     }
-    ssize_t w = write(l->fd, buf_start(&l->out) + from, n);
-    if (w < 0 && errno != EAGAIN && errno != EINTR) {
-        link_down(l, LOST_ERROR, strerror(errno));
+    char why[200];
+    ssize_t w = link_write(l, buf_start(&l->out) + from, n, why, sizeof why);
+    if (w < 0 && errno != EAGAIN) {
+        link_down(l, l->tls ? LOST_TLS : LOST_ERROR, why);
         return;
     }
     if (w > 0) {

@@ -14,16 +14,17 @@
 
 #include "../lib/buf.h"
 #include "../lib/resp.h"
+#include "../lib/tls.h"
 #include "req.h"
 
 struct pool;
 
-enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_HANDSHAKE, LINK_READY };
+enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_TLS, LINK_HANDSHAKE, LINK_READY };
 enum hs_kind { HS_RESET, HS_HELLO, HS_AUTH, HS_SELECT, HS_NAME, HS_PING, HS_ID };
 /* Why a link went down, for the counters. */
 enum link_loss { LOST_CLOSED, LOST_ERROR, LOST_PROTOCOL, LOST_VALIDATION,
                  LOST_REPLY_TIMEOUT, LOST_HANDSHAKE, LOST_CONNECT, LOST_RETIRED,
-                 LOST_NCAUSES };
+                 LOST_TLS, LOST_NCAUSES };
 /* A leased link is one client's own connection while it holds server-side
  * state (a transaction, WATCH, a blocking call, another database, pub/sub).
  * Its state is the pool list it sits on; pool.c's lease_move() is the one
@@ -44,6 +45,9 @@ struct link {
     int          resp3;         /* opened with HELLO 3: replies (and pushes) in RESP3 */
     int          fd;
     enum link_state state;
+    struct tls_conn *tls;       /* over TLS (pool's cfg.tls), NULL: plaintext */
+    unsigned char tls_rd_wants_write, tls_wr_wants_read;  /* a TLS read or write
+                                 * waits for the other direction */
     ev_io        rio, wio;
     ev_timer     conn_timer;    /* connect+handshake deadline, then backoff */
     ev_timer     watchdog;      /* reply_timeout and queued-wait checks */

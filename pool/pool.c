@@ -205,6 +205,17 @@ struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
     }
     p->loop = loop;
     p->cfg = *cfg;
+    /* "host:port" or "[v6]:port" */
+    const char *colon = strrchr(cfg->name, ':');
+    size_t hl = colon ? (size_t)(colon - cfg->name) : strlen(cfg->name);
+    const char *h = cfg->name;
+    if (h[0] == '[' && hl >= 2) {
+        h++;
+        hl -= 2;
+    }
+    snprintf(p->host, sizeof p->host, "%.*s", (int)hl, h);
+    if (p->cfg.tls)
+        tls_ctx_ref(p->cfg.tls);
     p->cb = *cb;
     p->cache = cache;
     p->seed = (unsigned)getpid() ^ (unsigned)(ev_time() * 1000);
@@ -233,6 +244,11 @@ void pool_configure(struct pool *p, const struct pool_config *cfg)
     struct pool_config keep = p->cfg;
 
     p->cfg = *cfg;
+    if (p->cfg.tls)
+        tls_ctx_ref(p->cfg.tls);
+    tls_ctx_unref(keep.tls);
+    p->cfg.tls_resume = keep.tls_resume;
+    p->cfg.tls_stats = keep.tls_stats;
     memcpy(p->cfg.name, keep.name, sizeof p->cfg.name);
     p->cfg.addr = keep.addr;
     p->cfg.connections = keep.connections;
@@ -290,6 +306,7 @@ void pool_free(struct pool *p)
     ev_timer_stop(p->loop, &p->care_w);
     free(p->links[0]);
     free(p->links[1]);
+    tls_ctx_unref(p->cfg.tls);
     free(p);
 }
 

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "../lib/net.h"
+#include "../lib/tls.h"
 #include "link.h"
 
 struct pool_config {
@@ -34,6 +35,11 @@ struct pool_config {
     int         auth_final;       /* an app's ACL user: a WRONGPASS to the handshake's
                                    * AUTH ends the pool (on_auth_refused), no retry */
     int         owner_tag;        /* the owner's, for its callbacks (an app user's index + 1) */
+    struct tls_ctx    *tls;       /* NULL: plaintext; the pool holds a reference */
+    const char        *tls_name;  /* SNI and the name checked; NULL: the host */
+    /* The node's (shared by its pools and checker): kept by pool_configure. */
+    struct tls_resume *tls_resume;
+    struct tls_stats  *tls_stats;
 };
 
 /* How the pool hands things back to its owner (set once, at pool_new). */
@@ -138,6 +144,9 @@ struct pool {
     char               auth_refused[160];  /* auth_final: the server's WRONGPASS line */
     int                name_refused;  /* CLIENT SETNAME refused (an ACL): logged once */
     char               down_reason[160];
+    char               connect_err[160]; /* the cause last logged for a link that
+                                          * cannot connect: each is logged once */
+    char               host[100];     /* of cfg.name: the TLS name by default */
 };
 
 /* to += from, counter by counter (a pool closed, its counts kept). */
@@ -145,8 +154,9 @@ void pool_stats_add(struct pool_stats *to, const struct pool_stats *from);
 struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
                       struct req_cache *cache, const struct pool_callbacks *cb);
 void pool_free(struct pool *p);
-/* New timeouts, credentials and limits (a reload). The address, database
- * and link count stay: changing those takes a new pool. */
+/* New timeouts, credentials, limits and TLS files (a reload): links opened
+ * from now on use them. The address, database and link count stay:
+ * changing those takes a new pool. */
 void pool_configure(struct pool *p, const struct pool_config *cfg);
 /* The link a client with this key always uses, so its order holds, in
  * the client's protocol; NULL only when the RESP3 set cannot be made. */

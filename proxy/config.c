@@ -33,6 +33,8 @@ struct key {
 
 static const char *const read_from_names[] = {"master", "prefer-replica", "replica", NULL};
 static const char *const ryw_names[] = {"offset", "window", "off", NULL};
+/* the order of enum tls_verify (lib/tls.h) */
+static const char *const tls_verify_names[] = {"full", "ca", "off", NULL};
 /* the order of enum app_key_kind (apps.h) */
 static const char *const app_key_names[] = {"service", "uid", "process", "ip", NULL};
 
@@ -261,6 +263,13 @@ static const struct key keys[] = {
     {"upstream", "username", p_string, OFF(username), 0, 0, 0, NULL},
     {"upstream", "password", p_string, OFF(upstream_password), 0, 0, 0, NULL},
     {"upstream", "database", p_int, OFF(database), 0, 100000, 0, NULL},
+    {"upstream", "tls", p_bool, OFF(tls), 0, 0, 0, NULL},
+    {"upstream", "tls_ca_file", p_string, OFF(tls_ca_file), 0, 0, 0, NULL},
+    {"upstream", "tls_cert_file", p_string, OFF(tls_cert_file), 0, 0, 0, NULL},
+    {"upstream", "tls_key_file", p_string, OFF(tls_key_file), 0, 0, 0, NULL},
+    {"upstream", "tls_server_name", p_string, OFF(tls_server_name), 0, 0, 0, NULL},
+    {"upstream", "tls_verify", p_enum, OFF(tls_verify), 0, 0, 0, tls_verify_names},
+    {"upstream", "sentinel_tls", p_bool, OFF(sentinel_tls), 0, 0, 0, NULL},
     {"pool", "connections", p_int, OFF(connections), 1, 64, 0, NULL},
     {"pool", "connect_timeout", p_duration, OFF(connect_timeout), 0.01, 60, 0, NULL},
     {"pool", "reply_timeout", p_duration, OFF(reply_timeout), 0.01, 3600, 0, NULL},
@@ -408,6 +417,7 @@ void config_defaults(struct config *c)
     c->max_query_buffer = 64 * 1024 * 1024;
     c->max_output_buffer = 64 * 1024 * 1024;
     c->log_level = LOG_INFO;
+    c->sentinel_tls = -1;
 }
 
 static int check_config(struct config *c, const char *name, char *err, size_t errlen)
@@ -423,6 +433,18 @@ static int check_config(struct config *c, const char *name, char *err, size_t er
     if (!c->sentinels.n && (c->master_name || c->sentinel_password)) {
         snprintf(err, errlen, "%s: upstream.%s needs upstream.sentinels", name,
                  c->master_name ? "master_name" : "sentinel_password");
+        return -1;
+    }
+    if (c->sentinel_tls >= 0 && !c->sentinels.n) {
+        snprintf(err, errlen, "%s: upstream.sentinel_tls needs upstream.sentinels", name);
+        return -1;
+    }
+    if (c->sentinel_tls < 0)
+        c->sentinel_tls = c->tls;
+    if (!c->tls_cert_file != !c->tls_key_file) {
+        snprintf(err, errlen, "%s: upstream.%s needs upstream.%s", name,
+                 c->tls_cert_file ? "tls_cert_file" : "tls_key_file",
+                 c->tls_cert_file ? "tls_key_file" : "tls_cert_file");
         return -1;
     }
     if (c->min_idle_leases > c->max_leased) {
@@ -504,6 +526,10 @@ void config_free(struct config *c)
     free(c->master);
     free(c->username);
     free(c->upstream_password);
+    free(c->tls_ca_file);
+    free(c->tls_cert_file);
+    free(c->tls_key_file);
+    free(c->tls_server_name);
     free(c->admin_password);
     free(c->admin_socket);
     free(c->metrics_listen);

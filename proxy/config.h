@@ -33,6 +33,13 @@ struct config {
     char   *username;
     char   *upstream_password;
     int     database;
+    int     tls;               /* every connection to Redis over TLS */
+    char   *tls_ca_file;       /* NULL: the system's store */
+    char   *tls_cert_file;     /* client certificate (tls-auth-clients) */
+    char   *tls_key_file;
+    char   *tls_server_name;   /* NULL: the host of each address */
+    int     tls_verify;        /* enum tls_verify (lib/tls.h): full, ca, off */
+    int     sentinel_tls;      /* -1 until parsed: then as tls */
     /* [pool] */
     int     connections;
     double  connect_timeout;   /* seconds */
@@ -102,6 +109,8 @@ const char *config_app_key_name(int kind);
 int config_nodes_changed(const struct config *a, const struct config *b);
 int config_links_changed(const struct config *a, const struct config *b);
 int config_sentinels_changed(const struct config *a, const struct config *b);
+/* TLS used by neither the nodes nor the sentinels: no files to read. */
+static inline int config_uses_tls(const struct config *c) { return c->tls || c->sentinel_tls > 0; }
 int config_same_str(const char *a, const char *b);     /* NULLs equal */
 int config_same_list(const struct addr_list *a, const struct addr_list *b);
 

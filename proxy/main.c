@@ -185,7 +185,8 @@ static int run(struct config **cfgp, const char *path, int replace_admin_socket)
     ev_signal_start(sc.loop, &sc.sig_hup);
     ev_signal_start(sc.loop, &sc.sig_int);
     ev_signal_start(sc.loop, &sc.sig_term);
-    if (listener_start_all(&sc, err, sizeof err) < 0 || http_start(&sc, err, sizeof err) < 0 ||
+    if (nodes_tls_load(cfg, &sc.tls, err, sizeof err) < 0 ||
+        listener_start_all(&sc, err, sizeof err) < 0 || http_start(&sc, err, sizeof err) < 0 ||
         start_nodes(&sc, err, sizeof err) < 0) {
         log_error("%s", err);
         return 1;
@@ -217,6 +218,7 @@ static int run(struct config **cfgp, const char *path, int replace_admin_socket)
     hold_stop(&sc);
     nodes_stop(&sc);
     users_stop(&sc);
+    tls_ctx_unref(sc.tls);
     req_cache_clear(&sc.cache);
     iptable_free(&sc.ips);
     apps_free(&sc.apps);
@@ -267,6 +269,11 @@ int main(int argc, char **argv)
         return 1;
     config_defaults(cfg);
     int rc = config_load(cfg, path, err, sizeof err) < 0 ? 1 : 0;
+    if (!rc && check) {                  /* the TLS files too: a reload would read them */
+        struct tls_ctx *tls;
+        rc = nodes_tls_load(cfg, &tls, err, sizeof err) < 0 ? 1 : 0;
+        tls_ctx_unref(tls);
+    }
     if (rc)
         fprintf(stderr, "%s\n", err);
     else if (check)

@@ -265,6 +265,8 @@ static int start_sentinels(struct sidecar *sc, char *err, size_t errlen)
         .master_name = cfg->master_name,
         .password = cfg->sentinel_password,
         .interval = cfg->check_interval,
+        .tls = cfg->sentinel_tls ? sc->tls : NULL,
+        .tls_name = cfg->tls_server_name,
     };
 
     struct sentinels *ss = malloc(sizeof *ss);

@@ -79,13 +79,35 @@ void nodes_configs(const struct sidecar *sc, struct pool_config *pc, struct chec
         .max_link_age = cfg->max_link_age,
         .tcp_keepalive = (int)cfg->tcp_keepalive,
         .tcp_user_timeout_ms = (int)(cfg->tcp_user_timeout * 1000),
+        .tls = cfg->tls ? sc->tls : NULL,
+        .tls_name = cfg->tls_server_name,
     };
     *hc = (struct checker_config){
         .interval = cfg->check_interval,
         .down_after = cfg->down_after,
         .username = cfg->username,
         .password = cfg->upstream_password,
+        .tls = cfg->tls ? sc->tls : NULL,
+        .tls_name = cfg->tls_server_name,
     };
+}
+
+int nodes_tls_load(const struct config *cfg, struct tls_ctx **ctx, char *err, size_t errlen)
+{
+    const struct tls_settings ts = {
+        .ca_file = cfg->tls_ca_file, .cert_file = cfg->tls_cert_file,
+        .key_file = cfg->tls_key_file, .verify = (enum tls_verify)cfg->tls_verify,
+    };
+
+    *ctx = NULL;
+    if (!config_uses_tls(cfg))
+        return 0;
+    if (!(*ctx = tls_ctx_new(&ts, err, errlen)))
+        return -1;
+    if (ts.verify == TLS_VERIFY_OFF)
+        log_warn("upstream.tls_verify = off: Redis's certificates are not checked; anyone "
+                 "on the path can read and change the traffic");
+    return 0;
 }
 
 struct node *nodes_add(struct sidecar *sc, const char *addr, const struct checker_hooks *hooks,
@@ -110,7 +132,11 @@ struct node *nodes_add(struct sidecar *sc, const char *addr, const struct checke
         snprintf(err, errlen, "%s: %s", addr, why);
         return NULL;
     }
-    if (!(n = calloc(1, sizeof *n)) || !(n->pool = pool_new(sc->loop, &pc, &sc->cache, &cb))) {
+    if ((n = calloc(1, sizeof *n)) != NULL) {
+        pc.tls_resume = hc.tls_resume = &n->tls_resume;
+        pc.tls_stats = hc.tls_stats = &n->tls_stats;
+    }
+    if (!n || !(n->pool = pool_new(sc->loop, &pc, &sc->cache, &cb))) {
         free(n);
         snprintf(err, errlen, "out of memory");
         return NULL;
@@ -137,6 +163,7 @@ static void free_node(struct node *n)
     health_stop(&n->health);
     users_node_freed(n);
     pool_free(n->pool);
+    tls_resume_clear(&n->tls_resume);
     free(n);
 }
 
@@ -360,7 +387,8 @@ void nodes_report(const struct sidecar *sc, struct buf *b)
                           ? "replica" : "none";
         buf_appendf(b, "node%d:addr=%s,use=%s,state=%s,role=%s,master_link=%s,offset=%lld,"
                     "lag=%.1f,not_eligible=%s,links=%d,links_ready=%d,links_resp3_ready=%d,links_validating=%d,"
-                    "leases=%d,leases_idle=%d,inflight=%u,requests=%llu,version=%s\r\n",
+                    "leases=%d,leases_idle=%d,inflight=%u,requests=%llu,version=%s,tls_full=%llu,"
+                    "tls_resumed=%llu,tls_failed=%llu\r\n",
                     i++, p->cfg.name, use, p->down ? "down" : "up",
                     h->role[0] ? h->role : "unknown", h->link[0] ? h->link : "-", h->offset,
                     n == sc->master ? 0.0 : health_replica_lag(&sc->topo, h->offset, now),
@@ -368,7 +396,8 @@ void nodes_report(const struct sidecar *sc, struct buf *b)
                     p->cfg.connections, pool_ready_links(p, 0), pool_ready_links(p, 1),
                     pool_validating_links(p), pool_leases(p), p->nlease[LEASE_IDLE],
                     pool_inflight(p), (unsigned long long)p->st.requests_sent,
-                    h->version[0] ? h->version : "unknown");
+                    h->version[0] ? h->version : "unknown", n->tls_stats.full,
+                    n->tls_stats.resumed, n->tls_stats.failed);
     }
     i = 0;
     TAILQ_FOREACH(n, &sc->retiring, tqe)
@@ -390,11 +419,12 @@ void nodes_report(const struct sidecar *sc, struct buf *b)
             continue;
         buf_appendf(b, "sentinel%d:addr=%s,state=%s,subscribed=%d,configured=%d,master=%s,"
                     "epoch=%lld,master_down=%d,replicas=%d,sentinels=%d,events=%llu,answered_ago=%.1f,"
-                    "last_error=%s\r\n",
+                    "tls_full=%llu,tls_resumed=%llu,tls_failed=%llu,last_error=%s\r\n",
                     i++, s->addr, s->up ? "up" : "down", s->subscribed, s->configured,
                     s->rep.master[0] ? s->rep.master : "-", s->rep.epoch, s->rep.master_down,
                     s->rep.nreplicas, s->rep.npeers, (unsigned long long)s->events,
                     s->answered_at ? now - s->answered_at : -1.0,
+                    s->tls_stats.full, s->tls_stats.resumed, s->tls_stats.failed,
                     s->last_err[0] ? s->last_err : "-");
     }
 }

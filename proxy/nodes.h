@@ -17,6 +17,9 @@ void nodes_stop(struct sidecar *sc);
 /* The pool and checker settings the config gives every node (name and
  * address aside), for new nodes and for a reload. */
 void nodes_configs(const struct sidecar *sc, struct pool_config *pc, struct checker_config *hc);
+/* The TLS context cfg asks for (NULL in *ctx when neither the nodes nor
+ * the sentinels use TLS): its files are read now. -1 with the reason. */
+int nodes_tls_load(const struct config *cfg, struct tls_ctx **ctx, char *err, size_t errlen);
 /* A new node on sc->nodes, its links connecting and its checker started
  * (reporting to hooks, arg the node; asking COMMAND if fetch_commands);
  * NULL with the reason in err. */

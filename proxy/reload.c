@@ -56,9 +56,17 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
     }
     /* Everything that can fail, before anything changes (the file's
      * addresses were resolved by config_load). A draining proxy has
-     * closed its listeners already and keeps them closed. */
+     * closed its listeners already and keeps them closed. The TLS files
+     * are read again whether or not their names changed: rotated
+     * certificates keep their paths. */
+    struct tls_ctx *tls;
+    if (nodes_tls_load(nc, &tls, err, sizeof err) < 0) {
+        refused(nc, msg, msglen, err);
+        return -1;
+    }
     new_http = !sc->draining && !config_same_str(old->metrics_listen, nc->metrics_listen);
     if (new_http && http_bind(nc->metrics_listen, &http_fd, err, sizeof err) < 0) {
+        tls_ctx_unref(tls);
         refused(nc, msg, msglen, err);
         return -1;
     }
@@ -67,16 +75,24 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
     if (new_listen && listener_reload(sc, nc, err, sizeof err) < 0) {
         if (http_fd >= 0)
             close(http_fd);
+        tls_ctx_unref(tls);
         refused(nc, msg, msglen, err);
         return -1;
     }
     sc->cfg = nc;
+    /* links, checks and sentinel connections opened from now on use the
+     * new files; open ones keep theirs (each holds its context) */
+    tls_ctx_unref(sc->tls);
+    sc->tls = tls;
     if (new_http)
         http_install(sc, http_fd, nc->metrics_listen);
     log_set_level(nc->log_level);
     sc->req_limits.max_bulk = (long long)nc->max_query_buffer < RESP_MAX_BULK
                               ? (long long)nc->max_query_buffer : RESP_MAX_BULK;
     master_reconfigure(sc, old);
+    if (sc->sentinels)
+        health_sentinels_set_tls(sc->sentinels, nc->sentinel_tls ? sc->tls : NULL,
+                                 nc->tls_server_name);
     note(moved, sizeof moved, !sc->draining && !config_same_list(&old->listen, &nc->listen),
          "proxy.listen");
     note(moved, sizeof moved, !sc->draining && !config_same_str(old->admin_socket,

@@ -51,6 +51,8 @@ struct node {
     struct pool    *upool[USERS_MAX]; /* each app user's, by its idx (NULL: none) */
     struct pool_stats users_gone; /* the counters of users' pools closed since */
     struct checker  health;
+    struct tls_resume tls_resume; /* its last TLS session, for every pool's links */
+    struct tls_stats  tls_stats;  /* handshakes with it: links and health checks */
     int             listed;    /* named in the sentinels' latest view */
     ev_tstamp       retire_at; /* retiring (a reload): freed once idle, or from then */
     int             keep_leases; /* retiring, its address still used: leases stay
@@ -108,6 +110,8 @@ struct sidecar_stats {
 struct sidecar {
     struct ev_loop       *loop;
     struct config        *cfg;       /* replaced whole by a reload */
+    struct tls_ctx       *tls;       /* from cfg's TLS files (NULL: no TLS); a reload
+                                      * replaces it, open links keep theirs */
     const char           *cfg_path;
     struct command_table  cmds;
     struct req_cache      cache;

@@ -33,6 +33,7 @@ enum calc {
     LINKS_RETIRING, LINKS_RESP2, LINKS_RESP3, READY_RESP2, READY_RESP3, VALIDATION_WAIT_MS,
     LEASES_OPEN, NODE_UP, NODE_MASTER, USERS, APPS, APP_BANS, APP_LOOKUPS,
     APP_MISS_NO_SOCKET, APP_MISS_NO_PID, APP_MISS_PROC_GONE, SLOWLOG_LEN,
+    TLS_FULL, TLS_RESUMED, TLS_FAILED,
 };
 
 /* An app connection's state for the clients{state} gauge. */
@@ -125,6 +126,9 @@ static uint64_t calc(const struct sidecar *sc, const struct node *n, enum calc w
     case NODE_UP:            return !p->down;
     case NODE_MASTER:        return n == sc->master;
     case USERS:              return (uint64_t)sc->nusers;
+    case TLS_FULL:           return n->tls_stats.full;
+    case TLS_RESUMED:        return n->tls_stats.resumed;
+    case TLS_FAILED:         return n->tls_stats.failed;
     }
     return 0;
 }
@@ -381,6 +385,15 @@ const struct stat_row stats_table[] = {
     {"Links", "links_lost_handshake", "links_lost_total", "cause=\"handshake\"", NULL, 'c',
      P(lost[LOST_HANDSHAKE])},
     {NULL, NULL, "links_lost_total", "cause=\"connect\"", NULL, 'c', P(lost[LOST_CONNECT])},
+    {"Links", "links_lost_tls", "links_lost_total", "cause=\"tls\"", NULL, 'c',
+     P(lost[LOST_TLS])},
+    {"Links", "tls_handshakes_full", "tls_handshakes_total", "kind=\"full\"", "TLS "
+     "handshakes with each node (links and health checks): full (certificates checked), "
+     "resumed (an earlier session, one round trip), failed.", 'c', N(TLS_FULL)},
+    {"Links", "tls_handshakes_resumed", "tls_handshakes_total", "kind=\"resumed\"", NULL, 'c',
+     N(TLS_RESUMED)},
+    {"Links", "tls_handshakes_failed", "tls_handshakes_total", "kind=\"failed\"", NULL, 'c',
+     N(TLS_FAILED)},
     {"Links", "retried_reads", "retries_total", "kind=\"read\"", "Requests sent again on a "
      "new link after theirs was lost: kind=read (written, safe to repeat) or kind=unsent "
      "(never written).", 'c', P(retried_reads)},

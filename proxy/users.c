@@ -38,6 +38,8 @@ static struct pool *open_pool(struct sidecar *sc, struct user *u, struct node *n
     nodes_configs(sc, &pc, &hc);
     memcpy(pc.name, n->pool->cfg.name, sizeof pc.name);
     pc.addr = n->pool->cfg.addr;
+    pc.tls_resume = &n->tls_resume;
+    pc.tls_stats = &n->tls_stats;
     pc.username = u->name;
     pc.password = u->pass;
     pc.auth_final = 1;

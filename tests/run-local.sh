@@ -3,12 +3,19 @@
 # replicas on 7001 and 7002, three sentinels on 26380-26382 watching it as
 # "mymaster"; data in .run/), then the sidecar in the foreground on
 # 127.0.0.1:6380 with proxy.ini. Ctrl-C stops everything it started, by PID.
+# TLS=1 (`make run TLS=1`): the servers and sentinels are TLS-only, with a
+# CA and a certificate made by openssl in .run/tls/, and the sidecar speaks
+# TLS to them; apps still speak plaintext to 6380.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 run=$PWD/.run
 mkdir -p "$run"
 pids=()
+tls=${TLS:-}
+[[ $tls == 0 ]] && tls=
+tlsdir=$run/tls
+cli=(redis-cli)
 
 cleanup() {
     trap - EXIT INT TERM
@@ -20,12 +27,43 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+make_certs() {  # a CA, and one certificate for every server and sentinel
+    [[ -s $tlsdir/server.crt ]] && return 0
+    mkdir -p "$tlsdir"
+    (
+        cd "$tlsdir"
+        local k=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+        openssl req -x509 "${k[@]}" -keyout ca.key -out ca.crt -days 3650 \
+            -subj "/CN=redis-sidecar make run CA" 2>/dev/null
+        openssl req "${k[@]}" -keyout server.key -out server.csr -subj "/CN=localhost" \
+            2>/dev/null
+        # Redis presents it as a client certificate too (replicas, sentinels)
+        printf '%s\n' "subjectAltName = DNS:localhost, IP:127.0.0.1" \
+            "extendedKeyUsage = serverAuth, clientAuth" >server.ext
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial \
+            -days 3650 -extfile server.ext -out server.crt 2>/dev/null
+    )
+}
+
+# How a server or sentinel listens: its port in plaintext, or TLS only.
+listen_args() {  # port
+    if [[ -n $tls ]]; then
+        echo "--port 0 --tls-port $1 --tls-cert-file $tlsdir/server.crt" \
+             "--tls-key-file $tlsdir/server.key --tls-ca-cert-file $tlsdir/ca.crt" \
+             "--tls-auth-clients no --tls-replication yes"
+    else
+        echo "--port $1"
+    fi
+}
+
 start_redis() {  # port [replicaof-port]
     local port=$1 dir=$run/redis-$1
     mkdir -p "$dir"
-    local args=(--port "$port" --bind 127.0.0.1 --dir "$dir" --save ""
-                --appendonly no --logfile "$dir/redis.log" --daemonize no
-                --repl-diskless-sync-delay 0)
+    local args
+    read -r -a args <<<"$(listen_args "$port")"
+    args+=(--bind 127.0.0.1 --dir "$dir" --save ""
+           --appendonly no --logfile "$dir/redis.log" --daemonize no
+           --repl-diskless-sync-delay 0)
     [[ $# -gt 1 ]] && args+=(--replicaof 127.0.0.1 "$2")
     redis-server "${args[@]}" </dev/null &
     pids+=($!)
@@ -34,7 +72,7 @@ start_redis() {  # port [replicaof-port]
 
 wait_ping() {  # port what logfile
     for _ in $(seq 100); do
-        redis-cli -p "$1" ping >/dev/null 2>&1 && return 0
+        "${cli[@]}" -p "$1" ping >/dev/null 2>&1 && return 0
         sleep 0.05
     done
     echo "make run: $2 on $1 did not start; see $3" >&2
@@ -44,9 +82,10 @@ wait_ping() {  # port what logfile
 start_sentinel() {  # port
     local port=$1 dir=$run/sentinel-$1
     mkdir -p "$dir"
-    # sentinel rewrites its file: a fresh one each run
-    cat >"$dir/sentinel.conf" <<EOF
-port $port
+    # sentinel rewrites its file: a fresh one each run; its listening
+    # options are the server's, as config lines ("--port 0" -> "port 0")
+    listen_args "$port" | sed 's/ --/\n/g; s/^--//' >"$dir/sentinel.conf"
+    cat >>"$dir/sentinel.conf" <<EOF
 bind 127.0.0.1
 daemonize no
 dir $dir
@@ -60,8 +99,13 @@ EOF
     wait_ping "$port" "sentinel" "$dir/sentinel.log"
 }
 
+if [[ -n $tls ]]; then
+    make_certs
+    cli=(redis-cli --tls --cacert "$tlsdir/ca.crt")
+fi
 for port in 6380 7000 7001 7002 26380 26381 26382; do
-    if redis-cli -p "$port" ping >/dev/null 2>&1; then
+    if redis-cli -p "$port" ping >/dev/null 2>&1 ||
+       { [[ -n $tls ]] && "${cli[@]}" -p "$port" ping >/dev/null 2>&1; }; then
         echo "make run: port $port is already in use (an earlier make run?)" >&2
         exit 1
     fi
@@ -75,16 +119,24 @@ for port in 26380 26381 26382; do
 done
 echo "make run: master 127.0.0.1:7000, replicas 7001 and 7002, sentinels"
 echo "make run: 26380-26382 watching it as \"mymaster\" (data and logs in $run/)"
+if [[ -n $tls ]]; then
+    echo "make run: all TLS-only (CA and certificate in $tlsdir/); the sidecar speaks"
+    echo "make run: TLS to them, the apps plaintext to 6380"
+fi
 echo "make run: starting redis-sidecar on 127.0.0.1:6380; try it with:"
 echo "    redis-cli -p 6380 set hello world"
 echo "    redis-cli -p 6380 get hello"
 echo "    redis-cli -s .run/admin.sock proxy apps       # admin commands: the admin socket"
 echo "    redis-cli -s .run/admin.sock proxy slowlog    # (each local app: its service or uid)"
 echo "    redis-cli -s .run/admin.sock proxy nodes"
-echo "    redis-cli -p 26380 sentinel failover mymaster   # and watch it follow"
+echo "    ${cli[*]} -p 26380 sentinel failover mymaster   # and watch it follow"
 echo "make run: Ctrl-C stops everything"
-# proxy.ini as it is, but for the admin socket, under .run/
+# proxy.ini as it is, but for the admin socket, under .run/; with TLS=1,
+# TLS on under [upstream], trusting the local CA
 sed "s|^socket = .*|socket = $run/admin.sock|" proxy.ini >"$run/proxy.ini"
+if [[ -n $tls ]]; then
+    sed -i "s|^\[upstream\]\$|[upstream]\ntls = on\ntls_ca_file = $tlsdir/ca.crt|" "$run/proxy.ini"
+fi
 ./redis-sidecar -c "$run/proxy.ini" &
 pids+=($!)
 wait "${pids[-1]}" || true

@@ -1,9 +1,11 @@
 """Fixtures: real redis-server processes and the sidecar on spare loopback
 ports, started per test and killed by PID at teardown. Logs are printed
-when a test fails. The classes and helpers are in helpers.py."""
+when a test fails. The classes and helpers are in helpers.py; the TLS
+test certificates (the session's `certs`) come from tls_certs.py."""
 import pytest
 
 from helpers import Env
+from tls_certs import make_certs
 
 
 @pytest.hookimpl(hookwrapper=True, tryfirst=True)
@@ -34,6 +36,12 @@ def env(request, tmp_path):
             print(f"----- sidecar {s.port} log (last 80 lines) -----")
             print("\n".join(s.log().splitlines()[-80:]))
     assert not problems, "; ".join(problems)
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory):
+    """The TLS test certificates (tls_certs.py), made once a session."""
+    return make_certs(tmp_path_factory.mktemp("certs"))
 
 
 @pytest.fixture

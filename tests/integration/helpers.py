@@ -178,8 +178,38 @@ def unread_by_peer(sock):
     return None
 
 
+def tls_client_kw(tls):
+    """redis-py keyword arguments for a client of a TLS-only server (or
+    sentinel) started with this tls= dict: ssl on, trusting tls["ca"] (or
+    tls["client_ca"]), presenting tls["client_cert"]/["client_key"] if
+    given, else the client.crt/client.key next to the CA file if there
+    are. The host name is not checked (redis-py's default)."""
+    cert, key = tls.get("client_cert"), tls.get("client_key")
+    if "client_cert" not in tls:
+        d = pathlib.Path(tls["ca"]).parent
+        if (d / "client.crt").exists():
+            cert, key = str(d / "client.crt"), str(d / "client.key")
+    return {"ssl": True, "ssl_ca_certs": tls.get("client_ca", tls["ca"]),
+            "ssl_certfile": cert, "ssl_keyfile": key}
+
+
+def tls_upstream(certs, **extra):
+    """The sidecar's [upstream] keys for TLS to Redis: tls = on, trusting
+    the test CA (certs: a tls_certs.Certs); extra keys (tls_cert_file,
+    tls_server_name, tls_verify, sentinel_tls, ...) are added, or
+    override (None leaves a key out of the ini)."""
+    return {"tls": "on", "tls_ca_file": certs["ca.crt"], **extra}
+
+
 class RedisServer:
-    def __init__(self, tmp, name="redis", args=()):
+    """A redis-server on a spare port. With tls (a dict: cert, key, ca,
+    auth_clients "no" | "yes" | "optional", and for client() optionally
+    client_cert, client_key, client_ca; tls_certs.Certs.redis_tls makes
+    one) it is TLS-only: `port` is its tls-port, plaintext is off, and
+    replication (both ways) is over TLS, with `cert` as its client
+    certificate to its master."""
+
+    def __init__(self, tmp, name="redis", args=(), tls=None):
         self.port = free_port()
         self.dir = tmp / f"{name}-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -187,10 +217,19 @@ class RedisServer:
         self.args = list(args)
         self.password = (self.args[self.args.index("--requirepass") + 1]
                          if "--requirepass" in self.args else None)
+        self.tls = dict(tls) if tls else None
         self.proc = None
 
     def start(self, wait=True):
-        cmd = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+        if self.tls:
+            ports = ["--port", "0", "--tls-port", str(self.port),
+                     "--tls-cert-file", self.tls["cert"], "--tls-key-file", self.tls["key"],
+                     "--tls-ca-cert-file", self.tls["ca"],
+                     "--tls-auth-clients", self.tls.get("auth_clients", "no"),
+                     "--tls-replication", "yes"]
+        else:
+            ports = ["--port", str(self.port)]
+        cmd = ["redis-server", *ports, "--bind", "127.0.0.1",
                "--save", "", "--appendonly", "no", "--dir", str(self.dir),
                "--logfile", str(self.logfile), "--daemonize", "no",
                "--repl-diskless-sync-delay", "0"] + self.args
@@ -203,7 +242,12 @@ class RedisServer:
         stop_process(self, sig)
 
     def client(self, **kw):
+        """A redis-py client (over TLS for a TLS server; kw override, e.g.
+        ssl_certfile=None, ssl_keyfile=None for one without a certificate)."""
         kw.setdefault("password", self.password)
+        if self.tls:
+            for k, v in tls_client_kw(self.tls).items():
+                kw.setdefault(k, v)
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, **kw)
 
     def links(self, name="sidecar-data"):
@@ -357,17 +401,30 @@ class Sidecar:
 
 class SentinelServer:
     """A redis-sentinel watching `master_port` as `name` (its config file
-    is its own: sentinel rewrites it)."""
+    is its own: sentinel rewrites it). With tls (RedisServer's dict) it is
+    TLS-only (`port` is its tls-port) and talks TLS to the nodes it
+    watches and to the other sentinels (tls-replication yes), presenting
+    `cert` as its client certificate: every node and sentinel of the
+    set must then be TLS too."""
 
     def __init__(self, tmp, master_port, name="mymaster", quorum=2, down_after=1000,
-                 failover_timeout=5000, extra=()):
+                 failover_timeout=5000, extra=(), tls=None):
         self.port = free_port()
         self.dir = tmp / f"sentinel-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.conf = self.dir / "sentinel.conf"
         self.logfile = self.dir / "sentinel.log"
+        self.tls = dict(tls) if tls else None
+        if self.tls:
+            ports = ["port 0", f"tls-port {self.port}",
+                     f"tls-cert-file {self.tls['cert']}", f"tls-key-file {self.tls['key']}",
+                     f"tls-ca-cert-file {self.tls['ca']}",
+                     f"tls-auth-clients {self.tls.get('auth_clients', 'no')}",
+                     "tls-replication yes"]
+        else:
+            ports = [f"port {self.port}"]
         self.conf.write_text("\n".join([
-            f"port {self.port}", "bind 127.0.0.1", "daemonize no", f"dir {self.dir}",
+            *ports, "bind 127.0.0.1", "daemonize no", f"dir {self.dir}",
             f"logfile {self.logfile}",
             f"sentinel monitor {name} 127.0.0.1 {master_port} {quorum}",
             f"sentinel down-after-milliseconds {name} {down_after}",
@@ -384,8 +441,11 @@ class SentinelServer:
     def stop(self, sig=signal.SIGKILL):
         stop_process(self, sig)
 
-    def client(self):
-        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+    def client(self, **kw):
+        if self.tls:
+            for k, v in tls_client_kw(self.tls).items():
+                kw.setdefault(k, v)
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5, **kw)
 
     def master_addr(self, name="mymaster"):
         a = self.client().execute_command("SENTINEL", "get-master-addr-by-name", name)
@@ -405,13 +465,13 @@ class Env:
         self.sidecars = []
         self.sentinels = []
 
-    def redis(self, name="redis", args=(), start=True):
-        r = RedisServer(self.tmp, name, args)
+    def redis(self, name="redis", args=(), start=True, tls=None):
+        r = RedisServer(self.tmp, name, args, tls=tls)
         self.redises.append(r)
         return r.start() if start else r
 
-    def sentinel(self, master, **kw):
-        s = SentinelServer(self.tmp, master.port, **kw)
+    def sentinel(self, master, tls=None, **kw):
+        s = SentinelServer(self.tmp, master.port, tls=tls, **kw)
         self.sentinels.append(s)
         return s.start()
 
@@ -424,9 +484,10 @@ class Env:
 
 # ---------------------------------------------------------------- topologies
 
-def replica_of(env, port, name="replica"):
-    """A replica of the node on `port` (a master or a relay), in sync."""
-    rep = env.redis(name, args=["--replicaof", "127.0.0.1", str(port)])
+def replica_of(env, port, name="replica", tls=None):
+    """A replica of the node on `port` (a master or a relay), in sync
+    (with tls, a TLS-only one replicating over TLS: the master's too)."""
+    rep = env.redis(name, args=["--replicaof", "127.0.0.1", str(port)], tls=tls)
     wait_until(lambda: rep.client().info("replication")["master_link_status"] == "up",
                what=f"{name} in sync")
     return rep

@@ -17,13 +17,16 @@ from helpers import SLOW, Load, Sampler, nodes, resp_cmd, resp_read, wait_until
 
 class Topology:
     down_after = 1000                # sentinel down-after-milliseconds
-    def __init__(self, env, nsentinels=3):
+    def __init__(self, env, nsentinels=3, tls=None):
+        """tls: the tls= dict of TLS-only servers and sentinels (test_tls);
+        the sidecar then gets tls_upstream."""
         self.env = env
-        self.master = env.redis("master", args=self.redis_args())
+        self.tls = tls
+        self.master = env.redis("master", args=self.redis_args(), tls=tls)
         self.replicas = [env.redis(f"replica{i}", args=self.redis_args() +
-                                   ["--replicaof", "127.0.0.1", str(self.master.port)])
+                                   ["--replicaof", "127.0.0.1", str(self.master.port)], tls=tls)
                          for i in range(2)]
-        self.sentinels = [env.sentinel(self.master, down_after=self.down_after)
+        self.sentinels = [env.sentinel(self.master, down_after=self.down_after, tls=tls)
                           for _ in range(nsentinels)]
         for r in self.replicas:
             wait_until(lambda: r.client().info("replication")["master_link_status"] == "up",
@@ -58,6 +61,9 @@ class Topology:
     def sidecar(self, sentinels=None, **sections):
         sentinels = self.sentinels if sentinels is None else sentinels
         up = sections.setdefault("upstream", {})
+        if self.tls:
+            for k, v in {"tls": "on", "tls_ca_file": self.tls["ca"]}.items():
+                up.setdefault(k, v)
         up.setdefault("sentinels", ", ".join(f"127.0.0.1:{s.port}" for s in sentinels))
         up.setdefault("master_name", "mymaster")
         return self.env.sidecar(None, **sections)
@@ -210,6 +216,12 @@ def check_failover(load, fault_t, switches, new_master, what):
 
 
 def test_master_killed_under_writes(env, topo):
+    master_killed_under_writes(topo)
+
+
+def master_killed_under_writes(topo):
+    """The master SIGKILLed under 4 writers and a reader (test_tls runs
+    it over TLS)."""
     sc = topo.sidecar()
     old = wait_confirmed(sc, f"127.0.0.1:{topo.master.port}")
     topo.master.client().set("readme", "x")
@@ -247,6 +259,7 @@ def test_master_killed_under_writes(env, topo):
     # the switch was heard as events too, not only polled
     assert sum(int(s["events"]) for s in nodes(sc)["sentinel"]) > 0
     assert "master is now 127.0.0.1:%d" % new[1] in sc.log()
+    return sc
 
 
 def test_master_paused_and_resumed_loses_no_acknowledged_write(env, topo):
@@ -391,7 +404,7 @@ def test_sentinel_down_at_start_then_all_down_keeps_the_last_topology(env, topo)
     states = {s["addr"]: s["state"] for s in n["sentinel"]}
     assert states[f"127.0.0.1:{down.port}"] == "down"
     assert list(states.values()).count("up") == 2
-    assert f"sentinel 127.0.0.1:{down.port}: Connection refused" in sc.log()
+    assert f"sentinel 127.0.0.1:{down.port}: connect: Connection refused" in sc.log()
     replicas = {f"127.0.0.1:{r.port}" for r in topo.replicas}
     wait_until(lambda: {x["addr"] for x in nodes(sc)["node"] if x["use"] == "replica"} == replicas,
                what="replicas eligible")

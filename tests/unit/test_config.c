@@ -108,6 +108,47 @@ static void test_app_keys(void)
                      "t.ini:4: admin.metrics_max_apps: \"5000\" not in 0..1000"));
 }
 
+/* The TLS keys (issue 19): off by default, sentinel_tls following tls
+ * unless given, and what is refused. */
+static void test_tls_keys(void)
+{
+    struct config c;
+    config_defaults(&c);
+    CHECK(load(&c, "[upstream]\nmaster = 127.0.0.1:7000\n") == 0);
+    CHECK(c.tls == 0 && c.sentinel_tls == 0 && c.tls_verify == 0 && !config_uses_tls(&c));
+    CHECK(!c.tls_ca_file && !c.tls_cert_file && !c.tls_key_file && !c.tls_server_name);
+    config_free(&c);
+    config_defaults(&c);
+    CHECK(load(&c, "[upstream]\nsentinels = 127.0.0.1:26380\nmaster_name = m\ntls = on\n"
+                   "tls_ca_file = /etc/ca.pem\ntls_cert_file = c.crt\ntls_key_file = c.key\n"
+                   "tls_server_name = redis.example\ntls_verify = ca\n") == 0);
+    CHECK(c.tls == 1 && c.sentinel_tls == 1 && c.tls_verify == 1 && config_uses_tls(&c));
+    CHECK(strcmp(c.tls_ca_file, "/etc/ca.pem") == 0 && strcmp(c.tls_key_file, "c.key") == 0);
+    CHECK(strcmp(c.tls_server_name, "redis.example") == 0);
+    config_free(&c);
+    /* sentinels in TLS, servers not (or the other way round) */
+    config_defaults(&c);
+    CHECK(load(&c, "[upstream]\nsentinels = 127.0.0.1:26380\nmaster_name = m\n"
+                   "sentinel_tls = on\ntls_verify = off\n") == 0);
+    CHECK(c.tls == 0 && c.sentinel_tls == 1 && c.tls_verify == 2 && config_uses_tls(&c));
+    config_free(&c);
+    config_defaults(&c);
+    CHECK(load(&c, "[upstream]\nsentinels = 127.0.0.1:26380\nmaster_name = m\ntls = on\n"
+                   "sentinel_tls = off\n") == 0);
+    CHECK(c.tls == 1 && c.sentinel_tls == 0);
+    config_free(&c);
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\ntls_verify = none\n",
+                     "t.ini:3: upstream.tls_verify: \"none\" is not one of full, ca, off"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\ntls = maybe\n",
+                     "t.ini:3: upstream.tls: \"maybe\" is not on or off"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\ntls = on\ntls_cert_file = c.crt\n",
+                     "t.ini: upstream.tls_cert_file needs upstream.tls_key_file"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\ntls_key_file = c.key\n",
+                     "t.ini: upstream.tls_key_file needs upstream.tls_cert_file"));
+    CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\nsentinel_tls = on\n",
+                     "t.ini: upstream.sentinel_tls needs upstream.sentinels"));
+}
+
 static void test_units(void)
 {
     double d;
@@ -255,6 +296,7 @@ static void test_file(void)
 int main(void)
 {
     test_app_keys();
+    test_tls_keys();
     test_defaults_and_values();
     test_units();
     test_errors();

@@ -1,0 +1,245 @@
+"""TLS to Redis: apps speak plaintext to the sidecar, every connection the
+sidecar makes to Redis (links, leases, health checks, sentinels) is TLS,
+verified, resumed on reconnect, and re-read from its files on reload.
+
+The servers are TLS-only (port 0): anything that reached them in
+plaintext would fail. Certificates come from tls_certs.py."""
+import shutil
+import signal
+import threading
+import time
+
+import pytest
+import redis
+
+from helpers import (SLOW, Load, Relay, replica_of, resp_cmd, resp_read, resp_type,
+                     tls_upstream, wait_until)
+from test_validation import no_lost_write, twenty_idle_clients_then
+
+
+def tls_sidecar(env, master, certs, replicas=(), **upstream):
+    up = tls_upstream(certs, **upstream)
+    if replicas:
+        up["replicas"] = ", ".join(f"127.0.0.1:{r.port}" for r in replicas)
+    return env.sidecar(master, upstream=up, health={"check_interval": "100ms"})
+
+
+def test_every_kind_of_request_over_tls_to_a_master_with_a_replica(env, certs):
+    tls = certs.redis_tls()
+    m = env.redis("master", tls=tls)
+    rep = replica_of(env, m.port, tls=tls)
+    sc = tls_sidecar(env, m, certs, replicas=[rep])
+    wait_until(lambda: "eligible=1" in sc.info().get("replica0", ""), what="replica eligible")
+    c = sc.client()
+    assert c.set("k", "v") is True
+    assert c.get("k") == b"v"
+    # a pipeline of 1,000
+    p = c.pipeline(transaction=False)
+    for i in range(1000):
+        p.set(f"p{i}", i)
+    for i in range(1000):
+        p.get(f"p{i}")
+    out = p.execute()
+    assert out[:1000] == [True] * 1000
+    assert out[1000:] == [str(i).encode() for i in range(1000)]
+    # MULTI on a lease
+    tx = c.pipeline(transaction=True)
+    tx.incr("ctr").incr("ctr")
+    assert tx.execute() == [1, 2]
+    # BLPOP answered by a push from another client
+    got = []
+    t = threading.Thread(target=lambda: got.append(sc.client().blpop("q", timeout=10)))
+    t.start()
+    wait_until(lambda: m.client().info("clients")["blocked_clients"] == 1, what="BLPOP blocked")
+    c.rpush("q", "x")
+    t.join(10)
+    assert got == [(b"q", b"x")]
+    # pub/sub on a lease in stream mode
+    ps = sc.client().pubsub()
+    ps.subscribe("news")
+    assert ps.get_message(timeout=5)["type"] == "subscribe"
+    wait_until(lambda: c.publish("news", "hello") == 1, what="subscriber seen")
+    msg = ps.get_message(timeout=5)
+    assert msg and msg["data"] == b"hello", msg
+    ps.close()
+    # a RESP3 client
+    s = sc.raw()
+    f = s.makefile("rb")
+    s.sendall(resp_cmd("HELLO", "3"))
+    assert resp_type(f) == b"%"
+    resp_read(f)
+    s.sendall(resp_cmd("GET", "k"))
+    assert resp_read(f) == b"v"
+    s.close()
+    # reads went to the replica, over TLS too
+    wait_until(lambda: m.client().get("p999") == b"999" and rep.client().get("p999") == b"999",
+               what="replicated")
+    before = sc.counter("reads_to_replicas")
+    for _ in range(20):
+        assert c.get("p1") == b"1"
+    assert sc.counter("reads_to_replicas") > before
+    # every link kind is on the TLS-only servers: data, leases, health
+    names = {x.get("name") for x in m.client().client_list()}
+    assert {"sidecar-data", "sidecar-health"} <= names, names
+    assert any(x.get("name") == "sidecar-health" for x in rep.client().client_list())
+    info = sc.info()
+    assert int(info["tls_handshakes_full"]) >= 2
+    assert info["tls_handshakes_failed"] == "0"
+    assert info["links_lost_tls"] == "0"
+
+
+# (server certificate, its CA as the sidecar's tls_ca_file, the cause in the error)
+FAILURES = {
+    "wrong_ca": ("server", "other-ca", "certificate verify failed (self-signed certificate "
+                 "in certificate chain)"),
+    "expired": ("expired", "ca", "certificate verify failed (certificate has expired)"),
+    "name_mismatch": ("wrongname", "ca", "certificate verify failed (IP address mismatch)"),
+    "self_signed": ("selfsigned", "ca", "certificate verify failed (self-signed certificate)"),
+}
+
+
+def server_with(env, certs, cert):
+    """A TLS-only server with a certificate our own test client may not
+    trust (expired, self-signed): waited for without verifying it."""
+    m = env.redis("master", tls=certs.redis_tls(cert), start=False)
+    m.start(wait=False)
+    wait_until(lambda: m.client(ssl_cert_reqs="none").ping(), what=f"redis on {m.port}")
+    return m
+
+
+@pytest.mark.parametrize("case", sorted(FAILURES) + ["plaintext_server"])
+def test_verification_failures_give_a_clear_error_in_time(env, certs, case):
+    if case == "plaintext_server":
+        m = env.redis("master")
+        ca, cause = "ca", "TLS: "
+    else:
+        cert, ca, cause = FAILURES[case]
+        m = server_with(env, certs, cert)
+    sc = env.sidecar(m, upstream=tls_upstream(certs, tls_ca_file=certs[f"{ca}.crt"]),
+                     pool={"connect_timeout": "500ms", "min_idle_leases": "0"})
+    c = sc.client(socket_timeout=10)
+    t0 = time.monotonic()
+    with pytest.raises(redis.ResponseError) as e:
+        c.get("k")
+    took = time.monotonic() - t0
+    msg = str(e.value)
+    assert msg.startswith(f"upstream 127.0.0.1:{m.port} "), msg
+    assert "TLS: " + cause.removeprefix("TLS: ") in msg, msg
+    assert took < 0.5 * 3, took                 # within connect_timeout (3x margin)
+    with pytest.raises(redis.ResponseError):
+        c.set("k", "v")
+    direct = m.client(ssl_cert_reqs="none") if case != "plaintext_server" else m.client()
+    assert direct.get("k") is None              # nothing reached the server
+    info = sc.info()
+    assert int(info["links_lost_tls"]) >= 1
+    assert int(info["connect_failures"]) >= 1
+    assert int(info["tls_handshakes_failed"]) >= 1
+    assert info["tls_handshakes_full"] == "0"
+    # logged once for the node, however many links and retries
+    time.sleep(0.5)
+    lines = [x for x in sc.log().splitlines() if "cannot connect: TLS" in x]
+    assert len(lines) == 1, lines
+
+
+def test_verify_ca_takes_a_nameless_certificate_that_full_refuses(env, certs):
+    m = env.redis("master", tls=certs.redis_tls("noname"))
+    full = env.sidecar(m, upstream=tls_upstream(certs), pool={"connect_timeout": "500ms"})
+    with pytest.raises(redis.ResponseError, match=r"IP address mismatch"):
+        full.client().get("k")
+    ca = env.sidecar(m, upstream=tls_upstream(certs, tls_verify="ca"))
+    assert ca.client().set("k", "v") is True
+    assert ca.client().get("k") == b"v"
+    # the name sent and checked can be set: localhost is in the server's SAN
+    named = env.sidecar(m, upstream=tls_upstream(certs, tls_server_name="localhost"))
+    with pytest.raises(redis.ResponseError, match=r"hostname mismatch"):
+        named.client().get("k")        # noname has no SAN at all
+    m2 = env.redis("master2", tls=certs.redis_tls())
+    named2 = env.sidecar(m2, upstream=tls_upstream(certs, tls_server_name="localhost"))
+    assert named2.client().set("k", "v") is True
+
+
+def test_verify_off_is_logged_and_works(env, certs):
+    m = server_with(env, certs, "selfsigned")
+    sc = env.sidecar(m, upstream=tls_upstream(certs, tls_verify="off"))
+    assert sc.client().set("k", "v") is True
+    assert "tls_verify = off" in sc.log()
+
+
+def test_client_certificate_required_by_the_server(env, certs):
+    m = env.redis("master", tls=certs.redis_tls(auth_clients="yes"))
+    without = env.sidecar(m, upstream=tls_upstream(certs), pool={"connect_timeout": "500ms"})
+    with pytest.raises(redis.ResponseError, match=r"unavailable|is down") as e:
+        without.client().get("k")
+    assert "TLS: " in str(e.value), e.value
+    with_cert = env.sidecar(m, upstream=tls_upstream(certs, tls_cert_file=certs.client_crt,
+                                                      tls_key_file=certs.client_key))
+    assert with_cert.client().set("k", "v") is True
+    assert with_cert.client().get("k") == b"v"
+
+
+def test_idle_tls_links_blackholed_reach_no_app_and_reconnects_resume(env, certs):
+    m = env.redis("master", tls=certs.redis_tls())
+    relay = Relay(m.port)
+    try:
+        sc = env.sidecar(relay.port, upstream=tls_upstream(certs))
+        full = sc.counter("tls_handshakes_full")
+        errors, slowest, _ = twenty_idle_clients_then(sc, relay.blackhole)
+        assert errors == []
+        assert slowest < 0.3 * 3 * SLOW, f"first requests took {slowest:.2f}s"
+        no_lost_write(m)
+        info = sc.info()
+        assert int(info["validations_failed"]) >= 2
+        # the new links resumed the node's session: no new full handshake
+        assert int(info["tls_handshakes_resumed"]) >= 2
+        assert int(info["tls_handshakes_full"]) == full
+    finally:
+        relay.close()
+
+
+def test_reload_reads_new_files_while_20_clients_run(env, certs, tmp_path):
+    """The server moves to a certificate of a new CA; the sidecar's CA file
+    is replaced with that CA and reloaded under load: no client sees an
+    error, open links keep serving, new links verify with the new file, and
+    a bad file refuses the reload."""
+    ca_file = tmp_path / "ca.pem"
+    shutil.copy(certs.ca_crt, ca_file)
+    m = env.redis("master", tls=certs.redis_tls(ca="ca-both"))
+    sc = env.sidecar(m, upstream=tls_upstream(certs, tls_ca_file=str(ca_file)))
+
+    def op(c, i, seq):
+        assert c.set(f"r{i}", seq) is True
+        assert c.get(f"r{i}") == str(seq).encode()
+    load = Load(op, n=20, port=sc.port, rate=100).start()
+    load.wait_ok(20, each=True)
+    admin = sc.client()
+    # a file that is no CA bundle: refused with the reason, nothing changes
+    ca_file.write_text("not a certificate\n")
+    with pytest.raises(redis.ResponseError, match=r"ca\.pem"):
+        admin.execute_command("PROXY", "RELOAD")
+    # the new CA, then the server's new certificate
+    shutil.copy(certs.ca2_crt, ca_file)
+    assert admin.execute_command("PROXY", "RELOAD") == b"reloaded"
+    m.client().execute_command("CONFIG", "SET", "tls-cert-file", certs.server_ca2_crt,
+                               "tls-key-file", certs.server_ca2_key)
+    load.wait_ok(50, each=True, after=time.monotonic())
+    # a new link (a lease for MULTI) verifies the new certificate with the new CA
+    full = sc.counter("tls_handshakes_full")
+    tx = sc.client().pipeline(transaction=True)
+    tx.set("tx", 1).get("tx")
+    assert tx.execute() == [True, b"1"]
+    assert sc.counter("tls_handshakes_full") > full
+    load.stop()
+    assert load.errors() == [], load.error_texts()[:5]
+
+
+def test_tls_sentinel_failover_holds_the_failover_figures(env, certs):
+    """test_sentinel's SIGKILL failover, every server and sentinel TLS-only:
+    the same bounds (errors only for writes in flight on the old master,
+    stable writes within 1 s of the switch, nothing lost)."""
+    from test_sentinel import Topology, master_killed_under_writes
+    sc = master_killed_under_writes(Topology(env, tls=certs.redis_tls()))
+    # the sentinels were TLS too: polled and subscribed, their sessions counted
+    sentinels = sc.nodes()["sentinel"]
+    assert all(s["state"] == "up" for s in sentinels), sentinels
+    assert all(int(s["tls_full"]) + int(s["tls_resumed"]) >= 2 for s in sentinels), sentinels
+    assert int(sc.info()["tls_handshakes_full"]) > 0
