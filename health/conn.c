@@ -40,6 +40,8 @@ struct hconn {
     struct owed      *head, *tail;
     void             *data;
     void            (*on_close)(struct hconn *c, const char *why);
+    int               wr_wants_read; /* a TLS write waits for a read */
+    int               rd_wants_write; /* a TLS read waits for a write */
     int               in_cb;     /* callbacks running on it */
     int               dead;      /* dropped or closed: freed once they return */
 };
@@ -90,9 +92,11 @@ static void hconn_fail(struct hconn *c, const char *why)
 
 static void update_write(struct hconn *c)
 {
-    if (buf_used(&c->out) && c->state == HC_OPEN)
+    if (c->state != HC_OPEN)
+        return;                          /* the connect or the handshake has it */
+    if ((buf_used(&c->out) && !c->wr_wants_read) || c->rd_wants_write)
         ev_io_start(c->loop, &c->wio);
-    else if (c->state == HC_OPEN)
+    else
         ev_io_stop(c->loop, &c->wio);
 }
 
@@ -101,6 +105,7 @@ static void flush_out(struct hconn *c)
     char err[160];
     int want = 0;
 
+    c->wr_wants_read = 0;
     while (buf_used(&c->out)) {
         ssize_t n = c->tls ? tls_write(c->tls, buf_start(&c->out), buf_used(&c->out), &want,
                                        err, sizeof err)
@@ -109,8 +114,10 @@ static void flush_out(struct hconn *c)
             buf_consume(&c->out, (size_t)n);
             continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR) && (!c->tls || want))
+        if (n < 0 && (errno == EAGAIN || errno == EINTR) && (!c->tls || want)) {
+            c->wr_wants_read = want == TLS_WANT_READ;
             break;
+        }
         if (!c->tls)
             snprintf(err, sizeof err, "%s", strerror(errno));
         hconn_fail(c, err);
@@ -154,18 +161,24 @@ static void read_some(struct hconn *c)
     char buf[HCONN_READ_CHUNK], err[160];
     int want = 0;
 
+    c->rd_wants_write = 0;
     for (int rounds = 0; rounds < 16 && !c->dead; rounds++) {
         ssize_t n = c->tls ? tls_read(c->tls, buf, sizeof buf, &want, err, sizeof err)
                            : read(c->fd, buf, sizeof buf);
         if (n > 0) {
+            if (c->wr_wants_read)
+                flush_out(c);
             redisReaderFeed(c->reader, buf, (size_t)n);
             dispatch(c);
             if ((size_t)n < sizeof buf && !c->tls)
                 return;
             continue;
         }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR) && (!c->tls || want))
+        if (n < 0 && (errno == EAGAIN || errno == EINTR) && (!c->tls || want)) {
+            c->rd_wants_write = want == TLS_WANT_WRITE;
+            update_write(c);
             return;
+        }
         if (n == 0)
             snprintf(err, sizeof err, "connection closed");
         else if (!c->tls)
@@ -250,7 +263,12 @@ static void on_writable(struct ev_loop *loop, ev_io *w, int revents)
     } else if (c->state == HC_TLS) {
         tls_step(c);
     } else {
-        flush_out(c);
+        if (c->rd_wants_write) {
+            c->rd_wants_write = 0;
+            read_some(c);
+        }
+        if (!c->dead)
+            flush_out(c);
     }
     c->in_cb--;
     settle_dead(c);

@@ -901,7 +901,7 @@ static void write_handshake(struct link *l)
         link_down(l, l->tls ? LOST_TLS : LOST_ERROR, why);
         return;
     }
-    if (buf_used(&l->hs) == 0)
+    if (buf_used(&l->hs) == 0 || l->tls_wr_wants_read)   /* that read flushes it */
         ev_io_stop(l->pool->loop, &l->wio);
     else
         ev_io_start(l->pool->loop, &l->wio);
@@ -977,9 +977,9 @@ static void link_wr_cb(struct ev_loop *loop, ev_io *w, int revents)
         break;
     case LINK_READY:
         if (l->tls_rd_wants_write) {    /* a TLS read could not finish */
-            ev_io_stop(loop, w);
             link_rd_cb(loop, &l->rio, EV_READ);
-            return;
+            if (l->state != LINK_READY)
+                return;
         }
         pool_mark_dirty(l->pool, l);    /* the flush step writes it, once */
         break;
@@ -1144,7 +1144,8 @@ void link_flush(struct link *l)
     if (__builtin_expect(l->ahead != 0, 0) && l->ahead_end - l->sent < n)
         n = (size_t)(l->ahead_end - l->sent);   /* the rest waits for its replies */
     if (n == 0) {
-        ev_io_stop(loop, &l->wio);
+        if (!l->tls_rd_wants_write)
+            ev_io_stop(loop, &l->wio);
         return;
     }
     char why[200];
@@ -1161,10 +1162,13 @@ void link_flush(struct link *l)
             l->out_base += (uint64_t)w;
         }
     }
-    if (w == (ssize_t)n)
-        ev_io_stop(loop, &l->wio);
-    else
+    /* a TLS write that waits for a read is flushed again by that read */
+    if (w == (ssize_t)n || l->tls_wr_wants_read) {
+        if (!l->tls_rd_wants_write)
+            ev_io_stop(loop, &l->wio);
+    } else {
         ev_io_start(loop, &l->wio);
+    }
 }
 
 void link_stop(struct link *l)
