@@ -98,6 +98,9 @@ struct tls_ctx *tls_ctx_new(const struct tls_settings *s, char *err, size_t errl
         }
         if (SSL_CTX_use_PrivateKey_file(ssl, s->key_file, SSL_FILETYPE_PEM) != 1) {
             queued_error(err, errlen, s->key_file);
+            if (strstr(err, "key values mismatch"))   /* OpenSSL's words for it */
+                snprintf(err, errlen, "TLS: %s does not match the certificate in %s",
+                         s->key_file, s->cert_file);
             goto fail;
         }
         if (SSL_CTX_check_private_key(ssl) != 1) {

@@ -197,14 +197,20 @@ def test_idle_tls_links_blackholed_reach_no_app_and_reconnects_resume(env, certs
 
 
 def test_reload_reads_new_files_while_20_clients_run(env, certs, tmp_path):
-    """The server moves to a certificate of a new CA; the sidecar's CA file
-    is replaced with that CA and reloaded under load: no client sees an
-    error, open links keep serving, new links verify with the new file, and
-    a bad file refuses the reload."""
-    ca_file = tmp_path / "ca.pem"
+    """Rotation to a new CA, both ways: the server moves to a certificate of
+    the new CA and accepts only client certificates of the new CA; the
+    sidecar's CA, certificate and key files (same paths) are replaced and
+    reloaded under load. No client sees an error, open links keep serving,
+    a new link verifies the server with the new CA and presents the new
+    certificate, and a bad file refuses the reload."""
+    ca_file, cert_file, key_file = (tmp_path / n for n in ("ca.pem", "cert.pem", "key.pem"))
     shutil.copy(certs.ca_crt, ca_file)
-    m = env.redis("master", tls=certs.redis_tls(ca="ca-both"))
-    sc = env.sidecar(m, upstream=tls_upstream(certs, tls_ca_file=str(ca_file)))
+    shutil.copy(certs.client_crt, cert_file)
+    shutil.copy(certs.client_key, key_file)
+    m = env.redis("master", tls=certs.redis_tls(ca="ca-both", auth_clients="yes"))
+    sc = env.sidecar(m, upstream=tls_upstream(certs, tls_ca_file=str(ca_file),
+                                              tls_cert_file=str(cert_file),
+                                              tls_key_file=str(key_file)))
 
     def op(c, i, seq):
         assert c.set(f"r{i}", seq) is True
@@ -216,13 +222,21 @@ def test_reload_reads_new_files_while_20_clients_run(env, certs, tmp_path):
     ca_file.write_text("not a certificate\n")
     with pytest.raises(redis.ResponseError, match=r"ca\.pem"):
         admin.execute_command("PROXY", "RELOAD")
-    # the new CA, then the server's new certificate
+    # a key that is not the certificate's: refused too
     shutil.copy(certs.ca2_crt, ca_file)
+    shutil.copy(certs.server_ca2_crt, cert_file)
+    with pytest.raises(redis.ResponseError, match=r"does not match"):
+        admin.execute_command("PROXY", "RELOAD")
+    shutil.copy(certs.server_ca2_key, key_file)     # (it has clientAuth too)
     assert admin.execute_command("PROXY", "RELOAD") == b"reloaded"
+    # the server: a certificate of the new CA, client certificates of it only
+    new_client = {"ssl_certfile": certs.server_ca2_crt, "ssl_keyfile": certs.server_ca2_key}
     m.client().execute_command("CONFIG", "SET", "tls-cert-file", certs.server_ca2_crt,
-                               "tls-key-file", certs.server_ca2_key)
+                               "tls-key-file", certs.server_ca2_key,
+                               "tls-ca-cert-file", certs.ca2_crt)
+    assert m.client(**new_client).ping()
     load.wait_ok(50, each=True, after=time.monotonic())
-    # a new link (a lease for MULTI) verifies the new certificate with the new CA
+    # a new link (a lease for MULTI) could only be made with the new files
     full = sc.counter("tls_handshakes_full")
     tx = sc.client().pipeline(transaction=True)
     tx.set("tx", 1).get("tx")
@@ -230,6 +244,19 @@ def test_reload_reads_new_files_while_20_clients_run(env, certs, tmp_path):
     assert sc.counter("tls_handshakes_full") > full
     load.stop()
     assert load.errors() == [], load.error_texts()[:5]
+    assert sc.counter("links_lost_tls") == 0
+
+
+def test_tls_1_2_sessions_resume_too(env, certs):
+    m = env.redis("master", tls=certs.redis_tls(),
+                  args=["--tls-protocols", "TLSv1.2"])
+    sc = env.sidecar(m, upstream=tls_upstream(certs))
+    c = sc.client()
+    assert c.set("k", "v") is True
+    wait_until(lambda: sc.info()["master_links_ready"] == "2", what="links ready")
+    assert m.client().client_kill_filter(_type="normal") >= 2
+    wait_until(lambda: sc.counter("tls_handshakes_resumed") >= 2, what="links resumed")
+    assert c.get("k") == b"v"
 
 
 def test_tls_sentinel_failover_holds_the_failover_figures(env, certs):
