@@ -46,12 +46,12 @@ struct hconn {
     int               dead;      /* dropped or closed: freed once they return */
 };
 
-static void hconn_free(struct hconn *c)
+/* Owed callbacks hear NULL, oldest first; they may drop or queue on
+ * nothing (the owner's pointer is clear by now). */
+static void answer_owed(struct hconn *c)
 {
     struct owed *o;
 
-    /* owed callbacks hear NULL, oldest first; they may drop or queue on
-     * nothing (the owner's pointer is clear by now) */
     c->in_cb++;
     while ((o = c->head) != NULL) {
         c->head = o->next;
@@ -59,6 +59,13 @@ static void hconn_free(struct hconn *c)
             o->fn(c, NULL, o->priv);
         free(o);
     }
+    c->tail = NULL;
+    c->in_cb--;
+}
+
+static void hconn_free(struct hconn *c)
+{
+    answer_owed(c);
     ev_io_stop(c->loop, &c->rio);
     ev_io_stop(c->loop, &c->wio);
     tls_conn_free(c->tls);
@@ -73,18 +80,11 @@ static void hconn_free(struct hconn *c)
  * then the owner hears why. */
 static void hconn_fail(struct hconn *c, const char *why)
 {
-    struct owed *o;
-
     if (c->dead)
         return;
     c->dead = 1;
     c->in_cb++;
-    while ((o = c->head) != NULL) {
-        c->head = o->next;
-        if (o->fn)
-            o->fn(c, NULL, o->priv);
-        free(o);
-    }
+    answer_owed(c);
     if (c->on_close)
         c->on_close(c, why);
     c->in_cb--;
