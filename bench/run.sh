@@ -5,9 +5,12 @@
 #   make bench                 # full run (a few minutes)
 #   BENCH_QUICK=1 make bench   # smoke run (small -n, 1 repetition, 2,000 idle)
 #   ./bench/run.sh             # the same without rebuilding
+#   BENCH_TLS_ONLY=1 ./bench/run.sh   # only section 7 (TLS to Redis)
 #
 # Environment: SIDECAR_BIN (default ./redis-sidecar), NUTCRACKER_BIN (default
-# nutcracker from PATH or /usr/sbin), BENCH_QUICK=1, BENCH_REPS (repetitions
+# nutcracker from PATH or /usr/sbin), BENCH_QUICK=1, BENCH_TLS_ONLY=1 (run
+# only section 7, TLS to Redis: no twemproxy, valgrind or plaintext master
+# needed; combines with BENCH_QUICK=1), BENCH_REPS (repetitions
 # per target), BENCH_N_P1 / BENCH_N_P16 (requests per run), BENCH_IDLE
 # (idle client connections for the RSS measure), BENCH_CG_N (requests per
 # test in the callgrind run), BENCH_CPU_REDIS / BENCH_CPU_PROXY /
@@ -32,6 +35,12 @@
 #  6. Transactions (MULTI/SET/EXEC) from one client, direct and through the
 #     sidecar: tx/s, and Redis's commands and CPU per transaction from its
 #     INFO commandstats (twemproxy refuses MULTI).
+#  7. TLS to Redis: a CA and a server certificate made with openssl, a
+#     TLS-only redis-server; SET and GET at -c 50 -P 1, -c 50 -P 16 and
+#     -c 500 -P 1 with redis-benchmark --tls straight to it and plaintext
+#     through the sidecar (tls = on upstream), alternating, BENCH_REPS times:
+#     median req/s and that server's CPU per request (INFO cpu, as in 1).
+#     twemproxy has no TLS, so no twemproxy row.
 #
 # Results go to stdout and, as markdown, to bench/out/results.md; per-run
 # numbers to bench/out/runs.csv; the processes' logs to bench/out/logs/.
@@ -70,6 +79,8 @@ else
     N_TX=20000
     MODE="full"
 fi
+TLS_ONLY=${BENCH_TLS_ONLY:-0}
+[ "$TLS_ONLY" = 1 ] && MODE+=", TLS section only (BENCH_TLS_ONLY=1)"
 
 # Workloads: label|test|clients|pipeline|value size|requests
 WORKLOADS=(
@@ -85,10 +96,12 @@ TARGETS=(direct twemproxy sidecar)
 
 die() { echo "bench: $*" >&2; exit 1; }
 
-for tool in redis-server redis-cli redis-benchmark valgrind taskset; do
-    command -v "$tool" >/dev/null || die "$tool not found (apt-get install redis-server redis-tools valgrind)"
+TOOLS=(redis-server redis-cli redis-benchmark taskset openssl)
+[ "$TLS_ONLY" = 1 ] || TOOLS+=(valgrind)
+for tool in "${TOOLS[@]}"; do
+    command -v "$tool" >/dev/null || die "$tool not found (apt-get install redis-server redis-tools valgrind openssl)"
 done
-[ -x "$NUTCRACKER_BIN" ] || die "nutcracker not found (apt-get install nutcracker) or set NUTCRACKER_BIN"
+[ "$TLS_ONLY" = 1 ] || [ -x "$NUTCRACKER_BIN" ] || die "nutcracker not found (apt-get install nutcracker) or set NUTCRACKER_BIN"
 [ -x "$SIDECAR_BIN" ] || die "$SIDECAR_BIN not found: run make first or set SIDECAR_BIN"
 [ -x "$PY" ] || die "$PY not found"
 
@@ -136,10 +149,12 @@ if [ "$NOFILE" != unlimited ] && [ "$NOFILE" -lt $((IDLE + 100)) ]; then
     echo "bench: warning: open files limit $NOFILE is below $IDLE idle connections + 100" >&2
 fi
 
-mapfile -t PORTS < <("$PY" "$HELP" ports 6) || die "no free ports"
-[ ${#PORTS[@]} = 6 ] || die "no free ports"
+mapfile -t PORTS < <("$PY" "$HELP" ports 7) || die "no free ports"
+[ ${#PORTS[@]} = 7 ] || die "no free ports"
 P_MASTER=${PORTS[0]} P_TWEM=${PORTS[1]} P_SIDECAR=${PORTS[2]} P_STATS=${PORTS[3]}
 P_REPLICAS=("${PORTS[4]}" "${PORTS[5]}")
+P_TLS=${PORTS[6]}           # the TLS-only redis-server of section 7
+TLS_DIR=$TMP/tls            # its CA and certificate
 
 mapfile -t CPUS < <("$PY" -c 'import os; print("\n".join(map(str, sorted(os.sched_getaffinity(0)))))')
 if [ ${#CPUS[@]} -ge 2 ]; then
@@ -168,7 +183,7 @@ else
 fi
 
 # --- starting and stopping ------------------------------------------------
-REDIS_PID="" TWEM_PID="" SIDECAR_PID=""
+REDIS_PID="" TWEM_PID="" SIDECAR_PID="" TLS_REDIS_PID=""
 
 start_redis() {
     taskset -c "$CPU_REDIS" redis-server --port "$P_MASTER" --bind 127.0.0.1 \
@@ -178,13 +193,25 @@ start_redis() {
     track $REDIS_PID redis-server
 }
 
+# A TLS-only redis-server (section 7), placed like the plaintext master.
+start_redis_tls() {
+    taskset -c "$CPU_REDIS" redis-server --port 0 --tls-port "$P_TLS" --bind 127.0.0.1 \
+        --tls-cert-file "$TLS_DIR/server.crt" --tls-key-file "$TLS_DIR/server.key" \
+        --tls-ca-cert-file "$TLS_DIR/ca.crt" --tls-auth-clients no \
+        --save '' --appendonly no --dir "$TMP" --dbfilename redis-tls.rdb \
+        --logfile "$TMP/redis-tls.log" --daemonize no >>"$TMP/redis-tls.log" 2>&1 &
+    TLS_REDIS_PID=$!
+    track $TLS_REDIS_PID redis-server-tls
+}
+
 # start_sidecar [wrapper command...], e.g. start_sidecar valgrind --tool=callgrind
+# (SIDECAR_MASTER_PORT, UPSTREAM_EXTRA and SIDECAR_EXTRA change its ini)
 start_sidecar() {
     cat >"$TMP/sidecar.ini" <<EOF
 [proxy]
 listen = 127.0.0.1:$P_SIDECAR
 [upstream]
-master = 127.0.0.1:$P_MASTER
+master = 127.0.0.1:${SIDECAR_MASTER_PORT:-$P_MASTER}
 ${UPSTREAM_EXTRA:-}
 [pool]
 connections = $POOL
@@ -196,6 +223,15 @@ EOF
     taskset -c "$CPU_PROXY" "$@" "$SIDECAR_BIN" -c "$TMP/sidecar.ini" >>"$TMP/sidecar.log" 2>&1 &
     SIDECAR_PID=$!
     track $SIDECAR_PID redis-sidecar
+}
+
+# The sidecar in front of the TLS-only redis-server: plaintext to its
+# clients, TLS on its pool links, the server's certificate checked against
+# the bench CA (name 127.0.0.1, IP SAN).
+start_sidecar_tls() {
+    SIDECAR_MASTER_PORT=$P_TLS UPSTREAM_EXTRA="tls = on
+tls_ca_file = $TLS_DIR/ca.crt
+tls_verify = full" start_sidecar "$@"
 }
 
 start_twemproxy() {
@@ -221,31 +257,47 @@ EOF
     track $TWEM_PID twemproxy
 }
 
+# Targets: direct, twemproxy, sidecar (the plaintext master); direct-tls
+# (the TLS-only redis-server) and sidecar-tls (the sidecar in front of it).
 port_of() {
-    case $1 in direct) echo "$P_MASTER" ;; twemproxy) echo "$P_TWEM" ;; sidecar) echo "$P_SIDECAR" ;; esac
+    case $1 in
+        direct) echo "$P_MASTER" ;; twemproxy) echo "$P_TWEM" ;; sidecar | sidecar-tls) echo "$P_SIDECAR" ;;
+        direct-tls) echo "$P_TLS" ;;
+    esac
 }
 pid_of() {
-    case $1 in direct) echo "$REDIS_PID" ;; twemproxy) echo "$TWEM_PID" ;; sidecar) echo "$SIDECAR_PID" ;; esac
+    case $1 in
+        direct) echo "$REDIS_PID" ;; twemproxy) echo "$TWEM_PID" ;; sidecar | sidecar-tls) echo "$SIDECAR_PID" ;;
+        direct-tls) echo "$TLS_REDIS_PID" ;;
+    esac
+}
+# conn_args TARGET: sets CONN (declare it local first) to the redis-cli /
+# redis-benchmark arguments that reach TARGET
+conn_args() {
+    CONN=(-h 127.0.0.1 -p "$(port_of "$1")")
+    if [ "$1" = direct-tls ]; then CONN+=(--tls --cacert "$TLS_DIR/ca.crt"); fi
 }
 logtail() {
     case $1 in
         twemproxy) tail -n 15 "$TMP/twemproxy.log" "$TMP/twemproxy.stdout.log" 2>/dev/null ;;
-        sidecar) tail -n 15 "$TMP/sidecar.log" 2>/dev/null ;;
+        sidecar | sidecar-tls) tail -n 15 "$TMP/sidecar.log" 2>/dev/null ;;
         direct) tail -n 15 "$TMP/redis.log" 2>/dev/null ;;
+        direct-tls) tail -n 15 "$TMP/redis-tls.log" 2>/dev/null ;;
     esac
 }
 
 # wait_ready TARGET SECONDS: PING answered through it
 wait_ready() {
-    local t=$1 secs=$2 port pid
+    local t=$1 secs=$2 port pid CONN
     port=$(port_of "$t") pid=$(pid_of "$t")
+    conn_args "$t"
     for _ in $(seq $((secs * 10))); do
         if ! kill -0 "$pid" 2>/dev/null; then
             echo "bench: $t (pid $pid) exited during startup:" >&2
             logtail "$t" >&2
             return 1
         fi
-        [ "$(redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null)" = PONG ] && return 0
+        [ "$(redis-cli "${CONN[@]}" ping 2>/dev/null)" = PONG ] && return 0
         sleep 0.1
     done
     echo "bench: $t did not answer PING on port $port within ${secs}s" >&2
@@ -291,7 +343,7 @@ proxy_died() {
     echo "bench: CRASH: $msg; log tail:" >&2
     logtail "$t" >&2
     FAILURES+=("CRASH: $msg (log: bench/out/logs/)")
-    "start_$t"
+    "start_${t//-/_}"
     wait_ready "$t" 10 || die "$t does not come back after its crash"
 }
 
@@ -332,11 +384,14 @@ watch_run() {
     return $rc
 }
 
-# redis_cpu: "SECONDS FIELDS", the master's CPU time so far from INFO cpu:
+# redis_cpu [direct|direct-tls]: "SECONDS FIELDS", the CPU time so far of the
+# master (or of the TLS-only server) from INFO cpu:
 # used_cpu_sys_main_thread + used_cpu_user_main_thread where Redis has them
 # (6.0+), else used_cpu_sys + used_cpu_user. Empty if INFO fails.
 redis_cpu() {
-    redis-cli -h 127.0.0.1 -p "$P_MASTER" info cpu 2>/dev/null | tr -d '\r' | awk -F: '
+    local CONN
+    conn_args "${1:-direct}"
+    redis-cli "${CONN[@]}" info cpu 2>/dev/null | tr -d '\r' | awk -F: '
         $1 == "used_cpu_sys" { s = $2; n++ }
         $1 == "used_cpu_user" { u = $2; n++ }
         $1 == "used_cpu_sys_main_thread" { ms = $2; m++ }
@@ -350,14 +405,15 @@ REDIS_CPU_FIELDS=""     # which INFO cpu fields redis_cpu found
 
 RPS="" RCPU=""  # set by bench_once; RCPU: Redis CPU microseconds per request
 bench_once() {  # TARGET TEST CLIENTS PIPELINE SIZE N
-    local t=$1 test=$2 c=$3 p=$4 d=$5 n=$6 port rc cpu0 cpu1 fields
-    port=$(port_of "$t")
+    local t=$1 test=$2 c=$3 p=$4 d=$5 n=$6 rc cpu0 cpu1 fields server=direct CONN
+    case $t in *-tls) server=direct-tls ;; esac     # whose CPU: the server behind TARGET
+    conn_args "$t"
     RPS="" RCPU=""
-    read -r cpu0 fields < <(redis_cpu)
+    read -r cpu0 fields < <(redis_cpu $server)
     watch_run "$t" $((60 + n / 5000)) "$TMP/rb.out" "$TMP/rb.err" taskset -c "$CPU_CLIENT" \
-        redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -c "$c" -P "$p" -d "$d" -n "$n" --csv
+        redis-benchmark "${CONN[@]}" -t "$test" -c "$c" -P "$p" -d "$d" -n "$n" --csv
     rc=$?
-    read -r cpu1 fields < <(redis_cpu)
+    read -r cpu1 fields < <(redis_cpu $server)
     [ -n "${fields:-}" ] && REDIS_CPU_FIELDS=$fields
     RPS=$(awk -F'"' -v t="${test^^}" '$2 == t { print $4 }' "$TMP/rb.out")
     if [ $rc != 0 ] || [ -z "$RPS" ] || [ -n "$WATCH" ]; then
@@ -371,9 +427,11 @@ bench_once() {  # TARGET TEST CLIENTS PIPELINE SIZE N
 }
 
 # populate KEY for GET workloads (redis-benchmark without -r uses one key)
-populate() { # SIZE
-    redis-benchmark -h 127.0.0.1 -p "$P_MASTER" -t set -n 100 -c 1 -d "$1" -q >/dev/null 2>&1 ||
-        die "could not populate the master"
+populate() { # SIZE [direct|direct-tls]
+    local CONN
+    conn_args "${2:-direct}"
+    redis-benchmark "${CONN[@]}" -t set -n 100 -c 1 -d "$1" -q >/dev/null 2>&1 ||
+        die "could not populate the ${2:-direct} server"
 }
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print ""; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
@@ -396,13 +454,64 @@ stale_note() {
     make -q redis-sidecar >/dev/null 2>&1 || echo "; the binary is OLDER than the sources: run make"
 }
 
+# make_tls_certs: a CA and a server certificate signed by it (EC prime256v1,
+# SAN DNS:localhost, IP:127.0.0.1, valid 2 days) in TLS_DIR; openssl's
+# output goes to openssl.log.
+make_tls_certs() {
+    mkdir -p "$TLS_DIR" || return 1
+    cat >"$TLS_DIR/openssl.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = unused
+[ca_ext]
+basicConstraints = critical, CA:true
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = CA:false
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth, clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+subjectAltName = DNS:localhost, IP:127.0.0.1
+EOF
+    (
+        cd "$TLS_DIR" &&
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out ca.key &&
+        openssl req -x509 -new -key ca.key -sha256 -days 2 -subj "/CN=redis-sidecar bench CA" \
+            -config openssl.cnf -extensions ca_ext -out ca.crt &&
+        openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:prime256v1 -out server.key &&
+        openssl req -new -key server.key -subj "/CN=localhost" -config openssl.cnf -out server.csr &&
+        openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+            -sha256 -extfile openssl.cnf -extensions server_ext -out server.crt &&
+        openssl verify -CAfile ca.crt server.crt
+    ) >>"$TMP/openssl.log" 2>&1
+}
+
+# stop_tracked PID SIGNAL SECONDS: stop_proc if PID is one of ours still running
+stop_tracked() {
+    [ -n "$1" ] && [ -n "${PIDS[$1]:-}" ] || return 0
+    stop_proc "$@"
+}
+
 # ===========================================================================
 echo "redis-sidecar benchmark, $MODE"
 [ -n "$(stale_note)" ] && echo "warning: $SIDECAR_BIN is older than its sources (make -q); \`make bench\` rebuilds it first"
 echo "placement: $PLACEMENT"
-echo "ports: master $P_MASTER, twemproxy $P_TWEM (stats $P_STATS), redis-sidecar $P_SIDECAR; open files limit $NOFILE"
+if [ "$TLS_ONLY" = 1 ]; then
+    echo "ports: TLS redis-server $P_TLS, redis-sidecar $P_SIDECAR; open files limit $NOFILE"
+else
+    echo "ports: master $P_MASTER, twemproxy $P_TWEM (stats $P_STATS), redis-sidecar $P_SIDECAR, TLS redis-server $P_TLS; open files limit $NOFILE"
+fi
 echo "temp dir: $TMP"
 echo
+
+echo "workload,repetition,target,requests,req_per_sec,redis_cpu_us_per_req" >"$OUT/runs.csv"
+
+# Sections 1-6 (BENCH_TLS_ONLY=1 skips them), against the plaintext master.
+if [ "$TLS_ONLY" != 1 ]; then
 
 start_redis
 wait_ready direct 10 || die "redis-server did not start"
@@ -423,7 +532,6 @@ done
 
 # --- 1. throughput ---------------------------------------------------------
 declare -A RUNS=() CPUR=()  # "label|target" -> "rps rps rps" / "us us us" (Redis CPU per request)
-echo "workload,repetition,target,requests,req_per_sec,redis_cpu_us_per_req" >"$OUT/runs.csv"
 echo "== throughput: $REPS repetition(s) per target, interleaved; -n $N_P1 (P1) / $N_P16 (P16); req/s (Redis CPU us/request)"
 for wl in "${WORKLOADS[@]}"; do
     IFS='|' read -r label test c p d n <<<"$wl"
@@ -697,10 +805,102 @@ TX_LINE="transactions (MULTI/SET/EXEC, one client, last repetition): direct $(tx
 
 stop_proc "$REDIS_PID" TERM 10
 
+fi  # end of sections 1-6
+
+# --- 7. TLS to Redis: redis-benchmark --tls direct vs the sidecar, TLS upstream --
+# A TLS-only redis-server placed like the master. Direct, each of
+# redis-benchmark's connections is its own TLS session on Redis (handshake,
+# then records to decrypt and encrypt on every connection); through the
+# sidecar the app side is plaintext on loopback and Redis sees the pool's
+# few TLS links, many clients' requests arriving together on them.
+# twemproxy has no TLS: no row.
+TLS_WORKLOADS=(
+    "SET -c 50 -P 1|set|50|1|3|$N_P1"
+    "GET -c 50 -P 1|get|50|1|3|$N_P1"
+    "SET -c 50 -P 16|set|50|16|3|$N_P16"
+    "GET -c 50 -P 16|get|50|16|3|$N_P16"
+    "SET -c 500 -P 1|set|500|1|3|$N_P1"
+    "GET -c 500 -P 1|get|500|1|3|$N_P1"
+)
+TLS_TARGETS=(direct-tls sidecar-tls)
+declare -A TLS_RUNS=() TLS_CPUR=() TLS_MED=() TLS_MEDCPU=()
+TLS_SKIP="" TLS_PROTO=""
+
+# tls_start: certificates, the TLS redis-server, the sidecar in front of it,
+# and a SET through the sidecar read back from the server. On failure,
+# TLS_SKIP says why.
+tls_start() {
+    local v got CONN
+    make_tls_certs || { TLS_SKIP="openssl could not make the bench certificates (log: bench/out/logs/openssl.log)"; return 1; }
+    start_redis_tls
+    wait_ready direct-tls 10 || { TLS_SKIP="the TLS-only redis-server did not start (log: bench/out/logs/redis-tls.log)"; return 1; }
+    start_sidecar_tls
+    wait_ready sidecar-tls 10 || { TLS_SKIP="redis-sidecar with tls = on did not start (log: bench/out/logs/sidecar.log)"; return 1; }
+    v="bench-tls-$RANDOM"
+    conn_args direct-tls
+    redis-cli -h 127.0.0.1 -p "$P_SIDECAR" set bench:sanity "$v" >/dev/null 2>&1
+    got=$(redis-cli "${CONN[@]}" get bench:sanity 2>/dev/null)
+    [ "$got" = "$v" ] || { TLS_SKIP="the TLS sidecar did not pass SET bench:sanity through to the TLS server (it has \"$got\")"; return 1; }
+    TLS_PROTO=$(openssl s_client -connect "127.0.0.1:$P_TLS" -CAfile "$TLS_DIR/ca.crt" </dev/null 2>/dev/null |
+        sed -n 's/^New, \(.*\), Cipher is \(.*\)$/\1 \2/p' | head -n 1)
+    return 0
+}
+
+echo
+echo "== TLS to Redis: redis-benchmark --tls direct vs plaintext through the sidecar (tls = on upstream); $REPS repetition(s), interleaved; req/s (Redis CPU us/request)"
+if tls_start; then
+    echo "  TLS-only redis-server on port $P_TLS (${TLS_PROTO:-protocol/cipher unknown}); certificates in $TLS_DIR"
+    for wl in "${TLS_WORKLOADS[@]}"; do
+        IFS='|' read -r label test c p d n <<<"$wl"
+        [ "$test" = get ] && populate "$d" direct-tls
+        for rep in $(seq "$REPS"); do
+            line="  $label  rep $rep:"
+            for t in "${TLS_TARGETS[@]}"; do
+                if bench_once "$t" "$test" "$c" "$p" "$d" "$n"; then
+                    TLS_RUNS["$label|$t"]+="$RPS "
+                    TLS_CPUR["$label|$t"]+="$RCPU "
+                    line+="  $t $(fmt_int "$RPS") ($(fmt_us "$RCPU") us)"
+                    echo "TLS $label,$rep,$t,$n,$RPS,$RCPU" >>"$OUT/runs.csv"
+                else
+                    line+="  $t FAILED"
+                    echo "TLS $label,$rep,$t,$n,," >>"$OUT/runs.csv"
+                    FAILURES+=("FAIL: $t, TLS $label, repetition $rep: $RB_ERR")
+                fi
+                pid=$(pid_of "$t")
+                if ! kill -0 "$pid" 2>/dev/null; then
+                    [ "$t" = direct-tls ] && die "the TLS redis-server died during $label: $(logtail direct-tls)"
+                    proxy_died "$t" "TLS $label, repetition $rep"
+                    line+=" (CRASHED)"
+                fi
+            done
+            echo "$line"
+        done
+    done
+    stop_proc "$SIDECAR_PID" TERM 10
+    [ "$STOP_STATUS" = 0 ] || FAILURES+=("redis-sidecar (tls = on) did not exit cleanly on SIGTERM after the TLS runs: $(describe_status "$STOP_STATUS")")
+else
+    [ "$TLS_ONLY" = 1 ] && die "$TLS_SKIP"
+    echo "bench: $TLS_SKIP; no TLS rows" >&2
+    FAILURES+=("FAIL: TLS section skipped: $TLS_SKIP")
+    stop_tracked "$SIDECAR_PID" TERM 10
+fi
+stop_tracked "$TLS_REDIS_PID" TERM 10
+for wl in "${TLS_WORKLOADS[@]}"; do
+    IFS='|' read -r label _ <<<"$wl"
+    for t in "${TLS_TARGETS[@]}"; do
+        TLS_MED["$label|$t"]=$(echo "${TLS_RUNS["$label|$t"]:-}" | median)
+        TLS_MEDCPU["$label|$t"]=$(echo "${TLS_CPUR["$label|$t"]:-}" | median)
+    done
+done
+
 # --- report ---------------------------------------------------------------
 ELAPSED=$(( $(date +%s) - T_START ))
+verdict() { [ "$1" = 1 ] && echo PASS || echo SHORT; }
+met() { [ "$1" = 1 ] && echo met || echo "NOT met"; }
+TBL=() RSS_L=() LINK_L=() LAT_L=() IPR_L=() TGT_L=()
+if [ "$TLS_ONLY" != 1 ]; then     # sections 1-6
 TW_SHORT=() ALL_TW=1
-TBL=()          # rows: workload|direct|twem|sidecar|s/d|s/t|Redis us/req direct|twem|sidecar
+# TBL rows: workload|direct|twem|sidecar|s/d|s/t|Redis us/req direct|twem|sidecar
 for wl in "${WORKLOADS[@]}"; do
     IFS='|' read -r label _ <<<"$wl"
     d=${MED["$label|direct"]} tw=${MED["$label|twemproxy"]} s=${MED["$label|sidecar"]}
@@ -716,7 +916,6 @@ for test in SET GET; do
     ge "${MED["$label|sidecar"]}" "${MED["$label|direct"]}" || C500_OK=0
     C500_TXT+="${C500_TXT:+, }$test ${r:-FAILED}x"
 done
-verdict() { [ "$1" = 1 ] && echo PASS || echo SHORT; }
 # Informational: Redis CPU per request, direct vs sidecar, at -c 500 -P 1
 CPU500_TXT=""
 for test in SET GET; do
@@ -742,7 +941,6 @@ rss_line() { # TARGET
 }
 name_of() { case $1 in twemproxy) echo "twemproxy" ;; sidecar) echo "redis-sidecar" ;; direct) echo "direct" ;; esac; }
 
-RSS_L=() LINK_L=() IPR_L=() TGT_L=()
 for t in twemproxy sidecar; do RSS_L+=("RSS, $(name_of $t): $(rss_line $t)"); done
 LINK_L+=("upstream links, direct: ${LINK[direct]} client connections (${LINK_NOTE[direct]})")
 for t in twemproxy sidecar; do LINK_L+=("upstream links, $(name_of $t): ${LINK[$t]} (${LINK_NOTE[$t]}; configured pool $POOL)"); done
@@ -761,25 +959,61 @@ TGT_L+=("[$V_RSS] less RSS than twemproxy with $IDLE idle clients (sidecar $(fmt
 TGT_L+=("[info] Redis CPU per request at -c 500 -P 1: $CPU500_TXT")
 V_R3=$(ge "$R3_RATIO" 0.95 && echo PASS || echo SHORT)
 TGT_L+=("[$V_R3] RESP3 within 5% of RESP2 through the sidecar at -c 50 -P 16 (${R3_RATIO}x)")
+fi  # sections 1-6
+
+# 7. TLS rows: workload|direct TLS|sidecar|s/d|Redis us/req direct TLS|sidecar|CPU s/d
+TLS_TBL=()
+for wl in "${TLS_WORKLOADS[@]}"; do
+    IFS='|' read -r label _ <<<"$wl"
+    d=${TLS_MED["$label|direct-tls"]} s=${TLS_MED["$label|sidecar-tls"]}
+    cd_=${TLS_MEDCPU["$label|direct-tls"]} cs_=${TLS_MEDCPU["$label|sidecar-tls"]}
+    TLS_TBL+=("$label|$(fmt_int "$d")|$(fmt_int "$s")|$(fmt_x "$(ratio "$s" "$d")")|$(fmt_us "$cd_")|$(fmt_us "$cs_")|$(fmt_x "$(ratio "$cs_" "$cd_")")")
+done
+# Targets at -c 500 -P 1, SET and GET each must meet them; the medians
+# themselves are compared, not the rounded ratios shown.
+TLS_CPU_OK=1 TLS_CPU_TXT="" TLS_TP_OK=1 TLS_TP_TXT=""
+for test in SET GET; do
+    label="$test -c 500 -P 1"
+    d=${TLS_MED["$label|direct-tls"]} s=${TLS_MED["$label|sidecar-tls"]}
+    cd_=${TLS_MEDCPU["$label|direct-tls"]} cs_=${TLS_MEDCPU["$label|sidecar-tls"]}
+    awk -v s="$cs_" -v d="$cd_" 'BEGIN { exit !(s != "" && d != "" && d > 0 && s <= 0.5 * d) }' || TLS_CPU_OK=0
+    r=$(ratio "$cs_" "$cd_")
+    TLS_CPU_TXT+="${TLS_CPU_TXT:+, }$test ${r:-FAILED}${r:+x} ($(fmt_us "$cs_") vs $(fmt_us "$cd_") µs)"
+    ge "$s" "$d" || TLS_TP_OK=0
+    r=$(ratio "$s" "$d")
+    TLS_TP_TXT+="${TLS_TP_TXT:+, }$test ${r:-FAILED}${r:+x} ($(fmt_int "$s") vs $(fmt_int "$d") req/s)"
+done
+TLS_SKIP_TXT=${TLS_SKIP:+; the TLS section did not run: $TLS_SKIP}
+TGT_L+=("[$(verdict $TLS_CPU_OK)] TLS: Redis CPU per request behind the sidecar ≤ 0.5× direct TLS at -c 500 -P 1: $(met $TLS_CPU_OK) (sidecar/direct: $TLS_CPU_TXT)$TLS_SKIP_TXT")
+TGT_L+=("[$(verdict $TLS_TP_OK)] TLS: sidecar throughput ≥ 1.0× direct TLS at -c 500 -P 1: $(met $TLS_TP_OK) (sidecar/direct: $TLS_TP_TXT)$TLS_SKIP_TXT")
 
 NOTES=(
     "mode: $MODE; $REPS repetition(s) per target, median shown; -n $N_P1 for -P 1, $N_P16 for -P 16; redis-benchmark default keyspace (one key), GET key populated first with the workload's value size"
     "placement: $PLACEMENT"
     "placement consequence: $PLACEMENT_EFFECT"
     "Redis CPU: ${REDIS_CPU_FIELDS:-used_cpu_sys + used_cpu_user (INFO cpu did not answer)} from the master's INFO cpu just before and just after each redis-benchmark run; the difference divided by the run's requests, in microseconds of Redis CPU per request; median over the repetitions like req/s. It includes Redis accepting and closing redis-benchmark's connections when direct (through a proxy, Redis only sees the proxy's persistent links) and the one INFO call"
+)
+[ "$TLS_ONLY" = 1 ] || NOTES+=(
     "twemproxy: nutcracker, server_connections $POOL, client_connections 0 (unlimited), default 16 KiB mbufs, -v 4; redis-sidecar: [pool] connections $POOL, log level warn"
     "RSS: VmRSS from /proc/PID/status of a freshly started proxy, before and with $IDLE connections from one Python process, each of which sent PING and read PONG"
     "links: max over samples of the lines in the master's CLIENT LIST (minus the redis-cli asking) while redis-benchmark -t get -c 500 -P 1 -n $N_LINKS ran through the proxy alone"
     "instructions: callgrind total Ir of the proxy for '$CG_CMD' minus a run that starts, answers one PING, waits 3 s and stops; divided by $CG_REQ requests (includes the 100 client connects/closes); the sidecar without leases kept ready (min_idle_leases = 0)"
 )
+NOTES+=(
+    "TLS (section 7): a CA and a server certificate (EC prime256v1, SAN DNS:localhost, IP:127.0.0.1) made with the openssl command; a TLS-only redis-server (--port 0 --tls-port, --tls-auth-clients no) on CPU $CPU_REDIS like the master; direct TLS: redis-benchmark --tls --cacert against it, each connection a full handshake; sidecar: plaintext redis-benchmark to the sidecar on loopback, the sidecar (CPU $CPU_PROXY, [pool] connections $POOL) with [upstream] tls = on, tls_ca_file = the bench CA, tls_verify = full; negotiated ${TLS_PROTO:-(unknown)} (openssl s_client with defaults, as redis-benchmark and the sidecar use OpenSSL's defaults). SET/GET with 3-byte values at -c 50 -P 1, -c 50 -P 16, -c 500 -P 1, the GET key populated over TLS first, same -n as the plaintext rows, the two targets alternating, $REPS repetition(s), median. Redis CPU as above, from the TLS server's INFO cpu, read over TLS (so each sample adds one TLS handshake to the run's Redis CPU)"
+    "TLS: twemproxy has no TLS, so it has no row in the TLS table"
+)
 
-VERS="redis-server $(redis-server --version | grep -o 'v=[^ ]*' | cut -c3-), $("$NUTCRACKER_BIN" -V 2>&1 | head -1 | sed "s/^This is //"), $(valgrind --version), $("$SIDECAR_BIN" --version 2>/dev/null) (binary $SIDECAR_BIN built $(date -u -r "$SIDECAR_BIN" '+%Y-%m-%d %H:%M UTC'); $(git_note)$(stale_note))"
+VERS="redis-server $(redis-server --version | grep -o 'v=[^ ]*' | cut -c3-)"
+[ "$TLS_ONLY" = 1 ] || VERS+=", $("$NUTCRACKER_BIN" -V 2>&1 | head -1 | sed "s/^This is //"), $(valgrind --version)"
+VERS+=", $(openssl version | cut -d' ' -f1-2), $("$SIDECAR_BIN" --version 2>/dev/null) (binary $SIDECAR_BIN built $(date -u -r "$SIDECAR_BIN" '+%Y-%m-%d %H:%M UTC'); $(git_note)$(stale_note))"
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 
 # terminal
 {
     echo
     echo "== results ($MODE), $(date -u '+%Y-%m-%d %H:%M UTC'), took ${ELAPSED}s"
+    if [ "$TLS_ONLY" != 1 ]; then
     printf '%-24s | %13s | %15s | %13s | %14s | %17s | %s\n' "" "" "" "" "" "" " Redis CPU µs/request"
     printf '%-24s | %13s | %15s | %13s | %14s | %17s | %7s | %9s | %7s\n' workload "direct req/s" "twemproxy req/s" "sidecar req/s" "sidecar/direct" "sidecar/twemproxy" direct twemproxy sidecar
     printf '%s\n' "-------------------------+---------------+-----------------+---------------+----------------+-------------------+---------+-----------+--------"
@@ -788,7 +1022,18 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
         printf '%-24s | %13s | %15s | %13s | %14s | %17s | %7s | %9s | %7s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h" "$i"
     done
     echo
-    printf '%s\n' "${RSS_L[@]}" "" "${LINK_L[@]}" "" "${LAT_L[@]}" "" "${IPR_L[@]}" "" "${TGT_L[@]}"
+    printf '%s\n' "${RSS_L[@]}" "" "${LINK_L[@]}" "" "${LAT_L[@]}" "" "${IPR_L[@]}" ""
+    fi
+    echo "TLS to Redis (redis-benchmark --tls direct vs plaintext through the sidecar, TLS upstream)${TLS_SKIP:+: did not run: $TLS_SKIP}"
+    printf '%-16s | %16s | %13s | %14s | %s\n' "" "" "" "" " Redis CPU µs/request"
+    printf '%-16s | %16s | %13s | %14s | %10s | %7s | %14s\n' workload "direct TLS req/s" "sidecar req/s" "sidecar/direct" "direct TLS" sidecar "sidecar/direct"
+    printf '%s\n' "-----------------+------------------+---------------+----------------+------------+---------+---------------"
+    for row in "${TLS_TBL[@]}"; do
+        IFS='|' read -r a b c d e f g <<<"$row"
+        printf '%-16s | %16s | %13s | %14s | %10s | %7s | %14s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g"
+    done
+    echo
+    printf '%s\n' "${TGT_L[@]}"
     if [ ${#FAILURES[@]} -gt 0 ]; then
         echo
         echo "problems:"
@@ -805,6 +1050,7 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
     echo "# redis-sidecar benchmark"
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $MODE, took ${ELAPSED}s. Versions: $VERS. CPU: $CPU_MODEL, ${#CPUS[@]} usable core(s)."
+    if [ "$TLS_ONLY" != 1 ]; then
     echo
     echo "| workload | direct req/s | twemproxy req/s | sidecar req/s | sidecar/direct | sidecar/twemproxy | Redis µs/req direct | Redis µs/req twemproxy | Redis µs/req sidecar |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -822,6 +1068,20 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
     printf -- '- %s\n' "${LAT_L[@]}"
     echo
     printf -- '- %s\n' "${IPR_L[@]}"
+    fi
+    echo
+    echo "## TLS to Redis"
+    echo
+    echo "redis-benchmark --tls straight to a TLS-only redis-server, and plaintext through the sidecar on loopback, which speaks TLS to that server. twemproxy has no TLS, so no twemproxy row.${TLS_SKIP:+ **Did not run: $TLS_SKIP.**}"
+    echo
+    echo "| workload | direct TLS req/s | sidecar req/s | sidecar/direct | Redis µs/req direct TLS | Redis µs/req sidecar | Redis CPU ratio sidecar/direct |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for row in "${TLS_TBL[@]}"; do
+        IFS='|' read -r a b c d e f g <<<"$row"
+        echo "| $a | $b | $c | $d | $e | $f | $g |"
+    done
+    echo
+    echo "Redis µs/req: the TLS server's own CPU time per request (INFO cpu before and after each run), median over the repetitions."
     echo
     echo "## Targets"
     echo
@@ -841,10 +1101,18 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
     echo
     echo "| workload | target | req/s runs | Redis µs/req runs |"
     echo "|---|---|---|---|"
+    if [ "$TLS_ONLY" != 1 ]; then
     for wl in "${WORKLOADS[@]}"; do
         IFS='|' read -r label _ <<<"$wl"
         for t in "${TARGETS[@]}"; do
             echo "| $label | $t | $(for v in ${RUNS["$label|$t"]:-}; do printf '%.0f ' "$v"; done) | $(for v in ${CPUR["$label|$t"]:-}; do printf '%.2f ' "$v"; done) |"
+        done
+    done
+    fi
+    for wl in "${TLS_WORKLOADS[@]}"; do
+        IFS='|' read -r label _ <<<"$wl"
+        for t in "${TLS_TARGETS[@]}"; do
+            echo "| TLS $label | $t | $(for v in ${TLS_RUNS["$label|$t"]:-}; do printf '%.0f ' "$v"; done) | $(for v in ${TLS_CPUR["$label|$t"]:-}; do printf '%.2f ' "$v"; done) |"
         done
     done
 } >"$OUT/results.md"
