@@ -6,7 +6,7 @@ OPT     ?= -O2 -g -flto=auto
 SANFLAGS ?=
 override CFLAGS += $(OPT) $(SANFLAGS) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
 override LDFLAGS += $(SANFLAGS)
-LDLIBS  := -lev -lhiredis -linih -lssl -lcrypto -lm
+LDLIBS  := -lev -lhiredis -linih -ldl -lm
 PYTHON  := /usr/bin/python3
 
 LIB_SRC   := lib/buf.c lib/cidr.c lib/httpreq.c lib/log.c lib/net.c lib/peer.c lib/resp.c \
@@ -72,7 +72,7 @@ $(BUILD)/tests/test_peer: tests/unit/test_peer.c $(BUILD)/lib/peer.o
 # lib/tls.c on its own against TLS-only redis-servers.
 $(BUILD)/tests/test_tls: tests/unit/test_tls.c $(BUILD)/lib/tls.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ -lssl -lcrypto
+	$(CC) $(CFLAGS) -o $@ $^ -ldl
 $(BUILD)/tests/test_topk: tests/unit/test_topk.c $(BUILD)/lib/topk.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lm
@@ -80,14 +80,14 @@ $(BUILD)/tests/test_command: tests/unit/test_command.c $(BUILD)/proxy/command.o 
 		$(BUILD)/health/checker.o $(BUILD)/health/conn.o $(BUILD)/lib/log.o \
 		$(BUILD)/lib/buf.o $(BUILD)/lib/net.o $(BUILD)/lib/tls.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -lssl -lcrypto
+	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -ldl
 
 $(BUILD)/tests/test_stats: tests/unit/test_stats.c $(BUILD)/proxy/stats.o $(BUILD)/pool/pool.o \
 		$(BUILD)/pool/link.o $(BUILD)/pool/req.o $(BUILD)/health/topology.o \
 		$(BUILD)/health/checker.o $(BUILD)/health/conn.o $(BUILD)/lib/buf.o $(BUILD)/lib/net.o \
 		$(BUILD)/lib/log.o $(BUILD)/lib/resp.o $(BUILD)/lib/cidr.o $(BUILD)/lib/tls.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -lssl -lcrypto -lm
+	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -ldl -lm
 
 $(BUILD)/tests/test_router: tests/unit/test_router.c $(BUILD)/proxy/router.o \
 		$(BUILD)/proxy/command.o $(BUILD)/pool/pool.o $(BUILD)/pool/link.o $(BUILD)/pool/req.o \
@@ -95,7 +95,7 @@ $(BUILD)/tests/test_router: tests/unit/test_router.c $(BUILD)/proxy/router.o \
 		$(BUILD)/lib/buf.o $(BUILD)/lib/net.o $(BUILD)/lib/log.o $(BUILD)/lib/resp.o \
 		$(BUILD)/lib/cidr.o $(BUILD)/lib/tls.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -lssl -lcrypto -lm
+	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -ldl -lm
 
 $(BUILD)/tests/test_httpreq: tests/unit/test_httpreq.c $(BUILD)/lib/httpreq.o
 	@mkdir -p $(dir $@)
@@ -125,7 +125,7 @@ $(BUILD)/fuzz_router: tests/fuzz/fuzz_router.c tests/fuzz/fuzz.h $(BUILD)/proxy/
 		$(BUILD)/health/topology.o $(BUILD)/health/checker.o $(BUILD)/health/conn.o \
 		$(BUILD)/lib/buf.o $(BUILD)/lib/net.o $(BUILD)/lib/log.o $(BUILD)/lib/resp.o \
 		$(BUILD)/lib/cidr.o $(BUILD)/lib/tls.o
-	$(FUZZ_LINK) -lhiredis -lev -lssl -lcrypto -lm
+	$(FUZZ_LINK) -lhiredis -lev -ldl -lm
 $(BUILD)/fuzz_httpreq: tests/fuzz/fuzz_httpreq.c tests/fuzz/fuzz.h $(BUILD)/lib/httpreq.o
 	$(FUZZ_LINK)
 

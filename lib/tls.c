@@ -1,8 +1,16 @@
 /* OpenSSL 3 behind a small client API: contexts with references, sessions
- * kept per node for resumption, reasons as one line. */
+ * kept per node for resumption, reasons as one line.
+ *
+ * libssl is loaded (dlopen) when the first context is made, not linked: a
+ * sidecar without TLS does not carry its 1.7 MB of mapped, relocated
+ * library (about 460 KB of it private to the process). Every OpenSSL call
+ * goes through ossl, filled from the library once; the headers still give
+ * the types and prototypes. */
 #include "tls.h"
 
+#include <dlfcn.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +18,60 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+
+#define OSSL_LIB "libssl.so.3"     /* Debian's libssl3, with libcrypto.so.3 */
+
+/* The functions used (macros such as SSL_CTX_set_mode are SSL_CTX_ctrl). */
+#define OSSL_FUNCS(X)                                                            \
+    X(SSL_CTX_new) X(TLS_client_method) X(SSL_CTX_ctrl) X(SSL_CTX_set_options)   \
+    X(SSL_CTX_sess_set_new_cb) X(SSL_CTX_load_verify_locations)                  \
+    X(SSL_CTX_set_default_verify_paths) X(SSL_CTX_use_certificate_chain_file)    \
+    X(SSL_CTX_use_PrivateKey_file) X(SSL_CTX_check_private_key)                  \
+    X(SSL_CTX_set_verify) X(SSL_CTX_free) X(SSL_SESSION_free) X(SSL_SESSION_dup) \
+    X(SSL_new) X(SSL_set_ex_data) X(SSL_get_ex_data) X(SSL_set_fd)               \
+    X(SSL_set_connect_state) X(SSL_ctrl) X(SSL_set1_host) X(SSL_set_session)     \
+    X(SSL_free) X(SSL_get_error) X(SSL_get_verify_result) X(SSL_do_handshake)    \
+    X(SSL_read_ex) X(SSL_write_ex) X(ERR_get_error) X(ERR_error_string_n)        \
+    X(ERR_clear_error) X(ERR_peek_error) X(a2i_IPADDRESS)                        \
+    X(ASN1_OCTET_STRING_free) X(X509_verify_cert_error_string) X(SSL_session_reused)
+
+#define OSSL_FIELD(f) __typeof__(f) *f;
+static struct {
+    OSSL_FUNCS(OSSL_FIELD)
+} ossl;
+#define OSSL_NAME(f) {#f, offsetof(__typeof__(ossl), f)},
+static const struct {
+    const char *name;
+    size_t      off;
+} ossl_names[] = {OSSL_FUNCS(OSSL_NAME)};
+#define O(f) (ossl.f)
+
+/* 0 once every function is found; -1 with why in err (the library is
+ * missing, or not OpenSSL 3). Tried again on the next call after a
+ * failure. */
+static int ossl_load(char *err, size_t errlen)
+{
+    static void *lib;
+
+    if (lib)
+        return 0;
+    void *h = dlopen(OSSL_LIB, RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(err, errlen, "TLS: cannot load %s (install libssl3): %s", OSSL_LIB, dlerror());
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof ossl_names / sizeof ossl_names[0]; i++) {
+        void *f = dlsym(h, ossl_names[i].name);
+        if (!f) {
+            snprintf(err, errlen, "TLS: %s has no %s", OSSL_LIB, ossl_names[i].name);
+            dlclose(h);
+            return -1;
+        }
+        memcpy((char *)&ossl + ossl_names[i].off, &f, sizeof f);
+    }
+    lib = h;
+    return 0;
+}
 
 struct tls_ctx {
     SSL_CTX        *ssl;
@@ -29,11 +91,11 @@ struct tls_conn {
 /* The first error OpenSSL queued, as text, and the queue emptied. */
 static void queued_error(char *err, size_t errlen, const char *what)
 {
-    unsigned long e = ERR_get_error();
+    unsigned long e = O(ERR_get_error)();
     char buf[256];
 
     if (e) {
-        ERR_error_string_n(e, buf, sizeof buf);
+        O(ERR_error_string_n)(e, buf, sizeof buf);
         /* "error:0A000086:SSL routines::certificate verify failed": the
          * part after the last colon is the part for people */
         const char *r = strrchr(buf, ':');
@@ -42,31 +104,33 @@ static void queued_error(char *err, size_t errlen, const char *what)
     } else {
         snprintf(err, errlen, "TLS: %s", what ? what : "failed");
     }
-    ERR_clear_error();
+    O(ERR_clear_error)();
 }
 
 /* TLS 1.3 sends its session tickets after the handshake: each new one
  * replaces the node's. */
 static int new_session(SSL *ssl, SSL_SESSION *sess)
 {
-    struct tls_conn *c = SSL_get_app_data(ssl);
+    struct tls_conn *c = O(SSL_get_ex_data)(ssl, 0);
 
     if (!c || !c->resume)
         return 0;
     /* a copy: the connection's own is marked unusable when it is freed
      * without a shutdown, which is how links end */
     tls_resume_clear(c->resume);
-    c->resume->session = SSL_SESSION_dup(sess);
+    c->resume->session = O(SSL_SESSION_dup)(sess);
     c->resume->gen = c->ctx->gen;
     return 0;
 }
 
 struct tls_ctx *tls_ctx_new(const struct tls_settings *s, char *err, size_t errlen)
 {
-    struct tls_ctx *c = calloc(1, sizeof *c);
+    struct tls_ctx *c;
     SSL_CTX *ssl = NULL;
 
-    if (!c || !(ssl = SSL_CTX_new(TLS_client_method()))) {
+    if (ossl_load(err, errlen) < 0)
+        return NULL;
+    if (!(c = calloc(1, sizeof *c)) || !(ssl = O(SSL_CTX_new)(O(TLS_client_method)()))) {
         snprintf(err, errlen, "TLS: out of memory");
         free(c);
         return NULL;
@@ -75,14 +139,16 @@ struct tls_ctx *tls_ctx_new(const struct tls_settings *s, char *err, size_t errl
     c->verify = s->verify;
     c->refs = 1;
     c->gen = ++ctx_gen;
-    SSL_CTX_set_min_proto_version(ssl, TLS1_2_VERSION);
-    SSL_CTX_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    O(SSL_CTX_ctrl)(ssl, SSL_CTRL_SET_MIN_PROTO_VERSION, TLS1_2_VERSION, NULL);
+    O(SSL_CTX_ctrl)(ssl, SSL_CTRL_MODE,
+                    SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER, NULL);
     /* Redis may close without close_notify: that is a close, not an error */
-    SSL_CTX_set_options(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
-    SSL_CTX_set_session_cache_mode(ssl, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
-    SSL_CTX_sess_set_new_cb(ssl, new_session);
-    if (s->ca_file ? SSL_CTX_load_verify_locations(ssl, s->ca_file, NULL) != 1
-                   : SSL_CTX_set_default_verify_paths(ssl) != 1) {
+    O(SSL_CTX_set_options)(ssl, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    O(SSL_CTX_ctrl)(ssl, SSL_CTRL_SET_SESS_CACHE_MODE,
+                    SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE, NULL);
+    O(SSL_CTX_sess_set_new_cb)(ssl, new_session);
+    if (s->ca_file ? O(SSL_CTX_load_verify_locations)(ssl, s->ca_file, NULL) != 1
+                   : O(SSL_CTX_set_default_verify_paths)(ssl) != 1) {
         queued_error(err, errlen, s->ca_file ? s->ca_file : "the system's CA store");
         goto fail;
     }
@@ -92,27 +158,27 @@ struct tls_ctx *tls_ctx_new(const struct tls_settings *s, char *err, size_t errl
                      "tls_key_file");
             goto fail;
         }
-        if (SSL_CTX_use_certificate_chain_file(ssl, s->cert_file) != 1) {
+        if (O(SSL_CTX_use_certificate_chain_file)(ssl, s->cert_file) != 1) {
             queued_error(err, errlen, s->cert_file);
             goto fail;
         }
-        if (SSL_CTX_use_PrivateKey_file(ssl, s->key_file, SSL_FILETYPE_PEM) != 1) {
+        if (O(SSL_CTX_use_PrivateKey_file)(ssl, s->key_file, SSL_FILETYPE_PEM) != 1) {
             queued_error(err, errlen, s->key_file);
             if (strstr(err, "key values mismatch"))   /* OpenSSL's words for it */
                 snprintf(err, errlen, "TLS: %s does not match the certificate in %s",
                          s->key_file, s->cert_file);
             goto fail;
         }
-        if (SSL_CTX_check_private_key(ssl) != 1) {
+        if (O(SSL_CTX_check_private_key)(ssl) != 1) {
             queued_error(err, errlen, "tls_key_file does not match tls_cert_file");
             goto fail;
         }
     }
-    SSL_CTX_set_verify(ssl, s->verify == TLS_VERIFY_OFF ? SSL_VERIFY_NONE : SSL_VERIFY_PEER,
+    O(SSL_CTX_set_verify)(ssl, s->verify == TLS_VERIFY_OFF ? SSL_VERIFY_NONE : SSL_VERIFY_PEER,
                        NULL);
     return c;
 fail:
-    SSL_CTX_free(ssl);
+    O(SSL_CTX_free)(ssl);
     free(c);
     return NULL;
 }
@@ -125,7 +191,7 @@ void tls_ctx_ref(struct tls_ctx *c)
 void tls_ctx_unref(struct tls_ctx *c)
 {
     if (c && --c->refs == 0) {
-        SSL_CTX_free(c->ssl);
+        O(SSL_CTX_free)(c->ssl);
         free(c);
     }
 }
@@ -133,7 +199,7 @@ void tls_ctx_unref(struct tls_ctx *c)
 void tls_resume_clear(struct tls_resume *r)
 {
     if (r->session)
-        SSL_SESSION_free(r->session);
+        O(SSL_SESSION_free)(r->session);
     r->session = NULL;
 }
 
@@ -142,26 +208,27 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, const char *name,
 {
     struct tls_conn *c = calloc(1, sizeof *c);
 
-    if (!c || !(c->ssl = SSL_new(ctx->ssl))) {
+    if (!c || !(c->ssl = O(SSL_new)(ctx->ssl))) {
         free(c);
         return NULL;
     }
     c->ctx = ctx;
     c->resume = resume;
     tls_ctx_ref(ctx);
-    SSL_set_app_data(c->ssl, c);
-    SSL_set_fd(c->ssl, fd);
-    SSL_set_connect_state(c->ssl);
+    O(SSL_set_ex_data)(c->ssl, 0, c);
+    O(SSL_set_fd)(c->ssl, fd);
+    O(SSL_set_connect_state)(c->ssl);
     if (name && *name) {
-        ASN1_OCTET_STRING *ip = a2i_IPADDRESS(name);
+        ASN1_OCTET_STRING *ip = O(a2i_IPADDRESS)(name);
         if (!ip)
-            SSL_set_tlsext_host_name(c->ssl, name);        /* SNI is for names only */
-        ASN1_OCTET_STRING_free(ip);
+            O(SSL_ctrl)(c->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                      (void *)name);        /* SNI is for names only */
+        O(ASN1_OCTET_STRING_free)(ip);
         if (ctx->verify == TLS_VERIFY_FULL)
-            SSL_set1_host(c->ssl, name);                   /* a name or an IP address */
+            O(SSL_set1_host)(c->ssl, name);                   /* a name or an IP address */
     }
     if (resume && resume->session && resume->gen == ctx->gen)
-        SSL_set_session(c->ssl, resume->session);
+        O(SSL_set_session)(c->ssl, resume->session);
     return c;
 }
 
@@ -169,7 +236,7 @@ void tls_conn_free(struct tls_conn *c)
 {
     if (!c)
         return;
-    SSL_free(c->ssl);          /* no close_notify: the socket is closed under it */
+    O(SSL_free)(c->ssl);          /* no close_notify: the socket is closed under it */
     tls_ctx_unref(c->ctx);
     free(c);
 }
@@ -177,7 +244,7 @@ void tls_conn_free(struct tls_conn *c)
 /* What went wrong with an operation that returned rc. */
 static int failed(struct tls_conn *c, int rc, int *want, char *err, size_t errlen)
 {
-    int e = SSL_get_error(c->ssl, rc);
+    int e = O(SSL_get_error)(c->ssl, rc);
     long v;
 
     switch (e) {
@@ -194,7 +261,7 @@ static int failed(struct tls_conn *c, int rc, int *want, char *err, size_t errle
         return 0;
     case SSL_ERROR_SYSCALL:
         *want = 0;
-        if (ERR_peek_error())
+        if (O(ERR_peek_error)())
             queued_error(err, errlen, NULL);
         else
             snprintf(err, errlen, "TLS: %s", errno ? strerror(errno)
@@ -202,10 +269,10 @@ static int failed(struct tls_conn *c, int rc, int *want, char *err, size_t errle
         return -1;
     default:
         *want = 0;
-        if ((v = SSL_get_verify_result(c->ssl)) != X509_V_OK) {
+        if ((v = O(SSL_get_verify_result)(c->ssl)) != X509_V_OK) {
             snprintf(err, errlen, "TLS: certificate verify failed (%s)",
-                     X509_verify_cert_error_string(v));
-            ERR_clear_error();
+                     O(X509_verify_cert_error_string)(v));
+            O(ERR_clear_error)();
         } else {
             queued_error(err, errlen, NULL);
         }
@@ -216,7 +283,7 @@ static int failed(struct tls_conn *c, int rc, int *want, char *err, size_t errle
 int tls_handshake(struct tls_conn *c, char *err, size_t errlen)
 {
     int want = 0;
-    int rc = SSL_do_handshake(c->ssl);
+    int rc = O(SSL_do_handshake)(c->ssl);
 
     if (rc == 1)
         return 0;
@@ -233,7 +300,7 @@ ssize_t tls_read(struct tls_conn *c, void *buf, size_t n, int *want, char *err, 
     size_t got = 0;
 
     *want = 0;
-    if (SSL_read_ex(c->ssl, buf, n, &got) == 1)
+    if (O(SSL_read_ex)(c->ssl, buf, n, &got) == 1)
         return (ssize_t)got;
     return failed(c, 0, want, err, errlen);
 }
@@ -244,7 +311,7 @@ ssize_t tls_write(struct tls_conn *c, const void *buf, size_t n, int *want, char
     size_t put = 0;
 
     *want = 0;
-    if (SSL_write_ex(c->ssl, buf, n, &put) == 1)
+    if (O(SSL_write_ex)(c->ssl, buf, n, &put) == 1)
         return (ssize_t)put;
     int rc = failed(c, 0, want, err, errlen);
     return rc == 0 ? -1 : rc;                      /* a write never "closes cleanly" */
@@ -252,5 +319,5 @@ ssize_t tls_write(struct tls_conn *c, const void *buf, size_t n, int *want, char
 
 int tls_resumed(const struct tls_conn *c)
 {
-    return SSL_session_reused(c->ssl);
+    return O(SSL_session_reused)(c->ssl);
 }
