@@ -12,13 +12,14 @@ PYTHON  := /usr/bin/python3
 LIB_SRC   := lib/buf.c lib/cidr.c lib/httpreq.c lib/log.c lib/net.c lib/peer.c lib/resp.c \
              lib/tls.c lib/topk.c
 POOL_SRC  := pool/req.c pool/link.c pool/pool.c
-HEALTH_SRC := health/conn.c health/checker.c health/sentinel.c health/topology.c
+HEALTH_SRC := health/conn.c health/checker.c health/sentinel.c health/topology.c \
+              health/cluster.c
 PROXY_SRC := proxy/config.c proxy/command.c proxy/iptable.c proxy/client.c \
              proxy/request.c proxy/router.c proxy/lease.c proxy/upstream.c proxy/hold.c \
              proxy/session.c proxy/admin.c proxy/pause.c proxy/stats.c proxy/metrics.c \
              proxy/http.c proxy/nodes.c proxy/master.c proxy/reload.c proxy/listener.c \
              proxy/users.c proxy/clientcmd.c proxy/stream.c proxy/apps.c proxy/slowlog.c \
-             proxy/main.c
+             proxy/cluster.c proxy/main.c
 SRC       := $(LIB_SRC) $(POOL_SRC) $(HEALTH_SRC) $(PROXY_SRC)
 
 BUILD ?= build
@@ -78,7 +79,7 @@ $(BUILD)/tests/test_topk: tests/unit/test_topk.c $(BUILD)/lib/topk.o
 	$(CC) $(CFLAGS) -o $@ $^ -lm
 $(BUILD)/tests/test_command: tests/unit/test_command.c $(BUILD)/proxy/command.o \
 		$(BUILD)/health/checker.o $(BUILD)/health/conn.o $(BUILD)/lib/log.o \
-		$(BUILD)/lib/buf.o $(BUILD)/lib/net.o $(BUILD)/lib/tls.o
+		$(BUILD)/lib/buf.o $(BUILD)/lib/net.o $(BUILD)/lib/tls.o $(BUILD)/lib/resp.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -ldl
 

@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "../health/checker.h"
+#include "../lib/resp.h"
 
 #define R CMD_READONLY
 #define S CMD_LEASE
@@ -18,6 +19,12 @@ static const struct command commands[] = {
     {"auth", CMD_LOCAL, LOCAL_AUTH, 0, KEY_NONE},
     {"hello", CMD_LOCAL, LOCAL_HELLO, 0, KEY_NONE},
     {"quit", CMD_LOCAL, LOCAL_QUIT, 0, KEY_NONE},
+    /* answered by the proxy in cluster mode (a one-node cluster), else
+     * forwarded (redis: "cluster support disabled") */
+    {"cluster", CMD_LOCAL, LOCAL_CLUSTER, 0, KEY_NONE},
+    {"readonly", CMD_LOCAL, LOCAL_CLUSTER, 0, KEY_NONE},
+    {"readwrite", CMD_LOCAL, LOCAL_CLUSTER, 0, KEY_NONE},
+    {"asking", CMD_LOCAL, LOCAL_CLUSTER, 0, KEY_NONE},
     {"select", CMD_LOCAL, LOCAL_SELECT, STATE_SELECT, KEY_NONE},
     {"proxy", CMD_LOCAL, LOCAL_PROXY, 0, KEY_NONE},
     {"client", CMD_LOCAL, LOCAL_CLIENT, 0, KEY_NONE},
@@ -197,4 +204,51 @@ void command_table_free(struct command_table *t)
         }
     }
     memset(t, 0, sizeof *t);
+}
+
+/* A numkeys argument at i; its key comes after it. */
+static int numkeys_at(const char *frame, const struct resp_frame *fr, int i)
+{
+    const char *p;
+    size_t n;
+    long long k;
+
+    return resp_arg(frame, fr, i, &p, &n) && resp_parse_ll(p, n, &k) == 0 && k > 0;
+}
+
+/* The first key of a framed request, by its command's key position;
+ * 0 when it has none. */
+int command_first_key(const struct command *cmd, const char *frame,
+                      const struct resp_frame *fr, const char **kp, size_t *kn)
+{
+    int at = cmd ? cmd->key : 0;
+    const char *p;
+    size_t n;
+
+    if (at == 0 && fr->argc >= 2 && !fr->is_inline) {
+        resp_arg1(frame, fr, kp, kn);
+        return 1;
+    }
+    if (at == KEY_EVAL)
+        at = numkeys_at(frame, fr, 2) ? 3 : KEY_NONE;
+    else if (at == KEY_NUMKEYS)
+        at = numkeys_at(frame, fr, 1) ? 2 : KEY_NONE;
+    else if (at == 0)
+        at = 1;
+    if (at == KEY_STREAMS) {
+        size_t pos = 0;
+        int after = 0;
+        while (resp_next_arg(frame, fr->len, &pos, &p, &n)) {
+            if (after) {
+                *kp = p;
+                *kn = n;
+                return 1;
+            }
+            after = n == 7 && strncasecmp(p, "streams", 7) == 0;
+        }
+        return 0;
+    }
+    if (at > 0 && at < fr->argc && resp_arg(frame, fr, at, kp, kn))
+        return 1;
+    return 0;
 }

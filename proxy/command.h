@@ -21,7 +21,7 @@
 
 enum cmd_local {
     LOCAL_NONE, LOCAL_AUTH, LOCAL_HELLO, LOCAL_QUIT, LOCAL_SELECT,
-    LOCAL_PROXY, LOCAL_CLIENT, LOCAL_RESET,
+    LOCAL_PROXY, LOCAL_CLIENT, LOCAL_RESET, LOCAL_CLUSTER,
 };
 
 /* What a command does to a connection's server-side state, so the proxy
@@ -67,5 +67,11 @@ void command_table_free(struct command_table *t);
 /* Case-insensitive; NULL when the proxy does not know the command. */
 const struct command *command_lookup(const struct command_table *t,
                                      const char *name, size_t len);
+
+/* The first key of a framed request, by its command's key position (cmd
+ * NULL: argument 1); 0 when it has none. */
+struct resp_frame;
+int command_first_key(const struct command *cmd, const char *frame,
+                      const struct resp_frame *fr, const char **kp, size_t *kn);
 
 #endif

@@ -258,6 +258,7 @@ static const struct key keys[] = {
     {"upstream", "master", p_addr, OFF(master), 0, 0, 0, NULL},
     {"upstream", "replicas", p_addrs, OFF(replicas), 0, 0, 1, NULL},
     {"upstream", "sentinels", p_addrs, OFF(sentinels), 0, 0, 1, NULL},
+    {"upstream", "cluster", p_addrs, OFF(cluster), 0, 0, 1, NULL},
     {"upstream", "master_name", p_string, OFF(master_name), 0, 0, 0, NULL},
     {"upstream", "sentinel_password", p_string, OFF(sentinel_password), 0, 0, 0, NULL},
     {"upstream", "username", p_string, OFF(username), 0, 0, 0, NULL},
@@ -422,8 +423,21 @@ void config_defaults(struct config *c)
 
 static int check_config(struct config *c, const char *name, char *err, size_t errlen)
 {
-    if (!c->master && !c->sentinels.n) {
-        snprintf(err, errlen, "%s: upstream.master (or upstream.sentinels) is required", name);
+    if (c->cluster.n && (c->master || c->sentinels.n || c->replicas.n)) {
+        snprintf(err, errlen, "%s: upstream.cluster excludes upstream.%s (the nodes come from "
+                 "the cluster's slot map)", name,
+                 c->master ? "master" : c->sentinels.n ? "sentinels" : "replicas");
+        return -1;
+    }
+    if (c->cluster.n && c->read_from != READ_UNSET && c->read_from != READ_MASTER) {
+        snprintf(err, errlen, "%s: routing.read_from = %s with upstream.cluster: replica reads "
+                 "in cluster mode are not supported yet (master only)", name,
+                 c->read_from == READ_REPLICA ? "replica" : "prefer-replica");
+        return -1;
+    }
+    if (!c->master && !c->sentinels.n && !c->cluster.n) {
+        snprintf(err, errlen, "%s: upstream.master (or upstream.sentinels, or upstream.cluster) "
+                 "is required", name);
         return -1;
     }
     if (c->sentinels.n && !c->master_name) {
@@ -520,6 +534,8 @@ void config_free(struct config *c)
         free(c->replicas.v[i]);
     for (int i = 0; i < c->sentinels.n; i++)
         free(c->sentinels.v[i]);
+    for (int i = 0; i < c->cluster.n; i++)
+        free(c->cluster.v[i]);
     free(c->master_name);
     free(c->sentinel_password);
     free(c->password);
@@ -592,6 +608,11 @@ int config_nodes_changed(const struct config *a, const struct config *b)
 int config_links_changed(const struct config *a, const struct config *b)
 {
     return a->database != b->database || a->connections != b->connections;
+}
+
+int config_cluster_changed(const struct config *a, const struct config *b)
+{
+    return !config_same_list(&a->cluster, &b->cluster);
 }
 
 int config_sentinels_changed(const struct config *a, const struct config *b)

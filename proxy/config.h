@@ -28,6 +28,7 @@ struct config {
     char   *master;            /* host:port; with sentinels, only a first guess */
     struct addr_list replicas;
     struct addr_list sentinels; /* set: the master and replicas come from them */
+    struct addr_list cluster;  /* seeds of a Redis Cluster: the nodes come from its map */
     char   *master_name;       /* the name the sentinels monitor it under */
     char   *sentinel_password;
     char   *username;
@@ -109,6 +110,7 @@ const char *config_app_key_name(int kind);
 int config_nodes_changed(const struct config *a, const struct config *b);
 int config_links_changed(const struct config *a, const struct config *b);
 int config_sentinels_changed(const struct config *a, const struct config *b);
+int config_cluster_changed(const struct config *a, const struct config *b);
 /* TLS used by neither the nodes nor the sentinels: no files to read. */
 static inline int config_uses_tls(const struct config *c) { return c->tls || c->sentinel_tls > 0; }
 int config_same_str(const char *a, const char *b);     /* NULLs equal */

@@ -15,6 +15,7 @@
 #include "listener.h"
 #include "master.h"
 #include "nodes.h"
+#include "cluster.h"
 #include "pause.h"
 #include "reload.h"
 #include "request.h"
@@ -115,7 +116,7 @@ static int start_nodes(struct sidecar *sc, char *err, size_t errlen)
     users_init(sc);
     hold_start(sc);
     TAILQ_INIT(&sc->resume_waiters);
-    if (master_start(sc, err, errlen) < 0)
+    if ((cfg->cluster.n ? cluster_start(sc, err, errlen) : master_start(sc, err, errlen)) < 0)
         return -1;
     ev_init(&sc->idle_w, on_idle_sweep);      /* a reload may change its period */
     sc->idle_w.data = sc;
@@ -200,7 +201,10 @@ static int run(struct config **cfgp, const char *path, int replace_admin_socket)
     sc.flush_w.data = &sc;
     ev_set_priority(&sc.flush_w, EV_MAXPRI);
     ev_prepare_start(sc.loop, &sc.flush_w);
-    if (cfg->sentinels.n)
+    if (cfg->cluster.n)
+        log_info("redis-sidecar %s: a Redis Cluster, slot map from %d seed(s), %d links per node",
+                 SIDECAR_VERSION, cfg->cluster.n, cfg->connections);
+    else if (cfg->sentinels.n)
         log_info("redis-sidecar %s: master \"%s\" from %d sentinels, %d links per node",
                  SIDECAR_VERSION, cfg->master_name, cfg->sentinels.n, cfg->connections);
     else
@@ -215,6 +219,7 @@ static int run(struct config **cfgp, const char *path, int replace_admin_socket)
     client_close_all(&sc);
     pause_stop(&sc);
     master_stop(&sc);
+    cluster_stop(&sc);
     hold_stop(&sc);
     nodes_stop(&sc);
     users_stop(&sc);

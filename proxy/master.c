@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "../lib/log.h"
+#include "cluster.h"
 #include "hold.h"
 #include "nodes.h"
 
@@ -52,6 +53,14 @@ static void on_commands(void *arg, const struct health_command *v, int n)
 }
 
 /* A node of the topology, watched by its checker. */
+static struct node *add(struct sidecar *sc, const char *addr, int master, char *err,
+                        size_t errlen);
+
+struct node *master_add_node(struct sidecar *sc, const char *addr, char *err, size_t errlen)
+{
+    return add(sc, addr, 1, err, errlen);
+}
+
 static struct node *add(struct sidecar *sc, const char *addr, int master, char *err,
                         size_t errlen)
 {
@@ -121,6 +130,8 @@ static void on_node_health(void *arg, int up, const char *why)
         return;
     }
     nodes_set_down(sc, n, !up, why);
+    if (sc->cl && !up)
+        cluster_node_down(sc);           /* the cluster may be failing it over */
     if (n != n->sc->master || !n->sc->sentinels)
         return;
     if (!up)

@@ -8,6 +8,7 @@
 #include "../lib/invariant.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
+#include "cluster.h"
 #include "lease.h"
 #include "upstream.h"
 #include "users.h"
@@ -21,7 +22,8 @@ void nodes_count(struct sidecar *sc)
             k++;
         assert(k == sc->nnodes);
     }
-    sc->nreplicas = sc->nnodes - (sc->master != NULL);
+    /* a cluster's nodes are all masters (of their shards) */
+    sc->nreplicas = sc->cl ? 0 : sc->nnodes - (sc->master != NULL);
 }
 
 /* A node deposed or dropped takes its retired twins along (the same
@@ -369,7 +371,7 @@ void nodes_report(const struct sidecar *sc, struct buf *b)
     int i = 0;
 
     buf_appendf(b, "# Topology\r\nsource:%s\r\nmaster:%s\r\n",
-                sc->sentinels ? "sentinel" : "static",
+                sc->cl ? "cluster" : sc->sentinels ? "sentinel" : "static",
                 sc->master ? sc->master->pool->cfg.name : "none");
     if (!sc->master)
         buf_appendf(b, "no_master_reason:%s\r\n", sc->no_master_why);
@@ -406,6 +408,8 @@ void nodes_report(const struct sidecar *sc, struct buf *b)
                     leases_held(sc, n), n->retire_at > now ? n->retire_at - now : 0.0,
                     n->keep_leases);
     users_report(sc, b);
+    if (sc->cl)
+        cluster_report(sc, b);
     if (!sc->sentinels)
         return;
     const struct sentinels *ss = sc->sentinels;

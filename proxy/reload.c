@@ -59,6 +59,11 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
      * closed its listeners already and keeps them closed. The TLS files
      * are read again whether or not their names changed: rotated
      * certificates keep their paths. */
+    if (config_cluster_changed(old, nc)) {
+        refused(nc, msg, msglen, "upstream.cluster cannot change on a reload (restart the "
+                "proxy to follow another cluster, or to leave or enter cluster mode)");
+        return -1;
+    }
     struct tls_ctx *tls;
     if (nodes_tls_load(nc, &tls, err, sizeof err) < 0) {
         refused(nc, msg, msglen, err);
@@ -89,7 +94,8 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
     log_set_level(nc->log_level);
     sc->req_limits.max_bulk = (long long)nc->max_query_buffer < RESP_MAX_BULK
                               ? (long long)nc->max_query_buffer : RESP_MAX_BULK;
-    master_reconfigure(sc, old);
+    if (!sc->cl)                 /* a cluster's nodes come from its map, not the file */
+        master_reconfigure(sc, old);
     if (sc->sentinels)
         health_sentinels_set_tls(sc->sentinels, nc->sentinel_tls ? sc->tls : NULL,
                                  nc->tls_server_name);

@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "client.h"
+#include "cluster.h"
 
 static void error(struct route *rt, uint64_t *count, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), cold));
@@ -219,12 +220,21 @@ static int behind_retiring(const struct client *c)
 /* A stateless request: to the master, or a read to a replica. The path
  * of nearly every request: kept inline, which the compiler stopped doing
  * on its own as router_route grew (about 30 instructions a request). */
-static inline __attribute__((always_inline)) void shared(struct client *c, struct route *rt)
+static inline __attribute__((always_inline)) void shared(struct client *c, struct route *rt,
+                                                         const char *frame,
+                                                         const struct resp_frame *fr)
 {
     struct sidecar *sc = c->sc;
     struct node *n = sc->master;
     unsigned flags = rt->flags;
+    const char *why;
 
+    /* a cluster: the master of the slot of the first key */
+    if (__builtin_expect(sc->cl != NULL, 0) &&
+        !(n = cluster_route(sc, rt->cmd, frame, fr, &why))) {
+        error(rt, &sc->st.err_node_down, "CLUSTERDOWN Hash slot not served (%s)", why);
+        return;
+    }
     if (__builtin_expect(sc->retiring_busy, 0) && c->inflight && behind_retiring(c)) {
         rt->kind = ROUTE_LATER;
         return;
@@ -289,6 +299,9 @@ static void needs_lease(struct client *c, struct route *rt, enum route_kind kind
 
     if (c->inflight) {
         rt->kind = ROUTE_LATER;
+    } else if (!m && sc->cl) {          /* a cluster whose map is not read yet */
+        error(rt, &sc->st.err_node_down, "CLUSTERDOWN Hash slot not served (%s)",
+              sc->no_master_why);
     } else if (!sc->sentinels && m->pool->down) {
         error(rt, &sc->st.err_node_down, "ERR upstream %s is down (%s)", m->pool->cfg.name,
               m->pool->down_reason);
@@ -444,7 +457,7 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
         /* the common case, a plain read or write: none of the below applies */
     } else if (by_state(c, cmd, frame, fr, rt)) {
         return;
-    } else if (cmd && (cmd->flags & CMD_LOCAL)) {
+    } else if (cmd && (cmd->flags & CMD_LOCAL) && (cmd->local != LOCAL_CLUSTER || sc->cl)) {
         rt->kind = ROUTE_LOCAL;
         return;
     } else if (cmd && (cmd->flags & CMD_NO_MULTI) && c->in_multi) {
@@ -490,5 +503,5 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
         lease(c, cmd, frame, fr, rt);
         return;
     }
-    shared(c, rt);
+    shared(c, rt, frame, fr);
 }

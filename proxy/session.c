@@ -8,6 +8,7 @@
 
 #include "admin.h"
 #include "client.h"
+#include "cluster.h"
 #include "clientcmd.h"
 #include "nodes.h"
 #include "request.h"
@@ -416,6 +417,7 @@ void session_command(struct client *c, const struct command *cmd, const char *fr
     case LOCAL_SELECT: cmd_select(c, &a); break;
     case LOCAL_CLIENT: clientcmd(c, &a, frame, fr); break;
     case LOCAL_RESET:  cmd_reset(c); break;
+    case LOCAL_CLUSTER: cluster_command(c, frame, fr); break;
     case LOCAL_PROXY:
     case LOCAL_NONE:   break;
     }

@@ -107,9 +107,12 @@ struct sidecar_stats {
     uint64_t replies_by[CLASS_N * DEST_N][2];      /* the same, [1]: error replies */
 };
 
+struct cluster;
+
 struct sidecar {
     struct ev_loop       *loop;
     struct config        *cfg;       /* replaced whole by a reload */
+    struct cluster       *cl;        /* [upstream] cluster: the slot map (NULL: none) */
     struct tls_ctx       *tls;       /* from cfg's TLS files (NULL: no TLS); a reload
                                       * replaces it, open links keep theirs */
     const char           *cfg_path;

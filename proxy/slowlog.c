@@ -37,53 +37,6 @@ int slowlog_configure(struct sidecar *sc)
     return 0;
 }
 
-/* A numkeys argument at i; its key comes after it. */
-static int numkeys_at(const char *frame, const struct resp_frame *fr, int i)
-{
-    const char *p;
-    size_t n;
-    long long k;
-
-    return resp_arg(frame, fr, i, &p, &n) && resp_parse_ll(p, n, &k) == 0 && k > 0;
-}
-
-/* The first key of a framed request, by its command's key position;
- * 0 when it has none. */
-static int first_key(const struct command *cmd, const char *frame,
-                     const struct resp_frame *fr, const char **kp, size_t *kn)
-{
-    int at = cmd ? cmd->key : 0;
-    const char *p;
-    size_t n;
-
-    if (at == 0 && fr->argc >= 2 && !fr->is_inline) {
-        resp_arg1(frame, fr, kp, kn);
-        return 1;
-    }
-    if (at == KEY_EVAL)
-        at = numkeys_at(frame, fr, 2) ? 3 : KEY_NONE;
-    else if (at == KEY_NUMKEYS)
-        at = numkeys_at(frame, fr, 1) ? 2 : KEY_NONE;
-    else if (at == 0)
-        at = 1;
-    if (at == KEY_STREAMS) {
-        size_t pos = 0;
-        int after = 0;
-        while (resp_next_arg(frame, fr->len, &pos, &p, &n)) {
-            if (after) {
-                *kp = p;
-                *kn = n;
-                return 1;
-            }
-            after = n == 7 && strncasecmp(p, "streams", 7) == 0;
-        }
-        return 0;
-    }
-    if (at > 0 && at < fr->argc && resp_arg(frame, fr, at, kp, kn))
-        return 1;
-    return 0;
-}
-
 /* One in hotkeys_sample on average, at random gaps (xorshift), so that
  * no pattern of requests hides from it. */
 void slowlog_sample(struct client *c, const char *frame, const struct resp_frame *fr)
@@ -104,7 +57,7 @@ void slowlog_sample(struct client *c, const char *frame, const struct resp_frame
     x ^= x << 5;
     t->rng = x;
     t->sample_left = every > 1 ? 1 + x % (2 * every - 1) : 1;
-    if (!first_key(c->last_cmd, frame, fr, &k, &n))
+    if (!command_first_key(c->last_cmd, frame, fr, &k, &n))
         return;
     if (!c->proc->app->hot && !(c->proc->app->hot = calloc(1, sizeof *c->proc->app->hot)))
         return;
@@ -123,7 +76,7 @@ void slowlog_capture(struct client *c, struct req *r, const char *req)
     r->flags |= REQ_KEYED;
     resp_framer_reset(&f);
     if (resp_frame_request(&f, req, r->len, &sc->req_limits) != RESP_DONE ||
-        !first_key(r->what, req, &f.fr, &k, &n))
+        !command_first_key(r->what, req, &f.fr, &k, &n))
         return;
     r->key_len = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
     memcpy(r->key, k, n < sizeof r->key ? n : sizeof r->key);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "cluster.h"
 #include "clientcmd.h"
 #include "stream.h"
 #include "hold.h"
@@ -30,7 +31,8 @@ static int refused(const char *p, size_t n, int by_master)
 static int to_master(struct client *c, struct req *r, const char *req)
 {
     struct sidecar *sc = c->sc;
-    struct node *m = sc->master;
+    /* a cluster's: the master of the request's slot now */
+    struct node *m = sc->cl ? cluster_route_bytes(sc, req, r->len) : sc->master;
 
     if (sc->sentinels && (!m || (c->x && c->x->nheld)))
         return hold_request(c, r, req, r->len);
@@ -91,6 +93,10 @@ void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
     }
     if (req && ((r->flags & REQ_REROUTE) || c->sc->sentinels) &&
         send_again(c, r, req, p, n, err) == 0)
+        return;
+    /* a cluster's redirections: the request did not run, it goes on */
+    if (__builtin_expect(c->sc->cl != NULL, 0) && req && !err && n && p[0] == '-' &&
+        cluster_redirect(c, r, req, p, n) == 0)
         return;
     if (req)
         slowlog_answered(c, r, req);

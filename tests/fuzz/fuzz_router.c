@@ -22,6 +22,17 @@
 #include "../../proxy/router.h"
 #include "fuzz.h"
 
+/* The router asks proxy/cluster.c only in cluster mode (sc.cl set), which
+ * these single-master topologies never are: a link-time stand-in. */
+#include "../../proxy/cluster.h"
+struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const char *frame,
+                           const struct resp_frame *fr, const char **why)
+{
+    (void)sc, (void)cmd, (void)frame, (void)fr;
+    *why = "not a cluster";
+    return NULL;
+}
+
 #define STATE_BYTES  8
 #define MAX_REPLICAS 3
 #define MAX_REQUESTS 256

@@ -103,8 +103,9 @@ class Sampler:
 
 # ---------------------------------------------------------------- ports, processes
 
-def free_port():
-    """A port in 21000-29999 that no other worker holds and nothing binds."""
+def free_port(bus=False):
+    """A port in 21000-29999 that no other worker holds and nothing binds
+    (bus: nor port + 10000, a cluster node's bus)."""
     os.makedirs(LOCK_DIR, exist_ok=True)
     ports = list(range(21000, 30000))
     random.shuffle(ports)
@@ -115,14 +116,18 @@ def free_port():
         except OSError:
             os.close(fd)
             continue
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", p))
-        except OSError:
+        ok = True
+        for q in (p, p + 10000) if bus else (p,):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", q))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+        if not ok:
             os.close(fd)
             continue
-        finally:
-            s.close()
         _held_locks.append(fd)
         return p
     raise RuntimeError("no free port")
@@ -210,7 +215,7 @@ class RedisServer:
     certificate to its master."""
 
     def __init__(self, tmp, name="redis", args=(), tls=None):
-        self.port = free_port()
+        self.port = free_port(bus="--cluster-enabled" in args)
         self.dir = tmp / f"{name}-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.logfile = self.dir / "redis.log"
@@ -484,6 +489,68 @@ class Env:
 
 # ---------------------------------------------------------------- topologies
 
+class Cluster:
+    """A Redis Cluster of `masters` masters with `replicas` replicas each,
+    made by `redis-cli --cluster create` (node timeout 2 s), waited for
+    until every node says cluster_state:ok."""
+
+    def __init__(self, env, masters=3, replicas=1, tls=None):
+        self.env = env
+        self.tls = tls
+        args = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000",
+                "--cluster-require-full-coverage", "yes"]
+        if tls:
+            args += ["--tls-cluster", "yes"]
+        self.nodes = []
+        for i in range(masters * (1 + replicas)):
+            r = env.redis(f"cl{i}", args=args + ["--cluster-config-file", "nodes.conf"],
+                          start=False, tls=tls)
+            r.args += ["--cluster-config-file", str(r.dir / "nodes.conf")]
+            r.start()
+            self.nodes.append(r)
+        cmd = ["redis-cli", "--cluster", "create", *[f"127.0.0.1:{n.port}" for n in self.nodes],
+               "--cluster-replicas", str(replicas), "--cluster-yes"]
+        if tls:
+            cmd[1:1] = ["--tls", "--cacert", tls["ca"], "--cert", tls["client_cert"],
+                        "--key", tls["client_key"]]
+        out = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        assert out.returncode == 0, out.stdout + out.stderr
+        wait_until(lambda: all(n.client().cluster("info")["cluster_state"] == "ok"
+                               for n in self.nodes), timeout=20, what="cluster_state:ok")
+
+    def seeds(self, k=1):
+        return ", ".join(f"127.0.0.1:{n.port}" for n in self.nodes[:k])
+
+    def masters(self):
+        """The nodes that are masters now."""
+        return [n for n in self.nodes if n.proc and
+                n.client().info("replication")["role"] == "master"]
+
+    def owner(self, key):
+        """The node (a RedisServer) whose master role serves key's slot now."""
+        slot = self.nodes[0].client().cluster("keyslot", key)
+        for n in self.masters():
+            for lo, hi in owned_ranges(n):
+                if lo <= slot <= hi:
+                    return n
+        return None
+
+
+def owned_ranges(node):
+    """The slot ranges a master node serves, from its CLUSTER SHARDS."""
+    me = node.client().cluster("myid")
+    me = me.decode() if isinstance(me, bytes) else me
+    raw = node.client().execute_command("CLUSTER", "SHARDS")
+    for shard in raw:
+        f = dict(zip(shard[::2], shard[1::2]))
+        for n in f[b"nodes"]:
+            nf = dict(zip(n[::2], n[1::2]))
+            if nf[b"id"].decode() == me and nf[b"role"] == b"master":
+                s = f[b"slots"]
+                return [(int(s[i]), int(s[i + 1])) for i in range(0, len(s), 2)]
+    return []
+
+
 def replica_of(env, port, name="replica", tls=None):
     """A replica of the node on `port` (a master or a relay), in sync
     (with tls, a TLS-only one replicating over TLS: the master's too)."""
@@ -506,16 +573,16 @@ def sidecar_for(env, master, replicas, **sections):
 
 
 def nodes(sc):
-    """PROXY NODES as {field: value} plus 'node'/'sentinel'/'retiring'
-    lists of dicts."""
+    """PROXY NODES as {field: value} plus 'node'/'sentinel'/'retiring'/
+    'shard' lists of dicts."""
     raw = sc.client().execute_command("PROXY", "NODES").decode()
-    out = {"node": [], "sentinel": [], "retiring": []}
+    out = {"node": [], "sentinel": [], "retiring": [], "shard": []}
     for line in raw.splitlines():
         if ":" not in line or line.startswith("#"):
             continue
         k, v = line.split(":", 1)
         kind = k.rstrip("0123456789")
-        if kind in ("node", "sentinel", "retiring") and k != kind:
+        if kind in ("node", "sentinel", "retiring", "shard") and k != kind:
             out[kind].append(dict(kv.split("=", 1) for kv in v.split(",")))
         else:
             out[k] = v

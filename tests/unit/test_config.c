@@ -227,7 +227,7 @@ static void test_errors(void)
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\nthis line has no equals\n",
                      "t.ini:3: syntax error"));
     CHECK(fails_with("[pool]\nconnections = 2\n",
-                     "t.ini: upstream.master (or upstream.sentinels) is required"));
+                     "t.ini: upstream.master (or upstream.sentinels, or upstream.cluster) is required"));
     CHECK(fails_with("[upstream]\nsentinels = 127.0.0.1:26379\n",
                      "t.ini: upstream.sentinels needs upstream.master_name"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\nmaster_name = m\n",

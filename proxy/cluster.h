@@ -1,0 +1,44 @@
+/* Redis Cluster behind the sidecar ([upstream] cluster): the slot map
+ * (health/cluster.c) turned into nodes, each request's node by the slot of
+ * its first key, MOVED and ASK absorbed, and a one-node cluster shown to
+ * apps that speak cluster themselves. */
+#ifndef SIDECAR_PROXY_CLUSTER_H
+#define SIDECAR_PROXY_CLUSTER_H
+
+#include <stddef.h>
+
+#include "../health/cluster.h"
+#include "sidecar.h"
+
+struct cluster {
+    struct cluster_src src;
+    struct cluster_map map;                       /* the last map read */
+    struct node       *shard_node[CLUSTER_MAX_SHARDS];  /* each shard's master */
+    int                nshards;                   /* map's, and those MOVED added */
+    uint8_t            owner[CLUSTER_SLOTS];      /* shard + 1; MOVED updates it */
+    int                have_map;
+    char               id[41];                    /* the one-node cluster apps see */
+    uint64_t           moved, asked, refreshes, tryagain;
+};
+
+/* Follow the seeds' cluster; -1 with the reason. */
+int cluster_start(struct sidecar *sc, char *err, size_t errlen);
+void cluster_stop(struct sidecar *sc);
+/* The master serving the request's first key (keyless: the default
+ * master); NULL when no node serves its slot now (the map is not read
+ * yet, or the slot is unassigned), with why. */
+struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const char *frame,
+                           const struct resp_frame *fr, const char **why);
+/* The same for a request's bytes (one that did not run where it went). */
+struct node *cluster_route_bytes(struct sidecar *sc, const char *req, size_t len);
+/* A reply that is -MOVED or -ASK: the request goes where it says (the
+ * map learns a MOVED). 0 if it went; -1: answer the reply as it is. */
+int cluster_redirect(struct client *c, struct req *r, const char *req, const char *p, size_t n);
+/* A node's health checks failed: the map may have changed. */
+void cluster_node_down(struct sidecar *sc);
+/* CLUSTER ..., READONLY, READWRITE, ASKING from an app (cluster mode). */
+void cluster_command(struct client *c, const char *frame, const struct resp_frame *fr);
+/* The shards, for PROXY NODES. */
+void cluster_report(const struct sidecar *sc, struct buf *b);
+
+#endif
