@@ -19,7 +19,7 @@ PROXY_SRC := proxy/config.c proxy/command.c proxy/iptable.c proxy/client.c \
              proxy/session.c proxy/admin.c proxy/pause.c proxy/stats.c proxy/metrics.c \
              proxy/http.c proxy/nodes.c proxy/master.c proxy/reload.c proxy/listener.c \
              proxy/users.c proxy/clientcmd.c proxy/stream.c proxy/apps.c proxy/slowlog.c \
-             proxy/cluster.c proxy/main.c
+             proxy/cluster.c proxy/split.c proxy/main.c
 SRC       := $(LIB_SRC) $(POOL_SRC) $(HEALTH_SRC) $(PROXY_SRC)
 
 BUILD ?= build

@@ -40,6 +40,9 @@ struct link;
 #define REQ_SCRIPT      0x400000
 /* Owner's: key_len, upstream and key[] are set (slowlog.c). */
 #define REQ_KEYED       0x800000
+/* Owner's: a part of a split request (proxy/split.c), owned by the split
+ * (owner), its index in key_len. */
+#define REQ_PART        0x1000000
 /* Owner's again: an AUTH sent for HELLO (REQ_AUTH), and HELLO's protocol. */
 #define REQ_HELLO       0x100000
 #define REQ_HELLO3      0x200000

@@ -164,6 +164,11 @@ struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const 
     return n;
 }
 
+struct node *cluster_slot_node(const struct sidecar *sc, unsigned slot)
+{
+    return shard_node(sc->cl, slot);
+}
+
 struct node *cluster_route_bytes(struct sidecar *sc, const char *req, size_t len)
 {
     struct resp_framer f;

@@ -29,6 +29,8 @@ void cluster_stop(struct sidecar *sc);
  * yet, or the slot is unassigned), with why. */
 struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const char *frame,
                            const struct resp_frame *fr, const char **why);
+/* The master serving a slot now, or NULL. */
+struct node *cluster_slot_node(const struct sidecar *sc, unsigned slot);
 /* The same for a request's bytes (one that did not run where it went). */
 struct node *cluster_route_bytes(struct sidecar *sc, const char *req, size_t len);
 /* A reply that is -MOVED or -ASK: the request goes where it says (the

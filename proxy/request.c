@@ -27,6 +27,7 @@
 #include "router.h"
 #include "session.h"
 #include "slowlog.h"
+#include "split.h"
 
 #define CLIENT_READ_CHUNK  (16 * 1024)
 
@@ -245,6 +246,9 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
     case ROUTE_PAUSED:
         pause_wait(c);
         return stop(c);
+    case ROUTE_SPLIT:
+        split_request(c, rt.split, frame, fr);
+        return 1;
     }
     if (c->x)
         c->x->wait_deadline = 0;        /* whatever it waited for, it is over */

@@ -16,6 +16,7 @@
 
 #include "client.h"
 #include "cluster.h"
+#include "split.h"
 
 static void error(struct route *rt, uint64_t *count, const char *fmt, ...)
     __attribute__((format(printf, 3, 4), cold));
@@ -495,6 +496,12 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
      * (SCRIPT LOAD too, before it fans out). */
     if (!(rt->flags & REQ_READONLY) && c->x && c->x->replica_reads) {
         rt->kind = ROUTE_LATER;
+        return;
+    }
+    /* a cluster's multi-key commands across slots, whole-keyspace ones */
+    if (__builtin_expect(sc->cl != NULL, 0) &&
+        (rt->split = split_kind(sc, cmd, frame, fr)) != SPLIT_NONE) {
+        rt->kind = ROUTE_SPLIT;
         return;
     }
     rt->fanout = cmd && cmd->state == STATE_SCRIPT && fr->argc >= 3 &&

@@ -24,6 +24,7 @@ enum route_kind {
     ROUTE_LATER,       /* not now: after its requests in flight are answered */
     ROUTE_WAIT_MASTER, /* not now: it needs a lease, and no master is confirmed */
     ROUTE_PAUSED,      /* not now: PROXY PAUSE holds it until PROXY RESUME */
+    ROUTE_SPLIT,       /* a cluster's: carried out as several (rt->split, split.c) */
 };
 
 struct route {
@@ -35,6 +36,7 @@ struct route {
     const struct command *cmd; /* NULL: unknown to the table */
     uint64_t       *count;     /* a counter the decision adds one to, or NULL */
     int             fanout;    /* SHARED: SCRIPT LOAD, also to every replica */
+    int             split;     /* SPLIT: enum split_kind */
     int             abort_multi; /* ERROR inside MULTI: the transaction fails at EXEC,
                                   * as redis fails one with a refused command */
     long long       db;        /* SELECT's database (LEASE: what it leaves held) */

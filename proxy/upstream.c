@@ -11,6 +11,7 @@
 #include "lease.h"
 #include "session.h"
 #include "slowlog.h"
+#include "split.h"
 
 /* Errors that say the request did not run: the node is a master's
  * replica no more (or never was), lost its master, is loading, or (a
@@ -84,7 +85,11 @@ void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
     struct client *c = r->owner;
     (void)arg;
 
-    if (__builtin_expect(r->flags & (REQ_AUTH | REQ_QUIET), 0)) {
+    if (__builtin_expect(r->flags & (REQ_AUTH | REQ_QUIET | REQ_PART), 0)) {
+        if (r->flags & REQ_PART) {       /* owned by its split, not a client */
+            split_part_answered(r, req, p, n, err);
+            return;
+        }
         if (r->flags & REQ_AUTH) {
             session_auth_answered(c, r, req, p, n, err);
             return;
@@ -108,6 +113,10 @@ void upstream_on_unrun(struct req *r, const char *req, const char *why, void *ar
     struct client *c = r->owner;
     (void)arg;
 
+    if (r->flags & REQ_PART) {
+        split_part_unrun(r, req, why);
+        return;
+    }
     if (r->flags & REQ_AUTH) {           /* checked on its user's links, or not at all */
         session_auth_answered(c, r, req, NULL, 0, why);
         return;

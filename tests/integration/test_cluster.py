@@ -144,3 +144,57 @@ def test_cluster_key_excludes_master_and_needs_a_restart_to_change(env, cluster,
     with pytest.raises(redis.ResponseError, match="upstream.cluster cannot change"):
         sc.client().execute_command("PROXY", "RELOAD")
     assert sc.client().set("still", "here") is True
+
+
+def test_multi_key_commands_across_slots_answer_as_one_redis(env, cluster):
+    sc = cluster_sidecar(env, cluster)
+    single = env.redis("single")
+    keys = [f"m:{i}" for i in range(100)]
+    assert len({key_slot(k.encode()) for k in keys}) > 90       # nearly one slot each
+    for c in (sc.client(), single.client()):
+        c.execute_command("SET", "m:5", "before")
+    results = []
+    for c in (sc.client(), single.client()):
+        out = [c.execute_command("MSET", *[x for k in keys[::2] for x in (k, k.upper())])]
+        out.append(c.execute_command("MGET", *keys, "m:none", keys[0]))
+        out.append(c.execute_command("EXISTS", *keys, keys[0], "m:none"))
+        out.append(c.execute_command("TOUCH", *keys))
+        out.append(c.execute_command("DEL", *keys[:50], "m:none"))
+        out.append(c.execute_command("MGET", *keys))
+        out.append(c.execute_command("UNLINK", *keys))
+        out.append(c.execute_command("DBSIZE"))
+        results.append(out)
+    assert results[0] == results[1]
+    assert results[0][1][0] == b"M:0" and results[0][1][-1] == b"M:0"
+    # the parts landed where their slots are
+    c = sc.client()
+    c.execute_command("MSET", "x:1", "1", "x:2", "2", "x:3", "3")
+    owners = slot_owners(cluster)
+    assert all(owners[key_slot(f"x:{i}".encode())].client().get(f"x:{i}") == str(i).encode()
+               for i in (1, 2, 3))
+    # whole keyspace: every master
+    assert c.dbsize() == 3
+    assert sorted(c.keys("x:*")) == [b"x:1", b"x:2", b"x:3"]
+    sha = c.script_load("return 1")
+    assert all(m.client().script_exists(sha) == [True] for m in cluster.masters())
+    assert c.script_exists(sha, "0" * 40) == [True, False]
+    assert c.flushall() is True
+    assert all(m.client().dbsize() == 0 for m in cluster.masters()) and c.dbsize() == 0
+
+
+def test_a_split_whose_part_fails_answers_that_error_never_a_partial_merge(env, cluster):
+    sc = cluster_sidecar(env, cluster)
+    c = sc.client()
+    masters = cluster.masters()
+    # one shard refuses writes: it has fewer replicas than it asks for
+    masters[0].client().config_set("min-replicas-to-write", "5")
+    keys = [f"f:{i}" for i in range(30)]
+    assert {owner.port for owner in (cluster.owner(k) for k in keys)} >= {masters[0].port}
+    with pytest.raises(redis.ResponseError, match="NOREPLICAS"):
+        c.execute_command("MSET", *[x for k in keys for x in (k, "v")])
+    # the other shards' parts may have been applied (as documented); the
+    # refusing shard's were not
+    assert all(masters[0].client().get(k) is None for k in keys if cluster.owner(k) == masters[0])
+    masters[0].client().config_set("min-replicas-to-write", "0")
+    assert c.execute_command("MSET", *[x for k in keys for x in (k, "w")]) in (True, b"OK")
+    assert c.mget(keys) == [b"w"] * 30

@@ -23,6 +23,13 @@ struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const 
     *why = "not a cluster";
     return NULL;
 }
+#include "../../proxy/split.h"
+enum split_kind split_kind(const struct sidecar *sc, const struct command *cmd,
+                           const char *frame, const struct resp_frame *fr)
+{
+    (void)sc, (void)cmd, (void)frame, (void)fr;
+    return SPLIT_NONE;
+}
 static struct sidecar sc;
 static struct sentinels some_sentinels;
 

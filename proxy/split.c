@@ -1,0 +1,463 @@
+/* Split requests: the parts are requests of their own (REQ_PART, owned by
+ * the split) on the app's links to each node, sent in the loop iteration
+ * the request came in, so they batch with everything else. The app's slot
+ * (REQ_DEFERRED) is answered once the last part is in. */
+#include "split.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "client.h"
+#include "cluster.h"
+
+struct part {
+    struct buf reply;              /* MGET: its array, kept until the merge */
+    int        nkeys;
+};
+
+struct split {
+    struct sidecar *sc;
+    struct req     *parent;        /* the app's slot; its owner NULL once it left */
+    enum split_kind kind;
+    int             nparts, owed, nkeys;
+    struct part    *parts;
+    int            *key_part;      /* each key's part */
+    long long       sum;
+    struct buf      err;           /* the first part's error, whole */
+    struct buf      acc;           /* CONCAT: the elements; FIRST: the first reply */
+    long long       nacc;          /* CONCAT: how many; AND: the array's length */
+    long long      *and_v;
+};
+
+static int is_cmd(const struct command *cmd, const char *name)
+{
+    return strcmp(cmd->name, name) == 0;
+}
+
+/* Keys from argument 1, every `step` arguments. */
+static int keys_span_slots(const char *frame, const struct resp_frame *fr, int step)
+{
+    size_t pos = 0, n;
+    const char *a;
+    long long i = 0;
+    int first = -1;
+
+    resp_next_arg(frame, fr->len, &pos, &a, &n);
+    while (resp_next_arg(frame, fr->len, &pos, &a, &n)) {
+        if (i++ % step)
+            continue;
+        int s = (int)cluster_slot(a, n);
+        if (first < 0)
+            first = s;
+        else if (s != first)
+            return 1;
+    }
+    return 0;
+}
+
+enum split_kind split_kind(const struct sidecar *sc, const struct command *cmd,
+                           const char *frame, const struct resp_frame *fr)
+{
+    enum split_kind k = SPLIT_NONE;
+    struct resp_args a;
+
+    if (!sc->cl || !cmd || fr->is_inline)
+        return SPLIT_NONE;
+    if (is_cmd(cmd, "mget"))
+        k = SPLIT_MGET;
+    else if (is_cmd(cmd, "mset"))
+        k = fr->argc >= 3 && fr->argc % 2 == 1 ? SPLIT_MSET : SPLIT_NONE;
+    else if (is_cmd(cmd, "del") || is_cmd(cmd, "unlink") || is_cmd(cmd, "exists") ||
+             is_cmd(cmd, "touch"))
+        k = SPLIT_COUNT;
+    else if (is_cmd(cmd, "dbsize"))
+        return fr->argc == 1 ? SPLIT_ALL_SUM : SPLIT_NONE;
+    else if (is_cmd(cmd, "keys"))
+        return fr->argc == 2 ? SPLIT_ALL_CONCAT : SPLIT_NONE;
+    else if (is_cmd(cmd, "flushall") || is_cmd(cmd, "flushdb"))
+        return SPLIT_ALL_FIRST;
+    else if (cmd->state == STATE_SCRIPT || cmd->state == STATE_FUNCTION) {
+        if (fr->argc < 2)
+            return SPLIT_NONE;
+        resp_collect_args(frame, fr, &a);
+        if (cmd->state == STATE_SCRIPT)
+            return resp_arg_is(&a, 1, "exists") ? SPLIT_ALL_AND
+                 : resp_arg_is(&a, 1, "flush") || resp_arg_is(&a, 1, "load") ? SPLIT_ALL_FIRST
+                 : SPLIT_NONE;
+        return resp_arg_is(&a, 1, "load") || resp_arg_is(&a, 1, "flush") ||
+               resp_arg_is(&a, 1, "delete") || resp_arg_is(&a, 1, "restore")
+               ? SPLIT_ALL_FIRST : SPLIT_NONE;
+    }
+    if (k == SPLIT_NONE || fr->argc < 3 ||
+        !keys_span_slots(frame, fr, k == SPLIT_MSET ? 2 : 1))
+        return SPLIT_NONE;
+    return k;
+}
+
+static void split_free(struct split *s)
+{
+    for (int i = 0; s->parts && i < s->nparts; i++)   /* none for the ALL kinds */
+        buf_free(&s->parts[i].reply);
+    free(s->parts);
+    free(s->key_part);
+    free(s->and_v);
+    buf_free(&s->err);
+    buf_free(&s->acc);
+    free(s);
+}
+
+/* p[0..n) is one integer reply (":n"); -1 if not. */
+static int int_reply(const char *p, size_t n, long long *v)
+{
+    return n >= 4 && p[0] == ':' ? resp_parse_ll(p + 1, n - 3, v) : -1;
+}
+
+/* The count of an array reply's header and where its elements start. */
+static int array_head(const char *p, size_t n, long long *count, size_t *body)
+{
+    const char *e = memchr(p, '\r', n);
+
+    if (n < 4 || (p[0] != '*' && p[0] != '~') || !e ||
+        resp_parse_ll(p + 1, (size_t)(e - p - 1), count) < 0 || *count < 0)
+        return -1;
+    *body = (size_t)(e - p) + 2;
+    return 0;
+}
+
+/* Element i's bytes in an array body: framed one after the other. */
+static int next_element(const char *p, size_t n, size_t *at, size_t *len)
+{
+    static const struct resp_limits lim = {.max_bulk = RESP_MAX_BULK, .max_line = SIZE_MAX};
+    struct resp_framer f;
+
+    resp_framer_reset(&f);
+    if (*at >= n || resp_frame_reply(&f, p + *at, n - *at, &lim) != RESP_DONE)
+        return -1;
+    *len = f.fr.len;
+    return 0;
+}
+
+static int merge_mget(struct split *s, struct buf *out)
+{
+    size_t *off = calloc((size_t)s->nkeys, sizeof *off), *len = calloc((size_t)s->nkeys,
+                                                                       sizeof *len);
+    int rc = off && len ? 0 : -1;
+
+    for (int i = 0; i < s->nparts && rc == 0; i++) {
+        const struct buf *b = &s->parts[i].reply;
+        long long count;
+        size_t at, l;
+        if (array_head(buf_start(b), buf_used(b), &count, &at) < 0 || count != s->parts[i].nkeys) {
+            rc = -1;
+            break;
+        }
+        /* the part's k-th element is the k-th key of the request routed to it */
+        for (int k = 0, j = 0; j < s->nkeys && rc == 0; j++) {
+            if (s->key_part[j] != i)
+                continue;
+            if (next_element(buf_start(b), buf_used(b), &at, &l) < 0) {
+                rc = -1;
+                break;
+            }
+            off[j] = at;
+            len[j] = l;
+            at += l;
+            k++;
+        }
+    }
+    if (rc == 0) {
+        buf_appendf(out, "*%d\r\n", s->nkeys);
+        for (int j = 0; j < s->nkeys; j++)
+            buf_append(out, buf_start(&s->parts[s->key_part[j]].reply) + off[j], len[j]);
+    }
+    free(off);
+    free(len);
+    return rc;
+}
+
+static void finish(struct split *s)
+{
+    struct sidecar *sc = s->sc;
+    struct buf out = {0};
+    static const char bad[] = "-ERR redis-sidecar could not merge the replies of a split "
+                              "request\r\n";
+
+    if (buf_used(&s->err)) {
+        buf_append(&out, buf_start(&s->err), buf_used(&s->err));
+    } else {
+        int rc = 0;
+        switch (s->kind) {
+        case SPLIT_MGET:
+            rc = merge_mget(s, &out);
+            break;
+        case SPLIT_MSET:
+            buf_append(&out, "+OK\r\n", 5);
+            break;
+        case SPLIT_COUNT:
+        case SPLIT_ALL_SUM:
+            buf_appendf(&out, ":%lld\r\n", s->sum);
+            break;
+        case SPLIT_ALL_CONCAT:
+            buf_appendf(&out, "*%lld\r\n", s->nacc);
+            buf_append(&out, buf_start(&s->acc), buf_used(&s->acc));
+            break;
+        case SPLIT_ALL_FIRST:
+            buf_append(&out, buf_start(&s->acc), buf_used(&s->acc));
+            break;
+        case SPLIT_ALL_AND:
+            buf_appendf(&out, "*%lld\r\n", s->nacc);
+            for (long long i = 0; i < s->nacc; i++)
+                buf_appendf(&out, ":%lld\r\n", s->and_v ? s->and_v[i] : 0);
+            break;
+        case SPLIT_NONE:
+            break;
+        }
+        if (rc < 0 || !buf_used(&out)) {
+            buf_reset(&out);
+            buf_append(&out, bad, sizeof bad - 1);
+        }
+    }
+    client_answer_deferred(sc, s->parent, buf_start(&out), buf_used(&out));
+    buf_free(&out);
+    split_free(s);
+}
+
+/* One part's reply is in (or its error): folded into the split. */
+static void fold(struct split *s, int i, const char *p, size_t n, const char *err)
+{
+    long long v, count;
+    size_t body;
+
+    if (err || !n || p[0] == '-' || p[0] == '!') {
+        if (!buf_used(&s->err)) {
+            if (err)
+                buf_appendf(&s->err, "-ERR %s\r\n", err);
+            else
+                buf_append(&s->err, p, n);
+        }
+        return;
+    }
+    switch (s->kind) {
+    case SPLIT_MGET:
+        buf_append(&s->parts[i].reply, p, n);
+        break;
+    case SPLIT_COUNT:
+    case SPLIT_ALL_SUM:
+        if (int_reply(p, n, &v) == 0)
+            s->sum += v;
+        break;
+    case SPLIT_ALL_CONCAT:
+        if (array_head(p, n, &count, &body) == 0) {
+            s->nacc += count;
+            buf_append(&s->acc, p + body, n - body);
+        }
+        break;
+    case SPLIT_ALL_FIRST:
+        if (!buf_used(&s->acc))
+            buf_append(&s->acc, p, n);
+        break;
+    case SPLIT_ALL_AND:
+        if (array_head(p, n, &count, &body) == 0) {
+            if (!s->and_v) {
+                s->nacc = count;
+                s->and_v = malloc((size_t)(count ? count : 1) * sizeof *s->and_v);
+                for (long long k = 0; s->and_v && k < count; k++)
+                    s->and_v[k] = 1;
+            }
+            size_t at = body, l;
+            for (long long k = 0; s->and_v && k < count && k < s->nacc; k++) {
+                if (next_element(p, n, &at, &l) < 0)
+                    break;
+                if (int_reply(p + at, l, &v) == 0 && v == 0)
+                    s->and_v[k] = 0;
+                at += l;
+            }
+        }
+        break;
+    case SPLIT_MSET:
+    case SPLIT_NONE:
+        break;
+    }
+}
+
+static void part_done(struct split *s, struct req *r, const char *p, size_t n, const char *err)
+{
+    fold(s, (int)r->key_len, p, n, err);
+    req_release(&s->sc->cache, r);
+    if (--s->owed == 0)
+        finish(s);
+}
+
+/* A part to node n on the app's link there; answered with an error at
+ * once when that cannot be. */
+static void send_part(struct split *s, struct client *c, struct node *n, int i,
+                      const char *p, size_t len, unsigned flags)
+{
+    struct req *r = req_alloc(&s->sc->cache);
+    struct pool *pl = n ? client_pool(c, n) : NULL;
+    struct link *l = pl ? pool_link_for(pl, c->id, c->resp3) : NULL;
+
+    if (!r) {
+        fold(s, i, NULL, 0, "proxy out of memory");
+        s->owed--;                       /* never the last: the sender holds one */
+        return;
+    }
+    r->owner = s;
+    r->flags = REQ_PART | flags;
+    r->key_len = (uint32_t)i;            /* which part: the split's, as owner */
+    if (!n || n->pool->down || !l || link_send(l, r, p, len) < 0) {
+        r->len = len;
+        part_done(s, r, NULL, 0, !n ? "no node serves this slot now (CLUSTERDOWN)"
+                  : n->pool->down ? n->pool->down_reason : "no link (out of memory)");
+    }
+}
+
+/* "*N\r\n$len\r\nname\r\n", the part's header before its arguments. */
+static void part_head(struct buf *b, long long argc, const char *name, size_t nl)
+{
+    buf_appendf(b, "*%lld\r\n$%zu\r\n", argc, nl);
+    buf_append(b, name, nl);
+    buf_append(b, "\r\n", 2);
+}
+
+/* The keys grouped by slot, one part per slot, each part's keys (and
+ * values) in the request's order. s->owed holds one more than the parts
+ * while they go out, so that none finishes the split under this loop. */
+static void send_by_slot(struct split *s, struct client *c, const char *frame,
+                         const struct resp_frame *fr, unsigned flags)
+{
+    static unsigned stamp, slot_stamp[CLUSTER_SLOTS];
+    static int slot_part[CLUSTER_SLOTS];
+    int step = s->kind == SPLIT_MSET ? 2 : 1;
+    size_t pos = 0, n, n2 = 0;
+    const char *a, *a2 = NULL;
+    int *part_slot = malloc((size_t)s->nkeys * sizeof *part_slot);
+    struct buf b = {0};
+
+    if (!part_slot || !(s->parts = calloc((size_t)s->nkeys, sizeof *s->parts))) {
+        free(part_slot);
+        buf_appendf(&s->err, "-ERR proxy out of memory\r\n");
+        finish(s);
+        return;
+    }
+    if (++stamp == 0) {
+        memset(slot_stamp, 0, sizeof slot_stamp);
+        stamp = 1;
+    }
+    resp_next_arg(frame, fr->len, &pos, &a, &n);
+    for (int j = 0; j < s->nkeys; j++) {
+        resp_next_arg(frame, fr->len, &pos, &a, &n);
+        if (step == 2)
+            resp_next_arg(frame, fr->len, &pos, &a2, &n2);
+        unsigned slot = cluster_slot(a, n);
+        if (slot_stamp[slot] != stamp) {
+            slot_stamp[slot] = stamp;
+            slot_part[slot] = s->nparts;
+            part_slot[s->nparts++] = (int)slot;
+        }
+        s->key_part[j] = slot_part[slot];
+        s->parts[slot_part[slot]].nkeys++;
+    }
+    s->owed = s->nparts + 1;
+    for (int i = 0; i < s->nparts; i++) {
+        buf_reset(&b);
+        part_head(&b, 1 + (long long)s->parts[i].nkeys * step, frame + fr->name_off,
+                  fr->name_len);
+        pos = 0;
+        resp_next_arg(frame, fr->len, &pos, &a, &n);
+        for (int j = 0; j < s->nkeys; j++) {
+            resp_next_arg(frame, fr->len, &pos, &a, &n);
+            if (step == 2)
+                resp_next_arg(frame, fr->len, &pos, &a2, &n2);
+            if (s->key_part[j] != i)
+                continue;
+            buf_appendf(&b, "$%zu\r\n", n);
+            buf_append(&b, a, n);
+            buf_append(&b, "\r\n", 2);
+            if (step == 2) {
+                buf_appendf(&b, "$%zu\r\n", n2);
+                buf_append(&b, a2, n2);
+                buf_append(&b, "\r\n", 2);
+            }
+        }
+        send_part(s, c, cluster_slot_node(s->sc, (unsigned)part_slot[i]), i, buf_start(&b),
+                  buf_used(&b), flags);
+    }
+    buf_free(&b);
+    free(part_slot);
+    if (--s->owed == 0)
+        finish(s);
+}
+
+void split_request(struct client *c, enum split_kind kind, const char *frame,
+                   const struct resp_frame *fr)
+{
+    struct sidecar *sc = c->sc;
+    int readonly = kind == SPLIT_MGET || kind == SPLIT_ALL_SUM || kind == SPLIT_ALL_CONCAT ||
+                   kind == SPLIT_ALL_AND || (kind == SPLIT_COUNT && c->last_cmd &&
+                                             (c->last_cmd->flags & CMD_READONLY));
+    unsigned t = TALLY(readonly ? CLASS_READ : CLASS_WRITE, DEST_MASTER);
+    struct split *s = calloc(1, sizeof *s);
+    struct req *parent = s ? client_slot(c, REQ_DEFERRED | t << REQ_TALLY_SHIFT) : NULL;
+
+    if (!parent) {
+        free(s);
+        client_reply_error(c, "ERR proxy out of memory");
+        return;
+    }
+    parent->len = fr->len;
+    c->inflight += fr->len;
+    sc->st.forwarded++;
+    sc->st.requests_by[t]++;
+    s->sc = sc;
+    s->parent = parent;
+    s->kind = kind;
+    unsigned flags = readonly ? REQ_READONLY : 0;
+    if (kind >= SPLIT_ALL_SUM) {
+        struct cluster *cl = sc->cl;
+        if (!(s->nparts = cl->nshards)) {
+            buf_appendf(&s->err, "-CLUSTERDOWN the cluster's slot map is not read yet\r\n");
+            finish(s);
+            return;
+        }
+        s->owed = s->nparts + 1;         /* as send_by_slot */
+        for (int i = 0, n = s->nparts; i < n; i++)
+            send_part(s, c, cl->shard_node[i], i, frame, fr->len, flags);
+        if (--s->owed == 0)
+            finish(s);
+        return;
+    }
+    s->nkeys = (int)((fr->argc - 1) / (kind == SPLIT_MSET ? 2 : 1));
+    if (!(s->key_part = malloc((size_t)s->nkeys * sizeof *s->key_part))) {
+        buf_appendf(&s->err, "-ERR proxy out of memory\r\n");
+        finish(s);
+        return;
+    }
+    send_by_slot(s, c, frame, fr, flags);
+}
+
+void split_part_answered(struct req *r, const char *req, const char *p, size_t n,
+                         const char *err)
+{
+    struct split *s = r->owner;
+    struct client *c = s->parent->owner;
+
+    /* a slot moved under it: the part goes where the reply says */
+    if (c && req && !err && n && p[0] == '-' && cluster_redirect(c, r, req, p, n) == 0)
+        return;
+    part_done(s, r, p, n, err);
+}
+
+void split_part_unrun(struct req *r, const char *req, const char *why)
+{
+    struct split *s = r->owner;
+    struct client *c = s->parent->owner;
+    struct node *n = c ? cluster_route_bytes(s->sc, req, r->len) : NULL;
+    struct pool *pl = n ? client_pool(c, n) : NULL;
+    struct link *l = pl ? pool_link_for(pl, c->id, c->resp3) : NULL;
+
+    if (!l || n->pool->down || link_resend(l, r, req, r->len) < 0)
+        part_done(s, r, NULL, 0, why);
+}
