@@ -91,6 +91,8 @@ struct client {
     unsigned        admin_auth : 1; /* ... by admin AUTH, which RESET takes back */
     unsigned        is_unix : 1;  /* came over a unix socket: no address */
     unsigned        in_multi : 1; /* lease state: MULTI sent, no EXEC/DISCARD yet */
+    unsigned        multi_deferred : 1; /* a cluster's: MULTI answered here, sent on the
+                                   * lease of the first command after it, to its node */
     unsigned        watching : 1; /* lease state: WATCH sent, not cleared */
     unsigned        other_db : 1; /* lease state: SELECT of another database */
     unsigned        barrier : 1;  /* paused until its requests in flight are answered */

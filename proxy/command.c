@@ -34,8 +34,8 @@ static const struct command commands[] = {
     {"unwatch", S, 0, STATE_UNWATCH, KEY_NONE}, {"reset", CMD_LOCAL, LOCAL_RESET, 0, KEY_NONE},
     /* pub/sub: one request may get many replies, and messages come unasked */
     {"subscribe", P, 0, 0, KEY_NONE}, {"psubscribe", P, 0, 0, KEY_NONE},
-    {"ssubscribe", P, 0, 0, KEY_NONE}, {"unsubscribe", P, 0, 0, KEY_NONE},
-    {"punsubscribe", P, 0, 0, KEY_NONE}, {"sunsubscribe", P, 0, 0, KEY_NONE},
+    {"ssubscribe", P, 0, 0, 0}, {"unsubscribe", P, 0, 0, KEY_NONE},
+    {"punsubscribe", P, 0, 0, KEY_NONE}, {"sunsubscribe", P, 0, 0, 0},
     {"blpop", B, 0, 0, 0}, {"brpop", B, 0, 0, 0}, {"brpoplpush", B, 0, 0, 0},
     {"blmove", B, 0, 0, 0},
     {"blmpop", B, 0, 0, KEY_EVAL}, {"bzpopmin", B, 0, 0, 0}, {"bzpopmax", B, 0, 0, 0},

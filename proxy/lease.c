@@ -12,16 +12,16 @@
 #define LEASE_RETRY     0.1
 #define LEASE_RETRY_MAX 1.0
 
-int lease_take(struct client *c)
+int lease_take(struct client *c, struct node *n)
 {
     struct sidecar *sc = c->sc;
-    struct pool *p = client_pool(c, sc->master);
+    struct pool *p = client_pool(c, n);
     struct link *l = p ? pool_lease(p, c, c->resp3) : NULL;
     struct client_ext *x;
 
     if (!p) {
         client_reply_error(c, "ERR no links for user %s on %s (out of memory)",
-                           c->x->user->name, sc->master->pool->cfg.name);
+                           c->x->user->name, n->pool->cfg.name);
         return -1;
     }
     if (l) {

@@ -13,7 +13,7 @@ struct client;
 
 /* 1: c holds a lease now; 0: c waits for one (on the pool's list); -1: it
  * got an error reply (none came in time, or out of memory). */
-int lease_take(struct client *c);
+int lease_take(struct client *c, struct node *n);
 /* What the request about to go on the lease leaves held there (db, db_ok:
  * a SELECT's argument); a WAIT first brings the lease's replication
  * offset past the client's writes on shared links. */

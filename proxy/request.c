@@ -198,7 +198,7 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
     case ROUTE_LEASE:
     case ROUTE_STREAM:
         if (!c->lease) {
-            int got = lease_take(c);
+            int got = lease_take(c, rt.node);
             if (got == 0)
                 return stop(c);
             if (got < 0)
@@ -220,6 +220,15 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
             }
             stream_forward(c, frame, len);
             break;
+        }
+        if (__builtin_expect(rt.send_multi, 0)) {    /* the cluster's deferred MULTI */
+            static const char multi[] = "*1\r\n$5\r\nMULTI\r\n";
+            if (link_send_unowned(c->lease, multi, sizeof multi - 1) < 0) {
+                client_reply_error(c, "ERR proxy out of memory");
+                break;
+            }
+            c->multi_deferred = 0;
+            lease_note(c, command_lookup(&c->sc->cmds, "multi", 5), 0, 0);
         }
         lease_note(c, rt.cmd, rt.db, rt.db_ok);
         if (__builtin_expect(c->in_multi || (rt.cmd && rt.cmd->state == STATE_END_MULTI), 0))
@@ -248,6 +257,18 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
         return stop(c);
     case ROUTE_SPLIT:
         split_request(c, rt.split, frame, fr);
+        return 1;
+    case ROUTE_MULTI_HERE:
+        if (rt.cmd->state == STATE_MULTI) {
+            c->multi_deferred = 1;
+            client_reply(c, "+OK\r\n", 5);
+        } else {                         /* EXEC, DISCARD of a transaction of nothing */
+            c->multi_deferred = 0;
+            if (strcmp(rt.cmd->name, "exec") == 0)
+                client_reply(c, "*0\r\n", 4);
+            else
+                client_reply(c, "+OK\r\n", 5);
+        }
         return 1;
     }
     if (c->x)

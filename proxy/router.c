@@ -297,12 +297,16 @@ static void needs_lease(struct client *c, struct route *rt, enum route_kind kind
 {
     struct sidecar *sc = c->sc;
     struct node *m = sc->master;
+    const char *why;
 
+    /* a cluster's: on the node of the first key (none: the default master) */
+    if (sc->cl && !(m = cluster_route(sc, rt->cmd, rt->frame, rt->fr, &why))) {
+        error(rt, &sc->st.err_node_down, "CLUSTERDOWN Hash slot not served (%s)", why);
+        return;
+    }
+    rt->node = m;
     if (c->inflight) {
         rt->kind = ROUTE_LATER;
-    } else if (!m && sc->cl) {          /* a cluster whose map is not read yet */
-        error(rt, &sc->st.err_node_down, "CLUSTERDOWN Hash slot not served (%s)",
-              sc->no_master_why);
     } else if (!sc->sentinels && m->pool->down) {
         error(rt, &sc->st.err_node_down, "ERR upstream %s is down (%s)", m->pool->cfg.name,
               m->pool->down_reason);
@@ -322,6 +326,13 @@ static void lease(struct client *c, const struct command *cmd, const char *frame
 {
     struct sidecar *sc = c->sc;
 
+    /* A cluster's transaction runs on the node of its first key, known
+     * with the command after MULTI: MULTI waits for it. */
+    if (__builtin_expect(c->sc->cl != NULL, 0) && !c->lease && cmd &&
+        cmd->state == STATE_MULTI) {
+        rt->kind = ROUTE_MULTI_HERE;
+        return;
+    }
     rt->flags = REQ_LEASED;
     rt->block = 0;
     if (cmd && (cmd->flags & (CMD_BLOCKING | CMD_MAYBLOCK)) &&
@@ -391,6 +402,22 @@ static int by_state(struct client *c, const struct command *cmd, const char *fra
     struct sidecar *sc = c->sc;
     enum cmd_local local = cmd ? cmd->local : LOCAL_NONE;
 
+    /* A cluster's MULTI not sent yet: EXEC or DISCARD of nothing is
+     * answered here; any other command takes it along, to its node. */
+    if (__builtin_expect(c->multi_deferred, 0) && local != LOCAL_QUIT && local != LOCAL_RESET &&
+        local != LOCAL_PROXY) {
+        if (cmd && cmd->state == STATE_END_MULTI)
+            rt->kind = ROUTE_MULTI_HERE;
+        else if (cmd && cmd->state == STATE_MULTI)
+            error(rt, NULL, "ERR MULTI calls can not be nested");
+        else if (cmd && cmd->state == STATE_WATCH)
+            error(rt, NULL, "ERR WATCH inside MULTI is not allowed");
+        else {
+            lease(c, cmd, frame, fr, rt);
+            rt->send_multi = 1;
+        }
+        return 1;
+    }
     /* Draining: what is under way finishes (a transaction may reach its
      * EXEC), nothing new starts. */
     if (sc->draining && !client_holds_state(c) && local != LOCAL_QUIT)
@@ -449,12 +476,16 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
     const char *name = frame + fr->name_off;
 
     rt->cmd = cmd;
+    rt->frame = frame;
+    rt->fr = fr;
     rt->count = NULL;
     rt->fanout = 0;
     rt->abort_multi = 0;
+    rt->send_multi = 0;
     rt->flags = cmd && (cmd->flags & CMD_READONLY) ? REQ_READONLY : 0;
     if (__builtin_expect(!cmd || !(cmd->flags & ~(unsigned)CMD_READONLY), 1) && c->authed &&
-        !c->stream && !c->lease && !sc->draining && !sc->requests_paused) {
+        !c->stream && !c->lease && !c->multi_deferred && !sc->draining &&
+        !sc->requests_paused) {
         /* the common case, a plain read or write: none of the below applies */
     } else if (by_state(c, cmd, frame, fr, rt)) {
         return;

@@ -25,18 +25,23 @@ enum route_kind {
     ROUTE_WAIT_MASTER, /* not now: it needs a lease, and no master is confirmed */
     ROUTE_PAUSED,      /* not now: PROXY PAUSE holds it until PROXY RESUME */
     ROUTE_SPLIT,       /* a cluster's: carried out as several (rt->split, split.c) */
+    ROUTE_MULTI_HERE,  /* a cluster's MULTI, or EXEC/DISCARD of an empty one: answered
+                        * here (the MULTI goes out with the next command) */
 };
 
 struct route {
     enum route_kind kind;
     unsigned        flags;     /* REQ_* of its slot (SHARED, HOLD, LEASE) */
     float           block;     /* LEASE: seconds a blocking call may wait (req.h) */
-    struct node    *node;      /* SHARED */
+    struct node    *node;      /* SHARED, and LEASE/STREAM: the node of the lease to take */
     struct link    *link;      /* SHARED */
     const struct command *cmd; /* NULL: unknown to the table */
+    const char     *frame;     /* the request, as router_route was given it */
+    const struct resp_frame *fr;
     uint64_t       *count;     /* a counter the decision adds one to, or NULL */
     int             fanout;    /* SHARED: SCRIPT LOAD, also to every replica */
     int             split;     /* SPLIT: enum split_kind */
+    int             send_multi; /* LEASE: the client's deferred MULTI goes first */
     int             abort_multi; /* ERROR inside MULTI: the transaction fails at EXEC,
                                   * as redis fails one with a refused command */
     long long       db;        /* SELECT's database (LEASE: what it leaves held) */

@@ -198,3 +198,69 @@ def test_a_split_whose_part_fails_answers_that_error_never_a_partial_merge(env, 
     masters[0].client().config_set("min-replicas-to-write", "0")
     assert c.execute_command("MSET", *[x for k in keys for x in (k, "w")]) in (True, b"OK")
     assert c.mget(keys) == [b"w"] * 30
+
+
+def key_on(cluster, node, prefix):
+    """A key whose slot the master `node` serves."""
+    owners = slot_owners(cluster)
+    for i in range(10000):
+        k = f"{prefix}{i}"
+        if owners[key_slot(k.encode())] is node:
+            return k
+    raise AssertionError("no key found")
+
+
+def test_leases_run_on_the_node_of_their_first_key(env, cluster):
+    sc = cluster_sidecar(env, cluster)
+    masters = cluster.masters()
+    default = nodes(sc)["master"]
+    other = next(m for m in masters if f"127.0.0.1:{m.port}" != default)
+    k = key_on(cluster, other, "tx")
+    c = sc.client()
+    # MULTI/EXEC on one slot of a node other than the default one
+    tx = c.pipeline(transaction=True)
+    tx.set(k, 1).incr(k).get(k)
+    assert tx.execute() == [True, 2, b"2"]
+    assert other.client().get(k) == b"2"
+    # an empty transaction, and DISCARD
+    assert c.execute_command("MULTI") in (True, b"OK")
+    assert c.execute_command("EXEC") == []
+    assert c.execute_command("MULTI") in (True, b"OK")
+    assert c.execute_command("DISCARD") in (True, b"OK")
+    # WATCH on that node: a change by another client aborts the EXEC
+    with sc.client().pipeline(transaction=True) as p:
+        p.watch(k)
+        assert p.get(k) == b"2"
+        other.client().set(k, "changed")
+        p.multi()
+        p.set(k, "mine")
+        with pytest.raises(redis.WatchError):
+            p.execute()
+    assert other.client().get(k) == b"changed"
+    # BLPOP waits on the list's node and is woken by a push there
+    q = key_on(cluster, other, "q")
+    got = []
+    t = threading.Thread(target=lambda: got.append(sc.client().blpop(q, timeout=10)))
+    t.start()
+    wait_until(lambda: other.client().info("clients")["blocked_clients"] == 1,
+               what="BLPOP blocked on the key's node")
+    other.client().rpush(q, "x")
+    t.join(10)
+    assert got == [(q.encode(), b"x")]
+    # SSUBSCRIBE on the channel's node; SUBSCRIBE anywhere (the bus carries PUBLISH)
+    ch = key_on(cluster, other, "ch")
+    ps = sc.client().pubsub()
+    ps.execute_command("SSUBSCRIBE", ch)
+    assert ps.parse_response(timeout=5)[0] == b"ssubscribe"
+    wait_until(lambda: other.client().execute_command("PUBSUB", "SHARDNUMSUB", ch)[1] == 1,
+               what="the shard subscription on its node")
+    assert c.execute_command("SPUBLISH", ch, "hello") == 1
+    assert ps.parse_response(timeout=5) == [b"smessage", ch.encode(), b"hello"]
+    ps.close()
+    ps = sc.client().pubsub()
+    ps.subscribe("news")
+    assert ps.get_message(timeout=5)["type"] == "subscribe"
+    wait_until(lambda: masters[2].client().publish("news", "from-a-node") >= 0 and
+               (m := ps.get_message(timeout=0.2)) is not None and m["data"] == b"from-a-node",
+               what="a message published on any node")
+    ps.close()
