@@ -125,9 +125,13 @@ static int parse_shards(const struct cluster_src *cs, const redisReply *r, struc
                 continue;
             int online = !health || health->type != REDIS_REPLY_STRING ||
                          strcmp(health->str, "online") == 0;
+            /* a failed master stays listed (offline) beside the replica the
+             * cluster promoted: the online one is the master */
             if (strcmp(role->str, "master") == 0) {
-                memcpy(sh->master, addr, sizeof addr);
-                sh->master_online = online;
+                if (!sh->master[0] || (online && !sh->master_online)) {
+                    memcpy(sh->master, addr, sizeof addr);
+                    sh->master_online = online;
+                }
             } else if (sh->nreplicas < CLUSTER_MAX_REPLICAS && online) {
                 memcpy(sh->replicas[sh->nreplicas++], addr, sizeof addr);
             }

@@ -31,6 +31,7 @@ struct client_ext {
     unsigned   writes_pending; /* writes sent, not answered yet */
     unsigned   replica_reads;  /* reads on replicas, not answered yet */
     unsigned   nheld;          /* requests held for a master (hold.c) */
+    unsigned   hold_pass;      /* a cluster's: the release pass that kept one held */
     struct pool_waiter wait;   /* its place on a wait list (c->wait says which) */
     ev_tstamp  wait_deadline;  /* waiting for a lease or a master until then; 0: not */
     ev_tstamp  retry_since;    /* leases dying unready in a row: the first's time */

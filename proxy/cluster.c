@@ -18,6 +18,7 @@
 #include "../lib/log.h"
 #include "client.h"
 #include "command.h"
+#include "hold.h"
 #include "master.h"
 #include "nodes.h"
 #include "request.h"
@@ -101,6 +102,8 @@ static void on_map(void *arg, const struct cluster_map *map, const char *from)
     nodes_count(sc);
     if (changed)
         log_info("cluster: %d shards, slot map from %s", cl->nshards, from);
+    if (sc->nheld || !TAILQ_EMPTY(&sc->master_waiters))
+        hold_master_ready(sc);           /* held for a shard that failed over */
 }
 
 int cluster_start(struct sidecar *sc, char *err, size_t errlen)
@@ -224,6 +227,19 @@ int cluster_redirect(struct client *c, struct req *r, const char *req, const cha
     unsigned slot;
     struct node *to;
 
+    /* the cluster cannot serve the slot now (a failover, a migration of a
+     * multi-key request's slot): held, and sent again as the map changes
+     * or every tenth of a second, until failover_wait */
+    if (!moved && !ask && !(r->flags & (REQ_LEASED | REQ_PART)) &&
+        ((n > 13 && memcmp(p, "-CLUSTERDOWN ", 13) == 0) ||
+         (n > 10 && memcmp(p, "-TRYAGAIN ", 10) == 0))) {
+        if (p[1] == 'T')
+            cl->tryagain++;
+        else
+            cl->clusterdown++;
+        health_cluster_refresh(&cl->src);
+        return hold_request(c, r, req, r->len);
+    }
     if ((!moved && !ask) || (r->flags & REQ_LEASED) ||
         parse_redirect(p, n, moved ? 7 : 5, &slot, addr) < 0 || !(to = node_for(sc, addr)))
         return -1;
@@ -337,11 +353,13 @@ void cluster_report(const struct sidecar *sc, struct buf *b)
     const struct cluster *cl = sc->cl;
 
     buf_appendf(b, "\r\n# Cluster\r\nslot_map:%s\r\nshards:%d\r\nmap_reads:%llu\r\n"
-                "map_read_from:%s\r\nlast_error:%s\r\nmoved:%llu\r\nask:%llu\r\n",
+                "map_read_from:%s\r\nlast_error:%s\r\nmoved:%llu\r\nask:%llu\r\n"
+                "held_tryagain:%llu\r\nheld_clusterdown:%llu\r\n",
                 cl->have_map ? "read" : "none", cl->nshards,
                 (unsigned long long)cl->src.reads, cl->src.ask[cl->src.cur],
                 cl->src.last_err[0] ? cl->src.last_err : "-", (unsigned long long)cl->moved,
-                (unsigned long long)cl->asked);
+                (unsigned long long)cl->asked, (unsigned long long)cl->tryagain,
+                (unsigned long long)cl->clusterdown);
     for (int i = 0; i < cl->nshards; i++) {
         const struct node *n = cl->shard_node[i];
         int from = -1, nslots = 0, nranges = 0;

@@ -18,7 +18,7 @@ struct cluster {
     uint8_t            owner[CLUSTER_SLOTS];      /* shard + 1; MOVED updates it */
     int                have_map;
     char               id[41];                    /* the one-node cluster apps see */
-    uint64_t           moved, asked, refreshes, tryagain;
+    uint64_t           moved, asked, refreshes, tryagain, clusterdown;
 };
 
 /* Follow the seeds' cluster; -1 with the reason. */
@@ -34,7 +34,8 @@ struct node *cluster_slot_node(const struct sidecar *sc, unsigned slot);
 /* The same for a request's bytes (one that did not run where it went). */
 struct node *cluster_route_bytes(struct sidecar *sc, const char *req, size_t len);
 /* A reply that is -MOVED or -ASK: the request goes where it says (the
- * map learns a MOVED). 0 if it went; -1: answer the reply as it is. */
+ * map learns a MOVED); -TRYAGAIN or -CLUSTERDOWN: it is held (hold.c)
+ * and sent again. 0 if so; -1: answer the reply as it is. */
 int cluster_redirect(struct client *c, struct req *r, const char *req, const char *p, size_t n);
 /* A node's health checks failed: the map may have changed. */
 void cluster_node_down(struct sidecar *sc);

@@ -7,6 +7,7 @@
 
 #include "../lib/invariant.h"
 #include "client.h"
+#include "cluster.h"
 
 /* A request waiting for a master: its slot, and its bytes, kept here as
  * the link it came from may be gone. */
@@ -105,11 +106,47 @@ static void wake(struct sidecar *sc, struct pool_waiter *w)
     client_mark_dirty(c);       /* routed afresh by the flush step */
 }
 
+/* A cluster's: each held request to the master of its slot now, if that
+ * one is up; one that stays held keeps its client's later ones held too,
+ * so each client's order holds. */
+static void release_by_slot(struct sidecar *sc)
+{
+    struct held *h, *next;
+    struct client *c;
+
+    sc->hold_pass++;
+    for (h = TAILQ_FIRST(&sc->held); h; h = next) {
+        next = TAILQ_NEXT(h, tqe);
+        struct req *r = h->r;
+        if (!(c = r->owner)) {
+            take_off(sc, h);
+            unpark(sc, h);               /* its client left */
+            continue;
+        }
+        struct node *n = c->x->hold_pass == sc->hold_pass ? NULL
+                       : cluster_route_bytes(sc, h->bytes, h->len);
+        struct pool *p = n && !n->pool->down ? client_pool(c, n) : NULL;
+        struct link *l = p ? pool_link_for(p, c->id, c->resp3) : NULL;
+        if (!l) {
+            c->x->hold_pass = sc->hold_pass;
+            continue;
+        }
+        take_off(sc, h);
+        r->flags &= ~(unsigned)REQ_HELD;
+        r->parked = NULL;
+        if (link_send(l, r, h->bytes, h->len) < 0)
+            client_answer(c, r, NULL, 0, "proxy out of memory");
+        free(h);
+    }
+}
+
 void hold_master_ready(struct sidecar *sc)
 {
     struct held *h;
 
-    while (sc->master && (h = TAILQ_FIRST(&sc->held)) != NULL) {
+    if (sc->cl)
+        release_by_slot(sc);
+    while (!sc->cl && sc->master && (h = TAILQ_FIRST(&sc->held)) != NULL) {
         struct req *r = h->r;
         struct client *c = r->owner;
         take_off(sc, h);
@@ -183,6 +220,8 @@ static void on_held_tick(struct ev_loop *loop, ev_timer *w, int revents)
     }
     if (!sc->nheld && TAILQ_EMPTY(&sc->master_waiters))
         ev_timer_stop(loop, w);
+    else if (sc->cl)
+        cluster_node_down(sc);           /* the map again, soon: the promoted replica */
     else if (sc->master || sc->candidate)
         health_sample_soon(&(sc->master ? sc->master : sc->candidate)->health, 0.05);
 }

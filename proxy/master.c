@@ -130,8 +130,13 @@ static void on_node_health(void *arg, int up, const char *why)
         return;
     }
     nodes_set_down(sc, n, !up, why);
-    if (sc->cl && !up)
-        cluster_node_down(sc);           /* the cluster may be failing it over */
+    if (sc->cl) {
+        if (!up)
+            cluster_node_down(sc);       /* the cluster may be failing it over */
+        else
+            hold_master_ready(sc);       /* what waited for it */
+        return;
+    }
     if (n != n->sc->master || !n->sc->sentinels)
         return;
     if (!up)

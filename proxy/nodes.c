@@ -67,7 +67,7 @@ void nodes_configs(const struct sidecar *sc, struct pool_config *pc, struct chec
     *pc = (struct pool_config){
         .connections = cfg->connections,
         .connect_timeout = cfg->connect_timeout,
-        .queue_timeout = sc->sentinels ? cfg->failover_wait : cfg->connect_timeout,
+        .queue_timeout = sc->sentinels || sc->cl ? cfg->failover_wait : cfg->connect_timeout,
         .reply_timeout = cfg->reply_timeout,
         .database = cfg->database,
         .username = cfg->username,

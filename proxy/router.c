@@ -263,7 +263,14 @@ static inline __attribute__((always_inline)) void shared(struct client *c, struc
     /* With sentinels a master that is down is waited for (failover_wait):
      * they may be about to replace it. Its requests queue on its links or,
      * while there is no master or the client has requests held, are held. */
-    if (!sc->sentinels || n != sc->master) {
+    if (__builtin_expect(sc->cl != NULL, 0)) {
+        /* a cluster's master that is down is waited for: the cluster may be
+         * promoting its replica (failover_wait) */
+        if (n->pool->down || (c->x && c->x->nheld)) {
+            rt->kind = ROUTE_HOLD;
+            return;
+        }
+    } else if (!sc->sentinels || n != sc->master) {
         if (n->pool->down) {
             error(rt, &sc->st.err_node_down, "ERR upstream %s is down (%s)", n->pool->cfg.name,
                   n->pool->down_reason);
@@ -307,10 +314,10 @@ static void needs_lease(struct client *c, struct route *rt, enum route_kind kind
     rt->node = m;
     if (c->inflight) {
         rt->kind = ROUTE_LATER;
-    } else if (!sc->sentinels && m->pool->down) {
+    } else if (!sc->sentinels && !sc->cl && m->pool->down) {
         error(rt, &sc->st.err_node_down, "ERR upstream %s is down (%s)", m->pool->cfg.name,
               m->pool->down_reason);
-    } else if (m && !(sc->sentinels && m->pool->down)) {
+    } else if (m && !((sc->sentinels || sc->cl) && m->pool->down)) {
         rt->kind = kind;
     } else if (c->x && c->x->wait_deadline && ev_now(sc->loop) >= c->x->wait_deadline) {
         error(rt, NULL, "ERR no master confirmed within failover_wait (%gs): %s",

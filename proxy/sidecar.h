@@ -146,6 +146,7 @@ struct sidecar {
     int                   resp3_seen;  /* a client said HELLO 3: nodes have RESP3 links */
     TAILQ_HEAD(, held)    held;      /* requests waiting for a master, in order (hold.c) */
     unsigned              nheld;     /* their count (checked in make asan) */
+    unsigned              hold_pass; /* a cluster's release passes (hold.c) */
     ev_tstamp             last_hold_at;
     ev_timer              held_w;    /* fails held requests past failover_wait */
     TAILQ_HEAD(, pool_waiter) master_waiters; /* clients waiting for a master, for a lease */

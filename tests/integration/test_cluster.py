@@ -4,6 +4,7 @@ app speaks to one plaintext endpoint. Keys land on the nodes that own
 their slots, MOVED and ASK never reach the app (resharding under load),
 and cluster-mode clients see a one-node cluster."""
 import subprocess
+import time
 import threading
 
 import pytest
@@ -98,7 +99,7 @@ def test_resharding_under_load_is_never_seen_by_the_app(env, cluster):
                           "--cluster-pipeline", "20"],
                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    load.wait_ok(20, each=True, after=__import__("time").monotonic())
+    load.wait_ok(20, each=True, after=time.monotonic())
     load.stop()
     stop.set()
     assert load.errors() == [], load.error_texts()[:5]
@@ -264,3 +265,79 @@ def test_leases_run_on_the_node_of_their_first_key(env, cluster):
                (m := ps.get_message(timeout=0.2)) is not None and m["data"] == b"from-a-node",
                what="a message published on any node")
     ps.close()
+
+
+def keys_on(cluster, node, prefix, n):
+    """n keys whose slots the master `node` serves."""
+    owners, out = slot_owners(cluster), []
+    for i in range(100000):
+        k = f"{prefix}{i}"
+        if owners[key_slot(k.encode())] is node:
+            out.append(k)
+            if len(out) == n:
+                return out
+    raise AssertionError("not enough keys")
+
+
+def replica_of_node(cluster, master):
+    mid = master.client().cluster("myid")
+    mid = mid.decode() if isinstance(mid, bytes) else mid
+    for n in cluster.nodes:
+        if n is not master and n.client().info("replication").get("role") == "slave":
+            nodes_line = n.client().execute_command("CLUSTER", "NODES").decode()
+            me = next(x for x in nodes_line.splitlines() if "myself" in x).split()
+            if me[3] == mid:
+                return n
+    raise AssertionError("no replica")
+
+
+def test_a_master_killed_under_writes_fails_over_per_shard(env, cluster):
+    """SIGKILL of one master under writes to every shard (one writer per
+    shard, 130 writes/s each): the other shards' writes go on untouched;
+    the victim's are held until the map names its promoted replica, then
+    stable within 1 s of the promotion (3x margin); the only errors are
+    writes in flight on the dead master ("may or may not"), and no write
+    acknowledged after the kill is lost."""
+    sc = cluster_sidecar(env, cluster, routing={"failover_wait": "10s"})
+    masters = cluster.masters()
+    victim = masters[0]
+    heir = replica_of_node(cluster, victim)
+    shard_keys = [keys_on(cluster, m, f"w{j}:", 64) for j, m in enumerate(masters)]
+
+    def op(c, i, seq):
+        k = shard_keys[i][seq % 64]
+        return c.set(k, seq)
+    load = Load(op, n=3, port=sc.port, rate=130, socket_timeout=30).start()
+    load.wait_ok(30, each=True)
+    fault = time.monotonic()
+    victim.stop()
+    promoted = wait_until(lambda: heir.client().info("replication")["role"] == "master" and
+                          time.monotonic(), timeout=30, what="the replica promoted")
+    load.wait_ok(30, each=True, after=promoted)
+    time.sleep(0.5)
+    load.stop()
+    # other shards: never an error, never a wait
+    for i in (1, 2):
+        calls = load.all(client=i, after=fault)
+        assert all(c.ok for c in calls), [c.value for c in calls if not c.ok][:3]
+        assert max(c.t1 - c.t0 for c in calls) < 0.5, max(c.t1 - c.t0 for c in calls)
+    # the victim's shard: held, then on the new master within 1 s (x3)
+    calls = load.all(client=0, after=fault - 0.5)
+    errors = [c for c in calls if not c.ok]
+    assert all("may or may not" in str(e.value) for e in errors), [e.value for e in errors]
+    assert len(errors) <= 1, [e.value for e in errors]
+    late = [c.t1 - promoted for c in calls if c.ok and c.t0 < promoted and c.t1 > promoted]
+    print(f"\nfailover: promoted {promoted - fault:.2f}s after the kill; held writes answered "
+          f"{max(late) if late else 0:+.3f}s from the promotion; {len(calls)} writes to the "
+          f"shard, {len(errors)} errors")
+    assert not late or max(late) < 3.0, late
+    # nothing acknowledged after the kill is missing on the new master
+    last = {}
+    for c in load.all(client=0, after=fault):
+        if c.ok:
+            last[shard_keys[0][c.seq % 64]] = c.seq
+    d = heir.client()
+    assert all(int(d.get(k) or -1) >= v for k, v in last.items())
+    n = nodes(sc)
+    assert f"127.0.0.1:{heir.port}" in {s["master"] for s in n["shard"]}
+    assert f"127.0.0.1:{victim.port}" not in {x["addr"] for x in n["node"]}
