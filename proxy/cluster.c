@@ -79,6 +79,8 @@ static void on_map(void *arg, const struct cluster_map *map, const char *from)
     for (int i = 0; i < map->nshards && !changed; i++)
         changed = strcmp(map->shard[i].master, cl->map.shard[i].master) != 0;
     cl->refreshes++;
+    if (changed)
+        cl->scan_gen++;
     memcpy(&cl->map, map, sizeof *map);
     uint8_t remap[CLUSTER_MAX_SHARDS + 1] = {0};     /* map's shard + 1 -> ours + 1 */
     cl->nshards = 0;
@@ -249,8 +251,10 @@ int cluster_redirect(struct client *c, struct req *r, const char *req, const cha
         return -1;
     if (moved) {
         int sh = shard_of(cl, to);
-        if (sh >= 0)
+        if (sh >= 0 && cl->owner[slot] != sh + 1) {
             cl->owner[slot] = (uint8_t)(sh + 1);
+            cl->scan_gen++;
+        }
         cl->moved++;
         health_cluster_refresh(&cl->src);
     } else {

@@ -19,6 +19,7 @@ struct cluster {
     int                have_map;
     char               id[41];                    /* the one-node cluster apps see */
     uint64_t           moved, asked, refreshes, tryagain, clusterdown;
+    unsigned           scan_gen;                  /* owner[] changed: SCAN ranges restart */
 };
 
 /* Follow the seeds' cluster; -1 with the reason. */

@@ -5,6 +5,7 @@
 #include "split.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -29,7 +30,24 @@ struct split {
     struct buf      acc;           /* CONCAT: the elements; FIRST: the first reply */
     long long       nacc;          /* CONCAT: how many; AND: the array's length */
     long long      *and_v;
+    unsigned        scan_from, scan_to, scan_gen;   /* SCAN: the slot range, its map */
 };
+
+/* SCAN's cursor through the sidecar: bits 48-61 the first slot of the
+ * range being scanned, 34-47 its last, 32-33 the map generation it was
+ * found in, 0-31 the cursor of the node that serves it. A full iteration
+ * walks the slots in order, each range on its master, keeping only that
+ * range's keys; a range whose owners changed meanwhile is scanned again
+ * from its start (duplicates, as Redis allows; nothing missed). */
+#define SCAN_NODE_BITS 32
+#define SCAN_GEN_MASK  3u
+
+static unsigned long long scan_cursor(unsigned from, unsigned to, unsigned gen,
+                                      unsigned long long node)
+{
+    return (unsigned long long)from << 48 | (unsigned long long)to << 34 |
+           (unsigned long long)(gen & SCAN_GEN_MASK) << 32 | node;
+}
 
 static int is_cmd(const struct command *cmd, const char *name)
 {
@@ -72,6 +90,8 @@ enum split_kind split_kind(const struct sidecar *sc, const struct command *cmd,
     else if (is_cmd(cmd, "del") || is_cmd(cmd, "unlink") || is_cmd(cmd, "exists") ||
              is_cmd(cmd, "touch"))
         k = SPLIT_COUNT;
+    else if (is_cmd(cmd, "scan"))
+        return fr->argc >= 2 ? SPLIT_SCAN : SPLIT_NONE;
     else if (is_cmd(cmd, "dbsize"))
         return fr->argc == 1 ? SPLIT_ALL_SUM : SPLIT_NONE;
     else if (is_cmd(cmd, "keys"))
@@ -177,6 +197,108 @@ static int merge_mget(struct split *s, struct buf *out)
     return rc;
 }
 
+/* The node's own word (its line in CLUSTER NODES) that the whole range
+ * [from, to] is its, and that none of it is migrating away: only then is
+ * a range scanned to its end done. A slot being migrated has some of its
+ * keys on the importing node already, which a scan of this one misses. */
+static int range_settled(const char *p, size_t n, unsigned from, unsigned to)
+{
+    const char *nl = memchr(p, '\n', n);
+    char *line, *save = NULL;
+    static unsigned char mine[CLUSTER_SLOTS];
+    int ok = 1;
+
+    if (p[0] != '$' || !nl)
+        return 0;
+    size_t len = n - (size_t)(nl + 1 - p);
+    char *text = malloc(len + 1);
+    if (!text)
+        return 0;
+    memcpy(text, nl + 1, len);
+    text[len] = '\0';
+    memset(mine, 0, sizeof mine);
+    for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *f[9], *t, *ls = NULL;
+        int k = 0;
+        for (t = strtok_r(line, " ", &ls); t && k < 8; t = strtok_r(NULL, " ", &ls))
+            f[k++] = t;
+        if (k < 8 || !strstr(f[2], "myself"))
+            continue;
+        for (; t; t = strtok_r(NULL, " ", &ls)) {
+            if (t[0] == '[') {           /* [slot->-id]: migrating away; [slot-<-id]: coming */
+                unsigned m = (unsigned)atoi(t + 1);
+                if (strstr(t, "->-") && m >= from && m <= to)
+                    ok = 0;
+                continue;
+            }
+            char *dash = strchr(t, '-');
+            unsigned a = (unsigned)atoi(t), b = dash ? (unsigned)atoi(dash + 1) : a;
+            for (unsigned x = a; x <= b && x < CLUSTER_SLOTS; x++)
+                mine[x] = 1;
+        }
+    }
+    free(text);
+    for (unsigned x = from; ok && x <= to; x++)
+        ok = mine[x];
+    return ok;
+}
+
+/* The node's [cursor, [keys]]: the keys of the range, and the cursor
+ * that goes on from there. */
+static int merge_scan(struct split *s, struct buf *out)
+{
+    const char *p = buf_start(&s->parts[0].reply);
+    size_t n = buf_used(&s->parts[0].reply), at, l;
+    long long two, count;
+    unsigned long long node;
+    struct buf keys = {0};
+    int kept = 0;
+
+    if (array_head(p, n, &two, &at) < 0 || two != 2 || next_element(p, n, &at, &l) < 0 ||
+        p[at] != '$')
+        return -1;
+    const char *v = memchr(p + at, '\n', l);
+    char *end;
+    node = v ? strtoull(v + 1, &end, 10) : 0;
+    at += l;
+    size_t body;
+    if (!v || node >> SCAN_NODE_BITS || array_head(p + at, n - at, &count, &body) < 0)
+        return -1;
+    at += body;
+    for (long long i = 0; i < count; i++) {
+        if (next_element(p, n, &at, &l) < 0 || p[at] != '$')
+            break;
+        const char *k = memchr(p + at, '\n', l);
+        size_t kl = k ? l - (size_t)(k + 1 - (p + at)) - 2 : 0;
+        unsigned slot = k ? cluster_slot(k + 1, kl) : 0;
+        if (k && slot >= s->scan_from && slot <= s->scan_to) {
+            buf_append(&keys, p + at, l);
+            kept++;
+        }
+        at += l;
+    }
+    unsigned long long next;
+    struct cluster *cl = s->sc->cl;
+    if (node) {                                      /* the range goes on */
+        next = scan_cursor(s->scan_from, s->scan_to, s->scan_gen, node);
+    } else if ((cl->scan_gen & SCAN_GEN_MASK) != (s->scan_gen & SCAN_GEN_MASK) ||
+               !range_settled(buf_start(&s->parts[1].reply), buf_used(&s->parts[1].reply),
+                              s->scan_from, s->scan_to)) {
+        next = scan_cursor(s->scan_from, 0, s->scan_gen, 0);    /* moved: this range again */
+        health_cluster_refresh(&cl->src);
+    } else if (s->scan_to + 1 < CLUSTER_SLOTS) {
+        next = scan_cursor(s->scan_to + 1, 0, s->scan_gen, 0);  /* the next range */
+    } else {
+        next = 0;                                    /* every slot done */
+    }
+    char num[24];
+    int nl = snprintf(num, sizeof num, "%llu", next);
+    buf_appendf(out, "*2\r\n$%d\r\n%s\r\n*%d\r\n", nl, num, kept);
+    buf_append(out, buf_start(&keys), buf_used(&keys));
+    buf_free(&keys);
+    return 0;
+}
+
 static void finish(struct split *s)
 {
     struct sidecar *sc = s->sc;
@@ -210,6 +332,9 @@ static void finish(struct split *s)
             buf_appendf(&out, "*%lld\r\n", s->nacc);
             for (long long i = 0; i < s->nacc; i++)
                 buf_appendf(&out, ":%lld\r\n", s->and_v ? s->and_v[i] : 0);
+            break;
+        case SPLIT_SCAN:
+            rc = merge_scan(s, &out);
             break;
         case SPLIT_NONE:
             break;
@@ -257,6 +382,9 @@ static void fold(struct split *s, int i, const char *p, size_t n, const char *er
     case SPLIT_ALL_FIRST:
         if (!buf_used(&s->acc))
             buf_append(&s->acc, p, n);
+        break;
+    case SPLIT_SCAN:                     /* its SCAN, and the node's CLUSTER NODES */
+        buf_append(&s->parts[i].reply, p, n);
         break;
     case SPLIT_ALL_AND:
         if (array_head(p, n, &count, &body) == 0) {
@@ -391,12 +519,73 @@ static void send_by_slot(struct split *s, struct client *c, const char *frame,
         finish(s);
 }
 
+/* SCAN: the range the cursor names, checked against the map (its
+ * owners changed: from its start again), on the master that serves it,
+ * with the node's own cursor and the app's options. */
+static void scan_request(struct split *s, struct client *c, const char *frame,
+                         const struct resp_frame *fr, unsigned flags)
+{
+    struct cluster *cl = s->sc->cl;
+    size_t pos = 0, n;
+    const char *a;
+    unsigned long long cur;
+    char num[24], *end;
+    struct buf b = {0};
+
+    resp_next_arg(frame, fr->len, &pos, &a, &n);
+    resp_next_arg(frame, fr->len, &pos, &a, &n);
+    memcpy(num, a, n < sizeof num ? n : sizeof num - 1);
+    num[n < sizeof num ? n : sizeof num - 1] = '\0';
+    cur = strtoull(num, &end, 10);
+    if (!n || n >= sizeof num || *end || num[0] == '-' || cur >> 62) {
+        buf_appendf(&s->err, "-ERR invalid cursor\r\n");
+        finish(s);
+        return;
+    }
+    unsigned from = (unsigned)(cur >> 48) & (CLUSTER_SLOTS - 1), to = (unsigned)(cur >> 34) &
+                    (CLUSTER_SLOTS - 1), gen = (unsigned)(cur >> 32) & SCAN_GEN_MASK;
+    unsigned long long node = cur & 0xffffffffu;
+    struct node *owner = cluster_slot_node(s->sc, from);
+    int valid = cur != 0 && to >= from && gen == (cl->scan_gen & SCAN_GEN_MASK) && owner;
+    for (unsigned sl = from; valid && sl <= to; sl++)
+        valid = cluster_slot_node(s->sc, sl) == owner;
+    if (!valid) {                        /* a range from `from`: as far as its master goes */
+        node = 0;
+        gen = cl->scan_gen;
+        for (to = from; owner && to + 1 < CLUSTER_SLOTS &&
+             cluster_slot_node(s->sc, to + 1) == owner; to++)
+            ;
+    }
+    static const char nodes[] = "*2\r\n$7\r\nCLUSTER\r\n$5\r\nNODES\r\n";
+    s->scan_from = from;
+    s->scan_to = to;
+    s->scan_gen = gen;
+    if (!(s->parts = calloc(2, sizeof *s->parts))) {
+        buf_appendf(&s->err, "-ERR proxy out of memory\r\n");
+        finish(s);
+        return;
+    }
+    s->nparts = 2;
+    s->owed = 3;                         /* as send_by_slot: one for the sender */
+    /* SCAN <node cursor> and the app's options as they came, then the
+     * node's view of its slots, on the same link */
+    snprintf(num, sizeof num, "%llu", node);
+    part_head(&b, fr->argc, "SCAN", 4);
+    buf_appendf(&b, "$%zu\r\n%s\r\n", strlen(num), num);
+    buf_append(&b, frame + pos, fr->len - pos);
+    send_part(s, c, owner, 0, buf_start(&b), buf_used(&b), flags);
+    send_part(s, c, owner, 1, nodes, sizeof nodes - 1, REQ_READONLY);
+    buf_free(&b);
+    if (--s->owed == 0)
+        finish(s);
+}
+
 void split_request(struct client *c, enum split_kind kind, const char *frame,
                    const struct resp_frame *fr)
 {
     struct sidecar *sc = c->sc;
     int readonly = kind == SPLIT_MGET || kind == SPLIT_ALL_SUM || kind == SPLIT_ALL_CONCAT ||
-                   kind == SPLIT_ALL_AND || (kind == SPLIT_COUNT && c->last_cmd &&
+                   kind == SPLIT_ALL_AND || kind == SPLIT_SCAN || (kind == SPLIT_COUNT && c->last_cmd &&
                                              (c->last_cmd->flags & CMD_READONLY));
     unsigned t = TALLY(readonly ? CLASS_READ : CLASS_WRITE, DEST_MASTER);
     struct split *s = calloc(1, sizeof *s);
@@ -415,6 +604,10 @@ void split_request(struct client *c, enum split_kind kind, const char *frame,
     s->parent = parent;
     s->kind = kind;
     unsigned flags = readonly ? REQ_READONLY : 0;
+    if (kind == SPLIT_SCAN) {
+        scan_request(s, c, frame, fr, flags);
+        return;
+    }
     if (kind >= SPLIT_ALL_SUM) {
         struct cluster *cl = sc->cl;
         if (!(s->nparts = cl->nshards)) {

@@ -1,4 +1,5 @@
-/* Cluster mode: one app request carried out as several (split.c). A
+/* Cluster mode: one app request carried out as several (split.c), or as
+ * one rewritten (SCAN: a cursor that says which slots are done). A
  * multi-key command whose keys hash to different slots (MGET, MSET, DEL,
  * UNLINK, EXISTS, TOUCH) goes out as one request per slot, at once; a
  * whole-keyspace command (DBSIZE, KEYS, FLUSHALL, FLUSHDB, SCRIPT FLUSH and
@@ -21,6 +22,7 @@ enum split_kind {
     SPLIT_ALL_CONCAT,  /* every master; the arrays one after the other (KEYS) */
     SPLIT_ALL_FIRST,   /* every master; the first reply if none failed (FLUSHALL...) */
     SPLIT_ALL_AND,     /* every master; element-wise AND of integer arrays (SCRIPT EXISTS) */
+    SPLIT_SCAN,        /* the master of the cursor's slot range, the keys of that range */
 };
 
 /* How the request must be carried out in cluster mode: SPLIT_NONE when

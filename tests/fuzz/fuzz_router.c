@@ -396,6 +396,10 @@ static void check_route(const struct world *w, const struct command *cmd, const 
     case ROUTE_ERROR:
         FUZZ_REQUIRE(rt->err[0] && memchr(rt->err, '\0', sizeof rt->err), "error line");
         break;
+    case ROUTE_SPLIT:
+    case ROUTE_MULTI_HERE:
+        FUZZ_REQUIRE(sc->cl, "a cluster's route without a cluster, kind %d", (int)k);
+        break;
     case ROUTE_PAUSED:
         FUZZ_REQUIRE(sc->requests_paused, "paused without PROXY PAUSE");
         break;

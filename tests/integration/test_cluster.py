@@ -341,3 +341,56 @@ def test_a_master_killed_under_writes_fails_over_per_shard(env, cluster):
     n = nodes(sc)
     assert f"127.0.0.1:{heir.port}" in {s["master"] for s in n["shard"]}
     assert f"127.0.0.1:{victim.port}" not in {x["addr"] for x in n["node"]}
+
+
+def reshard(cluster, src, dst, slots):
+    ids = []
+    for m in (src, dst):
+        i = m.client().cluster("myid")
+        ids.append(i.decode() if isinstance(i, bytes) else i)
+    return subprocess.run(["redis-cli", "--cluster", "reshard", f"127.0.0.1:{src.port}",
+                           "--cluster-from", ids[0], "--cluster-to", ids[1],
+                           "--cluster-slots", str(slots), "--cluster-yes",
+                           "--cluster-pipeline", "10"],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=180)
+
+
+def test_scan_returns_every_key_also_while_slots_move(env, cluster):
+    sc = cluster_sidecar(env, cluster)
+    c = sc.client()
+    keys = {f"scan:{i}".encode() for i in range(10000)}
+    p = c.pipeline(transaction=False)
+    for k in keys:
+        p.set(k, 1)
+    p.execute()
+
+    def full_scan(**kw):
+        seen, cur, calls = [], 0, 0
+        while True:
+            cur, batch = c.scan(cur, **kw)
+            seen += batch
+            calls += 1
+            if cur == 0:
+                return seen, calls
+    seen, calls = full_scan(count=200)
+    assert set(seen) == keys and calls > 3
+    assert set(full_scan(match="scan:1*", count=500)[0]) == {k for k in keys
+                                                              if k.startswith(b"scan:1")}
+    # while 1,000 slots move between two masters, every full iteration
+    # returns every key (some twice, as Redis allows)
+    masters = cluster.masters()
+    done = []
+    t = threading.Thread(target=lambda: done.append(reshard(cluster, masters[0], masters[1],
+                                                            1000)))
+    t.start()
+    rounds = 0
+    while t.is_alive() or rounds == 0:
+        seen, _ = full_scan(count=50)
+        missing = keys - set(seen)
+        assert not missing, f"{len(missing)} keys missed, e.g. {sorted(missing)[:3]}"
+        rounds += 1
+    t.join()
+    assert done[0].returncode == 0, done[0].stdout[-1000:]
+    print(f"\nSCAN: {rounds} full iterations during the resharding, none missed a key")
+    with pytest.raises(redis.ResponseError, match="invalid cursor"):
+        c.execute_command("SCAN", "abc")
