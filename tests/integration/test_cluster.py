@@ -3,6 +3,7 @@ of three masters with a replica each (redis-cli --cluster create); the
 app speaks to one plaintext endpoint. Keys land on the nodes that own
 their slots, MOVED and ASK never reach the app (resharding under load),
 and cluster-mode clients see a one-node cluster."""
+import signal
 import subprocess
 import time
 import threading
@@ -394,3 +395,121 @@ def test_scan_returns_every_key_also_while_slots_move(env, cluster):
     print(f"\nSCAN: {rounds} full iterations during the resharding, none missed a key")
     with pytest.raises(redis.ResponseError, match="invalid cursor"):
         c.execute_command("SCAN", "abc")
+
+
+def test_ioredis_cluster_client_works_against_the_sidecar(env, cluster):
+    from test_clients import CLIENTS, node_major
+    if node_major() < 20 or not (CLIENTS / "node_modules").is_dir():
+        pytest.skip("SKIPPED: needs Node >= 20 (and `make deps` to install the clients)")
+    sc = cluster_sidecar(env, cluster)
+    script = """
+import Redis from 'ioredis';
+const c = new Redis.Cluster([{host: '127.0.0.1', port: Number(process.argv[1])}]);
+for (let i = 0; i < 200; i++) await c.set(`io:${i}`, String(i));
+const got = await Promise.all([...Array(200).keys()].map((i) => c.get(`io:${i}`)));
+if (got.some((v, i) => v !== String(i))) throw new Error('bad value');
+const nodes = c.nodes('master').map((n) => n.options.port);
+console.log('ok', JSON.stringify(nodes), await c.mget('io:1', 'io:2'));
+c.disconnect();
+"""
+    out = subprocess.run(["node", "--input-type=module", "-e", script, str(sc.port)],
+                         cwd=CLIENTS, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith(f"ok [{sc.port}]"), out.stdout
+    owners = slot_owners(cluster)
+    assert owners[key_slot(b"io:7")].client().get("io:7") == b"7"
+
+
+def test_a_paused_master_deposed_takes_no_write_after_it(env, cluster):
+    """SIGSTOP of a master under writes, SIGCONT once its replica is
+    promoted: writes acknowledged after the stop are all on the new master
+    (none went to the old one once the map stopped naming it; those in
+    flight on it got "may or may not"), and the old one rejoins as a
+    replica."""
+    sc = cluster_sidecar(env, cluster, routing={"failover_wait": "10s"})
+    masters = cluster.masters()
+    victim = masters[0]
+    heir = replica_of_node(cluster, victim)
+    keys = keys_on(cluster, victim, "p:", 64)
+
+    def op(c, i, seq):
+        return c.set(keys[seq % 64], seq)
+    load = Load(op, n=2, port=sc.port, rate=100, socket_timeout=30).start()
+    load.wait_ok(20, each=True)
+    fault = time.monotonic()
+    victim.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: heir.client().info("replication")["role"] == "master",
+                   timeout=30, what="the replica promoted")
+        promoted = time.monotonic()
+        wait_until(lambda: f"127.0.0.1:{heir.port}" in {s["master"] for s in nodes(sc)["shard"]},
+                   what="the sidecar follows the map")
+        load.wait_ok(20, each=True, after=time.monotonic())
+    finally:
+        victim.proc.send_signal(signal.SIGCONT)
+    wait_until(lambda: victim.client().info("replication")["role"] == "slave", timeout=30,
+               what="the old master rejoins as a replica")
+    load.wait_ok(20, each=True, after=time.monotonic())
+    load.stop()
+    errors = load.errors()
+    assert all("may or may not" in str(e.value) for e in errors), [e.value for e in errors]
+    assert len(errors) <= 2, [e.value for e in errors]
+    last = {}
+    for c in load.ok(after=fault):
+        last[keys[c.seq % 64]] = max(last.get(keys[c.seq % 64], -1), c.seq)
+    d = heir.client()
+    lost = [k for k, v in last.items() if int(d.get(k) or -1) < v]
+    print(f"\nSIGSTOP: promoted {promoted - fault:.2f}s after the stop; {len(load.all())} "
+          f"writes, {len(errors)} errors, {len(lost)} lost")
+    assert not lost, lost[:5]
+
+
+def test_manual_failover_under_load_gives_no_error(env, cluster):
+    sc = cluster_sidecar(env, cluster)
+    masters = cluster.masters()
+    victim = masters[1]
+    heir = replica_of_node(cluster, victim)
+    keys = keys_on(cluster, victim, "mf:", 64)
+
+    def op(c, i, seq):
+        k = keys[(i * 7 + seq) % 64]
+        assert c.set(k, seq) is True
+        return c.get(k)
+    load = Load(op, n=4, port=sc.port, rate=100, socket_timeout=30).start()
+    load.wait_ok(20, each=True)
+    assert heir.client().execute_command("CLUSTER", "FAILOVER") in (True, b"OK")
+    wait_until(lambda: heir.client().info("replication")["role"] == "master", timeout=20,
+               what="the manual failover")
+    load.wait_ok(20, each=True, after=time.monotonic())
+    load.stop()
+    assert load.errors() == [], load.error_texts()[:5]
+
+
+def test_a_tls_only_cluster(env, certs):
+    """The same keys and one failover against a cluster that speaks only
+    TLS (its bus too: tls-cluster yes)."""
+    from helpers import tls_upstream
+    tls = certs.redis_tls()
+    cl = Cluster(env, tls=tls)
+    sc = cluster_sidecar(env, cl, upstream=tls_upstream(certs), routing={"failover_wait": "10s"})
+    c = sc.client()
+    p = c.pipeline(transaction=False)
+    for i in range(1000):
+        p.set(f"t:{i}", i)
+    assert all(p.execute())
+    assert c.mget([f"t:{i}" for i in range(1000)]) == [str(i).encode() for i in range(1000)]
+    owners = slot_owners(cl)
+    assert owners[key_slot(b"t:7")].client().get("t:7") == b"7"
+    victim = cl.masters()[0]
+    heir = replica_of_node(cl, victim)
+    keys = keys_on(cl, victim, "tf:", 16)
+    load = Load(lambda c, i, seq: c.set(keys[seq % 16], seq), n=1, port=sc.port, rate=100,
+                socket_timeout=30).start()
+    load.wait_ok(10)
+    victim.stop()
+    wait_until(lambda: heir.client().info("replication")["role"] == "master", timeout=30,
+               what="the replica promoted")
+    load.wait_ok(20, after=time.monotonic())
+    load.stop()
+    assert all("may or may not" in str(e.value) for e in load.errors()), load.error_texts()[:3]
+    assert int(sc.info()["tls_handshakes_full"]) > 0
