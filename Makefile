@@ -134,7 +134,7 @@ deps:
 	@./tests/deps.sh
 
 run: deps all
-	@TLS=$(TLS) ./tests/run-local.sh
+	@TLS=$(TLS) CLUSTER=$(CLUSTER) ./tests/run-local.sh
 
 unit: $(UNIT_BINS)
 	@./tests/run-tests.sh unit $(UNIT_BINS)

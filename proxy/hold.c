@@ -125,7 +125,9 @@ static void release_by_slot(struct sidecar *sc)
         }
         struct node *n = c->x->hold_pass == sc->hold_pass ? NULL
                        : cluster_route_bytes(sc, h->bytes, h->len);
-        struct pool *p = n && !n->pool->down ? client_pool(c, n) : NULL;
+        /* a master the map names, up, and confirmed by its own ROLE */
+        struct pool *p = n && !n->pool->down && strcmp(n->health.role, "master") == 0
+                         ? client_pool(c, n) : NULL;
         struct link *l = p ? pool_link_for(p, c->id, c->resp3) : NULL;
         if (!l) {
             c->x->hold_pass = sc->hold_pass;

@@ -156,6 +156,12 @@ static void on_node_role(void *arg)
     int says_master = strcmp(h->role, "master") == 0;
     char why[200];
 
+    if (sc->cl) {                        /* a promoted replica confirmed: what waited goes */
+        if (says_master && (sc->nheld || !TAILQ_EMPTY(&sc->master_waiters)))
+            hold_master_ready(sc);
+        return;
+    }
+
     if (n == sc->master) {
         if (!says_master && sc->sentinels) {
             snprintf(why, sizeof why, "%s reports role %s", n->pool->cfg.name, h->role);

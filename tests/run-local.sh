@@ -6,6 +6,9 @@
 # TLS=1 (`make run TLS=1`): the servers and sentinels are TLS-only, with a
 # CA and a certificate made by openssl in .run/tls/, and the sidecar speaks
 # TLS to them; apps still speak plaintext to 6380.
+# CLUSTER=1 (`make run CLUSTER=1`): a Redis Cluster instead, three masters
+# (7000-7002) with a replica each (7003-7005), and the sidecar in front of
+# it (with TLS=1 too: a TLS-only cluster, its bus included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +17,8 @@ mkdir -p "$run"
 pids=()
 tls=${TLS:-}
 [[ $tls == 0 ]] && tls=
+cluster=${CLUSTER:-}
+[[ $cluster == 0 ]] && cluster=
 tlsdir=$run/tls
 cli=(redis-cli)
 
@@ -56,7 +61,7 @@ listen_args() {  # port
     fi
 }
 
-start_redis() {  # port [replicaof-port]
+start_redis() {  # port [replicaof-port | cluster]
     local port=$1 dir=$run/redis-$1
     mkdir -p "$dir"
     local args
@@ -64,7 +69,14 @@ start_redis() {  # port [replicaof-port]
     args+=(--bind 127.0.0.1 --dir "$dir" --save ""
            --appendonly no --logfile "$dir/redis.log" --daemonize no
            --repl-diskless-sync-delay 0)
-    [[ $# -gt 1 ]] && args+=(--replicaof 127.0.0.1 "$2")
+    if [[ ${2:-} == cluster ]]; then
+        rm -f "$dir/nodes.conf"          # a fresh cluster each run
+        args+=(--cluster-enabled yes --cluster-config-file "$dir/nodes.conf"
+               --cluster-node-timeout 5000 --cluster-require-full-coverage no)
+        [[ -n $tls ]] && args+=(--tls-cluster yes)
+    elif [[ $# -gt 1 ]]; then
+        args+=(--replicaof 127.0.0.1 "$2")
+    fi
     redis-server "${args[@]}" </dev/null &
     pids+=($!)
     wait_ping "$port" "redis" "$dir/redis.log"
@@ -103,7 +115,9 @@ if [[ -n $tls ]]; then
     make_certs
     cli=(redis-cli --tls --cacert "$tlsdir/ca.crt")
 fi
-for port in 6380 7000 7001 7002 26380 26381 26382; do
+ports=(6380 7000 7001 7002 26380 26381 26382)
+[[ -n $cluster ]] && ports=(6380 7000 7001 7002 7003 7004 7005 17000 17001 17002 17003 17004 17005)
+for port in "${ports[@]}"; do
     if redis-cli -p "$port" ping >/dev/null 2>&1 ||
        { [[ -n $tls ]] && "${cli[@]}" -p "$port" ping >/dev/null 2>&1; }; then
         echo "make run: port $port is already in use (an earlier make run?)" >&2
@@ -111,14 +125,30 @@ for port in 6380 7000 7001 7002 26380 26381 26382; do
     fi
 done
 
-start_redis 7000
-start_redis 7001 7000
-start_redis 7002 7000
-for port in 26380 26381 26382; do
-    start_sentinel "$port"
-done
-echo "make run: master 127.0.0.1:7000, replicas 7001 and 7002, sentinels"
-echo "make run: 26380-26382 watching it as \"mymaster\" (data and logs in $run/)"
+if [[ -n $cluster ]]; then
+    for port in 7000 7001 7002 7003 7004 7005; do
+        start_redis "$port" cluster
+    done
+    tlsargs=()
+    [[ -n $tls ]] && tlsargs=(--tls --cacert "$tlsdir/ca.crt" --cert "$tlsdir/server.crt"
+                              --key "$tlsdir/server.key")
+    redis-cli "${tlsargs[@]}" --cluster create 127.0.0.1:7000 127.0.0.1:7001 127.0.0.1:7002 \
+        127.0.0.1:7003 127.0.0.1:7004 127.0.0.1:7005 --cluster-replicas 1 --cluster-yes \
+        >"$run/cluster-create.log" 2>&1 ||
+        { echo "make run: redis-cli --cluster create failed; see $run/cluster-create.log" >&2;
+          exit 1; }
+    echo "make run: a Redis Cluster: masters 7000-7002, a replica each (7003-7005)"
+    echo "make run: (data and logs in $run/)"
+else
+    start_redis 7000
+    start_redis 7001 7000
+    start_redis 7002 7000
+    for port in 26380 26381 26382; do
+        start_sentinel "$port"
+    done
+    echo "make run: master 127.0.0.1:7000, replicas 7001 and 7002, sentinels"
+    echo "make run: 26380-26382 watching it as \"mymaster\" (data and logs in $run/)"
+fi
 if [[ -n $tls ]]; then
     echo "make run: all TLS-only (CA and certificate in $tlsdir/); the sidecar speaks"
     echo "make run: TLS to them, the apps plaintext to 6380"
@@ -129,13 +159,22 @@ echo "    redis-cli -p 6380 get hello"
 echo "    redis-cli -s .run/admin.sock proxy apps       # admin commands: the admin socket"
 echo "    redis-cli -s .run/admin.sock proxy slowlog    # (each local app: its service or uid)"
 echo "    redis-cli -s .run/admin.sock proxy nodes"
-echo "    ${cli[*]} -p 26380 sentinel failover mymaster   # and watch it follow"
+if [[ -n $cluster ]]; then
+    echo "    redis-cli -p 6380 mset a 1 b 2 c 3     # keys of three slots: split, merged"
+    echo "    ${cli[*]} -p 7003 cluster failover   # and watch it follow"
+else
+    echo "    ${cli[*]} -p 26380 sentinel failover mymaster   # and watch it follow"
+fi
 echo "make run: Ctrl-C stops everything"
 # proxy.ini as it is, but for the admin socket, under .run/; with TLS=1,
 # TLS on under [upstream], trusting the local CA
 sed "s|^socket = .*|socket = $run/admin.sock|" proxy.ini >"$run/proxy.ini"
 if [[ -n $tls ]]; then
     sed -i "s|^\[upstream\]\$|[upstream]\ntls = on\ntls_ca_file = $tlsdir/ca.crt|" "$run/proxy.ini"
+fi
+if [[ -n $cluster ]]; then   # the cluster's seeds instead of the sentinels; reads on masters
+    sed -i "s|^sentinels = .*|cluster = 127.0.0.1:7000, 127.0.0.1:7001|; /^master_name = /d;
+            s|^read_from = .*|read_from = master|" "$run/proxy.ini"
 fi
 ./redis-sidecar -c "$run/proxy.ini" &
 pids+=($!)
