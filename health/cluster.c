@@ -112,11 +112,13 @@ static int parse_shards(const struct cluster_src *cs, const redisReply *r, struc
         if (!slots || !nodes || slots->type != REDIS_REPLY_ARRAY ||
             nodes->type != REDIS_REPLY_ARRAY)
             return -1;
-        if (slots->elements == 0)
-            continue;                    /* a shard that serves nothing (yet) */
+        /* a shard that serves nothing (yet: a node taking slots in a
+         * resharding, or one that gave its last away) is kept: its node
+         * stays, requests ASK sends there find it */
         if (m->nshards == CLUSTER_MAX_SHARDS)
             return -1;
         struct cluster_shard *sh = &m->shard[m->nshards];
+        memset(sh, 0, sizeof *sh);
         for (size_t k = 0; k < nodes->elements; k++) {
             const redisReply *n = nodes->element[k], *role = field(n, "role"),
                              *health = field(n, "health");
@@ -136,8 +138,12 @@ static int parse_shards(const struct cluster_src *cs, const redisReply *r, struc
                 memcpy(sh->replicas[sh->nreplicas++], addr, sizeof addr);
             }
         }
-        if (!sh->master[0])
-            continue;                    /* no master known: its slots are unserved */
+        /* no master known: its slots are unserved; a failed master that
+         * serves nothing (its replica took over) is no node of ours */
+        if (!sh->master[0] || (slots->elements == 0 && !sh->master_online)) {
+            memset(sh, 0, sizeof *sh);
+            continue;
+        }
         for (size_t k = 0; k + 1 < slots->elements; k += 2)
             if (own(m, m->nshards, int_of(slots->element[k]), int_of(slots->element[k + 1])) < 0)
                 return -1;
@@ -205,6 +211,9 @@ static void failed(struct cluster_src *cs, const char *why)
 /* Every node the map names is worth asking next time, after the seeds. */
 static void learn_nodes(struct cluster_src *cs, const struct cluster_map *m)
 {
+    char was[CLUSTER_ADDR];
+
+    snprintf(was, sizeof was, "%s", cs->ask[cs->cur]);   /* asked next time too */
     cs->nask = cs->nseeds;
     for (int i = 0; i < m->nshards; i++) {
         const struct cluster_shard *sh = &m->shard[i];
@@ -217,8 +226,10 @@ static void learn_nodes(struct cluster_src *cs, const struct cluster_map *m)
                 snprintf(cs->ask[cs->nask++], CLUSTER_ADDR, "%s", a);
         }
     }
-    if (cs->cur >= cs->nask)
-        cs->cur = 0;
+    cs->cur = 0;
+    for (int j = 0; j < cs->nask; j++)
+        if (strcmp(cs->ask[j], was) == 0)
+            cs->cur = j;
 }
 
 static void ask(struct cluster_src *cs);
@@ -247,9 +258,12 @@ static void on_map_reply(struct hconn *c, void *reply, void *priv)
         return;
     }
     memset(cs->next, 0, sizeof *cs->next);
-    if ((cs->use_slots ? parse_slots(r, cs->next) : parse_shards(cs, r, cs->next)) < 0 ||
-        cs->next->nshards == 0) {
-        failed(cs, cs->next->nshards == 0 ? "no shard serves any slot" : "the map did not parse");
+    int parsed = (cs->use_slots ? parse_slots(r, cs->next) : parse_shards(cs, r, cs->next)) == 0;
+    int served = 0;
+    for (int i = 0; parsed && i < cs->next->nshards; i++)
+        served += cs->next->shard[i].nslots;
+    if (!parsed || !served) {
+        failed(cs, parsed ? "no shard serves any slot" : "the map did not parse");
         return;
     }
     if (cs->last_err[0])
@@ -309,9 +323,10 @@ static void on_tick(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
 
-    if (cs->asking) {                    /* unanswered for a whole interval */
+    if (cs->asking && ev_now(loop) - cs->asked_at < cs->interval)
+        return;                          /* a read asked for just now: its answer first */
+    if (cs->asking)                      /* unanswered for a whole interval */
         failed(cs, "no answer within the check interval");
-    }
     ask(cs);
 }
 
@@ -367,6 +382,25 @@ int health_cluster_start(struct cluster_src *cs, struct ev_loop *loop,
     cs->tick.data = cs->soon.data = cs;
     ev_timer_start(loop, &cs->tick);
     return 0;
+}
+
+void health_cluster_configure(struct cluster_src *cs, const struct cluster_config *cfg)
+{
+    if (cfg->password) {
+        snprintf(cs->password, sizeof cs->password, "%s", cfg->password);
+        snprintf(cs->username, sizeof cs->username, "%s", cfg->username ? cfg->username : "");
+    }
+    cs->has_password = cfg->password != NULL;
+    if (cfg->tls)
+        tls_ctx_ref(cfg->tls);
+    tls_ctx_unref(cs->tls);
+    cs->tls = cfg->tls;
+    snprintf(cs->tls_name, sizeof cs->tls_name, "%s", cfg->tls_name ? cfg->tls_name : "");
+    if (cfg->interval != cs->interval) {
+        cs->interval = cfg->interval;
+        cs->tick.repeat = cfg->interval;
+        ev_timer_again(cs->loop, &cs->tick);
+    }
 }
 
 void health_cluster_stop(struct cluster_src *cs)

@@ -73,6 +73,9 @@ int health_cluster_start(struct cluster_src *cs, struct ev_loop *loop,
                                         const char *from),
                          void *arg, char *err, size_t errlen);
 void health_cluster_stop(struct cluster_src *cs);
+/* Credentials, TLS and interval of a reload, for the connections made
+ * from now on. */
+void health_cluster_configure(struct cluster_src *cs, const struct cluster_config *cfg);
 /* Read the map again soon (a MOVED, a node lost), not more than ten
  * times a second. */
 void health_cluster_refresh(struct cluster_src *cs);

@@ -43,6 +43,9 @@ struct link;
 /* Owner's: a part of a split request (proxy/split.c), owned by the split
  * (owner), its index in key_len. */
 #define REQ_PART        0x1000000
+/* Owner's: how many times a cluster redirected it (MOVED, ASK), bits 25-27. */
+#define REQ_REDIR_SHIFT 25
+#define REQ_REDIR_MASK  (7u << REQ_REDIR_SHIFT)
 /* Owner's again: an AUTH sent for HELLO (REQ_AUTH), and HELLO's protocol. */
 #define REQ_HELLO       0x100000
 #define REQ_HELLO3      0x200000

@@ -111,8 +111,8 @@ struct client {
  * database): a drain lets it finish instead of cutting it off. */
 static inline int client_holds_state(const struct client *c)
 {
-    return c->lease && (c->in_multi || c->watching || c->other_db ||
-                        (c->x && c->x->redirect_target));
+    return (c->lease && (c->in_multi || c->watching || c->other_db ||
+                         (c->x && c->x->redirect_target))) || c->multi_deferred;
 }
 
 /* Its stream (a lease in stream mode) owes it no reply and answers the

@@ -137,6 +137,18 @@ int cluster_start(struct sidecar *sc, char *err, size_t errlen)
     return 0;
 }
 
+void cluster_reconfigure(struct sidecar *sc)
+{
+    const struct config *cfg = sc->cfg;
+    struct cluster_config cc = {
+        .username = cfg->username, .password = cfg->upstream_password,
+        .interval = cfg->check_interval, .tls = cfg->tls ? sc->tls : NULL,
+        .tls_name = cfg->tls_server_name,
+    };
+
+    health_cluster_configure(&sc->cl->src, &cc);
+}
+
 void cluster_stop(struct sidecar *sc)
 {
     if (!sc->cl)
@@ -239,17 +251,27 @@ int cluster_redirect(struct client *c, struct req *r, const char *req, const cha
             cl->tryagain++;
         else
             cl->clusterdown++;
+        /* Redis's words, for the error if the wait runs out */
+        snprintf(sc->no_master_why, sizeof sc->no_master_why, "%.*s", (int)(n - 3), p + 1);
         health_cluster_refresh(&cl->src);
         return hold_request(c, r, req, r->len);
     }
-    if ((!moved && !ask) || (r->flags & REQ_LEASED) ||
+    /* nodes that keep sending it on to each other: Redis's reply after 5 */
+    unsigned hops = (r->flags & REQ_REDIR_MASK) >> REQ_REDIR_SHIFT;
+    if ((!moved && !ask) || (r->flags & REQ_LEASED) || hops >= 5 ||
         parse_redirect(p, n, moved ? 7 : 5, &slot, addr) < 0 || !(to = node_for(sc, addr)))
         return -1;
+    r->flags = (r->flags & ~REQ_REDIR_MASK) | (hops + 1) << REQ_REDIR_SHIFT;
     struct pool *pl = client_pool(c, to);
     struct link *l = pl ? pool_link_for(pl, c->id, c->resp3) : NULL;
     if (!l)
         return -1;
     if (moved) {
+        /* behind the client's requests held for a failover, not before them */
+        if (!(r->flags & REQ_PART) && c->x && c->x->nheld) {
+            health_cluster_refresh(&cl->src);
+            return hold_request(c, r, req, r->len);
+        }
         int sh = shard_of(cl, to);
         if (sh >= 0 && cl->owner[slot] != sh + 1) {
             cl->owner[slot] = (uint8_t)(sh + 1);

@@ -25,6 +25,8 @@ struct cluster {
 /* Follow the seeds' cluster; -1 with the reason. */
 int cluster_start(struct sidecar *sc, char *err, size_t errlen);
 void cluster_stop(struct sidecar *sc);
+/* A reload: the map's connections from now on use its credentials and TLS. */
+void cluster_reconfigure(struct sidecar *sc);
 /* The master serving the request's first key (keyless: the default
  * master); NULL when no node serves its slot now (the map is not read
  * yet, or the slot is unassigned), with why. */

@@ -429,6 +429,11 @@ static int check_config(struct config *c, const char *name, char *err, size_t er
                  c->master ? "master" : c->sentinels.n ? "sentinels" : "replicas");
         return -1;
     }
+    if (c->cluster.n && c->database != 0) {
+        snprintf(err, errlen, "%s: upstream.database = %d with upstream.cluster: a cluster has "
+                 "database 0 only", name, c->database);
+        return -1;
+    }
     if (c->cluster.n && c->read_from != READ_UNSET && c->read_from != READ_MASTER) {
         snprintf(err, errlen, "%s: routing.read_from = %s with upstream.cluster: replica reads "
                  "in cluster mode are not supported yet (master only)", name,

@@ -115,7 +115,7 @@ static int take_back(struct client *c, const struct link *lost)
     struct sidecar *sc = c->sc;
     struct client_ext *x = client_ext(c);
     ev_tstamp now = ev_now(sc->loop);
-    double wait = sc->sentinels ? sc->cfg->failover_wait : sc->cfg->connect_timeout;
+    double wait = sc->sentinels || sc->cl ? sc->cfg->failover_wait : sc->cfg->connect_timeout;
     const struct req *r;
     int seen = 0;
 
@@ -135,6 +135,8 @@ static int take_back(struct client *c, const struct link *lost)
     if (c->partial)
         resp_framer_reset(&c->partial->fr);   /* bytes go in before its own */
     x->taken_back = 0;
+    /* a cluster's MULTI was the sidecar's to send: it goes again with them */
+    c->multi_deferred = sc->cl && c->in_multi;
     c->in_multi = c->watching = c->other_db = c->stream = 0;   /* noted, never run */
     x->wait_deadline = x->retry_since + wait;
     hold_wait_master(c);

@@ -159,6 +159,8 @@ static void on_node_role(void *arg)
     if (sc->cl) {                        /* a promoted replica confirmed: what waited goes */
         if (says_master && (sc->nheld || !TAILQ_EMPTY(&sc->master_waiters)))
             hold_master_ready(sc);
+        else if (!says_master && h->role[0])
+            cluster_node_down(sc);       /* a shard master demoted: the map moved */
         return;
     }
 

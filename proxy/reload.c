@@ -14,6 +14,7 @@
 
 #include "../lib/log.h"
 #include "client.h"
+#include "cluster.h"
 #include "http.h"
 #include "listener.h"
 #include "master.h"
@@ -96,6 +97,8 @@ int reload_config(struct sidecar *sc, char *msg, size_t msglen)
                               ? (long long)nc->max_query_buffer : RESP_MAX_BULK;
     if (!sc->cl)                 /* a cluster's nodes come from its map, not the file */
         master_reconfigure(sc, old);
+    else
+        cluster_reconfigure(sc);
     if (sc->sentinels)
         health_sentinels_set_tls(sc->sentinels, nc->sentinel_tls ? sc->tls : NULL,
                                  nc->tls_server_name);

@@ -539,7 +539,8 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
     /* a cluster's multi-key commands across slots, whole-keyspace ones */
     if (__builtin_expect(sc->cl != NULL, 0) &&
         (rt->split = split_kind(sc, cmd, frame, fr)) != SPLIT_NONE) {
-        rt->kind = ROUTE_SPLIT;
+        /* after the client's requests held for a failover: it must not pass them */
+        rt->kind = c->x && c->x->nheld ? ROUTE_LATER : ROUTE_SPLIT;
         return;
     }
     rt->fanout = cmd && cmd->state == STATE_SCRIPT && fr->argc >= 3 &&

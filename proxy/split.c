@@ -33,20 +33,23 @@ struct split {
     unsigned        scan_from, scan_to, scan_gen;   /* SCAN: the slot range, its map */
 };
 
-/* SCAN's cursor through the sidecar: bits 48-61 the first slot of the
- * range being scanned, 34-47 its last, 32-33 the map generation it was
- * found in, 0-31 the cursor of the node that serves it. A full iteration
- * walks the slots in order, each range on its master, keeping only that
- * range's keys; a range whose owners changed meanwhile is scanned again
- * from its start (duplicates, as Redis allows; nothing missed). */
-#define SCAN_NODE_BITS 32
-#define SCAN_GEN_MASK  3u
+/* SCAN's cursor through the sidecar: bit 62 set (so that only the end
+ * of an iteration is 0), bits 48-61 the first slot of the range being
+ * scanned, 34-47 its last, 28-33 the map generation it was found in, 0-27
+ * the cursor of the node that serves it. A full iteration walks the slots
+ * in order, each range on its master, keeping only that range's keys; a
+ * range whose owners changed meanwhile (64 map changes between two calls
+ * look like none) is scanned again from its start (duplicates, as Redis
+ * allows; nothing missed). */
+#define SCAN_NODE_BITS 28
+#define SCAN_GEN_MASK  63u
+#define SCAN_STARTED   (1ULL << 62)
 
 static unsigned long long scan_cursor(unsigned from, unsigned to, unsigned gen,
                                       unsigned long long node)
 {
-    return (unsigned long long)from << 48 | (unsigned long long)to << 34 |
-           (unsigned long long)(gen & SCAN_GEN_MASK) << 32 | node;
+    return SCAN_STARTED | (unsigned long long)from << 48 | (unsigned long long)to << 34 |
+           (unsigned long long)(gen & SCAN_GEN_MASK) << SCAN_NODE_BITS | node;
 }
 
 static int is_cmd(const struct command *cmd, const char *name)
@@ -208,8 +211,10 @@ static int range_settled(const char *p, size_t n, unsigned from, unsigned to)
     static unsigned char mine[CLUSTER_SLOTS];
     int ok = 1;
 
-    if (p[0] != '$' || !nl)
+    if ((p[0] != '$' && p[0] != '=') || !nl)    /* RESP3: a verbatim "txt:" string */
         return 0;
+    if (p[0] == '=' && n - (size_t)(nl + 1 - p) >= 4)
+        nl += 4;
     size_t len = n - (size_t)(nl + 1 - p);
     char *text = malloc(len + 1);
     if (!text)
@@ -537,14 +542,15 @@ static void scan_request(struct split *s, struct client *c, const char *frame,
     memcpy(num, a, n < sizeof num ? n : sizeof num - 1);
     num[n < sizeof num ? n : sizeof num - 1] = '\0';
     cur = strtoull(num, &end, 10);
-    if (!n || n >= sizeof num || *end || num[0] == '-' || cur >> 62) {
+    if (!n || n >= sizeof num || *end || num[0] == '-' || cur >> 63 ||
+        (cur && !(cur & SCAN_STARTED))) {
         buf_appendf(&s->err, "-ERR invalid cursor\r\n");
         finish(s);
         return;
     }
     unsigned from = (unsigned)(cur >> 48) & (CLUSTER_SLOTS - 1), to = (unsigned)(cur >> 34) &
-                    (CLUSTER_SLOTS - 1), gen = (unsigned)(cur >> 32) & SCAN_GEN_MASK;
-    unsigned long long node = cur & 0xffffffffu;
+                    (CLUSTER_SLOTS - 1), gen = (unsigned)(cur >> SCAN_NODE_BITS) & SCAN_GEN_MASK;
+    unsigned long long node = cur & ((1ULL << SCAN_NODE_BITS) - 1);
     struct node *owner = cluster_slot_node(s->sc, from);
     int valid = cur != 0 && to >= from && gen == (cl->scan_gen & SCAN_GEN_MASK) && owner;
     for (unsigned sl = from; valid && sl <= to; sl++)
@@ -647,7 +653,10 @@ void split_part_unrun(struct req *r, const char *req, const char *why)
 {
     struct split *s = r->owner;
     struct client *c = s->parent->owner;
-    struct node *n = c ? cluster_route_bytes(s->sc, req, r->len) : NULL;
+    /* a part of keys goes where its slot is now; one for every master (or
+     * a SCAN's) was meant for its node only: it fails */
+    struct node *n = c && s->kind < SPLIT_ALL_SUM ? cluster_route_bytes(s->sc, req, r->len)
+                                                  : NULL;
     struct pool *pl = n ? client_pool(c, n) : NULL;
     struct link *l = pl ? pool_link_for(pl, c->id, c->resp3) : NULL;
 
