@@ -22,23 +22,7 @@
 #include "../../proxy/router.h"
 #include "fuzz.h"
 
-/* The router asks proxy/cluster.c only in cluster mode (sc.cl set), which
- * these single-master topologies never are: a link-time stand-in. */
-#include "../../proxy/cluster.h"
-struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const char *frame,
-                           const struct resp_frame *fr, const char **why)
-{
-    (void)sc, (void)cmd, (void)frame, (void)fr;
-    *why = "not a cluster";
-    return NULL;
-}
-#include "../../proxy/split.h"
-enum split_kind split_kind(const struct sidecar *sc, const struct command *cmd,
-                           const char *frame, const struct resp_frame *fr)
-{
-    (void)sc, (void)cmd, (void)frame, (void)fr;
-    return SPLIT_NONE;
-}
+#include "../unit/router_stubs.h"
 
 #define STATE_BYTES  8
 #define MAX_REPLICAS 3

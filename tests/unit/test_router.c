@@ -13,23 +13,7 @@
 
 static struct config cfg;
 
-/* The router asks proxy/cluster.c only in cluster mode (sc.cl set), which
- * these single-master topologies never are: a link-time stand-in. */
-#include "../../proxy/cluster.h"
-struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const char *frame,
-                           const struct resp_frame *fr, const char **why)
-{
-    (void)sc, (void)cmd, (void)frame, (void)fr;
-    *why = "not a cluster";
-    return NULL;
-}
-#include "../../proxy/split.h"
-enum split_kind split_kind(const struct sidecar *sc, const struct command *cmd,
-                           const char *frame, const struct resp_frame *fr)
-{
-    (void)sc, (void)cmd, (void)frame, (void)fr;
-    return SPLIT_NONE;
-}
+#include "router_stubs.h"
 static struct sidecar sc;
 static struct sentinels some_sentinels;
 

@@ -1,0 +1,25 @@
+/* The router asks proxy/cluster.c and proxy/split.c only in cluster mode
+ * (sc.cl set), which the router's single-master tests and fuzz target never
+ * are: link-time stand-ins for them, shared by both. */
+#ifndef SIDECAR_TEST_ROUTER_STUBS_H
+#define SIDECAR_TEST_ROUTER_STUBS_H
+
+#include "../../proxy/cluster.h"
+#include "../../proxy/split.h"
+
+struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const char *frame,
+                           const struct resp_frame *fr, const char **why)
+{
+    (void)sc, (void)cmd, (void)frame, (void)fr;
+    *why = "not a cluster";
+    return NULL;
+}
+
+enum split_kind split_kind(const struct sidecar *sc, const struct command *cmd,
+                           const char *frame, const struct resp_frame *fr)
+{
+    (void)sc, (void)cmd, (void)frame, (void)fr;
+    return SPLIT_NONE;
+}
+
+#endif
