@@ -27,7 +27,7 @@ OBJ   := $(SRC:%.c=$(BUILD)/%.o)
 BIN   ?= redis-sidecar
 
 UNIT_TESTS := test_resp test_config test_command test_cidr test_topology test_iptable \
-              test_stats test_router test_httpreq test_peer test_topk test_tls
+              test_stats test_router test_httpreq test_peer test_topk test_tls test_slot
 UNIT_BINS  := $(UNIT_TESTS:%=$(BUILD)/tests/%)
 
 # libFuzzer targets (tests/fuzz/fuzz_<target>.c), built by clang-14 with
@@ -74,6 +74,12 @@ $(BUILD)/tests/test_peer: tests/unit/test_peer.c $(BUILD)/lib/peer.o
 $(BUILD)/tests/test_tls: tests/unit/test_tls.c $(BUILD)/lib/tls.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -ldl
+# The hash slot only; health/cluster.o brings the map reader along.
+$(BUILD)/tests/test_slot: tests/unit/test_slot.c $(BUILD)/health/cluster.o \
+		$(BUILD)/health/conn.o $(BUILD)/lib/log.o $(BUILD)/lib/buf.o $(BUILD)/lib/net.o \
+		$(BUILD)/lib/tls.o
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $^ -lhiredis -lev -ldl
 $(BUILD)/tests/test_topk: tests/unit/test_topk.c $(BUILD)/lib/topk.o
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $^ -lm
