@@ -1,5 +1,6 @@
 /* Compiled-in command table and its case-insensitive hash index. */
 #include "command.h"
+#include "split.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,9 @@
 #define P CMD_STREAM
 #define B (CMD_BLOCKING | CMD_LEASE)
 
+/* Most entries leave `split` out (0: none). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 static const struct command commands[] = {
     /* answered by the proxy */
     {"auth", CMD_LOCAL, LOCAL_AUTH, 0, KEY_NONE},
@@ -52,15 +56,22 @@ static const struct command commands[] = {
     {"info", 0, 0, 0, KEY_NONE}, {"time", 0, 0, 0, KEY_NONE}, {"command", 0, 0, 0, KEY_NONE},
     {"lolwut", 0, 0, 0, KEY_NONE},
     /* a cursor means something on one node only */
-    {"scan", 0, 0, 0, KEY_NONE}, {"hscan", 0, 0, 0, 0}, {"sscan", 0, 0, 0, 0},
+    {"scan", 0, 0, 0, KEY_NONE, SPLIT_SCAN}, {"hscan", 0, 0, 0, 0}, {"sscan", 0, 0, 0, 0},
     {"zscan", 0, 0, 0, 0},
-    {"script", 0, 0, STATE_SCRIPT, KEY_NONE}, {"function", 0, 0, STATE_FUNCTION, KEY_NONE},
+    {"script", 0, 0, STATE_SCRIPT, KEY_NONE, SPLIT_ALL_FIRST},
+    {"function", 0, 0, STATE_FUNCTION, KEY_NONE, SPLIT_ALL_FIRST},
     /* read-only: safe to run again after a lost link */
-    {"get", R, 0, 0, 0}, {"mget", R, 0, 0, 0}, {"getrange", R, 0, 0, 0}, {"substr", R, 0, 0, 0},
-    {"strlen", R, 0, 0, 0}, {"exists", R, 0, 0, 0}, {"type", R, 0, 0, 0}, {"ttl", R, 0, 0, 0},
+    /* writes learnt from COMMAND otherwise; here for how a cluster splits them */
+    {"mset", 0, 0, 0, 0, SPLIT_MSET}, {"del", 0, 0, 0, 0, SPLIT_COUNT},
+    {"unlink", 0, 0, 0, 0, SPLIT_COUNT}, {"flushall", 0, 0, 0, KEY_NONE, SPLIT_ALL_FIRST},
+    {"flushdb", 0, 0, 0, KEY_NONE, SPLIT_ALL_FIRST},
+    {"get", R, 0, 0, 0}, {"mget", R, 0, 0, 0, SPLIT_MGET}, {"getrange", R, 0, 0, 0},
+    {"substr", R, 0, 0, 0}, {"strlen", R, 0, 0, 0}, {"exists", R, 0, 0, 0, SPLIT_COUNT},
+    {"type", R, 0, 0, 0}, {"ttl", R, 0, 0, 0},
     {"pttl", R, 0, 0, 0}, {"expiretime", R, 0, 0, 0}, {"pexpiretime", R, 0, 0, 0},
-    {"keys", R, 0, 0, KEY_NONE},
-    {"randomkey", R, 0, 0, KEY_NONE}, {"dbsize", R, 0, 0, KEY_NONE}, {"touch", R, 0, 0, 0},
+    {"keys", R, 0, 0, KEY_NONE, SPLIT_ALL_CONCAT},
+    {"randomkey", R, 0, 0, KEY_NONE}, {"dbsize", R, 0, 0, KEY_NONE, SPLIT_ALL_SUM},
+    {"touch", R, 0, 0, 0, SPLIT_COUNT},
     {"hget", R, 0, 0, 0}, {"hmget", R, 0, 0, 0}, {"hgetall", R, 0, 0, 0}, {"hkeys", R, 0, 0, 0},
     {"hvals", R, 0, 0, 0}, {"hlen", R, 0, 0, 0}, {"hexists", R, 0, 0, 0}, {"hstrlen", R, 0, 0, 0},
     {"hrandfield", R, 0, 0, 0},
@@ -90,6 +101,7 @@ static const struct command commands[] = {
     {"fcall", CMD_SCRIPT_RUN, 0, 0, KEY_EVAL},
     {"ping", R, 0, 0, KEY_NONE}, {"echo", R, 0, 0, KEY_NONE},
 };
+#pragma GCC diagnostic pop
 
 #undef R
 #undef S

@@ -44,6 +44,7 @@ struct command {
     enum cmd_local local;
     enum cmd_state state;
     signed char    key;      /* where its first key is (KEY_*) */
+    unsigned char  split;    /* cluster mode: how it is split (enum split_kind, split.h) */
 };
 
 #define COMMAND_SLOTS 1024   /* power of two, over twice the table */

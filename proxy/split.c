@@ -52,11 +52,6 @@ static unsigned long long scan_cursor(unsigned from, unsigned to, unsigned gen,
            (unsigned long long)(gen & SCAN_GEN_MASK) << SCAN_NODE_BITS | node;
 }
 
-static int is_cmd(const struct command *cmd, const char *name)
-{
-    return strcmp(cmd->name, name) == 0;
-}
-
 /* Keys from argument 1, every `step` arguments. */
 static int keys_span_slots(const char *frame, const struct resp_frame *fr, int step)
 {
@@ -81,27 +76,25 @@ static int keys_span_slots(const char *frame, const struct resp_frame *fr, int s
 enum split_kind split_kind(const struct sidecar *sc, const struct command *cmd,
                            const char *frame, const struct resp_frame *fr)
 {
-    enum split_kind k = SPLIT_NONE;
+    enum split_kind k = cmd ? (enum split_kind)cmd->split : SPLIT_NONE;
     struct resp_args a;
 
-    if (!sc->cl || !cmd || fr->is_inline)
+    if (__builtin_expect(k == SPLIT_NONE, 1) || !sc->cl || fr->is_inline)
         return SPLIT_NONE;
-    if (is_cmd(cmd, "mget"))
-        k = SPLIT_MGET;
-    else if (is_cmd(cmd, "mset"))
-        k = fr->argc >= 3 && fr->argc % 2 == 1 ? SPLIT_MSET : SPLIT_NONE;
-    else if (is_cmd(cmd, "del") || is_cmd(cmd, "unlink") || is_cmd(cmd, "exists") ||
-             is_cmd(cmd, "touch"))
-        k = SPLIT_COUNT;
-    else if (is_cmd(cmd, "scan"))
-        return fr->argc >= 2 ? SPLIT_SCAN : SPLIT_NONE;
-    else if (is_cmd(cmd, "dbsize"))
-        return fr->argc == 1 ? SPLIT_ALL_SUM : SPLIT_NONE;
-    else if (is_cmd(cmd, "keys"))
-        return fr->argc == 2 ? SPLIT_ALL_CONCAT : SPLIT_NONE;
-    else if (is_cmd(cmd, "flushall") || is_cmd(cmd, "flushdb"))
-        return SPLIT_ALL_FIRST;
-    else if (cmd->state == STATE_SCRIPT || cmd->state == STATE_FUNCTION) {
+    switch (k) {
+    case SPLIT_MSET:
+        if (fr->argc < 3 || fr->argc % 2 == 0)
+            return SPLIT_NONE;           /* redis's own arity error */
+        break;
+    case SPLIT_SCAN:
+        return fr->argc >= 2 ? k : SPLIT_NONE;
+    case SPLIT_ALL_SUM:
+        return fr->argc == 1 ? k : SPLIT_NONE;
+    case SPLIT_ALL_CONCAT:
+        return fr->argc == 2 ? k : SPLIT_NONE;
+    case SPLIT_ALL_FIRST:
+        if (cmd->state != STATE_SCRIPT && cmd->state != STATE_FUNCTION)
+            return k;                    /* FLUSHALL, FLUSHDB */
         if (fr->argc < 2)
             return SPLIT_NONE;
         resp_collect_args(frame, fr, &a);
@@ -112,9 +105,11 @@ enum split_kind split_kind(const struct sidecar *sc, const struct command *cmd,
         return resp_arg_is(&a, 1, "load") || resp_arg_is(&a, 1, "flush") ||
                resp_arg_is(&a, 1, "delete") || resp_arg_is(&a, 1, "restore")
                ? SPLIT_ALL_FIRST : SPLIT_NONE;
+    default:
+        break;
     }
-    if (k == SPLIT_NONE || fr->argc < 3 ||
-        !keys_span_slots(frame, fr, k == SPLIT_MSET ? 2 : 1))
+    /* MGET, MSET, DEL, UNLINK, EXISTS, TOUCH: split only across slots */
+    if (fr->argc < 3 || !keys_span_slots(frame, fr, k == SPLIT_MSET ? 2 : 1))
         return SPLIT_NONE;
     return k;
 }
