@@ -6,11 +6,15 @@
 #   BENCH_QUICK=1 make bench   # smoke run (small -n, 1 repetition, 2,000 idle)
 #   ./bench/run.sh             # the same without rebuilding
 #   BENCH_TLS_ONLY=1 ./bench/run.sh   # only section 7 (TLS to Redis)
+#   BENCH_CLUSTER_ONLY=1 ./bench/run.sh   # only section 8 (Redis Cluster)
 #
 # Environment: SIDECAR_BIN (default ./redis-sidecar), NUTCRACKER_BIN (default
 # nutcracker from PATH or /usr/sbin), BENCH_QUICK=1, BENCH_TLS_ONLY=1 (run
 # only section 7, TLS to Redis: no twemproxy, valgrind or plaintext master
-# needed; combines with BENCH_QUICK=1), BENCH_REPS (repetitions
+# needed; combines with BENCH_QUICK=1), BENCH_CLUSTER_ONLY=1 (run only
+# section 8, Redis Cluster, plus the single-master sidecar's callgrind
+# measure it compares with: no twemproxy needed; combines with
+# BENCH_QUICK=1, not with BENCH_TLS_ONLY=1), BENCH_REPS (repetitions
 # per target), BENCH_N_P1 / BENCH_N_P16 (requests per run), BENCH_IDLE
 # (idle client connections for the RSS measure), BENCH_CG_N (requests per
 # test in the callgrind run), BENCH_CPU_REDIS / BENCH_CPU_PROXY /
@@ -41,6 +45,15 @@
 #     through the sidecar (tls = on upstream), alternating, BENCH_REPS times:
 #     median req/s and that server's CPU per request (INFO cpu, as in 1).
 #     twemproxy has no TLS, so no twemproxy row.
+#  8. Redis Cluster: 3 masters (no replicas) made with redis-cli --cluster
+#     create, all on redis-server's CPU; SET and GET (3-byte values, -r
+#     100000 random keys) at -c 50 -P 1, -c 50 -P 16 and -c 500 -P 1 with
+#     redis-benchmark --cluster straight to the cluster and plain
+#     redis-benchmark through the sidecar ([upstream] cluster), alternating,
+#     BENCH_REPS times: median req/s and the 3 nodes' CPU per request (INFO
+#     cpu summed), the sidecar/direct ratio beside section 1's single-master
+#     one; then the sidecar's instructions per request in cluster mode
+#     under callgrind, as in 3, against section 3's single-master figure.
 #
 # Results go to stdout and, as markdown, to bench/out/results.md; per-run
 # numbers to bench/out/runs.csv; the processes' logs to bench/out/logs/.
@@ -55,6 +68,7 @@ SIDECAR_BIN=${SIDECAR_BIN:-./redis-sidecar}
 NUTCRACKER_BIN=${NUTCRACKER_BIN:-$(command -v nutcracker || echo /usr/sbin/nutcracker)}
 POOL=2                      # redis-sidecar [pool] connections = twemproxy server_connections
 T_START=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 IDLE_S=1.5                  # longer than the sidecar's validate_after (1s)
 
 QUICK=${BENCH_QUICK:-0}
@@ -81,6 +95,12 @@ else
 fi
 TLS_ONLY=${BENCH_TLS_ONLY:-0}
 [ "$TLS_ONLY" = 1 ] && MODE+=", TLS section only (BENCH_TLS_ONLY=1)"
+CLUSTER_ONLY=${BENCH_CLUSTER_ONLY:-0}
+[ "$CLUSTER_ONLY" = 1 ] && MODE+=", Redis Cluster section only (BENCH_CLUSTER_ONLY=1)"
+# which sections run: 1-6 (the plaintext master), 7 (TLS), 8 (cluster)
+RUN_MAIN=1 RUN_TLS=1 RUN_CLUSTER=1
+[ "$TLS_ONLY" = 1 ] && RUN_MAIN=0 RUN_CLUSTER=0
+[ "$CLUSTER_ONLY" = 1 ] && RUN_MAIN=0 RUN_TLS=0
 
 # Workloads: label|test|clients|pipeline|value size|requests
 WORKLOADS=(
@@ -96,12 +116,13 @@ TARGETS=(direct twemproxy sidecar)
 
 die() { echo "bench: $*" >&2; exit 1; }
 
+[ "$TLS_ONLY" = 1 ] && [ "$CLUSTER_ONLY" = 1 ] && die "BENCH_TLS_ONLY=1 and BENCH_CLUSTER_ONLY=1 exclude each other"
 TOOLS=(redis-server redis-cli redis-benchmark taskset openssl)
 [ "$TLS_ONLY" = 1 ] || TOOLS+=(valgrind)
 for tool in "${TOOLS[@]}"; do
     command -v "$tool" >/dev/null || die "$tool not found (apt-get install redis-server redis-tools valgrind openssl)"
 done
-[ "$TLS_ONLY" = 1 ] || [ -x "$NUTCRACKER_BIN" ] || die "nutcracker not found (apt-get install nutcracker) or set NUTCRACKER_BIN"
+[ "$RUN_MAIN" = 0 ] || [ -x "$NUTCRACKER_BIN" ] || die "nutcracker not found (apt-get install nutcracker) or set NUTCRACKER_BIN"
 [ -x "$SIDECAR_BIN" ] || die "$SIDECAR_BIN not found: run make first or set SIDECAR_BIN"
 [ -x "$PY" ] || die "$PY not found"
 
@@ -155,6 +176,36 @@ P_MASTER=${PORTS[0]} P_TWEM=${PORTS[1]} P_SIDECAR=${PORTS[2]} P_STATS=${PORTS[3]
 P_REPLICAS=("${PORTS[4]}" "${PORTS[5]}")
 P_TLS=${PORTS[6]}           # the TLS-only redis-server of section 7
 TLS_DIR=$TMP/tls            # its CA and certificate
+# Section 8's 3 cluster nodes: ports P (not among the above) where P + 10000,
+# the node's cluster bus, is free too.
+P_CL=()
+if [ "$RUN_CLUSTER" = 1 ]; then
+    mapfile -t P_CL < <("$PY" - "${PORTS[@]}" <<'EOF'
+import random, socket, sys
+taken = set(map(int, sys.argv[1:]))
+def free(p):
+    for host in ("0.0.0.0", "127.0.0.1"):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind((host, p))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+cands = [p for p in range(21000, 30000) if p not in taken]
+random.shuffle(cands)
+out = []
+for p in cands:
+    if free(p) and free(p + 10000):
+        out.append(p)
+        if len(out) == 3:
+            break
+print("\n".join(map(str, out)))
+EOF
+    )
+    [ ${#P_CL[@]} = 3 ] || die "no free ports for the cluster nodes (P and P + 10000)"
+fi
 
 mapfile -t CPUS < <("$PY" -c 'import os; print("\n".join(map(str, sorted(os.sched_getaffinity(0)))))')
 if [ ${#CPUS[@]} -ge 2 ]; then
@@ -184,6 +235,7 @@ fi
 
 # --- starting and stopping ------------------------------------------------
 REDIS_PID="" TWEM_PID="" SIDECAR_PID="" TLS_REDIS_PID=""
+CL_PIDS=()                  # section 8's cluster nodes, in the order of P_CL
 
 start_redis() {
     taskset -c "$CPU_REDIS" redis-server --port "$P_MASTER" --bind 127.0.0.1 \
@@ -205,13 +257,14 @@ start_redis_tls() {
 }
 
 # start_sidecar [wrapper command...], e.g. start_sidecar valgrind --tool=callgrind
-# (SIDECAR_MASTER_PORT, UPSTREAM_EXTRA and SIDECAR_EXTRA change its ini)
+# (SIDECAR_MASTER_PORT, SIDECAR_UPSTREAM (replaces the master line),
+# UPSTREAM_EXTRA and SIDECAR_EXTRA change its ini)
 start_sidecar() {
     cat >"$TMP/sidecar.ini" <<EOF
 [proxy]
 listen = 127.0.0.1:$P_SIDECAR
 [upstream]
-master = 127.0.0.1:${SIDECAR_MASTER_PORT:-$P_MASTER}
+${SIDECAR_UPSTREAM:-master = 127.0.0.1:${SIDECAR_MASTER_PORT:-$P_MASTER}}
 ${UPSTREAM_EXTRA:-}
 [pool]
 connections = $POOL
@@ -232,6 +285,43 @@ start_sidecar_tls() {
     SIDECAR_MASTER_PORT=$P_TLS UPSTREAM_EXTRA="tls = on
 tls_ca_file = $TLS_DIR/ca.crt
 tls_verify = full" start_sidecar "$@"
+}
+
+# Section 8: 3 cluster-enabled redis-servers placed like the master (all on
+# CPU_REDIS), no persistence; nodes-PORT.conf in TMP.
+start_cluster_nodes() {
+    local p
+    CL_PIDS=()
+    for p in "${P_CL[@]}"; do
+        taskset -c "$CPU_REDIS" redis-server --port "$p" --bind 127.0.0.1 \
+            --cluster-enabled yes --cluster-config-file "$TMP/nodes-$p.conf" \
+            --save '' --appendonly no --dir "$TMP" --dbfilename "cluster-$p.rdb" \
+            --logfile "$TMP/cluster-$p.log" --daemonize no >>"$TMP/cluster-$p.log" 2>&1 &
+        CL_PIDS+=($!)
+        track $! "cluster-node-$p"
+    done
+}
+
+# The sidecar in front of the cluster, seeded with the first node; admin
+# from 127.0.0.1 for PROXY NODES.
+start_sidecar_cluster() {
+    SIDECAR_UPSTREAM="cluster = 127.0.0.1:${P_CL[0]}" SIDECAR_EXTRA="${SIDECAR_EXTRA:-}
+[admin]
+allow = 127.0.0.1" start_sidecar "$@"
+}
+
+# wait_slot_map SECONDS: the sidecar's PROXY NODES says slot_map:read
+wait_slot_map() {
+    for _ in $(seq $(($1 * 10))); do
+        kill -0 "$SIDECAR_PID" 2>/dev/null || return 1
+        redis-cli -h 127.0.0.1 -p "$P_SIDECAR" proxy nodes 2>/dev/null | tr -d '\r' |
+            grep -qx 'slot_map:read' && return 0
+        sleep 0.1
+    done
+    echo "bench: the sidecar did not read the cluster's slot map within ${1}s:" >&2
+    redis-cli -h 127.0.0.1 -p "$P_SIDECAR" proxy nodes 2>&1 | tail -n 20 >&2
+    tail -n 15 "$TMP/sidecar.log" >&2
+    return 1
 }
 
 start_twemproxy() {
@@ -258,17 +348,21 @@ EOF
 }
 
 # Targets: direct, twemproxy, sidecar (the plaintext master); direct-tls
-# (the TLS-only redis-server) and sidecar-tls (the sidecar in front of it).
+# (the TLS-only redis-server) and sidecar-tls (the sidecar in front of it);
+# direct-cluster (the cluster, by its first node: redis-benchmark adds
+# --cluster) and sidecar-cluster (the sidecar in front of it).
 port_of() {
     case $1 in
-        direct) echo "$P_MASTER" ;; twemproxy) echo "$P_TWEM" ;; sidecar | sidecar-tls) echo "$P_SIDECAR" ;;
-        direct-tls) echo "$P_TLS" ;;
+        direct) echo "$P_MASTER" ;; twemproxy) echo "$P_TWEM" ;;
+        sidecar | sidecar-tls | sidecar-cluster) echo "$P_SIDECAR" ;;
+        direct-tls) echo "$P_TLS" ;; direct-cluster) echo "${P_CL[0]}" ;;
     esac
 }
 pid_of() {
     case $1 in
-        direct) echo "$REDIS_PID" ;; twemproxy) echo "$TWEM_PID" ;; sidecar | sidecar-tls) echo "$SIDECAR_PID" ;;
-        direct-tls) echo "$TLS_REDIS_PID" ;;
+        direct) echo "$REDIS_PID" ;; twemproxy) echo "$TWEM_PID" ;;
+        sidecar | sidecar-tls | sidecar-cluster) echo "$SIDECAR_PID" ;;
+        direct-tls) echo "$TLS_REDIS_PID" ;; direct-cluster) echo "${CL_PIDS[0]:-}" ;;
     esac
 }
 # conn_args TARGET: sets CONN (declare it local first) to the redis-cli /
@@ -280,9 +374,10 @@ conn_args() {
 logtail() {
     case $1 in
         twemproxy) tail -n 15 "$TMP/twemproxy.log" "$TMP/twemproxy.stdout.log" 2>/dev/null ;;
-        sidecar | sidecar-tls) tail -n 15 "$TMP/sidecar.log" 2>/dev/null ;;
+        sidecar | sidecar-tls | sidecar-cluster) tail -n 15 "$TMP/sidecar.log" 2>/dev/null ;;
         direct) tail -n 15 "$TMP/redis.log" 2>/dev/null ;;
         direct-tls) tail -n 15 "$TMP/redis-tls.log" 2>/dev/null ;;
+        direct-cluster) for p in "${P_CL[@]}"; do tail -n 5 "$TMP/cluster-$p.log"; done 2>/dev/null ;;
     esac
 }
 
@@ -345,6 +440,7 @@ proxy_died() {
     FAILURES+=("CRASH: $msg (log: bench/out/logs/)")
     "start_${t//-/_}"
     wait_ready "$t" 10 || die "$t does not come back after its crash"
+    [ "$t" != sidecar-cluster ] || wait_slot_map 10 || die "$t does not read the slot map after its crash"
 }
 
 # --- measurements -----------------------------------------------------------
@@ -384,34 +480,42 @@ watch_run() {
     return $rc
 }
 
-# redis_cpu [direct|direct-tls]: "SECONDS FIELDS", the CPU time so far of the
-# master (or of the TLS-only server) from INFO cpu:
-# used_cpu_sys_main_thread + used_cpu_user_main_thread where Redis has them
-# (6.0+), else used_cpu_sys + used_cpu_user. Empty if INFO fails.
+# redis_cpu [direct|direct-tls|cluster]: "SECONDS FIELDS", the CPU time so
+# far of the master (or of the TLS-only server, or summed over the cluster's
+# nodes) from INFO cpu: used_cpu_sys_main_thread + used_cpu_user_main_thread
+# where Redis has them (6.0+), else used_cpu_sys + used_cpu_user. Empty if
+# INFO fails (on any node).
 redis_cpu() {
-    local CONN
-    conn_args "${1:-direct}"
-    redis-cli "${CONN[@]}" info cpu 2>/dev/null | tr -d '\r' | awk -F: '
-        $1 == "used_cpu_sys" { s = $2; n++ }
-        $1 == "used_cpu_user" { u = $2; n++ }
-        $1 == "used_cpu_sys_main_thread" { ms = $2; m++ }
-        $1 == "used_cpu_user_main_thread" { mu = $2; m++ }
+    local CONN want=1 p
+    [ "${1:-direct}" = cluster ] && want=${#P_CL[@]}     # (not in the pipeline's subshell)
+    if [ "${1:-direct}" = cluster ]; then
+        for p in "${P_CL[@]}"; do redis-cli -h 127.0.0.1 -p "$p" info cpu 2>/dev/null; done
+    else
+        conn_args "${1:-direct}"
+        redis-cli "${CONN[@]}" info cpu 2>/dev/null
+    fi | tr -d '\r' | awk -F: -v want="$want" '
+        $1 == "used_cpu_sys" { s += $2; n++ }
+        $1 == "used_cpu_user" { u += $2; n++ }
+        $1 == "used_cpu_sys_main_thread" { ms += $2; m++ }
+        $1 == "used_cpu_user_main_thread" { mu += $2; m++ }
         END {
-            if (m == 2) printf "%.6f used_cpu_sys_main_thread + used_cpu_user_main_thread\n", ms + mu
-            else if (n == 2) printf "%.6f used_cpu_sys + used_cpu_user\n", s + u
+            if (m == 2 * want) printf "%.6f used_cpu_sys_main_thread + used_cpu_user_main_thread\n", ms + mu
+            else if (n == 2 * want) printf "%.6f used_cpu_sys + used_cpu_user\n", s + u
         }'
 }
 REDIS_CPU_FIELDS=""     # which INFO cpu fields redis_cpu found
 
 RPS="" RCPU=""  # set by bench_once; RCPU: Redis CPU microseconds per request
+RB_EXTRA=()     # more redis-benchmark arguments for bench_once (section 8: -r)
 bench_once() {  # TARGET TEST CLIENTS PIPELINE SIZE N
     local t=$1 test=$2 c=$3 p=$4 d=$5 n=$6 rc cpu0 cpu1 fields server=direct CONN
-    case $t in *-tls) server=direct-tls ;; esac     # whose CPU: the server behind TARGET
+    case $t in *-tls) server=direct-tls ;; *-cluster) server=cluster ;; esac # whose CPU: the server(s) behind TARGET
     conn_args "$t"
+    [ "$t" = direct-cluster ] && CONN+=(--cluster)
     RPS="" RCPU=""
     read -r cpu0 fields < <(redis_cpu $server)
     watch_run "$t" $((60 + n / 5000)) "$TMP/rb.out" "$TMP/rb.err" taskset -c "$CPU_CLIENT" \
-        redis-benchmark "${CONN[@]}" -t "$test" -c "$c" -P "$p" -d "$d" -n "$n" --csv
+        redis-benchmark "${CONN[@]}" "${RB_EXTRA[@]}" -t "$test" -c "$c" -P "$p" -d "$d" -n "$n" --csv
     rc=$?
     read -r cpu1 fields < <(redis_cpu $server)
     [ -n "${fields:-}" ] && REDIS_CPU_FIELDS=$fields
@@ -496,22 +600,74 @@ stop_tracked() {
     stop_proc "$@"
 }
 
+# --- instructions per request under callgrind (sections 3 and 8) -----------
+CG_REQ=$((2 * CG_N))
+CG_CMD="redis-benchmark -c 50 -n $CG_N -t get,set -P 1"
+# cg_run TARGET N [more redis-benchmark arguments...]: sets IR, the proxy's
+# total Ir for a run of N requests per test (0: start, PING, CG_IDLE seconds
+# (default 3), stop), and CG_SECS, how long the redis-benchmark run (or the
+# wait) took (timers in the proxy run meanwhile); CG_TAG (if set) goes into
+# the callgrind file's name.
+cg_run() {
+    local t=$1 n=$2 f pid t0
+    shift 2
+    f="$TMP/callgrind.$t.$n${CG_TAG:+.$CG_TAG}.out"
+    "start_${t//-/_}" valgrind --tool=callgrind --callgrind-out-file="$f"
+    wait_ready "$t" 120 || die "$t did not start under callgrind"
+    [ "$t" != sidecar-cluster ] || wait_slot_map 120 || die "$t did not read the slot map under callgrind"
+    pid=$(pid_of "$t")
+    # what a proxy does once after it starts (the sidecar learns the
+    # master's COMMAND table) belongs to the empty run too, however soon
+    # under callgrind it would otherwise be stopped
+    [ "$n" -gt 0 ] || sleep "${CG_IDLE:-3}"
+    CG_SECS=${CG_IDLE:-3}
+    if [ "$n" -gt 0 ]; then
+        t0=$EPOCHREALTIME
+        if ! watch_run "$t" 1800 "$TMP/cg.rb.out" "$TMP/cg.rb.err" taskset -c "$CPU_CLIENT" \
+            redis-benchmark -h 127.0.0.1 -p "$(port_of "$t")" -c 50 -n "$n" -t get,set -P 1 "$@" --csv ||
+            [ -n "$WATCH" ]; then
+            FAILURES+=("FAIL: $t under callgrind${*:+ ($*)}: redis-benchmark failed${WATCH:+ ($WATCH)}: $(tail -c 300 "$TMP/cg.rb.err" | tr '\n' ' ')")
+        fi
+        CG_SECS=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+    fi
+    local alive=1
+    kill -0 "$pid" 2>/dev/null || alive=0
+    stop_proc "$pid" INT 60
+    mkdir -p "$OUT/callgrind"
+    cp "$f" "$OUT/callgrind/" 2>/dev/null
+    IR=$("$PY" "$HELP" irtotal "$f" 2>/dev/null) || IR=""
+    if [ $alive = 0 ]; then
+        FAILURES+=("CRASH: $t died under callgrind during the $n-request run${*:+ ($*)}: $(describe_status "$STOP_STATUS") (log: bench/out/logs/)")
+        echo "bench: CRASH: $t died under callgrind; log tail:" >&2
+        logtail "$t" >&2
+        IR=""
+    fi
+}
+# ipr LOAD_IR EMPTY_IR: instructions per request over CG_REQ requests
+ipr() {
+    awk -v a="$1" -v b="$2" -v n="$CG_REQ" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.0f\n", (a - b) / n }'
+}
+[ "$TLS_ONLY" = 1 ] || rm -rf "$OUT/callgrind"    # sections 3 and 8 fill it
+
 # ===========================================================================
 echo "redis-sidecar benchmark, $MODE"
 [ -n "$(stale_note)" ] && echo "warning: $SIDECAR_BIN is older than its sources (make -q); \`make bench\` rebuilds it first"
 echo "placement: $PLACEMENT"
 if [ "$TLS_ONLY" = 1 ]; then
     echo "ports: TLS redis-server $P_TLS, redis-sidecar $P_SIDECAR; open files limit $NOFILE"
+elif [ "$CLUSTER_ONLY" = 1 ]; then
+    echo "ports: cluster nodes ${P_CL[*]} (bus +10000), redis-sidecar $P_SIDECAR, master $P_MASTER (the single-master callgrind measure); open files limit $NOFILE"
 else
-    echo "ports: master $P_MASTER, twemproxy $P_TWEM (stats $P_STATS), redis-sidecar $P_SIDECAR, TLS redis-server $P_TLS; open files limit $NOFILE"
+    echo "ports: master $P_MASTER, twemproxy $P_TWEM (stats $P_STATS), redis-sidecar $P_SIDECAR, TLS redis-server $P_TLS, cluster nodes ${P_CL[*]} (bus +10000); open files limit $NOFILE"
 fi
 echo "temp dir: $TMP"
 echo
 
 echo "workload,repetition,target,requests,req_per_sec,redis_cpu_us_per_req" >"$OUT/runs.csv"
 
-# Sections 1-6 (BENCH_TLS_ONLY=1 skips them), against the plaintext master.
-if [ "$TLS_ONLY" != 1 ]; then
+# Sections 1-6 (BENCH_TLS_ONLY=1 and BENCH_CLUSTER_ONLY=1 skip them), against
+# the plaintext master.
+if [ "$RUN_MAIN" = 1 ]; then
 
 start_redis
 wait_ready direct 10 || die "redis-server did not start"
@@ -659,42 +815,9 @@ idle_latency direct
 echo "  direct: client connections during -c 500: $LINKS ($LINKS_NOTE)"
 
 # --- 3. instructions per request under callgrind -----------------------------
-CG_REQ=$((2 * CG_N))
-CG_CMD="redis-benchmark -c 50 -n $CG_N -t get,set -P 1"
 declare -A IR_EMPTY=() IR_LOAD=() IPR=()
 echo
 echo "== callgrind: $CG_CMD ($CG_REQ requests) minus a run with 0 requests"
-cg_run() { # TARGET N -> IR
-    local t=$1 n=$2 f pid
-    f="$TMP/callgrind.$t.$n.out"
-    "start_$t" valgrind --tool=callgrind --callgrind-out-file="$f"
-    wait_ready "$t" 120 || die "$t did not start under callgrind"
-    pid=$(pid_of "$t")
-    # what a proxy does once after it starts (the sidecar learns the
-    # master's COMMAND table) belongs to the empty run too, however soon
-    # under callgrind it would otherwise be stopped
-    [ "$n" -gt 0 ] || sleep 3
-    if [ "$n" -gt 0 ]; then
-        if ! watch_run "$t" 1800 "$TMP/cg.rb.out" "$TMP/cg.rb.err" taskset -c "$CPU_CLIENT" \
-            redis-benchmark -h 127.0.0.1 -p "$(port_of "$t")" -c 50 -n "$n" -t get,set -P 1 --csv ||
-            [ -n "$WATCH" ]; then
-            FAILURES+=("FAIL: $t under callgrind: redis-benchmark failed${WATCH:+ ($WATCH)}: $(tail -c 300 "$TMP/cg.rb.err" | tr '\n' ' ')")
-        fi
-    fi
-    local alive=1
-    kill -0 "$pid" 2>/dev/null || alive=0
-    stop_proc "$pid" INT 60
-    cp "$f" "$OUT/callgrind/" 2>/dev/null
-    IR=$("$PY" "$HELP" irtotal "$f" 2>/dev/null) || IR=""
-    if [ $alive = 0 ]; then
-        FAILURES+=("CRASH: $t died under callgrind during the $n-request run: $(describe_status "$STOP_STATUS") (log: bench/out/logs/)")
-        echo "bench: CRASH: $t died under callgrind; log tail:" >&2
-        logtail "$t" >&2
-        IR=""
-    fi
-}
-rm -rf "$OUT/callgrind"
-mkdir -p "$OUT/callgrind"
 # Leases kept ready (min_idle_leases) are opened and pinged on timers:
 # under callgrind's slowdown the empty run may stop before they open, and
 # their cost (per second, not per request) would land on the requests.
@@ -706,8 +829,7 @@ for t in twemproxy sidecar; do
     IR_EMPTY[$t]=$IR
     cg_run "$t" "$CG_N"
     IR_LOAD[$t]=$IR
-    IPR[$t]=$(awk -v a="${IR_LOAD[$t]}" -v b="${IR_EMPTY[$t]}" -v n="$CG_REQ" \
-        'BEGIN { if (a == "" || b == "") print ""; else printf "%.0f\n", (a - b) / n }')
+    IPR[$t]=$(ipr "${IR_LOAD[$t]}" "${IR_EMPTY[$t]}")
     echo "  $t: Ir with 0 requests ${IR_EMPTY[$t]:-?}, with $CG_REQ requests ${IR_LOAD[$t]:-?} -> ${IPR[$t]:-?} instructions/request"
 done
 
@@ -846,6 +968,7 @@ tls_start() {
     return 0
 }
 
+if [ "$RUN_TLS" = 1 ]; then     # BENCH_CLUSTER_ONLY=1 skips section 7
 echo
 echo "== TLS to Redis: redis-benchmark --tls direct vs plaintext through the sidecar (tls = on upstream); $REPS repetition(s), interleaved; req/s (Redis CPU us/request)"
 if tls_start; then
@@ -885,6 +1008,7 @@ else
     stop_tracked "$SIDECAR_PID" TERM 10
 fi
 stop_tracked "$TLS_REDIS_PID" TERM 10
+fi  # section 7
 for wl in "${TLS_WORKLOADS[@]}"; do
     IFS='|' read -r label _ <<<"$wl"
     for t in "${TLS_TARGETS[@]}"; do
@@ -893,12 +1017,208 @@ for wl in "${TLS_WORKLOADS[@]}"; do
     done
 done
 
+# --- 8. Redis Cluster: redis-benchmark --cluster direct vs the sidecar in front --
+# 3 masters, no replicas (the machine has 2 cores; replicas would only add
+# replication load on the Redis core), all on CPU_REDIS like the single
+# master. Direct: redis-benchmark --cluster, which reads the slot map and
+# sends each request to its key's node itself. Sidecar: plain
+# redis-benchmark to the sidecar ([upstream] cluster), which routes by slot.
+CL_WORKLOADS=(
+    "SET -c 50 -P 1|set|50|1|3|$N_P1"
+    "GET -c 50 -P 1|get|50|1|3|$N_P1"
+    "SET -c 50 -P 16|set|50|16|3|$N_P16"
+    "GET -c 50 -P 16|get|50|16|3|$N_P16"
+    "SET -c 500 -P 1|set|500|1|3|$N_P1"
+    "GET -c 500 -P 1|get|500|1|3|$N_P1"
+)
+CL_TARGETS=(direct-cluster sidecar-cluster)
+CL_KEYS=100000              # redis-benchmark -r: random keys, over the slots
+CL_POP_N=$((10 * CL_KEYS))  # SETs per target before the runs (all but e^-10 of the keys)
+declare -A CL_RUNS=() CL_CPUR=() CL_MED=() CL_MEDCPU=()
+CL_SKIP="" CL_COUNTERS="" CL_ERRSTATS="" CL_SIDECAR_ERRS=""
+CL_TIMER_IR="" CL_IR_EMPTY="" CL_IR_LOAD="" CL_IR_LOAD_R="" CL_IPR="" CL_IPR_R="" CL_CG_SECS="" CL_CG_SECS_R=""
+CL_IPR_SINGLE="" CL_IPR_SINGLE_SRC=""
+
+# cluster_start: the 3 nodes, the cluster made of them, cluster_state:ok on
+# every node, the sidecar in front with the slot map read, and keys SET
+# through the sidecar read back from the cluster (redis-cli -c). On
+# failure, CL_SKIP says why.
+cluster_start() {
+    local p i ok pid v got
+    start_cluster_nodes
+    for i in "${!P_CL[@]}"; do
+        p=${P_CL[$i]} pid=${CL_PIDS[$i]} ok=0
+        for _ in $(seq 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            [ "$(redis-cli -h 127.0.0.1 -p "$p" ping 2>/dev/null)" = PONG ] && { ok=1; break; }
+            sleep 0.1
+        done
+        [ $ok = 1 ] || { CL_SKIP="cluster node $p did not start (log: bench/out/logs/cluster-$p.log)"; return 1; }
+    done
+    local addrs=()
+    for p in "${P_CL[@]}"; do addrs+=("127.0.0.1:$p"); done
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes \
+        >>"$TMP/cluster-create.log" 2>&1 ||
+        { CL_SKIP="redis-cli --cluster create failed (log: bench/out/logs/cluster-create.log)"; return 1; }
+    for _ in $(seq 300); do
+        ok=0
+        for p in "${P_CL[@]}"; do
+            redis-cli -h 127.0.0.1 -p "$p" cluster info 2>/dev/null | tr -d '\r' | grep -qx 'cluster_state:ok' && ok=$((ok + 1))
+        done
+        [ $ok = ${#P_CL[@]} ] && break
+        sleep 0.1
+    done
+    [ $ok = ${#P_CL[@]} ] || { CL_SKIP="cluster_state:ok on only $ok of ${#P_CL[@]} nodes after 30s"; return 1; }
+    start_sidecar_cluster
+    wait_ready sidecar-cluster 10 || { CL_SKIP="redis-sidecar with [upstream] cluster did not start (log: bench/out/logs/sidecar.log)"; return 1; }
+    wait_slot_map 10 || { CL_SKIP="redis-sidecar did not read the cluster's slot map within 10s (log: bench/out/logs/sidecar.log)"; return 1; }
+    for i in 1 2 3 4 5 6; do       # 6 keys: on every node, most likely
+        v="bench-cluster-$RANDOM"
+        redis-cli -h 127.0.0.1 -p "$P_SIDECAR" set "bench:sanity:$i" "$v" >/dev/null 2>&1
+        got=$(redis-cli -c -h 127.0.0.1 -p "${P_CL[0]}" get "bench:sanity:$i" 2>/dev/null)
+        [ "$got" = "$v" ] || { CL_SKIP="the sidecar did not pass SET bench:sanity:$i through to the cluster (it has \"$got\")"; return 1; }
+    done
+    return 0
+}
+
+# cl_populate TARGET: SET CL_POP_N random keys (-r CL_KEYS, 3 bytes) through
+# TARGET, so that GETs find their keys. redis-benchmark --cluster names its
+# keys key:{TAG}:N (TAG: the first slot of the client's node), plain
+# redis-benchmark key:N, so each target fills its own keyspace.
+cl_populate() {
+    local t=$1 CONN
+    conn_args "$t"
+    [ "$t" = direct-cluster ] && CONN+=(--cluster)
+    watch_run "$t" 300 "$TMP/pop.out" "$TMP/pop.err" taskset -c "$CPU_CLIENT" \
+        redis-benchmark "${CONN[@]}" -r "$CL_KEYS" -t set -c 50 -P 16 -d 3 -n "$CL_POP_N" --csv &&
+        [ -z "$WATCH" ] || die "could not populate the cluster through $t${WATCH:+ ($WATCH)}: $(tail -c 300 "$TMP/pop.err" | tr '\n' ' ')"
+}
+
+if [ "$RUN_CLUSTER" = 1 ]; then     # BENCH_TLS_ONLY=1 skips section 8
+echo
+echo "== Redis Cluster (3 masters): redis-benchmark --cluster direct vs plain redis-benchmark through the sidecar ([upstream] cluster); -r $CL_KEYS; $REPS repetition(s), interleaved; req/s (Redis CPU us/request, 3 nodes)"
+if cluster_start; then
+    echo "  nodes on ports ${P_CL[*]}; $(redis-cli -h 127.0.0.1 -p "$P_SIDECAR" proxy nodes 2>/dev/null | tr -d '\r' | grep -E '^shard[0-9]+:' | sed 's/,state=.*,slots=/ slots=/; s/,replicas=.*//' | tr '\n' ' ')"
+    echo "  populating: SET -r $CL_KEYS -n $CL_POP_N -c 50 -P 16 through each target"
+    for t in "${CL_TARGETS[@]}"; do cl_populate "$t"; done
+    # the sanity check's redis-cli -c got MOVED replies: count from here
+    for p in "${P_CL[@]}"; do redis-cli -h 127.0.0.1 -p "$p" config resetstat >/dev/null 2>&1; done
+    RB_EXTRA=(-r "$CL_KEYS")
+    for wl in "${CL_WORKLOADS[@]}"; do
+        IFS='|' read -r label test c p d n <<<"$wl"
+        for rep in $(seq "$REPS"); do
+            line="  $label  rep $rep:"
+            for t in "${CL_TARGETS[@]}"; do
+                if bench_once "$t" "$test" "$c" "$p" "$d" "$n"; then
+                    CL_RUNS["$label|$t"]+="$RPS "
+                    CL_CPUR["$label|$t"]+="$RCPU "
+                    line+="  $t $(fmt_int "$RPS") ($(fmt_us "$RCPU") us)"
+                    echo "Cluster $label,$rep,$t,$n,$RPS,$RCPU" >>"$OUT/runs.csv"
+                else
+                    line+="  $t FAILED"
+                    echo "Cluster $label,$rep,$t,$n,," >>"$OUT/runs.csv"
+                    FAILURES+=("FAIL: $t, cluster $label, repetition $rep: $RB_ERR")
+                fi
+                for pid in "${CL_PIDS[@]}"; do
+                    kill -0 "$pid" 2>/dev/null || die "cluster node ${PIDS[$pid]:-$pid} died during $label: $(logtail direct-cluster)"
+                done
+                if ! kill -0 "$SIDECAR_PID" 2>/dev/null; then
+                    proxy_died sidecar-cluster "cluster $label, repetition $rep"
+                    line+=" (CRASHED)"
+                fi
+            done
+            echo "$line"
+        done
+    done
+    RB_EXTRA=()
+    # What the runs left behind: the sidecar's cluster counters (MOVED/ASK
+    # absorbed, requests held), its non-zero error counters, and the error
+    # replies the nodes counted (MOVED/ASK to redis-benchmark --cluster too)
+    CL_COUNTERS=$(redis-cli -h 127.0.0.1 -p "$P_SIDECAR" proxy nodes 2>/dev/null | tr -d '\r' |
+        grep -E '^(map_reads|moved|ask|held_tryagain|held_clusterdown|last_error):' | paste -sd ' ')
+    CL_SIDECAR_ERRS=$(redis-cli -h 127.0.0.1 -p "$P_SIDECAR" proxy info 2>/dev/null | tr -d '\r' |
+        grep -E '^errors_[a-z_]+:[1-9]' | paste -sd ' ')
+    for p in "${P_CL[@]}"; do
+        CL_ERRSTATS+="${CL_ERRSTATS:+; }$p: $(redis-cli -h 127.0.0.1 -p "$p" info errorstats 2>/dev/null | tr -d '\r' |
+            grep '^errorstat_' | sed 's/^errorstat_//; s/:count=/=/' | paste -sd ' ' | grep . || echo none)"
+    done
+    echo "  sidecar: ${CL_COUNTERS:-PROXY NODES did not answer}; errors: ${CL_SIDECAR_ERRS:-none}"
+    echo "  error replies counted by the nodes: $CL_ERRSTATS"
+    stop_proc "$SIDECAR_PID" TERM 10
+    [ "$STOP_STATUS" = 0 ] || FAILURES+=("redis-sidecar ([upstream] cluster) did not exit cleanly on SIGTERM after the cluster runs: $(describe_status "$STOP_STATUS")")
+
+    # Instructions per request in cluster mode, as in section 3; the same
+    # redis-benchmark command (its one key, key:__rand_int__, is in one
+    # slot, so on one node), and for information with -r (keys on all 3).
+    # As section 3 keeps leases from being opened on timers, the slot map is
+    # not read again every check_interval here (3600s): that work is per
+    # second, and under callgrind the loaded run may last less or more than
+    # the empty one. What it costs per second is measured apart: two empty
+    # runs with the default check_interval, 3 s and 13 s idle.
+    echo
+    echo "== callgrind, sidecar in cluster mode: $CG_CMD ($CG_REQ requests) minus a run with 0 requests"
+    SIDECAR_EXTRA="[pool]
+min_idle_leases = 0"
+    CG_TAG=idle3 cg_run sidecar-cluster 0
+    ir3=$IR
+    CG_TAG=idle13 CG_IDLE=13 cg_run sidecar-cluster 0
+    CL_TIMER_IR=$(awk -v a="$IR" -v b="$ir3" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.0f\n", (a - b) / 10 }')
+    echo "  sidecar-cluster, default check_interval: Ir with 0 requests, 3 s idle ${ir3:-?}, 13 s idle ${IR:-?} -> ${CL_TIMER_IR:-?} instructions per idle second"
+    SIDECAR_EXTRA="[pool]
+min_idle_leases = 0
+[health]
+check_interval = 3600s"
+    cg_run sidecar-cluster 0
+    CL_IR_EMPTY=$IR
+    cg_run sidecar-cluster "$CG_N"
+    CL_IR_LOAD=$IR CL_CG_SECS=$CG_SECS
+    CG_TAG=r cg_run sidecar-cluster "$CG_N" -r "$CL_KEYS"
+    CL_IR_LOAD_R=$IR CL_CG_SECS_R=$CG_SECS
+    SIDECAR_EXTRA=""
+    CL_IPR=$(ipr "$CL_IR_LOAD" "$CL_IR_EMPTY") CL_IPR_R=$(ipr "$CL_IR_LOAD_R" "$CL_IR_EMPTY")
+    echo "  sidecar-cluster: Ir with 0 requests ${CL_IR_EMPTY:-?}, with $CG_REQ requests ${CL_IR_LOAD:-?} -> ${CL_IPR:-?} instructions/request; with -r $CL_KEYS ${CL_IR_LOAD_R:-?} -> ${CL_IPR_R:-?}"
+else
+    [ "$CLUSTER_ONLY" = 1 ] && die "$CL_SKIP"
+    echo "bench: $CL_SKIP; no cluster rows" >&2
+    FAILURES+=("FAIL: Redis Cluster section skipped: $CL_SKIP")
+    stop_tracked "$SIDECAR_PID" TERM 10
+fi
+for pid in "${CL_PIDS[@]}"; do stop_tracked "$pid" TERM 10; done
+
+# The single-master figure to compare with: section 3's, or in a
+# cluster-only run the same measure taken here against a fresh master.
+if [ "$RUN_MAIN" = 1 ]; then
+    CL_IPR_SINGLE=${IPR[sidecar]:-} CL_IPR_SINGLE_SRC="section 3, this run"
+elif [ -z "$CL_SKIP" ]; then
+    echo "  single master (BENCH_CLUSTER_ONLY=1: section 3's sidecar measure, taken here)"
+    start_redis
+    wait_ready direct 10 || die "redis-server did not start"
+    SIDECAR_EXTRA="[pool]
+min_idle_leases = 0"
+    cg_run sidecar 0
+    ir0=$IR
+    cg_run sidecar "$CG_N"
+    SIDECAR_EXTRA=""
+    CL_IPR_SINGLE=$(ipr "$IR" "$ir0")
+    CL_IPR_SINGLE_SRC="measured in this cluster-only run as in section 3: Ir $CG_REQ-request run ${IR:-?} (${CG_SECS}s) - Ir 0-request run ${ir0:-?}"
+    echo "  sidecar (single master): Ir with 0 requests ${ir0:-?}, with $CG_REQ requests ${IR:-?} -> ${CL_IPR_SINGLE:-?} instructions/request"
+    stop_proc "$REDIS_PID" TERM 10
+fi
+fi  # section 8
+for wl in "${CL_WORKLOADS[@]}"; do
+    IFS='|' read -r label _ <<<"$wl"
+    for t in "${CL_TARGETS[@]}"; do
+        CL_MED["$label|$t"]=$(echo "${CL_RUNS["$label|$t"]:-}" | median)
+        CL_MEDCPU["$label|$t"]=$(echo "${CL_CPUR["$label|$t"]:-}" | median)
+    done
+done
+
 # --- report ---------------------------------------------------------------
 ELAPSED=$(( $(date +%s) - T_START ))
 verdict() { [ "$1" = 1 ] && echo PASS || echo SHORT; }
 met() { [ "$1" = 1 ] && echo met || echo "NOT met"; }
 TBL=() RSS_L=() LINK_L=() LAT_L=() IPR_L=() TGT_L=()
-if [ "$TLS_ONLY" != 1 ]; then     # sections 1-6
+if [ "$RUN_MAIN" = 1 ]; then     # sections 1-6
 TW_SHORT=() ALL_TW=1
 # TBL rows: workload|direct|twem|sidecar|s/d|s/t|Redis us/req direct|twem|sidecar
 for wl in "${WORKLOADS[@]}"; do
@@ -984,28 +1304,83 @@ for test in SET GET; do
     TLS_TP_TXT+="${TLS_TP_TXT:+, }$test ${r:-FAILED}${r:+x} ($(fmt_int "$s") vs $(fmt_int "$d") req/s)"
 done
 TLS_SKIP_TXT=${TLS_SKIP:+; the TLS section did not run: $TLS_SKIP}
+if [ "$RUN_TLS" = 1 ]; then
 TGT_L+=("[$(verdict $TLS_CPU_OK)] TLS: Redis CPU per request behind the sidecar ≤ 0.5× direct TLS at -c 500 -P 1: $(met $TLS_CPU_OK) (sidecar/direct: $TLS_CPU_TXT)$TLS_SKIP_TXT")
 TGT_L+=("[$(verdict $TLS_TP_OK)] TLS: sidecar throughput ≥ 1.0× direct TLS at -c 500 -P 1: $(met $TLS_TP_OK) (sidecar/direct: $TLS_TP_TXT)$TLS_SKIP_TXT")
+fi
+
+# 8. cluster rows: workload|direct cluster|sidecar|s/d cluster|s/d single
+# master (section 1, same workload)|Redis us/req direct cluster|sidecar
+CL_TBL=() CL_RATIO_OK=1 CL_RATIO_TXT="" CL_TICK_TXT=""
+for wl in "${CL_WORKLOADS[@]}"; do
+    IFS='|' read -r label _ _ _ _ n <<<"$wl"
+    d=${CL_MED["$label|direct-cluster"]} s=${CL_MED["$label|sidecar-cluster"]}
+    # redis-benchmark --cluster runs threads (one per node), and threaded it
+    # stops only on its 250 ms throughput timer: its elapsed time is rounded
+    # up to the next tick, so its req/s reads low by up to 250 ms / time
+    CL_TICK_TXT+="${CL_TICK_TXT:+, }$label $(awk -v n="$n" -v d="$d" 'BEGIN {
+        if (d == "" || d <= 0) { print "-"; exit }
+        t = n / d
+        if (t > 0.3) printf "%.2f s (up to %.0f%% low)", t, (t / (t - 0.25) - 1) * 100
+        else printf "%.2f s (unbounded)", t }')"
+    rc=$(ratio "$s" "$d") rm_="n/a" md="" ms=""
+    if [ "$RUN_MAIN" = 1 ] && [ -n "${MED["$label|direct"]+x}" ]; then
+        md=${MED["$label|direct"]} ms=${MED["$label|sidecar"]}
+        rm_=$(ratio "$ms" "$md")
+        rm_=${rm_:-FAILED}
+    fi
+    # the unrounded ratios are compared
+    awk -v s="$s" -v d="$d" -v ms="$ms" -v md="$md" \
+        'BEGIN { exit !(s != "" && d > 0 && ms != "" && md > 0 && s / d >= ms / md) }' || CL_RATIO_OK=0
+    CL_TBL+=("$label|$(fmt_int "$d")|$(fmt_int "$s")|$(fmt_x "$rc")|$( [ "$rm_" = n/a ] || [ "$rm_" = FAILED ] && echo "$rm_" || echo "${rm_}x")|$(fmt_us "${CL_MEDCPU["$label|direct-cluster"]}")|$(fmt_us "${CL_MEDCPU["$label|sidecar-cluster"]}")")
+    CL_RATIO_TXT+="${CL_RATIO_TXT:+, }$label ${rc:-FAILED}${rc:+x} vs ${rm_}$( [ "$rm_" = n/a ] || [ "$rm_" = FAILED ] || echo x)"
+done
+CL_SKIP_TXT=${CL_SKIP:+; the cluster section did not run: $CL_SKIP}
+CL_IPR_RATIO=$(ratio "$CL_IPR" "$CL_IPR_SINGLE")
+CL_IPR_OK=0
+awk -v r="$CL_IPR_RATIO" 'BEGIN { exit !(r != "" && r <= 1.20) }' && CL_IPR_OK=1
+CL_IPR_L=("instructions/request, redis-sidecar in front of the 3-master cluster: ${CL_IPR:-FAILED} (Ir $CG_REQ-request run ${CL_IR_LOAD:-?} (${CL_CG_SECS:-?}s) - Ir 0-request run ${CL_IR_EMPTY:-?}); single master: ${CL_IPR_SINGLE:-FAILED} (${CL_IPR_SINGLE_SRC:-not measured}); cluster/single ${CL_IPR_RATIO:-?}${CL_IPR_RATIO:+x}"
+    "instructions per idle second in cluster mode with the default check_interval (1 s: the slot map read again, each node checked; information): ${CL_TIMER_IR:-FAILED} (two 0-request runs, 3 s and 13 s idle)"
+    "instructions/request in cluster mode with -r $CL_KEYS (keys on all 3 nodes; information): ${CL_IPR_R:-FAILED} (Ir ${CL_IR_LOAD_R:-?} (${CL_CG_SECS_R:-?}s) - ${CL_IR_EMPTY:-?})"
+    "direct cluster run times as redis-benchmark --cluster reports them (median run), rounded up to its 250 ms timer tick (threaded mode), so its req/s can read low by up to: ${CL_TICK_TXT:-?}; plain redis-benchmark to the sidecar stops at the last reply"
+    "after the cluster runs, the sidecar's PROXY NODES: ${CL_COUNTERS:-?}; its non-zero error counters (PROXY INFO): ${CL_SIDECAR_ERRS:-none}; error replies the nodes counted during the runs (INFO errorstats, reset after populating; port: counts): ${CL_ERRSTATS:-?}")
+if [ "$RUN_CLUSTER" = 1 ]; then
+    if [ "$RUN_MAIN" = 1 ]; then
+        TGT_L+=("[$(verdict $CL_RATIO_OK)] cluster: sidecar/direct ratio ≥ single-master ratio (per workload): $( [ $CL_RATIO_OK = 1 ] && echo met || echo SHORT) (cluster vs single master: $CL_RATIO_TXT; direct cluster req/s may read low: 250 ms timer tick, see above)$CL_SKIP_TXT")
+    else
+        TGT_L+=("[n/a] cluster: sidecar/direct ratio ≥ single-master ratio (per workload): n/a (BENCH_CLUSTER_ONLY=1: no single-master throughput rows in this run; cluster: $CL_RATIO_TXT)$CL_SKIP_TXT")
+    fi
+    TGT_L+=("[$(verdict $CL_IPR_OK)] cluster: instructions per request within 20% of single master: $( [ $CL_IPR_OK = 1 ] && echo met || echo SHORT) (${CL_IPR:-?} vs ${CL_IPR_SINGLE:-?}: ${CL_IPR_RATIO:-?}${CL_IPR_RATIO:+x}, at most 1.20x)$CL_SKIP_TXT")
+fi
 
 NOTES=(
-    "mode: $MODE; $REPS repetition(s) per target, median shown; -n $N_P1 for -P 1, $N_P16 for -P 16; redis-benchmark default keyspace (one key), GET key populated first with the workload's value size"
+    "mode: $MODE; $REPS repetition(s) per target, median shown; -n $N_P1 for -P 1, $N_P16 for -P 16; redis-benchmark default keyspace (one key$( [ "$RUN_CLUSTER" = 0 ] || echo "; the cluster section: -r $CL_KEYS")), GET key populated first with the workload's value size"
     "placement: $PLACEMENT"
     "placement consequence: $PLACEMENT_EFFECT"
+    "load average (1/5/15 min) at the start: $LOAD_START, at the end: $(cut -d' ' -f1-3 /proc/loadavg) (anything else running on the machine competes with the runs)"
     "Redis CPU: ${REDIS_CPU_FIELDS:-used_cpu_sys + used_cpu_user (INFO cpu did not answer)} from the master's INFO cpu just before and just after each redis-benchmark run; the difference divided by the run's requests, in microseconds of Redis CPU per request; median over the repetitions like req/s. It includes Redis accepting and closing redis-benchmark's connections when direct (through a proxy, Redis only sees the proxy's persistent links) and the one INFO call"
 )
-[ "$TLS_ONLY" = 1 ] || NOTES+=(
+[ "$RUN_MAIN" = 0 ] || NOTES+=(
     "twemproxy: nutcracker, server_connections $POOL, client_connections 0 (unlimited), default 16 KiB mbufs, -v 4; redis-sidecar: [pool] connections $POOL, log level warn"
     "RSS: VmRSS from /proc/PID/status of a freshly started proxy, before and with $IDLE connections from one Python process, each of which sent PING and read PONG"
     "links: max over samples of the lines in the master's CLIENT LIST (minus the redis-cli asking) while redis-benchmark -t get -c 500 -P 1 -n $N_LINKS ran through the proxy alone"
     "instructions: callgrind total Ir of the proxy for '$CG_CMD' minus a run that starts, answers one PING, waits 3 s and stops; divided by $CG_REQ requests (includes the 100 client connects/closes); the sidecar without leases kept ready (min_idle_leases = 0)"
 )
-NOTES+=(
+[ "$RUN_TLS" = 0 ] || NOTES+=(
     "TLS (section 7): a CA and a server certificate (EC prime256v1, SAN DNS:localhost, IP:127.0.0.1) made with the openssl command; a TLS-only redis-server (--port 0 --tls-port, --tls-auth-clients no) on CPU $CPU_REDIS like the master; direct TLS: redis-benchmark --tls --cacert against it, each connection a full handshake; sidecar: plaintext redis-benchmark to the sidecar on loopback, the sidecar (CPU $CPU_PROXY, [pool] connections $POOL) with [upstream] tls = on, tls_ca_file = the bench CA, tls_verify = full; negotiated ${TLS_PROTO:-(unknown)} (openssl s_client with defaults, as redis-benchmark and the sidecar use OpenSSL's defaults). SET/GET with 3-byte values at -c 50 -P 1, -c 50 -P 16, -c 500 -P 1, the GET key populated over TLS first, same -n as the plaintext rows, the two targets alternating, $REPS repetition(s), median. Redis CPU as above, from the TLS server's INFO cpu, read over TLS (so each sample adds one TLS handshake to the run's Redis CPU)"
     "TLS: twemproxy has no TLS, so it has no row in the TLS table"
 )
+[ "$RUN_CLUSTER" = 0 ] || NOTES+=(
+    "Redis Cluster (section 8): 3 masters and no replicas (${#CPUS[@]} usable core(s): replicas would add replication work on the Redis core and processes the machine has no room for), redis-server --cluster-enabled yes --save '' --appendonly no on ports ${P_CL[*]} (bus +10000), all 3 on CPU $CPU_REDIS like the single master (so they share one core), made with redis-cli --cluster create --cluster-replicas 0, cluster_state:ok awaited on every node. Direct: redis-benchmark --cluster -h 127.0.0.1 -p ${P_CL[0]}, which reads the slot map and connects each of its clients to one node (the -c clients spread over the 3). Sidecar: plain redis-benchmark to the sidecar (CPU $CPU_PROXY, [upstream] cluster = 127.0.0.1:${P_CL[0]}, [pool] connections $POOL, [admin] allow = 127.0.0.1 for PROXY NODES, log level warn), which routes each request by its key's slot; the runs start once PROXY NODES shows slot_map:read. SET/GET with 3-byte values and -r $CL_KEYS for both targets at -c 50 -P 1, -c 50 -P 16, -c 500 -P 1, same -n as the plaintext rows; each target's keyspace populated first with $CL_POP_N SETs (-P 16); the two targets alternating, $REPS repetition(s), median. Redis CPU: INFO cpu of the 3 nodes summed, before and after each run, divided by the run's requests"
+    "redis-benchmark --cluster runs one thread per node (3 here, all on CPU $CPU_CLIENT), the plain one a single thread; in threaded mode it stops only on its 250 ms throughput timer, so the elapsed time it divides by is rounded up to the next tick: direct cluster req/s read low by up to 250 ms / run time (per workload in the list above the targets); the sidecar's req/s are not affected"
+    "cluster keys: redis-benchmark --cluster puts a hash tag in its keys, key:{TAG}:N with TAG naming the first slot of the client's node, so direct each node's keys are in one slot; through the sidecar the keys are key:N, spread over all 16384 slots"
+    "cluster vs single master: the single-master sidecar/direct ratio is section 1's row of the same workload in this run (one key, no -r, one redis-server on CPU $CPU_REDIS); a BENCH_CLUSTER_ONLY=1 run has no such rows (n/a)"
+    "cluster instructions: as in section 3 ('$CG_CMD' minus a 0-request run, min_idle_leases = 0), the sidecar with [upstream] cluster and [health] check_interval = 3600s; that command's one key (key:__rand_int__, no -r) is in one slot, so all its requests go to one node; the -r $CL_KEYS line spreads them over the 3. The 0-request run includes reading the slot map and opening the pool links to all 3 nodes. In cluster mode the sidecar reads the slot map again every check_interval (default 1 s): that work is per second, not per request, and would land on (or, when the loaded run is shorter than the empty run's 3 s idle, come off) the requests, so it is kept out of these runs (check_interval = 3600s) as section 3 keeps out leases opened on timers, and measured apart per idle second. The single-master figure keeps section 3's settings (default check_interval: one node's PING + ROLE per second). Wall time of each loaded run in brackets. Target: cluster/single master ≤ 1.20"
+)
 
 VERS="redis-server $(redis-server --version | grep -o 'v=[^ ]*' | cut -c3-)"
-[ "$TLS_ONLY" = 1 ] || VERS+=", $("$NUTCRACKER_BIN" -V 2>&1 | head -1 | sed "s/^This is //"), $(valgrind --version)"
+[ "$RUN_MAIN" = 0 ] || VERS+=", $("$NUTCRACKER_BIN" -V 2>&1 | head -1 | sed "s/^This is //")"
+[ "$TLS_ONLY" = 1 ] || VERS+=", $(valgrind --version)"
 VERS+=", $(openssl version | cut -d' ' -f1-2), $("$SIDECAR_BIN" --version 2>/dev/null) (binary $SIDECAR_BIN built $(date -u -r "$SIDECAR_BIN" '+%Y-%m-%d %H:%M UTC'); $(git_note)$(stale_note))"
 CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 
@@ -1013,7 +1388,7 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
 {
     echo
     echo "== results ($MODE), $(date -u '+%Y-%m-%d %H:%M UTC'), took ${ELAPSED}s"
-    if [ "$TLS_ONLY" != 1 ]; then
+    if [ "$RUN_MAIN" = 1 ]; then
     printf '%-24s | %13s | %15s | %13s | %14s | %17s | %s\n' "" "" "" "" "" "" " Redis CPU µs/request"
     printf '%-24s | %13s | %15s | %13s | %14s | %17s | %7s | %9s | %7s\n' workload "direct req/s" "twemproxy req/s" "sidecar req/s" "sidecar/direct" "sidecar/twemproxy" direct twemproxy sidecar
     printf '%s\n' "-------------------------+---------------+-----------------+---------------+----------------+-------------------+---------+-----------+--------"
@@ -1024,6 +1399,7 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
     echo
     printf '%s\n' "${RSS_L[@]}" "" "${LINK_L[@]}" "" "${LAT_L[@]}" "" "${IPR_L[@]}" ""
     fi
+    if [ "$RUN_TLS" = 1 ]; then
     echo "TLS to Redis (redis-benchmark --tls direct vs plaintext through the sidecar, TLS upstream)${TLS_SKIP:+: did not run: $TLS_SKIP}"
     printf '%-16s | %16s | %13s | %14s | %s\n' "" "" "" "" " Redis CPU µs/request"
     printf '%-16s | %16s | %13s | %14s | %10s | %7s | %14s\n' workload "direct TLS req/s" "sidecar req/s" "sidecar/direct" "direct TLS" sidecar "sidecar/direct"
@@ -1033,6 +1409,19 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
         printf '%-16s | %16s | %13s | %14s | %10s | %7s | %14s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g"
     done
     echo
+    fi
+    if [ "$RUN_CLUSTER" = 1 ]; then
+    echo "Redis Cluster, 3 masters (redis-benchmark --cluster direct vs plain redis-benchmark through the sidecar, [upstream] cluster; -r $CL_KEYS)${CL_SKIP:+: did not run: $CL_SKIP}"
+    printf '%-16s | %20s | %13s | %14s | %14s | %s\n' "" "" "" "sidecar/direct" "sidecar/direct" " Redis CPU µs/request (3 nodes)"
+    printf '%-16s | %20s | %13s | %14s | %14s | %14s | %7s\n' workload "direct cluster req/s" "sidecar req/s" "cluster" "single master" "direct cluster" sidecar
+    printf '%s\n' "-----------------+----------------------+---------------+----------------+----------------+----------------+--------"
+    for row in "${CL_TBL[@]}"; do
+        IFS='|' read -r a b c d e f g <<<"$row"
+        printf '%-16s | %20s | %13s | %14s | %14s | %14s | %7s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g"
+    done
+    echo
+    printf '%s\n' "${CL_IPR_L[@]}" ""
+    fi
     printf '%s\n' "${TGT_L[@]}"
     if [ ${#FAILURES[@]} -gt 0 ]; then
         echo
@@ -1050,7 +1439,7 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
     echo "# redis-sidecar benchmark"
     echo
     echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $MODE, took ${ELAPSED}s. Versions: $VERS. CPU: $CPU_MODEL, ${#CPUS[@]} usable core(s)."
-    if [ "$TLS_ONLY" != 1 ]; then
+    if [ "$RUN_MAIN" = 1 ]; then
     echo
     echo "| workload | direct req/s | twemproxy req/s | sidecar req/s | sidecar/direct | sidecar/twemproxy | Redis µs/req direct | Redis µs/req twemproxy | Redis µs/req sidecar |"
     echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
@@ -1069,6 +1458,7 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
     echo
     printf -- '- %s\n' "${IPR_L[@]}"
     fi
+    if [ "$RUN_TLS" = 1 ]; then
     echo
     echo "## TLS to Redis"
     echo
@@ -1082,6 +1472,24 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
     done
     echo
     echo "Redis µs/req: the TLS server's own CPU time per request (INFO cpu before and after each run), median over the repetitions."
+    fi
+    if [ "$RUN_CLUSTER" = 1 ]; then
+    echo
+    echo "## Redis Cluster"
+    echo
+    echo "A 3-master cluster (no replicas), all nodes on the Redis CPU: \`redis-benchmark --cluster\` straight to it, and plain \`redis-benchmark\` through the sidecar (\`[upstream] cluster\`), which routes by slot; -r $CL_KEYS random keys for both. The single-master column is section 1's sidecar/direct for the same workload in this run (one key, one redis-server).${CL_SKIP:+ **Did not run: $CL_SKIP.**}"
+    echo
+    echo "| workload | direct cluster req/s | sidecar req/s | sidecar/direct (cluster) | sidecar/direct (single master) | Redis µs/req direct cluster | Redis µs/req sidecar |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for row in "${CL_TBL[@]}"; do
+        IFS='|' read -r a b c d e f g <<<"$row"
+        echo "| $a | $b | $c | $d | $e | $f | $g |"
+    done
+    echo
+    echo "Redis µs/req: the 3 nodes' CPU time per request, summed (INFO cpu before and after each run), median over the repetitions."
+    echo
+    printf -- '- %s\n' "${CL_IPR_L[@]}"
+    fi
     echo
     echo "## Targets"
     echo
@@ -1101,7 +1509,7 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
     echo
     echo "| workload | target | req/s runs | Redis µs/req runs |"
     echo "|---|---|---|---|"
-    if [ "$TLS_ONLY" != 1 ]; then
+    if [ "$RUN_MAIN" = 1 ]; then
     for wl in "${WORKLOADS[@]}"; do
         IFS='|' read -r label _ <<<"$wl"
         for t in "${TARGETS[@]}"; do
@@ -1109,12 +1517,22 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
         done
     done
     fi
+    if [ "$RUN_TLS" = 1 ]; then
     for wl in "${TLS_WORKLOADS[@]}"; do
         IFS='|' read -r label _ <<<"$wl"
         for t in "${TLS_TARGETS[@]}"; do
             echo "| TLS $label | $t | $(for v in ${TLS_RUNS["$label|$t"]:-}; do printf '%.0f ' "$v"; done) | $(for v in ${TLS_CPUR["$label|$t"]:-}; do printf '%.2f ' "$v"; done) |"
         done
     done
+    fi
+    if [ "$RUN_CLUSTER" = 1 ]; then
+    for wl in "${CL_WORKLOADS[@]}"; do
+        IFS='|' read -r label _ <<<"$wl"
+        for t in "${CL_TARGETS[@]}"; do
+            echo "| Cluster $label | $t | $(for v in ${CL_RUNS["$label|$t"]:-}; do printf '%.0f ' "$v"; done) | $(for v in ${CL_CPUR["$label|$t"]:-}; do printf '%.2f ' "$v"; done) |"
+        done
+    done
+    fi
 } >"$OUT/results.md"
 
 [ ${#FAILURES[@]} -eq 0 ]
