@@ -15,34 +15,15 @@
 #include <strings.h>
 
 #include "../lib/log.h"
+#include "../lib/net.h"
 #include "../lib/tls.h"
 #include "conn.h"
 
 #define COMMANDS_MAX 4096
 
-int health_split_addr(const char *spec, char *host, size_t hostlen, int *port)
-{
-    const char *colon = strrchr(spec, ':');
-    size_t hl;
-
-    if (!colon || strncmp(spec, "unix:", 5) == 0)
-        return -1;
-    hl = (size_t)(colon - spec);
-    if (spec[0] == '[' && hl >= 2) {
-        spec++;
-        hl -= 2;
-    }
-    if (hl >= hostlen)
-        return -1;
-    memcpy(host, spec, hl);
-    host[hl] = '\0';
-    *port = atoi(colon + 1);
-    return 0;
-}
-
 int health_config_addr(struct checker_config *cfg, const char *spec)
 {
-    return health_split_addr(spec, cfg->host, sizeof cfg->host, &cfg->port);
+    return net_split_addr(spec, cfg->host, sizeof cfg->host, &cfg->port);
 }
 
 /* What ROLE said holds for the connection it came on: a node not heard

@@ -79,8 +79,6 @@ struct checker {
     uint64_t                  checks, failures, downs, ups;
 };
 
-/* host:port (or [v6]:port) split; -1 when spec is not a TCP address. */
-int health_split_addr(const char *spec, char *host, size_t hostlen, int *port);
 /* The same, into cfg. */
 int health_config_addr(struct checker_config *cfg, const char *spec);
 void health_start(struct checker *ch, struct ev_loop *loop,

@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "../lib/log.h"
+#include "../lib/net.h"
 #include "../lib/tls.h"
 #include "conn.h"
 
@@ -288,18 +289,15 @@ static void on_close(struct hconn *c, const char *why)
 static void ask(struct cluster_src *cs)
 {
     char host[CLUSTER_ADDR], err[200];
-    const char *a = cs->ask[cs->cur], *colon = strrchr(a, ':');
+    int port = 0;
 
     if (!cs->conn) {
-        size_t hl = colon ? (size_t)(colon - a) : 0;
-        const char *h = a;
-        if (a[0] == '[' && hl >= 2) {
-            h++;
-            hl -= 2;
+        if (net_split_addr(cs->ask[cs->cur], host, sizeof host, &port) < 0) {
+            failed(cs, "not a host:port");
+            return;
         }
-        snprintf(host, sizeof host, "%.*s", (int)hl, h);
         struct health_conn_spec spec = {
-            .host = host, .port = colon ? atoi(colon + 1) : 0,
+            .host = host, .port = port,
             .username = cs->has_password && cs->username[0] ? cs->username : NULL,
             .password = cs->has_password ? cs->password : NULL,
             .name = "sidecar-cluster", .data = cs, .on_close = on_close,

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "../lib/log.h"
+#include "../lib/net.h"
 #include "checker.h"
 #include "conn.h"
 
@@ -41,7 +42,7 @@ static struct sentinel *add(struct sentinels *ss, const char *addr, int configur
         return NULL;
     s = &ss->s[ss->n];
     memset(s, 0, sizeof *s);
-    if (health_split_addr(addr, s->host, sizeof s->host, &s->port) < 0 || s->port <= 0)
+    if (net_split_addr(addr, s->host, sizeof s->host, &s->port) < 0 || s->port <= 0)
         return NULL;
     ss->n++;
     s->set = ss;

@@ -161,3 +161,23 @@ int net_unix_live(const struct net_addr *a)
     close(fd);
     return live;
 }
+
+int net_split_addr(const char *spec, char *host, size_t hostlen, int *port)
+{
+    const char *colon = strrchr(spec, ':');
+    size_t hl;
+
+    if (!colon || strncmp(spec, "unix:", 5) == 0)
+        return -1;
+    hl = (size_t)(colon - spec);
+    if (spec[0] == '[' && hl >= 2) {
+        spec++;
+        hl -= 2;
+    }
+    if (hl >= hostlen)
+        return -1;
+    memcpy(host, spec, hl);
+    host[hl] = '\0';
+    *port = atoi(colon + 1);
+    return 0;
+}

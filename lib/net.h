@@ -11,6 +11,9 @@ struct net_addr {
     socklen_t len;
 };
 
+/* "host:port" or "[v6]:port" split into the host (brackets off) and the
+ * port; -1 when spec is not a TCP address or the host does not fit. */
+int net_split_addr(const char *spec, char *host, size_t hostlen, int *port);
 /* "host:port", "[v6]:port" or "unix:/path". */
 int net_resolve(const char *spec, struct net_addr *out, char *err, size_t errlen);
 int net_listen(const struct net_addr *a, int backlog, char *err, size_t errlen);

@@ -205,15 +205,9 @@ struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
     }
     p->loop = loop;
     p->cfg = *cfg;
-    /* "host:port" or "[v6]:port" */
-    const char *colon = strrchr(cfg->name, ':');
-    size_t hl = colon ? (size_t)(colon - cfg->name) : strlen(cfg->name);
-    const char *h = cfg->name;
-    if (h[0] == '[' && hl >= 2) {
-        h++;
-        hl -= 2;
-    }
-    snprintf(p->host, sizeof p->host, "%.*s", (int)hl, h);
+    int port;
+    if (net_split_addr(cfg->name, p->host, sizeof p->host, &port) < 0)
+        snprintf(p->host, sizeof p->host, "%s", cfg->name);
     if (p->cfg.tls)
         tls_ctx_ref(p->cfg.tls);
     p->cb = *cb;
