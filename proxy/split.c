@@ -442,12 +442,28 @@ static void send_part(struct split *s, struct client *c, struct node *n, int i,
     }
 }
 
+/* One argument, "$len\r\nbytes\r\n". */
+static void bulk_arg(struct buf *b, const char *p, size_t n)
+{
+    buf_appendf(b, "$%zu\r\n", n);
+    buf_append(b, p, n);
+    buf_append(b, "\r\n", 2);
+}
+
 /* "*N\r\n$len\r\nname\r\n", the part's header before its arguments. */
 static void part_head(struct buf *b, long long argc, const char *name, size_t nl)
 {
-    buf_appendf(b, "*%lld\r\n$%zu\r\n", argc, nl);
-    buf_append(b, name, nl);
-    buf_append(b, "\r\n", 2);
+    buf_appendf(b, "*%lld\r\n", argc);
+    bulk_arg(b, name, nl);
+}
+
+/* The next key of a split request (MSET: and its value, in v). */
+static void next_key(const char *frame, const struct resp_frame *fr, size_t *pos, int step,
+                     const char **k, size_t *kn, const char **v, size_t *vn)
+{
+    resp_next_arg(frame, fr->len, pos, k, kn);
+    if (step == 2)
+        resp_next_arg(frame, fr->len, pos, v, vn);
 }
 
 /* The keys grouped by slot, one part per slot, each part's keys (and
@@ -474,11 +490,9 @@ static void send_by_slot(struct split *s, struct client *c, const char *frame,
         memset(slot_stamp, 0, sizeof slot_stamp);
         stamp = 1;
     }
-    resp_next_arg(frame, fr->len, &pos, &a, &n);
+    resp_next_arg(frame, fr->len, &pos, &a, &n);          /* the command */
     for (int j = 0; j < s->nkeys; j++) {
-        resp_next_arg(frame, fr->len, &pos, &a, &n);
-        if (step == 2)
-            resp_next_arg(frame, fr->len, &pos, &a2, &n2);
+        next_key(frame, fr, &pos, step, &a, &n, &a2, &n2);
         unsigned slot = cluster_slot(a, n);
         if (slot_stamp[slot] != stamp) {
             slot_stamp[slot] = stamp;
@@ -496,19 +510,12 @@ static void send_by_slot(struct split *s, struct client *c, const char *frame,
         pos = 0;
         resp_next_arg(frame, fr->len, &pos, &a, &n);
         for (int j = 0; j < s->nkeys; j++) {
-            resp_next_arg(frame, fr->len, &pos, &a, &n);
-            if (step == 2)
-                resp_next_arg(frame, fr->len, &pos, &a2, &n2);
+            next_key(frame, fr, &pos, step, &a, &n, &a2, &n2);
             if (s->key_part[j] != i)
                 continue;
-            buf_appendf(&b, "$%zu\r\n", n);
-            buf_append(&b, a, n);
-            buf_append(&b, "\r\n", 2);
-            if (step == 2) {
-                buf_appendf(&b, "$%zu\r\n", n2);
-                buf_append(&b, a2, n2);
-                buf_append(&b, "\r\n", 2);
-            }
+            bulk_arg(&b, a, n);
+            if (step == 2)
+                bulk_arg(&b, a2, n2);
         }
         send_part(s, c, cluster_slot_node(s->sc, (unsigned)part_slot[i]), i, buf_start(&b),
                   buf_used(&b), flags);
@@ -572,7 +579,7 @@ static void scan_request(struct split *s, struct client *c, const char *frame,
      * node's view of its slots, on the same link */
     snprintf(num, sizeof num, "%llu", node);
     part_head(&b, fr->argc, "SCAN", 4);
-    buf_appendf(&b, "$%zu\r\n%s\r\n", strlen(num), num);
+    bulk_arg(&b, num, strlen(num));
     buf_append(&b, frame + pos, fr->len - pos);
     send_part(s, c, owner, 0, buf_start(&b), buf_used(&b), flags);
     send_part(s, c, owner, 1, nodes, sizeof nodes - 1, REQ_READONLY);
