@@ -82,7 +82,6 @@ def test_keys_land_on_the_nodes_that_own_their_slots(env, cluster):
 
 def test_resharding_under_load_is_never_seen_by_the_app(env, cluster):
     sc = cluster_sidecar(env, cluster)
-    stop = threading.Event()
 
     def op(c, i, seq):
         k = f"r:{i}:{seq % 500}"
@@ -102,7 +101,6 @@ def test_resharding_under_load_is_never_seen_by_the_app(env, cluster):
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     load.wait_ok(20, each=True, after=time.monotonic())
     load.stop()
-    stop.set()
     assert load.errors() == [], load.error_texts()[:5]
     # every value the app wrote last is there, where its slot is now
     last = {}
