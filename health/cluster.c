@@ -135,7 +135,11 @@ static int parse_shards(const struct cluster_src *cs, const redisReply *r, struc
                     memcpy(sh->master, addr, sizeof addr);
                     sh->master_online = online;
                 }
-            } else if (sh->nreplicas < CLUSTER_MAX_REPLICAS && online) {
+            } else if (sh->nreplicas < CLUSTER_MAX_REPLICAS &&
+                       (online || strcmp(health->str, "loading") == 0)) {
+                /* a replica says "loading" until its offset passes 0 (Redis
+                 * 7.0: on a cluster that took no write yet); its own checks
+                 * say whether it serves reads */
                 memcpy(sh->replicas[sh->nreplicas++], addr, sizeof addr);
             }
         }

@@ -411,6 +411,10 @@ static void build_handshake(const struct link *l, int reset, struct hs_build *h)
         const char *sel[] = {"SELECT", db};
         hs_add(h, HS_SELECT, 2, sel);
     }
+    if (c->readonly) {
+        const char *ro[] = {"READONLY"};
+        hs_add(h, HS_READONLY, 1, ro);
+    }
     /* An app's ACL user may not have CLIENT or PING, and each refusal
      * would be an entry in its ACL LOG that the app never caused: its
      * links ask only what every user may (HELLO), and stay unnamed. */
@@ -585,7 +589,7 @@ static int judge(struct link *l, enum hs_kind kind, const char *p, size_t n)
     }
     snprintf(why, sizeof why, "%s refused: %.*s", kind == HS_AUTH ? "AUTH" :
              kind == HS_SELECT ? "SELECT" : kind == HS_RESET ? "RESET" :
-             kind == HS_HELLO ? "HELLO 3" : l->validating ? "validation PING" : "PING",
+             kind == HS_HELLO ? "HELLO 3" : kind == HS_READONLY ? "READONLY" : l->validating ? "validation PING" : "PING",
              m, p + 1);
     if ((kind == HS_AUTH || kind == HS_HELLO) && pl->cfg.auth_final &&
         is_code(p, n, "-WRONGPASS")) {

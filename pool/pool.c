@@ -247,6 +247,7 @@ void pool_configure(struct pool *p, const struct pool_config *cfg)
     p->cfg.addr = keep.addr;
     p->cfg.connections = keep.connections;
     p->cfg.database = keep.database;
+    p->cfg.readonly = keep.readonly;
     care_interval(p);
     if (more_leases)
         grant(p);

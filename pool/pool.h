@@ -32,6 +32,9 @@ struct pool_config {
                                    * its request answered with an error */
     int         tcp_keepalive;    /* seconds, 0 off */
     int         tcp_user_timeout_ms;
+    int         readonly;         /* a cluster replica's: READONLY after AUTH, so that
+                                   * it serves reads of its master's slots (fixed for
+                                   * the pool's life) */
     int         auth_final;       /* an app's ACL user: a WRONGPASS to the handshake's
                                    * AUTH ends the pool (on_auth_refused), no retry */
     int         owner_tag;        /* the owner's, for its callbacks (an app user's index + 1) */

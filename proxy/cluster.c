@@ -49,30 +49,91 @@ static void set_default(struct sidecar *sc)
     }
 }
 
-/* The node for addr, added if new; NULL (logged) when it cannot be. */
-static struct node *node_for(struct sidecar *sc, const char *addr)
+/* The node for addr, added if new (a replica's links say READONLY);
+ * NULL (logged) when it cannot be. */
+static struct node *node_for(struct sidecar *sc, const char *addr, int replica)
 {
     char err[200];
     struct node *n = nodes_find(sc, addr);
 
-    if (!n && !(n = master_add_node(sc, addr, err, sizeof err)))
+    if (!n && !(n = master_add_node(sc, addr, replica, err, sizeof err)))
         log_warn("cluster: node %s cannot be added: %s", addr, err);
     return n;
 }
 
-static int is_shard_master(const struct cluster *cl, const struct node *n)
+int cluster_is_master(const struct sidecar *sc, const struct node *n)
 {
+    const struct cluster *cl = sc->cl;
+
     for (int i = 0; i < cl->nshards; i++)
         if (cl->shard_node[i] == n)
             return 1;
     return 0;
 }
 
+/* n serves reads as a replica in the map: added as one (its links say
+ * READONLY; a master demoted since is dropped and added again). */
+static int is_read_replica(struct sidecar *sc, const struct cluster_map *map,
+                           const struct node *n)
+{
+    if (sc->cfg->read_from == READ_MASTER || !n->pool->cfg.readonly)
+        return 0;
+    for (int i = 0; i < map->nshards; i++)
+        for (int k = 0; k < map->shard[i].nreplicas; k++)
+            if (nodes_find(sc, map->shard[i].replicas[k]) == n)
+                return 1;
+    return 0;
+}
+
+/* The map acted on: each shard's master (and, for read_from other than
+ * master, its replicas) is a node, the others go. */
+static void apply_map(struct sidecar *sc, const struct cluster_map *map)
+{
+    struct cluster *cl = sc->cl;
+    struct node *n, *next;
+
+    if (map != &cl->map)
+        memcpy(&cl->map, map, sizeof *map);
+    uint8_t remap[CLUSTER_MAX_SHARDS + 1] = {0};     /* map's shard + 1 -> ours + 1 */
+    cl->nshards = 0;
+    for (int i = 0; i < map->nshards; i++) {
+        if (!(n = node_for(sc, map->shard[i].master, 0)))
+            continue;                    /* its slots stay unserved until it can be */
+        cl->nreplicas[cl->nshards] = 0;
+        cl->shard_node[cl->nshards] = n;
+        remap[i + 1] = (uint8_t)++cl->nshards;
+    }
+    for (unsigned s = 0; s < CLUSTER_SLOTS; s++)
+        cl->owner[s] = remap[map->owner[s]];
+    cl->have_map = 1;
+    set_default(sc);
+    /* a node the map names master of nothing goes, a deposed master too
+     * (its requests that did not run are sent where their slots are now) */
+    for (n = TAILQ_FIRST(&sc->nodes); n; n = next) {
+        next = TAILQ_NEXT(n, tqe);
+        if (!cluster_is_master(sc, n) && !is_read_replica(sc, map, n))
+            nodes_drop(sc, n, "not a master in the cluster's slot map");
+    }
+    if (sc->cfg->read_from != READ_MASTER)
+        for (int i = 0; i < map->nshards; i++) {
+            int sh = remap[i + 1] - 1;
+            if (sh < 0)
+                continue;
+            for (int k = 0; k < map->shard[i].nreplicas; k++)
+                if ((n = node_for(sc, map->shard[i].replicas[k], 1)) != NULL &&
+                    !cluster_is_master(sc, n))
+                    cl->replica[sh][cl->nreplicas[sh]++] = n;
+            n = cl->shard_node[sh];
+            if (cl->nreplicas[sh] && !n->topo && !(n->topo = calloc(1, sizeof *n->topo)))
+                cl->nreplicas[sh] = 0;   /* no lag to judge them by: none */
+        }
+    nodes_count(sc);
+}
+
 static void on_map(void *arg, const struct cluster_map *map, const char *from)
 {
     struct sidecar *sc = arg;
     struct cluster *cl = sc->cl;
-    struct node *n, *next;
     int changed = !cl->have_map || map->nshards != cl->map.nshards ||
                   memcmp(map->owner, cl->map.owner, sizeof map->owner) != 0;
 
@@ -81,31 +142,32 @@ static void on_map(void *arg, const struct cluster_map *map, const char *from)
     cl->refreshes++;
     if (changed)
         cl->scan_gen++;
-    memcpy(&cl->map, map, sizeof *map);
-    uint8_t remap[CLUSTER_MAX_SHARDS + 1] = {0};     /* map's shard + 1 -> ours + 1 */
-    cl->nshards = 0;
-    for (int i = 0; i < map->nshards; i++) {
-        if (!(n = node_for(sc, map->shard[i].master)))
-            continue;                    /* its slots stay unserved until it can be */
-        cl->shard_node[cl->nshards] = n;
-        remap[i + 1] = (uint8_t)++cl->nshards;
-    }
-    for (unsigned s = 0; s < CLUSTER_SLOTS; s++)
-        cl->owner[s] = remap[map->owner[s]];
-    cl->have_map = 1;
-    set_default(sc);
-    /* a node the map names master of nothing goes (its requests that did
-     * not run are sent where their slots are now) */
-    for (n = TAILQ_FIRST(&sc->nodes); n; n = next) {
-        next = TAILQ_NEXT(n, tqe);
-        if (!is_shard_master(cl, n))
-            nodes_drop(sc, n, "not a master in the cluster's slot map");
-    }
-    nodes_count(sc);
+    apply_map(sc, map);
     if (changed)
         log_info("cluster: %d shards, slot map from %s", cl->nshards, from);
     if (sc->nheld || !TAILQ_EMPTY(&sc->master_waiters))
         hold_master_ready(sc);           /* held for a shard that failed over */
+}
+
+int cluster_replicas(const struct sidecar *sc, int shard, struct node *const **v)
+{
+    const struct cluster *cl = sc->cl;
+
+    if (shard < 0 || shard >= cl->nshards)
+        return 0;
+    *v = cl->replica[shard];
+    return cl->nreplicas[shard];
+}
+
+const struct topology *cluster_master_topo(const struct sidecar *sc, const struct node *n)
+{
+    const struct cluster *cl = sc->cl;
+
+    for (int i = 0; i < cl->nshards; i++)
+        for (int k = 0; k < cl->nreplicas[i]; k++)
+            if (cl->replica[i][k] == n)
+                return cl->shard_node[i]->topo;
+    return NULL;
 }
 
 int cluster_start(struct sidecar *sc, char *err, size_t errlen)
@@ -147,6 +209,8 @@ void cluster_reconfigure(struct sidecar *sc)
     };
 
     health_cluster_configure(&sc->cl->src, &cc);
+    if (sc->cl->have_map)
+        apply_map(sc, &sc->cl->map);     /* replicas join or leave as read_from says */
 }
 
 void cluster_stop(struct sidecar *sc)
@@ -164,17 +228,22 @@ void cluster_node_down(struct sidecar *sc)
 }
 
 struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const char *frame,
-                           const struct resp_frame *fr, const char **why)
+                           const struct resp_frame *fr, const char **why, int *shard)
 {
     struct cluster *cl = sc->cl;
     const char *k;
     size_t kn;
     struct node *n;
 
+    *shard = -1;
     if (!command_first_key(cmd, frame, fr, &k, &kn)) {
         n = sc->master;
-    } else if (!(n = shard_node(cl, cluster_slot(k, kn)))) {
-        health_cluster_refresh(&cl->src);
+    } else {
+        unsigned sh = cl->owner[cluster_slot(k, kn)];
+        n = sh ? cl->shard_node[sh - 1] : NULL;
+        *shard = (int)sh - 1;
+        if (!n)
+            health_cluster_refresh(&cl->src);
     }
     if (!n)
         *why = cl->have_map ? "no node serves this slot now" : sc->no_master_why;
@@ -191,12 +260,13 @@ struct node *cluster_route_bytes(struct sidecar *sc, const char *req, size_t len
     struct resp_framer f;
     static const struct resp_limits lim = {.max_bulk = RESP_MAX_BULK, .max_line = 0};
     const char *why;
+    int sh;
 
     resp_framer_reset(&f);
     if (resp_frame_request(&f, req, len, &lim) != RESP_DONE || f.fr.is_inline)
         return NULL;
     const struct command *cmd = command_lookup(&sc->cmds, req + f.fr.name_off, f.fr.name_len);
-    return cluster_route(sc, cmd, req, &f.fr, &why);
+    return cluster_route(sc, cmd, req, &f.fr, &why, &sh);
 }
 
 /* "-MOVED 3999 127.0.0.1:6381": the slot and the address. */
@@ -226,6 +296,7 @@ static int shard_of(struct cluster *cl, struct node *n)
             return i;
     if (cl->nshards == CLUSTER_MAX_SHARDS)
         return -1;
+    cl->nreplicas[cl->nshards] = 0;
     cl->shard_node[cl->nshards] = n;
     return cl->nshards++;
 }
@@ -259,7 +330,7 @@ int cluster_redirect(struct client *c, struct req *r, const char *req, const cha
     /* nodes that keep sending it on to each other: Redis's reply after 5 */
     unsigned hops = (r->flags & REQ_REDIR_MASK) >> REQ_REDIR_SHIFT;
     if ((!moved && !ask) || (r->flags & REQ_LEASED) || hops >= 5 ||
-        parse_redirect(p, n, moved ? 7 : 5, &slot, addr) < 0 || !(to = node_for(sc, addr)))
+        parse_redirect(p, n, moved ? 7 : 5, &slot, addr) < 0 || !(to = node_for(sc, addr, 0)))
         return -1;
     r->flags = (r->flags & ~REQ_REDIR_MASK) | (hops + 1) << REQ_REDIR_SHIFT;
     struct pool *pl = client_pool(c, to);

@@ -14,6 +14,9 @@ struct cluster {
     struct cluster_src src;
     struct cluster_map map;                       /* the last map read */
     struct node       *shard_node[CLUSTER_MAX_SHARDS];  /* each shard's master */
+    /* each shard's replicas, with read_from not master: they serve reads */
+    struct node       *replica[CLUSTER_MAX_SHARDS][CLUSTER_MAX_REPLICAS];
+    uint8_t            nreplicas[CLUSTER_MAX_SHARDS];
     int                nshards;                   /* map's, and those MOVED added */
     uint8_t            owner[CLUSTER_SLOTS];      /* shard + 1; MOVED updates it */
     int                have_map;
@@ -25,13 +28,20 @@ struct cluster {
 /* Follow the seeds' cluster; -1 with the reason. */
 int cluster_start(struct sidecar *sc, char *err, size_t errlen);
 void cluster_stop(struct sidecar *sc);
-/* A reload: the map's connections from now on use its credentials and TLS. */
+/* A reload: the map's connections from now on use its credentials and
+ * TLS, and its replicas serve reads or not as read_from now says. */
 void cluster_reconfigure(struct sidecar *sc);
 /* The master serving the request's first key (keyless: the default
- * master); NULL when no node serves its slot now (the map is not read
- * yet, or the slot is unassigned), with why. */
+ * master, shard -1); NULL when no node serves its slot now (the map is
+ * not read yet, or the slot is unassigned), with why. */
 struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const char *frame,
-                           const struct resp_frame *fr, const char **why);
+                           const struct resp_frame *fr, const char **why, int *shard);
+/* The replicas of a shard (of cluster_route) that may serve its reads. */
+int cluster_replicas(const struct sidecar *sc, int shard, struct node *const **v);
+/* 1 if n is the master of a shard in the map. */
+int cluster_is_master(const struct sidecar *sc, const struct node *n);
+/* The offsets of the master whose replica n is (its lag), or NULL. */
+const struct topology *cluster_master_topo(const struct sidecar *sc, const struct node *n);
 /* The master serving a slot now, or NULL. */
 struct node *cluster_slot_node(const struct sidecar *sc, unsigned slot);
 /* The same for a request's bytes (one that did not run where it went). */

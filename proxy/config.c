@@ -434,12 +434,6 @@ static int check_config(struct config *c, const char *name, char *err, size_t er
                  "database 0 only", name, c->database);
         return -1;
     }
-    if (c->cluster.n && c->read_from != READ_UNSET && c->read_from != READ_MASTER) {
-        snprintf(err, errlen, "%s: routing.read_from = %s with upstream.cluster: replica reads "
-                 "in cluster mode are not supported yet (master only)", name,
-                 c->read_from == READ_REPLICA ? "replica" : "prefer-replica");
-        return -1;
-    }
     if (!c->master && !c->sentinels.n && !c->cluster.n) {
         snprintf(err, errlen, "%s: upstream.master (or upstream.sentinels, or upstream.cluster) "
                  "is required", name);
@@ -483,9 +477,10 @@ static int check_config(struct config *c, const char *name, char *err, size_t er
         c->listen.v[c->listen.n++] = strdup("127.0.0.1:6380");
     if (c->read_from == READ_UNSET)
         c->read_from = c->replicas.n || c->sentinels.n ? READ_PREFER_REPLICA : READ_MASTER;
-    if (c->read_from == READ_REPLICA && c->replicas.n == 0 && c->sentinels.n == 0) {
-        snprintf(err, errlen, "%s: routing.read_from = replica needs upstream.replicas "
-                 "or upstream.sentinels", name);
+    if (c->read_from == READ_REPLICA && c->replicas.n == 0 && c->sentinels.n == 0 &&
+        c->cluster.n == 0) {
+        snprintf(err, errlen, "%s: routing.read_from = replica needs upstream.replicas, "
+                 "upstream.sentinels or upstream.cluster", name);
         return -1;
     }
     return 0;

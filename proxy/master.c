@@ -52,13 +52,15 @@ static void on_commands(void *arg, const struct health_command *v, int n)
     ev_timer_start(sc->loop, &sc->trim_w);
 }
 
-/* A node of the topology, watched by its checker. */
+/* A node of the topology, watched by its checker; master: 1 a master,
+ * 0 a replica, 2 a cluster's replica (READONLY links). */
 static struct node *add(struct sidecar *sc, const char *addr, int master, char *err,
                         size_t errlen);
 
-struct node *master_add_node(struct sidecar *sc, const char *addr, char *err, size_t errlen)
+struct node *master_add_node(struct sidecar *sc, const char *addr, int replica, char *err,
+                             size_t errlen)
 {
-    return add(sc, addr, 1, err, errlen);
+    return add(sc, addr, replica ? 2 : 1, err, errlen);
 }
 
 static struct node *add(struct sidecar *sc, const char *addr, int master, char *err,
@@ -68,7 +70,8 @@ static struct node *add(struct sidecar *sc, const char *addr, int master, char *
         .on_change = on_node_health, .on_role = on_node_role, .on_commands = on_commands,
     };
 
-    return nodes_add(sc, addr, &hooks, master && !sc->commands_loaded, err, errlen);
+    return nodes_add(sc, addr, &hooks, master == 1 && !sc->commands_loaded ? NODE_FETCH_COMMANDS :
+                     master == 2 ? NODE_READONLY : 0, err, errlen);
 }
 
 /* The master changes (n may be NULL: none for now). Held requests go to a
@@ -156,10 +159,12 @@ static void on_node_role(void *arg)
     int says_master = strcmp(h->role, "master") == 0;
     char why[200];
 
-    if (sc->cl) {                        /* a promoted replica confirmed: what waited goes */
+    if (sc->cl) {
+        if (says_master && n->topo)      /* its replicas' lag is measured by these */
+            health_record_master(n->topo, h->role_at, h->offset);
         if (says_master && (sc->nheld || !TAILQ_EMPTY(&sc->master_waiters)))
-            hold_master_ready(sc);
-        else if (!says_master && h->role[0])
+            hold_master_ready(sc);       /* a promoted replica confirmed: what waited goes */
+        else if (!says_master && h->role[0] && cluster_is_master(sc, n))
             cluster_node_down(sc);       /* a shard master demoted: the map moved */
         return;
     }

@@ -13,9 +13,11 @@
 /* The configured nodes, and the sentinels if any; -1 with the reason. */
 int master_start(struct sidecar *sc, char *err, size_t errlen);
 void master_stop(struct sidecar *sc);
-/* A master node of a cluster's shard, watched like the others (its
- * checker, the command table from the first one). */
-struct node *master_add_node(struct sidecar *sc, const char *addr, char *err, size_t errlen);
+/* A node of a cluster's shard, watched like the others: a master (the
+ * command table from the first one), or a replica, whose links say
+ * READONLY. */
+struct node *master_add_node(struct sidecar *sc, const char *addr, int replica, char *err,
+                             size_t errlen);
 /* An app sent CLIENT PAUSE for this long, or DEBUG SLEEP (0: UNPAUSE):
  * until it is over (the longest, as redis keeps it), the master's silence
  * is no failure (health checks, reply timeouts); `clients` (a CLIENT

@@ -22,8 +22,10 @@ void nodes_count(struct sidecar *sc)
             k++;
         assert(k == sc->nnodes);
     }
-    /* a cluster's nodes are all masters (of their shards) */
-    sc->nreplicas = sc->cl ? 0 : sc->nnodes - (sc->master != NULL);
+    /* a cluster's nodes are its shards' masters and, with read_from not
+     * master, their replicas */
+    int masters = sc->cl ? sc->cl->nshards : sc->master != NULL;
+    sc->nreplicas = sc->nnodes > masters ? sc->nnodes - masters : 0;
 }
 
 /* A node deposed or dropped takes its retired twins along (the same
@@ -113,7 +115,7 @@ int nodes_tls_load(const struct config *cfg, struct tls_ctx **ctx, char *err, si
 }
 
 struct node *nodes_add(struct sidecar *sc, const char *addr, const struct checker_hooks *hooks,
-                       int fetch_commands, char *err, size_t errlen)
+                       unsigned flags, char *err, size_t errlen)
 {
     const struct pool_callbacks cb = {
         .on_reply = upstream_on_reply, .on_unrun = upstream_on_unrun,
@@ -127,7 +129,8 @@ struct node *nodes_add(struct sidecar *sc, const char *addr, const struct checke
     struct node *n;
 
     nodes_configs(sc, &pc, &hc);
-    hc.fetch_commands = fetch_commands;
+    hc.fetch_commands = (flags & NODE_FETCH_COMMANDS) != 0;
+    pc.readonly = (flags & NODE_READONLY) != 0;
     snprintf(pc.name, sizeof pc.name, "%s", addr);
     snprintf(hc.name, sizeof hc.name, "%s", addr);
     if (net_resolve(addr, &pc.addr, why, sizeof why) < 0 || health_config_addr(&hc, addr) < 0) {
@@ -166,6 +169,7 @@ static void free_node(struct node *n)
     users_node_freed(n);
     pool_free(n->pool);
     tls_resume_clear(&n->tls_resume);
+    free(n->topo);
     free(n);
 }
 
@@ -364,6 +368,19 @@ const char *nodes_version(const struct sidecar *sc)
     return "unknown";
 }
 
+int nodes_is_master(const struct sidecar *sc, const struct node *n)
+{
+    return n == sc->master || (sc->cl && cluster_is_master(sc, n));
+}
+
+const struct topology *nodes_topo(const struct sidecar *sc, const struct node *n)
+{
+    static const struct topology none;
+    const struct topology *t = sc->cl ? cluster_master_topo(sc, n) : &sc->topo;
+
+    return t ? t : &none;
+}
+
 void nodes_report(const struct sidecar *sc, struct buf *b)
 {
     ev_tstamp now = ev_now(sc->loop);
@@ -383,8 +400,10 @@ void nodes_report(const struct sidecar *sc, struct buf *b)
         const struct pool *p = n->pool;
         const struct checker *h = &n->health;
         char why[96] = "-";
-        const char *use = n == sc->master ? "master" : n == sc->candidate ? "candidate" :
-                          !p->down && health_replica_eligible(&sc->topo, h, sc->cfg->replica_max_lag,
+        int master = nodes_is_master(sc, n);
+        const char *use = master ? "master" : n == sc->candidate ? "candidate" :
+                          !p->down && health_replica_eligible(nodes_topo(sc, n), h,
+                                                              sc->cfg->replica_max_lag,
                                                               now, why, sizeof why)
                           ? "replica" : "none";
         buf_appendf(b, "node%d:addr=%s,use=%s,state=%s,role=%s,master_link=%s,offset=%lld,"
@@ -393,8 +412,8 @@ void nodes_report(const struct sidecar *sc, struct buf *b)
                     "tls_resumed=%llu,tls_failed=%llu\r\n",
                     i++, p->cfg.name, use, p->down ? "down" : "up",
                     h->role[0] ? h->role : "unknown", h->link[0] ? h->link : "-", h->offset,
-                    n == sc->master ? 0.0 : health_replica_lag(&sc->topo, h->offset, now),
-                    strcmp(use, "replica") && n != sc->master ? why : "-",
+                    master ? 0.0 : health_replica_lag(nodes_topo(sc, n), h->offset, now),
+                    strcmp(use, "replica") && !master ? why : "-",
                     p->cfg.connections, pool_ready_links(p, 0), pool_ready_links(p, 1),
                     pool_validating_links(p), pool_leases(p), p->nlease[LEASE_IDLE],
                     pool_inflight(p), (unsigned long long)p->st.requests_sent,

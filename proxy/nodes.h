@@ -21,10 +21,12 @@ void nodes_configs(const struct sidecar *sc, struct pool_config *pc, struct chec
  * the sentinels use TLS): its files are read now. -1 with the reason. */
 int nodes_tls_load(const struct config *cfg, struct tls_ctx **ctx, char *err, size_t errlen);
 /* A new node on sc->nodes, its links connecting and its checker started
- * (reporting to hooks, arg the node; asking COMMAND if fetch_commands);
- * NULL with the reason in err. */
+ * (reporting to hooks, arg the node), with flags; NULL with the reason
+ * in err. */
+#define NODE_FETCH_COMMANDS 1u   /* its checker asks COMMAND (the first master) */
+#define NODE_READONLY       2u   /* a cluster replica: its links say READONLY */
 struct node *nodes_add(struct sidecar *sc, const char *addr, const struct checker_hooks *hooks,
-                       int fetch_commands, char *err, size_t errlen);
+                       unsigned flags, char *err, size_t errlen);
 /* The node with this address ("host:port", or what it resolves to). */
 struct node *nodes_find(struct sidecar *sc, const char *addr);
 /* Gone from the topology: its requests that did not run go elsewhere, the
@@ -53,6 +55,11 @@ unsigned nodes_inflight(const struct sidecar *sc, const struct node *n);
 /* pool_evacuate and pool_set_down for each of the node's pools. */
 void nodes_evacuate(struct sidecar *sc, struct node *n, const char *why);
 void nodes_set_down(struct sidecar *sc, struct node *n, int down, const char *why);
+/* n takes writes: the master, or a cluster shard's. */
+int nodes_is_master(const struct sidecar *sc, const struct node *n);
+/* The offsets replica n's lag is measured against: the master's, or its
+ * cluster shard master's (none known: an empty history). */
+const struct topology *nodes_topo(const struct sidecar *sc, const struct node *n);
 /* PROXY NODES: every node and sentinel, one line each. */
 void nodes_report(const struct sidecar *sc, struct buf *b);
 

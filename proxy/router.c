@@ -143,11 +143,14 @@ static int needs_auth(const struct client *c, const struct command *cmd)
                                    cmd->local == LOCAL_RESET));
 }
 
-/* Read-your-writes: the offset a replica must have reached to serve this
- * client's reads (0: any), or -1 when only the master will do: a write
- * still in flight, its covering offset not sampled yet, or inside the
- * window. Remembers the covering offset once it is known. */
-static long long ryw_floor(struct client *c)
+/* Read-your-writes: the offset a replica of master m must have reached
+ * to serve this client's reads (0: any), or -1 when only the master will
+ * do: a write still in flight, its covering offset not sampled yet, or
+ * inside the window. Remembers the covering offset once it is known. In
+ * a cluster each shard's master has its offsets, and a write to any
+ * shard counts for all of them (a little stricter than per shard, never
+ * weaker). */
+static long long ryw_floor(struct client *c, struct node *m)
 {
     struct sidecar *sc = c->sc;
     struct client_ext *x = c->x;
@@ -158,6 +161,14 @@ static long long ryw_floor(struct client *c)
         return -1;
     if (x->wrote_at == 0)
         return 0;
+    if (sc->cl) {
+        if (sc->cfg->read_your_writes == RYW_WINDOW)
+            return ev_now(sc->loop) - x->wrote_at < sc->cfg->ryw_window ? -1 : 0;
+        long long o = m->topo ? health_master_offset_after(m->topo, x->wrote_at) : -1;
+        if (o < 0)
+            health_sample_soon(&m->health, 0.1);
+        return o;
+    }
     /* Written on a master since replaced: whatever of it survived is in
      * the new master's first offset sampled after the switch. */
     if (x->wrote_at < sc->switched_at) {
@@ -173,37 +184,59 @@ static long long ryw_floor(struct client *c)
     return x->wrote_offset;
 }
 
-/* The eligible replica, at or past `floor`, with the fewest requests in
- * flight; among equals, the one sent the fewest so far, so that light
- * traffic spreads too. */
-static struct node *pick_replica(struct client *c, long long floor)
+/* The best replica so far, and its load. */
+struct pick {
+    struct node *best;
+    unsigned     load;
+};
+
+/* Replica n, judged by its master's offsets t: taken if eligible, at or
+ * past `floor`, with fewer requests in flight than the best so far (among
+ * equals, sent fewer so far, so that light traffic spreads too). */
+static void consider(struct client *c, struct node *n, const struct topology *t,
+                     long long floor, struct pick *pk)
 {
     struct sidecar *sc = c->sc;
-    ev_tstamp now = ev_now(sc->loop);
-    struct node *best = NULL, *n;
-    unsigned best_load = 0;
+    struct pool *p = client_pool(c, n);
+    struct link *l;
     char why[96];
 
-    TAILQ_FOREACH(n, &sc->nodes, tqe) {
-        struct pool *p = client_pool(c, n);
-        struct link *l;
-        if (n == sc->master || n->pool->down || !p ||
-            !(l = pool_link_peek(p, c->id, c->resp3)) || !link_is_ready(l) ||
-            !health_replica_eligible(&sc->topo, &n->health, sc->cfg->replica_max_lag,
-                                     now, why, sizeof why))
-            continue;
-        if (n->health.offset < floor) {
-            health_sample_soon(&n->health, 0.05);   /* it may have caught up since */
-            continue;
-        }
-        unsigned load = pool_inflight(p);
-        if (!best || load < best_load ||
-            (load == best_load && p->st.requests_sent < client_pool(c, best)->st.requests_sent)) {
-            best = n;
-            best_load = load;
-        }
+    if (n->pool->down || !p || !(l = pool_link_peek(p, c->id, c->resp3)) || !link_is_ready(l) ||
+        !health_replica_eligible(t, &n->health, sc->cfg->replica_max_lag, ev_now(sc->loop),
+                                 why, sizeof why))
+        return;
+    if (n->health.offset < floor) {
+        health_sample_soon(&n->health, 0.05);   /* it may have caught up since */
+        return;
     }
-    return best;
+    unsigned load = pool_inflight(p);
+    if (!pk->best || load < pk->load ||
+        (load == pk->load && p->st.requests_sent < client_pool(c, pk->best)->st.requests_sent)) {
+        pk->best = n;
+        pk->load = load;
+    }
+}
+
+/* The replica of master m (a cluster's: of its shard sh) to read from,
+ * or NULL. */
+static struct node *pick_replica(struct client *c, struct node *m, int sh, long long floor)
+{
+    static const struct topology none;
+    struct sidecar *sc = c->sc;
+    struct pick pk = {0};
+    struct node *n;
+
+    if (sc->cl) {
+        struct node *const *v;
+        int k = cluster_replicas(sc, sh, &v);
+        for (int i = 0; i < k; i++)
+            consider(c, v[i], m->topo ? m->topo : &none, floor, &pk);
+        return pk.best;
+    }
+    TAILQ_FOREACH(n, &sc->nodes, tqe)
+        if (n != m)
+            consider(c, n, &sc->topo, floor, &pk);
+    return pk.best;
 }
 
 /* A request of c's still on the shared links of a node a reload retired:
@@ -229,10 +262,11 @@ static inline __attribute__((always_inline)) void shared(struct client *c, struc
     struct node *n = sc->master;
     unsigned flags = rt->flags;
     const char *why;
+    int sh = -1;
 
     /* a cluster: the master of the slot of the first key */
     if (__builtin_expect(sc->cl != NULL, 0) &&
-        !(n = cluster_route(sc, rt->cmd, frame, fr, &why))) {
+        !(n = cluster_route(sc, rt->cmd, frame, fr, &why, &sh))) {
         error(rt, &sc->st.err_node_down, "CLUSTERDOWN Hash slot not served (%s)", why);
         return;
     }
@@ -245,8 +279,8 @@ static inline __attribute__((always_inline)) void shared(struct client *c, struc
         if (sc->nreplicas && sc->cfg->read_your_writes != RYW_OFF)
             flags |= REQ_WRITE;
     } else if (sc->cfg->read_from != READ_MASTER) {
-        long long floor = ryw_floor(c);
-        struct node *r = floor < 0 ? NULL : pick_replica(c, floor);
+        long long floor = ryw_floor(c, n);
+        struct node *r = floor < 0 ? NULL : pick_replica(c, n, sh, floor);
         if (r) {
             n = r;
             flags |= REQ_REROUTE;
@@ -305,9 +339,10 @@ static void needs_lease(struct client *c, struct route *rt, enum route_kind kind
     struct sidecar *sc = c->sc;
     struct node *m = sc->master;
     const char *why;
+    int sh;
 
     /* a cluster's: on the node of the first key (none: the default master) */
-    if (sc->cl && !(m = cluster_route(sc, rt->cmd, rt->frame, rt->fr, &why))) {
+    if (sc->cl && !(m = cluster_route(sc, rt->cmd, rt->frame, rt->fr, &why, &sh))) {
         error(rt, &sc->st.err_node_down, "CLUSTERDOWN Hash slot not served (%s)", why);
         return;
     }

@@ -124,7 +124,7 @@ static uint64_t calc(const struct sidecar *sc, const struct node *n, enum calc w
     case VALIDATION_WAIT_MS: return (uint64_t)(p->st.validation_wait * 1000);
     case LEASES_OPEN:        return (uint64_t)pool_leases(p);
     case NODE_UP:            return !p->down;
-    case NODE_MASTER:        return n == sc->master;
+    case NODE_MASTER:        return (uint64_t)nodes_is_master(sc, n);
     case USERS:              return (uint64_t)sc->nusers;
     case TLS_FULL:           return n->tls_stats.full;
     case TLS_RESUMED:        return n->tls_stats.resumed;
@@ -187,17 +187,17 @@ static void t_replicas(const struct sidecar *sc, struct buf *b)
     int i = 0;
 
     TAILQ_FOREACH(n, &sc->nodes, tqe) {
-        if (n == sc->master)
+        if (nodes_is_master(sc, n))
             continue;
         char why[96] = "";
-        int ok = !n->pool->down && health_replica_eligible(&sc->topo, &n->health,
+        int ok = !n->pool->down && health_replica_eligible(nodes_topo(sc, n), &n->health,
                      sc->cfg->replica_max_lag, now, why, sizeof why);
         buf_appendf(b, "replica%d:addr=%s,state=%s,role=%s,master_link=%s,offset=%lld,"
                     "lag=%.1f,eligible=%d,why=%s,links_ready=%d,inflight=%u,requests=%llu\r\n",
                     i++, n->pool->cfg.name, n->pool->down ? "down" : "up",
                     n->health.role[0] ? n->health.role : "unknown",
                     n->health.link[0] ? n->health.link : "unknown", n->health.offset,
-                    health_replica_lag(&sc->topo, n->health.offset, now), ok,
+                    health_replica_lag(nodes_topo(sc, n), n->health.offset, now), ok,
                     ok ? "-" : why, pool_ready_links(n->pool, 0), pool_inflight(n->pool),
                     (unsigned long long)n->pool->st.requests_sent);
     }

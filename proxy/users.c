@@ -43,6 +43,7 @@ static struct pool *open_pool(struct sidecar *sc, struct user *u, struct node *n
     pc.username = u->name;
     pc.password = u->pass;
     pc.auth_final = 1;
+    pc.readonly = n->pool->cfg.readonly;
     pc.owner_tag = u->idx + 1;
     cb.on_auth_refused = users_on_auth_refused;
     struct pool *p = pool_new(sc->loop, &pc, &sc->cache, &cb);

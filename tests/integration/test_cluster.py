@@ -523,3 +523,90 @@ def test_a_tls_only_cluster(env, certs):
     load.stop()
     assert all("may or may not" in str(e.value) for e in load.errors()), load.error_texts()[:3]
     assert int(sc.info()["tls_handshakes_full"]) > 0
+
+
+def get_calls(node):
+    return node.client().info("commandstats").get("cmdstat_get", {}).get("calls", 0)
+
+
+def test_reads_go_to_each_shards_replica_and_read_your_writes_holds(env, cluster):
+    """read_from = prefer-replica: each slot's reads go to a replica of
+    its own shard (READONLY on its links), checked by the GET counts on
+    every node; a client reading its own writes at once always sees them
+    (the shard's offsets); a shard whose replica dies reads from its
+    master, the others stay on their replicas."""
+    sc = cluster_sidecar(env, cluster, routing={"read_from": "prefer-replica"})
+    masters = cluster.masters()
+    replicas = [n for n in cluster.nodes if n not in masters]
+    wait_until(lambda: sum(x["use"] == "replica" for x in nodes(sc)["node"]) == 3,
+               what="three replicas eligible")
+    keys = [f"rr:{i}" for i in range(300)]
+    w = sc.client()
+    for k in keys:
+        w.set(k, k)
+    for m in masters:
+        m.client().execute_command("WAIT", 1, 2000)
+    before = {n.port: get_calls(n) for n in cluster.nodes}
+    r = sc.client()                      # a client that wrote nothing
+    for k in keys:
+        assert r.get(k) == k.encode()
+    gets = {n.port: get_calls(n) - before[n.port] for n in cluster.nodes}
+    assert sum(gets[n.port] for n in masters) == 0, gets
+    assert sum(gets[n.port] for n in replicas) == 300, gets
+    # each replica served exactly the keys of its own master's slots
+    owners = slot_owners(cluster)
+    for rep in replicas:
+        mine = sum(1 for k in keys if replica_of_node(cluster, owners[key_slot(k.encode())]) is rep)
+        assert gets[rep.port] == mine, (rep.port, gets[rep.port], mine)
+    # read-your-writes: every read right after its own write sees it
+    for i in range(500):
+        k = keys[i % 300]
+        w.set(k, f"v{i}")
+        assert w.get(k) == f"v{i}".encode(), i
+    # one shard's replica dies: its reads go to its master, the rest stay
+    victim_master = masters[0]
+    dead = replica_of_node(cluster, victim_master)
+    dead.stop()
+    wait_until(lambda: all(x["addr"] != f"127.0.0.1:{dead.port}" or x["use"] != "replica"
+                           for x in nodes(sc)["node"]), timeout=15,
+               what="the dead replica no longer eligible")
+    before = {n.port: get_calls(n) for n in cluster.nodes if n is not dead}
+    for k in keys:
+        assert r.get(k) is not None
+    own = [k for k in keys if owners[key_slot(k.encode())] is victim_master]
+    assert get_calls(victim_master) - before[victim_master.port] == len(own)
+    for m in masters[1:]:
+        assert get_calls(m) == before[m.port]
+    assert int(sc.info()["reads_to_replicas"]) >= 300 + 300 - len(own)
+
+
+def test_read_from_replica_by_reload_and_a_shard_without_one(env, cluster):
+    """read_from = master (the default in cluster mode) opens no replica
+    link; a reload to read_from = replica adds each shard's replicas and
+    moves reads there; with one shard's replica gone, reads of that
+    shard get a clear error, the other shards' still work."""
+    sc = cluster_sidecar(env, cluster)
+    assert len(nodes(sc)["node"]) == 3
+    sc.cfg.setdefault("routing", {})["read_from"] = "replica"
+    sc.write_ini()
+    sc.client().execute_command("PROXY", "RELOAD")
+    wait_until(lambda: sum(x["use"] == "replica" for x in nodes(sc)["node"]) == 3,
+               what="three replicas eligible")
+    masters = cluster.masters()
+    c = sc.client()
+    for m in masters:
+        k = keys_on(cluster, m, "rf:", 1)[0]
+        m.client().set(k, "x")
+        m.client().execute_command("WAIT", 1, 2000)
+        assert c.get(k) == b"x"
+    dead = replica_of_node(cluster, masters[1])
+    dead.stop()
+    wait_until(lambda: all(x["addr"] != f"127.0.0.1:{dead.port}" or x["use"] != "replica"
+                           for x in nodes(sc)["node"]), timeout=15,
+               what="the dead replica no longer eligible")
+    k1 = keys_on(cluster, masters[1], "rf:", 1)[0]
+    with pytest.raises(redis.ResponseError, match="no replica can serve reads now"):
+        c.get(k1)
+    for m in (masters[0], masters[2]):
+        assert c.get(keys_on(cluster, m, "rf:", 1)[0]) == b"x"
+    assert c.set(k1, "y") is True        # writes still go to the master
