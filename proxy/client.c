@@ -16,6 +16,7 @@
 #include "../lib/invariant.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
+#include "hold.h"
 #include "slowlog.h"
 
 void client_watch(struct client *c)
@@ -99,7 +100,7 @@ void client_check_counts(const struct client *c)
     }
     assert(n == c->npending);
     assert(!c->x || (writes == c->x->writes_pending && replica == c->x->replica_reads &&
-                     held == c->x->nheld));
+                     held + hold_parts_of(c->sc, c) == c->x->nheld));
 }
 
 struct client_ext *client_ext(struct client *c)

@@ -22,6 +22,7 @@
 #include "master.h"
 #include "nodes.h"
 #include "request.h"
+#include "split.h"
 
 static struct node *shard_node(const struct cluster *cl, unsigned slot)
 {
@@ -315,7 +316,8 @@ int cluster_redirect(struct client *c, struct req *r, const char *req, const cha
     /* the cluster cannot serve the slot now (a failover, a migration of a
      * multi-key request's slot): held, and sent again as the map changes
      * or every tenth of a second, until failover_wait */
-    if (!moved && !ask && !(r->flags & (REQ_LEASED | REQ_PART)) &&
+    if (!moved && !ask && !(r->flags & REQ_LEASED) &&
+        (!(r->flags & REQ_PART) || split_part_holdable(r)) &&
         ((n > 13 && memcmp(p, "-CLUSTERDOWN ", 13) == 0) ||
          (n > 10 && memcmp(p, "-TRYAGAIN ", 10) == 0))) {
         if (p[1] == 'T')

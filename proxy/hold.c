@@ -8,6 +8,7 @@
 #include "../lib/invariant.h"
 #include "client.h"
 #include "cluster.h"
+#include "split.h"
 
 /* A request waiting for a master: its slot, and its bytes, kept here as
  * the link it came from may be gone. */
@@ -18,18 +19,36 @@ struct held {
     char              bytes[];
 };
 
+/* The client a held request is for: its owner, or a split part's
+ * (NULL once it left). */
+static struct client *holder(const struct req *r)
+{
+    return r->flags & REQ_PART ? split_part_client(r) : r->owner;
+}
+
+/* A held request that will not be sent: its error (a part: to its split). */
+static void fail(struct req *r, const char *why)
+{
+    if (r->flags & REQ_PART)
+        split_part_answered(r, NULL, NULL, 0, why);
+    else
+        client_answer(r->owner, r, NULL, 0, why);
+}
+
 /* Off the list. It stays marked held until it is answered or sent: a
  * client closed meanwhile leaves it as an orphan, not freed. */
 static void take_off(struct sidecar *sc, struct held *h)
 {
+    struct client *c = holder(h->r);
+
     TAILQ_REMOVE(&sc->held, h, tqe);
     sc->nheld--;
-    if (h->r->owner)
-        ((struct client *)h->r->owner)->x->nheld--;
+    if (c)
+        c->x->nheld--;
 }
 
-/* Its entry freed; the request, back with its client, or released if the
- * client left. 1 if it has a client. */
+/* Its entry freed; the request, back with its client (or its split), or
+ * released if the client left. 1 if it has one. */
 static int unpark(struct sidecar *sc, struct held *h)
 {
     struct req *r = h->r;
@@ -41,6 +60,16 @@ static int unpark(struct sidecar *sc, struct held *h)
         return 1;
     req_release(&sc->cache, r);
     return 0;
+}
+
+unsigned hold_parts_of(const struct sidecar *sc, const struct client *c)
+{
+    const struct held *h;
+    unsigned n = 0;
+
+    TAILQ_FOREACH(h, &sc->held, tqe)
+        n += (h->r->flags & REQ_PART) && split_part_client(h->r) == c;
+    return n;
 }
 
 int hold_request(struct client *c, struct req *r, const char *p, size_t n)
@@ -62,8 +91,9 @@ int hold_request(struct client *c, struct req *r, const char *p, size_t n)
         r->waiting_since = r->queued_at;
     /* Before any of the client's requests held already that came after it
      * (its refusal was read after theirs were held), so they go out in the
-     * client's order. */
-    for (later = TAILQ_NEXT(r, owner_tqe); later; later = TAILQ_NEXT(later, owner_tqe))
+     * client's order; a split's part, after its app request's slot. */
+    later = TAILQ_NEXT(r->flags & REQ_PART ? split_part_parent(r) : r, owner_tqe);
+    for (; later; later = TAILQ_NEXT(later, owner_tqe))
         if (later->flags & REQ_HELD)
             break;
     if (later)
@@ -118,9 +148,10 @@ static void release_by_slot(struct sidecar *sc)
     for (h = TAILQ_FIRST(&sc->held); h; h = next) {
         next = TAILQ_NEXT(h, tqe);
         struct req *r = h->r;
-        if (!(c = r->owner)) {
+        if (!(c = holder(r))) {
             take_off(sc, h);
-            unpark(sc, h);               /* its client left */
+            if (unpark(sc, h))           /* its client left */
+                fail(r, "its client left");
             continue;
         }
         struct node *n = c->x->hold_pass == sc->hold_pass ? NULL
@@ -137,7 +168,7 @@ static void release_by_slot(struct sidecar *sc)
         r->flags &= ~(unsigned)REQ_HELD;
         r->parked = NULL;
         if (link_send(l, r, h->bytes, h->len) < 0)
-            client_answer(c, r, NULL, 0, "proxy out of memory");
+            fail(r, "proxy out of memory");
         free(h);
     }
 }
@@ -185,7 +216,7 @@ static void expire(struct sidecar *sc)
      * close its client, whose other held requests become orphans. */
     for (h = TAILQ_FIRST(&sc->held); h; h = next) {
         next = TAILQ_NEXT(h, tqe);
-        if (h->r->owner && now - h->r->waiting_since < sc->cfg->failover_wait)
+        if (holder(h->r) && now - h->r->waiting_since < sc->cfg->failover_wait)
             continue;
         take_off(sc, h);
         TAILQ_INSERT_TAIL(&late, h, tqe);
@@ -195,7 +226,7 @@ static void expire(struct sidecar *sc)
         TAILQ_REMOVE(&late, h, tqe);
         if (unpark(sc, h)) {
             sc->st.held_failed++;
-            client_answer(r->owner, r, NULL, 0, why);
+            fail(r, why);
         }
     }
     for (w = TAILQ_FIRST(&sc->master_waiters); w; w = wnext) {
@@ -243,7 +274,9 @@ void hold_stop(struct sidecar *sc)
 
     ev_timer_stop(sc->loop, &sc->held_w);
     while ((h = TAILQ_FIRST(&sc->held)) != NULL) {
+        struct req *r = h->r;
         take_off(sc, h);
-        unpark(sc, h);
+        if (unpark(sc, h) && (r->flags & REQ_PART))
+            fail(r, "the proxy is stopping");    /* its split is freed with it */
     }
 }

@@ -16,6 +16,8 @@ void hold_stop(struct sidecar *sc);
 /* Hold r (c's, its bytes p[0..n)), before c's own later held requests.
  * -1 out of memory. */
 int hold_request(struct client *c, struct req *r, const char *p, size_t n);
+/* c's split parts held (for client_check_counts: nheld counts them). */
+unsigned hold_parts_of(const struct sidecar *sc, const struct client *c);
 /* c waits, paused, for a master (up to failover_wait) to take a lease. */
 void hold_wait_master(struct client *c);
 /* A master is confirmed (or confirmed again): held requests go to it, in

@@ -12,6 +12,7 @@
 
 #include "client.h"
 #include "cluster.h"
+#include "hold.h"
 
 struct part {
     struct buf reply;              /* MGET: its array, kept until the merge */
@@ -418,6 +419,38 @@ static void part_done(struct split *s, struct req *r, const char *p, size_t n, c
         finish(s);
 }
 
+struct client *split_part_client(const struct req *r)
+{
+    return ((const struct split *)r->owner)->parent->owner;
+}
+
+struct req *split_part_parent(const struct req *r)
+{
+    return ((const struct split *)r->owner)->parent;
+}
+
+int split_part_holdable(const struct req *r)
+{
+    const struct split *s = r->owner;
+
+    return s->kind < SPLIT_ALL_SUM && s->parent->owner;
+}
+
+/* A part of keys whose master is down (its shard failing over, it seems)
+ * waits for the map to name a master, as a client's request would
+ * (failover_wait); the others fail at once. 0 if held. */
+static int hold_part(struct split *s, struct req *r, const char *p, size_t len)
+{
+    struct client *c = s->parent->owner;
+
+    if (!split_part_holdable(r))
+        return -1;
+    if (!r->waiting_since)
+        r->waiting_since = ev_now(s->sc->loop);
+    health_cluster_refresh(&s->sc->cl->src);
+    return hold_request(c, r, p, len);
+}
+
 /* A part to node n on the app's link there; answered with an error at
  * once when that cannot be. */
 static void send_part(struct split *s, struct client *c, struct node *n, int i,
@@ -435,6 +468,8 @@ static void send_part(struct split *s, struct client *c, struct node *n, int i,
     r->owner = s;
     r->flags = REQ_PART | flags;
     r->key_len = (uint32_t)i;            /* which part: the split's, as owner */
+    if (n && n->pool->down && hold_part(s, r, p, len) == 0)
+        return;
     if (!n || n->pool->down || !l || link_send(l, r, p, len) < 0) {
         r->len = len;
         part_done(s, r, NULL, 0, !n ? "no node serves this slot now (CLUSTERDOWN)"
@@ -662,6 +697,8 @@ void split_part_unrun(struct req *r, const char *req, const char *why)
     struct pool *pl = n ? client_pool(c, n) : NULL;
     struct link *l = pl ? pool_link_for(pl, c->id, c->resp3) : NULL;
 
+    if (n && n->pool->down && hold_part(s, r, req, r->len) == 0)
+        return;
     if (!l || n->pool->down || link_resend(l, r, req, r->len) < 0)
         part_done(s, r, NULL, 0, why);
 }

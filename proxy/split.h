@@ -37,5 +37,11 @@ void split_request(struct client *c, enum split_kind kind, const char *frame,
 void split_part_answered(struct req *r, const char *req, const char *p, size_t n,
                          const char *err);
 void split_part_unrun(struct req *r, const char *req, const char *why);
+/* A part's client (NULL once it left) and its app request's slot. */
+struct client *split_part_client(const struct req *r);
+struct req *split_part_parent(const struct req *r);
+/* 1 if the part may wait for a failover (hold.c): a part of keys, whose
+ * client is still there (the others are meant for one node only). */
+int split_part_holdable(const struct req *r);
 
 #endif

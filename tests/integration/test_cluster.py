@@ -84,6 +84,11 @@ def test_resharding_under_load_is_never_seen_by_the_app(env, cluster):
     sc = cluster_sidecar(env, cluster)
 
     def op(c, i, seq):
+        if i < 6:    # split by slot: two keys of one slot (TRYAGAIN mid-migration), one apart
+            ks = [f"{{t:{i}:{seq % 100}}}:a", f"{{t:{i}:{seq % 100}}}:b", f"x:{i}:{seq % 100}"]
+            assert c.mset({k: seq for k in ks}) is True
+            assert c.mget(ks) == [str(seq).encode()] * 3
+            return
         k = f"r:{i}:{seq % 500}"
         assert c.set(k, seq) is True
         assert c.get(k) == str(seq).encode()
@@ -105,12 +110,14 @@ def test_resharding_under_load_is_never_seen_by_the_app(env, cluster):
     # every value the app wrote last is there, where its slot is now
     last = {}
     for call in load.ok():
-        last[f"r:{call.client}:{call.seq % 500}"] = call.seq
+        if call.client >= 6:
+            last[f"r:{call.client}:{call.seq % 500}"] = call.seq
     owners = slot_owners(cluster)
     for k, v in last.items():
         assert owners[key_slot(k.encode())].client().get(k) == str(v).encode(), k
     n = nodes(sc)
     assert int(n["moved"]) + int(n["ask"]) > 0, n     # the redirections happened, unseen
+    print(f"\nresharding: moved {n['moved']}, ask {n['ask']}, tryagain held {n['held_tryagain']}")
 
 
 def test_a_cluster_mode_client_sees_a_one_node_cluster(env, cluster):
@@ -296,22 +303,38 @@ def test_a_master_killed_under_writes_fails_over_per_shard(env, cluster):
     the victim's are held until the map names its promoted replica, then
     stable within 1 s of the promotion (3x margin); the only errors are
     writes in flight on the dead master ("may or may not"), and no write
-    acknowledged after the kill is lost."""
+    acknowledged after the kill is lost. A fourth client's MSET over the
+    three shards (split by slot) waits for the failover the same way."""
     sc = cluster_sidecar(env, cluster, routing={"failover_wait": "10s"})
     masters = cluster.masters()
     victim = masters[0]
     heir = replica_of_node(cluster, victim)
     shard_keys = [keys_on(cluster, m, f"w{j}:", 64) for j, m in enumerate(masters)]
+    mset_keys = [keys_on(cluster, m, f"m{j}:", 64) for j, m in enumerate(masters)]
+    late_keys = [keys_on(cluster, m, f"late{j}:", 1)[0] for j, m in enumerate(masters)]
 
     def op(c, i, seq):
+        if i == 3:                       # one key on each shard
+            return c.mset({mset_keys[j][seq % 64]: seq for j in range(3)})
         k = shard_keys[i][seq % 64]
         return c.set(k, seq)
-    load = Load(op, n=3, port=sc.port, rate=130, socket_timeout=30).start()
+    load = Load(op, n=4, port=sc.port, rate=130, socket_timeout=30).start()
     load.wait_ok(30, each=True)
     fault = time.monotonic()
     victim.stop()
+    # a split sent while the shard's master is known down waits too
+    wait_until(lambda: any(x["addr"] == f"127.0.0.1:{victim.port}" and x["state"] == "down"
+                           for x in nodes(sc)["node"]), timeout=10, what="the victim seen down")
+    late_split = []
+    fresh = sc.client(socket_timeout=30)
+    t = threading.Thread(target=lambda: late_split.append(
+        fresh.mset({k: "late" for k in late_keys})))
+    t.start()
     promoted = wait_until(lambda: heir.client().info("replication")["role"] == "master" and
                           time.monotonic(), timeout=30, what="the replica promoted")
+    t.join(30)
+    assert late_split == [True]
+    assert fresh.mget(late_keys) == [b"late"] * 3
     load.wait_ok(30, each=True, after=promoted)
     time.sleep(0.5)
     load.stop()
@@ -321,10 +344,12 @@ def test_a_master_killed_under_writes_fails_over_per_shard(env, cluster):
         assert all(c.ok for c in calls), [c.value for c in calls if not c.ok][:3]
         assert max(c.t1 - c.t0 for c in calls) < 0.5, max(c.t1 - c.t0 for c in calls)
     # the victim's shard: held, then on the new master within 1 s (x3)
-    calls = load.all(client=0, after=fault - 0.5)
-    errors = [c for c in calls if not c.ok]
-    assert all("may or may not" in str(e.value) for e in errors), [e.value for e in errors]
-    assert len(errors) <= 1, [e.value for e in errors]
+    for i in (3, 0):
+        calls = load.all(client=i, after=fault - 0.5)
+        errors = [c for c in calls if not c.ok]
+        assert all("may or may not" in str(e.value) for e in errors), [e.value for e in errors]
+        assert len(errors) <= 1, [e.value for e in errors]
+        assert any(c.ok and c.t0 > promoted for c in calls), i
     late = [c.t1 - promoted for c in calls if c.ok and c.t0 < promoted and c.t1 > promoted]
     print(f"\nfailover: promoted {promoted - fault:.2f}s after the kill; held writes answered "
           f"{max(late) if late else 0:+.3f}s from the promotion; {len(calls)} writes to the "
@@ -525,6 +550,16 @@ def test_a_tls_only_cluster(env, certs):
     assert int(sc.info()["tls_handshakes_full"]) > 0
 
 
+def wait_replicated(cluster):
+    """Until every replica's offset is its master's (what was written
+    before is on the replicas)."""
+    def done():
+        by_port = {n.port: n.client().info("replication") for n in cluster.nodes if n.proc}
+        return all(i["master_repl_offset"] == by_port[i["master_port"]]["master_repl_offset"]
+                   for i in by_port.values() if i["role"] == "slave")
+    wait_until(done, what="the replicas caught up")
+
+
 def get_calls(node):
     return node.client().info("commandstats").get("cmdstat_get", {}).get("calls", 0)
 
@@ -544,8 +579,7 @@ def test_reads_go_to_each_shards_replica_and_read_your_writes_holds(env, cluster
     w = sc.client()
     for k in keys:
         w.set(k, k)
-    for m in masters:
-        m.client().execute_command("WAIT", 1, 2000)
+    wait_replicated(cluster)
     before = {n.port: get_calls(n) for n in cluster.nodes}
     r = sc.client()                      # a client that wrote nothing
     for k in keys:
@@ -597,8 +631,11 @@ def test_read_from_replica_by_reload_and_a_shard_without_one(env, cluster):
     for m in masters:
         k = keys_on(cluster, m, "rf:", 1)[0]
         m.client().set(k, "x")
-        m.client().execute_command("WAIT", 1, 2000)
-        assert c.get(k) == b"x"
+    wait_replicated(cluster)
+    before = [get_calls(m) for m in masters]
+    for m in masters:
+        assert c.get(keys_on(cluster, m, "rf:", 1)[0]) == b"x"
+    assert [get_calls(m) for m in masters] == before      # the replicas served them
     dead = replica_of_node(cluster, masters[1])
     dead.stop()
     wait_until(lambda: all(x["addr"] != f"127.0.0.1:{dead.port}" or x["use"] != "replica"
@@ -610,3 +647,36 @@ def test_read_from_replica_by_reload_and_a_shard_without_one(env, cluster):
     for m in (masters[0], masters[2]):
         assert c.get(keys_on(cluster, m, "rf:", 1)[0]) == b"x"
     assert c.set(k1, "y") is True        # writes still go to the master
+
+
+def test_a_split_part_answered_tryagain_waits_for_the_migration(env, cluster):
+    """An MGET over two slots whose part for a migrating slot finds only
+    some of its keys there gets TRYAGAIN from Redis: the part is held and
+    sent again (failover_wait) until the migration ends, and the app gets
+    the values, never the error."""
+    sc = cluster_sidecar(env, cluster)
+    a, b, other = "{tg}:a", "{tg}:b", "zz"
+    slot = key_slot(b"tg")
+    assert key_slot(other.encode()) != slot
+    owners = slot_owners(cluster)
+    src = owners[slot]
+    dst = next(m for m in cluster.masters() if m is not src)
+    c = sc.client(socket_timeout=15)
+    c.mset({a: "1", b: "2", other: "3"})
+    ids = {m.port: m.client().cluster("myid") for m in (src, dst)}
+    ids = {p: i.decode() if isinstance(i, bytes) else i for p, i in ids.items()}
+    dst.client().execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src.port])
+    src.client().execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst.port])
+    src.client().execute_command("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, "KEYS", a)
+    got = []
+    t0 = time.monotonic()
+    th = threading.Thread(target=lambda: got.append(c.mget(a, b, other)))
+    th.start()
+    wait_until(lambda: int(nodes(sc)["held_tryagain"]) >= 1, what="the part held on TRYAGAIN")
+    time.sleep(0.5)
+    src.client().execute_command("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, "KEYS", b)
+    for m in cluster.masters():
+        m.client().execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[dst.port])
+    th.join(15)
+    assert got == [[b"1", b"2", b"3"]], got
+    assert time.monotonic() - t0 >= 0.5
