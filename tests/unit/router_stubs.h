@@ -8,11 +8,18 @@
 #include "../../proxy/split.h"
 
 struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const char *frame,
-                           const struct resp_frame *fr, const char **why)
+                           const struct resp_frame *fr, const char **why, int *shard)
 {
     (void)sc, (void)cmd, (void)frame, (void)fr;
     *why = "not a cluster";
+    *shard = -1;
     return NULL;
+}
+
+int cluster_replicas(const struct sidecar *sc, int shard, struct node *const **v)
+{
+    (void)sc, (void)shard, (void)v;
+    return 0;
 }
 
 enum split_kind split_kind(const struct sidecar *sc, const struct command *cmd,
