@@ -196,6 +196,37 @@ static int parse_slots(const redisReply *r, struct cluster_map *m)
     return 0;
 }
 
+long long cluster_nodes_epoch(const char *text, size_t len)
+{
+    long long best = -1;
+    const char *p = text, *end = text + len;
+
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p)), *eol = nl ? nl : end;
+        /* id addr flags master ping pong epoch link slot... */
+        const char *f[9];
+        size_t fl[9];
+        int k = 0;
+        for (const char *q = p; q < eol && k < 9;) {
+            while (q < eol && *q == ' ')
+                q++;
+            if (q == eol)
+                break;
+            const char *e = memchr(q, ' ', (size_t)(eol - q));
+            f[k] = q;
+            fl[k++] = (size_t)((e ? e : eol) - q);
+            q = e ? e : eol;
+        }
+        if (k == 9 && memmem(f[2], fl[2], "master", 6) && f[6][0] >= '0' && f[6][0] <= '9') {
+            long long e = strtoll(f[6], NULL, 10);
+            if (e > best)
+                best = e;
+        }
+        p = eol + 1;
+    }
+    return best;
+}
+
 static void drop_conn(struct cluster_src *cs)
 {
     cs->asking = 0;
@@ -238,12 +269,12 @@ static void learn_nodes(struct cluster_src *cs, const struct cluster_map *m)
 }
 
 static void ask(struct cluster_src *cs);
+static void on_nodes_reply(struct hconn *c, void *reply, void *priv);
 
 static void on_map_reply(struct hconn *c, void *reply, void *priv)
 {
     struct cluster_src *cs = priv;
     const redisReply *r = reply;
-    char from[CLUSTER_ADDR];
     (void)c;
 
     if (!r || !cs->asking)
@@ -271,6 +302,38 @@ static void on_map_reply(struct hconn *c, void *reply, void *priv)
         failed(cs, parsed ? "no shard serves any slot" : "the map did not parse");
         return;
     }
+    /* its config epoch next, on the same connection: asking goes on */
+    cs->asking = 1;
+    if (health_conn_command(cs->conn, on_nodes_reply, cs, "CLUSTER NODES") < 0)
+        failed(cs, "out of memory");
+}
+
+/* The map just read is taken unless the node answering has not seen the
+ * epoch of the map in use (it missed a failover or a slot move: a
+ * deposed master back from a pause says it still owns its slots). When
+ * every node asked in a row says so, the cluster was made again: taken. */
+static void on_nodes_reply(struct hconn *c, void *reply, void *priv)
+{
+    struct cluster_src *cs = priv;
+    const redisReply *r = reply;
+    char from[CLUSTER_ADDR], why[200];
+    (void)c;
+
+    if (!r || !cs->asking)
+        return;
+    cs->asking = 0;
+    /* not allowed to the user, say: the map is taken as it is */
+    long long epoch = r->type == REDIS_REPLY_STRING ? cluster_nodes_epoch(r->str, r->len) : -1;
+    if (epoch >= 0 && epoch < cs->epoch && ++cs->stale_run < cs->nask) {
+        cs->stale++;
+        snprintf(why, sizeof why, "a stale map (config epoch %lld, the map in use has %lld)",
+                 epoch, cs->epoch);
+        failed(cs, why);
+        return;
+    }
+    cs->stale_run = 0;
+    if (epoch >= 0)
+        cs->epoch = epoch;
     if (cs->last_err[0])
         log_info("cluster: slot map read from %s (was: %s)", cs->ask[cs->cur], cs->last_err);
     cs->last_err[0] = '\0';
@@ -358,6 +421,7 @@ int health_cluster_start(struct cluster_src *cs, struct ev_loop *loop,
                          void *arg, char *err, size_t errlen)
 {
     memset(cs, 0, sizeof *cs);
+    cs->epoch = -1;
     if (!(cs->next = malloc(sizeof *cs->next))) {
         snprintf(err, errlen, "out of memory");
         return -1;

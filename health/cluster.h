@@ -21,6 +21,10 @@ struct tls_ctx;
 
 /* CRC16 (XMODEM) of the key, or of its {hash tag}, mod 16384. */
 unsigned cluster_slot(const char *key, size_t len);
+/* The highest config epoch of a master that serves slots, in CLUSTER
+ * NODES' text; -1 if there is none. A node that missed a failover or a
+ * slot move has not seen that epoch. */
+long long cluster_nodes_epoch(const char *text, size_t len);
 
 struct cluster_shard {
     char master[CLUSTER_ADDR];
@@ -62,7 +66,9 @@ struct cluster_src {
     ev_timer            tick, soon;
     struct cluster_map *next;        /* the map being read */
     char                last_err[200];
-    uint64_t            reads, failures;
+    long long           epoch;       /* the map in use's config epoch (-1: unknown) */
+    int                 stale_run;   /* stale maps in a row (every node's: taken) */
+    uint64_t            reads, failures, stale;
     void              (*on_map)(void *arg, const struct cluster_map *map, const char *from);
     void               *arg;
 };

@@ -452,10 +452,12 @@ void cluster_report(const struct sidecar *sc, struct buf *b)
     const struct cluster *cl = sc->cl;
 
     buf_appendf(b, "\r\n# Cluster\r\nslot_map:%s\r\nshards:%d\r\nmap_reads:%llu\r\n"
-                "map_read_from:%s\r\nlast_error:%s\r\nmoved:%llu\r\nask:%llu\r\n"
+                "map_read_from:%s\r\nconfig_epoch:%lld\r\nstale_maps_ignored:%llu\r\n"
+                "last_error:%s\r\nmoved:%llu\r\nask:%llu\r\n"
                 "held_tryagain:%llu\r\nheld_clusterdown:%llu\r\n",
                 cl->have_map ? "read" : "none", cl->nshards,
-                (unsigned long long)cl->src.reads, cl->src.ask[cl->src.cur],
+                (unsigned long long)cl->src.reads, cl->src.ask[cl->src.cur], cl->src.epoch,
+                (unsigned long long)cl->src.stale,
                 cl->src.last_err[0] ? cl->src.last_err : "-", (unsigned long long)cl->moved,
                 (unsigned long long)cl->asked, (unsigned long long)cl->tryagain,
                 (unsigned long long)cl->clusterdown);

@@ -1,6 +1,8 @@
 /* The hash slot of a key (health/cluster.c), as Redis Cluster computes
  * it: CRC16 (XMODEM) of the key, or of its {hash tag}, mod 16384. The
- * expected slots are the ones `CLUSTER KEYSLOT` answers on Redis 7.0. */
+ * expected slots are the ones `CLUSTER KEYSLOT` answers on Redis 7.0.
+ * And the config epoch of a node's CLUSTER NODES, which decides whether
+ * its slot map is newer than the one in use. */
 #include <stdio.h>
 #include <string.h>
 
@@ -37,5 +39,25 @@ int main(void)
         bad += slot(k) >= CLUSTER_SLOTS;
     }
     CHECK(bad == 0);
+
+    /* the highest epoch of a master that serves slots: replicas, masters
+     * without slots, and malformed lines do not count */
+    static const char nodes[] =
+        "07c3 127.0.0.1:30004@40004 slave e7d1 0 1426238317239 4 connected\n"
+        "67ed 127.0.0.1:30002@40002 master - 0 1426238316232 2 connected 5461-10922\n"
+        "292f 127.0.0.1:30003@40003 master - 0 1426238318243 3 connected 10923-16383\n"
+        "6ec2 127.0.0.1:30005@40005 slave 67ed 0 1426238316232 9 connected\n"
+        "e7d1 127.0.0.1:30001@40001 myself,master - 0 0 1 connected 0-5460\n"
+        "aaaa 127.0.0.1:30007@40007 master - 0 0 12 connected\n";
+    CHECK(cluster_nodes_epoch(nodes, sizeof nodes - 1) == 3);
+    /* a failover: the promoted replica's new epoch wins; the failed
+     * master keeps its old one and no slots */
+    static const char after[] =
+        "07c3 127.0.0.1:30004@40004 master - 0 1 7 connected 0-5460\n"
+        "e7d1 127.0.0.1:30001@40001 master,fail - 0 0 1 disconnected\n"
+        "292f 127.0.0.1:30003@40003 master - 0 1 3 connected 10923-16383 [16000->-67ed]";
+    CHECK(cluster_nodes_epoch(after, sizeof after - 1) == 7);
+    CHECK(cluster_nodes_epoch("", 0) == -1);
+    CHECK(cluster_nodes_epoch("garbage line\n\n", 14) == -1);
     CHECK_DONE();
 }
