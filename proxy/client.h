@@ -94,6 +94,8 @@ struct client {
     unsigned        in_multi : 1; /* lease state: MULTI sent, no EXEC/DISCARD yet */
     unsigned        multi_deferred : 1; /* a cluster's: MULTI answered here, sent on the
                                    * lease of the first command after it, to its node */
+    unsigned        multi_aborted : 1; /* ... and a command refused since: EXEC gets
+                                   * EXECABORT, as from redis */
     unsigned        watching : 1; /* lease state: WATCH sent, not cleared */
     unsigned        other_db : 1; /* lease state: SELECT of another database */
     unsigned        barrier : 1;  /* paused until its requests in flight are answered */

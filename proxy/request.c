@@ -149,6 +149,16 @@ static void stream_forward(struct client *c, const char *frame, size_t len)
 
 /* Not now: the request stays unread (in c->partial) until the client is
  * woken or its barrier lifts, and is routed afresh then. */
+/* A command redis rejects before queueing flags the transaction open on
+ * the lease: its EXEC gets EXECABORT, as if redis had refused the one
+ * the sidecar did. */
+static int multi_flag_aborted(struct link *lease)
+{
+    static const char bad[] = "*1\r\n$28\r\nsidecar-refused-this-command\r\n";
+
+    return link_send_unowned(lease, bad, sizeof bad - 1);
+}
+
 static int stop(struct client *c)
 {
     c->paused = 1;
@@ -184,11 +194,10 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
         return 1;
     case ROUTE_ERROR:
         client_reply_error(c, "%s", rt.err);
-        if (rt.abort_multi && c->lease) {
-            /* a command redis rejects before queueing flags the transaction */
-            static const char bad[] = "*1\r\n$28\r\nsidecar-refused-this-command\r\n";
-            link_send_unowned(c->lease, bad, sizeof bad - 1);
-        }
+        if (rt.abort_multi && c->multi_deferred)
+            c->multi_aborted = 1;        /* nothing sent yet: EXEC answers it */
+        else if (rt.abort_multi && c->lease)
+            multi_flag_aborted(c->lease);
         break;
     case ROUTE_HOLD:
         if (rt.fanout)
@@ -223,11 +232,12 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
         }
         if (__builtin_expect(rt.send_multi, 0)) {    /* the cluster's deferred MULTI */
             static const char multi[] = "*1\r\n$5\r\nMULTI\r\n";
-            if (link_send_unowned(c->lease, multi, sizeof multi - 1) < 0) {
+            if (link_send_unowned(c->lease, multi, sizeof multi - 1) < 0 ||
+                (c->multi_aborted && multi_flag_aborted(c->lease) < 0)) {
                 client_reply_error(c, "ERR proxy out of memory");
                 break;
             }
-            c->multi_deferred = 0;
+            c->multi_deferred = c->multi_aborted = 0;
             lease_note(c, command_lookup(&c->sc->cmds, "multi", 5), 0, 0);
         }
         lease_note(c, rt.cmd, rt.db, rt.db_ok);
@@ -263,11 +273,16 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
             c->multi_deferred = 1;
             client_reply(c, "+OK\r\n", 5);
         } else {                         /* EXEC, DISCARD of a transaction of nothing */
-            c->multi_deferred = 0;
-            if (strcmp(rt.cmd->name, "exec") == 0)
+            static const char abort[] = "-EXECABORT Transaction discarded because of previous "
+                                        "errors.\r\n";
+            int exec = strcmp(rt.cmd->name, "exec") == 0;
+            if (exec && c->multi_aborted)
+                client_reply(c, abort, sizeof abort - 1);
+            else if (exec)
                 client_reply(c, "*0\r\n", 4);
             else
                 client_reply(c, "+OK\r\n", 5);
+            c->multi_deferred = c->multi_aborted = 0;
         }
         return 1;
     }

@@ -454,9 +454,20 @@ static int by_state(struct client *c, const struct command *cmd, const char *fra
             error(rt, NULL, "ERR MULTI calls can not be nested");
         else if (cmd && cmd->state == STATE_WATCH)
             error(rt, NULL, "ERR WATCH inside MULTI is not allowed");
-        else {
+        else if (cmd && (cmd->flags & (CMD_REFUSED | CMD_NOT_YET))) {
+            error(rt, &sc->st.err_refused, "ERR '%.*s' is not allowed through redis-sidecar "
+                  "inside MULTI", (int)(fr->name_len > 40 ? 40 : fr->name_len),
+                  frame + fr->name_off);
+            rt->abort_multi = 1;
+        } else if (local == LOCAL_CLIENT && fr->argc >= 2 &&
+                   (arg_is(frame, fr, 1, "kill") || arg_is(frame, fr, 1, "unblock"))) {
+            error(rt, &sc->st.err_unsupported, "ERR CLIENT KILL and CLIENT UNBLOCK cannot run "
+                  "inside MULTI through redis-sidecar");
+            rt->abort_multi = 1;
+        } else {
             lease(c, cmd, frame, fr, rt);
-            rt->send_multi = 1;
+            rt->send_multi = 1;          /* if it fails here, the transaction does */
+            rt->abort_multi = 1;
         }
         return 1;
     }

@@ -387,6 +387,7 @@ static void cmd_reset(struct client *c)
         pool_unlease(l->pool, l);
     }
     c->in_multi = c->watching = c->other_db = c->stream = c->multi_deferred = 0;
+    c->multi_aborted = 0;
     c->resp3 = 0;
     if (c->x) {
         struct client_ext *x = c->x;

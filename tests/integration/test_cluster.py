@@ -234,6 +234,21 @@ def test_leases_run_on_the_node_of_their_first_key(env, cluster):
     assert c.execute_command("EXEC") == []
     assert c.execute_command("MULTI") in (True, b"OK")
     assert c.execute_command("DISCARD") in (True, b"OK")
+    # a command the sidecar refuses inside MULTI fails the transaction as
+    # redis's own refusals do: EXEC gets EXECABORT and nothing ran, also
+    # when commands were queued after it
+    for queued in (0, 1):
+        assert c.execute_command("MULTI") in (True, b"OK")
+        with pytest.raises(redis.ResponseError, match="not allowed"):
+            c.execute_command("REPLICAOF", "NO", "ONE")
+        if queued:
+            c.execute_command("SET", k, "never")
+        with pytest.raises(redis.exceptions.ExecAbortError):
+            c.execute_command("EXEC")
+    assert other.client().get(k) == b"2"
+    assert c.execute_command("MULTI") in (True, b"OK")     # the next one is clean
+    c.execute_command("GET", k)
+    assert c.execute_command("EXEC") == [b"2"]
     # WATCH on that node: a change by another client aborts the EXEC
     with sc.client().pipeline(transaction=True) as p:
         p.watch(k)
