@@ -131,6 +131,33 @@ static void apply_map(struct sidecar *sc, const struct cluster_map *map)
     nodes_count(sc);
 }
 
+/* A shard whose master the new map names in place of one it no longer
+ * names (the cluster promoted a replica): counted and logged as a
+ * master switch. */
+static void count_switches(struct sidecar *sc, const struct cluster_map *old,
+                           const struct cluster_map *map)
+{
+    for (int i = 0; i < map->nshards; i++) {
+        const char *now = map->shard[i].master;
+        int was_master = 0, gone = 1;
+        unsigned s = 0;
+        for (int j = 0; j < old->nshards && !was_master; j++)
+            was_master = strcmp(old->shard[j].master, now) == 0;
+        while (s < CLUSTER_SLOTS && map->owner[s] != i + 1)
+            s++;
+        if (was_master || s == CLUSTER_SLOTS || !old->owner[s])
+            continue;
+        const char *before = old->shard[old->owner[s] - 1].master;
+        for (int j = 0; j < map->nshards && gone; j++)
+            gone = strcmp(map->shard[j].master, before) != 0;
+        if (!gone)
+            continue;
+        sc->st.master_switches++;
+        log_info("cluster: %s is the master of slot %u's shard now, in place of %s", now, s,
+                 before);
+    }
+}
+
 static void on_map(void *arg, const struct cluster_map *map, const char *from)
 {
     struct sidecar *sc = arg;
@@ -143,6 +170,8 @@ static void on_map(void *arg, const struct cluster_map *map, const char *from)
     cl->refreshes++;
     if (changed)
         cl->scan_gen++;
+    if (changed && cl->have_map)
+        count_switches(sc, &cl->map, map);
     apply_map(sc, map);
     if (changed)
         log_info("cluster: %d shards, slot map from %s", cl->nshards, from);
@@ -445,6 +474,25 @@ void cluster_command(struct client *c, const char *frame, const struct resp_fram
         return;
     }
     client_reply(c, buf_start(b), buf_used(b));
+}
+
+void cluster_health(const struct sidecar *sc, char *body, size_t len)
+{
+    const struct cluster *cl = sc->cl;
+
+    if (!cl->have_map) {
+        snprintf(body, len, "no slot map: %s\n", cl->src.last_err[0] ? cl->src.last_err
+                                                                      : sc->no_master_why);
+        return;
+    }
+    for (int i = 0; i < cl->nshards; i++) {
+        const struct pool *p = cl->shard_node[i]->pool;
+        if (p->down) {
+            snprintf(body, len, "shard master %s down: %s\n", p->cfg.name, p->down_reason);
+            return;
+        }
+    }
+    snprintf(body, len, "ok\n");
 }
 
 void cluster_report(const struct sidecar *sc, struct buf *b)

@@ -54,6 +54,9 @@ int cluster_redirect(struct client *c, struct req *r, const char *req, const cha
 void cluster_node_down(struct sidecar *sc);
 /* CLUSTER ..., READONLY, READWRITE, ASKING from an app (cluster mode). */
 void cluster_command(struct client *c, const char *frame, const struct resp_frame *fr);
+/* /healthz: "ok\n" when every slot the map assigns has a master that is
+ * up, else which is not. */
+void cluster_health(const struct sidecar *sc, char *body, size_t len);
 /* The shards, for PROXY NODES. */
 void cluster_report(const struct sidecar *sc, struct buf *b);
 

@@ -17,6 +17,7 @@
 #include "../lib/httpreq.h"
 #include "../lib/log.h"
 #include "../lib/net.h"
+#include "cluster.h"
 #include "metrics.h"
 
 #define HTTP_MAX_REQUEST 8192
@@ -105,6 +106,8 @@ static void healthz(struct http_conn *h)
 
     if (sc->draining)
         snprintf(body, sizeof body, "shutting down\n");
+    else if (sc->cl)
+        cluster_health(sc, body, sizeof body);
     else if (!sc->master)
         snprintf(body, sizeof body, "no master: %s\n", sc->no_master_why);
     else if (sc->master->pool->down)

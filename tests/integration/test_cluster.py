@@ -13,7 +13,7 @@ import redis
 from redis.cluster import RedisCluster
 from redis.crc import key_slot
 
-from helpers import Cluster, Load, nodes, owned_ranges, wait_until
+from helpers import Cluster, Load, free_port, http_get, nodes, owned_ranges, wait_until
 
 
 @pytest.fixture
@@ -319,8 +319,12 @@ def test_a_master_killed_under_writes_fails_over_per_shard(env, cluster):
     stable within 1 s of the promotion (3x margin); the only errors are
     writes in flight on the dead master ("may or may not"), and no write
     acknowledged after the kill is lost. A fourth client's MSET over the
-    three shards (split by slot) waits for the failover the same way."""
-    sc = cluster_sidecar(env, cluster, routing={"failover_wait": "10s"})
+    three shards (split by slot) waits for the failover the same way.
+    /healthz says 503 while the shard has no master; the switch is counted."""
+    hport = free_port()
+    sc = cluster_sidecar(env, cluster, routing={"failover_wait": "10s"},
+                         admin={"metrics_listen": f"127.0.0.1:{hport}"})
+    assert http_get(hport, "/healthz") == (200, "ok\n")
     masters = cluster.masters()
     victim = masters[0]
     heir = replica_of_node(cluster, victim)
@@ -340,6 +344,8 @@ def test_a_master_killed_under_writes_fails_over_per_shard(env, cluster):
     # a split sent while the shard's master is known down waits too
     wait_until(lambda: any(x["addr"] == f"127.0.0.1:{victim.port}" and x["state"] == "down"
                            for x in nodes(sc)["node"]), timeout=10, what="the victim seen down")
+    code, body = http_get(hport, "/healthz")
+    assert code == 503 and body.startswith(f"shard master 127.0.0.1:{victim.port} down"), body
     late_split = []
     fresh = sc.client(socket_timeout=30)
     t = threading.Thread(target=lambda: late_split.append(
@@ -380,6 +386,8 @@ def test_a_master_killed_under_writes_fails_over_per_shard(env, cluster):
     n = nodes(sc)
     assert f"127.0.0.1:{heir.port}" in {s["master"] for s in n["shard"]}
     assert f"127.0.0.1:{victim.port}" not in {x["addr"] for x in n["node"]}
+    assert n["master_switches"] == "1"
+    assert http_get(hport, "/healthz") == (200, "ok\n")
 
 
 def reshard(cluster, src, dst, slots):
