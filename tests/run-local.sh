@@ -172,9 +172,10 @@ sed "s|^socket = .*|socket = $run/admin.sock|" proxy.ini >"$run/proxy.ini"
 if [[ -n $tls ]]; then
     sed -i "s|^\[upstream\]\$|[upstream]\ntls = on\ntls_ca_file = $tlsdir/ca.crt|" "$run/proxy.ini"
 fi
-if [[ -n $cluster ]]; then   # the cluster's seeds instead of the sentinels; reads on masters
-    sed -i "s|^sentinels = .*|cluster = 127.0.0.1:7000, 127.0.0.1:7001|; /^master_name = /d;
-            s|^read_from = .*|read_from = master|" "$run/proxy.ini"
+if [[ -n $cluster ]]; then   # the cluster's seeds instead of the sentinels; reads on
+    # each shard's replica (read_from as proxy.ini sets it)
+    sed -i "s|^sentinels = .*|cluster = 127.0.0.1:7000, 127.0.0.1:7001|; /^master_name = /d" \
+        "$run/proxy.ini"
 fi
 ./redis-sidecar -c "$run/proxy.ini" &
 pids+=($!)
