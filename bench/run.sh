@@ -177,7 +177,9 @@ P_REPLICAS=("${PORTS[4]}" "${PORTS[5]}")
 P_TLS=${PORTS[6]}           # the TLS-only redis-server of section 7
 TLS_DIR=$TMP/tls            # its CA and certificate
 # Section 8's 3 cluster nodes: ports P (not among the above) where P + 10000,
-# the node's cluster bus, is free too.
+# the node's cluster bus, is free too, and below the ephemeral range
+# (ip_local_port_range): the nodes start minutes later, and a connection
+# made meanwhile could take a bus port from that range.
 P_CL=()
 if [ "$RUN_CLUSTER" = 1 ]; then
     mapfile -t P_CL < <("$PY" - "${PORTS[@]}" <<'EOF'
@@ -193,7 +195,11 @@ def free(p):
         finally:
             s.close()
     return True
-cands = [p for p in range(21000, 30000) if p not in taken]
+try:
+    eph = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+except (OSError, ValueError, IndexError):
+    eph = 32768
+cands = [p for p in range(12000, eph - 10000) if p not in taken]
 random.shuffle(cands)
 out = []
 for p in cands:

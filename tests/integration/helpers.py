@@ -105,9 +105,11 @@ class Sampler:
 
 def free_port(bus=False):
     """A port in 21000-29999 that no other worker holds and nothing binds
-    (bus: nor port + 10000, a cluster node's bus)."""
+    (bus: in 20000-22767, and nothing binds port + 10000, a cluster node's
+    bus, in 30000-32767: apart from the other ports, below the ephemeral
+    range that clients' connections take theirs from)."""
     os.makedirs(LOCK_DIR, exist_ok=True)
-    ports = list(range(21000, 30000))
+    ports = list(range(20000, 22768) if bus else range(21000, 30000))
     random.shuffle(ports)
     for p in ports:
         fd = os.open(f"{LOCK_DIR}/{p}.lock", os.O_CREAT | os.O_RDWR, 0o666)
