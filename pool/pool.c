@@ -207,7 +207,7 @@ struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
     p->cfg = *cfg;
     int port;
     if (net_split_addr(cfg->name, p->host, sizeof p->host, &port) < 0)
-        snprintf(p->host, sizeof p->host, "%s", cfg->name);
+        snprintf(p->host, sizeof p->host, "%.*s", (int)sizeof p->host - 1, cfg->name);
     if (p->cfg.tls)
         tls_ctx_ref(p->cfg.tls);
     p->cb = *cb;
