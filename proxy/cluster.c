@@ -101,6 +101,7 @@ static void apply_map(struct sidecar *sc, const struct cluster_map *map)
         if (!(n = node_for(sc, map->shard[i].master, 0)))
             continue;                    /* its slots stay unserved until it can be */
         cl->nreplicas[cl->nshards] = 0;
+        cl->map_shard[cl->nshards] = (uint8_t)(i + 1);
         cl->shard_node[cl->nshards] = n;
         remap[i + 1] = (uint8_t)++cl->nshards;
     }
@@ -267,7 +268,10 @@ struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const 
 
     *shard = -1;
     if (!command_first_key(cmd, frame, fr, &k, &kn)) {
-        n = sc->master;
+        n = sc->master;                  /* its replicas may serve keyless reads */
+        for (int i = 0; n && i < cl->nshards && *shard < 0; i++)
+            if (cl->shard_node[i] == n)
+                *shard = i;
     } else {
         unsigned sh = cl->owner[cluster_slot(k, kn)];
         n = sh ? cl->shard_node[sh - 1] : NULL;
@@ -327,6 +331,7 @@ static int shard_of(struct cluster *cl, struct node *n)
     if (cl->nshards == CLUSTER_MAX_SHARDS)
         return -1;
     cl->nreplicas[cl->nshards] = 0;
+    cl->map_shard[cl->nshards] = 0;
     cl->shard_node[cl->nshards] = n;
     return cl->nshards++;
 }
@@ -485,9 +490,18 @@ void cluster_health(const struct sidecar *sc, char *body, size_t len)
                                                                       : sc->no_master_why);
         return;
     }
+    uint8_t serves[CLUSTER_MAX_SHARDS + 1] = {0};
+    for (unsigned s = 0; s < CLUSTER_SLOTS; s++) {
+        if (cl->map.owner[s] && !cl->owner[s]) {
+            snprintf(body, len, "slot %u: its master %s is no node of ours (see the log)\n", s,
+                     cl->map.shard[cl->map.owner[s] - 1].master);
+            return;
+        }
+        serves[cl->owner[s]] = 1;
+    }
     for (int i = 0; i < cl->nshards; i++) {
         const struct pool *p = cl->shard_node[i]->pool;
-        if (p->down) {
+        if (serves[i + 1] && p->down) {
             snprintf(body, len, "shard master %s down: %s\n", p->cfg.name, p->down_reason);
             return;
         }
@@ -528,10 +542,11 @@ void cluster_report(const struct sidecar *sc, struct buf *b)
         }
         if (nranges > 8 && used < sizeof ranges - 8)
             snprintf(ranges + used, sizeof ranges - used, " ...");
-        const struct cluster_shard *sh = i < cl->map.nshards ? &cl->map.shard[i] : NULL;
-        buf_appendf(b, "shard%d:master=%s,state=%s,role=%s,slots=%d,ranges=%s,replicas=%d\r\n",
-                    i, n->pool->cfg.name, n->pool->down ? "down" : "up",
+        const struct cluster_shard *sh = cl->map_shard[i] ? &cl->map.shard[cl->map_shard[i] - 1]
+                                                          : NULL;
+        buf_appendf(b, "shard%d:master=%s,state=%s,role=%s,slots=%d,ranges=%s,replicas=%d,"
+                    "replicas_reading=%d\r\n", i, n->pool->cfg.name, n->pool->down ? "down" : "up",
                     n->health.role[0] ? n->health.role : "unknown", nslots,
-                    ranges[0] ? ranges : "-", sh ? sh->nreplicas : 0);
+                    ranges[0] ? ranges : "-", sh ? sh->nreplicas : 0, cl->nreplicas[i]);
     }
 }

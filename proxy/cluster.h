@@ -17,6 +17,7 @@ struct cluster {
     /* each shard's replicas, with read_from not master: they serve reads */
     struct node       *replica[CLUSTER_MAX_SHARDS][CLUSTER_MAX_REPLICAS];
     uint8_t            nreplicas[CLUSTER_MAX_SHARDS];
+    uint8_t            map_shard[CLUSTER_MAX_SHARDS];  /* the map's shard + 1 (0: MOVED's) */
     int                nshards;                   /* map's, and those MOVED added */
     uint8_t            owner[CLUSTER_SLOTS];      /* shard + 1; MOVED updates it */
     int                have_map;

@@ -72,6 +72,18 @@ unsigned hold_parts_of(const struct sidecar *sc, const struct client *c)
     return n;
 }
 
+/* The first held part of the split whose app request is `parent`, if
+ * any: a request held before that split came must go before it. */
+static struct held *first_part_held(struct sidecar *sc, const struct req *parent)
+{
+    struct held *h;
+
+    TAILQ_FOREACH(h, &sc->held, tqe)
+        if ((h->r->flags & REQ_PART) && split_part_parent(h->r) == parent)
+            return h;
+    return NULL;
+}
+
 int hold_request(struct client *c, struct req *r, const char *p, size_t n)
 {
     struct sidecar *sc = c->sc;
@@ -92,12 +104,13 @@ int hold_request(struct client *c, struct req *r, const char *p, size_t n)
     /* Before any of the client's requests held already that came after it
      * (its refusal was read after theirs were held), so they go out in the
      * client's order; a split's part, after its app request's slot. */
+    struct held *before = NULL;
     later = TAILQ_NEXT(r->flags & REQ_PART ? split_part_parent(r) : r, owner_tqe);
-    for (; later; later = TAILQ_NEXT(later, owner_tqe))
-        if (later->flags & REQ_HELD)
-            break;
-    if (later)
-        TAILQ_INSERT_BEFORE((struct held *)later->parked, h, tqe);
+    for (; later && !before; later = TAILQ_NEXT(later, owner_tqe))
+        before = later->flags & REQ_HELD ? later->parked
+               : later->flags & REQ_DEFERRED ? first_part_held(sc, later) : NULL;
+    if (before)
+        TAILQ_INSERT_BEFORE(before, h, tqe);
     else
         TAILQ_INSERT_TAIL(&sc->held, h, tqe);
     sc->nheld++;

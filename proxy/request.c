@@ -210,8 +210,11 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
             int got = lease_take(c, rt.node);
             if (got == 0)
                 return stop(c);
-            if (got < 0)
+            if (got < 0) {
+                if (rt.send_multi)
+                    c->multi_aborted = 1;    /* its command failed: so does EXEC */
                 break;
+            }
         }
         if (rt.kind == ROUTE_STREAM) {
             size_t len = fr->len;
@@ -232,11 +235,13 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
         }
         if (__builtin_expect(rt.send_multi, 0)) {    /* the cluster's deferred MULTI */
             static const char multi[] = "*1\r\n$5\r\nMULTI\r\n";
-            if (link_send_unowned(c->lease, multi, sizeof multi - 1) < 0 ||
-                (c->multi_aborted && multi_flag_aborted(c->lease) < 0)) {
+            if (link_send_unowned(c->lease, multi, sizeof multi - 1) < 0) {
+                c->multi_aborted = 1;
                 client_reply_error(c, "ERR proxy out of memory");
                 break;
             }
+            if (c->multi_aborted)
+                multi_flag_aborted(c->lease);
             c->multi_deferred = c->multi_aborted = 0;
             lease_note(c, command_lookup(&c->sc->cmds, "multi", 5), 0, 0);
         }

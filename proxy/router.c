@@ -278,7 +278,8 @@ static inline __attribute__((always_inline)) void shared(struct client *c, struc
         /* Only worth tracking when reads may go elsewhere. */
         if (sc->nreplicas && sc->cfg->read_your_writes != RYW_OFF)
             flags |= REQ_WRITE;
-    } else if (sc->cfg->read_from != READ_MASTER) {
+    } else if (sc->cfg->read_from != READ_MASTER &&
+               !(sc->cl && c->x && c->x->nheld)) {    /* else held, for the master */
         long long floor = ryw_floor(c, n);
         struct node *r = floor < 0 ? NULL : pick_replica(c, n, sh, floor);
         if (r) {

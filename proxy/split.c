@@ -631,14 +631,20 @@ void split_request(struct client *c, enum split_kind kind, const char *frame,
                    kind == SPLIT_ALL_AND || kind == SPLIT_SCAN || (kind == SPLIT_COUNT && c->last_cmd &&
                                              (c->last_cmd->flags & CMD_READONLY));
     unsigned t = TALLY(readonly ? CLASS_READ : CLASS_WRITE, DEST_MASTER);
+    /* a write: the client's reads stay off the replicas until it is seen
+     * there (read-your-writes), as for any write */
+    unsigned w = !readonly && sc->nreplicas && sc->cfg->read_your_writes != RYW_OFF &&
+                 client_ext(c) ? REQ_WRITE : 0;
     struct split *s = calloc(1, sizeof *s);
-    struct req *parent = s ? client_slot(c, REQ_DEFERRED | t << REQ_TALLY_SHIFT) : NULL;
+    struct req *parent = s ? client_slot(c, REQ_DEFERRED | w | t << REQ_TALLY_SHIFT) : NULL;
 
     if (!parent) {
         free(s);
         client_reply_error(c, "ERR proxy out of memory");
         return;
     }
+    if (w)
+        c->x->writes_pending++;
     parent->len = fr->len;
     c->inflight += fr->len;
     sc->st.forwarded++;

@@ -633,6 +633,13 @@ def test_reads_go_to_each_shards_replica_and_read_your_writes_holds(env, cluster
         k = keys[i % 300]
         w.set(k, f"v{i}")
         assert w.get(k) == f"v{i}".encode(), i
+    # ... also after an MSET split over slots, by a client that wrote nothing else
+    m = sc.client()
+    for i in range(200):
+        pair = {keys[i % 300]: f"m{i}", keys[(i + 150) % 300]: f"m{i}"}
+        m.mset(pair)
+        assert m.mget(list(pair)) == [f"m{i}".encode()] * 2, i
+        assert m.get(keys[i % 300]) == f"m{i}".encode(), i
     # one shard's replica dies: its reads go to its master, the rest stay
     victim_master = masters[0]
     dead = replica_of_node(cluster, victim_master)
@@ -672,6 +679,7 @@ def test_read_from_replica_by_reload_and_a_shard_without_one(env, cluster):
     for m in masters:
         assert c.get(keys_on(cluster, m, "rf:", 1)[0]) == b"x"
     assert [get_calls(m) for m in masters] == before      # the replicas served them
+    assert c.randomkey() is not None     # keyless: the default master's shard's replica
     dead = replica_of_node(cluster, masters[1])
     dead.stop()
     wait_until(lambda: all(x["addr"] != f"127.0.0.1:{dead.port}" or x["use"] != "replica"
