@@ -86,6 +86,34 @@ static int is_read_replica(struct sidecar *sc, const struct cluster_map *map,
     return 0;
 }
 
+/* A master the map no longer names, still up, with requests in flight:
+ * they may be writes a manual failover paused there, which it answers
+ * MOVED (never applied) once it knows it is a replica. It takes nothing
+ * new. Its own ROLE decides: replica, and they finish there (it is
+ * retired; MOVED sends them on); still master a second later, and it is
+ * dropped by the retry rule, as one that is down or idle is at once. 1 if
+ * it stays (or was retired), 0 to drop it. */
+static int deposed(struct sidecar *sc, struct node *n)
+{
+    ev_tstamp now = ev_now(sc->loop);
+
+    if (n->pool->down || !nodes_inflight(sc, n))
+        return 0;
+    if (strcmp(n->health.role, "slave") == 0) {
+        log_info("cluster: %s, deposed, says it is a replica: its %u requests in flight "
+                 "finish there", n->pool->cfg.name, nodes_inflight(sc, n));
+        nodes_unlist(sc, n);
+        nodes_retire(sc, n);
+        return 1;
+    }
+    if (!n->deposed_at) {
+        n->deposed_at = now;
+        health_sample_soon(&n->health, 0);
+    }
+    health_cluster_refresh(&sc->cl->src);  /* to decide again soon */
+    return now - n->deposed_at < 1.0;
+}
+
 /* The map acted on: each shard's master (and, for read_from other than
  * master, its replicas) is a node, the others go. */
 static void apply_map(struct sidecar *sc, const struct cluster_map *map)
@@ -113,7 +141,9 @@ static void apply_map(struct sidecar *sc, const struct cluster_map *map)
      * (its requests that did not run are sent where their slots are now) */
     for (n = TAILQ_FIRST(&sc->nodes); n; n = next) {
         next = TAILQ_NEXT(n, tqe);
-        if (!cluster_is_master(sc, n) && !is_read_replica(sc, map, n))
+        if (cluster_is_master(sc, n) || is_read_replica(sc, map, n))
+            n->deposed_at = 0;
+        else if (!deposed(sc, n))
             nodes_drop(sc, n, "not a master in the cluster's slot map");
     }
     if (sc->cfg->read_from != READ_MASTER)

@@ -164,7 +164,7 @@ static void on_node_role(void *arg)
             health_record_master(n->topo, h->role_at, h->offset);
         if (says_master && (sc->nheld || !TAILQ_EMPTY(&sc->master_waiters)))
             hold_master_ready(sc);       /* a promoted replica confirmed: what waited goes */
-        else if (!says_master && h->role[0] && cluster_is_master(sc, n))
+        else if (!says_master && h->role[0] && (n->deposed_at || cluster_is_master(sc, n)))
             cluster_node_down(sc);       /* a shard master demoted: the map moved */
         return;
     }

@@ -53,6 +53,8 @@ struct node {
     struct checker  health;
     struct tls_resume tls_resume; /* its last TLS session, for every pool's links */
     struct tls_stats  tls_stats;  /* handshakes with it: links and health checks */
+    ev_tstamp         deposed_at; /* a cluster's master the map stopped naming, with
+                                   * requests in flight: when (its ROLE decides) */
     struct topology  *topo;       /* a cluster's shard master with replicas that serve
                                    * reads: its offsets, for their lag (NULL: none) */
     int             listed;    /* named in the sentinels' latest view */

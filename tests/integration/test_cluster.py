@@ -724,3 +724,38 @@ def test_a_split_part_answered_tryagain_waits_for_the_migration(env, cluster):
     th.join(15)
     assert got == [[b"1", b"2", b"3"]], got
     assert time.monotonic() - t0 >= 0.5
+
+
+def test_writes_paused_on_a_master_deposed_meanwhile_end_on_the_new_one(env, cluster):
+    """Writes in flight on a master whose clients are paused (as a manual
+    failover pauses them) when the map names its replica instead: the
+    deposed node says it is a replica now, so they finish there, Redis
+    answers them MOVED once the pause ends (they never ran), and they run
+    on the new master: no error, none lost, none run twice."""
+    sc = cluster_sidecar(env, cluster)
+    masters = cluster.masters()
+    victim = masters[0]
+    heir = replica_of_node(cluster, victim)
+    keys = keys_on(cluster, victim, "pz:", 4)
+    sc.client().set(keys[0], "before")
+    wait_replicated(cluster)
+    victim.client().execute_command("CLIENT", "PAUSE", 3000, "WRITE")
+    results = []
+
+    def write(k):
+        try:
+            results.append(sc.client(socket_timeout=20).incr(k))
+        except redis.RedisError as e:
+            results.append(e)
+    threads = [threading.Thread(target=write, args=(k,)) for k in keys[1:]]
+    for t in threads:
+        t.start()
+    time.sleep(0.3)                      # in flight, paused on the victim
+    heir.client().execute_command("CLUSTER", "FAILOVER", "FORCE")
+    wait_until(lambda: heir.client().info("replication")["role"] == "master",
+               what="the replica promoted")
+    for t in threads:
+        t.join(20)
+    assert results == [1, 1, 1], results
+    for k in keys[1:]:
+        assert heir.client().get(k) == b"1"
