@@ -7,6 +7,8 @@
 #   ./bench/run.sh             # the same without rebuilding
 #   BENCH_TLS_ONLY=1 ./bench/run.sh   # only section 7 (TLS to Redis)
 #   BENCH_CLUSTER_ONLY=1 ./bench/run.sh   # only section 8 (Redis Cluster)
+#   BENCH_LATENCY_ONLY=1 ./bench/run.sh   # only section 9 (open-loop latency;
+#                                           LOADGEN_BIN, BENCH_OL_SECS)
 #
 # Environment: SIDECAR_BIN (default ./redis-sidecar), NUTCRACKER_BIN (default
 # nutcracker from PATH or /usr/sbin), BENCH_QUICK=1, BENCH_TLS_ONLY=1 (run
@@ -54,6 +56,10 @@
 #     cpu summed), the sidecar/direct ratio beside section 1's single-master
 #     one; then the sidecar's instructions per request in cluster mode
 #     under callgrind, as in 3, against section 3's single-master figure.
+#  9. Open-loop latency (bench/loadgen): GET and SET, 3 B and 16 KB, at
+#     10k and 50k requests/s over 50 connections, direct, twemproxy and
+#     the sidecar: p50/p90/p99/p99.9 from each request's scheduled time,
+#     and what each proxy adds over direct.
 #
 # Results go to stdout and, as markdown, to bench/out/results.md; per-run
 # numbers to bench/out/runs.csv; the processes' logs to bench/out/logs/.
@@ -97,10 +103,16 @@ TLS_ONLY=${BENCH_TLS_ONLY:-0}
 [ "$TLS_ONLY" = 1 ] && MODE+=", TLS section only (BENCH_TLS_ONLY=1)"
 CLUSTER_ONLY=${BENCH_CLUSTER_ONLY:-0}
 [ "$CLUSTER_ONLY" = 1 ] && MODE+=", Redis Cluster section only (BENCH_CLUSTER_ONLY=1)"
-# which sections run: 1-6 (the plaintext master), 7 (TLS), 8 (cluster)
-RUN_MAIN=1 RUN_TLS=1 RUN_CLUSTER=1
-[ "$TLS_ONLY" = 1 ] && RUN_MAIN=0 RUN_CLUSTER=0
-[ "$CLUSTER_ONLY" = 1 ] && RUN_MAIN=0 RUN_TLS=0
+LATENCY_ONLY=${BENCH_LATENCY_ONLY:-0}
+[ "$LATENCY_ONLY" = 1 ] && MODE+=", open-loop latency section only (BENCH_LATENCY_ONLY=1)"
+# which sections run: 1-6 (the plaintext master), 7 (TLS), 8 (cluster),
+# 9 (open-loop latency)
+RUN_MAIN=1 RUN_TLS=1 RUN_CLUSTER=1 RUN_LAT=1
+[ "$TLS_ONLY" = 1 ] && RUN_MAIN=0 RUN_CLUSTER=0 RUN_LAT=0
+[ "$CLUSTER_ONLY" = 1 ] && RUN_MAIN=0 RUN_TLS=0 RUN_LAT=0
+[ "$LATENCY_ONLY" = 1 ] && RUN_MAIN=0 RUN_TLS=0 RUN_CLUSTER=0
+LOADGEN_BIN=${LOADGEN_BIN:-build/bench/loadgen}
+if [ "$QUICK" = 1 ]; then OL_SECS=${BENCH_OL_SECS:-1} OL_WARM=0.5; else OL_SECS=${BENCH_OL_SECS:-5} OL_WARM=1; fi
 
 # Workloads: label|test|clients|pipeline|value size|requests
 WORKLOADS=(
@@ -1219,6 +1231,53 @@ for wl in "${CL_WORKLOADS[@]}"; do
     done
 done
 
+# --- 9. open-loop latency: direct, twemproxy, sidecar at fixed rates --------
+# bench/loadgen sends on a fixed schedule over 50 connections whatever the
+# replies do, and times each request from when it was due (no coordinated
+# omission); the same master, the targets one after the other. What the
+# sidecar adds is its percentile minus direct's at the same rate.
+# label|GET or SET|value size|rate|keys
+OL_WORKLOADS=(
+    "GET 3 B, 10k/s|get|3|10000|10000"
+    "GET 3 B, 50k/s|get|3|50000|10000"
+    "SET 3 B, 10k/s|set|3|10000|10000"
+    "GET 16 KB, 10k/s|get|16384|10000|1000"
+    "SET 16 KB, 10k/s|set|16384|10000|1000"
+)
+declare -A OL=()            # "label|target" -> loadgen's line
+OL_SKIP=""
+if [ "$RUN_LAT" = 1 ]; then
+echo
+echo "== open-loop latency: bench/loadgen, 50 connections, ${OL_SECS}s measured after ${OL_WARM}s of warm-up; µs from each request's scheduled time"
+if [ ! -x "$LOADGEN_BIN" ]; then
+    OL_SKIP="$LOADGEN_BIN not built (make bench builds it)"
+else
+    start_redis
+    wait_ready direct 10 || die "redis-server did not start"
+    start_twemproxy
+    start_sidecar
+    wait_ready twemproxy 10 || die "twemproxy did not start"
+    wait_ready sidecar 10 || die "redis-sidecar did not start"
+    for wl in "${OL_WORKLOADS[@]}"; do
+        IFS='|' read -r label test d rate keys <<<"$wl"
+        taskset -c "$CPU_CLIENT" "$LOADGEN_BIN" -p "$P_MASTER" --populate -d "$d" -k "$keys"             >/dev/null 2>>"$TMP/loadgen.log" || FAILURES+=("FAIL: loadgen could not populate for $label")
+        line="  $label:"
+        for t in direct twemproxy sidecar; do
+            out=$(taskset -c "$CPU_CLIENT" "$LOADGEN_BIN" -p "$(port_of "$t")" -c 50 -r "$rate"                   -t "$OL_SECS" -w "$OL_WARM" -T "$test" -d "$d" -k "$keys" 2>>"$TMP/loadgen.log")
+            rc=$?
+            OL["$label|$t"]=$out
+            [ "$rc" = 0 ] || FAILURES+=("FAIL: loadgen through $t, $label: ${out:-no output} $(tail -c 200 "$TMP/loadgen.log")")
+            line+="  $t $(sed -n 's/.*p50=\([^ ]*\) .*p99=\([^ ]*\) p999=\([^ ]*\) .*/p50 \1 p99 \2 p99.9 \3/p' <<<"$out")"
+            echo "$label,1,$t-open-loop,,$(tr ' ' ';' <<<"$out")," >>"$OUT/runs.csv"
+        done
+        echo "$line"
+    done
+    stop_proc "$TWEM_PID" INT 10
+    stop_proc "$SIDECAR_PID" TERM 10
+    stop_proc "$REDIS_PID" TERM 10
+fi
+fi  # section 9
+
 # --- report ---------------------------------------------------------------
 ELAPSED=$(( $(date +%s) - T_START ))
 verdict() { [ "$1" = 1 ] && echo PASS || echo SHORT; }
@@ -1341,6 +1400,35 @@ for wl in "${CL_WORKLOADS[@]}"; do
     CL_TBL+=("$label|$(fmt_int "$d")|$(fmt_int "$s")|$(fmt_x "$rc")|$( [ "$rm_" = n/a ] || [ "$rm_" = FAILED ] && echo "$rm_" || echo "${rm_}x")|$(fmt_us "${CL_MEDCPU["$label|direct-cluster"]}")|$(fmt_us "${CL_MEDCPU["$label|sidecar-cluster"]}")")
     CL_RATIO_TXT+="${CL_RATIO_TXT:+, }$label ${rc:-FAILED}${rc:+x} vs ${rm_}$( [ "$rm_" = n/a ] || [ "$rm_" = FAILED ] || echo x)"
 done
+# 9. open-loop rows: workload|target|p50|p90|p99|p99.9|max|added p50/p99/p99.9
+ol_f() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" <<<" ${OL["$1"]:-}"; }
+ol_add() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "nan" || b == "nan") print "-"; else printf "%+.1f", a - b }'; }
+OL_TBL=() OL_OK=1 OL_TXT=""
+for wl in "${OL_WORKLOADS[@]}"; do
+    IFS='|' read -r label _ <<<"$wl"
+    for t in direct twemproxy sidecar; do
+        k="$label|$t" added="-"
+        if [ "$t" != direct ]; then
+            added="$(ol_add "$(ol_f "$k" p50)" "$(ol_f "$label|direct" p50)") / $(ol_add "$(ol_f "$k" p99)" "$(ol_f "$label|direct" p99)") / $(ol_add "$(ol_f "$k" p999)" "$(ol_f "$label|direct" p999)")"
+        fi
+        OL_TBL+=("$label|$t|$(ol_f "$k" p50)|$(ol_f "$k" p90)|$(ol_f "$k" p99)|$(ol_f "$k" p999)|$(ol_f "$k" max)|$added")
+    done
+done
+# issue 21's target at 10k GET 3 B: the sidecar adds at most 20/60/200 µs
+# at p50/p99/p99.9, and less than twemproxy adds at each
+l="GET 3 B, 10k/s"
+for q in "p50 20" "p99 60" "p999 200"; do
+    set -- $q
+    s=$(ol_f "$l|sidecar" "$1") d=$(ol_f "$l|direct" "$1") tw=$(ol_f "$l|twemproxy" "$1")
+    a=$(ol_add "$s" "$d") at=$(ol_add "$tw" "$d")
+    awk -v a="$a" -v at="$at" -v lim="$2" 'BEGIN { exit !(a != "-" && at != "-" && a + 0 <= lim && a + 0 < at + 0) }' || OL_OK=0
+    OL_TXT+="${OL_TXT:+, }$1 $a µs (limit $2; twemproxy $at)"
+done
+OL_SKIP_TXT=${OL_SKIP:+; the latency section did not run: $OL_SKIP}
+if [ "$RUN_LAT" = 1 ]; then
+TGT_L+=("[$(verdict $OL_OK)] open loop, GET 3 B at 10k/s over 50 connections: the sidecar's added latency over direct within 20/60/200 µs at p50/p99/p99.9 and below twemproxy's: $(met $OL_OK) ($OL_TXT)$OL_SKIP_TXT")
+fi
+
 CL_SKIP_TXT=${CL_SKIP:+; the cluster section did not run: $CL_SKIP}
 CL_IPR_RATIO=$(ratio "$CL_IPR" "$CL_IPR_SINGLE")
 CL_IPR_OK=0
@@ -1382,6 +1470,9 @@ NOTES=(
     "cluster keys: redis-benchmark --cluster puts a hash tag in its keys, key:{TAG}:N with TAG naming the first slot of the client's node, so direct each node's keys are in one slot; through the sidecar the keys are key:N, spread over all 16384 slots"
     "cluster vs single master: the single-master sidecar/direct ratio is section 1's row of the same workload in this run (one key, no -r, one redis-server on CPU $CPU_REDIS); a BENCH_CLUSTER_ONLY=1 run has no such rows (n/a)"
     "cluster instructions: as in section 3 ('$CG_CMD' minus a 0-request run, min_idle_leases = 0), the sidecar with [upstream] cluster and [health] check_interval = 3600s; that command's one key (key:__rand_int__, no -r) is in one slot, so all its requests go to one node; the -r $CL_KEYS line spreads them over the 3. The 0-request run includes reading the slot map and opening the pool links to all 3 nodes. In cluster mode the sidecar reads the slot map again every check_interval (default 1 s): that work is per second, not per request, and would land on (or, when the loaded run is shorter than the empty run's 3 s idle, come off) the requests, so it is kept out of these runs (check_interval = 3600s) as section 3 keeps out leases opened on timers, and measured apart per idle second. The single-master figure keeps section 3's settings (default check_interval: one node's PING + ROLE per second). Wall time of each loaded run in brackets. Target: cluster/single master ≤ 1.20"
+)
+[ "$RUN_LAT" = 0 ] || NOTES+=(
+    "open-loop latency (section 9): bench/loadgen (C, libev) on CPU $CPU_CLIENT, 50 connections, requests scheduled at a fixed rate (a timerfd armed for the next one, timer slack 1 ns) and sent round-robin over the connections whatever the replies do; each one's latency runs from its scheduled time to its reply (so a stall counts the queueing it causes: no coordinated omission). ${OL_SECS} s measured after ${OL_WARM} s of warm-up, one run per target, direct, twemproxy and the sidecar one after the other against the same master; keys key:0..N-1 populated first by loadgen --populate. Added latency: the sidecar's (or twemproxy's) percentile minus direct's at the same rate and workload. On this 2-core VM, timer wake-ups and scheduling put the direct p50 near 50 µs and the tails (p99.9, max) in the milliseconds for every target"
 )
 
 VERS="redis-server $(redis-server --version | grep -o 'v=[^ ]*' | cut -c3-)"
@@ -1427,6 +1518,16 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
     done
     echo
     printf '%s\n' "${CL_IPR_L[@]}" ""
+    fi
+    if [ "$RUN_LAT" = 1 ]; then
+    echo "Open-loop latency (bench/loadgen, 50 connections, µs from the scheduled send time; added: minus direct at p50 / p99 / p99.9)${OL_SKIP:+: did not run: $OL_SKIP}"
+    printf '%-18s | %-9s | %8s | %8s | %8s | %8s | %8s | %s\n' workload target p50 p90 p99 p99.9 max added
+    printf '%s\n' "-------------------+-----------+----------+----------+----------+----------+----------+----------------------"
+    for row in "${OL_TBL[@]}"; do
+        IFS='|' read -r a b c d e f g h <<<"$row"
+        printf '%-18s | %-9s | %8s | %8s | %8s | %8s | %8s | %s\n' "$a" "$b" "$c" "$d" "$e" "$f" "$g" "$h"
+    done
+    echo
     fi
     printf '%s\n' "${TGT_L[@]}"
     if [ ${#FAILURES[@]} -gt 0 ]; then
@@ -1495,6 +1596,19 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
     echo "Redis µs/req: the 3 nodes' CPU time per request, summed (INFO cpu before and after each run), median over the repetitions."
     echo
     printf -- '- %s\n' "${CL_IPR_L[@]}"
+    fi
+    if [ "$RUN_LAT" = 1 ]; then
+    echo
+    echo "## Open-loop latency"
+    echo
+    echo "bench/loadgen sends at a fixed rate over 50 connections whatever the replies do, and times each request from its scheduled send time (no coordinated omission); ${OL_SECS} s measured after ${OL_WARM} s of warm-up, one run per target, the same master; µs.${OL_SKIP:+ **Did not run: $OL_SKIP.**}"
+    echo
+    echo "| workload | target | p50 | p90 | p99 | p99.9 | max | added over direct (p50 / p99 / p99.9) |"
+    echo "|---|---|---:|---:|---:|---:|---:|---|"
+    for row in "${OL_TBL[@]}"; do
+        IFS='|' read -r a b c d e f g h <<<"$row"
+        echo "| $a | $b | $c | $d | $e | $f | $g | $h |"
+    done
     fi
     echo
     echo "## Targets"
