@@ -683,16 +683,21 @@ echo
 
 echo "workload,repetition,target,requests,req_per_sec,redis_cpu_us_per_req" >"$OUT/runs.csv"
 
+# The plaintext master and both proxies in front of it, up (sections 1 and 9).
+start_plain_targets() {
+    start_redis
+    wait_ready direct 10 || die "redis-server did not start"
+    start_twemproxy
+    start_sidecar
+    wait_ready twemproxy 10 || die "twemproxy did not start"
+    wait_ready sidecar 10 || die "redis-sidecar did not start"
+}
+
 # Sections 1-6 (BENCH_TLS_ONLY=1 and BENCH_CLUSTER_ONLY=1 skip them), against
 # the plaintext master.
 if [ "$RUN_MAIN" = 1 ]; then
 
-start_redis
-wait_ready direct 10 || die "redis-server did not start"
-start_twemproxy
-start_sidecar
-wait_ready twemproxy 10 || die "twemproxy did not start"
-wait_ready sidecar 10 || die "redis-sidecar did not start"
+start_plain_targets
 
 # Sanity: both proxies really reach the master.
 for t in twemproxy sidecar; do
@@ -1252,12 +1257,7 @@ echo "== open-loop latency: bench/loadgen, 50 connections, ${OL_SECS}s measured 
 if [ ! -x "$LOADGEN_BIN" ]; then
     OL_SKIP="$LOADGEN_BIN not built (make bench builds it)"
 else
-    start_redis
-    wait_ready direct 10 || die "redis-server did not start"
-    start_twemproxy
-    start_sidecar
-    wait_ready twemproxy 10 || die "twemproxy did not start"
-    wait_ready sidecar 10 || die "redis-sidecar did not start"
+    start_plain_targets
     for wl in "${OL_WORKLOADS[@]}"; do
         IFS='|' read -r label test d rate keys <<<"$wl"
         taskset -c "$CPU_CLIENT" "$LOADGEN_BIN" -p "$P_MASTER" --populate -d "$d" -k "$keys"             >/dev/null 2>>"$TMP/loadgen.log" || FAILURES+=("FAIL: loadgen could not populate for $label")
