@@ -62,26 +62,31 @@ static struct node *node_for(struct sidecar *sc, const char *addr, int replica)
     return n;
 }
 
-int cluster_is_master(const struct sidecar *sc, const struct node *n)
+/* The shard whose master n is, or -1. */
+static int shard_index(const struct cluster *cl, const struct node *n)
 {
-    const struct cluster *cl = sc->cl;
-
     for (int i = 0; i < cl->nshards; i++)
         if (cl->shard_node[i] == n)
-            return 1;
-    return 0;
+            return i;
+    return -1;
+}
+
+int cluster_is_master(const struct sidecar *sc, const struct node *n)
+{
+    return shard_index(sc->cl, n) >= 0;
 }
 
 /* n serves reads as a replica in the map: added as one (its links say
- * READONLY; a master demoted since is dropped and added again). */
-static int is_read_replica(struct sidecar *sc, const struct cluster_map *map,
+ * READONLY; a master demoted since is dropped and added again). By the
+ * name it was added under, which the map repeats: nothing resolved. */
+static int is_read_replica(const struct sidecar *sc, const struct cluster_map *map,
                            const struct node *n)
 {
     if (sc->cfg->read_from == READ_MASTER || !n->pool->cfg.readonly)
         return 0;
     for (int i = 0; i < map->nshards; i++)
         for (int k = 0; k < map->shard[i].nreplicas; k++)
-            if (nodes_find(sc, map->shard[i].replicas[k]) == n)
+            if (strcmp(map->shard[i].replicas[k], n->pool->cfg.name) == 0)
                 return 1;
     return 0;
 }
@@ -299,9 +304,7 @@ struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const 
     *shard = -1;
     if (!command_first_key(cmd, frame, fr, &k, &kn)) {
         n = sc->master;                  /* its replicas may serve keyless reads */
-        for (int i = 0; n && i < cl->nshards && *shard < 0; i++)
-            if (cl->shard_node[i] == n)
-                *shard = i;
+        *shard = shard_index(cl, n);
     } else {
         unsigned sh = cl->owner[cluster_slot(k, kn)];
         n = sh ? cl->shard_node[sh - 1] : NULL;
@@ -355,9 +358,10 @@ static int parse_redirect(const char *p, size_t n, size_t skip, unsigned *slot, 
  * map did not have it; -1 when full. */
 static int shard_of(struct cluster *cl, struct node *n)
 {
-    for (int i = 0; i < cl->nshards; i++)
-        if (cl->shard_node[i] == n)
-            return i;
+    int i = shard_index(cl, n);
+
+    if (i >= 0)
+        return i;
     if (cl->nshards == CLUSTER_MAX_SHARDS)
         return -1;
     cl->nreplicas[cl->nshards] = 0;
