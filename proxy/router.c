@@ -161,22 +161,21 @@ static long long ryw_floor(struct client *c, struct node *m)
         return -1;
     if (x->wrote_at == 0)
         return 0;
-    if (sc->cl) {
-        if (sc->cfg->read_your_writes == RYW_WINDOW)
-            return ev_now(sc->loop) - x->wrote_at < sc->cfg->ryw_window ? -1 : 0;
-        long long o = m->topo ? health_master_offset_after(m->topo, x->wrote_at) : -1;
-        if (o < 0)
-            health_sample_soon(&m->health, 0.1);
-        return o;
-    }
     /* Written on a master since replaced: whatever of it survived is in
-     * the new master's first offset sampled after the switch. */
+     * the new master's first offset sampled after the switch (a cluster's
+     * shard masters keep offsets of their own: no switch time). */
     if (x->wrote_at < sc->switched_at) {
         x->wrote_at = sc->switched_at;
         x->wrote_offset = -1;
     }
     if (sc->cfg->read_your_writes == RYW_WINDOW)
         return ev_now(sc->loop) - x->wrote_at < sc->cfg->ryw_window ? -1 : 0;
+    if (sc->cl) {                        /* per shard master: nothing to remember */
+        long long o = m->topo ? health_master_offset_after(m->topo, x->wrote_at) : -1;
+        if (o < 0)
+            health_sample_soon(&m->health, 0.1);
+        return o;
+    }
     if (x->wrote_offset < 0)
         x->wrote_offset = health_master_offset_after(&sc->topo, x->wrote_at);
     if (x->wrote_offset < 0 && sc->master)
@@ -217,11 +216,10 @@ static void consider(struct client *c, struct node *n, const struct topology *t,
     }
 }
 
-/* The replica of master m (a cluster's: of its shard sh) to read from,
- * or NULL. */
+/* The replica of master m (a cluster's: of its shard sh, whose master
+ * has offsets whenever it has replicas) to read from, or NULL. */
 static struct node *pick_replica(struct client *c, struct node *m, int sh, long long floor)
 {
-    static const struct topology none;
     struct sidecar *sc = c->sc;
     struct pick pk = {0};
     struct node *n;
@@ -230,7 +228,7 @@ static struct node *pick_replica(struct client *c, struct node *m, int sh, long 
         struct node *const *v;
         int k = cluster_replicas(sc, sh, &v);
         for (int i = 0; i < k; i++)
-            consider(c, v[i], m->topo ? m->topo : &none, floor, &pk);
+            consider(c, v[i], m->topo, floor, &pk);
         return pk.best;
     }
     TAILQ_FOREACH(n, &sc->nodes, tqe)
@@ -439,6 +437,18 @@ static int client_needs_stream(const char *frame, const struct resp_frame *fr)
 }
 
 /* What the connection's state decides before the command's kind does. */
+/* Inside MULTI, sent or (a cluster's) not yet: a refusal fails the EXEC. */
+static inline int in_transaction(const struct client *c)
+{
+    return c->in_multi || c->multi_deferred;
+}
+
+/* CLIENT KILL or UNBLOCK: they name app connections by their ids. */
+static int kills_or_unblocks(const char *frame, const struct resp_frame *fr)
+{
+    return fr->argc >= 2 && (arg_is(frame, fr, 1, "kill") || arg_is(frame, fr, 1, "unblock"));
+}
+
 static int by_state(struct client *c, const struct command *cmd, const char *frame,
                     const struct resp_frame *fr, struct route *rt)
 {
@@ -446,26 +456,18 @@ static int by_state(struct client *c, const struct command *cmd, const char *fra
     enum cmd_local local = cmd ? cmd->local : LOCAL_NONE;
 
     /* A cluster's MULTI not sent yet: EXEC or DISCARD of nothing is
-     * answered here; any other command takes it along, to its node. */
+     * answered here; any other command takes it along, to its node, but
+     * those never sent inside any MULTI, refused by the checks below. */
     if (__builtin_expect(c->multi_deferred, 0) && local != LOCAL_QUIT && local != LOCAL_RESET &&
-        local != LOCAL_PROXY) {
+        local != LOCAL_PROXY && !(cmd && (cmd->flags & (CMD_REFUSED | CMD_NOT_YET))) &&
+        !(local == LOCAL_CLIENT && kills_or_unblocks(frame, fr))) {
         if (cmd && cmd->state == STATE_END_MULTI)
             rt->kind = ROUTE_MULTI_HERE;
         else if (cmd && cmd->state == STATE_MULTI)
             error(rt, NULL, "ERR MULTI calls can not be nested");
         else if (cmd && cmd->state == STATE_WATCH)
             error(rt, NULL, "ERR WATCH inside MULTI is not allowed");
-        else if (cmd && (cmd->flags & (CMD_REFUSED | CMD_NOT_YET))) {
-            error(rt, &sc->st.err_refused, "ERR '%.*s' is not allowed through redis-sidecar "
-                  "inside MULTI", (int)(fr->name_len > 40 ? 40 : fr->name_len),
-                  frame + fr->name_off);
-            rt->abort_multi = 1;
-        } else if (local == LOCAL_CLIENT && fr->argc >= 2 &&
-                   (arg_is(frame, fr, 1, "kill") || arg_is(frame, fr, 1, "unblock"))) {
-            error(rt, &sc->st.err_unsupported, "ERR CLIENT KILL and CLIENT UNBLOCK cannot run "
-                  "inside MULTI through redis-sidecar");
-            rt->abort_multi = 1;
-        } else {
+        else {
             lease(c, cmd, frame, fr, rt);
             rt->send_multi = 1;          /* if it fails here, the transaction does */
             rt->abort_multi = 1;
@@ -491,11 +493,11 @@ static int by_state(struct client *c, const struct command *cmd, const char *fra
         rt->kind = ROUTE_LOCAL;
     /* Their ids are app connections': on a lease, redis would read them as
      * its own connections' (and kill whichever has that number). */
-    else if (local == LOCAL_CLIENT && (c->in_multi || c->stream) && fr->argc >= 2 &&
-             (arg_is(frame, fr, 1, "kill") || arg_is(frame, fr, 1, "unblock"))) {
+    else if (local == LOCAL_CLIENT && (in_transaction(c) || c->stream) &&
+             kills_or_unblocks(frame, fr)) {
         error(rt, &sc->st.err_unsupported, "ERR CLIENT KILL and CLIENT UNBLOCK cannot run "
               "inside MULTI or on a subscribed connection through redis-sidecar");
-        rt->abort_multi = c->in_multi;
+        rt->abort_multi = in_transaction(c);
     }
     /* A streaming lease is the client's own connection: everything goes
      * there, in order, but for QUIT, PROXY and what is never allowed. */
@@ -552,11 +554,12 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
     } else if (cmd && (cmd->flags & CMD_REFUSED)) {
         error(rt, &sc->st.err_refused, "ERR '%.*s' is not allowed through redis-sidecar "
               "(it acts on the server's connections or replication)", nl, name);
-        rt->abort_multi = c->in_multi;
+        rt->abort_multi = in_transaction(c);
         return;
     } else if (cmd && (cmd->flags & CMD_NOT_YET)) {
         error(rt, &sc->st.err_unsupported, "ERR '%.*s' is not supported by redis-sidecar yet "
               "(it needs a dedicated server connection)", nl, name);
+        rt->abort_multi = in_transaction(c);
         return;
     } else if (cmd && (cmd->flags & CMD_STREAM)) {
         stream(c, rt);
