@@ -52,26 +52,25 @@ static void on_commands(void *arg, const struct health_command *v, int n)
     ev_timer_start(sc->loop, &sc->trim_w);
 }
 
-/* A node of the topology, watched by its checker; master: 1 a master,
- * 0 a replica, 2 a cluster's replica (READONLY links). */
+/* Every node's checker reports here. */
+static const struct checker_hooks hooks = {
+    .on_change = on_node_health, .on_role = on_node_role, .on_commands = on_commands,
+};
+
+/* A node of the topology, watched by its checker (the first master's
+ * also reads the command table). */
 static struct node *add(struct sidecar *sc, const char *addr, int master, char *err,
-                        size_t errlen);
+                        size_t errlen)
+{
+    return nodes_add(sc, addr, &hooks, master && !sc->commands_loaded ? NODE_FETCH_COMMANDS : 0,
+                     err, errlen);
+}
 
 struct node *master_add_node(struct sidecar *sc, const char *addr, int replica, char *err,
                              size_t errlen)
 {
-    return add(sc, addr, replica ? 2 : 1, err, errlen);
-}
-
-static struct node *add(struct sidecar *sc, const char *addr, int master, char *err,
-                        size_t errlen)
-{
-    static const struct checker_hooks hooks = {
-        .on_change = on_node_health, .on_role = on_node_role, .on_commands = on_commands,
-    };
-
-    return nodes_add(sc, addr, &hooks, master == 1 && !sc->commands_loaded ? NODE_FETCH_COMMANDS :
-                     master == 2 ? NODE_READONLY : 0, err, errlen);
+    return replica ? nodes_add(sc, addr, &hooks, NODE_READONLY, err, errlen)
+                   : add(sc, addr, 1, err, errlen);
 }
 
 /* The master changes (n may be NULL: none for now). Held requests go to a
