@@ -589,7 +589,8 @@ static int judge(struct link *l, enum hs_kind kind, const char *p, size_t n)
     }
     snprintf(why, sizeof why, "%s refused: %.*s", kind == HS_AUTH ? "AUTH" :
              kind == HS_SELECT ? "SELECT" : kind == HS_RESET ? "RESET" :
-             kind == HS_HELLO ? "HELLO 3" : kind == HS_READONLY ? "READONLY" : l->validating ? "validation PING" : "PING",
+             kind == HS_HELLO ? "HELLO 3" : kind == HS_READONLY ? "READONLY" :
+             l->validating ? "validation PING" : "PING",
              m, p + 1);
     if ((kind == HS_AUTH || kind == HS_HELLO) && pl->cfg.auth_final &&
         is_code(p, n, "-WRONGPASS")) {

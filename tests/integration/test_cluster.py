@@ -625,8 +625,9 @@ def test_reads_go_to_each_shards_replica_and_read_your_writes_holds(env, cluster
     assert sum(gets[n.port] for n in replicas) == 300, gets
     # each replica served exactly the keys of its own master's slots
     owners = slot_owners(cluster)
+    replica_of = {m.port: replica_of_node(cluster, m) for m in masters}
     for rep in replicas:
-        mine = sum(1 for k in keys if replica_of_node(cluster, owners[key_slot(k.encode())]) is rep)
+        mine = sum(1 for k in keys if replica_of[owners[key_slot(k.encode())].port] is rep)
         assert gets[rep.port] == mine, (rep.port, gets[rep.port], mine)
     # read-your-writes: every read right after its own write sees it
     for i in range(500):

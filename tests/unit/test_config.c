@@ -263,7 +263,8 @@ static void test_errors(void)
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[routing]\nread_your_writes = yes\n",
                      "t.ini:4: routing.read_your_writes: \"yes\" is not one of offset, window, off"));
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\n[routing]\nread_from = replica\n",
-                     "t.ini: routing.read_from = replica needs upstream.replicas, upstream.sentinels or upstream.cluster"));
+                     "t.ini: routing.read_from = replica needs upstream.replicas, "
+                     "upstream.sentinels or upstream.cluster"));
     /* The first error wins, with its own line. */
     CHECK(fails_with("[upstream]\nmaster = 127.0.0.1:7000\ndatabase = x\n[pool]\nconnections = 0\n",
                      "t.ini:3: upstream.database: \"x\" not in 0..100000"));
