@@ -179,9 +179,9 @@ bench: deps all $(BUILD)/bench/loadgen
 	@LOADGEN_BIN=$(BUILD)/bench/loadgen ./bench/run.sh
 
 # The open-loop load generator of the latency section (bench/loadgen.c).
-$(BUILD)/bench/loadgen: bench/loadgen.c
+$(BUILD)/bench/loadgen: bench/loadgen.c $(BUILD)/lib/resp.o $(BUILD)/lib/buf.o
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< -lev -lm
+	$(CC) $(CFLAGS) -o $@ $^ -lev -lm
 
 # The chaos soak (tests/soak/soak.py): SOAK_MINUTES of faults under load
 # (10 by default), in the order drawn from SOAK_SEED (random unless set;

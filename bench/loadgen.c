@@ -30,6 +30,8 @@
 
 #include <ev.h>
 
+#include "../lib/resp.h"
+
 struct conn {
     int     fd;
     ev_io   rw, ww;
@@ -37,6 +39,7 @@ struct conn {
     size_t  out_len, out_cap;
     char   *in;               /* bytes read, not parsed yet */
     size_t  in_len, in_cap;
+    struct resp_framer fr;    /* the reply at in[0] */
     double *due;              /* each request in flight: its scheduled time */
     size_t  due_head, due_n, due_cap;
 };
@@ -134,22 +137,23 @@ static void want_write(struct conn *c)
         ev_io_start(loop, &c->ww);
 }
 
-/* One reply framed at p (+, -, :, or a bulk string): its length, 0 if
- * not all here yet; *err set for an error reply. */
-static size_t frame(const char *p, size_t n, int *err)
+/* One reply framed at p by the proxy's own framer: its length, 0 if not
+ * all here yet (f keeps what it read of it); *err set for an error reply. */
+static size_t frame(struct resp_framer *f, const char *p, size_t n, int *err)
 {
-    const char *nl = memchr(p, '\n', n);
+    static const struct resp_limits lim = {.max_bulk = RESP_MAX_BULK, .max_line = 1 << 20};
+    int rc = resp_frame_reply(f, p, n, &lim);
 
-    if (!nl)
+    if (rc == RESP_ERR) {
+        errno = EPROTO;
+        die("a reply that does not parse");
+    }
+    if (rc != RESP_DONE)
         return 0;
-    size_t line = (size_t)(nl - p) + 1;
     *err = p[0] == '-';
-    if (p[0] != '$')
-        return line;
-    long len = strtol(p + 1, NULL, 10);
-    if (len < 0)
-        return line;
-    return n >= line + (size_t)len + 2 ? line + (size_t)len + 2 : 0;
+    size_t len = f->fr.len;
+    resp_framer_reset(f);
+    return len;
 }
 
 static void record(double due, double t)
@@ -177,7 +181,7 @@ static void on_read(struct ev_loop *l, ev_io *w, int revents)
     double t = now_s();
     size_t at = 0, k;
     int err;
-    while (at < c->in_len && (k = frame(c->in + at, c->in_len - at, &err)) > 0) {
+    while (at < c->in_len && (k = frame(&c->fr, c->in + at, c->in_len - at, &err)) > 0) {
         at += k;
         if (!c->due_n)
             die("a reply nobody asked for");
@@ -295,6 +299,8 @@ static int connect_to(void)
 static void populate(void)
 {
     struct conn c = {.fd = connect_to()};
+
+    resp_framer_reset(&c.fr);
     char buf[65536];
 
     for (long long i = 0; i < opt.keys;) {
@@ -317,7 +323,7 @@ static void populate(void)
             at = 0;
             size_t k;
             int err;
-            while (at < have && (k = frame(buf + at, have - at, &err)) > 0) {
+            while (at < have && (k = frame(&c.fr, buf + at, have - at, &err)) > 0) {
                 at += k;
                 got++;
                 errors += err;
@@ -374,6 +380,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < opt.nconns; i++) {
         struct conn *c = &conns[i];
         c->fd = connect_to();
+        resp_framer_reset(&c->fr);
         ev_io_init(&c->rw, on_read, c->fd, EV_READ);
         ev_io_init(&c->ww, on_write, c->fd, EV_WRITE);
         c->rw.data = c->ww.data = c;
