@@ -14,6 +14,63 @@
  * them through new pages. */
 #define BUF_DOUBLE_BELOW (1024 * 1024)
 
+/* Large blocks freed are kept a moment for the next large buffer: a run
+ * of 1 MB values then reuses the same warm pages, where each fresh block
+ * would be mapped, faulted in a page at a time (zeroed by the kernel) and
+ * unmapped again, which costs more than the bytes' own copies. Bounded
+ * in count and bytes; buf_spare_trim() frees what was not taken since
+ * its last call. Single-threaded, as the whole proxy. */
+#define SPARE_MIN   (128 * 1024)
+#define SPARE_MAX   (4 * 1024 * 1024)
+#define SPARE_SLOTS 8
+#define SPARE_BYTES (16 * 1024 * 1024)
+
+static struct { char *data; size_t cap; } spare[SPARE_SLOTS];
+static unsigned nspare;
+static size_t spare_bytes;
+static int spare_taken;
+
+static int spare_put(char *data, size_t cap)
+{
+    if (cap < SPARE_MIN || cap > SPARE_MAX || nspare == SPARE_SLOTS ||
+        spare_bytes + cap > SPARE_BYTES)
+        return 0;
+    spare[nspare].data = data;
+    spare[nspare].cap = cap;
+    nspare++;
+    spare_bytes += cap;
+    return 1;
+}
+
+/* The smallest spare block of at least `want` bytes, or NULL. */
+static char *spare_take(size_t want, size_t *cap)
+{
+    unsigned best = nspare;
+
+    for (unsigned i = 0; i < nspare; i++)
+        if (spare[i].cap >= want && (best == nspare || spare[i].cap < spare[best].cap))
+            best = i;
+    if (best == nspare)
+        return NULL;
+    char *d = spare[best].data;
+    *cap = spare[best].cap;
+    spare_bytes -= *cap;
+    spare[best] = spare[--nspare];
+    spare_taken = 1;
+    return d;
+}
+
+void buf_spare_trim(void)
+{
+    if (!spare_taken)
+        while (nspare > 0) {
+            nspare--;
+            spare_bytes -= spare[nspare].cap;
+            free(spare[nspare].data);
+        }
+    spare_taken = 0;
+}
+
 int buf_reserve(struct buf *b, size_t want)
 {
     if (b->cap - b->len >= want)
@@ -34,7 +91,20 @@ int buf_reserve(struct buf *b, size_t want)
             return -1;
         cap += step;
     }
-    char *d = realloc(b->data, cap);
+    /* A large block for what fits in a small one: a spare, if there is
+     * one (copying the few bytes held beats fresh pages). */
+    size_t scap;
+    char *d;
+    if (cap >= SPARE_MIN && used <= SPARE_MIN / 2 && (d = spare_take(cap, &scap)) != NULL) {
+        if (used)
+            memcpy(d, b->data, used);
+        buf_free(b);
+        b->data = d;
+        b->len = used;
+        b->cap = scap;
+        return 0;
+    }
+    d = realloc(b->data, cap);
     if (!d)
         return -1;
     b->data = d;
@@ -101,7 +171,8 @@ void buf_shrink(struct buf *b, size_t keep)
 
 void buf_free(struct buf *b)
 {
-    free(b->data);
+    if (!spare_put(b->data, b->cap))
+        free(b->data);
     b->data = NULL;
     b->pos = b->len = b->cap = 0;
 }

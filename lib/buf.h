@@ -32,7 +32,12 @@ void buf_reset(struct buf *b);
 /* Give memory back once a burst is over: a drained buffer larger than
  * `keep` is freed. */
 void buf_shrink(struct buf *b, size_t keep);
+/* Frees b's memory; a large block is kept a moment for the next large
+ * buffer (see buf_spare_trim). */
 void buf_free(struct buf *b);
+/* Call about once a second: the large blocks kept since the previous
+ * call are freed unless one was taken meanwhile. */
+void buf_spare_trim(void);
 
 /* Drained buffers kept for reuse, so a busy connection does not pay a
  * malloc and a free for every batch of replies, while an idle one holds

@@ -455,11 +455,11 @@ int resp_frame_reply(struct resp_framer *f, const char *p, size_t n,
     }
 }
 
-long long resp_reply_known(const struct resp_framer *f)
+long long resp_known(const struct resp_framer *f)
 {
     long long k = (long long)f->off;
 
-    if (f->phase == P_ITEM_BODY || f->phase == P_CHUNK_BODY)
+    if (f->phase == P_ITEM_BODY || f->phase == P_CHUNK_BODY || f->phase == P_ARG_BODY)
         k += f->bulk;
     return k;
 }

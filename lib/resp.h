@@ -64,9 +64,9 @@ int resp_frame_request(struct resp_framer *f, const char *p, size_t n,
 int resp_frame_reply(struct resp_framer *f, const char *p, size_t n,
                      const struct resp_limits *lim);
 
-/* While a reply frame is incomplete: the bytes it is known to hold at
- * least (what is parsed, and the rest of the bulk being read). */
-long long resp_reply_known(const struct resp_framer *f);
+/* While a frame (request or reply) is incomplete: the bytes it is known
+ * to hold at least (what is parsed, and the rest of the bulk being read). */
+long long resp_known(const struct resp_framer *f);
 /* For a reply nobody will read: forget what is parsed of it and as much
  * of the bulk being read as p[0..n) holds. Returns how many bytes of p
  * that is, to drop; framing goes on as if the frame began after them (its

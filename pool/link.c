@@ -696,7 +696,7 @@ static int skip_reply(struct link *l)
 {
     struct pool *p = l->pool;
     struct req *r = TAILQ_FIRST(&l->fifo), *o;
-    long long known = resp_reply_known(&l->fr);
+    long long known = resp_known(&l->fr);
 
     if (!l->skipping) {
         if (l->hs_pending || l->lease == LEASE_STREAM || !r || r->off + r->len > l->sent ||
@@ -771,7 +771,10 @@ static void process_replies(struct link *l)
         buf_consume(&l->in, len);
     }
     buf_shrink(&l->in, LINK_KEEP_BUF);
-    if (l->nfifo == 0)
+    /* A shared link keeps its output's pages while it is busy (a run of
+     * large values would fault fresh ones in for every batch): link_tend
+     * gives them back once it is idle. */
+    if (l->nfifo == 0 && link_is_lease(l))
         buf_shrink(&l->out, LINK_KEEP_BUF);
 }
 
@@ -1239,6 +1242,8 @@ void link_tend(struct link *l, ev_tstamp now)
 {
     struct pool *p = l->pool;
 
+    if (l->nfifo == 0)
+        buf_shrink(&l->out, LINK_KEEP_BUF);
     if (l->state != LINK_READY || l->nfifo != 0 || now < p->quiet_until)
         return;
     if (p->cfg.max_link_age > 0 && now - l->opened_at > l->age_limit) {

@@ -106,6 +106,7 @@ static void on_idle_sweep(struct ev_loop *loop, ev_timer *w, int revents)
     (void)loop;
     (void)revents;
     client_sweep(w->data);
+    buf_spare_trim();                /* large blocks not reused since the last sweep */
 }
 
 static int start_nodes(struct sidecar *sc, char *err, size_t errlen)

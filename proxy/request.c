@@ -414,9 +414,18 @@ static void client_read(struct client *c)
     struct sidecar *sc = c->sc;
     ssize_t n;
 
-    if (c->partial)
-        n = buf_read_fd(&c->partial->buf, c->io.fd, CLIENT_READ_CHUNK);
-    else
+    if (c->partial) {
+        /* room for the rest of the bulk being read, if the framer knows
+         * it (up to the query limit): one allocation and as few reads as
+         * the socket allows for a large value */
+        struct client_input *in = c->partial;
+        long long rest = resp_known(&in->fr) - (long long)buf_used(&in->buf);
+        size_t chunk = CLIENT_READ_CHUNK;
+        if (rest > CLIENT_READ_CHUNK)
+            chunk = rest < (long long)sc->cfg->max_query_buffer ? (size_t)rest
+                                                                 : sc->cfg->max_query_buffer;
+        n = buf_read_fd(&in->buf, c->io.fd, chunk);
+    } else
         n = read(c->io.fd, sc->rbuf, SIDECAR_RBUF);
     if (n > 0) {
         c->last_active = sc->now;

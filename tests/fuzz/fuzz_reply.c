@@ -7,7 +7,7 @@
  * RESP_MORE, as a link drops a reply nobody will read. The stream is
  * framed whole, in the header's pieces and byte by byte: the frames and
  * the end (more wanted, or the same error) must be the same, and what
- * resp_reply_known() claims before a reply is complete must not exceed
+ * resp_known() claims before a reply is complete must not exceed
  * its length. */
 #include <string.h>
 

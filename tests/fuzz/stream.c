@@ -12,7 +12,7 @@ struct feed {
     struct resp_framer        f;
     size_t                    pos;      /* payload bytes consumed (frames, and dropped) */
     size_t                    dropped;  /* of them, skipped bytes of the frame under way */
-    long long                 known;    /* resp_reply_known() at most, for that frame */
+    long long                 known;    /* resp_known() at most, for that frame */
     int                       ended;    /* RESP_ERR: the proxy closes there */
 };
 
@@ -91,8 +91,8 @@ static void feed(struct feed *s, const char *p, size_t have, int copy, struct st
         }
         FUZZ_REQUIRE(rc == RESP_MORE, "framer answered %d", rc);
         if (s->flags & STREAM_KNOWN) {
-            long long k = resp_reply_known(&s->f) + (long long)s->dropped;
-            FUZZ_REQUIRE(resp_reply_known(&s->f) >= 0, "known %lld", resp_reply_known(&s->f));
+            long long k = resp_known(&s->f) + (long long)s->dropped;
+            FUZZ_REQUIRE(resp_known(&s->f) >= 0, "known %lld", resp_known(&s->f));
             if (k > s->known)
                 s->known = k;
         }

@@ -16,7 +16,7 @@ typedef int stream_framer(struct resp_framer *f, const char *p, size_t n,
 struct stream_event {
     int               rc;
     struct resp_frame fr;      /* its len counts the bytes skipped of it too */
-    long long         known;   /* most resp_reply_known() said before it was done */
+    long long         known;   /* most resp_known() said before it was done */
     char              err[64];
 };
 
@@ -26,7 +26,7 @@ struct stream_run {
 };
 
 #define STREAM_SKIP  1         /* replies: drop what resp_reply_skip() lets go */
-#define STREAM_KNOWN 2         /* replies: note resp_reply_known() */
+#define STREAM_KNOWN 2         /* replies: note resp_known() */
 
 void stream_free(struct stream_run *r);
 /* All of p[0..n) in one read. */

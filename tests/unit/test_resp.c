@@ -589,7 +589,14 @@ static void test_reply_skip(void)
 
     resp_framer_reset(&f);
     CHECK(resp_frame_reply(&f, msg, have, &lim) == RESP_MORE);
-    CHECK(resp_reply_known(&f) == 9 + 12);
+    CHECK(resp_known(&f) == 9 + 12);
+    {   /* a request: its header and the whole of the bulk being read */
+        static const char req[] = "*2\r\n$3\r\nGET\r\n$1000\r\nab";
+        struct resp_framer q;
+        resp_framer_reset(&q);
+        CHECK(resp_frame_request(&q, req, sizeof req - 1, &lim) == RESP_MORE);
+        CHECK(resp_known(&q) == 20 + 1002);   /* "*2..$1000\r\n" is 20 */
+    }
     /* Fed 3 bytes of body at a time, each time dropped. */
     while (have < 21) {
         size_t n = have - dropped;
