@@ -464,15 +464,21 @@ long long resp_known(const struct resp_framer *f)
     return k;
 }
 
-size_t resp_reply_skip(struct resp_framer *f, size_t n)
+size_t resp_reply_skippable(const struct resp_framer *f, size_t n)
 {
     size_t k = f->off;
 
-    if ((f->phase == P_ITEM_BODY || f->phase == P_CHUNK_BODY) && n > f->off) {
-        size_t body = n - f->off < (unsigned long long)f->bulk ? n - f->off : (size_t)f->bulk;
-        f->bulk -= (long long)body;
-        k += body;
-    }
+    if ((f->phase == P_ITEM_BODY || f->phase == P_CHUNK_BODY) && n > f->off)
+        k += n - f->off < (unsigned long long)f->bulk ? n - f->off : (size_t)f->bulk;
+    return k;
+}
+
+size_t resp_reply_skip(struct resp_framer *f, size_t n)
+{
+    size_t k = resp_reply_skippable(f, n);
+
+    if (f->phase == P_ITEM_BODY || f->phase == P_CHUNK_BODY)
+        f->bulk -= (long long)(k - f->off);
     f->off = f->scan = 0;
     return k;
 }

@@ -67,11 +67,14 @@ int resp_frame_reply(struct resp_framer *f, const char *p, size_t n,
 /* While a frame (request or reply) is incomplete: the bytes it is known
  * to hold at least (what is parsed, and the rest of the bulk being read). */
 long long resp_known(const struct resp_framer *f);
-/* For a reply nobody will read: forget what is parsed of it and as much
- * of the bulk being read as p[0..n) holds. Returns how many bytes of p
- * that is, to drop; framing goes on as if the frame began after them (its
- * length, once done, counts only what follows). */
+/* For a reply nobody will read, or one passed on as it comes: forget
+ * what is parsed of it and as much of the bulk being read as p[0..n)
+ * holds. Returns how many bytes of p that is, to drop (or pass on);
+ * framing goes on as if the frame began after them (its length, once
+ * done, counts only what follows). */
 size_t resp_reply_skip(struct resp_framer *f, size_t n);
+/* What resp_reply_skip(f, n) would return, f unchanged. */
+size_t resp_reply_skippable(const struct resp_framer *f, size_t n);
 /* Split an inline line (without its line end) the way redis does
  * (quotes, \xHH escapes) and append it to `out` as a RESP array of bulk
  * strings. Returns the argument count, or -1 with *err set. */

@@ -18,6 +18,7 @@
 
 #define LINK_READ_CHUNK  (16 * 1024)
 #define LINK_KEEP_BUF    (64 * 1024)
+#define LINK_STREAM_CHUNK (256 * 1024)
 #define BACKOFF_FIRST    0.05
 #define BACKOFF_MAX      2.0    /* and never over connect_timeout / 2, so a
                                  * request always sees a try before it gives up */
@@ -59,7 +60,7 @@ static void close_socket(struct link *l)
 {
     struct ev_loop *loop = l->pool->loop;
 
-    l->skipping = 0;
+    l->skipping = l->streaming = 0;
     ev_io_stop(loop, &l->rio);
     ev_io_stop(loop, &l->wio);
     ev_timer_stop(loop, &l->conn_timer);
@@ -138,6 +139,12 @@ static void settle(struct link *l, const char *why, int reconnect)
         int written = r->off + r->len <= l->sent;
         int again = r->owner && (!written || ((r->flags & REQ_READONLY) && p->cfg.retry_reads &&
                                              !(r->flags & REQ_RETRIED)));
+        if (r->flags & REQ_STREAMED) {   /* its reply was cut mid-way: never again */
+            if (r->owner)
+                p->st.failed_after_send++;
+            fail_req(l, r, msg);
+            continue;
+        }
         if (reconnect && r->owner && (r->flags & REQ_REROUTE)) {
             TAILQ_REMOVE(&l->fifo, r, link_tqe);
             TAILQ_INSERT_TAIL(&back, r, link_tqe);
@@ -653,7 +660,8 @@ static inline void rtt_observe(struct pool_stats *st, double t)
     st->rtt_sum += t;
 }
 
-static int deliver(struct link *l, const char *p, size_t n)
+/* `last`: the end of a reply passed on as it came (on_reply_part). */
+static int deliver(struct link *l, const char *p, size_t n, int last)
 {
     struct pool *pl = l->pool;
     struct req *r = TAILQ_FIRST(&l->fifo);
@@ -676,7 +684,9 @@ static int deliver(struct link *l, const char *p, size_t n)
     /* The request's bytes stay until the owner has seen the reply: it may
      * send them elsewhere (a read a replica could not serve). */
     uint64_t end = r->off + r->len;
-    if (r->owner)
+    if (r->owner && last)
+        pl->cb.on_reply_part(r, req_bytes(l, r), p, n, 1, pl->cb.arg);
+    else if (r->owner)
         pl->cb.on_reply(r, req_bytes(l, r), p, n, NULL, pl->cb.arg);
     else
         req_release(pl->cache, r);
@@ -731,13 +741,49 @@ static int skip_reply(struct link *l)
     return 1;
 }
 
+/* A large reply goes to its owner as it comes, if the owner takes it:
+ * a bulk or an array (not an error, whose text the owner reads, nor a
+ * push) answering the request at the head, on a shared link or a lease
+ * not in stream mode. Then what is read of it is passed on and dropped
+ * from the input at each read, and memory holds one read's worth of it,
+ * not the whole. */
+static void stream_reply(struct link *l) __attribute__((noinline));
+
+static void stream_reply(struct link *l)
+{
+    struct pool *p = l->pool;
+    struct req *r = TAILQ_FIRST(&l->fifo);
+    const char *in = buf_start(&l->in);
+    size_t n = resp_reply_skippable(&l->fr, buf_used(&l->in));
+
+    if (!l->streaming) {
+        if (l->hs_pending || l->lease == LEASE_STREAM || !r || !r->owner ||
+            r->off + r->len > l->sent || (r->flags & REQ_HANDSHAKE) ||
+            (in[0] != '$' && in[0] != '*') || resp_known(&l->fr) < LINK_STREAM_MIN ||
+            !p->cb.on_reply_part(r, req_bytes(l, r), in, n, 0, p->cb.arg))
+            return;
+        r->flags |= REQ_STREAMED;
+        l->streaming = 1;
+        p->st.replies_streamed++;
+    } else if (r->owner) {
+        p->cb.on_reply_part(r, req_bytes(l, r), in, n, 0, p->cb.arg);
+    }
+    if (!r->owner) {                     /* its client left: the rest is dropped */
+        p->st.streams_dropped++;
+        l->streaming = 0;
+        l->skipping = 1;
+    }
+    buf_consume(&l->in, resp_reply_skip(&l->fr, buf_used(&l->in)));
+}
+
 static void process_replies(struct link *l)
 {
     while (buf_used(&l->in)) {
         int rc = resp_frame_reply(&l->fr, buf_start(&l->in), buf_used(&l->in),
                                   &reply_limits);
         if (rc == RESP_MORE) {
-            skip_reply(l);
+            if (l->streaming || !skip_reply(l))
+                stream_reply(l);
             break;
         }
         if (rc == RESP_ERR) {
@@ -748,12 +794,16 @@ static void process_replies(struct link *l)
         }
         size_t len = l->fr.fr.len;
         const char *p = buf_start(&l->in);
-        /* the end of a dropped reply goes to its unowned request */
-        int skipped = l->skipping;
-        l->skipping = 0;
-        if (!skipped && l->lease == LEASE_STREAM && !l->hs_pending && !l->ahead) {
+        /* the end of a dropped reply goes to its unowned request, the end
+         * of one passed on as it came to its owner */
+        int skipped = l->skipping, streamed = l->streaming;
+        l->skipping = l->streaming = 0;
+        if (skipped || streamed) {
+            if (deliver(l, p, len, streamed) < 0)
+                return;
+        } else if (l->lease == LEASE_STREAM && !l->hs_pending && !l->ahead) {
             l->pool->cb.on_stream(l->lessee, p, len, l->pool->cb.arg);
-        } else if (!skipped && p[0] == '>') {
+        } else if (p[0] == '>') {
             /* A RESP3 push answers no request: matched to one, it would
              * shift every later reply onto the wrong client. On a lease it
              * is its holder's, in order with its replies. */
@@ -764,8 +814,7 @@ static void process_replies(struct link *l)
                 log_debug("link %s#%d: push frame of %zu bytes dropped", l->pool->cfg.name,
                           l->idx, len);
             }
-        } else if (!skipped && l->hs_pending ? handshake_reply(l, p, len) < 0
-                                             : deliver(l, p, len) < 0) {
+        } else if (l->hs_pending ? handshake_reply(l, p, len) < 0 : deliver(l, p, len, 0) < 0) {
             return;
         }
         buf_consume(&l->in, len);
@@ -851,7 +900,8 @@ static void link_rd_cb(struct ev_loop *loop, ev_io *w, int revents)
         link_down(l, n == 0 ? LOST_CLOSED : LOST_TLS, why);
         return;
     }
-    ssize_t n = buf_read_fd(&l->in, l->fd, LINK_READ_CHUNK);
+    /* a reply passed on as it comes: as much at a time as has come */
+    ssize_t n = buf_read_fd(&l->in, l->fd, l->streaming ? LINK_STREAM_CHUNK : LINK_READ_CHUNK);
     if (n > 0) {
         l->last_rx = ev_now(loop);
         l->pool->st.bytes_in += (uint64_t)n;

@@ -19,6 +19,10 @@
 
 struct pool;
 
+/* A reply known to be this large or more goes to its owner as it comes
+ * (pool's on_reply_part), not buffered whole first. */
+#define LINK_STREAM_MIN (64 * 1024)
+
 enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_TLS, LINK_HANDSHAKE, LINK_READY };
 enum hs_kind { HS_RESET, HS_HELLO, HS_AUTH, HS_SELECT, HS_NAME, HS_PING, HS_ID, HS_READONLY };
 /* Why a link went down, for the counters. */
@@ -60,6 +64,7 @@ struct link {
     enum hs_kind hs_kind[8];    /* what each handshake command was */
     int          validating;    /* hs holds a validation PING */
     int          skipping;      /* the reply being read is dropped as it comes */
+    int          streaming;     /* the reply being read goes to its owner as it comes */
     unsigned     ahead;         /* return handshake requests in the FIFO (a lease's,
                                  * sent behind its holder's last request) */
     uint64_t     ahead_end;     /* where they end: nothing after is written before

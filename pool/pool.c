@@ -185,6 +185,8 @@ void pool_stats_add(struct pool_stats *to, const struct pool_stats *from)
     to->bytes_out += from->bytes_out;
     to->bytes_in += from->bytes_in;
     to->pushes_dropped += from->pushes_dropped;
+    to->replies_streamed += from->replies_streamed;
+    to->streams_dropped += from->streams_dropped;
     to->reconnects += from->reconnects;
     for (int i = 0; i <= POOL_RTT_BUCKETS; i++)
         to->rtt[i] += from->rtt[i];

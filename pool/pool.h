@@ -52,6 +52,15 @@ struct pool_callbacks {
      * the call (to send it elsewhere). Never called for unowned requests. */
     void (*on_reply)(struct req *r, const char *req, const char *p, size_t n,
                      const char *err, void *arg);
+    /* A large reply (LINK_STREAM_MIN or more), passed on as it comes:
+     * the first call, with the frame's first bytes, may decline (0: the
+     * reply is buffered whole and given to on_reply); once accepted, the
+     * request is REQ_STREAMED and every later piece comes here, `last`
+     * on the one that ends the frame (p, n are only the bytes not passed
+     * on before). If the link fails mid-way, on_reply gets err as usual
+     * (the owner cannot answer it any more: the frame is cut). */
+    int (*on_reply_part)(struct req *r, const char *req, const char *p, size_t n, int last,
+                         void *arg);
     /* A request that did not run here and may run elsewhere (its link was
      * closed on purpose, or it is a replica's read whose link failed): its
      * bytes, valid during the call; the owner sends it on. */
@@ -113,6 +122,8 @@ struct pool_stats {
     uint64_t bytes_out;
     uint64_t bytes_in;
     uint64_t pushes_dropped;       /* RESP3 pushes on a link that is no stream */
+    uint64_t replies_streamed;     /* large replies passed on as they came */
+    uint64_t streams_dropped;      /* ... whose client left mid-way: the rest dropped */
     uint64_t reconnects;           /* shared links ready again after a loss */
     /* Round trips, from handed to a link to its reply read, by bucket
      * (not cumulative; the last is over the largest bound), and their sum. */

@@ -46,6 +46,9 @@ struct link;
 /* Owner's: how many times a cluster redirected it (MOVED, ASK), bits 25-27. */
 #define REQ_REDIR_SHIFT 25
 #define REQ_REDIR_MASK  (7u << REQ_REDIR_SHIFT)
+/* The pool's: part of its reply went to the owner as it came (a large
+ * one, on_reply_part): it can no longer be sent again or elsewhere. */
+#define REQ_STREAMED    0x10000000
 /* Owner's again: an AUTH sent for HELLO (REQ_AUTH), and HELLO's protocol. */
 #define REQ_HELLO       0x100000
 #define REQ_HELLO3      0x200000

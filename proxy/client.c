@@ -378,7 +378,8 @@ void client_answer(struct client *c, struct req *r, const char *p, size_t n, con
             health_sample_soon(&sc->master->health, 0.1);
     }
     sc->st.replies++;
-    int bad = err || is_error_reply(p, n);
+    /* the end of a reply passed on as it came says nothing of its type */
+    int bad = err || (!(r->flags & REQ_STREAMED) && is_error_reply(p, n));
     sc->st.replies_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT][bad]++;
     if (__builtin_expect(bad, 0))
         c->proc->app->errors[err ? APP_ERR_PROXY : APP_ERR_REDIS]++;

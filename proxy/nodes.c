@@ -118,7 +118,8 @@ struct node *nodes_add(struct sidecar *sc, const char *addr, const struct checke
                        unsigned flags, char *err, size_t errlen)
 {
     const struct pool_callbacks cb = {
-        .on_reply = upstream_on_reply, .on_unrun = upstream_on_unrun,
+        .on_reply = upstream_on_reply, .on_reply_part = upstream_on_reply_part,
+        .on_unrun = upstream_on_unrun,
         .on_stream = upstream_on_stream, .on_lease_lost = lease_lost,
         .on_stream_unrun = lease_stream_unrun,
         .on_lease_ready = lease_ready, .arg = sc,

@@ -364,6 +364,10 @@ const struct stat_row stats_table[] = {
      N(READY_RESP3)},
     {"Links", "pushes_dropped", "pushes_dropped_total", "", "RESP3 pushes on a shared link, "
      "dropped.", 'c', P(pushes_dropped)},
+    {"Links", "replies_streamed", "replies_streamed_total", "", "Large replies passed on to "
+     "their client as they came.", 'c', P(replies_streamed)},
+    {"Links", "streams_dropped", "streams_dropped_total", "", "Streamed replies whose client "
+     "left mid-way (the rest dropped, the link kept).", 'c', P(streams_dropped)},
     {"Links", "links_opened", "links_opened_total", "", "Links that completed their "
      "handshake (leases included).", 'c', P(links_opened)},
     {"Links", "link_failures", "link_failures_total", "", "Ready shared links lost.", 'c',

@@ -81,13 +81,31 @@ static int send_again(struct client *c, struct req *r, const char *req, const ch
     return -1;
 }
 
+/* A reply passed on as it came was cut off by its link's failure: the
+ * client has part of a frame, and nothing can follow it. */
+static void cut_off(struct client *c, const char *err) __attribute__((cold, noinline));
+
+static void cut_off(struct client *c, const char *err)
+{
+    char a[64];
+
+    c->proc->app->errors[APP_ERR_CLOSED]++;
+    log_warn("client %s closed: its reply was cut off mid-way (%s)",
+             client_addr(c, a, sizeof a), err);
+    client_close(c, "reply cut off");
+}
+
 void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
                        const char *err, void *arg)
 {
     struct client *c = r->owner;
     (void)arg;
 
-    if (__builtin_expect(r->flags & (REQ_AUTH | REQ_QUIET | REQ_PART), 0)) {
+    if (__builtin_expect(r->flags & (REQ_AUTH | REQ_QUIET | REQ_PART | REQ_STREAMED), 0)) {
+        if (r->flags & REQ_STREAMED) {   /* only ever an error now */
+            cut_off(c, err);
+            return;
+        }
         if (r->flags & REQ_PART) {       /* owned by its split, not a client */
             split_part_answered(r, req, p, n, err);
             return;
@@ -108,6 +126,26 @@ void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
     if (req)
         slowlog_answered(c, r, req);
     client_answer(c, r, p, n, err);
+}
+
+int upstream_on_reply_part(struct req *r, const char *req, const char *p, size_t n, int last,
+                           void *arg)
+{
+    struct client *c = r->owner;
+    (void)arg;
+
+    /* Taken only as the next reply the client is owed, and only where
+     * nothing reads the reply first (an AUTH's, a split's parts). */
+    if (!(r->flags & REQ_STREAMED) &&
+        ((r->flags & (REQ_AUTH | REQ_QUIET | REQ_PART)) || r != TAILQ_FIRST(&c->pending)))
+        return 0;
+    if (!last) {
+        client_stream(c, p, n);          /* may close it (output limit): the rest is dropped */
+        return 1;
+    }
+    slowlog_answered(c, r, req);
+    client_answer(c, r, p, n, NULL);
+    return 1;
 }
 
 void upstream_on_unrun(struct req *r, const char *req, const char *why, void *arg)

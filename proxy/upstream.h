@@ -12,6 +12,8 @@ struct req;
 /* The pool callbacks (struct pool_callbacks), arg the sidecar. */
 void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
                        const char *err, void *arg);
+int upstream_on_reply_part(struct req *r, const char *req, const char *p, size_t n, int last,
+                           void *arg);
 void upstream_on_unrun(struct req *r, const char *req, const char *why, void *arg);
 void upstream_on_stream(void *lessee, const char *p, size_t n, void *arg);
 

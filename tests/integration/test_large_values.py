@@ -1,0 +1,162 @@
+"""Large values (issue 21): a reply of 64 KB or more goes to its client as
+it comes instead of being buffered whole first; a request still goes onto
+a shared link only once it is complete, and its bytes stay with the proxy
+until its reply is in, so a link that dies under a large write never
+leaves half a value behind. (Under make asan the sizes are not asserted:
+its shadow memory and quarantine are most of the RSS.)"""
+import os
+import signal
+import socket
+import threading
+import time
+
+import redis
+
+from helpers import ASAN, resp_cmd, status_kb, wait_until
+
+MB = 1024 * 1024
+
+
+def queued_towards(port):
+    """Bytes in the kernel between the proxy and the redis on `port`: the
+    send queues of connections to it and the receive queues of its own."""
+    total = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            local = int(fields[1].split(":")[1], 16)
+            remote = int(fields[2].split(":")[1], 16)
+            tx, rx = (int(x, 16) for x in fields[4].split(":"))
+            if remote == port:
+                total += tx
+            elif local == port:
+                total += rx
+    return total
+
+
+def test_a_slow_reader_of_a_50mb_reply_costs_one_copy_within_the_output_limit(env, master):
+    """Passed on as it comes, the reply is held once (in the client's
+    output, under max_output_buffer), not also whole in the link's input;
+    the link goes on serving other clients meanwhile."""
+    sc = env.sidecar(master, pool={"connections": "1"})
+    value = os.urandom(1024) * (50 * 1024)
+    master.client().set("huge", value)
+    master.client().set("small", b"s")
+    other = sc.client()
+    assert other.get("small") == b"s"
+    rss0 = status_kb(sc.proc.pid, "VmRSS")
+    streamed0 = sc.counter("replies_streamed")
+    s = sc.raw(timeout=30)
+    s.sendall(resp_cmd("GET", "huge"))
+    got = bytearray(s.recv(65536))
+    # the one link is free again while the slow reader has most of it to read
+    assert other.get("small") == b"s"
+    time.sleep(0.5)
+    want = b"$%d\r\n" % len(value) + value + b"\r\n"
+    while len(got) < len(want):
+        chunk = s.recv(1 << 20)
+        assert chunk, "closed early"
+        got += chunk
+    assert bytes(got) == want
+    peak = status_kb(sc.proc.pid, "VmHWM")
+    print(f"\nRSS before {rss0} KB, peak {peak} KB (+{(peak - rss0) / 1024:.1f} MB)")
+    # buffered whole first, it would be +100 MB (link input and client output)
+    assert ASAN or peak - rss0 <= 72 * 1024, (rss0, peak)
+    assert sc.counter("replies_streamed") == streamed0 + 1
+    s.close()
+
+
+def test_a_slow_reader_over_max_output_buffer_is_closed_and_the_link_kept(env, master):
+    sc = env.sidecar(master, pool={"connections": "1"}, clients={"max_output_buffer": "16mb"})
+    master.client().set("big", b"b" * (10 * MB))
+    links = {c["id"] for c in master.sidecar_links()}
+    s = sc.raw(timeout=30)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(resp_cmd("GET", "big") * 3)       # each under the limit, not all three
+    wait_until(lambda: sc.log().count("output buffer over 16777216 bytes") == 1,
+               timeout=30, what="the slow reader closed at its output limit")
+    s.close()
+    r = sc.client()
+    assert r.get("big") == b"b" * (10 * MB)
+    assert {c["id"] for c in master.sidecar_links()} == links   # the same link
+
+
+def test_a_client_leaving_mid_way_through_a_streamed_reply_leaves_the_link_usable(env, master):
+    """The rest of the reply is dropped as it comes and the link stays
+    (same connection, no reconnect), in order for every other client."""
+    sc = env.sidecar(master, pool={"connections": "1"})
+    value = os.urandom(1024) * (32 * 1024)
+    master.client().set("big", value)
+    master.client().set("small", b"s")
+    r = sc.client()
+    assert r.get("small") == b"s"
+    links = {c["id"] for c in master.sidecar_links()}
+    pid = master.proc.pid
+    for attempt in range(5):
+        dropped0 = sc.counter("streams_dropped")
+        s = sc.raw(timeout=30)
+        s.sendall(resp_cmd("GET", "big"))
+        first = s.recv(65536)
+        assert first.startswith(b"$%d\r\n" % len(value))
+        os.kill(pid, signal.SIGSTOP)         # the rest of the reply waits in redis
+        try:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\1\0\0\0\0\0\0\0")
+            s.close()                        # reset, with the reply mid-way
+            time.sleep(0.2)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: r.get("small") == b"s", what="the link serving again")
+        if sc.counter("streams_dropped") == dropped0 + 1:
+            break                            # it left while the reply was still coming
+    else:
+        raise AssertionError("redis sent the whole reply before the client left, 5 times")
+    assert r.get("big") == value
+    p = r.pipeline(transaction=False)
+    p.get("small").get("big").get("small")
+    assert p.execute() == [b"s", value, b"s"]
+    assert {c["id"] for c in master.sidecar_links()} == links   # never reconnected
+
+
+def test_a_large_set_whose_link_dies_mid_write_is_never_half_applied(env, tmp_path):
+    """Redis stopped, then killed, with the SET part-way to it: still whole
+    in the proxy, it is sent again whole on the next link (8 MB: more than
+    the sockets take); all in the kernel already, it may or may not have
+    run, and the app is told so (1 MB). Never a part of the value."""
+    master = env.redis("master")
+    # connect_timeout: how long a request waits for a link to come back
+    sc = env.sidecar(master, pool={"connections": "1", "reply_timeout": "60s",
+                                   "connect_timeout": "10s"})
+    r = sc.client(socket_timeout=60)
+    assert r.ping()
+    for size in (8 * MB, 1 * MB):
+        key = f"v{size}"
+        value = os.urandom(size)
+        os.kill(master.proc.pid, signal.SIGSTOP)
+        out = {}
+
+        def send():
+            try:
+                out["reply"] = r.set(key, value)
+            except redis.RedisError as e:
+                out["reply"] = e
+        t = threading.Thread(target=send)
+        t.start()
+        wait_until(lambda: queued_towards(master.port) > 64 * 1024,
+                   what="the SET on its way to the stopped redis")
+        time.sleep(0.3)
+        in_kernel = queued_towards(master.port)
+        master.stop(signal.SIGKILL)
+        master.start()
+        t.join(60)
+        assert not t.is_alive()
+        got = master.client().get(key)
+        if size == 8 * MB:
+            assert in_kernel < size, in_kernel         # the proxy still held some of it
+            assert out["reply"] is True, out["reply"]
+            assert got == value
+        elif out["reply"] is True:
+            assert got == value
+        else:
+            assert "may or may not have been applied" in str(out["reply"]), out["reply"]
+            assert got is None
+        assert r.get(key) == got
