@@ -28,7 +28,9 @@
 #     the other, repeated BENCH_REPS times; the table shows the median. Around
 #     each run, the master's INFO cpu gives Redis's own CPU time per request
 #     (median too): with a proxy, 50 or 500 clients arrive over 2 links,
-#     pipelined, so Redis spends less CPU on each request.
+#     pipelined, so Redis spends less CPU on each request. The workloads
+#     end with large values: SET and GET of 16 KB, 100 KB and 1 MB at
+#     -c 10 -P 1.
 #  2. With one proxy running at a time: RSS of the fresh proxy, then with
 #     N idle client connections (each has sent PING and got PONG); then the
 #     number of upstream connections in the master's CLIENT LIST while
@@ -87,6 +89,7 @@ if [ "$QUICK" = 1 ]; then
     N_LINKS=50000
     LAT_ROUNDS=2
     N_TX=2000
+    N_LV16=10000 N_LV100=2000 N_LV1M=300
     MODE="quick (BENCH_QUICK=1): indicative numbers only"
 else
     REPS=${BENCH_REPS:-3}
@@ -97,6 +100,7 @@ else
     N_LINKS=200000
     LAT_ROUNDS=5
     N_TX=20000
+    N_LV16=50000 N_LV100=20000 N_LV1M=2000
     MODE="full"
 fi
 TLS_ONLY=${BENCH_TLS_ONLY:-0}
@@ -123,6 +127,13 @@ WORKLOADS=(
     "SET -c 500 -P 1|set|500|1|3|$N_P1"
     "GET -c 500 -P 1|get|500|1|3|$N_P1"
     "GET -d 1024 -c 50 -P 1|get|50|1|1024|$N_P1"
+    # large values (issue 21): 10 clients, as many bytes per run for each size
+    "SET 16 KB -c 10|set|10|1|16384|$N_LV16"
+    "GET 16 KB -c 10|get|10|1|16384|$N_LV16"
+    "SET 100 KB -c 10|set|10|1|100000|$N_LV100"
+    "GET 100 KB -c 10|get|10|1|100000|$N_LV100"
+    "SET 1 MB -c 10|set|10|1|1000000|$N_LV1M"
+    "GET 1 MB -c 10|get|10|1|1000000|$N_LV1M"
 )
 TARGETS=(direct twemproxy sidecar)
 
@@ -1339,6 +1350,22 @@ done
 TW_DETAIL=$( [ $ALL_TW = 1 ] && echo "all workloads" || echo "short in: $(IFS=';'; echo "${TW_SHORT[*]}")" )
 TGT_L+=("[$V_TW] sidecar >= 1.0x twemproxy in every workload ($TW_DETAIL)")
 TGT_L+=("[$V_C500] sidecar >= 1.0x direct at -c 500 -P 1 ($C500_TXT)")
+# Large values: 1 MB SET and GET at least 1.2x twemproxy and 0.7x direct,
+# 100 KB at least 1.1x twemproxy (the medians compared, not the rounded ratios)
+LV1_OK=1 LV1_TXT="" LV100_OK=1 LV100_TXT=""
+for test in SET GET; do
+    label="$test 1 MB -c 10"
+    d=${MED["$label|direct"]} tw=${MED["$label|twemproxy"]} s=${MED["$label|sidecar"]}
+    ge "$s" "$(awk -v t="$tw" 'BEGIN { if (t != "") print t * 1.2 }')" || LV1_OK=0
+    ge "$s" "$(awk -v t="$d" 'BEGIN { if (t != "") print t * 0.7 }')" || LV1_OK=0
+    LV1_TXT+="${LV1_TXT:+; }$test $(fmt_x "$(ratio "$s" "$tw")") twemproxy, $(fmt_x "$(ratio "$s" "$d")") direct"
+    label="$test 100 KB -c 10"
+    tw=${MED["$label|twemproxy"]} s=${MED["$label|sidecar"]}
+    ge "$s" "$(awk -v t="$tw" 'BEGIN { if (t != "") print t * 1.1 }')" || LV100_OK=0
+    LV100_TXT+="${LV100_TXT:+; }$test $(fmt_x "$(ratio "$s" "$tw")") twemproxy"
+done
+TGT_L+=("[$(verdict $LV1_OK)] 1 MB values at -c 10: SET and GET at least 1.2x twemproxy and 0.7x direct: $(met $LV1_OK) ($LV1_TXT)")
+TGT_L+=("[$(verdict $LV100_OK)] 100 KB values at -c 10: SET and GET at least 1.1x twemproxy: $(met $LV100_OK) ($LV100_TXT)")
 TGT_L+=("[$V_IPR] fewer instructions per request than twemproxy (sidecar ${IPR[sidecar]:-?} vs twemproxy ${IPR[twemproxy]:-?})")
 TGT_L+=("[$V_RSS] less RSS than twemproxy with $IDLE idle clients (sidecar $(fmt_kb "${RSS_LOAD[sidecar]:-0}") vs twemproxy $(fmt_kb "${RSS_LOAD[twemproxy]:-0}"))")
 TGT_L+=("[info] Redis CPU per request at -c 500 -P 1: $CPU500_TXT")

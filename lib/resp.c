@@ -217,11 +217,58 @@ static int request_inline(struct resp_framer *f, const char *p, size_t n)
     return request_done(f, (size_t)(nl - p) + 1);
 }
 
+/* The common case in one pass: a whole multibulk request, there from
+ * its first byte, whose counts and lengths are plain numbers. RESP_DONE
+ * with f->fr set, or RESP_MORE for "not this case": the general framer
+ * then starts it afresh, and finds what is wrong with it if anything is.
+ * It takes exactly what the general framer takes, as that one does not
+ * look at the CRLF after a bulk either. */
+static int request_whole(struct resp_framer *f, const char *p, size_t n,
+                         const struct resp_limits *lim)
+{
+    size_t i = 1, name_off = 0, name_len = 0;
+    long long argc = 0;
+
+    while (i < n && i < 19 && (unsigned)(p[i] - '0') <= 9)
+        argc = argc * 10 + (p[i++] - '0');
+    if (i == 1 || p[1] == '0' || i + 1 >= n || p[i] != '\r' || argc > RESP_MAX_ARGS)
+        return RESP_MORE;
+    i += 2;
+    for (long long a = 0; a < argc; a++) {
+        if (i >= n || p[i] != '$')
+            return RESP_MORE;
+        size_t first = ++i;
+        long long v = 0;
+        while (i < n && i - first < 18 && (unsigned)(p[i] - '0') <= 9)
+            v = v * 10 + (p[i++] - '0');
+        if (i == first || (p[first] == '0' && i != first + 1) || i + 1 >= n || p[i] != '\r' ||
+            v > lim->max_bulk)
+            return RESP_MORE;
+        i += 2;
+        if ((unsigned long long)v + 2 > n - i)
+            return RESP_MORE;
+        if (a == 0) {
+            name_off = i;
+            name_len = (size_t)v;
+        }
+        i += (size_t)v + 2;
+    }
+    f->fr.len = i;
+    f->fr.name_off = name_off;
+    f->fr.name_len = name_len;
+    f->fr.argc = argc;
+    f->fr.type = 0;
+    f->fr.is_inline = 0;
+    return RESP_DONE;
+}
+
 int resp_frame_request(struct resp_framer *f, const char *p, size_t n,
                        const struct resp_limits *lim)
 {
     int rc = RESP_MORE;
 
+    if (f->phase == P_START && n > 3 && p[0] == '*' && request_whole(f, p, n, lim) == RESP_DONE)
+        return RESP_DONE;
     for (;;) {
         switch (f->phase) {
         case P_START:
@@ -411,11 +458,48 @@ static int reply_item(struct resp_framer *f, const char *p, size_t n,
     }
 }
 
+/* The common replies in one pass, there whole from their first byte: a
+ * short status, error or integer line, or a bulk string with a plain
+ * length. RESP_DONE with f->fr set, or RESP_MORE for "not this case"
+ * (the general framer then starts it afresh). */
+static int reply_whole(struct resp_framer *f, const char *p, size_t n,
+                       const struct resp_limits *lim)
+{
+    size_t i = 1;
+
+    if (p[0] == '$') {
+        long long v = 0;
+        while (i < n && i < 19 && (unsigned)(p[i] - '0') <= 9)
+            v = v * 10 + (p[i++] - '0');
+        if (i == 1 || (p[1] == '0' && i != 2) || i + 1 >= n || p[i] != '\r' ||
+            (unsigned long long)v + 2 > n - i - 2)
+            return RESP_MORE;
+        i += 2 + (size_t)v + 2;
+    } else if (p[0] == '+' || p[0] == '-' || p[0] == ':') {
+        size_t near = n < 64 ? n : 64;
+        while (i < near && p[i] != '\r')
+            i++;
+        if (i + 1 >= near || i > (p[0] == ':' ? RESP_MAX_HEADER : lim->max_line))
+            return RESP_MORE;
+        i += 2;
+    } else {
+        return RESP_MORE;
+    }
+    f->fr.len = i;
+    f->fr.type = p[0];
+    f->fr.name_off = f->fr.name_len = 0;
+    f->fr.argc = 0;
+    f->fr.is_inline = 0;
+    return RESP_DONE;
+}
+
 int resp_frame_reply(struct resp_framer *f, const char *p, size_t n,
                      const struct resp_limits *lim)
 {
     int rc;
 
+    if (f->phase == P_START && n > 3 && reply_whole(f, p, n, lim) == RESP_DONE)
+        return RESP_DONE;
     for (;;) {
         switch (f->phase) {
         case P_START:
