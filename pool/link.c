@@ -19,6 +19,7 @@
 #define LINK_READ_CHUNK  (16 * 1024)
 #define LINK_KEEP_BUF    (64 * 1024)
 #define LINK_STREAM_CHUNK (256 * 1024)
+#define LINK_HOLD_OUT    (4 * 1024 * 1024)   /* a busy shared link keeps up to this */
 #define BACKOFF_FIRST    0.05
 #define BACKOFF_MAX      2.0    /* and never over connect_timeout / 2, so a
                                  * request always sees a try before it gives up */
@@ -759,15 +760,23 @@ static void stream_reply(struct link *l)
     if (!l->streaming) {
         if (l->hs_pending || l->lease == LEASE_STREAM || !r || !r->owner ||
             r->off + r->len > l->sent || (r->flags & REQ_HANDSHAKE) ||
-            (in[0] != '$' && in[0] != '*') || resp_known(&l->fr) < LINK_STREAM_MIN ||
-            !p->cb.on_reply_part(r, req_bytes(l, r), in, n, 0, p->cb.arg))
+            (in[0] != '$' && in[0] != '*') || resp_known(&l->fr) < LINK_STREAM_MIN)
             return;
+        /* set before the call: what it does may close this link (its
+         * client closed at its output limit lets its lease go) */
         r->flags |= REQ_STREAMED;
         l->streaming = 1;
+        if (!p->cb.on_reply_part(r, req_bytes(l, r), in, n, 0, p->cb.arg)) {
+            r->flags &= ~(unsigned)REQ_STREAMED;
+            l->streaming = 0;
+            return;
+        }
         p->st.replies_streamed++;
     } else if (r->owner) {
         p->cb.on_reply_part(r, req_bytes(l, r), in, n, 0, p->cb.arg);
     }
+    if (!l->streaming)
+        return;                          /* the link closed under the call: r is gone */
     if (!r->owner) {                     /* its client left: the rest is dropped */
         p->st.streams_dropped++;
         l->streaming = 0;
@@ -823,7 +832,7 @@ static void process_replies(struct link *l)
     /* A shared link keeps its output's pages while it is busy (a run of
      * large values would fault fresh ones in for every batch): link_tend
      * gives them back once it is idle. */
-    if (l->nfifo == 0 && link_is_lease(l))
+    if (l->nfifo == 0 && (link_is_lease(l) || l->out.cap > LINK_HOLD_OUT))
         buf_shrink(&l->out, LINK_KEEP_BUF);
 }
 

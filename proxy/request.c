@@ -30,6 +30,7 @@
 #include "split.h"
 
 #define CLIENT_READ_CHUNK  (16 * 1024)
+#define CLIENT_READ_AHEAD  (4 * 1024 * 1024)
 
 /* What a forwarded request was and where it went, from its flags: a
  * table, as this is paid on every request. */
@@ -416,14 +417,14 @@ static void client_read(struct client *c)
 
     if (c->partial) {
         /* room for the rest of the bulk being read, if the framer knows
-         * it (up to the query limit): one allocation and as few reads as
-         * the socket allows for a large value */
+         * it: one allocation and as few reads as the socket allows for a
+         * large value (at most CLIENT_READ_AHEAD ahead of the bytes: a
+         * header alone does not reserve a 512 MB value) */
         struct client_input *in = c->partial;
         long long rest = resp_known(&in->fr) - (long long)buf_used(&in->buf);
         size_t chunk = CLIENT_READ_CHUNK;
         if (rest > CLIENT_READ_CHUNK)
-            chunk = rest < (long long)sc->cfg->max_query_buffer ? (size_t)rest
-                                                                 : sc->cfg->max_query_buffer;
+            chunk = rest < CLIENT_READ_AHEAD ? (size_t)rest : CLIENT_READ_AHEAD;
         n = buf_read_fd(&in->buf, c->io.fd, chunk);
     } else
         n = read(c->io.fd, sc->rbuf, SIDECAR_RBUF);

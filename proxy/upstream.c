@@ -91,7 +91,7 @@ static void cut_off(struct client *c, const char *err)
 
     c->proc->app->errors[APP_ERR_CLOSED]++;
     log_warn("client %s closed: its reply was cut off mid-way (%s)",
-             client_addr(c, a, sizeof a), err);
+             client_addr(c, a, sizeof a), err ? err : "link lost");
     client_close(c, "reply cut off");
 }
 

@@ -160,3 +160,19 @@ def test_a_large_set_whose_link_dies_mid_write_is_never_half_applied(env, tmp_pa
             assert "may or may not have been applied" in str(out["reply"]), out["reply"]
             assert got is None
         assert r.get(key) == got
+
+
+def test_a_lease_holder_closed_at_its_output_limit_mid_stream(env, master):
+    """Closing the client inside the streamed reply lets its lease go,
+    which closes that link under the stream: the proxy goes on."""
+    sc = env.sidecar(master, clients={"max_output_buffer": "1mb"})
+    master.client(db=1).set("v", b"x" * 600000)
+    s = sc.raw()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(resp_cmd("SELECT", "1") + resp_cmd("GET", "v") * 30)  # SELECT 1: a lease
+    wait_until(lambda: sc.log().count("output buffer over 1048576 bytes") == 1,
+               timeout=30, what="the lease holder closed at its output limit")
+    s.close()
+    r = sc.client(db=1)
+    assert r.get("v") == b"x" * 600000
+    assert sc.client().ping()
