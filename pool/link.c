@@ -19,7 +19,7 @@
 #define LINK_READ_CHUNK  (16 * 1024)
 #define LINK_KEEP_BUF    (64 * 1024)
 #define LINK_STREAM_CHUNK (256 * 1024)
-#define LINK_HOLD_OUT    (4 * 1024 * 1024)   /* a busy shared link keeps up to this */
+#define LINK_HOLD_OUT    (16 * 1024 * 1024)  /* a busy shared link keeps up to this */
 #define BACKOFF_FIRST    0.05
 #define BACKOFF_MAX      2.0    /* and never over connect_timeout / 2, so a
                                  * request always sees a try before it gives up */

@@ -34,16 +34,23 @@ def queued_towards(port):
     return total
 
 
+def one_link_and(env, master, key, mb):
+    """A sidecar with one shared link, `key` holding an mb MB value and
+    "small" b"s" on the master; the value and a client that read "small"."""
+    sc = env.sidecar(master, pool={"connections": "1"})
+    value = os.urandom(1024) * (mb * 1024)
+    master.client().set(key, value)
+    master.client().set("small", b"s")
+    r = sc.client()
+    assert r.get("small") == b"s"
+    return sc, value, r
+
+
 def test_a_slow_reader_of_a_50mb_reply_costs_one_copy_within_the_output_limit(env, master):
     """Passed on as it comes, the reply is held once (in the client's
     output, under max_output_buffer), not also whole in the link's input;
     the link goes on serving other clients meanwhile."""
-    sc = env.sidecar(master, pool={"connections": "1"})
-    value = os.urandom(1024) * (50 * 1024)
-    master.client().set("huge", value)
-    master.client().set("small", b"s")
-    other = sc.client()
-    assert other.get("small") == b"s"
+    sc, value, other = one_link_and(env, master, "huge", 50)
     rss0 = status_kb(sc.proc.pid, "VmRSS")
     streamed0 = sc.counter("replies_streamed")
     s = sc.raw(timeout=30)
@@ -84,12 +91,7 @@ def test_a_slow_reader_over_max_output_buffer_is_closed_and_the_link_kept(env, m
 def test_a_client_leaving_mid_way_through_a_streamed_reply_leaves_the_link_usable(env, master):
     """The rest of the reply is dropped as it comes and the link stays
     (same connection, no reconnect), in order for every other client."""
-    sc = env.sidecar(master, pool={"connections": "1"})
-    value = os.urandom(1024) * (32 * 1024)
-    master.client().set("big", value)
-    master.client().set("small", b"s")
-    r = sc.client()
-    assert r.get("small") == b"s"
+    sc, value, r = one_link_and(env, master, "big", 32)
     links = {c["id"] for c in master.sidecar_links()}
     pid = master.proc.pid
     for attempt in range(5):
