@@ -331,6 +331,26 @@ void client_stream(struct client *c, const char *p, size_t n)
     emit(c, p, n);
 }
 
+void client_pass(struct client *c, const char *p, size_t n)
+{
+    struct sidecar *sc = c->sc;
+
+    /* Nothing queued before it: what the socket takes goes straight from
+     * the link's buffer, uncopied; the rest waits in the output as any
+     * reply would (and a failure is the flush step's to see). */
+    if (!buf_used(&c->out)) {
+        ssize_t w = write(c->io.fd, p, n);
+        if (w > 0) {
+            sc->st.bytes_out += (uint64_t)w;
+            c->proc->app->bytes_out += (uint64_t)w;
+            p += w;
+            n -= (size_t)w;
+        }
+    }
+    if (n)
+        emit(c, p, n);
+}
+
 struct req *client_slot(struct client *c, unsigned flags)
 {
     struct req *r = req_alloc(&c->sc->cache);

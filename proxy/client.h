@@ -187,6 +187,9 @@ long long client_kill(struct client *self, enum client_match by, const char *v, 
 
 /* A frame from its streaming lease (pub/sub): out as it comes. */
 void client_stream(struct client *c, const char *p, size_t n);
+/* Part of a large reply passed on as it came, the next bytes the client
+ * is owed: written at once if nothing waits before it. */
+void client_pass(struct client *c, const char *p, size_t n);
 /* A reply slot for a request about to go upstream, after the others. */
 struct req *client_slot(struct client *c, unsigned flags);
 /* A request's answer: its reply bytes, or err (sent as -ERR err). Fills

@@ -140,7 +140,7 @@ int upstream_on_reply_part(struct req *r, const char *req, const char *p, size_t
         ((r->flags & (REQ_AUTH | REQ_QUIET | REQ_PART)) || r != TAILQ_FIRST(&c->pending)))
         return 0;
     if (!last) {
-        client_stream(c, p, n);          /* may close it (output limit): the rest is dropped */
+        client_pass(c, p, n);            /* may close it (output limit): the rest is dropped */
         return 1;
     }
     slowlog_answered(c, r, req);

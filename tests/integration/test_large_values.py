@@ -12,7 +12,7 @@ import time
 
 import redis
 
-from helpers import ASAN, resp_cmd, status_kb, wait_until
+from helpers import ASAN, resp_cmd, status_kb, tls_upstream, wait_until
 
 MB = 1024 * 1024
 
@@ -178,3 +178,19 @@ def test_a_lease_holder_closed_at_its_output_limit_mid_stream(env, master):
     r = sc.client(db=1)
     assert r.get("v") == b"x" * 600000
     assert sc.client().ping()
+
+
+def test_large_values_both_ways_over_tls(env, certs):
+    """The same over TLS links: replies passed on as the records come."""
+    m = env.redis("master", tls=certs.redis_tls())
+    sc = env.sidecar(m, upstream=tls_upstream(certs), pool={"connections": "1"})
+    r = sc.client()
+    value = os.urandom(1024) * (8 * 1024)
+    items = [os.urandom(1000) * 100 for _ in range(20)]         # an array of 2 MB
+    assert r.set("big", value) is True
+    assert r.rpush("list", *items) == 20
+    streamed0 = sc.counter("replies_streamed")
+    p = r.pipeline(transaction=False)
+    p.get("big").lrange("list", 0, -1).set("small", "s").get("big").get("small")
+    assert p.execute() == [value, items, True, value, b"s"]
+    assert sc.counter("replies_streamed") == streamed0 + 3
