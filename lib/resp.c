@@ -113,20 +113,31 @@ static int header_number(struct resp_framer *f, const char *p, const char *cr,
     return rc;
 }
 
+/* A plain number at p[first..]: 1 to 18 digits, no leading zero, then
+ * CR and one more byte. Returns the index past its line, or 0 when it is
+ * not one (or not all there yet): the strict path decides then. */
+static inline size_t plain_number(const char *p, size_t n, size_t first, long long *v)
+{
+    size_t i = first, lim = first + 18 < n ? first + 18 : n;
+    long long x = 0;
+
+    while (i < lim && (unsigned)(p[i] - '0') <= 9)
+        x = x * 10 + (p[i++] - '0');
+    if (i + 1 >= n || p[i] != '\r' || i == first || (p[first] == '0' && i != first + 1))
+        return 0;
+    *v = x;
+    return i + 2;
+}
+
 /* A header's number: 1 with f->off past the line, 0 when the line is not
  * complete yet, -1 when it is not a number. Plain digits are read in the
  * same pass that finds the line end; anything else takes the strict path. */
 static int read_header(struct resp_framer *f, const char *p, size_t n, long long *v)
 {
-    size_t first = f->off + 1, i = first;
-    size_t lim = first + 18 < n ? first + 18 : n;
-    long long x = 0;
+    size_t end = plain_number(p, n, f->off + 1, v);
 
-    while (i < lim && (unsigned)(p[i] - '0') <= 9)
-        x = x * 10 + (p[i++] - '0');
-    if (i + 1 < n && p[i] == '\r' && i > first && (p[first] != '0' || i == first + 1)) {
-        *v = x;
-        f->off = i + 2;
+    if (end) {
+        f->off = end;
         return 1;
     }
     const char *cr = find_line(f, p, n);
@@ -226,26 +237,15 @@ static int request_inline(struct resp_framer *f, const char *p, size_t n)
 static int request_whole(struct resp_framer *f, const char *p, size_t n,
                          const struct resp_limits *lim)
 {
-    size_t i = 1, name_off = 0, name_len = 0;
-    long long argc = 0;
+    size_t name_off = 0, name_len = 0;
+    long long argc, v;
+    size_t i = plain_number(p, n, 1, &argc);
 
-    while (i < n && i < 19 && (unsigned)(p[i] - '0') <= 9)
-        argc = argc * 10 + (p[i++] - '0');
-    if (i == 1 || p[1] == '0' || i + 1 >= n || p[i] != '\r' || argc > RESP_MAX_ARGS)
+    if (!i || argc <= 0 || argc > RESP_MAX_ARGS)
         return RESP_MORE;
-    i += 2;
     for (long long a = 0; a < argc; a++) {
-        if (i >= n || p[i] != '$')
-            return RESP_MORE;
-        size_t first = ++i;
-        long long v = 0;
-        while (i < n && i - first < 18 && (unsigned)(p[i] - '0') <= 9)
-            v = v * 10 + (p[i++] - '0');
-        if (i == first || (p[first] == '0' && i != first + 1) || i + 1 >= n || p[i] != '\r' ||
-            v > lim->max_bulk)
-            return RESP_MORE;
-        i += 2;
-        if ((unsigned long long)v + 2 > n - i)
+        if (i >= n || p[i] != '$' || !(i = plain_number(p, n, i + 1, &v)) ||
+            v > lim->max_bulk || (unsigned long long)v + 2 > n - i)
             return RESP_MORE;
         if (a == 0) {
             name_off = i;
@@ -466,15 +466,12 @@ static int reply_whole(struct resp_framer *f, const char *p, size_t n,
                        const struct resp_limits *lim)
 {
     size_t i = 1;
+    long long v;
 
     if (p[0] == '$') {
-        long long v = 0;
-        while (i < n && i < 19 && (unsigned)(p[i] - '0') <= 9)
-            v = v * 10 + (p[i++] - '0');
-        if (i == 1 || (p[1] == '0' && i != 2) || i + 1 >= n || p[i] != '\r' ||
-            (unsigned long long)v + 2 > n - i - 2)
+        if (!(i = plain_number(p, n, 1, &v)) || (unsigned long long)v + 2 > n - i)
             return RESP_MORE;
-        i += 2 + (size_t)v + 2;
+        i += (size_t)v + 2;
     } else if (p[0] == '+' || p[0] == '-' || p[0] == ':') {
         size_t near = n < 64 ? n : 64;
         while (i < near && p[i] != '\r')

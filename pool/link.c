@@ -755,13 +755,14 @@ static void stream_reply(struct link *l)
     struct pool *p = l->pool;
     struct req *r = TAILQ_FIRST(&l->fifo);
     const char *in = buf_start(&l->in);
-    size_t n = resp_reply_skippable(&l->fr, buf_used(&l->in));
 
+    if (!l->streaming &&
+        (resp_known(&l->fr) < LINK_STREAM_MIN || l->hs_pending || l->lease == LEASE_STREAM ||
+         !r || !r->owner || r->off + r->len > l->sent || (r->flags & REQ_HANDSHAKE) ||
+         (in[0] != '$' && in[0] != '*')))
+        return;                          /* (a small reply in pieces leaves at the first test) */
+    size_t n = resp_reply_skippable(&l->fr, buf_used(&l->in));
     if (!l->streaming) {
-        if (l->hs_pending || l->lease == LEASE_STREAM || !r || !r->owner ||
-            r->off + r->len > l->sent || (r->flags & REQ_HANDSHAKE) ||
-            (in[0] != '$' && in[0] != '*') || resp_known(&l->fr) < LINK_STREAM_MIN)
-            return;
         /* set before the call: what it does may close this link (its
          * client closed at its output limit lets its lease go) */
         r->flags |= REQ_STREAMED;

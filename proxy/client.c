@@ -331,18 +331,22 @@ void client_stream(struct client *c, const char *p, size_t n)
     emit(c, p, n);
 }
 
+/* Bytes written to the client's socket. */
+static inline void count_out(struct client *c, size_t n)
+{
+    c->sc->st.bytes_out += n;
+    c->proc->app->bytes_out += n;
+}
+
 void client_pass(struct client *c, const char *p, size_t n)
 {
-    struct sidecar *sc = c->sc;
-
     /* Nothing queued before it: what the socket takes goes straight from
      * the link's buffer, uncopied; the rest waits in the output as any
      * reply would (and a failure is the flush step's to see). */
     if (!buf_used(&c->out)) {
         ssize_t w = write(c->io.fd, p, n);
         if (w > 0) {
-            sc->st.bytes_out += (uint64_t)w;
-            c->proc->app->bytes_out += (uint64_t)w;
+            count_out(c, (size_t)w);
             p += w;
             n -= (size_t)w;
         }
@@ -599,10 +603,8 @@ void client_write(struct client *c)
             client_close(c, strerror(errno));
             return;
         }
-        if (n > 0) {
-            sc->st.bytes_out += (uint64_t)n;
-            c->proc->app->bytes_out += (uint64_t)n;
-        }
+        if (n > 0)
+            count_out(c, (size_t)n);
     }
     if (buf_used(&c->out)) {
         client_watch(c);

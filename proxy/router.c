@@ -436,7 +436,6 @@ static int client_needs_stream(const char *frame, const struct resp_frame *fr)
                              arg_is(frame, fr, 1, "reply"));
 }
 
-/* What the connection's state decides before the command's kind does. */
 /* Inside MULTI, sent or (a cluster's) not yet: a refusal fails the EXEC. */
 static inline int in_transaction(const struct client *c)
 {
@@ -449,6 +448,7 @@ static int kills_or_unblocks(const char *frame, const struct resp_frame *fr)
     return fr->argc >= 2 && (arg_is(frame, fr, 1, "kill") || arg_is(frame, fr, 1, "unblock"));
 }
 
+/* What the connection's state decides before the command's kind does. */
 static int by_state(struct client *c, const struct command *cmd, const char *frame,
                     const struct resp_frame *fr, struct route *rt)
 {

@@ -81,6 +81,10 @@ static int send_again(struct client *c, struct req *r, const char *req, const ch
     return -1;
 }
 
+/* Requests whose reply the proxy reads before (or instead of) the client:
+ * an AUTH Redis checks, CLIENT PAUSE or DEBUG SLEEP, a split's part. */
+#define READ_BY_PROXY (REQ_AUTH | REQ_QUIET | REQ_PART)
+
 /* A reply passed on as it came was cut off by its link's failure: the
  * client has part of a frame, and nothing can follow it. */
 static void cut_off(struct client *c, const char *err) __attribute__((cold, noinline));
@@ -101,7 +105,7 @@ void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
     struct client *c = r->owner;
     (void)arg;
 
-    if (__builtin_expect(r->flags & (REQ_AUTH | REQ_QUIET | REQ_PART | REQ_STREAMED), 0)) {
+    if (__builtin_expect(r->flags & (READ_BY_PROXY | REQ_STREAMED), 0)) {
         if (r->flags & REQ_STREAMED) {   /* only ever an error now */
             cut_off(c, err);
             return;
@@ -135,9 +139,9 @@ int upstream_on_reply_part(struct req *r, const char *req, const char *p, size_t
     (void)arg;
 
     /* Taken only as the next reply the client is owed, and only where
-     * nothing reads the reply first (an AUTH's, a split's parts). */
+     * the proxy does not read the reply first. */
     if (!(r->flags & REQ_STREAMED) &&
-        ((r->flags & (REQ_AUTH | REQ_QUIET | REQ_PART)) || r != TAILQ_FIRST(&c->pending)))
+        ((r->flags & READ_BY_PROXY) || r != TAILQ_FIRST(&c->pending)))
         return 0;
     if (!last) {
         client_pass(c, p, n);            /* may close it (output limit): the rest is dropped */
