@@ -129,6 +129,25 @@ static inline size_t plain_number(const char *p, size_t n, size_t first, long lo
     return i + 2;
 }
 
+/* The usual header number, one or two digits (no leading zero), read
+ * without the loop; anything else as plain_number reads it. */
+static inline size_t short_number(const char *p, size_t n, size_t first, long long *v)
+{
+    if (first + 3 < n) {
+        unsigned d0 = (unsigned)(unsigned char)p[first] - '1';
+        unsigned d1 = (unsigned)(unsigned char)p[first + 1] - '0';
+        if (d0 <= 8 && p[first + 1] == '\r') {
+            *v = d0 + 1;
+            return first + 3;
+        }
+        if (d0 <= 8 && d1 <= 9 && p[first + 2] == '\r') {
+            *v = (d0 + 1) * 10 + d1;
+            return first + 4;
+        }
+    }
+    return plain_number(p, n, first, v);
+}
+
 /* A header's number: 1 with f->off past the line, 0 when the line is not
  * complete yet, -1 when it is not a number. Plain digits are read in the
  * same pass that finds the line end; anything else takes the strict path. */
@@ -239,12 +258,12 @@ static int request_whole(struct resp_framer *f, const char *p, size_t n,
 {
     size_t name_off = 0, name_len = 0;
     long long argc, v;
-    size_t i = plain_number(p, n, 1, &argc);
+    size_t i = short_number(p, n, 1, &argc);
 
     if (!i || argc <= 0 || argc > RESP_MAX_ARGS)
         return RESP_MORE;
     for (long long a = 0; a < argc; a++) {
-        if (i >= n || p[i] != '$' || !(i = plain_number(p, n, i + 1, &v)) ||
+        if (i >= n || p[i] != '$' || !(i = short_number(p, n, i + 1, &v)) ||
             v > lim->max_bulk || (unsigned long long)v + 2 > n - i)
             return RESP_MORE;
         if (a == 0) {
@@ -262,13 +281,42 @@ static int request_whole(struct resp_framer *f, const char *p, size_t n,
     return RESP_DONE;
 }
 
+int resp_frame_head(const char *p, size_t n, struct resp_frame *fr)
+{
+    long long argc, v;
+    size_t i;
+
+    if (n < 4 || p[0] != '*' || !(i = short_number(p, n, 1, &argc)) || argc <= 0 ||
+        i >= n || p[i] != '$' || !(i = short_number(p, n, i + 1, &v)) ||
+        (unsigned long long)v + 2 > n - i)
+        return 0;
+    fr->len = n;
+    fr->name_off = i;
+    fr->name_len = (size_t)v;
+    fr->argc = argc;
+    fr->type = 0;
+    fr->is_inline = 0;
+    return 1;
+}
+
+/* The general framer, out of line: the fast path above does not pay for
+ * its stack frame. */
+static int request_framer(struct resp_framer *f, const char *p, size_t n,
+                          const struct resp_limits *lim) __attribute__((noinline));
+
 int resp_frame_request(struct resp_framer *f, const char *p, size_t n,
                        const struct resp_limits *lim)
 {
-    int rc = RESP_MORE;
-
     if (f->phase == P_START && n > 3 && p[0] == '*' && request_whole(f, p, n, lim) == RESP_DONE)
         return RESP_DONE;
+    return request_framer(f, p, n, lim);
+}
+
+static int request_framer(struct resp_framer *f, const char *p, size_t n,
+                          const struct resp_limits *lim)
+{
+    int rc = RESP_MORE;
+
     for (;;) {
         switch (f->phase) {
         case P_START:
@@ -468,8 +516,10 @@ static int reply_whole(struct resp_framer *f, const char *p, size_t n,
     size_t i = 1;
     long long v;
 
-    if (p[0] == '$') {
-        if (!(i = plain_number(p, n, 1, &v)) || (unsigned long long)v + 2 > n - i)
+    if (n > 4 && memcmp(p, "+OK\r", 4) == 0) {
+        i = 5;
+    } else if (p[0] == '$') {
+        if (!(i = short_number(p, n, 1, &v)) || (unsigned long long)v + 2 > n - i)
             return RESP_MORE;
         i += (size_t)v + 2;
     } else if (p[0] == '+' || p[0] == '-' || p[0] == ':') {
@@ -490,13 +540,22 @@ static int reply_whole(struct resp_framer *f, const char *p, size_t n,
     return RESP_DONE;
 }
 
+static int reply_framer(struct resp_framer *f, const char *p, size_t n,
+                        const struct resp_limits *lim) __attribute__((noinline));
+
 int resp_frame_reply(struct resp_framer *f, const char *p, size_t n,
                      const struct resp_limits *lim)
 {
-    int rc;
-
     if (f->phase == P_START && n > 3 && reply_whole(f, p, n, lim) == RESP_DONE)
         return RESP_DONE;
+    return reply_framer(f, p, n, lim);
+}
+
+static int reply_framer(struct resp_framer *f, const char *p, size_t n,
+                        const struct resp_limits *lim)
+{
+    int rc;
+
     for (;;) {
         switch (f->phase) {
         case P_START:

@@ -57,6 +57,11 @@ void resp_framer_reset(struct resp_framer *f);
 int resp_frame_request(struct resp_framer *f, const char *p, size_t n,
                        const struct resp_limits *lim);
 
+/* A request the proxy framed before, whole in p[0..n): its frame from
+ * its head alone (argument count and name), without walking the rest.
+ * 0 when p does not start as a multibulk request. */
+int resp_frame_head(const char *p, size_t n, struct resp_frame *fr);
+
 /* A server reply of any RESP2 or RESP3 type, any depth, with attributes
  * (|) ahead of a value and streamed strings ($? with ;n chunks) and
  * aggregates (*?, %?, ~? closed by .); at most RESP_MAX_STREAMED streamed

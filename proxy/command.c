@@ -109,22 +109,32 @@ static const struct command commands[] = {
 #undef P
 #undef B
 
-static unsigned hash_name(const char *s, size_t n)
+/* A name's first 8 bytes, lower-cased, in one word (bytes past its end
+ * 0): a name of up to 8 bytes is compared by it alone, a longer one by it
+ * and the rest. Upper case is found for all 8 bytes at once: a byte is
+ * 'A'..'Z' when it is under 0x80, 'A' or more and not over 'Z'. */
+static inline uint64_t name_word(const char *s, size_t n)
 {
-    unsigned h = 2166136261u;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c + 32);
-        h = (h ^ c) * 16777619u;
-    }
-    return h;
+    const uint64_t ones = 0x0101010101010101ull, high = 0x80 * ones;
+    uint64_t w = 0;
+    size_t k = n < 8 ? n : 8;
+
+    for (size_t i = 0; i < k; i++)
+        w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    uint64_t low7 = w & ~high;
+    uint64_t ge_a = low7 + (0x80 - 'A') * ones, gt_z = low7 + (0x7f - 'Z') * ones;
+    return w | ((ge_a & ~gt_z & ~w & high) >> 2);
 }
 
-/* Names are a few bytes: a loop beats a call to strncasecmp. */
-static int same_name(const char *lower, const char *s, size_t n)
+static inline unsigned slot_of(uint64_t w, size_t n)
 {
-    for (size_t i = 0; i < n; i++) {
+    return (unsigned)(((w ^ n) * 0x9e3779b97f4a7c15ull) >> 40);
+}
+
+/* The bytes past the first 8: a loop beats a call to strncasecmp. */
+static int same_rest(const char *lower, const char *s, size_t n)
+{
+    for (size_t i = 8; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         if (c >= 'A' && c <= 'Z')
             c = (unsigned char)(c + 32);
@@ -134,32 +144,37 @@ static int same_name(const char *lower, const char *s, size_t n)
     return 1;
 }
 
+static void index_command(struct command_table *t, const struct command *c, size_t n)
+{
+    uint64_t w = name_word(c->name, n);
+    unsigned h = slot_of(w, n);
+
+    while (t->slot[h & (COMMAND_SLOTS - 1)])
+        h++;
+    t->slot[h & (COMMAND_SLOTS - 1)] = c;
+    t->word[h & (COMMAND_SLOTS - 1)] = w;
+    t->len[h & (COMMAND_SLOTS - 1)] = (unsigned char)n;
+    t->nused++;
+}
+
 void command_table_init(struct command_table *t)
 {
     memset(t, 0, sizeof *t);
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        const struct command *c = &commands[i];
-        size_t n = strlen(c->name);
-        unsigned h = hash_name(c->name, n);
-        while (t->slot[h & (COMMAND_SLOTS - 1)])
-            h++;
-        t->slot[h & (COMMAND_SLOTS - 1)] = c;
-        t->len[h & (COMMAND_SLOTS - 1)] = (unsigned char)n;
-        t->nused++;
-    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        index_command(t, &commands[i], strlen(commands[i].name));
 }
 
 const struct command *command_lookup(const struct command_table *t,
                                      const char *name, size_t len)
 {
-    unsigned h = hash_name(name, len);
+    uint64_t w = name_word(name, len);
 
-    for (;; h++) {
+    for (unsigned h = slot_of(w, len);; h++) {
         unsigned i = h & (COMMAND_SLOTS - 1);
         const struct command *c = t->slot[i];
         if (!c)
             return NULL;
-        if (t->len[i] == len && same_name(c->name, name, len))
+        if (t->word[i] == w && t->len[i] == len && (len <= 8 || same_rest(c->name, name, len)))
             return c;
     }
 }
@@ -167,7 +182,6 @@ const struct command *command_lookup(const struct command_table *t,
 static int add_command(struct command_table *t, const char *name, size_t len, unsigned flags,
                        int key)
 {
-    unsigned h = hash_name(name, len);
     struct command *c = NULL;
     char *lower = NULL;
 
@@ -184,11 +198,7 @@ static int add_command(struct command_table *t, const char *name, size_t len, un
     c->name = lower;
     c->flags = flags | CMD_FROM_SERVER;
     c->key = (signed char)key;
-    while (t->slot[h & (COMMAND_SLOTS - 1)])
-        h++;
-    t->slot[h & (COMMAND_SLOTS - 1)] = c;
-    t->len[h & (COMMAND_SLOTS - 1)] = (unsigned char)len;
-    t->nused++;
+    index_command(t, c, len);
     return 1;
 }
 

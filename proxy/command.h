@@ -5,6 +5,7 @@
 #define SIDECAR_COMMAND_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define CMD_READONLY  0x01   /* never changes data: may be repeated */
 #define CMD_LOCAL     0x02   /* answered by the proxy */
@@ -51,6 +52,7 @@ struct command {
 
 struct command_table {
     const struct command *slot[COMMAND_SLOTS];
+    uint64_t              word[COMMAND_SLOTS];  /* its first 8 bytes (name_word) */
     unsigned char         len[COMMAND_SLOTS];   /* strlen of slot[i]->name */
     unsigned              nused;
 };

@@ -67,16 +67,14 @@ void slowlog_sample(struct client *c, const char *frame, const struct resp_frame
 void slowlog_capture(struct client *c, struct req *r, const char *req)
 {
     struct sidecar *sc = c->sc;
-    struct resp_framer f;
+    struct resp_frame fr;
     const char *k;
     size_t n;
 
     r->upstream = (float)(sc->now - r->queued_at);
     r->key_len = 0;
     r->flags |= REQ_KEYED;
-    resp_framer_reset(&f);
-    if (resp_frame_request(&f, req, r->len, &sc->req_limits) != RESP_DONE ||
-        !command_first_key(r->what, req, &f.fr, &k, &n))
+    if (!resp_frame_head(req, r->len, &fr) || !command_first_key(r->what, req, &fr, &k, &n))
         return;
     r->key_len = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
     memcpy(r->key, k, n < sizeof r->key ? n : sizeof r->key);

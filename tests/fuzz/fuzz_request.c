@@ -64,6 +64,13 @@ static void check_multibulk(const char *f, const struct resp_frame *fr)
                      "collected at %zu+%zu", (size_t)(a - f), n, (size_t)(args.v[1] - f),
                      args.l[1]);
     }
+    /* the slowlog's read of a request framed before: its head alone */
+    struct resp_frame head;
+    if (fr->argc > 0 && resp_frame_head(f, fr->len, &head))
+        FUZZ_REQUIRE(head.argc == fr->argc && head.name_off == fr->name_off &&
+                     head.name_len == fr->name_len && head.len == fr->len,
+                     "head read as %lld args, name at %zu+%zu", head.argc, head.name_off,
+                     head.name_len);
 }
 
 /* An inline frame, as request.c takes it: the line without its end,

@@ -52,6 +52,15 @@ int main(void)
     CHECK(command_lookup(&t, "getx", 3) == find(&t, "get"));  /* length counts */
     CHECK(command_lookup(&t, "ge", 2) == NULL);
     CHECK(find(&t, "") == NULL);
+    /* the bytes next to 'A' and 'Z', and high bytes, are not letters: only
+     * A-Z fold to a-z */
+    CHECK(find(&t, "g@t") == NULL && find(&t, "G[T") == NULL && find(&t, "ge\x54") == find(&t, "get"));
+    CHECK(find(&t, "G\xc5T") == NULL && find(&t, "\xc7" "ET") == NULL && find(&t, "GE\xf4") == NULL);
+    /* names past 8 bytes: the rest is compared too, folded */
+    CHECK(find(&t, "GEORADIUS_RO") && find(&t, "GeoRadius_ro") == find(&t, "georadius_ro"));
+    CHECK(find(&t, "georadius_rx") == NULL && find(&t, "georadiuS_RO\x80") == NULL);
+    CHECK(find(&t, "GEORADIUSBYMEMBER_RO") == find(&t, "georadiusbymember_ro"));
+    CHECK(find(&t, "georadiusbymember_rO") != find(&t, "georadius_ro"));
     CHECK(find(&t, "AUTH")->local == LOCAL_AUTH);
     CHECK(find(&t, "hello")->local == LOCAL_HELLO);
     CHECK(find(&t, "Quit")->local == LOCAL_QUIT);

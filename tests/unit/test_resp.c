@@ -874,6 +874,43 @@ static void test_inline_to_multibulk(void)
     CHECK(inline_as("", 0, "", NULL));
 }
 
+/* resp_frame_head: the frame of a request framed before, from its head;
+ * the same name and count as the framer's, short or long numbers. */
+static void test_frame_head(void)
+{
+    static const char *ok[] = {
+        "*2\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\r\n",
+        "*3\r\n$3\r\nset\r\n$1\r\nk\r\n$1\r\nv\r\n",
+        "*1\r\n$4\r\nPING\r\n",
+        "*12\r\n$4\r\nMSET\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\na\r\n"
+        "$1\r\nb\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\na\r\n$1\r\nb\r\n$1\r\na\r\n",
+        "*2\r\n$123\r\n",          /* only its head is read */
+    };
+    struct resp_limits lim = { .max_bulk = 1 << 20, .max_line = 1 << 16 };
+
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0] - 1; i++) {
+        struct resp_framer f;
+        struct resp_frame fr;
+        size_t n = strlen(ok[i]);
+        resp_framer_reset(&f);
+        CHECK(resp_frame_request(&f, ok[i], n, &lim) == RESP_DONE && f.fr.len == n);
+        CHECK(resp_frame_head(ok[i], n, &fr) == 1);
+        CHECK(fr.len == n && fr.argc == f.fr.argc && fr.name_off == f.fr.name_off &&
+              fr.name_len == f.fr.name_len && !fr.is_inline);
+    }
+    {
+        struct resp_frame fr;
+        char big[200];
+        int n = snprintf(big, sizeof big, "*2\r\n$100\r\n%0100d\r\n", 0);
+        CHECK(resp_frame_head(big, (size_t)n, &fr) == 1 && fr.name_off == 10 && fr.name_len == 100);
+        CHECK(resp_frame_head(ok[4], strlen(ok[4]), &fr) == 0);   /* name past the end */
+        CHECK(resp_frame_head("PING\r\n", 6, &fr) == 0);
+        CHECK(resp_frame_head("*0\r\n", 4, &fr) == 0);
+        CHECK(resp_frame_head("*1\r\n:4\r\nPING\r\n", 14, &fr) == 0);
+        CHECK(resp_frame_head("*1\r", 4, &fr) == 0);
+    }
+}
+
 static void test_next_arg(void)
 {
     static const char f[] = "*4\r\n$3\r\nSET\r\n$4\r\na\r\nb\r\n$0\r\n\r\n$1\r\nv\r\n";
@@ -972,6 +1009,7 @@ int main(void)
     test_fuzz();
     test_inline_to_multibulk();
     test_next_arg();
+    test_frame_head();
     test_parse_ll();
     CHECK_DONE();
 }
