@@ -867,6 +867,19 @@ for t in twemproxy sidecar; do
     IPR[$t]=$(ipr "${IR_LOAD[$t]}" "${IR_EMPTY[$t]}")
     echo "  $t: Ir with 0 requests ${IR_EMPTY[$t]:-?}, with $CG_REQ requests ${IR_LOAD[$t]:-?} -> ${IPR[$t]:-?} instructions/request"
 done
+# The two workloads the instruction targets name, each alone against the
+# same empty run: SET -c 50 -P 1 (one request per read and per write) and
+# GET -c 50 -P 16 (16 per read: what is left is the per-request part).
+declare -A IPR_SET1=() IPR_GET16=()
+CG_N16=$((CG_N * 4))
+echo "== callgrind: redis-benchmark -c 50 -n $CG_N -t set -P 1, and -n $CG_N16 -t get -P 16, minus the run with 0 requests"
+for t in twemproxy sidecar; do
+    cg_run "$t" "$CG_N" -t set -P 1
+    IPR_SET1[$t]=$(CG_REQ=$CG_N ipr "$IR" "${IR_EMPTY[$t]}")
+    cg_run "$t" "$CG_N16" -t get -P 16
+    IPR_GET16[$t]=$(CG_REQ=$CG_N16 ipr "$IR" "${IR_EMPTY[$t]}")
+    echo "  $t: SET -P 1 ${IPR_SET1[$t]:-?}, GET -P 16 ${IPR_GET16[$t]:-?} instructions/request"
+done
 
 SIDECAR_EXTRA=""
 
@@ -1346,7 +1359,7 @@ for t in direct twemproxy sidecar; do
     LAT_L+=("latency, $(name_of $t): GET after ${IDLE_S}s idle $(sed 's/after_idle_us=\([0-9]*\) busy_us=\([0-9]*\)/\1 µs, the GET right after it \2 µs/' <<<"${LAT[$t]:-FAILED}")")
 done
 for t in twemproxy sidecar; do
-    IPR_L+=("instructions/request, $(name_of $t): ${IPR[$t]:-FAILED} (Ir $CG_REQ-request run ${IR_LOAD[$t]:-?} - Ir 0-request run ${IR_EMPTY[$t]:-?})")
+    IPR_L+=("instructions/request, $(name_of $t): ${IPR[$t]:-FAILED} (Ir $CG_REQ-request run ${IR_LOAD[$t]:-?} - Ir 0-request run ${IR_EMPTY[$t]:-?}); SET -c 50 -P 1 alone ${IPR_SET1[$t]:-FAILED}, GET -c 50 -P 16 alone ${IPR_GET16[$t]:-FAILED}")
 done
 TW_DETAIL=$( [ $ALL_TW = 1 ] && echo "all workloads" || echo "short in: $(IFS=';'; echo "${TW_SHORT[*]}")" )
 TGT_L+=("[$V_TW] sidecar >= 1.0x twemproxy in every workload ($TW_DETAIL)")
@@ -1368,6 +1381,11 @@ done
 TGT_L+=("[$(verdict $LV1_OK)] 1 MB values at -c 10: SET and GET at least 1.2x twemproxy and 0.7x direct: $(met $LV1_OK) ($LV1_TXT)")
 TGT_L+=("[$(verdict $LV100_OK)] 100 KB values at -c 10: SET and GET at least 1.1x twemproxy: $(met $LV100_OK) ($LV100_TXT)")
 TGT_L+=("[$V_IPR] fewer instructions per request than twemproxy (sidecar ${IPR[sidecar]:-?} vs twemproxy ${IPR[twemproxy]:-?})")
+V_IS=SHORT V_IG=SHORT
+[ -n "${IPR_SET1[sidecar]:-}" ] && [ "${IPR_SET1[sidecar]}" -le 1200 ] && V_IS=PASS
+[ -n "${IPR_GET16[sidecar]:-}" ] && [ "${IPR_GET16[sidecar]}" -le 600 ] && V_IG=PASS
+TGT_L+=("[$V_IS] instructions per request, SET -c 50 -P 1: at most 1,200 (sidecar ${IPR_SET1[sidecar]:-?}, twemproxy ${IPR_SET1[twemproxy]:-?})")
+TGT_L+=("[$V_IG] instructions per request, GET -c 50 -P 16: at most 600 (sidecar ${IPR_GET16[sidecar]:-?}, twemproxy ${IPR_GET16[twemproxy]:-?})")
 TGT_L+=("[$V_RSS] less RSS than twemproxy with $IDLE idle clients (sidecar $(fmt_kb "${RSS_LOAD[sidecar]:-0}") vs twemproxy $(fmt_kb "${RSS_LOAD[twemproxy]:-0}"))")
 TGT_L+=("[info] Redis CPU per request at -c 500 -P 1: $CPU500_TXT")
 V_R3=$(ge "$R3_RATIO" 0.95 && echo PASS || echo SHORT)

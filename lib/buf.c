@@ -71,7 +71,7 @@ void buf_spare_trim(void)
     spare_taken = 0;
 }
 
-int buf_reserve(struct buf *b, size_t want)
+int buf_grow(struct buf *b, size_t want)
 {
     if (b->cap - b->len >= want)
         return 0;
@@ -109,17 +109,6 @@ int buf_reserve(struct buf *b, size_t want)
         return -1;
     b->data = d;
     b->cap = cap;
-    return 0;
-}
-
-int buf_append(struct buf *b, const void *p, size_t n)
-{
-    if (n == 0)
-        return 0;
-    if (buf_reserve(b, n) < 0)
-        return -1;
-    memcpy(b->data + b->len, p, n);
-    b->len += n;
     return 0;
 }
 

@@ -6,6 +6,7 @@
 #define SIDECAR_BUF_H
 
 #include <stddef.h>
+#include <string.h>
 #include <sys/types.h>
 
 struct buf {
@@ -18,11 +19,29 @@ struct buf {
 static inline size_t buf_used(const struct buf *b) { return b->len - b->pos; }
 static inline char *buf_start(const struct buf *b) { return b->data + b->pos; }
 
+/* The way of buf_reserve when there is no room at the end. */
+int buf_grow(struct buf *b, size_t want);
+
 /* Make room for at least `want` more bytes; -1 only when out of memory.
  * Large buffers grow by a quarter at a time, so a limit checked before
- * appending bounds the memory at about that limit. */
-int buf_reserve(struct buf *b, size_t want);
-int buf_append(struct buf *b, const void *p, size_t n);
+ * appending bounds the memory at about that limit. Inline: the request
+ * path appends to a buffer with room several times per request. */
+static inline int buf_reserve(struct buf *b, size_t want)
+{
+    return b->cap - b->len >= want ? 0 : buf_grow(b, want);
+}
+
+static inline int buf_append(struct buf *b, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (buf_reserve(b, n) < 0)
+        return -1;
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
 /* n bytes put `at` bytes past buf_start(b), before what was there. */
 int buf_insert(struct buf *b, size_t at, const void *p, size_t n);
 int buf_appendf(struct buf *b, const char *fmt, ...)

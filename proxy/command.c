@@ -113,14 +113,20 @@ static const struct command commands[] = {
  * 0): a name of up to 8 bytes is compared by it alone, a longer one by it
  * and the rest. Upper case is found for all 8 bytes at once: a byte is
  * 'A'..'Z' when it is under 0x80, 'A' or more and not over 'Z'. */
-static inline uint64_t name_word(const char *s, size_t n)
+static inline uint64_t name_word(const char *s, size_t n, size_t avail)
 {
     const uint64_t ones = 0x0101010101010101ull, high = 0x80 * ones;
     uint64_t w = 0;
     size_t k = n < 8 ? n : 8;
 
-    for (size_t i = 0; i < k; i++)
-        w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    if (avail >= 8) {             /* one load, the bytes past the name masked off */
+        memcpy(&w, s, 8);
+        if (k < 8)
+            w &= ((uint64_t)1 << (8 * k)) - 1;
+    } else {
+        for (size_t i = 0; i < k; i++)
+            w |= (uint64_t)(unsigned char)s[i] << (8 * i);
+    }
     uint64_t low7 = w & ~high;
     uint64_t ge_a = low7 + (0x80 - 'A') * ones, gt_z = low7 + (0x7f - 'Z') * ones;
     return w | ((ge_a & ~gt_z & ~w & high) >> 2);
@@ -146,7 +152,7 @@ static int same_rest(const char *lower, const char *s, size_t n)
 
 static void index_command(struct command_table *t, const struct command *c, size_t n)
 {
-    uint64_t w = name_word(c->name, n);
+    uint64_t w = name_word(c->name, n, n);
     unsigned h = slot_of(w, n);
 
     while (t->slot[h & (COMMAND_SLOTS - 1)])
@@ -167,7 +173,13 @@ void command_table_init(struct command_table *t)
 const struct command *command_lookup(const struct command_table *t,
                                      const char *name, size_t len)
 {
-    uint64_t w = name_word(name, len);
+    return command_lookup_in(t, name, len, len);
+}
+
+const struct command *command_lookup_in(const struct command_table *t, const char *name,
+                                        size_t len, size_t avail)
+{
+    uint64_t w = name_word(name, len, avail);
 
     for (unsigned h = slot_of(w, len);; h++) {
         unsigned i = h & (COMMAND_SLOTS - 1);

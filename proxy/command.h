@@ -70,6 +70,10 @@ void command_table_free(struct command_table *t);
 /* Case-insensitive; NULL when the proxy does not know the command. */
 const struct command *command_lookup(const struct command_table *t,
                                      const char *name, size_t len);
+/* The same, where `avail` bytes may be read from name (len or more): a
+ * name inside a framed request, with the bytes after it. */
+const struct command *command_lookup_in(const struct command_table *t, const char *name,
+                                        size_t len, size_t avail);
 
 /* The first key of a framed request, by its command's key position (cmd
  * NULL: argument 1); 0 when it has none. */

@@ -363,7 +363,8 @@ static size_t process(struct client *c, const char *p, size_t n, struct resp_fra
         if (fr->is_inline) {
             done = dispatch_inline(c, p + used, fr->len);
         } else if (fr->argc > 0) {
-            c->last_cmd = command_lookup(&sc->cmds, p + used + fr->name_off, fr->name_len);
+            c->last_cmd = command_lookup_in(&sc->cmds, p + used + fr->name_off, fr->name_len,
+                                            fr->len - fr->name_off);
             if ((done = carry_out(c, p + used, fr)) != 0)
                 slowlog_note(c, p + used, fr);   /* once: a request kept whole comes back */
         }

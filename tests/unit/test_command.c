@@ -61,6 +61,13 @@ int main(void)
     CHECK(find(&t, "georadius_rx") == NULL && find(&t, "georadiuS_RO\x80") == NULL);
     CHECK(find(&t, "GEORADIUSBYMEMBER_RO") == find(&t, "georadiusbymember_ro"));
     CHECK(find(&t, "georadiusbymember_rO") != find(&t, "georadius_ro"));
+    /* a name inside a request, read 8 bytes at a time: what follows it
+     * does not count */
+    CHECK(command_lookup_in(&t, "GET\r\n$16\r\n", 3, 11) == find(&t, "get"));
+    CHECK(command_lookup_in(&t, "GETDEL\r\n$1\r\n", 3, 13) == find(&t, "get"));
+    CHECK(command_lookup_in(&t, "getdel\r\n$1\r\n", 6, 13) == find(&t, "getdel"));
+    CHECK(command_lookup_in(&t, "GEORADIUS_RO\r\n", 12, 14) == find(&t, "georadius_ro"));
+    CHECK(command_lookup_in(&t, "GE\r\n$1\r\nT", 2, 10) == NULL);
     CHECK(find(&t, "AUTH")->local == LOCAL_AUTH);
     CHECK(find(&t, "hello")->local == LOCAL_HELLO);
     CHECK(find(&t, "Quit")->local == LOCAL_QUIT);
