@@ -22,7 +22,8 @@ struct req *req_alloc(struct req_cache *rc)
 
 void req_release(struct req_cache *rc, struct req *r)
 {
-    buf_free(&r->reply);
+    if (r->reply.data)               /* only a reply that came before earlier ones */
+        buf_free(&r->reply);
     if (rc->nfree >= rc->max_free) {
         free(r);
         return;

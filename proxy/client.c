@@ -396,7 +396,7 @@ void client_answer(struct client *c, struct req *r, const char *p, size_t n, con
         c->x->replica_reads--;
     if (r->flags & REQ_WRITE) {
         c->x->writes_pending--;
-        c->x->wrote_at = ev_now(sc->loop);
+        c->x->wrote_at = sc->now;
         c->x->wrote_offset = -1;
         if (sc->cfg->read_your_writes == RYW_OFFSET && sc->nreplicas && sc->master)
             health_sample_soon(&sc->master->health, 0.1);

@@ -173,56 +173,53 @@ void request_barrier(struct client *c)
     stop(c);
 }
 
-/* 1: the request is done with; 0: the client stops reading here. */
-static int carry_out(struct client *c, const char *frame, const struct resp_frame *fr)
+/* Every route but a plain one to a shared link (carry_out's own). */
+__attribute__((noinline))
+static int carry_out_routed(struct client *c, const char *frame, const struct resp_frame *fr,
+                            struct route *rt)
 {
-    struct route rt;
-
-    router_route(c, frame, fr, &rt);
-    if (rt.count)
-        (*rt.count)++;
-    switch (rt.kind) {
+    switch (rt->kind) {
     case ROUTE_SHARED:
-        if (rt.fanout)
+        if (rt->fanout)
             fan_out(c, frame, fr->len);
-        forward(c, rt.link, frame, fr->len, rt.flags, 0);
+        forward(c, rt->link, frame, fr->len, rt->flags, 0);
         return 1;
     case ROUTE_LOCAL:
-        if (rt.cmd->local == LOCAL_PROXY)
+        if (rt->cmd->local == LOCAL_PROXY)
             admin_command(c, frame, fr);
         else
-            session_command(c, rt.cmd, frame, fr);
+            session_command(c, rt->cmd, frame, fr);
         return 1;
     case ROUTE_ERROR:
-        client_reply_error(c, "%s", rt.err);
-        if (rt.abort_multi && c->multi_deferred)
+        client_reply_error(c, "%s", rt->err);
+        if (rt->abort_multi && c->multi_deferred)
             c->multi_aborted = 1;        /* nothing sent yet: EXEC answers it */
-        else if (rt.abort_multi && c->lease)
+        else if (rt->abort_multi && c->lease)
             multi_flag_aborted(c->lease);
         break;
     case ROUTE_HOLD:
-        if (rt.fanout)
+        if (rt->fanout)
             fan_out(c, frame, fr->len);
-        hold(c, frame, fr->len, rt.flags);
+        hold(c, frame, fr->len, rt->flags);
         return 1;
     case ROUTE_LEASE:
     case ROUTE_STREAM:
         if (!c->lease) {
-            int got = lease_take(c, rt.node);
+            int got = lease_take(c, rt->node);
             if (got == 0)
                 return stop(c);
             if (got < 0) {
-                if (rt.send_multi)
+                if (rt->send_multi)
                     c->multi_aborted = 1;    /* its command failed: so does EXEC */
                 break;
             }
         }
-        if (rt.kind == ROUTE_STREAM) {
+        if (rt->kind == ROUTE_STREAM) {
             size_t len = fr->len;
-            stream_counted(c, rt.cmd, frame, fr);
-            if (rt.cmd && rt.cmd->local == LOCAL_HELLO && stream_hello(c, frame, fr) < 0)
+            stream_counted(c, rt->cmd, frame, fr);
+            if (rt->cmd && rt->cmd->local == LOCAL_HELLO && stream_hello(c, frame, fr) < 0)
                 break;
-            if (rt.cmd && rt.cmd->local == LOCAL_CLIENT) {
+            if (rt->cmd && rt->cmd->local == LOCAL_CLIENT) {
                 int k = stream_client_cmd(c, frame, fr, &c->sc->scratch);
                 if (k < 0)
                     break;
@@ -234,7 +231,7 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
             stream_forward(c, frame, len);
             break;
         }
-        if (__builtin_expect(rt.send_multi, 0)) {    /* the cluster's deferred MULTI */
+        if (__builtin_expect(rt->send_multi, 0)) {    /* the cluster's deferred MULTI */
             static const char multi[] = "*1\r\n$5\r\nMULTI\r\n";
             if (link_send_unowned(c->lease, multi, sizeof multi - 1) < 0) {
                 c->multi_aborted = 1;
@@ -246,17 +243,17 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
             c->multi_deferred = c->multi_aborted = 0;
             lease_note(c, command_lookup(&c->sc->cmds, "multi", 5), 0, 0);
         }
-        lease_note(c, rt.cmd, rt.db, rt.db_ok);
-        if (__builtin_expect(c->in_multi || (rt.cmd && rt.cmd->state == STATE_END_MULTI), 0))
-            clientcmd_in_multi(c, rt.cmd, frame, fr);
+        lease_note(c, rt->cmd, rt->db, rt->db_ok);
+        if (__builtin_expect(c->in_multi || (rt->cmd && rt->cmd->state == STATE_END_MULTI), 0))
+            clientcmd_in_multi(c, rt->cmd, frame, fr);
         /* DEBUG SLEEP n blocks the whole server: its silence is no failure,
          * unless redis refuses it (clientcmd_quiet_answered) */
-        if (__builtin_expect(rt.block > 0, 0) && isfinite(rt.block) && rt.cmd &&
-            strcmp(rt.cmd->name, "debug") == 0) {
-            master_paused(c->sc, rt.block > 86400 ? 86400 : rt.block, 0);
-            rt.flags |= REQ_QUIET;
+        if (__builtin_expect(rt->block > 0, 0) && isfinite(rt->block) && rt->cmd &&
+            strcmp(rt->cmd->name, "debug") == 0) {
+            master_paused(c->sc, rt->block > 86400 ? 86400 : rt->block, 0);
+            rt->flags |= REQ_QUIET;
         }
-        forward(c, c->lease, frame, fr->len, rt.flags, rt.block);
+        forward(c, c->lease, frame, fr->len, rt->flags, rt->block);
         /* It holds nothing once this one ran: the lease's RESET goes
          * now, in the same write, and it comes back with this reply. */
         if (c->lease && !client_holds_state(c))
@@ -272,16 +269,16 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
         pause_wait(c);
         return stop(c);
     case ROUTE_SPLIT:
-        split_request(c, rt.split, frame, fr);
+        split_request(c, rt->split, frame, fr);
         return 1;
     case ROUTE_MULTI_HERE:
-        if (rt.cmd->state == STATE_MULTI) {
+        if (rt->cmd->state == STATE_MULTI) {
             c->multi_deferred = 1;
             client_reply(c, "+OK\r\n", 5);
         } else {                         /* EXEC, DISCARD of a transaction of nothing */
             static const char abort[] = "-EXECABORT Transaction discarded because of previous "
                                         "errors.\r\n";
-            int exec = strcmp(rt.cmd->name, "exec") == 0;
+            int exec = strcmp(rt->cmd->name, "exec") == 0;
             if (exec && c->multi_aborted)
                 client_reply(c, abort, sizeof abort - 1);
             else if (exec)
@@ -295,6 +292,23 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
     if (c->x)
         c->x->wait_deadline = 0;        /* whatever it waited for, it is over */
     return 1;
+}
+
+/* 1: the request is done with; 0: the client stops reading here. The
+ * common route is taken here, the rest out of line, so that it does not
+ * pay for their stack frame. */
+static int carry_out(struct client *c, const char *frame, const struct resp_frame *fr)
+{
+    struct route rt;
+
+    router_route(c, frame, fr, &rt);
+    if (rt.count)
+        (*rt.count)++;
+    if (__builtin_expect(rt.kind == ROUTE_SHARED && !rt.fanout, 1)) {
+        forward(c, rt.link, frame, fr->len, rt.flags, 0);
+        return 1;
+    }
+    return carry_out_routed(c, frame, fr, &rt);
 }
 
 static int dispatch_inline(struct client *c, const char *line, size_t len)

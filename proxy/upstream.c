@@ -99,12 +99,12 @@ static void cut_off(struct client *c, const char *err)
     client_close(c, "reply cut off");
 }
 
-void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
-                       const char *err, void *arg)
+/* A reply the proxy reads first, or one that may say the request must go
+ * elsewhere (a replica's refusal, a failover, a cluster's redirection). */
+__attribute__((noinline))
+static void special_reply(struct client *c, struct req *r, const char *req, const char *p,
+                          size_t n, const char *err)
 {
-    struct client *c = r->owner;
-    (void)arg;
-
     if (__builtin_expect(r->flags & (READ_BY_PROXY | REQ_STREAMED), 0)) {
         if (r->flags & REQ_STREAMED) {   /* only ever an error now */
             cut_off(c, err);
@@ -130,6 +130,25 @@ void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
     if (req)
         slowlog_answered(c, r, req);
     client_answer(c, r, p, n, err);
+}
+
+void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
+                       const char *err, void *arg)
+{
+    struct client *c = r->owner;     /* not a client for a split's part */
+    (void)arg;
+
+    /* The common case, out of special_reply's stack frame: a plain
+     * request's reply that is not an error reply of a master that may have
+     * moved (Sentinel) or of a cluster node (redirections). */
+    if (__builtin_expect(!(r->flags & (READ_BY_PROXY | REQ_STREAMED | REQ_REROUTE)) &&
+                         (err || !n || p[0] != '-' || (!c->sc->sentinels && !c->sc->cl)), 1)) {
+        if (req)
+            slowlog_answered(c, r, req);
+        client_answer(c, r, p, n, err);
+        return;
+    }
+    special_reply(c, r, req, p, n, err);
 }
 
 int upstream_on_reply_part(struct req *r, const char *req, const char *p, size_t n, int last,
