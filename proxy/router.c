@@ -539,10 +539,11 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
     rt->abort_multi = 0;
     rt->send_multi = 0;
     rt->flags = cmd && (cmd->flags & CMD_READONLY) ? REQ_READONLY : 0;
-    if (__builtin_expect(!cmd || !(cmd->flags & ~(unsigned)CMD_READONLY), 1) && c->authed &&
-        !c->stream && !c->lease && !c->multi_deferred && !sc->draining &&
+    if (__builtin_expect(!cmd || !(cmd->flags & ~(unsigned)(CMD_READONLY | CMD_FROM_SERVER)), 1) &&
+        c->authed && !c->stream && !c->lease && !c->multi_deferred && !sc->draining &&
         !sc->requests_paused) {
-        /* the common case, a plain read or write: none of the below applies */
+        /* the common case, a plain read or write (compiled in or learnt
+         * from COMMAND): none of the below applies */
     } else if (by_state(c, cmd, frame, fr, rt)) {
         return;
     } else if (cmd && (cmd->flags & CMD_LOCAL) && (cmd->local != LOCAL_CLUSTER || sc->cl)) {
