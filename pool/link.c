@@ -650,22 +650,10 @@ static int ahead_reply(struct link *l, struct req *r, const char *p, size_t n)
     return 0;
 }
 
-/* Into the round-trip histogram; last_rx is the time this reply was read.
- * The bucket is the first bound t is not over (or the last, +Inf), found
- * in four halvings, as a deep pipeline's round trips are milliseconds:
- * they reach 15 at most, and the last test adds one when t is over every
- * bound. */
-_Static_assert(POOL_RTT_BUCKETS == 16, "rtt_observe halves 16 bounds");
+/* Into the round-trip histogram; last_rx is the time this reply was read. */
 static inline void rtt_observe(struct pool_stats *st, double t)
 {
-    int i = 0;
-
-    i += t > pool_rtt_bounds[i + 7] ? 8 : 0;
-    i += t > pool_rtt_bounds[i + 3] ? 4 : 0;
-    i += t > pool_rtt_bounds[i + 1] ? 2 : 0;
-    i += t > pool_rtt_bounds[i] ? 1 : 0;
-    i += t > pool_rtt_bounds[i];
-    st->rtt[i]++;
+    st->rtt[pool_rtt_bucket(t)]++;
     st->rtt_sum += t;
 }
 

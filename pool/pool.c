@@ -21,6 +21,10 @@ const double pool_rtt_bounds[POOL_RTT_BUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 };
+/* 2^-14 (61 µs): none; 2^-13 (122 µs): 100 µs; ... 2^4 (16 s): all 16 */
+const unsigned char pool_rtt_below[POOL_RTT_E1 - POOL_RTT_E0 + 1] = {
+    0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10, 11, 12, 13, 14, 15, 16,
+};
 
 static const char *const lease_state_name[LEASE_NSTATES] = {
     "shared", "held", "streaming", "returning", "idle", "dead",

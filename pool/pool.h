@@ -7,6 +7,7 @@
 
 #include <ev.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../lib/net.h"
 #include "../lib/tls.h"
@@ -100,6 +101,29 @@ struct pool_waiter {
 /* Upper bounds (seconds) of the round-trip histogram's buckets. */
 #define POOL_RTT_BUCKETS 16
 extern const double pool_rtt_bounds[POOL_RTT_BUCKETS];
+/* How many bounds are under 2^e, for e from POOL_RTT_E0 to POOL_RTT_E1:
+ * no two bounds share a power of two (each is at least twice the last),
+ * so t's own power of two leaves one bound to compare it with. */
+#define POOL_RTT_E0 (-14)            /* 2^-14 s < the first bound, 100 µs */
+#define POOL_RTT_E1 4                /* 2^5 s > the last bound, 10 s */
+extern const unsigned char pool_rtt_below[POOL_RTT_E1 - POOL_RTT_E0 + 1];
+
+/* The bucket of a round trip of t seconds: the first bound t is not over,
+ * POOL_RTT_BUCKETS (+Inf) when it is over every one; 0 for anything not
+ * over the first (NaN included). */
+static inline int pool_rtt_bucket(double t)
+{
+    uint64_t bits;
+
+    if (!(t > pool_rtt_bounds[0]))
+        return 0;
+    memcpy(&bits, &t, sizeof bits);
+    int e = (int)((bits >> 52) & 0x7ff) - 1023;      /* t > 0: floor(log2 t) */
+    if (e > POOL_RTT_E1)
+        return POOL_RTT_BUCKETS;
+    int i = pool_rtt_below[e - POOL_RTT_E0];
+    return i + (i < POOL_RTT_BUCKETS && t > pool_rtt_bounds[i]);
+}
 
 struct pool_stats {
     uint64_t links_opened;

@@ -3,6 +3,7 @@
  * units differ); every family has one HELP and one TYPE, counters end in
  * _total. Rendered from a sidecar whose every counter holds a different
  * value, with a master node whose pool and checker do too. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,31 @@ static int count(const char *hay, const char *needle)
     return n;
 }
 
+/* The round-trip bucket is the first bound not under t, as a walk up
+ * the bounds finds it: at each bound, next to it, and over the range. */
+static void test_rtt_bucket(void)
+{
+    int bad = 0;
+    double t = -1;
+
+    for (int k = 0; k < 4000; k++) {
+        int i = 0;
+        while (i < POOL_RTT_BUCKETS && t > pool_rtt_bounds[i])
+            i++;
+        bad += pool_rtt_bucket(t) != i;
+        t = t < 1e-9 ? 1e-9 : t * 1.01;
+    }
+    CHECK(bad == 0);
+    for (int k = 0; k < POOL_RTT_BUCKETS; k++) {
+        double b = pool_rtt_bounds[k];
+        CHECK(pool_rtt_bucket(b) == k);
+        CHECK(pool_rtt_bucket(nextafter(b, 100)) == k + 1);
+        CHECK(pool_rtt_bucket(nextafter(b, 0)) == k);
+    }
+    CHECK(pool_rtt_bucket(0) == 0 && pool_rtt_bucket(-3) == 0 && pool_rtt_bucket(NAN) == 0);
+    CHECK(pool_rtt_bucket(INFINITY) == POOL_RTT_BUCKETS && pool_rtt_bucket(1e300) == POOL_RTT_BUCKETS);
+}
+
 int main(void)
 {
     static struct config cfg;
@@ -60,6 +86,8 @@ int main(void)
     struct node *m = calloc(1, sizeof *m);
     struct pool *p = calloc(1, sizeof *p);
     struct buf info = {0}, met = {0};
+
+    test_rtt_bucket();
     char line[600], want[600], nl[200];
 
     sc.loop = ev_default_loop(0);
