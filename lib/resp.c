@@ -148,6 +148,26 @@ static inline size_t short_number(const char *p, size_t n, size_t first, long lo
     return plain_number(p, n, first, v);
 }
 
+/* A whole bulk header, "$" and its length, at p[i]: the index past its
+ * line with the length in *v, or 0 when it is not one (as short_number
+ * reads it). */
+static inline size_t bulk_header(const char *p, size_t n, size_t i, long long *v)
+{
+    if (i + 4 < n && p[i] == '$') {
+        unsigned d0 = (unsigned)(unsigned char)p[i + 1] - '1';
+        if (d0 <= 8 && p[i + 2] == '\r') {
+            *v = d0 + 1;
+            return i + 4;
+        }
+        unsigned d1 = (unsigned)(unsigned char)p[i + 2] - '0';
+        if (d0 <= 8 && d1 <= 9 && p[i + 3] == '\r') {
+            *v = (d0 + 1) * 10 + d1;
+            return i + 5;
+        }
+    }
+    return i < n && p[i] == '$' ? plain_number(p, n, i + 1, v) : 0;
+}
+
 /* A header's number: 1 with f->off past the line, 0 when the line is not
  * complete yet, -1 when it is not a number. Plain digits are read in the
  * same pass that finds the line end; anything else takes the strict path. */
@@ -263,8 +283,8 @@ static int request_whole(struct resp_framer *f, const char *p, size_t n,
     if (!i || argc <= 0 || argc > RESP_MAX_ARGS)
         return RESP_MORE;
     for (long long a = 0; a < argc; a++) {
-        if (i >= n || p[i] != '$' || !(i = short_number(p, n, i + 1, &v)) ||
-            v > lim->max_bulk || (unsigned long long)v + 2 > n - i)
+        if (!(i = bulk_header(p, n, i, &v)) || v > lim->max_bulk ||
+            (unsigned long long)v + 2 > n - i)
             return RESP_MORE;
         if (a == 0) {
             name_off = i;
@@ -287,8 +307,7 @@ int resp_frame_head(const char *p, size_t n, struct resp_frame *fr)
     size_t i;
 
     if (n < 4 || p[0] != '*' || !(i = short_number(p, n, 1, &argc)) || argc <= 0 ||
-        i >= n || p[i] != '$' || !(i = short_number(p, n, i + 1, &v)) ||
-        (unsigned long long)v + 2 > n - i)
+        !(i = bulk_header(p, n, i, &v)) || (unsigned long long)v + 2 > n - i)
         return 0;
     fr->len = n;
     fr->name_off = i;
