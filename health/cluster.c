@@ -17,7 +17,11 @@
 
 #define REFRESH_MIN_GAP 0.1          /* seconds between two reads asked for */
 
-static uint16_t crc_table[256];
+/* CRC16/XMODEM a byte at a time (crc_table), and two at a time: CRC is
+ * linear, so the register after bytes b0 b1 is crc_pair[hi ^ b0] ^
+ * crc_table[lo ^ b1] (hi, lo: the register's bytes before them), where
+ * crc_pair[x] is crc_table[x] moved on by a zero byte. */
+static uint16_t crc_table[256], crc_pair[256];
 
 static void crc_init(void)
 {
@@ -27,6 +31,8 @@ static void crc_init(void)
             c = (uint16_t)(c & 0x8000 ? (c << 1) ^ 0x1021 : c << 1);
         crc_table[i] = c;
     }
+    for (unsigned i = 0; i < 256; i++)
+        crc_pair[i] = (uint16_t)(crc_table[i] << 8) ^ crc_table[crc_table[i] >> 8];
 }
 
 unsigned cluster_slot(const char *key, size_t len)
@@ -46,7 +52,10 @@ unsigned cluster_slot(const char *key, size_t len)
             k += from;
         }
     }
-    for (size_t i = 0; i < len; i++)
+    size_t i = 0;
+    for (; i + 2 <= len; i += 2)
+        crc = crc_pair[(crc >> 8) ^ k[i]] ^ crc_table[(crc & 0xff) ^ k[i + 1]];
+    if (i < len)
         crc = (uint16_t)(crc << 8) ^ crc_table[((crc >> 8) ^ k[i]) & 0xff];
     return crc & (CLUSTER_SLOTS - 1);
 }

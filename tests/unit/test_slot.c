@@ -14,6 +14,19 @@ static unsigned slot(const char *k)
     return cluster_slot(k, strlen(k));
 }
 
+/* CRC16/XMODEM bit by bit, as its definition reads */
+static unsigned crc16_bits(const unsigned char *k, size_t n)
+{
+    unsigned crc = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        crc ^= (unsigned)k[i] << 8;
+        for (int b = 0; b < 8; b++)
+            crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+    }
+    return crc;
+}
+
 int main(void)
 {
     /* CRC16/XMODEM's check value: "123456789" -> 0x31C3 */
@@ -37,6 +50,22 @@ int main(void)
     for (int i = 0; i < 100000; i++) {
         snprintf(k, sizeof k, "key:%d", i);
         bad += slot(k) >= CLUSTER_SLOTS;
+    }
+    CHECK(bad == 0);
+    /* keys of every length up to 64, odd and even, any bytes (no braces):
+     * the same slot as the definition gives */
+    unsigned char key[64];
+    unsigned x = 12345;
+    bad = 0;
+    for (int i = 0; i < 20000; i++) {
+        size_t n = (size_t)i % 65;
+        for (size_t j = 0; j < n; j++) {
+            x = x * 1103515245u + 12345u;
+            key[j] = (unsigned char)(x >> 16);
+            if (key[j] == '{')
+                key[j] = 'x';
+        }
+        bad += cluster_slot((const char *)key, n) != (crc16_bits(key, n) & 16383);
     }
     CHECK(bad == 0);
 
