@@ -31,7 +31,7 @@ struct health_conn_spec {
     void       *data;            /* health_conn_data(), for the callbacks */
     struct tls_ctx    *tls;      /* NULL: plaintext */
     const char        *tls_name; /* SNI and the name checked; NULL: host */
-    struct tls_resume *resume;   /* the node's last session, or NULL */
+    struct tls_resume *resume;   /* the node's sessions, or NULL */
     struct tls_stats  *stats;    /* the node's handshake counts, or NULL */
     /* The connection failed or was closed (never after health_conn_drop):
      * why, in a line. The owner forgets its pointer; it is freed after. */

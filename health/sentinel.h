@@ -61,7 +61,7 @@ struct sentinel {
     ev_tstamp                 answered_at;
     char                      last_err[160];
     uint64_t                  events;
-    struct tls_resume         resume;       /* its last TLS session */
+    struct tls_resume         resume;       /* its TLS sessions */
     struct tls_stats          tls_stats;
 };
 

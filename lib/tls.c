@@ -1,5 +1,5 @@
 /* OpenSSL 3 behind a small client API: contexts with references, sessions
- * kept per node for resumption, reasons as one line.
+ * kept per node for resumption (one per handshake), reasons as one line.
  *
  * libssl is loaded (dlopen) when the first context is made, not linked: a
  * sidecar without TLS does not carry its 1.7 MB of mapped, relocated
@@ -28,6 +28,7 @@
     X(SSL_CTX_set_default_verify_paths) X(SSL_CTX_use_certificate_chain_file)    \
     X(SSL_CTX_use_PrivateKey_file) X(SSL_CTX_check_private_key)                  \
     X(SSL_CTX_set_verify) X(SSL_CTX_free) X(SSL_SESSION_free) X(SSL_SESSION_dup) \
+    X(SSL_SESSION_get_protocol_version)                                          \
     X(SSL_new) X(SSL_set_ex_data) X(SSL_get_ex_data) X(SSL_set_fd)               \
     X(SSL_set_connect_state) X(SSL_ctrl) X(SSL_set1_host) X(SSL_set_session)     \
     X(SSL_free) X(SSL_get_error) X(SSL_get_verify_result) X(SSL_do_handshake)    \
@@ -107,19 +108,53 @@ static void queued_error(char *err, size_t errlen, const char *what)
     O(ERR_clear_error)();
 }
 
-/* TLS 1.3 sends its session tickets after the handshake: each new one
- * replaces the node's. */
+/* s (ours now) first in r. One from an older context than r's is of no
+ * use; one from a newer context makes r's useless. */
+static void resume_add(struct tls_resume *r, SSL_SESSION *s, unsigned long gen)
+{
+    if (gen < r->gen) {
+        O(SSL_SESSION_free)(s);
+        return;
+    }
+    if (gen != r->gen) {
+        tls_resume_clear(r);
+        r->gen = gen;
+    }
+    if (r->n == TLS_RESUME_MAX)
+        O(SSL_SESSION_free)(r->session[--r->n]);
+    memmove(r->session + 1, r->session, r->n * sizeof r->session[0]);
+    r->session[0] = s;
+    r->n++;
+}
+
+/* The session for a new handshake of a context of gen, or NULL: the newest,
+ * taken out of r if TLS 1.3, else a copy (a connection freed without a
+ * shutdown marks the one it used unusable). The caller owns it. */
+static SSL_SESSION *resume_take(struct tls_resume *r, unsigned long gen)
+{
+    if (!r || !r->n || r->gen != gen)
+        return NULL;
+    SSL_SESSION *s = r->session[0];
+    if (O(SSL_SESSION_get_protocol_version)(s) < TLS1_3_VERSION)
+        return O(SSL_SESSION_dup)(s);
+    r->n--;
+    memmove(r->session, r->session + 1, r->n * sizeof r->session[0]);
+    return s;
+}
+
+/* TLS 1.3 sends its session tickets after the handshake (TLS 1.2 gives a
+ * full handshake's session at its end): each joins the node's. */
 static int new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct tls_conn *c = O(SSL_get_ex_data)(ssl, 0);
+    SSL_SESSION *s;
 
     if (!c || !c->resume)
         return 0;
     /* a copy: the connection's own is marked unusable when it is freed
      * without a shutdown, which is how links end */
-    tls_resume_clear(c->resume);
-    c->resume->session = O(SSL_SESSION_dup)(sess);
-    c->resume->gen = c->ctx->gen;
+    if ((s = O(SSL_SESSION_dup)(sess)) != NULL)
+        resume_add(c->resume, s, c->ctx->gen);
     return 0;
 }
 
@@ -198,15 +233,15 @@ void tls_ctx_unref(struct tls_ctx *c)
 
 void tls_resume_clear(struct tls_resume *r)
 {
-    if (r->session)
-        O(SSL_SESSION_free)(r->session);
-    r->session = NULL;
+    while (r->n)
+        O(SSL_SESSION_free)(r->session[--r->n]);
 }
 
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, const char *name,
                               struct tls_resume *resume)
 {
     struct tls_conn *c = calloc(1, sizeof *c);
+    SSL_SESSION *s;
 
     if (!c || !(c->ssl = O(SSL_new)(ctx->ssl))) {
         free(c);
@@ -227,8 +262,10 @@ struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, const char *name,
         if (ctx->verify == TLS_VERIFY_FULL)
             O(SSL_set1_host)(c->ssl, name);                   /* a name or an IP address */
     }
-    if (resume && resume->session && resume->gen == ctx->gen)
-        O(SSL_set_session)(c->ssl, resume->session);
+    if ((s = resume_take(resume, ctx->gen)) != NULL) {
+        O(SSL_set_session)(c->ssl, s);                        /* with its own reference */
+        O(SSL_SESSION_free)(s);
+    }
     return c;
 }
 

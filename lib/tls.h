@@ -32,13 +32,23 @@ struct tls_ctx *tls_ctx_new(const struct tls_settings *s, char *err, size_t errl
 void tls_ctx_ref(struct tls_ctx *c);
 void tls_ctx_unref(struct tls_ctx *c);
 
-/* The last session a node gave, to resume the next handshake with it (one
- * round trip, no certificate check). Owned by the caller (one per node);
- * zeroed is empty. */
+/* Sessions a node gave, to resume later handshakes with it (one round
+ * trip, no certificate check). A TLS 1.3 session serves one handshake:
+ * once a handshake has resumed with an SSL_SESSION, OpenSSL no longer
+ * offers that object in a later ClientHello, and a server may take a ticket
+ * once only. So each handshake takes one for itself and each ticket sent
+ * after it (an OpenSSL server sends two after a full handshake, one after
+ * a resumed one) is added; with none left a handshake is full. A TLS 1.2
+ * session serves any number of handshakes, each with a copy. Owned by the
+ * caller (one per node, shared by its links and health checks); zeroed is
+ * empty; the oldest goes when full. */
+#define TLS_RESUME_MAX 8
 struct tls_resume {
-    void         *session;       /* SSL_SESSION */
-    unsigned long gen;           /* of the context it came from: a reload's
-                                  * new files mean a full handshake */
+    void         *session[TLS_RESUME_MAX]; /* SSL_SESSION, newest first */
+    unsigned      n;                       /* of session[] held */
+    unsigned long gen;                     /* of the context they came from: a
+                                            * reload's new files mean a full
+                                            * handshake */
 };
 void tls_resume_clear(struct tls_resume *r);
 
@@ -52,7 +62,9 @@ struct tls_conn;
 
 /* A client session on connected socket fd; name is sent as SNI and, with
  * TLS_VERIFY_FULL, checked against the certificate (a DNS name or an IP
- * address). resume may be NULL. NULL only when out of memory. */
+ * address). The handshake offers a session from resume, and the tickets
+ * the server sends go back into it; resume may be NULL, and must outlive
+ * the session. NULL only when out of memory. */
 struct tls_conn *tls_conn_new(struct tls_ctx *ctx, int fd, const char *name,
                               struct tls_resume *resume);
 void tls_conn_free(struct tls_conn *c);

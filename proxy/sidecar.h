@@ -51,7 +51,7 @@ struct node {
     struct pool    *upool[USERS_MAX]; /* each app user's, by its idx (NULL: none) */
     struct pool_stats users_gone; /* the counters of users' pools closed since */
     struct checker  health;
-    struct tls_resume tls_resume; /* its last TLS session, for every pool's links */
+    struct tls_resume tls_resume; /* its TLS sessions, for every pool's links */
     struct tls_stats  tls_stats;  /* handshakes with it: links and health checks */
     ev_tstamp         deposed_at; /* a cluster's master the map stopped naming, with
                                    * requests in flight: when (its ROLE decides) */

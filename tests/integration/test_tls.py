@@ -199,6 +199,55 @@ def test_idle_tls_links_blackholed_reach_no_app_and_reconnects_resume(env, certs
         relay.close()
 
 
+def test_links_reconnecting_together_each_resume_a_session_of_their_own(env, certs):
+    """A TLS 1.3 session serves one handshake (OpenSSL spends the session
+    object a handshake resumed with; a server may take a ticket once), so
+    each link takes one of the node's sessions and the tickets it is sent
+    go back to them. Four links dropped at once all resume; so do four
+    dropped one after the other through a relay that delays every chunk
+    0.2 s, each as soon as the one before it has resumed and before that
+    one's new ticket has come back (the timing that made one session shared
+    by the node's links give a full handshake). Nothing else reconnects
+    meanwhile: resumed handshakes grow by exactly the links dropped."""
+    m = env.redis("master", tls=certs.redis_tls())
+    relay = Relay(m.port)
+    try:
+        sc = env.sidecar(relay.port, upstream=tls_upstream(certs),
+                         pool={"connections": "4", "min_idle_leases": "0",
+                               "connect_timeout": "5s"},
+                         health={"check_interval": "2s"})   # over the relay's delay
+        assert sc.client().set("k", "v") is True
+        wait_until(lambda: sc.info()["master_links_ready"] == "4", what="4 links ready")
+        wait_until(lambda: sc.nodes()["node"][0]["role"] == "master", what="a ROLE over TLS")
+        admin = m.client()
+
+        def handshakes():
+            info = sc.info()
+            return int(info["tls_handshakes_full"]), int(info["tls_handshakes_resumed"])
+
+        def drop_links(each_after_the_last):
+            ids = [c["id"] for c in m.sidecar_links()]
+            assert len(ids) == 4, ids
+            full, resumed = handshakes()
+            for i, cid in enumerate(ids):
+                assert admin.client_kill_filter(_id=cid) == 1
+                if each_after_the_last:
+                    wait_until(lambda: sum(handshakes()) > full + resumed + i,
+                               what=f"link {i + 1} reconnected")
+            wait_until(lambda: sum(handshakes()) >= full + resumed + 4
+                       and sc.info()["master_links_ready"] == "4", what="4 links back")
+            assert handshakes() == (full, resumed + 4)
+            assert c.get("k") == b"v"
+
+        c = sc.client()
+        drop_links(each_after_the_last=False)
+        relay.delay = 0.2
+        drop_links(each_after_the_last=True)
+        assert sc.counter("links_lost_tls") == 0
+    finally:
+        relay.close()
+
+
 def test_reload_reads_new_files_while_20_clients_run(env, certs, tmp_path):
     """Rotation to a new CA, both ways: the server moves to a certificate of
     the new CA and accepts only client certificates of the new CA; the

@@ -116,58 +116,112 @@ static int wait_for(int fd, int want, double end)
     return ms > 0 && poll(&p, 1, ms) > 0 ? 0 : -1;
 }
 
-/* Handshake, then PING: 1 when PONG came back; 0 with the reason in err. */
-static int ping(struct tls_ctx *ctx, int port, const char *name, struct tls_resume *resume,
-                int *resumed, char *err, size_t errlen)
+/* A session on a new connection to port, its handshake done (*fd its
+ * socket); NULL with the reason in err. */
+static struct tls_conn *open_tls(struct tls_ctx *ctx, int port, const char *name,
+                                 struct tls_resume *resume, int *fd, char *err, size_t errlen)
 {
-    int fd = connect_to(port), rc, want = 0;
+    double end = now_s() + 2;
+    struct tls_conn *c;
+    int rc;
+
+    err[0] = '\0';
+    if ((*fd = connect_to(port)) < 0 || !(c = tls_conn_new(ctx, *fd, name, resume))) {
+        snprintf(err, errlen, "no connection");
+        if (*fd >= 0)
+            close(*fd);
+        return NULL;
+    }
+    while ((rc = tls_handshake(c, err, errlen)) > 0)
+        if (wait_for(*fd, rc, end) < 0) {
+            snprintf(err, errlen, "handshake timed out");
+            break;
+        }
+    if (rc != 0) {
+        tls_conn_free(c);
+        close(*fd);
+        return NULL;
+    }
+    return c;
+}
+
+/* PING on c: 1 when PONG came back, and the TLS 1.3 tickets sent with it
+ * were read; 0 with the reason in err. */
+static int ping_on(struct tls_conn *c, int fd, char *err, size_t errlen)
+{
     double end = now_s() + 2;
     char buf[64];
-    struct tls_conn *c;
+    int want = 0;
     ssize_t n;
     size_t got = 0;
 
     err[0] = '\0';
-    if (fd < 0 || !(c = tls_conn_new(ctx, fd, name, resume))) {
-        snprintf(err, errlen, "no connection");
-        if (fd >= 0)
-            close(fd);
-        return 0;
-    }
-    while ((rc = tls_handshake(c, err, errlen)) > 0)
-        if (wait_for(fd, rc, end) < 0) {
-            snprintf(err, errlen, "handshake timed out");
+    while ((n = tls_write(c, "PING\r\n", 6, &want, err, errlen)) < 0 && want)
+        if (wait_for(fd, want, end) < 0)
             break;
-        }
-    int ok = 0;
-    if (rc == 0) {
-        while ((n = tls_write(c, "PING\r\n", 6, &want, err, errlen)) < 0 && want)
-            if (wait_for(fd, want, end) < 0)
-                break;
-        while (n == 6 && got < 7) {
-            ssize_t r = tls_read(c, buf + got, sizeof buf - 1 - got, &want, err, errlen);
-            if (r > 0)
-                got += (size_t)r;
-            else if (r < 0 && want && wait_for(fd, want, end) == 0)
-                continue;
-            else
-                break;
-        }
-        buf[got] = '\0';
-        ok = got >= 7 && strncmp(buf, "+PONG\r\n", 7) == 0;
-        if (!ok && !err[0])
-            snprintf(err, errlen, "no PONG: \"%s\"", buf);
-        /* TLS 1.3 tickets come after the handshake: read what is there */
-        while (ok && tls_read(c, buf, sizeof buf, &want, err, errlen) > 0)
-            ;
-        if (ok)
-            err[0] = '\0';
+    while (n == 6 && got < 7) {
+        ssize_t r = tls_read(c, buf + got, sizeof buf - 1 - got, &want, err, errlen);
+        if (r > 0)
+            got += (size_t)r;
+        else if (r < 0 && want && wait_for(fd, want, end) == 0)
+            continue;
+        else
+            break;
     }
-    if (resumed)
-        *resumed = rc == 0 && tls_resumed(c);
-    tls_conn_free(c);
-    close(fd);
+    buf[got] = '\0';
+    int ok = got >= 7 && strncmp(buf, "+PONG\r\n", 7) == 0;
+    if (!ok && !err[0])
+        snprintf(err, errlen, "no PONG: \"%s\"", buf);
+    /* TLS 1.3 tickets come after the handshake: read what is there */
+    while (ok && tls_read(c, buf, sizeof buf, &want, err, errlen) > 0)
+        ;
+    if (ok)
+        err[0] = '\0';
     return ok;
+}
+
+/* Handshake, then PING: 1 when PONG came back; 0 with the reason in err. */
+static int ping(struct tls_ctx *ctx, int port, const char *name, struct tls_resume *resume,
+                int *resumed, char *err, size_t errlen)
+{
+    int fd;
+    struct tls_conn *c = open_tls(ctx, port, name, resume, &fd, err, errlen);
+    int ok = c && ping_on(c, fd, err, errlen);
+
+    if (resumed)
+        *resumed = c && tls_resumed(c);
+    if (c) {
+        tls_conn_free(c);
+        close(fd);
+    }
+    return ok;
+}
+
+/* Handshakes that start one after the other, each after the one before it
+ * resumed and before its new ticket was read (links reconnecting together):
+ * each resumes on a session of its own while the node has one left (two
+ * now), and the tickets they are sent refill it. */
+static void handshakes_together(struct tls_ctx *ctx, int port, struct tls_resume *res)
+{
+    struct tls_conn *c[3];
+    int fd[3];
+    char err[256];
+
+    for (int i = 0; i < 3; i++) {
+        c[i] = open_tls(ctx, port, "localhost", res, &fd[i], err, sizeof err);
+        CHECK(c[i] != NULL);
+    }
+    CHECK(c[0] && tls_resumed(c[0]));
+    CHECK(c[1] && tls_resumed(c[1]));
+    CHECK(c[2] && !tls_resumed(c[2]));       /* none left: a full handshake */
+    CHECK(res->n == 0);
+    for (int i = 0; i < 3; i++)
+        if (c[i]) {
+            CHECK(ping_on(c[i], fd[i], err, sizeof err));
+            tls_conn_free(c[i]);
+            close(fd[i]);
+        }
+    CHECK(res->n == 1 + 1 + 2);
 }
 
 static struct tls_ctx *ctx_of(const char *ca, const char *cert, enum tls_verify v, char *err,
@@ -209,8 +263,19 @@ int main(void)
     struct tls_resume res = {0};
     /* the right CA and name: served; the next handshake resumes */
     CHECK(ping(full, p_srv, "localhost", &res, &resumed, err, sizeof err) && resumed == 0);
-    CHECK(res.session != NULL);
+    CHECK(res.n == 2);            /* redis (OpenSSL) sends two tickets after a full handshake */
     CHECK(ping(full, p_srv, "localhost", &res, &resumed, err, sizeof err) && resumed == 1);
+    CHECK(res.n == 2);            /* one taken, one sent after a resumed handshake */
+    handshakes_together(full, p_srv, &res);
+    /* a reload's new context: full, even with sessions at hand, and its
+     * tickets replace the old context's; the old context's are not kept */
+    struct tls_ctx *reloaded = ctx_of("ca", NULL, TLS_VERIFY_FULL, err, sizeof err);
+    CHECK(reloaded && ping(reloaded, p_srv, "localhost", &res, &resumed, err, sizeof err) &&
+          resumed == 0 && res.n == 2);
+    CHECK(ping(full, p_srv, "localhost", &res, &resumed, err, sizeof err) && resumed == 0 &&
+          res.n == 2);
+    CHECK(reloaded && ping(reloaded, p_srv, "localhost", &res, &resumed, err, sizeof err) &&
+          resumed == 1);
     CHECK(ping(full, p_srv, "127.0.0.1", NULL, NULL, err, sizeof err));      /* an IP SAN */
     /* a name the certificate does not have */
     CHECK(!ping(full, p_srv, "other.example", NULL, NULL, err, sizeof err));
@@ -237,6 +302,15 @@ int main(void)
           strncmp(err, "TLS: ", 5) == 0);
     struct tls_ctx *cli = ctx_of("ca", "cli", TLS_VERIFY_FULL, err, sizeof err);
     CHECK(cli && ping(cli, p_auth, "localhost", NULL, NULL, err, sizeof err));
+    /* two servers, each refusing the other's tickets: every handshake is
+     * full and adds two; past TLS_RESUME_MAX the oldest go */
+    struct tls_resume two = {0};
+    for (int i = 0; i < TLS_RESUME_MAX; i++)
+        CHECK(cli && ping(cli, i % 2 ? p_auth : p_srv, "localhost", &two, &resumed, err,
+                          sizeof err) && resumed == 0);
+    CHECK(two.n == TLS_RESUME_MAX);
+    tls_resume_clear(&two);
+    CHECK(two.n == 0);
     /* a server that does not speak TLS: redis waits for the end of what
      * it takes for an inline command, so the caller's timeout ends it */
     CHECK(!ping(full, p_plain, "localhost", NULL, NULL, err, sizeof err) && err[0]);
@@ -256,6 +330,7 @@ int main(void)
 
     tls_resume_clear(&res);
     tls_ctx_unref(full);
+    tls_ctx_unref(reloaded);
     tls_ctx_unref(ca);
     tls_ctx_unref(other);
     tls_ctx_unref(off);
