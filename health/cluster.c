@@ -17,11 +17,17 @@
 
 #define REFRESH_MIN_GAP 0.1          /* seconds between two reads asked for */
 
-/* CRC16/XMODEM a byte at a time (crc_table), and two at a time: CRC is
- * linear, so the register after bytes b0 b1 is crc_pair[hi ^ b0] ^
- * crc_table[lo ^ b1] (hi, lo: the register's bytes before them), where
- * crc_pair[x] is crc_table[x] moved on by a zero byte. */
-static uint16_t crc_table[256], crc_pair[256];
+/* CRC16/XMODEM with 4 tables: crc_at[0] is the usual one, byte x fed to
+ * a zero register; crc_at[z] the same register moved on by z zero bytes.
+ * CRC is linear, so the register after bytes b0..b3 is crc_at[3][hi ^ b0]
+ * ^ crc_at[2][lo ^ b1] ^ crc_at[1][b2] ^ crc_at[0][b3] (hi, lo: its bytes
+ * before them): four lookups that do not wait for each other. */
+static uint16_t crc_at[4][256];
+
+static uint16_t crc_zero_byte(uint16_t c)
+{
+    return (uint16_t)(c << 8) ^ crc_at[0][c >> 8];
+}
 
 static void crc_init(void)
 {
@@ -29,10 +35,11 @@ static void crc_init(void)
         uint16_t c = (uint16_t)(i << 8);
         for (int k = 0; k < 8; k++)
             c = (uint16_t)(c & 0x8000 ? (c << 1) ^ 0x1021 : c << 1);
-        crc_table[i] = c;
+        crc_at[0][i] = c;
     }
-    for (unsigned i = 0; i < 256; i++)
-        crc_pair[i] = (uint16_t)(crc_table[i] << 8) ^ crc_table[crc_table[i] >> 8];
+    for (int z = 1; z < 4; z++)
+        for (unsigned i = 0; i < 256; i++)
+            crc_at[z][i] = crc_zero_byte(crc_at[z - 1][i]);
 }
 
 unsigned cluster_slot(const char *key, size_t len)
@@ -40,7 +47,7 @@ unsigned cluster_slot(const char *key, size_t len)
     const unsigned char *k = (const unsigned char *)key;
     uint16_t crc = 0;
 
-    if (__builtin_expect(crc_table[1] == 0, 0))
+    if (__builtin_expect(crc_at[0][1] == 0, 0))
         crc_init();
     /* {tag}: only the part between the first { and the next }, if not empty */
     const unsigned char *open = memchr(k, '{', len);
@@ -53,10 +60,11 @@ unsigned cluster_slot(const char *key, size_t len)
         }
     }
     size_t i = 0;
-    for (; i + 2 <= len; i += 2)
-        crc = crc_pair[(crc >> 8) ^ k[i]] ^ crc_table[(crc & 0xff) ^ k[i + 1]];
-    if (i < len)
-        crc = (uint16_t)(crc << 8) ^ crc_table[((crc >> 8) ^ k[i]) & 0xff];
+    for (; i + 4 <= len; i += 4)
+        crc = crc_at[3][(crc >> 8) ^ k[i]] ^ crc_at[2][(crc & 0xff) ^ k[i + 1]] ^
+              crc_at[1][k[i + 2]] ^ crc_at[0][k[i + 3]];
+    for (; i < len; i++)
+        crc = crc_zero_byte(crc) ^ crc_at[0][k[i]];
     return crc & (CLUSTER_SLOTS - 1);
 }
 
