@@ -153,19 +153,7 @@ static inline size_t short_number(const char *p, size_t n, size_t first, long lo
  * reads it). */
 static inline size_t bulk_header(const char *p, size_t n, size_t i, long long *v)
 {
-    if (i + 4 < n && p[i] == '$') {
-        unsigned d0 = (unsigned)(unsigned char)p[i + 1] - '1';
-        if (d0 <= 8 && p[i + 2] == '\r') {
-            *v = d0 + 1;
-            return i + 4;
-        }
-        unsigned d1 = (unsigned)(unsigned char)p[i + 2] - '0';
-        if (d0 <= 8 && d1 <= 9 && p[i + 3] == '\r') {
-            *v = (d0 + 1) * 10 + d1;
-            return i + 5;
-        }
-    }
-    return i < n && p[i] == '$' ? plain_number(p, n, i + 1, v) : 0;
+    return i < n && p[i] == '$' ? short_number(p, n, i + 1, v) : 0;
 }
 
 /* A header's number: 1 with f->off past the line, 0 when the line is not
@@ -299,6 +287,15 @@ static int request_whole(struct resp_framer *f, const char *p, size_t n,
     f->fr.type = 0;
     f->fr.is_inline = 0;
     return RESP_DONE;
+}
+
+void resp_arg1(const char *frame, const struct resp_frame *fr, const char **p, size_t *n)
+{
+    long long v = 0;
+    size_t end = short_number(frame, fr->len, fr->name_off + fr->name_len + 3, &v);
+
+    *p = frame + end;                /* past "\r\n$": a framed length always reads */
+    *n = (size_t)v;
 }
 
 int resp_frame_head(const char *p, size_t n, struct resp_frame *fr)

@@ -100,26 +100,8 @@ struct resp_args {
     size_t      l[RESP_ARGS_MAX];
 };
 /* Argument 1 of a framed multibulk request with argc >= 2: the framer
- * checked its header, so this only reads the digits (one or two, the
- * usual key, without the loop: its CR and LF are in the frame). */
-static inline void resp_arg1(const char *frame, const struct resp_frame *fr,
-                             const char **p, size_t *n)
-{
-    size_t i = fr->name_off + fr->name_len + 3, v;   /* past "\r\n$" */
-
-    if (frame[i + 1] == '\r') {
-        v = (size_t)(frame[i] - '0');
-        i += 1;
-    } else if (frame[i + 2] == '\r') {
-        v = (size_t)(frame[i] - '0') * 10 + (size_t)(frame[i + 1] - '0');
-        i += 2;
-    } else {
-        for (v = 0; i < fr->len && frame[i] != '\r'; i++)
-            v = v * 10 + (size_t)(frame[i] - '0');
-    }
-    *p = frame + i + 2;
-    *n = v;
-}
+ * checked its header, so this only reads its length. */
+void resp_arg1(const char *frame, const struct resp_frame *fr, const char **p, size_t *n);
 
 void resp_collect_args(const char *frame, const struct resp_frame *fr, struct resp_args *a);
 /* Argument i of a framed request (0 is the command's name): 1 with it
