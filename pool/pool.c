@@ -8,6 +8,7 @@
  * (grant()), never found by a scan on a timer. */
 #include "pool.h"
 
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,10 +22,17 @@ const double pool_rtt_bounds[POOL_RTT_BUCKETS] = {
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
     0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
 };
-/* 2^-14 (61 µs): none; 2^-13 (122 µs): 100 µs; ... 2^4 (16 s): all 16 */
-const unsigned char pool_rtt_below[POOL_RTT_E1 - POOL_RTT_E0 + 1] = {
-    0, 1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10, 11, 12, 13, 14, 15, 16,
-};
+unsigned char pool_rtt_below[POOL_RTT_E1 - POOL_RTT_E0 + 1];
+
+void pool_rtt_init(void)
+{
+    for (int e = POOL_RTT_E0; e <= POOL_RTT_E1; e++) {
+        unsigned char k = 0;
+        while (k < POOL_RTT_BUCKETS && pool_rtt_bounds[k] < ldexp(1, e))
+            k++;
+        pool_rtt_below[e - POOL_RTT_E0] = k;
+    }
+}
 
 static const char *const lease_state_name[LEASE_NSTATES] = {
     "shared", "held", "streaming", "returning", "idle", "dead",
@@ -204,6 +212,8 @@ struct pool *pool_new(struct ev_loop *loop, const struct pool_config *cfg,
 
     if (!p)
         return NULL;
+    if (!pool_rtt_below[POOL_RTT_E1 - POOL_RTT_E0])
+        pool_rtt_init();
     p->links[0] = calloc((size_t)cfg->connections, sizeof *p->links[0]);
     if (!p->links[0]) {
         free(p);

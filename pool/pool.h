@@ -106,7 +106,9 @@ extern const double pool_rtt_bounds[POOL_RTT_BUCKETS];
  * so t's own power of two leaves one bound to compare it with. */
 #define POOL_RTT_E0 (-14)            /* 2^-14 s < the first bound, 100 µs */
 #define POOL_RTT_E1 4                /* 2^5 s > the last bound, 10 s */
-extern const unsigned char pool_rtt_below[POOL_RTT_E1 - POOL_RTT_E0 + 1];
+extern unsigned char pool_rtt_below[POOL_RTT_E1 - POOL_RTT_E0 + 1];
+/* Fills pool_rtt_below from the bounds (pool_new does, once). */
+void pool_rtt_init(void);
 
 /* The bucket of a round trip of t seconds: the first bound t is not over,
  * POOL_RTT_BUCKETS (+Inf) when it is over every one; 0 for anything not

@@ -61,6 +61,7 @@ static void test_rtt_bucket(void)
     int bad = 0;
     double t = -1;
 
+    pool_rtt_init();
     for (int k = 0; k < 4000; k++) {
         int i = 0;
         while (i < POOL_RTT_BUCKETS && t > pool_rtt_bounds[i])
