@@ -100,36 +100,33 @@ static void cut_off(struct client *c, const char *err)
 }
 
 /* A reply the proxy reads first, or one that may say the request must go
- * elsewhere (a replica's refusal, a failover, a cluster's redirection). */
+ * elsewhere (a replica's refusal, a failover, a cluster's redirection):
+ * 1 when that is done with it, 0 when it goes to the client as any other. */
 __attribute__((noinline))
-static void special_reply(struct client *c, struct req *r, const char *req, const char *p,
-                          size_t n, const char *err)
+static int special_reply(struct client *c, struct req *r, const char *req, const char *p,
+                         size_t n, const char *err)
 {
-    if (__builtin_expect(r->flags & (READ_BY_PROXY | REQ_STREAMED), 0)) {
+    if (r->flags & (READ_BY_PROXY | REQ_STREAMED)) {
         if (r->flags & REQ_STREAMED) {   /* only ever an error now */
             cut_off(c, err);
-            return;
+            return 1;
         }
         if (r->flags & REQ_PART) {       /* owned by its split, not a client */
             split_part_answered(r, req, p, n, err);
-            return;
+            return 1;
         }
         if (r->flags & REQ_AUTH) {
             session_auth_answered(c, r, req, p, n, err);
-            return;
+            return 1;
         }
         clientcmd_quiet_answered(c, req, r->len, p, err ? 0 : n);
     }
     if (req && ((r->flags & REQ_REROUTE) || c->sc->sentinels) &&
         send_again(c, r, req, p, n, err) == 0)
-        return;
+        return 1;
     /* a cluster's redirections: the request did not run, it goes on */
-    if (__builtin_expect(c->sc->cl != NULL, 0) && req && !err && n && p[0] == '-' &&
-        cluster_redirect(c, r, req, p, n) == 0)
-        return;
-    if (req)
-        slowlog_answered(c, r, req);
-    client_answer(c, r, p, n, err);
+    return c->sc->cl != NULL && req && !err && n && p[0] == '-' &&
+           cluster_redirect(c, r, req, p, n) == 0;
 }
 
 void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
@@ -138,17 +135,17 @@ void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
     struct client *c = r->owner;     /* not a client for a split's part */
     (void)arg;
 
-    /* The common case, out of special_reply's stack frame: a plain
-     * request's reply that is not an error reply of a master that may have
-     * moved (Sentinel) or of a cluster node (redirections). */
-    if (__builtin_expect(!(r->flags & (READ_BY_PROXY | REQ_STREAMED | REQ_REROUTE)) &&
-                         (err || !n || p[0] != '-' || (!c->sc->sentinels && !c->sc->cl)), 1)) {
-        if (req)
-            slowlog_answered(c, r, req);
-        client_answer(c, r, p, n, err);
+    /* special_reply only for a request the proxy reads the reply of, or
+     * an error reply of a master that may have moved (Sentinel) or of a
+     * cluster node (redirections): the common case stays out of its stack
+     * frame. */
+    if (__builtin_expect((r->flags & (READ_BY_PROXY | REQ_STREAMED | REQ_REROUTE)) ||
+                         (!err && n && p[0] == '-' && (c->sc->sentinels || c->sc->cl)), 0) &&
+        special_reply(c, r, req, p, n, err))
         return;
-    }
-    special_reply(c, r, req, p, n, err);
+    if (req)
+        slowlog_answered(c, r, req);
+    client_answer(c, r, p, n, err);
 }
 
 int upstream_on_reply_part(struct req *r, const char *req, const char *p, size_t n, int last,
