@@ -532,8 +532,8 @@ static int reply_whole(struct resp_framer *f, const char *p, size_t n,
     size_t i = 1;
     long long v;
 
-    if (n > 4 && memcmp(p, "+OK\r", 4) == 0) {
-        i = 5;
+    if (n > 4 && (memcmp(p, "+OK\r", 4) == 0 || memcmp(p, "$-1\r", 4) == 0)) {
+        i = 5;                          /* SET's reply, and GET's of a missing key */
     } else if (p[0] == '$') {
         if (!(i = short_number(p, n, 1, &v)) || (unsigned long long)v + 2 > n - i)
             return RESP_MORE;
