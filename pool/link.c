@@ -657,6 +657,12 @@ static inline void rtt_observe(struct pool_stats *st, double t)
     st->rtt_sum += t;
 }
 
+static inline void rtt_observe_n(struct pool_stats *st, double t, unsigned k)
+{
+    st->rtt[pool_rtt_bucket(t)] += k;
+    st->rtt_sum += t * k;
+}
+
 /* `last`: the end of a reply passed on as it came (on_reply_part). */
 static int deliver(struct link *l, const char *p, size_t n, int last)
 {
@@ -782,6 +788,77 @@ static void stream_reply(struct link *l)
     buf_consume(&l->in, resp_reply_skip(&l->fr, buf_used(&l->in)));
 }
 
+/* The request after r that may join r's run (on_replies): the same
+ * owner, all of it written, nothing the pool or the owner treats apart. */
+static inline int runs_on(const struct link *l, const struct req *r, const void *owner)
+{
+    unsigned apart = REQ_HANDSHAKE | REQ_NOTIMEOUT | REQ_STREAMED | l->pool->cb.run_exclude;
+
+    return r && r->owner == owner && !(r->flags & apart) && r->off + r->len <= l->sent;
+}
+
+static inline int plain_reply(const char *p)
+{
+    return p[0] != '-' && p[0] != '!' && p[0] != '>';
+}
+
+/* Replies in a row from p (n bytes read; the first, len0 bytes, framed
+ * already and plain) for requests of one owner at the head of the FIFO:
+ * handed over in one on_replies call. Returns the bytes they took, or 0
+ * when there is no run of two (the first is delivered as usual then). A
+ * reply framed but not joining the run is framed again by the caller; one
+ * not all read yet keeps its framer's state, which holds as the caller
+ * goes on from the bytes this run leaves. */
+static size_t deliver_run(struct link *l, const char *p, size_t n, size_t len0)
+{
+    struct pool *pl = l->pool;
+    struct req *v[LINK_RUN_MAX];
+    const char *req[LINK_RUN_MAX];
+    size_t len[LINK_RUN_MAX], at = len0;
+    struct req *r = TAILQ_FIRST(&l->fifo);
+    unsigned k = 1;
+
+    if (!r || !r->owner || !runs_on(l, r, r->owner))
+        return 0;
+    v[0] = r;
+    len[0] = len0;
+    while (k < LINK_RUN_MAX && at < n && runs_on(l, r = TAILQ_NEXT(r, link_tqe), v[0]->owner)) {
+        int rc = resp_frame_reply(&l->fr, p + at, n - at, &reply_limits);
+        if (rc != RESP_DONE) {
+            if (rc != RESP_MORE)
+                resp_framer_reset(&l->fr);    /* the caller meets the error afresh */
+            break;
+        }
+        if (!plain_reply(p + at))
+            break;
+        v[k] = r;
+        len[k++] = l->fr.fr.len;
+        at += l->fr.fr.len;
+    }
+    if (k < 2)
+        return 0;
+    /* the FIFO first, as deliver() does: the owner may send more meanwhile */
+    ev_tstamp t0 = -1;
+    unsigned same = 0;
+    for (unsigned i = 0; i < k; i++) {
+        if (v[i]->queued_at != t0) {      /* a batch was handed over at one time */
+            if (same)
+                rtt_observe_n(&pl->st, l->last_rx - t0, same);
+            t0 = v[i]->queued_at;
+            same = 0;
+        }
+        same++;
+        req[i] = req_bytes(l, v[i]);
+        unlink_req(l, v[i]);
+    }
+    rtt_observe_n(&pl->st, l->last_rx - t0, same);
+    uint64_t end = v[k - 1]->off + v[k - 1]->len;    /* v may be freed by the call */
+    pl->cb.on_replies(v, req, len, k, p, pl->cb.arg);
+    buf_consume(&l->out, (size_t)(end - l->out_base));
+    l->out_base = end;
+    return at;
+}
+
 static void process_replies(struct link *l)
 {
     while (buf_used(&l->in)) {
@@ -798,7 +875,7 @@ static void process_replies(struct link *l)
             link_down(l, LOST_PROTOCOL, why);
             return;
         }
-        size_t len = l->fr.fr.len;
+        size_t len = l->fr.fr.len, run;
         const char *p = buf_start(&l->in);
         /* the end of a dropped reply goes to its unowned request, the end
          * of one passed on as it came to its owner */
@@ -820,7 +897,13 @@ static void process_replies(struct link *l)
                 log_debug("link %s#%d: push frame of %zu bytes dropped", l->pool->cfg.name,
                           l->idx, len);
             }
-        } else if (l->hs_pending ? handshake_reply(l, p, len) < 0 : deliver(l, p, len, 0) < 0) {
+        } else if (l->hs_pending) {
+            if (handshake_reply(l, p, len) < 0)
+                return;
+        } else if (l->pool->cb.on_replies && plain_reply(p) &&
+                   (run = deliver_run(l, p, buf_used(&l->in), len)) != 0) {
+            len = run;
+        } else if (deliver(l, p, len, 0) < 0) {
             return;
         }
         buf_consume(&l->in, len);

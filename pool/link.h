@@ -22,6 +22,8 @@ struct pool;
 /* A reply known to be this large or more goes to its owner as it comes
  * (pool's on_reply_part), not buffered whole first. */
 #define LINK_STREAM_MIN (64 * 1024)
+/* The most replies handed over in one on_replies call. */
+#define LINK_RUN_MAX 64
 
 enum link_state { LINK_DOWN, LINK_CONNECTING, LINK_TLS, LINK_HANDSHAKE, LINK_READY };
 enum hs_kind { HS_RESET, HS_HELLO, HS_AUTH, HS_SELECT, HS_NAME, HS_PING, HS_ID, HS_READONLY };

@@ -53,6 +53,15 @@ struct pool_callbacks {
      * the call (to send it elsewhere). Never called for unowned requests. */
     void (*on_reply)(struct req *r, const char *req, const char *p, size_t n,
                      const char *err, void *arg);
+    /* Optional: k (2 to LINK_RUN_MAX) replies in a row on a shared link,
+     * for k requests of one owner none of whose flags are in run_exclude,
+     * none an error or a push: v[i]'s reply is len[i] bytes, one after
+     * another from p, and its request's bytes are at req[i], all valid
+     * during the call. The same as k calls of on_reply, in order; a
+     * pipelined batch pays for its bookkeeping once. */
+    void (*on_replies)(struct req *const *v, const char *const *req, const size_t *len,
+                       unsigned k, const char *p, void *arg);
+    unsigned run_exclude;
     /* A large reply (LINK_STREAM_MIN or more), passed on as it comes:
      * the first call, with the frame's first bytes, may decline (0: the
      * reply is buffered whole and given to on_reply); once accepted, the

@@ -422,6 +422,47 @@ void client_answer(struct client *c, struct req *r, const char *p, size_t n, con
         lease_answered(c);
 }
 
+int client_answer_run(struct client *c, struct req *const *v, const char *const *req,
+                      const size_t *len, unsigned k, const char *p)
+{
+    struct sidecar *sc = c->sc;
+    struct req *r = TAILQ_FIRST(&c->pending);
+    size_t n = 0;
+
+    if (c->closed)
+        return -1;
+    for (unsigned i = 0; i < k; i++, r = TAILQ_NEXT(r, owner_tqe)) {
+        if (r != v[i])
+            return -1;
+        n += len[i];
+    }
+    /* client_answer's bookkeeping, each reply's as it is its turn at the
+     * head; the bytes in one append */
+    for (unsigned i = 0; i < k; i++) {
+        r = v[i];
+        c->inflight -= r->len;
+        if (r->flags & REQ_WRITE) {
+            c->x->writes_pending--;
+            c->x->wrote_at = sc->now;
+            c->x->wrote_offset = -1;
+            if (sc->cfg->read_your_writes == RYW_OFFSET && sc->nreplicas && sc->master)
+                health_sample_soon(&sc->master->health, 0.1);
+        }
+        sc->st.replies_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT][0]++;
+    }
+    sc->st.replies += k;
+    emit(c, p, n);
+    if (c->closed)
+        return 0;
+    for (unsigned i = 0; i < k; i++) {
+        r = v[i];
+        slowlog_answered(c, r, req[i]);
+        pop_slot(c, r);
+    }
+    drain_ready(c);
+    return 0;
+}
+
 /* A reply made here, after earlier ones; not counted. */
 static void reply_in_order(struct client *c, const char *p, size_t n)
 {

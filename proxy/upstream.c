@@ -155,6 +155,21 @@ void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
     special_reply(c, r, req, p, n, err);
 }
 
+void upstream_on_replies(struct req *const *v, const char *const *req, const size_t *len,
+                         unsigned k, const char *p, void *arg)
+{
+    struct client *c = v[0]->owner;
+
+    /* a cluster's or a failover's error replies are never in a run: the
+     * common case of upstream_on_reply for each */
+    if (client_answer_run(c, v, req, len, k, p) == 0)
+        return;
+    for (unsigned i = 0; i < k; i++) {
+        upstream_on_reply(v[i], req[i], p, len[i], NULL, arg);
+        p += len[i];
+    }
+}
+
 int upstream_on_reply_part(struct req *r, const char *req, const char *p, size_t n, int last,
                            void *arg)
 {

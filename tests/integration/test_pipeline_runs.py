@@ -1,0 +1,145 @@
+"""Pipelined batches: replies that come in a row on a link for one client
+are answered together (the pool's on_replies). Whatever breaks a row (an
+error reply, a reply made by the proxy, another client's request, a large
+reply passed on as it comes, the end of what one read brought) must leave
+every reply where it belongs and every counter as one-by-one would."""
+import threading
+
+import pytest
+import redis
+
+from helpers import RawClient, SLOW
+
+SMALL, MEDIUM, BIG = b"abc", b"m" * 3000, b"B" * (200 * 1024)
+
+
+def batch(n, tag):
+    """n commands and the replies Redis would give, in order."""
+    cmds, want, ctr = [], [], 0
+    for i in range(n):
+        k = i % 9
+        if k == 0:
+            cmds.append(("GET", "small")); want.append(SMALL)
+        elif k == 1:
+            cmds.append(("GET", "medium")); want.append(MEDIUM)
+        elif k == 2:
+            ctr += 1
+            cmds.append(("INCR", f"ctr:{tag}")); want.append(ctr)
+        elif k == 3 and i % 4 == 3:
+            cmds.append(("INCR", "notnum")); want.append(redis.ResponseError)
+        elif k == 4 and i % 5 == 4:
+            cmds.append(("CLIENT", "GETNAME")); want.append(None)   # the proxy's own reply
+        elif k == 5 and i % 50 == 5:
+            cmds.append(("GET", "big")); want.append(BIG)           # passed on as it comes
+        elif k == 6:
+            cmds.append(("SET", f"k:{tag}:{i}", i)); want.append(b"OK")
+        elif k == 7:
+            cmds.append(("GET", "missing")); want.append(None)
+        else:
+            cmds.append(("ECHO", f"{tag}-{i}")); want.append(f"{tag}-{i}".encode())
+    return cmds, want
+
+
+def check(got, want):
+    assert len(got) == len(want)
+    for i, (g, w) in enumerate(zip(got, want)):
+        if w is redis.ResponseError:
+            assert isinstance(g, redis.ResponseError) and "not an integer" in str(g), (i, g)
+        else:
+            assert g == w, (i, g if not isinstance(g, bytes) else g[:40], w if not
+                            isinstance(w, bytes) else w[:40])
+
+
+def app_totals(c):
+    """PROXY APPS's counters, summed over the apps, asked on c."""
+    c.send(("PROXY", "APPS"))
+    out = {"replies_timed": 0, "errors_redis": 0}
+    for line in c.read().decode().splitlines():
+        for f in line.split(" "):
+            k, _, v = f.partition("=")
+            if k in out:
+                out[k] += int(v)
+    return out
+
+
+def closed(s):
+    """Read what came: True once the peer closed."""
+    try:
+        while s.recv(1 << 20):
+            pass
+    except ConnectionResetError:
+        pass
+    return True
+
+
+@pytest.fixture
+def loaded(master):
+    r = master.client()
+    r.mset({"small": SMALL, "medium": MEDIUM, "big": BIG, "notnum": "x"})
+    return master
+
+
+def test_a_batch_keeps_its_order_through_errors_local_replies_and_partial_reads(env, loaded):
+    sc = env.sidecar(loaded, pool={"connections": 1})
+    c = RawClient(sc.port)
+    cmds, want = batch(900, "a")
+    forwarded = sum(1 for cmd in cmds if cmd[0] != "CLIENT")
+    req0, rep0 = sc.counter("forwarded_requests"), sc.counter("forwarded_replies")
+    apps0 = app_totals(c)
+    c.send(*cmds)
+    check(c.read(len(cmds)), want)
+    apps1 = app_totals(c)
+    # each reply timed once (and PROXY APPS's own first one), each error counted once
+    assert apps1["replies_timed"] - apps0["replies_timed"] == len(cmds) + 1
+    assert apps1["errors_redis"] - apps0["errors_redis"] == want.count(redis.ResponseError)
+    # every reply counted once, the errors among them too
+    assert sc.counter("forwarded_requests") - req0 == forwarded
+    assert sc.counter("forwarded_replies") - rep0 == forwarded
+    # and the link is in step: a plain command after the batch
+    c.send(("GET", "small"))
+    assert c.read() == SMALL
+    c.close()
+
+
+def test_clients_interleaved_on_one_link_each_get_their_own_replies(env, loaded):
+    sc = env.sidecar(loaded, pool={"connections": 1})
+    errors = []
+
+    def run(tag):
+        try:
+            c = RawClient(sc.port)
+            for rnd in range(4):
+                cmds, want = batch(300, f"{tag}.{rnd}")
+                # in pieces: each write lands among the others' requests
+                for at in range(0, len(cmds), 37):
+                    c.send(*cmds[at:at + 37])
+                check(c.read(len(cmds)), want)
+            c.close()
+        except Exception as e:   # noqa: BLE001 - reported below
+            errors.append((tag, repr(e)[:300]))
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120 * SLOW)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors
+
+
+def test_a_client_closed_at_its_output_limit_mid_batch_leaves_the_link_in_step(env, loaded):
+    sc = env.sidecar(loaded, pool={"connections": 1}, clients={"max_output_buffer": "256kb"})
+    closed0 = sc.counter("errors_output_buffer")
+    hog = RawClient(sc.port)
+    other = RawClient(sc.port)
+    # 4,000 replies of 3,000 bytes, never read: far over the limit
+    hog.send(*[("GET", "medium")] * 4000)
+    cmds, want = batch(450, "o")
+    other.send(*cmds)
+    check(other.read(len(cmds)), want)
+    closed(hog.s)              # EOF or a reset, else the socket times out
+    assert sc.counter("errors_output_buffer") == closed0 + 1
+    other.send(("GET", "small"))
+    assert other.read() == SMALL
+    hog.close()
+    other.close()
