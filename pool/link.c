@@ -788,13 +788,20 @@ static void stream_reply(struct link *l)
     buf_consume(&l->in, resp_reply_skip(&l->fr, buf_used(&l->in)));
 }
 
-/* The request after r that may join r's run (on_replies): the same
- * owner, all of it written, nothing the pool or the owner treats apart. */
-static inline int runs_on(const struct link *l, const struct req *r, const void *owner)
+/* A request that may be in a run (on_replies) of owner's: all of it
+ * written, nothing the pool or the owner (apart) treats on its own. */
+static inline int runs_on(const struct link *l, const struct req *r, const void *owner,
+                          unsigned apart)
 {
-    unsigned apart = REQ_HANDSHAKE | REQ_NOTIMEOUT | REQ_STREAMED | l->pool->cb.run_exclude;
-
     return r && r->owner == owner && !(r->flags & apart) && r->off + r->len <= l->sent;
+}
+
+/* Worth trying a run: the request after the first is of the same owner. */
+static inline int next_is_same_owner(const struct link *l)
+{
+    const struct req *r = TAILQ_FIRST(&l->fifo), *next;
+
+    return r && (next = TAILQ_NEXT(r, link_tqe)) && next->owner == r->owner && r->owner;
 }
 
 static inline int plain_reply(const char *p)
@@ -816,13 +823,14 @@ static size_t deliver_run(struct link *l, const char *p, size_t n, size_t len0)
     const char *req[LINK_RUN_MAX];
     size_t len[LINK_RUN_MAX], at = len0;
     struct req *r = TAILQ_FIRST(&l->fifo);
-    unsigned k = 1;
+    unsigned k = 1, apart = REQ_HANDSHAKE | REQ_NOTIMEOUT | REQ_STREAMED | pl->cb.run_exclude;
+    const void *owner = r ? r->owner : NULL;
 
-    if (!r || !r->owner || !runs_on(l, r, r->owner))
+    if (!owner || !runs_on(l, r, owner, apart) || !pl->cb.on_replies)
         return 0;
     v[0] = r;
     len[0] = len0;
-    while (k < LINK_RUN_MAX && at < n && runs_on(l, r = TAILQ_NEXT(r, link_tqe), v[0]->owner)) {
+    while (k < LINK_RUN_MAX && at < n && runs_on(l, r = TAILQ_NEXT(r, link_tqe), owner, apart)) {
         int rc = resp_frame_reply(&l->fr, p + at, n - at, &reply_limits);
         if (rc != RESP_DONE) {
             if (rc != RESP_MORE)
@@ -900,7 +908,7 @@ static void process_replies(struct link *l)
         } else if (l->hs_pending) {
             if (handshake_reply(l, p, len) < 0)
                 return;
-        } else if (l->pool->cb.on_replies && plain_reply(p) &&
+        } else if (next_is_same_owner(l) && plain_reply(p) &&
                    (run = deliver_run(l, p, buf_used(&l->in), len)) != 0) {
             len = run;
         } else if (deliver(l, p, len, 0) < 0) {
@@ -1240,6 +1248,60 @@ int link_resend(struct link *l, struct req *r, const char *p, size_t n)
     return link_send(l, r, p, n);
 }
 
+static inline __attribute__((always_inline)) void watch_replies(struct link *l)
+{
+    struct pool *pl = l->pool;
+
+    if (!ev_is_active(&l->watchdog)) {
+        double t = pl->cfg.connect_timeout < pl->cfg.reply_timeout
+                   ? pl->cfg.connect_timeout : pl->cfg.reply_timeout;
+        t /= 10;
+        t = t < 0.01 ? 0.01 : t > 0.1 ? 0.1 : t;
+        ev_timer_set(&l->watchdog, t, t);
+        ev_timer_start(pl->loop, &l->watchdog);
+    }
+}
+
+int link_batch_add(struct link_batch *b, struct link *l, struct req *r, const char *p,
+                   size_t n)
+{
+    struct pool *pl = l->pool;
+    int first = b->l != l || b->from + b->len != p;
+
+    if (first) {
+        link_batch_end(b);
+        b->l = l;
+        b->from = p;
+    }
+    /* room for the batch so far: link_batch_end cannot fail */
+    if (buf_reserve(&l->out, b->len + n) < 0)
+        return -1;
+    r->link = l;
+    r->off = l->out_base + buf_used(&l->out) + b->len;
+    r->len = n;
+    r->queued_at = ev_now(pl->loop);
+    TAILQ_INSERT_TAIL(&l->fifo, r, link_tqe);
+    l->nfifo++;
+    if (__builtin_expect(r->flags & REQ_SCRIPT, 0))
+        l->scripts++;
+    pl->st.requests_sent++;
+    b->len += n;
+    if (first) {
+        if (l->state == LINK_READY)
+            pool_mark_dirty(pl, l);
+        watch_replies(l);
+    }
+    return 0;
+}
+
+void link_batch_copy(struct link_batch *b)
+{
+    struct buf *out = &b->l->out;
+
+    memcpy(out->data + out->len, b->from, b->len);
+    out->len += b->len;
+}
+
 int link_send(struct link *l, struct req *r, const char *p, size_t n)
 {
     struct pool *pl = l->pool;
@@ -1265,14 +1327,7 @@ int link_send(struct link *l, struct req *r, const char *p, size_t n)
     pl->st.requests_sent++;
     if (l->state == LINK_READY)
         pool_mark_dirty(pl, l);
-    if (!ev_is_active(&l->watchdog)) {
-        double t = pl->cfg.connect_timeout < pl->cfg.reply_timeout
-                   ? pl->cfg.connect_timeout : pl->cfg.reply_timeout;
-        t /= 10;
-        t = t < 0.01 ? 0.01 : t > 0.1 ? 0.1 : t;
-        ev_timer_set(&l->watchdog, t, t);
-        ev_timer_start(pl->loop, &l->watchdog);
-    }
+    watch_replies(l);
     return 0;
 }
 

@@ -95,6 +95,29 @@ void link_start(struct link *l);
 /* Queue a request's bytes; they go out at the end of this loop iteration.
  * -1 (out of memory): the request was not queued. */
 int link_send(struct link *l, struct req *r, const char *p, size_t n);
+/* Requests whose bytes follow one another in the caller's buffer (a
+ * pipelined batch): each is queued as link_send would queue it, with room
+ * made for its bytes but nothing copied, and link_batch_end copies them
+ * all in one go. Until then nothing else may be sent on that link and the
+ * caller's bytes must stay where they are. A request on another link, or
+ * not right after the last one, ends the batch and starts another. */
+struct link_batch {
+    struct link *l;
+    const char  *from;
+    size_t       len;
+};
+int link_batch_add(struct link_batch *b, struct link *l, struct req *r, const char *p,
+                   size_t n);
+void link_batch_copy(struct link_batch *b);
+static inline void link_batch_end(struct link_batch *b)
+{
+    if (b->l) {
+        if (b->len)
+            link_batch_copy(b);
+        b->l = NULL;
+        b->len = 0;
+    }
+}
 /* The same for bytes that may live in this link's own buffer (a request
  * handed back by it, sent to its node again). */
 int link_resend(struct link *l, struct req *r, const char *p, size_t n);

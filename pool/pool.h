@@ -53,7 +53,7 @@ struct pool_callbacks {
      * the call (to send it elsewhere). Never called for unowned requests. */
     void (*on_reply)(struct req *r, const char *req, const char *p, size_t n,
                      const char *err, void *arg);
-    /* Optional: k (2 to LINK_RUN_MAX) replies in a row on a shared link,
+    /* k (2 to LINK_RUN_MAX) replies in a row on a shared link,
      * for k requests of one owner none of whose flags are in run_exclude,
      * none an error or a push: v[i]'s reply is len[i] bytes, one after
      * another from p, and its request's bytes are at req[i], all valid

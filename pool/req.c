@@ -6,18 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct req *req_alloc(struct req_cache *rc)
+struct req *req_alloc_new(void)
 {
-    struct req *r = rc->free;
-
-    if (r) {
-        rc->free = r->owner;
-        rc->nfree--;
-    } else if (!(r = malloc(sizeof *r))) {
-        return NULL;
-    }
-    memset(r, 0, offsetof(struct req, arrived));    /* the owner sets the rest */
-    return r;
+    return malloc(sizeof(struct req));
 }
 
 void req_release(struct req_cache *rc, struct req *r)

@@ -89,7 +89,31 @@ struct req_cache {
     unsigned    max_free;
 };
 
-struct req *req_alloc(struct req_cache *rc);
+struct req *req_alloc_new(void);
+/* A slot with all before `arrived` cleared (the owner sets the rest),
+ * but for the FIFO links, which inserting sets: field by field, fewer
+ * stores than a memset. Inline: it is paid on every request. */
+static inline struct req *req_alloc(struct req_cache *rc)
+{
+    struct req *r = rc->free;
+
+    if (r) {
+        rc->free = r->owner;
+        rc->nfree--;
+    } else if (!(r = req_alloc_new())) {
+        return NULL;
+    }
+    r->owner = NULL;
+    r->link = NULL;
+    r->off = 0;
+    r->len = 0;
+    r->queued_at = r->waiting_since = 0;
+    r->parked = NULL;
+    r->reply = (struct buf){0};
+    r->flags = 0;
+    r->block = 0;
+    return r;
+}
 void req_release(struct req_cache *rc, struct req *r);
 void req_cache_clear(struct req_cache *rc);
 

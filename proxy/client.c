@@ -291,7 +291,7 @@ static inline __attribute__((always_inline)) void pop_slot(struct client *c, str
 }
 
 /* Send every filled slot at the head of the FIFO. */
-static void drain_ready(struct client *c)
+static inline __attribute__((always_inline)) void drain_ready(struct client *c)
 {
     struct req *r;
 

@@ -294,10 +294,19 @@ static int carry_out_routed(struct client *c, const char *frame, const struct re
     return 1;
 }
 
+/* A request's route the router said the same command may take again
+ * (route.reuse, router_reuse): its command, link and flags. */
+struct memo {
+    const struct command *cmd;
+    struct link          *link;
+    unsigned              flags;
+};
+
 /* 1: the request is done with; 0: the client stops reading here. The
  * common route is taken here, the rest out of line, so that it does not
- * pay for their stack frame. */
-static int carry_out(struct client *c, const char *frame, const struct resp_frame *fr)
+ * pay for their stack frame. m: set to this route if it may be reused. */
+static int carry_out(struct client *c, const char *frame, const struct resp_frame *fr,
+                     struct memo *m)
 {
     struct route rt;
 
@@ -305,12 +314,20 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
     if (rt.count)
         (*rt.count)++;
     if (__builtin_expect(rt.kind == ROUTE_SHARED && !rt.fanout, 1)) {
+        if (m && rt.reuse) {
+            m->cmd = rt.cmd;
+            m->link = rt.link;
+            m->flags = rt.flags;
+        }
         forward(c, rt.link, frame, fr->len, rt.flags, 0);
         return 1;
     }
     return carry_out_routed(c, frame, fr, &rt);
 }
 
+/* An inline request (a line, as telnet sends), rewritten as a multibulk
+ * one; out of line: inlined, its buffers weighed on process()'s frame. */
+__attribute__((noinline))
 static int dispatch_inline(struct client *c, const char *line, size_t len)
 {
     struct sidecar *sc = c->sc;
@@ -337,7 +354,7 @@ static int dispatch_inline(struct client *c, const char *line, size_t len)
     }
     c->last_cmd = command_lookup(&sc->cmds, buf_start(&sc->inline_req) + f.fr.name_off,
                                  f.fr.name_len);
-    int done = carry_out(c, buf_start(&sc->inline_req), &f.fr);
+    int done = carry_out(c, buf_start(&sc->inline_req), &f.fr, NULL);
     if (done)                            /* once: a request kept whole comes back */
         slowlog_note(c, buf_start(&sc->inline_req), &f.fr);
     return done;
@@ -346,6 +363,9 @@ static int dispatch_inline(struct client *c, const char *line, size_t len)
 /* Frame and carry out complete requests from p[0..n), up to the pipeline
  * cap; returns the bytes used. What is left is a partial request (the
  * framer holds its state) or requests held back. */
+static size_t same_again(struct client *c, const char *p, size_t n, struct resp_framer *f,
+                         const struct resp_frame *first, const struct memo *m);
+
 static size_t process(struct client *c, const char *p, size_t n, struct resp_framer *f)
 {
     struct sidecar *sc = c->sc;
@@ -373,23 +393,91 @@ static size_t process(struct client *c, const char *p, size_t n, struct resp_fra
             break;
         }
         const struct resp_frame *fr = &f->fr;
-        int done = 1;
+        struct memo m;
+        int done = 1, more = fr->len < n - used;
+        m.cmd = NULL;
         if (fr->is_inline) {
             done = dispatch_inline(c, p + used, fr->len);
         } else if (fr->argc > 0) {
             c->last_cmd = command_lookup_in(&sc->cmds, p + used + fr->name_off, fr->name_len,
                                             fr->len - fr->name_off);
-            if ((done = carry_out(c, p + used, fr)) != 0)
+            if ((done = carry_out(c, p + used, fr, more ? &m : NULL)) != 0)
                 slowlog_note(c, p + used, fr);   /* once: a request kept whole comes back */
         }
         if (!done)
             break;                       /* kept whole: the framer starts it afresh */
         sc->st.requests++;
         c->proc->app->requests++;
-        used += fr->len;
-        if (__builtin_expect(c->paused, 0))
+        if (__builtin_expect(c->paused, 0)) {
+            used += fr->len;
             break;                       /* done, and what follows waits (request_barrier) */
+        }
+        /* a pipeline of one command: the rest of its run in one go */
+        if (more && m.cmd) {
+            struct resp_frame head = *fr;
+            used += head.len;
+            used += same_again(c, p + used, n - used, f, &head, &m);
+            continue;
+        }
+        used += fr->len;
     }
+    return used;
+}
+
+/* After `first` (framed in p's bytes just before these), routed as m
+ * says: the requests that follow with the same command go the same way
+ * (router_reuse), each in a slot of its own on the link, their bytes
+ * copied there together (link_batch_add). Stops before the first request
+ * that differs, is not all there, or meets back-pressure, which the
+ * general loop then frames afresh; returns the bytes used. */
+__attribute__((noinline))
+static size_t same_again(struct client *c, const char *p, size_t n, struct resp_framer *f,
+                         const struct resp_frame *first, const struct memo *m)
+{
+    static const uint64_t low[9] = {
+        0, 0xff, 0xffff, 0xffffff, 0xffffffff, 0xffffffffffull, 0xffffffffffffull,
+        0xffffffffffffffull, ~0ull,
+    };
+    struct sidecar *sc = c->sc;
+    const char *name = p - first->len + first->name_off;
+    size_t len = first->name_len, used = 0;
+    struct link_batch batch = {0};
+    uint64_t want = 0;
+
+    /* a name of 6 bytes or fewer and its CRLF: 8 bytes inside the frame */
+    if (len > 6 || !router_reuse(sc, m->link, m->flags))
+        return 0;
+    memcpy(&want, name, 8);
+    want &= low[len];
+    while (used < n && !c->closed && !c->closing &&
+           c->npending < (unsigned)sc->cfg->max_pipeline &&
+           c->inflight <= sc->cfg->max_query_buffer) {
+        int rc = resp_frame_request(f, p + used, n - used, &sc->req_limits);
+        if (rc != RESP_DONE) {
+            if (rc == RESP_ERR)
+                resp_framer_reset(f);     /* the general loop meets it afresh */
+            break;
+        }
+        const struct resp_frame *fr = &f->fr;
+        uint64_t got;
+        if (fr->is_inline || fr->name_len != len)
+            break;
+        memcpy(&got, p + used + fr->name_off, 8);
+        if ((got & low[len]) != want)
+            break;
+        /* as the one before: the same way */
+        c->last_cmd = m->cmd;
+        struct req *r = upstream_slot(c, fr->len, m->flags);
+        if (r && link_batch_add(&batch, m->link, r, p + used, fr->len) < 0) {
+            r->len = fr->len;
+            slot_failed(c, r);
+        }
+        slowlog_note(c, p + used, fr);
+        sc->st.requests++;
+        c->proc->app->requests++;
+        used += fr->len;
+    }
+    link_batch_end(&batch);
     return used;
 }
 

@@ -329,6 +329,12 @@ static inline __attribute__((always_inline)) void shared(struct client *c, struc
     rt->node = n;
 }
 
+int router_reuse(const struct sidecar *sc, const struct link *l, unsigned flags)
+{
+    return !sc->cl && !sc->retiring_busy && !sc->clients_paused_until && !l->scripts &&
+           (!(flags & REQ_READONLY) || sc->cfg->read_from == READ_MASTER);
+}
+
 /* A client without a lease that needs one (kind: LEASE or STREAM): its
  * earlier requests first; without sentinels a master that is down fails
  * at once; with them, no master (or one that is down) is waited for up to
@@ -536,6 +542,7 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
     rt->fr = fr;
     rt->count = NULL;
     rt->fanout = 0;
+    rt->reuse = 0;
     rt->abort_multi = 0;
     rt->send_multi = 0;
     rt->flags = cmd && (cmd->flags & CMD_READONLY) ? REQ_READONLY : 0;
@@ -544,6 +551,7 @@ void router_route(struct client *c, const char *frame, const struct resp_frame *
         !sc->requests_paused) {
         /* the common case, a plain read or write (compiled in or learnt
          * from COMMAND): none of the below applies */
+        rt->reuse = cmd && cmd->state == 0;
     } else if (by_state(c, cmd, frame, fr, rt)) {
         return;
     } else if (cmd && (cmd->flags & CMD_LOCAL) && (cmd->local != LOCAL_CLUSTER || sc->cl)) {

@@ -40,6 +40,8 @@ struct route {
     const struct resp_frame *fr;
     uint64_t       *count;     /* a counter the decision adds one to, or NULL */
     int             fanout;    /* SHARED: SCRIPT LOAD, also to every replica */
+    int             reuse;     /* SHARED: the same command right after, from the same
+                                * read, goes the same way (router_reuse) */
     int             split;     /* SPLIT: enum split_kind */
     int             send_multi; /* LEASE: the client's deferred MULTI goes first */
     int             abort_multi; /* ERROR inside MULTI: the transaction fails at EXEC,
@@ -49,8 +51,20 @@ struct route {
     char            err[300];  /* ERROR: the line, without '-' and CRLF */
 };
 
-/* Decide for the request in frame (fr framed it); c->last_cmd is set. */
+/* Decide for the request in frame (fr framed it); c->last_cmd is set.
+ * A plain command (no state, no key-dependent route) routed to a shared
+ * link says so in rt->reuse: see router_reuse. */
 void router_route(struct client *c, const char *frame, const struct resp_frame *fr,
                   struct route *rt);
+
+/* Whether the client's next request in the same batch, with the same
+ * command as one routed to link l with flags (rt->reuse), may go the same
+ * way without asking: not when its way depends on what the requests
+ * before it changed (a replica picked by load and read-your-writes, a
+ * script on the link, a link retiring, a CLIENT PAUSE) or on its key (a
+ * cluster). Asked only then: a batch of one pays nothing for it. */
+struct sidecar;
+struct link;
+int router_reuse(const struct sidecar *sc, const struct link *l, unsigned flags);
 
 #endif

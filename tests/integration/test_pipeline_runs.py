@@ -8,7 +8,8 @@ import threading
 import pytest
 import redis
 
-from helpers import RawClient, SLOW
+from helpers import RawClient, SLOW, free_port, resp_cmd
+from test_metrics import delta, parse, scrape
 
 SMALL, MEDIUM, BIG = b"abc", b"m" * 3000, b"B" * (200 * 1024)
 
@@ -143,3 +144,49 @@ def test_a_client_closed_at_its_output_limit_mid_batch_leaves_the_link_in_step(e
     assert other.read() == SMALL
     hog.close()
     other.close()
+
+
+def test_runs_of_one_command_break_at_another_name_case_or_length(env, loaded):
+    """A run of one command is sent on without asking the router again:
+    it must end exactly where the name's bytes change."""
+    port = free_port()
+    sc = env.sidecar(loaded, pool={"connections": 1},
+                     admin={"metrics_listen": f"127.0.0.1:{port}"})
+    c = RawClient(sc.port)
+    before = parse(scrape(port))
+    cmds, want = [], []
+    for i in range(600):
+        kind = (i // 7) % 6          # runs of 7 of each
+        if kind == 0:
+            cmds.append(("GET", "small")); want.append(SMALL)
+        elif kind == 1:
+            cmds.append(("get", "medium")); want.append(MEDIUM)
+        elif kind == 2:
+            cmds.append(("SET", f"r:{i}", i)); want.append(b"OK")
+        elif kind == 3:
+            cmds.append(("GeT", f"r:{i - 7}")); want.append(str(i - 7).encode())
+        elif kind == 4:
+            cmds.append(("STRLEN", "medium")); want.append(len(MEDIUM))
+        else:
+            cmds.append(("HINCRBY", "h", "f", 1)); want.append(i // 42 * 7 + i % 7 + 1)
+    c.send(*cmds)
+    check(c.read(len(cmds)), want)
+    c.close()
+    # each request counted as its own command: a write in a run of reads is a write
+    after = parse(scrape(port))
+    writes = sum(1 for cmd in cmds if cmd[0] in ("SET", "HINCRBY"))
+    for cls, n in (("write", writes), ("read", len(cmds) - writes)):
+        assert delta(after, before, "redis_sidecar_requests_total", **{
+            "class": cls, "destination": "master"}) == n, cls
+
+
+def test_a_run_read_a_few_bytes_at_a_time_is_framed_whole(env, loaded):
+    """Requests of one run that arrive cut anywhere (a partial request at
+    the end of each read) go out whole and in order."""
+    sc = env.sidecar(loaded, pool={"connections": 1})
+    c = RawClient(sc.port)
+    payload = b"".join(resp_cmd("INCR", "cut") for _ in range(300))
+    for at in range(0, len(payload), 29):
+        c.s.sendall(payload[at:at + 29])
+    assert c.read(300) == list(range(1, 301))
+    c.close()
