@@ -796,14 +796,6 @@ static inline int runs_on(const struct link *l, const struct req *r, const void 
     return r && r->owner == owner && !(r->flags & apart) && r->off + r->len <= l->sent;
 }
 
-/* Worth trying a run: the request after the first is of the same owner. */
-static inline int next_is_same_owner(const struct link *l)
-{
-    const struct req *r = TAILQ_FIRST(&l->fifo), *next;
-
-    return r && (next = TAILQ_NEXT(r, link_tqe)) && next->owner == r->owner && r->owner;
-}
-
 static inline int plain_reply(const char *p)
 {
     return p[0] != '-' && p[0] != '!' && p[0] != '>';
@@ -812,10 +804,11 @@ static inline int plain_reply(const char *p)
 /* Replies in a row from p (n bytes read; the first, len0 bytes, framed
  * already and plain) for requests of one owner at the head of the FIFO:
  * handed over in one on_replies call. Returns the bytes they took, or 0
- * when there is no run of two (the first is delivered as usual then). A
+ * when there is no run of two (the first goes alone then). A
  * reply framed but not joining the run is framed again by the caller; one
  * not all read yet keeps its framer's state, which holds as the caller
  * goes on from the bytes this run leaves. */
+__attribute__((noinline))
 static size_t deliver_run(struct link *l, const char *p, size_t n, size_t len0)
 {
     struct pool *pl = l->pool;
@@ -867,6 +860,34 @@ static size_t deliver_run(struct link *l, const char *p, size_t n, size_t len0)
     return at;
 }
 
+/* A plain reply (p, len of the n bytes read) for the request at the head
+ * of the FIFO: through on_replies, with the replies after it for the same
+ * owner if there are any (deliver_run), or alone: the common reply's
+ * short way. Returns the bytes taken, or 0 when the request is one the
+ * pool or its owner treats apart (deliver's way then). */
+static inline size_t deliver_plain(struct link *l, const char *p, size_t n, size_t len)
+{
+    struct pool *pl = l->pool;
+    struct req *r = TAILQ_FIRST(&l->fifo), *next;
+    unsigned apart = REQ_HANDSHAKE | REQ_NOTIMEOUT | REQ_STREAMED | pl->cb.run_exclude;
+    size_t run;
+
+    if (!r || !r->owner || (r->flags & apart) || r->off + r->len > l->sent ||
+        !pl->cb.on_replies)
+        return 0;
+    if (len < n && (next = TAILQ_NEXT(r, link_tqe)) && next->owner == r->owner &&
+        (run = deliver_run(l, p, n, len)) != 0)
+        return run;
+    const char *req = req_bytes(l, r);
+    uint64_t end = r->off + r->len;
+    rtt_observe(&pl->st, l->last_rx - r->queued_at);
+    unlink_req(l, r);
+    pl->cb.on_replies(&r, &req, &len, 1, p, pl->cb.arg);
+    buf_consume(&l->out, (size_t)(end - l->out_base));
+    l->out_base = end;
+    return len;
+}
+
 static void process_replies(struct link *l)
 {
     while (buf_used(&l->in)) {
@@ -908,8 +929,7 @@ static void process_replies(struct link *l)
         } else if (l->hs_pending) {
             if (handshake_reply(l, p, len) < 0)
                 return;
-        } else if (next_is_same_owner(l) && plain_reply(p) &&
-                   (run = deliver_run(l, p, buf_used(&l->in), len)) != 0) {
+        } else if (plain_reply(p) && (run = deliver_plain(l, p, buf_used(&l->in), len)) != 0) {
             len = run;
         } else if (deliver(l, p, len, 0) < 0) {
             return;

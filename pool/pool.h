@@ -53,12 +53,12 @@ struct pool_callbacks {
      * the call (to send it elsewhere). Never called for unowned requests. */
     void (*on_reply)(struct req *r, const char *req, const char *p, size_t n,
                      const char *err, void *arg);
-    /* k (2 to LINK_RUN_MAX) replies in a row on a shared link,
-     * for k requests of one owner none of whose flags are in run_exclude,
-     * none an error or a push: v[i]'s reply is len[i] bytes, one after
-     * another from p, and its request's bytes are at req[i], all valid
-     * during the call. The same as k calls of on_reply, in order; a
-     * pipelined batch pays for its bookkeeping once. */
+    /* k (1 to LINK_RUN_MAX) replies in a row on a link, for k
+     * requests of one owner none of whose flags are in run_exclude, none
+     * an error or a push: v[i]'s reply is len[i] bytes, one after another
+     * from p, and its request's bytes are at req[i], all valid during the
+     * call. The same as k calls of on_reply, in order: the plain reply's
+     * short way, and a pipelined batch pays for its bookkeeping once. */
     void (*on_replies)(struct req *const *v, const char *const *req, const size_t *len,
                        unsigned k, const char *p, void *arg);
     unsigned run_exclude;

@@ -196,10 +196,11 @@ struct req *client_slot(struct client *c, unsigned flags);
  * its slot (sent in order), settles the client's tallies, and gives back
  * a lease that holds nothing any more. */
 void client_answer(struct client *c, struct req *r, const char *p, size_t n, const char *err);
-/* Replies for v[0..k) (none an error), len[i] bytes each from p, the
- * requests' bytes at req[i]: answered at once when they are the head of
- * c's FIFO in that order and each a plain one (0), else -1 and nothing
- * done (the caller answers them one by one). */
+/* Replies for v[0..k) (plain requests, no reply an error), len[i] bytes
+ * each from p, the requests' bytes at req[i]: answered as client_answer
+ * would answer each, with one append, when they are the head of c's FIFO
+ * in that order (0); else -1 and nothing done (the caller answers them
+ * one by one). */
 int client_answer_run(struct client *c, struct req *const *v, const char *const *req,
                       const size_t *len, unsigned k, const char *p);
 
