@@ -651,12 +651,7 @@ static int ahead_reply(struct link *l, struct req *r, const char *p, size_t n)
 }
 
 /* Into the round-trip histogram; last_rx is the time this reply was read. */
-static inline void rtt_observe(struct pool_stats *st, double t)
-{
-    st->rtt[pool_rtt_bucket(t)]++;
-    st->rtt_sum += t;
-}
-
+/* k round trips of t seconds each */
 static inline void rtt_observe_n(struct pool_stats *st, double t, unsigned k)
 {
     st->rtt[pool_rtt_bucket(t)] += k;
@@ -676,7 +671,7 @@ static int deliver(struct link *l, const char *p, size_t n, int last)
     if (__builtin_expect(r->flags & REQ_HANDSHAKE, 0))
         return ahead_reply(l, r, p, n);
     if (!(r->flags & REQ_NOTIMEOUT))      /* a blocking call waits for data, not the node */
-        rtt_observe(&pl->st, l->last_rx - r->queued_at);
+        rtt_observe_n(&pl->st, l->last_rx - r->queued_at, 1);
     unlink_req(l, r);
     /* A lease's return handshake, queued behind a blocking call, waits for
      * its reply from now, not from when the call went out. */
@@ -788,11 +783,12 @@ static void stream_reply(struct link *l)
     buf_consume(&l->in, resp_reply_skip(&l->fr, buf_used(&l->in)));
 }
 
-/* A request that may be in a run (on_replies) of owner's: all of it
- * written, nothing the pool or the owner (apart) treats on its own. */
-static inline int runs_on(const struct link *l, const struct req *r, const void *owner,
-                          unsigned apart)
+/* A request whose reply may go through on_replies in owner's run: all of
+ * it written, nothing the pool or its owner (run_exclude) treats apart. */
+static inline int runs_on(const struct link *l, const struct req *r, const void *owner)
 {
+    unsigned apart = REQ_HANDSHAKE | REQ_NOTIMEOUT | REQ_STREAMED | l->pool->cb.run_exclude;
+
     return r && r->owner == owner && !(r->flags & apart) && r->off + r->len <= l->sent;
 }
 
@@ -801,29 +797,54 @@ static inline int plain_reply(const char *p)
     return p[0] != '-' && p[0] != '!' && p[0] != '>';
 }
 
-/* Replies in a row from p (n bytes read; the first, len0 bytes, framed
- * already and plain) for requests of one owner at the head of the FIFO:
- * handed over in one on_replies call. Returns the bytes they took, or 0
- * when there is no run of two (the first goes alone then). A
- * reply framed but not joining the run is framed again by the caller; one
- * not all read yet keeps its framer's state, which holds as the caller
- * goes on from the bytes this run leaves. */
-__attribute__((noinline))
-static size_t deliver_run(struct link *l, const char *p, size_t n, size_t len0)
+/* v[0..k), the head of the FIFO, answered by the replies from p (len[i]
+ * bytes each): off the FIFO as deliver() takes them (the owner may send
+ * more meanwhile), timed (a batch handed over at one time, at once), to
+ * the owner, and their bytes let go. */
+static inline __attribute__((always_inline)) void hand_over(struct link *l, struct req **v,
+                                                            const char **req,
+                                                            const size_t *len, unsigned k,
+                                                            const char *p)
 {
     struct pool *pl = l->pool;
-    struct req *v[LINK_RUN_MAX];
+    uint64_t end = v[k - 1]->off + v[k - 1]->len;    /* v may be freed by the call */
+    ev_tstamp t0 = v[0]->queued_at;
+    unsigned same = 0;
+
+    for (unsigned i = 0; i < k; i++) {
+        if (v[i]->queued_at != t0) {
+            rtt_observe_n(&pl->st, l->last_rx - t0, same);
+            t0 = v[i]->queued_at;
+            same = 0;
+        }
+        same++;
+        req[i] = req_bytes(l, v[i]);
+        unlink_req(l, v[i]);
+    }
+    rtt_observe_n(&pl->st, l->last_rx - t0, same);
+    pl->cb.on_replies(v, req, len, k, p, pl->cb.arg);
+    buf_consume(&l->out, (size_t)(end - l->out_base));
+    l->out_base = end;
+}
+
+/* The replies after the first (len0 bytes from p, of the n read) for the
+ * requests after `first` of the same owner, framed and handed over with
+ * it. Returns the bytes they all took, or 0 when none follows (the first
+ * goes alone then). A reply framed but not joining the run is framed again
+ * by the caller; one not all read yet keeps its framer's state, which
+ * holds as the caller goes on from the bytes this run leaves. */
+__attribute__((noinline))
+static size_t deliver_run(struct link *l, struct req *first, const char *p, size_t n,
+                          size_t len0)
+{
+    struct req *v[LINK_RUN_MAX], *r = first;
     const char *req[LINK_RUN_MAX];
     size_t len[LINK_RUN_MAX], at = len0;
-    struct req *r = TAILQ_FIRST(&l->fifo);
-    unsigned k = 1, apart = REQ_HANDSHAKE | REQ_NOTIMEOUT | REQ_STREAMED | pl->cb.run_exclude;
-    const void *owner = r ? r->owner : NULL;
+    unsigned k = 1;
 
-    if (!owner || !runs_on(l, r, owner, apart) || !pl->cb.on_replies)
-        return 0;
-    v[0] = r;
+    v[0] = first;
     len[0] = len0;
-    while (k < LINK_RUN_MAX && at < n && runs_on(l, r = TAILQ_NEXT(r, link_tqe), owner, apart)) {
+    while (k < LINK_RUN_MAX && at < n && runs_on(l, r = TAILQ_NEXT(r, link_tqe), first->owner)) {
         int rc = resp_frame_reply(&l->fr, p + at, n - at, &reply_limits);
         if (rc != RESP_DONE) {
             if (rc != RESP_MORE)
@@ -838,25 +859,7 @@ static size_t deliver_run(struct link *l, const char *p, size_t n, size_t len0)
     }
     if (k < 2)
         return 0;
-    /* the FIFO first, as deliver() does: the owner may send more meanwhile */
-    ev_tstamp t0 = -1;
-    unsigned same = 0;
-    for (unsigned i = 0; i < k; i++) {
-        if (v[i]->queued_at != t0) {      /* a batch was handed over at one time */
-            if (same)
-                rtt_observe_n(&pl->st, l->last_rx - t0, same);
-            t0 = v[i]->queued_at;
-            same = 0;
-        }
-        same++;
-        req[i] = req_bytes(l, v[i]);
-        unlink_req(l, v[i]);
-    }
-    rtt_observe_n(&pl->st, l->last_rx - t0, same);
-    uint64_t end = v[k - 1]->off + v[k - 1]->len;    /* v may be freed by the call */
-    pl->cb.on_replies(v, req, len, k, p, pl->cb.arg);
-    buf_consume(&l->out, (size_t)(end - l->out_base));
-    l->out_base = end;
+    hand_over(l, v, req, len, k, p);
     return at;
 }
 
@@ -867,24 +870,16 @@ static size_t deliver_run(struct link *l, const char *p, size_t n, size_t len0)
  * pool or its owner treats apart (deliver's way then). */
 static inline size_t deliver_plain(struct link *l, const char *p, size_t n, size_t len)
 {
-    struct pool *pl = l->pool;
     struct req *r = TAILQ_FIRST(&l->fifo), *next;
-    unsigned apart = REQ_HANDSHAKE | REQ_NOTIMEOUT | REQ_STREAMED | pl->cb.run_exclude;
+    const char *req;
     size_t run;
 
-    if (!r || !r->owner || (r->flags & apart) || r->off + r->len > l->sent ||
-        !pl->cb.on_replies)
+    if (!r || !r->owner || !runs_on(l, r, r->owner) || !l->pool->cb.on_replies)
         return 0;
     if (len < n && (next = TAILQ_NEXT(r, link_tqe)) && next->owner == r->owner &&
-        (run = deliver_run(l, p, n, len)) != 0)
+        (run = deliver_run(l, r, p, n, len)) != 0)
         return run;
-    const char *req = req_bytes(l, r);
-    uint64_t end = r->off + r->len;
-    rtt_observe(&pl->st, l->last_rx - r->queued_at);
-    unlink_req(l, r);
-    pl->cb.on_replies(&r, &req, &len, 1, p, pl->cb.arg);
-    buf_consume(&l->out, (size_t)(end - l->out_base));
-    l->out_base = end;
+    hand_over(l, &r, &req, &len, 1, p);
     return len;
 }
 

@@ -61,7 +61,7 @@ struct pool_callbacks {
      * short way, and a pipelined batch pays for its bookkeeping once. */
     void (*on_replies)(struct req *const *v, const char *const *req, const size_t *len,
                        unsigned k, const char *p, void *arg);
-    unsigned run_exclude;
+    unsigned run_exclude;        /* the owner's REQ_* marks that keep a request out */
     /* A large reply (LINK_STREAM_MIN or more), passed on as it comes:
      * the first call, with the frame's first bytes, may decline (0: the
      * reply is buffered whole and given to on_reply); once accepted, the

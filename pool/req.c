@@ -6,11 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct req *req_alloc_new(void)
-{
-    return malloc(sizeof(struct req));
-}
-
 void req_release(struct req_cache *rc, struct req *r)
 {
     if (r->reply.data)               /* only a reply that came before earlier ones */

@@ -4,6 +4,7 @@
 
 #include <ev.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/queue.h>
 
 #include "../lib/buf.h"
@@ -89,7 +90,6 @@ struct req_cache {
     unsigned    max_free;
 };
 
-struct req *req_alloc_new(void);
 /* A slot with all before `arrived` cleared (the owner sets the rest),
  * but for the FIFO links, which inserting sets: field by field, fewer
  * stores than a memset. Inline: it is paid on every request. */
@@ -100,7 +100,7 @@ static inline struct req *req_alloc(struct req_cache *rc)
     if (r) {
         rc->free = r->owner;
         rc->nfree--;
-    } else if (!(r = req_alloc_new())) {
+    } else if (!(r = malloc(sizeof *r))) {
         return NULL;
     }
     r->owner = NULL;

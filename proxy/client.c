@@ -429,29 +429,41 @@ void client_answer(struct client *c, struct req *r, const char *p, size_t n, con
         lease_answered(c);
 }
 
+/* client_answer's tallies for a plain request's reply that is no error. */
+static inline void settle_plain(struct client *c, const struct req *r)
+{
+    c->inflight -= r->len;
+    if (r->flags & REQ_WRITE)
+        written(c);
+    c->sc->st.replies_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT][0]++;
+}
+
+/* The reply's slot has left: the slowlog's look at it, the slot freed,
+ * and what waited behind it sent. */
+static inline void answered(struct client *c, struct req *r, const char *req)
+{
+    slowlog_answered(c, r, req);
+    pop_slot(c, r);
+}
+
 int client_answer_run(struct client *c, struct req *const *v, const char *const *req,
                       const size_t *len, unsigned k, const char *p)
 {
-    struct sidecar *sc = c->sc;
     struct req *r = TAILQ_FIRST(&c->pending);
     size_t n = 0;
 
     if (c->closed)
         return -1;
-    if (k == 1) {                        /* the common reply: the same, unrolled */
+    if (k == 1) {                        /* the common reply, without the loops */
         if (r != v[0])
             return -1;
-        c->inflight -= r->len;
-        if (r->flags & REQ_WRITE)
-            written(c);
-        sc->st.replies_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT][0]++;
-        sc->st.replies++;
+        settle_plain(c, r);
+        c->sc->st.replies++;
         emit(c, p, len[0]);
-        if (c->closed)
-            return 0;
-        slowlog_answered(c, r, req[0]);
-        pop_slot(c, r);
-        drain_ready(c);
+        if (!c->closed) {
+            answered(c, r, req[0]);
+            drain_ready(c);
+        }
         return 0;
     }
     for (unsigned i = 0; i < k; i++, r = TAILQ_NEXT(r, owner_tqe)) {
@@ -459,25 +471,15 @@ int client_answer_run(struct client *c, struct req *const *v, const char *const 
             return -1;
         n += len[i];
     }
-    /* client_answer's bookkeeping, each reply's as it is its turn at the
-     * head; the bytes in one append */
-    for (unsigned i = 0; i < k; i++) {
-        r = v[i];
-        c->inflight -= r->len;
-        if (r->flags & REQ_WRITE)
-            written(c);
-        sc->st.replies_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT][0]++;
+    for (unsigned i = 0; i < k; i++)
+        settle_plain(c, v[i]);
+    c->sc->st.replies += k;
+    emit(c, p, n);                       /* the bytes in one append */
+    if (!c->closed) {
+        for (unsigned i = 0; i < k; i++) /* each at the head in its turn */
+            answered(c, v[i], req[i]);
+        drain_ready(c);
     }
-    sc->st.replies += k;
-    emit(c, p, n);
-    if (c->closed)
-        return 0;
-    for (unsigned i = 0; i < k; i++) {
-        r = v[i];
-        slowlog_answered(c, r, req[i]);
-        pop_slot(c, r);
-    }
-    drain_ready(c);
     return 0;
 }
 

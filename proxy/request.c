@@ -364,7 +364,17 @@ static int dispatch_inline(struct client *c, const char *line, size_t len)
  * cap; returns the bytes used. What is left is a partial request (the
  * framer holds its state) or requests held back. */
 static size_t same_again(struct client *c, const char *p, size_t n, struct resp_framer *f,
-                         const struct resp_frame *first, const struct memo *m);
+                         const char *name, size_t len, const struct memo *m);
+
+/* Back-pressure: replies pending, or request bytes still upstream, bound
+ * what one connection can make the proxy hold. */
+static inline int held_back(const struct client *c)
+{
+    const struct sidecar *sc = c->sc;
+
+    return c->npending >= (unsigned)sc->cfg->max_pipeline ||
+           c->inflight > sc->cfg->max_query_buffer;
+}
 
 static size_t process(struct client *c, const char *p, size_t n, struct resp_framer *f)
 {
@@ -372,10 +382,7 @@ static size_t process(struct client *c, const char *p, size_t n, struct resp_fra
     size_t used = 0;
 
     while (!c->closed && !c->closing && used < n) {
-        /* Back-pressure: replies pending, or request bytes still upstream,
-         * bound what one connection can make the proxy hold. */
-        if (c->npending >= (unsigned)sc->cfg->max_pipeline ||
-            c->inflight > sc->cfg->max_query_buffer) {
+        if (held_back(c)) {
             sc->st.pipeline_pauses++;
             stop(c);
             break;
@@ -408,39 +415,33 @@ static size_t process(struct client *c, const char *p, size_t n, struct resp_fra
             break;                       /* kept whole: the framer starts it afresh */
         sc->st.requests++;
         c->proc->app->requests++;
-        if (__builtin_expect(c->paused, 0)) {
-            used += fr->len;
-            break;                       /* done, and what follows waits (request_barrier) */
-        }
-        /* a pipeline of one command: the rest of its run in one go */
-        if (more && m.cmd) {
-            struct resp_frame head = *fr;
-            used += head.len;
-            used += same_again(c, p + used, n - used, f, &head, &m);
-            continue;
-        }
         used += fr->len;
+        if (__builtin_expect(c->paused, 0))
+            break;                       /* done, and what follows waits (request_barrier) */
+        /* a pipeline of one command: the rest of its run in one go */
+        if (more && m.cmd)
+            used += same_again(c, p + used, n - used, f, p + used - fr->len + fr->name_off,
+                               fr->name_len, &m);
     }
     return used;
 }
 
-/* After `first` (framed in p's bytes just before these), routed as m
- * says: the requests that follow with the same command go the same way
+/* After a request named name[0..len) (in the bytes just before p),
+ * routed as m says: the requests that follow with the same name go the same way
  * (router_reuse), each in a slot of its own on the link, their bytes
  * copied there together (link_batch_add). Stops before the first request
  * that differs, is not all there, or meets back-pressure, which the
  * general loop then frames afresh; returns the bytes used. */
 __attribute__((noinline))
 static size_t same_again(struct client *c, const char *p, size_t n, struct resp_framer *f,
-                         const struct resp_frame *first, const struct memo *m)
+                         const char *name, size_t len, const struct memo *m)
 {
     static const uint64_t low[9] = {
         0, 0xff, 0xffff, 0xffffff, 0xffffffff, 0xffffffffffull, 0xffffffffffffull,
         0xffffffffffffffull, ~0ull,
     };
     struct sidecar *sc = c->sc;
-    const char *name = p - first->len + first->name_off;
-    size_t len = first->name_len, used = 0;
+    size_t used = 0;
     struct link_batch batch = {0};
     uint64_t want = 0;
 
@@ -449,9 +450,7 @@ static size_t same_again(struct client *c, const char *p, size_t n, struct resp_
         return 0;
     memcpy(&want, name, 8);
     want &= low[len];
-    while (used < n && !c->closed && !c->closing &&
-           c->npending < (unsigned)sc->cfg->max_pipeline &&
-           c->inflight <= sc->cfg->max_query_buffer) {
+    while (used < n && !c->closed && !c->closing && !held_back(c)) {
         int rc = resp_frame_request(f, p + used, n - used, &sc->req_limits);
         if (rc != RESP_DONE) {
             if (rc == RESP_ERR)

@@ -81,9 +81,6 @@ static int send_again(struct client *c, struct req *r, const char *req, const ch
     return -1;
 }
 
-/* Requests whose reply the proxy reads before (or instead of) the client:
- * an AUTH Redis checks, CLIENT PAUSE or DEBUG SLEEP, a split's part. */
-#define READ_BY_PROXY (REQ_AUTH | REQ_QUIET | REQ_PART)
 
 /* A reply passed on as it came was cut off by its link's failure: the
  * client has part of a frame, and nothing can follow it. */
@@ -105,7 +102,7 @@ __attribute__((noinline))
 static void special_reply(struct client *c, struct req *r, const char *req, const char *p,
                           size_t n, const char *err)
 {
-    if (__builtin_expect(r->flags & (READ_BY_PROXY | REQ_STREAMED), 0)) {
+    if (__builtin_expect(r->flags & (UPSTREAM_READ_BY_PROXY | REQ_STREAMED), 0)) {
         if (r->flags & REQ_STREAMED) {   /* only ever an error now */
             cut_off(c, err);
             return;
@@ -145,7 +142,7 @@ void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
      * "not mine" and this function going on, the common case kept r, p, n
      * and err in saved registers around the call (11 instructions a reply
      * more under callgrind); this way special_reply is a tail call. */
-    if (__builtin_expect(!(r->flags & (READ_BY_PROXY | REQ_STREAMED | REQ_REROUTE)) &&
+    if (__builtin_expect(!(r->flags & (UPSTREAM_READ_BY_PROXY | REQ_STREAMED | REQ_REROUTE)) &&
                          (err || !n || p[0] != '-' || (!c->sc->sentinels && !c->sc->cl)), 1)) {
         if (req)
             slowlog_answered(c, r, req);
@@ -179,7 +176,7 @@ int upstream_on_reply_part(struct req *r, const char *req, const char *p, size_t
     /* Taken only as the next reply the client is owed, and only where
      * the proxy does not read the reply first. */
     if (!(r->flags & REQ_STREAMED) &&
-        ((r->flags & READ_BY_PROXY) || r != TAILQ_FIRST(&c->pending)))
+        ((r->flags & UPSTREAM_READ_BY_PROXY) || r != TAILQ_FIRST(&c->pending)))
         return 0;
     if (!last) {
         client_pass(c, p, n);            /* may close it (output limit): the rest is dropped */
