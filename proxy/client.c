@@ -438,6 +438,20 @@ static inline void settle_plain(struct client *c, const struct req *r)
     c->sc->st.replies_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT][0]++;
 }
 
+/* A run of replies ending with `last`, in the client's order: when `last`
+ * is the last reply the client is owed, the bytes go to its socket as
+ * client_pass does (straight from the link's buffer when nothing is queued
+ * before them: no copy, and no flush step, as no later reply could share
+ * the write); else they are queued. A client the flush step must see
+ * again (closing, or the proxy draining) is queued. */
+static inline void run_out(struct client *c, const struct req *last, const char *p, size_t n)
+{
+    if (!TAILQ_NEXT(last, owner_tqe) && !c->closing && !c->sc->draining)
+        client_pass(c, p, n);
+    else
+        emit(c, p, n);
+}
+
 /* The reply's slot has left: the slowlog's look at it, the slot freed,
  * and what waited behind it sent. */
 static inline void answered(struct client *c, struct req *r, const char *req)
@@ -459,7 +473,7 @@ int client_answer_run(struct client *c, struct req *const *v, const char *const 
             return -1;
         settle_plain(c, r);
         c->sc->st.replies++;
-        emit(c, p, len[0]);
+        run_out(c, r, p, len[0]);
         if (!c->closed) {
             answered(c, r, req[0]);
             drain_ready(c);
@@ -474,7 +488,7 @@ int client_answer_run(struct client *c, struct req *const *v, const char *const 
     for (unsigned i = 0; i < k; i++)
         settle_plain(c, v[i]);
     c->sc->st.replies += k;
-    emit(c, p, n);                       /* the bytes in one append */
+    run_out(c, v[k - 1], p, n);          /* the bytes in one append or write */
     if (!c->closed) {
         for (unsigned i = 0; i < k; i++) /* each at the head in its turn */
             answered(c, v[i], req[i]);

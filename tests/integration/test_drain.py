@@ -59,6 +59,35 @@ def test_new_requests_while_draining_get_an_error_after_earlier_replies(env, mas
     assert exited(sc, 10) == 0
 
 
+def test_a_client_is_closed_with_its_last_reply_not_at_the_next_tick(env, master):
+    """While draining, a client is closed as its last reply goes out, so a
+    request it sends right after finds the connection closed (its app
+    reconnects to the new process), never an error from this one. A second
+    client in a transaction keeps the drain going."""
+    sc = env.sidecar(master, proxy={"shutdown_timeout": "10s"})
+    other, of = conn(sc)
+    other.sendall(resp_cmd("MULTI"))
+    assert resp_read(of) == b"OK"
+    s, f = conn(sc)
+    master.hold_writes()
+    s.sendall(resp_cmd("EVAL", "return 1", "0"))
+    wait_until(lambda: 1 in sc.pending(), what="the EVAL in flight")
+    sc.proc.send_signal(signal.SIGTERM)
+    sc.wait_log("draining")
+    master.release_writes()
+    assert resp_read(f) == 1
+    try:
+        s.sendall(resp_cmd("GET", "k"))
+        rest = f.read()
+    except (BrokenPipeError, ConnectionResetError):
+        rest = b""
+    assert rest == b""
+    assert sc.proc.poll() is None                 # the transaction's client holds it
+    of.close()
+    other.close()
+    assert exited(sc, 5) == 0
+
+
 def test_a_transaction_gets_until_the_timeout_then_nothing_is_left_queued(env, master):
     sc = env.sidecar(master, proxy={"shutdown_timeout": "1s"})
     s, f = conn(sc)

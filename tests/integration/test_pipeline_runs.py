@@ -3,12 +3,14 @@ are answered together (the pool's on_replies). Whatever breaks a row (an
 error reply, a reply made by the proxy, another client's request, a large
 reply passed on as it comes, the end of what one read brought) must leave
 every reply where it belongs and every counter as one-by-one would."""
+import socket
 import threading
+import time
 
 import pytest
 import redis
 
-from helpers import RawClient, SLOW, free_port, resp_cmd
+from helpers import RawClient, SLOW, free_port, resp_cmd, resp_read
 from test_metrics import delta, parse, scrape
 
 SMALL, MEDIUM, BIG = b"abc", b"m" * 3000, b"B" * (200 * 1024)
@@ -190,3 +192,39 @@ def test_a_run_read_a_few_bytes_at_a_time_is_framed_whole(env, loaded):
         c.s.sendall(payload[at:at + 29])
     assert c.read(300) == list(range(1, 301))
     c.close()
+
+
+def test_a_reply_sent_straight_that_the_socket_takes_in_part_is_finished_in_order(env, loaded):
+    """The last reply a client is owed is written straight from the link's
+    buffer. A client whose socket takes only part of it (a small receive
+    buffer, not read yet) must still get the rest, then later replies, in
+    order and whole; a client far behind is still held to its output limit."""
+    sc = env.sidecar(loaded, pool={"connections": 1}, clients={"max_output_buffer": "2mb"})
+    value = bytes(range(256)) * 240            # 60 KB: under the size passed on as it comes
+    loaded.client().set("v60", value)
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(10 * SLOW)
+    s.connect(("127.0.0.1", sc.port))
+    f = s.makefile("rb")
+    for rnd in range(3):
+        s.sendall(resp_cmd("GET", "v60"))
+        time.sleep(0.2)                        # the proxy's write meets a full socket
+        assert resp_read(f) == value, rnd
+        # a batch whose run ends with the last reply owed, then one more alone
+        s.sendall(b"".join(resp_cmd("GET", "v60") for _ in range(8)) + resp_cmd("ECHO", f"e{rnd}"))
+        time.sleep(0.2)
+        assert [resp_read(f) for _ in range(9)] == [value] * 8 + [f"e{rnd}".encode()], rnd
+    # 150 replies of 60 KB never read: past the socket buffers and 2 MB, closed;
+    # the link stays in step
+    closed0 = sc.counter("errors_output_buffer")
+    for _ in range(150):
+        s.sendall(resp_cmd("GET", "v60"))
+    assert closed(s)
+    assert sc.counter("errors_output_buffer") == closed0 + 1
+    other = RawClient(sc.port)
+    other.send(("GET", "small"))
+    assert other.read() == SMALL
+    other.close()
+    f.close()
+    s.close()
