@@ -293,22 +293,18 @@ void cluster_node_down(struct sidecar *sc)
     health_cluster_refresh(&sc->cl->src);
 }
 
-struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const char *frame,
-                           const struct resp_frame *fr, const char **why, int *shard)
+struct node *cluster_route_other(struct sidecar *sc, int keyed, unsigned shard_plus1,
+                                 const char **why, int *shard)
 {
     struct cluster *cl = sc->cl;
-    const char *k;
-    size_t kn;
     struct node *n;
 
-    *shard = -1;
-    if (!command_first_key(cmd, frame, fr, &k, &kn)) {
+    if (!keyed) {
         n = sc->master;                  /* its replicas may serve keyless reads */
         *shard = shard_index(cl, n);
     } else {
-        unsigned sh = cl->owner[cluster_slot(k, kn)];
-        n = sh ? cl->shard_node[sh - 1] : NULL;
-        *shard = (int)sh - 1;
+        n = shard_plus1 ? cl->shard_node[shard_plus1 - 1] : NULL;
+        *shard = (int)shard_plus1 - 1;
         if (!n)
             health_cluster_refresh(&cl->src);
     }

@@ -219,6 +219,7 @@ int command_table_learn(struct command_table *t, const char *name, size_t len,
 {
     unsigned f = 0;
 
+    t->hot_len = 0;                      /* what it knew of a name may change */
     if (flags & HEALTH_CMD_BLOCKING)
         f |= CMD_BLOCKING | CMD_LEASE;
     else if ((flags & HEALTH_CMD_READONLY) && !(flags & HEALTH_CMD_WRITE))
@@ -250,19 +251,13 @@ static int numkeys_at(const char *frame, const struct resp_frame *fr, int i)
     return resp_arg(frame, fr, i, &p, &n) && resp_parse_ll(p, n, &k) == 0 && k > 0;
 }
 
-/* The first key of a framed request, by its command's key position;
- * 0 when it has none. */
-int command_first_key(const struct command *cmd, const char *frame,
+int command_other_key(const struct command *cmd, const char *frame,
                       const struct resp_frame *fr, const char **kp, size_t *kn)
 {
     int at = cmd ? cmd->key : 0;
     const char *p;
     size_t n;
 
-    if (at == 0 && fr->argc >= 2 && !fr->is_inline) {
-        resp_arg1(frame, fr, kp, kn);
-        return 1;
-    }
     if (at == KEY_EVAL)
         at = numkeys_at(frame, fr, 2) ? 3 : KEY_NONE;
     else if (at == KEY_NUMKEYS)

@@ -6,6 +6,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "../lib/resp.h"
 
 #define CMD_READONLY  0x01   /* never changes data: may be repeated */
 #define CMD_LOCAL     0x02   /* answered by the proxy */
@@ -55,6 +58,12 @@ struct command_table {
     uint64_t              word[COMMAND_SLOTS];  /* its first 8 bytes (name_word) */
     unsigned char         len[COMMAND_SLOTS];   /* strlen of slot[i]->name */
     unsigned              nused;
+    /* The last name command_lookup_hot found, as it was typed (its raw
+     * word), and what it is (NULL: unknown): an app repeating one command
+     * skips the fold and the hash. Forgotten when the table changes. */
+    uint64_t              hot_word;
+    size_t                hot_len;                /* 0: nothing */
+    const struct command *hot;
 };
 
 void command_table_init(struct command_table *t);
@@ -75,10 +84,46 @@ const struct command *command_lookup(const struct command_table *t,
 const struct command *command_lookup_in(const struct command_table *t, const char *name,
                                         size_t len, size_t avail);
 
+/* A name of up to 8 bytes as it is, the bytes past it 0; 8 bytes may be
+ * read from s. */
+static inline uint64_t command_raw_word(const char *s, size_t len)
+{
+    uint64_t w;
+
+    memcpy(&w, s, 8);
+    return len >= 8 ? w : w & (((uint64_t)1 << (8 * len)) - 1);
+}
+
+/* command_lookup_in for the request path: the same name as the last time
+ * (same bytes, same case) is answered from the table's hot entry. */
+static inline const struct command *command_lookup_hot(struct command_table *t, const char *name,
+                                                       size_t len, size_t avail)
+{
+    if (len - 1 >= 8 || avail < 8)
+        return command_lookup_in(t, name, len, avail);
+    uint64_t w = command_raw_word(name, len);
+    if (w != t->hot_word || len != t->hot_len) {
+        t->hot = command_lookup_in(t, name, len, avail);
+        t->hot_word = w;
+        t->hot_len = len;
+    }
+    return t->hot;
+}
+
 /* The first key of a framed request, by its command's key position (cmd
- * NULL: argument 1); 0 when it has none. */
-struct resp_frame;
-int command_first_key(const struct command *cmd, const char *frame,
+ * NULL: argument 1); 0 when it has none. The common case, argument 1 of
+ * a multibulk request, inline; the others in command_other_key. */
+int command_other_key(const struct command *cmd, const char *frame,
                       const struct resp_frame *fr, const char **kp, size_t *kn);
+
+static inline int command_first_key(const struct command *cmd, const char *frame,
+                                    const struct resp_frame *fr, const char **kp, size_t *kn)
+{
+    if ((!cmd || cmd->key == 0) && fr->argc >= 2 && !fr->is_inline) {
+        resp_arg1(frame, fr, kp, kn);
+        return 1;
+    }
+    return command_other_key(cmd, frame, fr, kp, kn);
+}
 
 #endif

@@ -406,8 +406,8 @@ static size_t process(struct client *c, const char *p, size_t n, struct resp_fra
         if (fr->is_inline) {
             done = dispatch_inline(c, p + used, fr->len);
         } else if (fr->argc > 0) {
-            c->last_cmd = command_lookup_in(&sc->cmds, p + used + fr->name_off, fr->name_len,
-                                            fr->len - fr->name_off);
+            c->last_cmd = command_lookup_hot(&sc->cmds, p + used + fr->name_off, fr->name_len,
+                                             fr->len - fr->name_off);
             if ((done = carry_out(c, p + used, fr, more ? &m : NULL)) != 0)
                 slowlog_note(c, p + used, fr);   /* once: a request kept whole comes back */
         }
@@ -436,20 +436,15 @@ __attribute__((noinline))
 static size_t same_again(struct client *c, const char *p, size_t n, struct resp_framer *f,
                          const char *name, size_t len, const struct memo *m)
 {
-    static const uint64_t low[9] = {
-        0, 0xff, 0xffff, 0xffffff, 0xffffffff, 0xffffffffffull, 0xffffffffffffull,
-        0xffffffffffffffull, ~0ull,
-    };
     struct sidecar *sc = c->sc;
     size_t used = 0;
     struct link_batch batch = {0};
-    uint64_t want = 0;
+    uint64_t want;
 
     /* a name of 6 bytes or fewer and its CRLF: 8 bytes inside the frame */
     if (len > 6 || !router_reuse(sc, m->link, m->flags))
         return 0;
-    memcpy(&want, name, 8);
-    want &= low[len];
+    want = command_raw_word(name, len);
     while (used < n && !c->closed && !c->closing && !held_back(c)) {
         int rc = resp_frame_request(f, p + used, n - used, &sc->req_limits);
         if (rc != RESP_DONE) {
@@ -458,11 +453,8 @@ static size_t same_again(struct client *c, const char *p, size_t n, struct resp_
             break;
         }
         const struct resp_frame *fr = &f->fr;
-        uint64_t got;
-        if (fr->is_inline || fr->name_len != len)
-            break;
-        memcpy(&got, p + used + fr->name_off, 8);
-        if ((got & low[len]) != want)
+        if (fr->is_inline || fr->name_len != len ||
+            command_raw_word(p + used + fr->name_off, len) != want)
             break;
         /* as the one before: the same way */
         c->last_cmd = m->cmd;

@@ -68,6 +68,18 @@ int main(void)
     CHECK(command_lookup_in(&t, "getdel\r\n$1\r\n", 6, 13) == find(&t, "getdel"));
     CHECK(command_lookup_in(&t, "GEORADIUS_RO\r\n", 12, 14) == find(&t, "georadius_ro"));
     CHECK(command_lookup_in(&t, "GE\r\n$1\r\nT", 2, 10) == NULL);
+    /* the hot entry: the last name as typed; another length, case or name
+     * is looked up afresh, and an unknown one is forgotten when learnt */
+    CHECK(command_lookup_hot(&t, "GET\r\n$1\r\nk", 3, 10) == find(&t, "get"));
+    CHECK(command_lookup_hot(&t, "GET\r\n$1\r\nk", 3, 10) == find(&t, "get"));
+    CHECK(command_lookup_hot(&t, "GETDEL\r\n$1\r\n", 6, 12) == find(&t, "getdel"));
+    CHECK(command_lookup_hot(&t, "GETDEL\r\n$1\r\n", 3, 12) == find(&t, "get"));
+    CHECK(command_lookup_hot(&t, "get\r\n$1\r\nk", 3, 10) == find(&t, "get"));
+    CHECK(command_lookup_hot(&t, "GEX\r\n$1\r\nk", 3, 10) == NULL);
+    CHECK(command_lookup_hot(&t, "PFCOUNT\r\n$1\r\nk", 7, 14) == NULL);
+    CHECK(command_lookup_hot(&t, "ECHO\r\n", 4, 6) == find(&t, "echo"));     /* 6 bytes: no word */
+    CHECK(command_lookup_hot(&t, "GEORADIUS_RO\r\n", 12, 14) == find(&t, "georadius_ro"));
+    CHECK(command_lookup_hot(&t, "PFCOUNT\r\n$1\r\nk", 7, 14) == NULL);
     CHECK(find(&t, "AUTH")->local == LOCAL_AUTH);
     CHECK(find(&t, "hello")->local == LOCAL_HELLO);
     CHECK(find(&t, "Quit")->local == LOCAL_QUIT);
@@ -117,6 +129,7 @@ int main(void)
     CHECK(parse(reply, v, 8) == 4);
     CHECK(learn(&t, v, 4) == 3);
     CHECK(find(&t, "PFCOUNT") && (find(&t, "pfcount")->flags & CMD_READONLY));
+    CHECK(command_lookup_hot(&t, "PFCOUNT\r\n$1\r\nk", 7, 14) == find(&t, "pfcount"));
     CHECK(find(&t, "mod.bwait") && (find(&t, "mod.bwait")->flags & CMD_LEASE) &&
           !(find(&t, "mod.bwait")->flags & CMD_READONLY));
     CHECK(find(&t, "mod.rw") && !(find(&t, "mod.rw")->flags & CMD_READONLY));

@@ -27,6 +27,20 @@ static unsigned crc16_bits(const unsigned char *k, size_t n)
     return crc;
 }
 
+/* The slot by Redis's rule, bit by bit: the first '{', the next '}' after
+ * it, and what is between when it is not empty. */
+static unsigned slot_by_rule(const unsigned char *k, size_t n)
+{
+    const unsigned char *open = memchr(k, '{', n);
+    if (open) {
+        size_t from = (size_t)(open - k) + 1;
+        const unsigned char *close = memchr(k + from, '}', n - from);
+        if (close && close > k + from)
+            return crc16_bits(k + from, (size_t)(close - (k + from))) & 16383;
+    }
+    return crc16_bits(k, n) & 16383;
+}
+
 int main(void)
 {
     /* CRC16/XMODEM's check value: "123456789" -> 0x31C3 */
@@ -68,6 +82,23 @@ int main(void)
         bad += cluster_slot((const char *)key, n) != (crc16_bits(key, n) & 16383);
     }
     CHECK(bad == 0);
+    /* braces anywhere, a word at a time or not: keys of up to 64 bytes
+     * with '{' and '}' at random places (none, one of each, several) */
+    bad = 0;
+    for (int i = 0; i < 50000; i++) {
+        size_t n = (size_t)i % 65;
+        for (size_t j = 0; j < n; j++) {
+            x = x * 1103515245u + 12345u;
+            unsigned r = (x >> 16) & 0xff;
+            key[j] = (unsigned char)(r < 12 ? '{' : r < 24 ? '}' : r);
+        }
+        bad += cluster_slot((const char *)key, n) != slot_by_rule(key, n);
+    }
+    CHECK(bad == 0);
+    CHECK(slot("0123456789abcdef{tag}") == slot("tag"));       /* past two words */
+    CHECK(slot("01234567{tag}") == slot("tag") && slot("0123456{tag}") == slot("tag"));
+    CHECK(slot("0123456789abcdef{}x") ==
+          (crc16_bits((const unsigned char *)"0123456789abcdef{}x", 19) & 16383));
 
     /* the highest epoch of a master that serves slots: replicas, masters
      * without slots, and malformed lines do not count */
