@@ -289,15 +289,6 @@ static int request_whole(struct resp_framer *f, const char *p, size_t n,
     return RESP_DONE;
 }
 
-void resp_arg1(const char *frame, const struct resp_frame *fr, const char **p, size_t *n)
-{
-    long long v = 0;
-    size_t end = short_number(frame, fr->len, fr->name_off + fr->name_len + 3, &v);
-
-    *p = frame + end;                /* past "\r\n$": a framed length always reads */
-    *n = (size_t)v;
-}
-
 int resp_frame_head(const char *p, size_t n, struct resp_frame *fr)
 {
     long long argc, v;

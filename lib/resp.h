@@ -100,8 +100,19 @@ struct resp_args {
     size_t      l[RESP_ARGS_MAX];
 };
 /* Argument 1 of a framed multibulk request with argc >= 2: the framer
- * checked its header, so this only reads its length. */
-void resp_arg1(const char *frame, const struct resp_frame *fr, const char **p, size_t *n);
+ * checked its header (digits up to its CR, no sign, no leading zero),
+ * so this only reads its length. */
+static inline void resp_arg1(const char *frame, const struct resp_frame *fr, const char **p,
+                             size_t *n)
+{
+    const char *s = frame + fr->name_off + fr->name_len + 3;    /* past "\r\n$" */
+    size_t v = 0;
+
+    while (*s != '\r')
+        v = v * 10 + (size_t)(*s++ - '0');
+    *p = s + 2;
+    *n = v;
+}
 
 void resp_collect_args(const char *frame, const struct resp_frame *fr, struct resp_args *a);
 /* Argument i of a framed request (0 is the command's name): 1 with it

@@ -2,7 +2,8 @@
  * the oldest slot goes straight to the output buffer, one that overtakes
  * an earlier slot waits, parked in its own slot. Output is written once
  * per loop iteration by the flush step (request.c), through
- * client_write(). */
+ * client_write(); the last reply a client is owed, with nothing queued
+ * before it, is written at once from the link's buffer (run_out). */
 #include "client.h"
 
 #include <arpa/inet.h>
@@ -441,9 +442,10 @@ static inline void settle_plain(struct client *c, const struct req *r)
 /* A run of replies ending with `last`, in the client's order: when `last`
  * is the last reply the client is owed, the bytes go to its socket as
  * client_pass does (straight from the link's buffer when nothing is queued
- * before them: no copy, and no flush step, as no later reply could share
- * the write); else they are queued. A client the flush step must see
- * again (closing, or the proxy draining) is queued. */
+ * before them: no copy and no flush step; only a reply the proxy makes
+ * for a request read later in this iteration could have shared the
+ * write); else they are queued. A client the flush step must see again
+ * (closing, or the proxy draining) is queued. */
 static inline void run_out(struct client *c, const struct req *last, const char *p, size_t n)
 {
     if (!TAILQ_NEXT(last, owner_tqe) && !c->closing && !c->sc->draining)

@@ -293,23 +293,27 @@ void cluster_node_down(struct sidecar *sc)
     health_cluster_refresh(&sc->cl->src);
 }
 
-struct node *cluster_route_other(struct sidecar *sc, int keyed, unsigned shard_plus1,
-                                 const char **why, int *shard)
+struct node *cluster_route_keyless(struct sidecar *sc, const char **why, int *shard)
+{
+    struct node *n = sc->master;         /* its replicas may serve keyless reads */
+
+    *shard = shard_index(sc->cl, n);
+    if (!n)
+        *why = sc->cl->have_map ? "no node serves this slot now" : sc->no_master_why;
+    return n;
+}
+
+struct node *cluster_route_unserved(struct sidecar *sc, unsigned shard_plus1, const char **why,
+                                    int *shard)
 {
     struct cluster *cl = sc->cl;
-    struct node *n;
+    struct node *n = shard_plus1 ? cl->shard_node[shard_plus1 - 1] : NULL;
 
-    if (!keyed) {
-        n = sc->master;                  /* its replicas may serve keyless reads */
-        *shard = shard_index(cl, n);
-    } else {
-        n = shard_plus1 ? cl->shard_node[shard_plus1 - 1] : NULL;
-        *shard = (int)shard_plus1 - 1;
-        if (!n)
-            health_cluster_refresh(&cl->src);
-    }
-    if (!n)
+    *shard = (int)shard_plus1 - 1;
+    if (!n) {
+        health_cluster_refresh(&cl->src);
         *why = cl->have_map ? "no node serves this slot now" : sc->no_master_why;
+    }
     return n;
 }
 

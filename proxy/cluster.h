@@ -33,27 +33,28 @@ void cluster_stop(struct sidecar *sc);
 /* A reload: the map's connections from now on use its credentials and
  * TLS, and its replicas serve reads or not as read_from now says. */
 void cluster_reconfigure(struct sidecar *sc);
-/* cluster_route's other ways: a keyless request (keyed 0: the default
- * master), or a slot no node serves now (shard_plus1 its owner[] entry). */
-struct node *cluster_route_other(struct sidecar *sc, int keyed, unsigned shard_plus1,
-                                 const char **why, int *shard);
+/* cluster_route's rare ways: a keyless request (the default master), and
+ * a slot no node serves now (shard_plus1: its owner[] entry). */
+struct node *cluster_route_keyless(struct sidecar *sc, const char **why, int *shard);
+struct node *cluster_route_unserved(struct sidecar *sc, unsigned shard_plus1, const char **why,
+                                    int *shard);
 
 /* The master serving the request's first key (keyless: the default
  * master, shard -1); NULL when no node serves its slot now (the map is
  * not read yet, or the slot is unassigned), with why. */
-static inline struct node *cluster_route(struct sidecar *sc, const struct command *cmd,
-                                         const char *frame, const struct resp_frame *fr,
-                                         const char **why, int *shard)
+static inline __attribute__((always_inline)) struct node *
+cluster_route(struct sidecar *sc, const struct command *cmd, const char *frame,
+              const struct resp_frame *fr, const char **why, int *shard)
 {
     const struct cluster *cl = sc->cl;
     const char *k;
     size_t kn;
 
     if (!command_first_key(cmd, frame, fr, &k, &kn))
-        return cluster_route_other(sc, 0, 0, why, shard);
+        return cluster_route_keyless(sc, why, shard);
     unsigned sh = cl->owner[cluster_slot(k, kn)];
     if (__builtin_expect(!sh || !cl->shard_node[sh - 1], 0))
-        return cluster_route_other(sc, 1, sh, why, shard);
+        return cluster_route_unserved(sc, sh, why, shard);
     *shard = (int)sh - 1;
     return cl->shard_node[sh - 1];
 }

@@ -94,12 +94,13 @@ static inline uint64_t command_raw_word(const char *s, size_t len)
     return len >= 8 ? w : w & (((uint64_t)1 << (8 * len)) - 1);
 }
 
-/* command_lookup_in for the request path: the same name as the last time
- * (same bytes, same case) is answered from the table's hot entry. */
+/* command_lookup_in for the request path: the same name of 1 to 8 bytes
+ * as the last time (same bytes, same case) is answered from the table's
+ * hot entry. */
 static inline const struct command *command_lookup_hot(struct command_table *t, const char *name,
                                                        size_t len, size_t avail)
 {
-    if (len - 1 >= 8 || avail < 8)
+    if (len - 1 >= 8 || avail < 8)      /* len 0 wraps */
         return command_lookup_in(t, name, len, avail);
     uint64_t w = command_raw_word(name, len);
     if (w != t->hot_word || len != t->hot_len) {

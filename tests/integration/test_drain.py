@@ -63,7 +63,9 @@ def test_a_client_is_closed_with_its_last_reply_not_at_the_next_tick(env, master
     """While draining, a client is closed as its last reply goes out, so a
     request it sends right after finds the connection closed (its app
     reconnects to the new process), never an error from this one. A second
-    client in a transaction keeps the drain going."""
+    client in a transaction keeps the drain going. (Were the close left to
+    the drain's 20 ms tick, the GET would get an error reply unless the tick
+    fell between the reply and the GET.)"""
     sc = env.sidecar(master, proxy={"shutdown_timeout": "10s"})
     other, of = conn(sc)
     other.sendall(resp_cmd("MULTI"))

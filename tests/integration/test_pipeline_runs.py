@@ -5,12 +5,11 @@ reply passed on as it comes, the end of what one read brought) must leave
 every reply where it belongs and every counter as one-by-one would."""
 import socket
 import threading
-import time
 
 import pytest
 import redis
 
-from helpers import RawClient, SLOW, free_port, resp_cmd, resp_read
+from helpers import RawClient, SLOW, free_port, resp_cmd, resp_read, wait_until
 from test_metrics import delta, parse, scrape
 
 SMALL, MEDIUM, BIG = b"abc", b"m" * 3000, b"B" * (200 * 1024)
@@ -194,37 +193,71 @@ def test_a_run_read_a_few_bytes_at_a_time_is_framed_whole(env, loaded):
     c.close()
 
 
-def test_a_reply_sent_straight_that_the_socket_takes_in_part_is_finished_in_order(env, loaded):
-    """The last reply a client is owed is written straight from the link's
-    buffer. A client whose socket takes only part of it (a small receive
-    buffer, not read yet) must still get the rest, then later replies, in
-    order and whole; a client far behind is still held to its output limit."""
-    sc = env.sidecar(loaded, pool={"connections": 1}, clients={"max_output_buffer": "2mb"})
-    value = bytes(range(256)) * 240            # 60 KB: under the size passed on as it comes
-    loaded.client().set("v60", value)
+def mine(sc, s):
+    """The proxy's CLIENT LIST entry for socket s."""
+    port = s.getsockname()[1]
+    return next(c for c in sc.clients() if c["addr"].endswith(f":{port}"))
+
+
+def unread_client(port):
+    """A client with a small receive buffer that does not read yet."""
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.settimeout(10 * SLOW)
-    s.connect(("127.0.0.1", sc.port))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def test_a_reply_sent_straight_that_the_socket_takes_in_part_is_finished_in_order(env, loaded):
+    """The last reply a client is owed is written straight from the link's
+    buffer. Once its socket takes only part of one (a client that does not
+    read), the rest must wait in the output and go out before any later
+    reply, every byte in order."""
+    sc = env.sidecar(loaded, pool={"connections": 1}, clients={"max_output_buffer": "64mb"})
+    value = bytes(range(256)) * 240            # 60 KB: under the size passed on as it comes
+    loaded.client().set("v60", value)
+    s = unread_client(sc.port)
     f = s.makefile("rb")
-    for rnd in range(3):
+    sent = 0
+    # one at a time, each the last reply owed, until the kernel's buffers
+    # are full and one is written in part (the rest queued in the output)
+    while True:
         s.sendall(resp_cmd("GET", "v60"))
-        time.sleep(0.2)                        # the proxy's write meets a full socket
-        assert resp_read(f) == value, rnd
-        # a batch whose run ends with the last reply owed, then one more alone
-        s.sendall(b"".join(resp_cmd("GET", "v60") for _ in range(8)) + resp_cmd("ECHO", f"e{rnd}"))
-        time.sleep(0.2)
-        assert [resp_read(f) for _ in range(9)] == [value] * 8 + [f"e{rnd}".encode()], rnd
-    # 150 replies of 60 KB never read: past the socket buffers and 2 MB, closed;
-    # the link stays in step
+        sent += 1
+        me = wait_until(lambda: (lambda c: c if c["pending"] == "0" else None)(mine(sc, s)),
+                        what="the GET answered")
+        if int(me["obuf"]) > 0:
+            break
+        assert sent < 400, "the socket took 24 MB unread"
+    # then a batch whose run ends with the last reply owed, and one more
+    s.sendall(b"".join(resp_cmd("GET", "v60") for _ in range(8)) + resp_cmd("ECHO", "end"))
+    got = [resp_read(f) for _ in range(sent + 9)]
+    assert got[-1] == b"end"
+    assert all(g == value for g in got[:-1]), [i for i, g in enumerate(got[:-1]) if g != value][:5]
+    s.sendall(resp_cmd("GET", "small"))
+    assert resp_read(f) == SMALL
+    f.close()
+    s.close()
+
+
+def test_replies_sent_straight_still_meet_the_output_limit(env, loaded):
+    """A client that never reads is closed at max_output_buffer whether its
+    replies were queued or written straight until its socket was full, and
+    the link stays in step for the others."""
+    sc = env.sidecar(loaded, pool={"connections": 1}, clients={"max_output_buffer": "2mb"})
+    loaded.client().set("v60", b"v" * 60000)
     closed0 = sc.counter("errors_output_buffer")
-    for _ in range(150):
-        s.sendall(resp_cmd("GET", "v60"))
-    assert closed(s)
-    assert sc.counter("errors_output_buffer") == closed0 + 1
+    s = unread_client(sc.port)
+    for _ in range(300):                       # 18 MB: past the kernel's buffers and 2 MB
+        try:
+            s.sendall(resp_cmd("GET", "v60"))
+        except OSError:
+            break                              # closed already
+    wait_until(lambda: sc.counter("errors_output_buffer") == closed0 + 1,
+               what="the client closed at its output limit")
+    closed(s)
     other = RawClient(sc.port)
     other.send(("GET", "small"))
     assert other.read() == SMALL
     other.close()
-    f.close()
     s.close()

@@ -7,13 +7,27 @@
 #include "../../proxy/cluster.h"
 #include "../../proxy/split.h"
 
-struct node *cluster_route(struct sidecar *sc, const struct command *cmd, const char *frame,
-                           const struct resp_frame *fr, const char **why, int *shard)
+struct node *cluster_route_keyless(struct sidecar *sc, const char **why, int *shard)
 {
-    (void)sc, (void)cmd, (void)frame, (void)fr;
+    (void)sc;
     *why = "not a cluster";
     *shard = -1;
     return NULL;
+}
+
+struct node *cluster_route_unserved(struct sidecar *sc, unsigned shard_plus1, const char **why,
+                                    int *shard)
+{
+    (void)sc, (void)shard_plus1;
+    *why = "not a cluster";
+    *shard = -1;
+    return NULL;
+}
+
+unsigned cluster_slot(const char *key, size_t len)
+{
+    (void)key, (void)len;
+    return 0;
 }
 
 int cluster_replicas(const struct sidecar *sc, int shard, struct node *const **v)

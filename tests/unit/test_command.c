@@ -72,6 +72,8 @@ int main(void)
      * is looked up afresh, and an unknown one is forgotten when learnt */
     CHECK(command_lookup_hot(&t, "GET\r\n$1\r\nk", 3, 10) == find(&t, "get"));
     CHECK(command_lookup_hot(&t, "GET\r\n$1\r\nk", 3, 10) == find(&t, "get"));
+    CHECK(command_lookup_hot(&t, "GET\0\r\n$1\r\n", 4, 10) == NULL);   /* same word, longer */
+    CHECK(command_lookup_hot(&t, "GET\r\n$1\r\nk", 3, 10) == find(&t, "get"));
     CHECK(command_lookup_hot(&t, "GETDEL\r\n$1\r\n", 6, 12) == find(&t, "getdel"));
     CHECK(command_lookup_hot(&t, "GETDEL\r\n$1\r\n", 3, 12) == find(&t, "get"));
     CHECK(command_lookup_hot(&t, "get\r\n$1\r\nk", 3, 10) == find(&t, "get"));
