@@ -776,10 +776,11 @@ links_during_c500() {
     bpid=$!
     track $bpid redis-benchmark
     sleep 0.3
-    local tpid start=$SECONDS
+    local tpid start=$SECONDS capped=0 cap_note=""
     tpid=$(pid_of "$t")
     while kill -0 $bpid 2>/dev/null; do
         if ! kill -0 "$tpid" 2>/dev/null || [ $((SECONDS - start)) -gt 300 ]; then
+            kill -0 "$tpid" 2>/dev/null && capped=1
             sleep 3
             kill -TERM $bpid 2>/dev/null
             break
@@ -793,9 +794,16 @@ links_during_c500() {
     wait $bpid
     local rc=$?
     untrack $bpid
-    [ $rc = 0 ] || FAILURES+=("FAIL: $t, links run (GET -c 500 -P 1 -n $N_LINKS): redis-benchmark exit status $rc: $(tail -c 300 "$TMP/links.err" | tr '\n' ' ')")
+    # A peer that stalls past the cap (twemproxy has, under load: some of
+    # the 500 connections never answered) gets a note: the links it
+    # opened were seen all the same. The sidecar stalling is a failure.
+    if [ $rc != 0 ] && [ $capped = 1 ] && [ "$t" != sidecar ]; then
+        cap_note="; redis-benchmark stopped at the 300 s cap, this target stalled"
+    elif [ $rc != 0 ]; then
+        FAILURES+=("FAIL: $t, links run (GET -c 500 -P 1 -n $N_LINKS): redis-benchmark exit status $rc: $(tail -c 300 "$TMP/links.err" | tr '\n' ' ')")
+    fi
     LINKS="$max"
-    LINKS_NOTE="$samples samples, values seen:${seen}"
+    LINKS_NOTE="$samples samples, values seen:${seen}${cap_note}"
 }
 
 declare -A RSS_BASE=() RSS_LOAD=() RSS_NOTE=() LINK=() LINK_NOTE=() LAT=()
