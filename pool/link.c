@@ -650,8 +650,8 @@ static int ahead_reply(struct link *l, struct req *r, const char *p, size_t n)
     return 0;
 }
 
-/* Into the round-trip histogram; last_rx is the time this reply was read. */
-/* k round trips of t seconds each */
+/* Into the round-trip histogram: k round trips of t seconds each (t from
+ * last_rx, the time their replies were read). */
 static inline void rtt_observe_n(struct pool_stats *st, double t, unsigned k)
 {
     st->rtt[pool_rtt_bucket(t)] += k;
@@ -874,7 +874,7 @@ static inline size_t deliver_plain(struct link *l, const char *p, size_t n, size
     const char *req;
     size_t run;
 
-    if (!r || !r->owner || !runs_on(l, r, r->owner) || !l->pool->cb.on_replies)
+    if (!r || !r->owner || !runs_on(l, r, r->owner))
         return 0;
     if (len < n && (next = TAILQ_NEXT(r, link_tqe)) && next->owner == r->owner &&
         (run = deliver_run(l, r, p, n, len)) != 0)
@@ -1263,7 +1263,25 @@ int link_resend(struct link *l, struct req *r, const char *p, size_t n)
     return link_send(l, r, p, n);
 }
 
-static inline __attribute__((always_inline)) void watch_replies(struct link *l)
+/* r on l's FIFO: its n bytes at offset off of the link's output stream,
+ * handed over now. */
+static inline __attribute__((always_inline)) void enqueue(struct link *l, struct req *r,
+                                                          uint64_t off, size_t n, ev_tstamp now)
+{
+    r->link = l;
+    r->off = off;
+    r->len = n;
+    r->queued_at = now;
+    TAILQ_INSERT_TAIL(&l->fifo, r, link_tqe);
+    l->nfifo++;
+    if (__builtin_expect(r->flags & REQ_SCRIPT, 0))
+        l->scripts++;
+    l->pool->st.requests_sent++;
+}
+
+/* l has requests to write and replies to wait for: the flush step writes
+ * it, its watchdog times the replies. */
+static inline __attribute__((always_inline)) void link_busy(struct link *l)
 {
     struct pool *pl = l->pool;
 
@@ -1275,12 +1293,13 @@ static inline __attribute__((always_inline)) void watch_replies(struct link *l)
         ev_timer_set(&l->watchdog, t, t);
         ev_timer_start(pl->loop, &l->watchdog);
     }
+    if (l->state == LINK_READY)
+        pool_mark_dirty(pl, l);
 }
 
 int link_batch_add(struct link_batch *b, struct link *l, struct req *r, const char *p,
                    size_t n)
 {
-    struct pool *pl = l->pool;
     int first = b->l != l || b->from + b->len != p;
 
     if (first) {
@@ -1291,21 +1310,10 @@ int link_batch_add(struct link_batch *b, struct link *l, struct req *r, const ch
     /* room for the batch so far: link_batch_end cannot fail */
     if (buf_reserve(&l->out, b->len + n) < 0)
         return -1;
-    r->link = l;
-    r->off = l->out_base + buf_used(&l->out) + b->len;
-    r->len = n;
-    r->queued_at = ev_now(pl->loop);
-    TAILQ_INSERT_TAIL(&l->fifo, r, link_tqe);
-    l->nfifo++;
-    if (__builtin_expect(r->flags & REQ_SCRIPT, 0))
-        l->scripts++;
-    pl->st.requests_sent++;
+    enqueue(l, r, l->out_base + buf_used(&l->out) + b->len, n, ev_now(l->pool->loop));
     b->len += n;
-    if (first) {
-        if (l->state == LINK_READY)
-            pool_mark_dirty(pl, l);
-        watch_replies(l);
-    }
+    if (first)
+        link_busy(l);
     return 0;
 }
 
@@ -1331,18 +1339,8 @@ int link_send(struct link *l, struct req *r, const char *p, size_t n)
         pl->cfg.validate_after > 0 && now - l->last_rx > pl->cfg.validate_after &&
         now >= pl->quiet_until)
         link_validate(l, "idle before use");
-    r->link = l;
-    r->off = l->out_base + buf_used(&l->out) - n;
-    r->len = n;
-    r->queued_at = now;
-    TAILQ_INSERT_TAIL(&l->fifo, r, link_tqe);
-    l->nfifo++;
-    if (__builtin_expect(r->flags & REQ_SCRIPT, 0))
-        l->scripts++;
-    pl->st.requests_sent++;
-    if (l->state == LINK_READY)
-        pool_mark_dirty(pl, l);
-    watch_replies(l);
+    enqueue(l, r, l->out_base + buf_used(&l->out) - n, n, now);
+    link_busy(l);
     return 0;
 }
 

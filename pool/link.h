@@ -100,7 +100,9 @@ int link_send(struct link *l, struct req *r, const char *p, size_t n);
  * made for its bytes but nothing copied, and link_batch_end copies them
  * all in one go. Until then nothing else may be sent on that link and the
  * caller's bytes must stay where they are. A request on another link, or
- * not right after the last one, ends the batch and starts another. */
+ * not right after the last one, ends the batch and starts another. An
+ * idle link is not validated here: a batch follows a request link_send
+ * queued on the same link. */
 struct link_batch {
     struct link *l;
     const char  *from;

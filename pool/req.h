@@ -3,6 +3,7 @@
 #define SIDECAR_REQ_H
 
 #include <ev.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/queue.h>
@@ -81,6 +82,18 @@ struct req {
 };
 
 TAILQ_HEAD(req_fifo, req);
+
+/* req_alloc clears the fields before `arrived` one by one: any field
+ * added there must be cleared there too. */
+#define REQ_FIELD_SIZE(f) sizeof(((struct req *)0)->f)
+_Static_assert(offsetof(struct req, arrived) ==
+                   REQ_FIELD_SIZE(link_tqe) + REQ_FIELD_SIZE(owner_tqe) + REQ_FIELD_SIZE(owner) +
+                   REQ_FIELD_SIZE(link) + REQ_FIELD_SIZE(off) + REQ_FIELD_SIZE(len) +
+                   REQ_FIELD_SIZE(queued_at) + REQ_FIELD_SIZE(waiting_since) +
+                   REQ_FIELD_SIZE(parked) + REQ_FIELD_SIZE(reply) + REQ_FIELD_SIZE(flags) +
+                   REQ_FIELD_SIZE(block),
+               "a field before arrived that req_alloc does not clear");
+#undef REQ_FIELD_SIZE
 
 /* Freed slots are kept for reuse up to a bound, so a burst costs no
  * malloc per request and memory returns once the burst is over. */

@@ -198,9 +198,9 @@ struct req *client_slot(struct client *c, unsigned flags);
 void client_answer(struct client *c, struct req *r, const char *p, size_t n, const char *err);
 /* Replies for v[0..k) (plain requests, no reply an error), len[i] bytes
  * each from p, the requests' bytes at req[i]: answered as client_answer
- * would answer each, with one append, when they are the head of c's FIFO
- * in that order (0); else -1 and nothing done (the caller answers them
- * one by one). */
+ * would answer each, with one append or write, when they are the head of
+ * c's FIFO in that order (0); else -1 and nothing done (the caller
+ * answers them one by one). */
 int client_answer_run(struct client *c, struct req *const *v, const char *const *req,
                       const size_t *len, unsigned k, const char *p);
 

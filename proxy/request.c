@@ -360,9 +360,6 @@ static int dispatch_inline(struct client *c, const char *line, size_t len)
     return done;
 }
 
-/* Frame and carry out complete requests from p[0..n), up to the pipeline
- * cap; returns the bytes used. What is left is a partial request (the
- * framer holds its state) or requests held back. */
 static size_t same_again(struct client *c, const char *p, size_t n, struct resp_framer *f,
                          const char *name, size_t len, const struct memo *m);
 
@@ -376,6 +373,9 @@ static inline int held_back(const struct client *c)
            c->inflight > sc->cfg->max_query_buffer;
 }
 
+/* Frame and carry out complete requests from p[0..n), up to the pipeline
+ * cap; returns the bytes used. What is left is a partial request (the
+ * framer holds its state) or requests held back. */
 static size_t process(struct client *c, const char *p, size_t n, struct resp_framer *f)
 {
     struct sidecar *sc = c->sc;
