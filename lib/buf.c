@@ -186,31 +186,33 @@ ssize_t buf_write_fd(struct buf *b, int fd)
     return n;
 }
 
-void buf_cache_put(struct buf_cache *bc, struct buf *b)
+struct buf *buf_cache_take(struct buf_cache *bc)
 {
-    if (b->data && b->cap <= BUF_CACHE_MAX_CAP && bc->n < BUF_CACHE_SLOTS) {
-        bc->slot[bc->n].data = b->data;
-        bc->slot[bc->n].cap = b->cap;
-        bc->n++;
-        b->data = NULL;
-        b->pos = b->len = b->cap = 0;
+    if (bc->n > 0)
+        return bc->slot[--bc->n];
+    return calloc(1, sizeof(struct buf));
+}
+
+void buf_cache_give(struct buf_cache *bc, struct buf *b)
+{
+    if (!b)
+        return;
+    if (bc->n < BUF_CACHE_SLOTS) {
+        if (b->cap > BUF_CACHE_MAX_CAP)
+            buf_free(b);
+        b->pos = b->len = 0;
+        bc->slot[bc->n++] = b;
         return;
     }
     buf_free(b);
-}
-
-void buf_cache_get(struct buf_cache *bc, struct buf *b)
-{
-    if (bc->n > 0 && !b->data) {
-        bc->n--;
-        b->data = bc->slot[bc->n].data;
-        b->cap = bc->slot[bc->n].cap;
-        b->pos = b->len = 0;
-    }
+    free(b);
 }
 
 void buf_cache_clear(struct buf_cache *bc)
 {
-    while (bc->n > 0)
-        free(bc->slot[--bc->n].data);
+    while (bc->n > 0) {
+        struct buf *b = bc->slot[--bc->n];
+        buf_free(b);
+        free(b);
+    }
 }

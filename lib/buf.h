@@ -58,21 +58,24 @@ void buf_free(struct buf *b);
  * call are freed unless one was taken meanwhile. */
 void buf_spare_trim(void);
 
-/* Drained buffers kept for reuse, so a busy connection does not pay a
- * malloc and a free for every batch of replies, while an idle one holds
- * no memory at all. Bounded in count and size. */
+/* Output buffers kept for reuse, header and block, so a busy connection
+ * does not pay a malloc and a free for every batch of replies, while an
+ * idle one holds no memory at all: not even a buffer's header, only the
+ * pointer to it. Bounded in count and size. */
 #define BUF_CACHE_SLOTS   256
 #define BUF_CACHE_MAX_CAP (16 * 1024)
 
 struct buf_cache {
-    unsigned n;
-    struct { char *data; size_t cap; } slot[BUF_CACHE_SLOTS];
+    unsigned    n;
+    struct buf *slot[BUF_CACHE_SLOTS];
 };
 
-/* b must be drained: its memory goes to the cache, or is freed. */
-void buf_cache_put(struct buf_cache *bc, struct buf *b);
-/* b has no memory: give it a cached block, if any. */
-void buf_cache_get(struct buf_cache *bc, struct buf *b);
+/* An empty buffer: a cached one (with its block), else a new one with no
+ * memory yet. NULL only when out of memory. */
+struct buf *buf_cache_take(struct buf_cache *bc);
+/* b (from buf_cache_take, or NULL) is done with: what it holds is dropped,
+ * it is kept for reuse or freed. */
+void buf_cache_give(struct buf_cache *bc, struct buf *b);
 void buf_cache_clear(struct buf_cache *bc);
 
 /* read() once into the buffer, growing it so that at least `chunk` bytes

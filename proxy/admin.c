@@ -19,7 +19,7 @@ int admin_allowed(struct client *c)
 {
     if (c->admin)
         return 1;
-    c->sc->st.err_noperm++;
+    client_sc(c)->st.err_noperm++;
     client_reply_error(c, "NOPERM this command needs admin rights: connect over the "
                        "[admin] socket or from [admin] allow, or AUTH with the admin "
                        "password");
@@ -101,7 +101,7 @@ static int parse_top(struct client *c, const struct resp_args *a, const char *wh
 /* PROXY CLIENTS [TOP n]: the per-IP table, busiest first. */
 static void proxy_clients(struct client *c, const struct resp_args *a)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     long long top;
     ev_tstamp now = ev_now(sc->loop);
 
@@ -143,8 +143,8 @@ void admin_client_list(struct client *c)
     struct buf b = {0};
     const struct client *o;
 
-    TAILQ_FOREACH(o, &c->sc->clients, tqe)
-        client_describe_app(&b, o, ev_now(c->sc->loop));
+    TAILQ_FOREACH(o, &client_sc(c)->clients, tqe)
+        client_describe_app(&b, o, ev_now(client_sc(c)->loop));
     reply_buf(c, &b);
 }
 
@@ -163,7 +163,7 @@ static int by_busiest_app(const void *x, const void *y)
 /* PROXY APPS [TOP n]: one line per app key, busiest first. */
 static void proxy_apps(struct client *c, const struct resp_args *a)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     long long top;
     ev_tstamp now = ev_now(sc->loop);
 
@@ -257,7 +257,7 @@ static int arg_cidr(const struct resp_args *a, int i, struct cidr *out)
 /* PROXY BAN APP key seconds: the same for one app. */
 static void proxy_ban_app(struct client *c, const struct resp_args *a)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     long long secs;
 
     if (a->argc != 5 || resp_parse_ll(a->v[4], a->l[4], &secs) < 0 || secs < 1 ||
@@ -280,7 +280,7 @@ static void proxy_ban_app(struct client *c, const struct resp_args *a)
  * it expires. */
 static void proxy_ban(struct client *c, const struct resp_args *a)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct cidr range;
     long long secs;
     char r[96];
@@ -308,20 +308,20 @@ static void proxy_unban(struct client *c, const struct resp_args *a)
     struct cidr range;
 
     if (a->argc == 4 && resp_arg_is(a, 2, "app")) {
-        client_reply_int(c, apps_unban(&c->sc->apps, a->v[3], a->l[3]));
+        client_reply_int(c, apps_unban(&client_sc(c)->apps, a->v[3], a->l[3]));
         return;
     }
     if (a->argc != 3 || arg_cidr(a, 2, &range) < 0) {
         client_reply_error(c, "ERR usage: PROXY UNBAN cidr | APP key");
         return;
     }
-    client_reply_int(c, iptable_unban(&c->sc->ips, &range));
+    client_reply_int(c, iptable_unban(&client_sc(c)->ips, &range));
 }
 
 static void proxy_bans(struct client *c)
 {
-    struct iptable *t = &c->sc->ips;
-    ev_tstamp now = ev_now(c->sc->loop);
+    struct iptable *t = &client_sc(c)->ips;
+    ev_tstamp now = ev_now(client_sc(c)->loop);
     struct buf b = {0};
     char r[96];
 
@@ -330,7 +330,7 @@ static void proxy_bans(struct client *c)
         cidr_format(&t->bans[i].cidr, r, sizeof r);
         buf_appendf(&b, "cidr=%s remaining=%.0f\n", r, t->bans[i].until - now);
     }
-    struct apps *at = &c->sc->apps;
+    struct apps *at = &client_sc(c)->apps;
     apps_banned_for(at, "", now);                      /* drops expired bans */
     for (int i = 0; i < at->nbans; i++)
         buf_appendf(&b, "app=%s remaining=%.0f\n", at->bans[i].key, at->bans[i].until - now);
@@ -363,7 +363,7 @@ void admin_command(struct client *c, const char *frame, const struct resp_frame 
         "+See README.md for the retry rule and the limits\r\n";
 
     struct resp_args args, *a = &args;
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct buf b = {0};
     char msg[600];
 

@@ -24,21 +24,49 @@ void client_watch(struct client *c)
 {
     /* Changing the watcher costs a syscall: only when the state changed. */
     int want = (c->paused || c->closing || c->closed ? 0 : EV_READ) |
-               (buf_used(&c->out) && !c->closed ? EV_WRITE : 0);
+               (client_out_used(c) && !c->closed ? EV_WRITE : 0);
 
     if (want == (c->io.events & (EV_READ | EV_WRITE)) && ev_is_active(&c->io) == (want != 0))
         return;
-    ev_io_stop(c->sc->loop, &c->io);
+    ev_io_stop(client_sc(c)->loop, &c->io);
     ev_io_set(&c->io, c->io.fd, want);
     if (want)
-        ev_io_start(c->sc->loop, &c->io);
+        ev_io_start(client_sc(c)->loop, &c->io);
 }
 
 void client_mark_dirty(struct client *c)
 {
     if (!c->dirty && !c->closed) {
         c->dirty = 1;
-        STAILQ_INSERT_TAIL(&c->sc->dirty, c, dirty_tqe);
+        client_set_add(&client_sc(c)->dirty, c);
+    }
+}
+
+#define CLIENT_SET_FIRST 64
+#define CLIENT_SET_KEEP  1024
+
+void client_set_add_grown(struct client_set *s, struct client *c)
+{
+    unsigned cap = s->cap ? s->cap * 2 : CLIENT_SET_FIRST;
+    struct client **v = realloc(s->v, cap * sizeof *v);
+
+    if (!v) {
+        s->lost = 1;
+        return;
+    }
+    s->v = v;
+    s->cap = cap;
+    s->v[s->n++] = c;
+}
+
+void client_set_trim(struct client_set *s, unsigned used)
+{
+    if (s->cap > CLIENT_SET_KEEP && used < s->cap / 4) {
+        struct client **v = realloc(s->v, s->cap / 2 * sizeof *v);
+        if (v) {
+            s->v = v;
+            s->cap /= 2;
+        }
     }
 }
 
@@ -55,11 +83,11 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
         close(fd);
         return;
     }
+    c->io.data = sc;
     c->ips = o->ips;
     c->proc = o->proc;
     c->peer_ino = o->peer_ino;
     c->admin = admin != 0;
-    c->sc = sc;
     c->id = ++sc->next_client_id;
     c->created = ev_now(sc->loop);
     c->authed = sc->cfg->password == NULL;
@@ -76,7 +104,6 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
         net_set_keepalive(fd, (int)sc->cfg->tcp_keepalive, 0);
     }
     ev_io_init(&c->io, on_io, fd, EV_READ);
-    c->io.data = c;
     ev_io_start(sc->loop, &c->io);
     TAILQ_INSERT_TAIL(&sc->clients, c, tqe);
     sc->nclients++;
@@ -101,7 +128,7 @@ void client_check_counts(const struct client *c)
     }
     assert(n == c->npending);
     assert(!c->x || (writes == c->x->writes_pending && replica == c->x->replica_reads &&
-                     held + hold_parts_of(c->sc, c) == c->x->nheld));
+                     held + hold_parts_of(client_sc(c), c) == c->x->nheld));
 }
 
 struct client_ext *client_ext(struct client *c)
@@ -135,10 +162,10 @@ static void unwait(struct client *c)
         pool_lease_unwait(&c->x->wait);
         break;
     case WAIT_MASTER:
-        TAILQ_REMOVE(&c->sc->master_waiters, &c->x->wait, tqe);
+        TAILQ_REMOVE(&client_sc(c)->master_waiters, &c->x->wait, tqe);
         break;
     case WAIT_RESUME:
-        TAILQ_REMOVE(&c->sc->resume_waiters, &c->x->wait, tqe);
+        TAILQ_REMOVE(&client_sc(c)->resume_waiters, &c->x->wait, tqe);
         break;
     case WAIT_NONE:
         break;
@@ -148,7 +175,7 @@ static void unwait(struct client *c)
 
 void client_close(struct client *c, const char *why)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct req *r;
 
     if (c->closed)
@@ -199,7 +226,7 @@ void client_free_closed(struct sidecar *sc)
             buf_free(&c->partial->buf);
             free(c->partial);
         }
-        buf_free(&c->out);
+        buf_cache_give(&sc->bufs, c->out);
         if (c->x) {
             free(c->x->name);
             free(c->x->hello_name);
@@ -221,6 +248,7 @@ void client_close_all(struct sidecar *sc)
 
     while ((c = TAILQ_FIRST(&sc->clients)) != NULL)
         client_close(c, "proxy is shutting down");
+    sc->dirty.n = sc->readable.n = 0;   /* they are freed now */
     client_free_closed(sc);
 }
 
@@ -248,7 +276,7 @@ static void close_over_limit(struct client *c) __attribute__((cold, noinline));
 
 static inline int over_output_limit(struct client *c, size_t n)
 {
-    if (__builtin_expect(buf_used(&c->out) + c->parked + n <= c->sc->cfg->max_output_buffer, 1))
+    if (__builtin_expect(client_out_used(c) + c->parked + n <= client_sc(c)->cfg->max_output_buffer, 1))
         return 0;
     close_over_limit(c);
     return 1;
@@ -256,7 +284,7 @@ static inline int over_output_limit(struct client *c, size_t n)
 
 static void close_over_limit(struct client *c)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     char a[64];
 
     sc->st.err_output_buffer++;
@@ -268,13 +296,11 @@ static void close_over_limit(struct client *c)
 
 static void emit(struct client *c, const char *p, size_t n)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
 
     if (over_output_limit(c, n))
         return;
-    if (!c->out.data)
-        buf_cache_get(&sc->bufs, &c->out);
-    if (buf_append(&c->out, p, n) < 0) {
+    if ((!c->out && !(c->out = buf_cache_take(&sc->bufs))) || buf_append(c->out, p, n) < 0) {
         client_close(c, "out of memory for its replies");
         return;
     }
@@ -288,7 +314,7 @@ static inline __attribute__((always_inline)) void pop_slot(struct client *c, str
     c->npending--;
     if (r->flags & REQ_CLOSE)
         c->closing = 1;
-    req_release(&c->sc->cache, r);
+    req_release(&client_sc(c)->cache, r);
 }
 
 /* Send every filled slot at the head of the FIFO. */
@@ -335,7 +361,7 @@ void client_stream(struct client *c, const char *p, size_t n)
 /* Bytes written to the client's socket. */
 static inline void count_out(struct client *c, size_t n)
 {
-    c->sc->st.bytes_out += n;
+    client_sc(c)->st.bytes_out += n;
     c->proc->app->bytes_out += n;
 }
 
@@ -344,7 +370,7 @@ void client_pass(struct client *c, const char *p, size_t n)
     /* Nothing queued before it: what the socket takes goes straight from
      * the link's buffer, uncopied; the rest waits in the output as any
      * reply would (and a failure is the flush step's to see). */
-    if (!buf_used(&c->out)) {
+    if (!client_out_used(c)) {
         ssize_t w = write(c->io.fd, p, n);
         if (w > 0) {
             count_out(c, (size_t)w);
@@ -358,7 +384,7 @@ void client_pass(struct client *c, const char *p, size_t n)
 
 struct req *client_slot(struct client *c, unsigned flags)
 {
-    struct req *r = req_alloc(&c->sc->cache);
+    struct req *r = req_alloc(&client_sc(c)->cache);
 
     if (!r)
         return NULL;
@@ -390,7 +416,7 @@ static void lease_answered(struct client *c)
 /* A write of c's answered: what read-your-writes waits for. */
 static inline void written(struct client *c)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
 
     c->x->writes_pending--;
     c->x->wrote_at = sc->now;
@@ -401,7 +427,7 @@ static inline void written(struct client *c)
 
 void client_answer(struct client *c, struct req *r, const char *p, size_t n, const char *err)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     char e[512];
 
     c->inflight -= r->len;
@@ -436,7 +462,7 @@ static inline void settle_plain(struct client *c, const struct req *r)
     c->inflight -= r->len;
     if (r->flags & REQ_WRITE)
         written(c);
-    c->sc->st.replies_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT][0]++;
+    client_sc(c)->st.replies_by[(r->flags & REQ_TALLY_MASK) >> REQ_TALLY_SHIFT][0]++;
 }
 
 /* A run of replies ending with `last`, in the client's order: when `last`
@@ -448,7 +474,7 @@ static inline void settle_plain(struct client *c, const struct req *r)
  * (closing, or the proxy draining) is queued. */
 static inline void run_out(struct client *c, const struct req *last, const char *p, size_t n)
 {
-    if (!TAILQ_NEXT(last, owner_tqe) && !c->closing && !c->sc->draining)
+    if (!TAILQ_NEXT(last, owner_tqe) && !c->closing && !client_sc(c)->draining)
         client_pass(c, p, n);
     else
         emit(c, p, n);
@@ -474,7 +500,7 @@ int client_answer_run(struct client *c, struct req *const *v, const char *const 
         if (r != v[0])
             return -1;
         settle_plain(c, r);
-        c->sc->st.replies++;
+        client_sc(c)->st.replies++;
         run_out(c, r, p, len[0]);
         if (!c->closed) {
             answered(c, r, req[0]);
@@ -489,7 +515,7 @@ int client_answer_run(struct client *c, struct req *const *v, const char *const 
     }
     for (unsigned i = 0; i < k; i++)
         settle_plain(c, v[i]);
-    c->sc->st.replies += k;
+    client_sc(c)->st.replies += k;
     run_out(c, v[k - 1], p, n);          /* the bytes in one append or write */
     if (!c->closed) {
         for (unsigned i = 0; i < k; i++) /* each at the head in its turn */
@@ -503,7 +529,7 @@ int client_answer_run(struct client *c, struct req *const *v, const char *const 
 static void reply_in_order(struct client *c, const char *p, size_t n)
 {
     if (TAILQ_EMPTY(&c->pending)) {
-        apps_latency(c->proc->app, c->sc->now - c->last_active);
+        apps_latency(c->proc->app, client_sc(c)->now - c->last_active);
         emit(c, p, n);
         return;
     }
@@ -520,9 +546,9 @@ void client_reply(struct client *c, const char *p, size_t n)
     enum req_class k = class_of_cmd(c->last_cmd);
     int bad = is_error_reply(p, n);
 
-    c->sc->st.local_replies++;
-    c->sc->st.requests_by[TALLY(k, DEST_PROXY)]++;
-    c->sc->st.replies_by[TALLY(k, DEST_PROXY)][bad]++;
+    client_sc(c)->st.local_replies++;
+    client_sc(c)->st.requests_by[TALLY(k, DEST_PROXY)]++;
+    client_sc(c)->st.replies_by[TALLY(k, DEST_PROXY)][bad]++;
     c->proc->app->errors[APP_ERR_PROXY] += (unsigned)bad;
     reply_in_order(c, p, n);
 }
@@ -556,7 +582,7 @@ void client_reply_int(struct client *c, long long v)
 
 void client_reply_simple(struct client *c, const char *text)
 {
-    struct buf *b = &c->sc->scratch;
+    struct buf *b = &client_sc(c)->scratch;
 
     buf_reset(b);
     buf_appendf(b, "+%s\r\n", text);
@@ -565,7 +591,7 @@ void client_reply_simple(struct client *c, const char *text)
 
 void client_reply_bulk(struct client *c, const char *p, size_t n)
 {
-    struct buf *b = &c->sc->scratch;
+    struct buf *b = &client_sc(c)->scratch;
 
     buf_reset(b);
     buf_appendf(b, "$%zu\r\n", n);
@@ -585,7 +611,7 @@ void client_reply_null(struct client *c)
 /* As redis sends its own text (INFO, CLIENT LIST). */
 void client_reply_text(struct client *c, const char *p, size_t n)
 {
-    struct buf *b = &c->sc->scratch;
+    struct buf *b = &client_sc(c)->scratch;
 
     if (!c->resp3) {
         client_reply_bulk(c, p, n);
@@ -638,7 +664,7 @@ void client_protocol_error(struct client *c, const char *why)
     char e[160], a[64];
     int n = snprintf(e, sizeof e, "-ERR %s\r\n", why);
 
-    c->sc->st.err_protocol++;
+    client_sc(c)->st.err_protocol++;
     c->proc->app->errors[APP_ERR_CLOSED]++;
     log_info("client %s closed: %s", client_addr(c, a, sizeof a), why);
     reply_and_close(c, e, (size_t)n, 0);   /* counted in clients_closed, not as a reply */
@@ -649,7 +675,7 @@ struct req *client_defer(struct client *c)
     struct req *r = client_slot(c, REQ_DEFERRED | TALLY(CLASS_ADMIN, DEST_PROXY) << REQ_TALLY_SHIFT);
 
     if (r)
-        c->sc->st.requests_by[TALLY(CLASS_ADMIN, DEST_PROXY)]++;
+        client_sc(c)->st.requests_by[TALLY(CLASS_ADMIN, DEST_PROXY)]++;
     return r;
 }
 
@@ -666,16 +692,16 @@ int client_drained(const struct client *c)
 {
     /* A transaction, WATCH or other database gets until the drain's
      * timeout: closing mid-way could leave half of what it meant. */
-    return TAILQ_EMPTY(&c->pending) && !buf_used(&c->out) && !c->partial &&
+    return TAILQ_EMPTY(&c->pending) && !client_out_used(c) && !c->partial &&
            !client_holds_state(c);
 }
 
 void client_write(struct client *c)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
 
-    if (buf_used(&c->out)) {
-        ssize_t n = buf_write_fd(&c->out, c->io.fd);
+    if (client_out_used(c)) {
+        ssize_t n = buf_write_fd(c->out, c->io.fd);
         if (n < 0 && errno != EAGAIN && errno != EINTR) {
             client_close(c, strerror(errno));
             return;
@@ -683,11 +709,12 @@ void client_write(struct client *c)
         if (n > 0)
             count_out(c, (size_t)n);
     }
-    if (buf_used(&c->out)) {
+    if (client_out_used(c)) {
         client_watch(c);
         return;
     }
-    buf_cache_put(&sc->bufs, &c->out);
+    buf_cache_give(&sc->bufs, c->out);
+    c->out = NULL;
     client_watch(c);
     if (c->closing && TAILQ_EMPTY(&c->pending))
         client_close(c, "closed after its last reply");
@@ -714,7 +741,7 @@ static void close_hung_up(struct sidecar *sc)
     while (c) {
         int n = 0;
         for (; c && n < HANGUP_BATCH; c = TAILQ_NEXT(c, tqe)) {
-            if ((c->paused || c->closing) && !buf_used(&c->out)) {
+            if ((c->paused || c->closing) && !client_out_used(c)) {
                 pfd[n] = (struct pollfd){.fd = c->io.fd, .events = POLLRDHUP};
                 who[n++] = c;
             }
@@ -762,7 +789,7 @@ const char *client_user(const struct client *c)
 {
     if (c->x && c->x->user)
         return c->x->user->name;
-    return c->sc->cfg->username ? c->sc->cfg->username : "default";
+    return client_sc(c)->cfg->username ? client_sc(c)->cfg->username : "default";
 }
 
 const char *client_laddr(const struct client *c, char *out, size_t outlen)
@@ -803,7 +830,7 @@ static void describe_fields(struct buf *b, const struct client *c, ev_tstamp now
     char a[64], la[64], flags[24], *f = flags;
     size_t qbuf = (c->partial ? buf_used(&c->partial->buf) : 0) + (x ? x->qbuf_now : 0);
     char cmd[48];
-    size_t obuf = buf_used(&c->out) + c->parked;
+    size_t obuf = client_out_used(c) + c->parked;
     const char *name = x && x->name ? x->name : "";
     int tracking = x && x->tracking;
 
@@ -848,12 +875,12 @@ static void describe_fields(struct buf *b, const struct client *c, ev_tstamp now
                 "user=%s redir=%lld resp=%d pending=%u obuf=%zu admin=%d",
                 (unsigned long long)c->id, client_addr(c, a, sizeof a), client_laddr(c, la, sizeof la),
                 c->io.fd, name, now - c->created, now - c->last_active, flags,
-                c->other_db && x ? x->db : c->sc->cfg->database, x ? x->sub : 0, x ? x->psub : 0,
+                c->other_db && x ? x->db : client_sc(c)->cfg->database, x ? x->sub : 0, x ? x->psub : 0,
                 x ? x->ssub : 0, c->in_multi && x ? x->multi : -1, qbuf,
                 c->partial && c->partial->buf.cap > qbuf ? c->partial->buf.cap - qbuf : 0,
                 c->partial ? c->partial->buf.cap : 0,
-                obuf, sizeof *c + (x ? sizeof *x : 0) + qbuf + obuf + buf_used(&c->out),
-                c->paused || c->closing ? "" : "r", buf_used(&c->out) ? "w" : "",
+                obuf, sizeof *c + (x ? sizeof *x : 0) + qbuf + obuf + client_out_used(c),
+                c->paused || c->closing ? "" : "r", client_out_used(c) ? "w" : "",
                 cmd, client_user(c),
                 tracking ? x->redir : -1LL, c->resp3 ? 3 : 2, c->npending, obuf, c->admin);
 }
@@ -874,7 +901,7 @@ void client_describe_app(struct buf *b, const struct client *c, ev_tstamp now)
 long long client_kill(struct client *self, enum client_match by, const char *v, size_t vl,
                       const struct cidr *range, const char *why)
 {
-    struct sidecar *sc = self->sc;
+    struct sidecar *sc = client_sc(self);
     struct client *c, *next;
     long long id = 0, n = 0;
     char a[64];

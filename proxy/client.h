@@ -64,12 +64,12 @@ struct client_ext {
  * the iteration that closed it, never inside its own callbacks. Kept
  * small: an idle connection costs this struct and nothing else. */
 struct client {
-    struct sidecar *sc;
     uint64_t        id;
     ev_io           io;           /* its fd; EV_READ unless paused or closing,
-                                   * EV_WRITE while output waits */
+                                   * EV_WRITE while output waits; io.data is
+                                   * the sidecar (client_sc) */
     struct client_input *partial; /* NULL unless a request is half read */
-    struct buf      out;          /* freed whenever it drains */
+    struct buf     *out;          /* replies to write; NULL whenever it drains */
     struct req_fifo pending;      /* reply slots in request order */
     uint32_t        parked;       /* reply bytes parked in slots, behind earlier ones */
     uint32_t        inflight;     /* request bytes sent upstream, not yet answered */
@@ -82,8 +82,6 @@ struct client {
     ev_tstamp       created;
     ev_tstamp       last_active;  /* last bytes read from the app */
     TAILQ_ENTRY(client) tqe;      /* sc->clients or sc->closed */
-    STAILQ_ENTRY(client) dirty_tqe; /* closed ones stay until the flush step */
-    STAILQ_ENTRY(client) read_tqe;  /* on sc->readable: input to read this iteration */
     unsigned        npending;     /* slots on pending (checked in make asan) */
     uint16_t        port;         /* the peer's; its address is ips->ip */
     uint32_t        peer_ino;     /* loopback TCP: the peer socket's inode (apps.c) */
@@ -103,11 +101,36 @@ struct client {
     unsigned        closing : 1;  /* reads stopped; close once replies are out */
     unsigned        closed : 1;
     unsigned        paused : 1;   /* not reading: back-pressure, or waiting */
-    unsigned        dirty : 1;
-    unsigned        readable : 1; /* on sc->readable */
+    unsigned        dirty : 1;    /* on sc->dirty; closed ones stay until the flush step */
+    unsigned        readable : 1; /* on sc->readable: input to read this iteration */
     unsigned        resp3 : 1;    /* HELLO 3: its links and the proxy's replies speak RESP3 */
     unsigned        wait : 2;     /* enum client_wait */
 };
+
+/* client_set_add's rare way: the set grows first (or, failing, is lost). */
+void client_set_add_grown(struct client_set *s, struct client *c) __attribute__((cold, noinline));
+/* Shrinks an emptied set that had grown far past this iteration's use. */
+void client_set_trim(struct client_set *s, unsigned used);
+
+/* c at the set's end; the caller has set c's bit for it. */
+static inline void client_set_add(struct client_set *s, struct client *c)
+{
+    if (__builtin_expect(s->n == s->cap, 0))
+        client_set_add_grown(s, c);
+    else
+        s->v[s->n++] = c;
+}
+
+static inline struct sidecar *client_sc(const struct client *c)
+{
+    return c->io.data;
+}
+
+/* Reply bytes in its output, not yet written. */
+static inline size_t client_out_used(const struct client *c)
+{
+    return c->out ? buf_used(c->out) : 0;
+}
 
 /* Server-side state on its lease (a transaction, WATCH, another
  * database): a drain lets it finish instead of cutting it off. */

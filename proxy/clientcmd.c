@@ -30,7 +30,7 @@ struct client *clientcmd_find(const struct client *c, long long id)
 {
     struct client *o;
 
-    TAILQ_FOREACH(o, &c->sc->clients, tqe)
+    TAILQ_FOREACH(o, &client_sc(c)->clients, tqe)
         if ((long long)o->id == id && !o->closed)
             return visible(c, o) ? o : NULL;
     return NULL;
@@ -66,7 +66,7 @@ static void cmd_list(struct client *c, const struct resp_args *a, const char *fr
     struct buf b = {0};
     struct client *o;
     enum ctype type = CT_NONE;
-    ev_tstamp now = ev_now(c->sc->loop);
+    ev_tstamp now = ev_now(client_sc(c)->loop);
 
     if (a->argc == 4 && resp_arg_is(a, 2, "type")) {
         if ((type = type_by_name(a->v[3], a->l[3])) == CT_NONE) {
@@ -95,7 +95,7 @@ static void cmd_list(struct client *c, const struct resp_args *a, const char *fr
         client_reply_error(c, "ERR syntax error");
         return;
     }
-    TAILQ_FOREACH(o, &c->sc->clients, tqe)
+    TAILQ_FOREACH(o, &client_sc(c)->clients, tqe)
         if (visible(c, o) && (type == CT_NONE || type == type_of(o)))
             client_describe(&b, o, now);
     reply_lines(c, &b);
@@ -200,18 +200,18 @@ static void cmd_kill(struct client *c, const struct resp_args *a)
             return;
         }
     }
-    if (k.user && !known_user(c->sc, k.user, k.userl)) {
+    if (k.user && !known_user(client_sc(c), k.user, k.userl)) {
         client_reply_error(c, "ERR No such user '%.*s'", (int)(k.userl > 64 ? 64 : k.userl),
                            k.user);
         return;
     }
     int self = 0;
-    for (o = TAILQ_FIRST(&c->sc->clients); o; o = next) {
+    for (o = TAILQ_FIRST(&client_sc(c)->clients); o; o = next) {
         next = TAILQ_NEXT(o, tqe);
         if (!matches(c, o, &k))
             continue;
         n++;
-        c->sc->st.killed++;
+        client_sc(c)->st.killed++;
         if (o == c)
             self = 1;                    /* after its reply, as redis does */
         else
@@ -230,11 +230,11 @@ static void cmd_kill(struct client *c, const struct resp_args *a)
 /* To the master, as the app's own request (its ACL applies). */
 static void to_master(struct client *c, const char *p, size_t n, unsigned flags)
 {
-    struct node *m = c->sc->master;
+    struct node *m = client_sc(c)->master;
     struct pool *pl = m ? client_pool(c, m) : NULL;
     struct link *l = pl ? pool_link_for(pl, c->id, c->resp3) : NULL;
 
-    if (!l || (m->pool->down && !c->sc->sentinels)) {
+    if (!l || (m->pool->down && !client_sc(c)->sentinels)) {
         client_reply_error(c, "ERR no master to send CLIENT to now");
         return;
     }
@@ -251,7 +251,7 @@ static void cmd_pause(struct client *c, const struct resp_args *a, const char *f
     (void)a;
     /* a pause starts with redis's +OK (clientcmd_quiet_answered) */
     if (resp_arg_is(a, 1, "unpause"))
-        master_paused(c->sc, 0, 1);
+        master_paused(client_sc(c), 0, 1);
     to_master(c, frame, fr->len, REQ_QUIET);
 }
 
@@ -263,22 +263,22 @@ void clientcmd_quiet_answered(struct client *c, const char *req, size_t reqlen, 
     long long ms;
 
     resp_framer_reset(&f);
-    if (!req || resp_frame_request(&f, req, reqlen, &c->sc->req_limits) != RESP_DONE)
+    if (!req || resp_frame_request(&f, req, reqlen, &client_sc(c)->req_limits) != RESP_DONE)
         return;
     resp_collect_args(req, &f.fr, &a);
     int ok = n >= 3 && p[0] == '+';
     if (resp_arg_is(&a, 0, "debug") && !ok)           /* refused: it sleeps not */
-        master_paused(c->sc, 0, 1);
+        master_paused(client_sc(c), 0, 1);
     else if (resp_arg_is(&a, 0, "client") && resp_arg_is(&a, 1, "pause") && ok &&
              resp_parse_ll(a.v[2], a.l[2], &ms) == 0 && ms > 0)
-        master_paused(c->sc, ms / 1000.0 > 86400 ? 86400 : ms / 1000.0, 1);
+        master_paused(client_sc(c), ms / 1000.0 > 86400 ? 86400 : ms / 1000.0, 1);
 }
 
 /* CLIENT UNBLOCK id [TIMEOUT|ERROR]: the app connection's blocking call
  * runs on its lease; the lease's id goes to the master instead. */
 static void cmd_unblock(struct client *c, const struct resp_args *a)
 {
-    struct buf *b = &c->sc->scratch;
+    struct buf *b = &client_sc(c)->scratch;
     long long id;
     struct client *o;
 
@@ -350,7 +350,7 @@ static void cmd_help(struct client *c)
         "[OPTIN] [OPTOUT] [NOLOOP]", "CACHING (YES|NO)", "GETREDIR", "TRACKINGINFO",
         "UNBLOCK <clientid> [TIMEOUT|ERROR]", "NO-EVICT (ON|OFF)", "HELP",
     };
-    struct buf *b = &c->sc->scratch;
+    struct buf *b = &client_sc(c)->scratch;
     size_t k = sizeof lines / sizeof lines[0];
 
     buf_reset(b);
@@ -434,7 +434,7 @@ static void clientcmd_run(struct client *c, const struct resp_args *a, const cha
         client_reply_int(c, (long long)c->id);
     } else if (resp_arg_is(a, 1, "info")) {
         struct buf b = {0};
-        client_describe(&b, c, ev_now(c->sc->loop));
+        client_describe(&b, c, ev_now(client_sc(c)->loop));
         reply_lines(c, &b);
         buf_free(&b);
     } else if (resp_arg_is(a, 1, "list")) {
@@ -469,7 +469,7 @@ void clientcmd_in_multi(struct client *c, const struct command *cmd, const char 
     if (cmd && cmd->state == STATE_END_MULTI) {
         /* EXEC runs a CLIENT PAUSE queued in it; DISCARD drops it */
         if (x->pause_in_multi && strcmp(cmd->name, "exec") == 0)
-            master_paused(c->sc, x->pause_in_multi / 1000.0, 1);
+            master_paused(client_sc(c), x->pause_in_multi / 1000.0, 1);
         x->pause_in_multi = 0;
     } else if (cmd && cmd->local == LOCAL_CLIENT && fr->argc >= 3 &&
                resp_arg(frame, fr, 1, &p, &n) && n == 5 && strncasecmp(p, "pause", 5) == 0 &&

@@ -373,7 +373,7 @@ static int shard_of(struct cluster *cl, struct node *n)
 int cluster_redirect(struct client *c, struct req *r, const char *req, const char *p, size_t n)
 {
     static const char asking[] = "*1\r\n$6\r\nASKING\r\n";
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct cluster *cl = sc->cl;
     int moved = n > 7 && memcmp(p, "-MOVED ", 7) == 0;
     int ask = !moved && n > 5 && memcmp(p, "-ASK ", 5) == 0;
@@ -458,7 +458,7 @@ static void bulk(struct buf *b, const char *s)
 
 void cluster_command(struct client *c, const char *frame, const struct resp_frame *fr)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct cluster *cl = sc->cl;
     struct buf *b = &sc->scratch;
     struct resp_args a;

@@ -86,7 +86,7 @@ static struct held *first_part_held(struct sidecar *sc, const struct req *parent
 
 int hold_request(struct client *c, struct req *r, const char *p, size_t n)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct held *h;
     struct req *later;
 
@@ -124,7 +124,7 @@ int hold_request(struct client *c, struct req *r, const char *p, size_t n)
 
 void hold_wait_master(struct client *c)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct client_ext *x = client_ext(c);
 
     if (!x) {

@@ -14,7 +14,7 @@
 
 int lease_take(struct client *c, struct node *n)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct pool *p = client_pool(c, n);
     struct link *l = p ? pool_lease(p, c, c->resp3) : NULL;
     struct client_ext *x;
@@ -65,7 +65,7 @@ static void cover_earlier_writes(struct client *c)
  * counting it only keeps the lease a little longer, never too short. */
 void lease_note(struct client *c, const struct command *cmd, long long db, int db_ok)
 {
-    int other = db != c->sc->cfg->database;
+    int other = db != client_sc(c)->cfg->database;
     struct client_ext *x = client_ext(c);   /* for CLIENT LIST: NULL, it shows less */
 
     if (x && c->in_multi)
@@ -112,7 +112,7 @@ void lease_note(struct client *c, const struct command *cmd, long long db, int d
  * flight, whose order must hold). */
 static int take_back(struct client *c, const struct link *lost)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct client_ext *x = client_ext(c);
     ev_tstamp now = ev_now(sc->loop);
     double wait = sc->sentinels || sc->cl ? sc->cfg->failover_wait : sc->cfg->connect_timeout;
@@ -172,7 +172,7 @@ void lease_stream_unrun(void *lessee, const char *p, size_t n, void *arg)
 
 void lease_unrun(struct client *c, struct req *r, const char *req)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
 
     if (c->closed || put_back(c, req, r->len) < 0)
         return;

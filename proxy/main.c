@@ -165,8 +165,6 @@ static int run(struct config **cfgp, const char *path, int replace_admin_socket)
         return 1;
     }
     TAILQ_INIT(&sc.clients);
-    STAILQ_INIT(&sc.dirty);
-    STAILQ_INIT(&sc.readable);
     TAILQ_INIT(&sc.closed);
 
     signal(SIGPIPE, SIG_IGN);
@@ -230,6 +228,8 @@ static int run(struct config **cfgp, const char *path, int replace_admin_socket)
     apps_free(&sc.apps);
     command_table_free(&sc.cmds);
     buf_cache_clear(&sc.bufs);
+    free(sc.dirty.v);
+    free(sc.readable.v);
     free(sc.rbuf);
     buf_free(&sc.inline_req);
     buf_free(&sc.scratch);

@@ -26,7 +26,7 @@ void pause_wait(struct client *c)
         client_close(c, "out of memory");
         return;
     }
-    TAILQ_INSERT_TAIL(&c->sc->resume_waiters, &x->wait, tqe);
+    TAILQ_INSERT_TAIL(&client_sc(c)->resume_waiters, &x->wait, tqe);
     c->wait = WAIT_RESUME;
 }
 
@@ -78,7 +78,7 @@ static void on_quiet_check(struct ev_loop *loop, ev_timer *w, int revents)
 
 void pause_requests(struct client *c, double t)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
 
     sc->requests_paused = 1;
     ev_timer_stop(sc->loop, &sc->pause_w);

@@ -62,8 +62,8 @@ static struct req *upstream_slot(struct client *c, size_t n, unsigned flags)
         c->x->writes_pending++;
     if (flags & REQ_REROUTE)
         c->x->replica_reads++;
-    c->sc->st.forwarded++;
-    c->sc->st.requests_by[t]++;
+    client_sc(c)->st.forwarded++;
+    client_sc(c)->st.requests_by[t]++;
     return r;
 }
 
@@ -108,7 +108,7 @@ static void hold(struct client *c, const char *p, size_t n, unsigned flags)
     if (!r)
         return;
     r->len = n;
-    r->queued_at = ev_now(c->sc->loop);
+    r->queued_at = ev_now(client_sc(c)->loop);
     if (hold_request(c, r, p, n) < 0)
         slot_failed(c, r);
 }
@@ -118,7 +118,7 @@ static void hold(struct client *c, const char *p, size_t n, unsigned flags)
  * take, so that it runs first there. The client gets the master's reply. */
 static void fan_out(struct client *c, const char *frame, size_t len)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct node *node;
 
     TAILQ_FOREACH(node, &sc->nodes, tqe) {
@@ -134,7 +134,7 @@ static void fan_out(struct client *c, const char *frame, size_t len)
  * (normal commands work there too, after the last UNSUBSCRIBE). */
 static void stream_forward(struct client *c, const char *frame, size_t len)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
 
     if (!c->stream) {
         c->stream = 1;
@@ -220,12 +220,12 @@ static int carry_out_routed(struct client *c, const char *frame, const struct re
             if (rt->cmd && rt->cmd->local == LOCAL_HELLO && stream_hello(c, frame, fr) < 0)
                 break;
             if (rt->cmd && rt->cmd->local == LOCAL_CLIENT) {
-                int k = stream_client_cmd(c, frame, fr, &c->sc->scratch);
+                int k = stream_client_cmd(c, frame, fr, &client_sc(c)->scratch);
                 if (k < 0)
                     break;
                 if (k > 0) {
-                    frame = buf_start(&c->sc->scratch);
-                    len = buf_used(&c->sc->scratch);
+                    frame = buf_start(&client_sc(c)->scratch);
+                    len = buf_used(&client_sc(c)->scratch);
                 }
             }
             stream_forward(c, frame, len);
@@ -241,7 +241,7 @@ static int carry_out_routed(struct client *c, const char *frame, const struct re
             if (c->multi_aborted)
                 multi_flag_aborted(c->lease);
             c->multi_deferred = c->multi_aborted = 0;
-            lease_note(c, command_lookup(&c->sc->cmds, "multi", 5), 0, 0);
+            lease_note(c, command_lookup(&client_sc(c)->cmds, "multi", 5), 0, 0);
         }
         lease_note(c, rt->cmd, rt->db, rt->db_ok);
         if (__builtin_expect(c->in_multi || (rt->cmd && rt->cmd->state == STATE_END_MULTI), 0))
@@ -250,7 +250,7 @@ static int carry_out_routed(struct client *c, const char *frame, const struct re
          * unless redis refuses it (clientcmd_quiet_answered) */
         if (__builtin_expect(rt->block > 0, 0) && isfinite(rt->block) && rt->cmd &&
             strcmp(rt->cmd->name, "debug") == 0) {
-            master_paused(c->sc, rt->block > 86400 ? 86400 : rt->block, 0);
+            master_paused(client_sc(c), rt->block > 86400 ? 86400 : rt->block, 0);
             rt->flags |= REQ_QUIET;
         }
         forward(c, c->lease, frame, fr->len, rt->flags, rt->block);
@@ -330,7 +330,7 @@ static int carry_out(struct client *c, const char *frame, const struct resp_fram
 __attribute__((noinline))
 static int dispatch_inline(struct client *c, const char *line, size_t len)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct resp_framer f;
     const char *err = NULL;
 
@@ -367,7 +367,7 @@ static size_t same_again(struct client *c, const char *p, size_t n, struct resp_
  * what one connection can make the proxy hold. */
 static inline int held_back(const struct client *c)
 {
-    const struct sidecar *sc = c->sc;
+    const struct sidecar *sc = client_sc(c);
 
     return c->npending >= (unsigned)sc->cfg->max_pipeline ||
            c->inflight > sc->cfg->max_query_buffer;
@@ -378,7 +378,7 @@ static inline int held_back(const struct client *c)
  * framer holds its state) or requests held back. */
 static size_t process(struct client *c, const char *p, size_t n, struct resp_framer *f)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     size_t used = 0;
 
     while (!c->closed && !c->closing && used < n) {
@@ -436,7 +436,7 @@ __attribute__((noinline))
 static size_t same_again(struct client *c, const char *p, size_t n, struct resp_framer *f,
                          const char *name, size_t len, const struct memo *m)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     size_t used = 0;
     struct link_batch batch = {0};
     uint64_t want;
@@ -490,7 +490,7 @@ static void process_partial(struct client *c)
 /* Requests framed from the shared buffer; only a remainder is copied. */
 static void process_shared(struct client *c, size_t n)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
 
     resp_framer_reset(&sc->rfr);
     size_t used = process(c, sc->rbuf, n, &sc->rfr);
@@ -506,7 +506,7 @@ static void process_shared(struct client *c, size_t n)
 
 static void client_read(struct client *c)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     ssize_t n;
 
     if (c->partial) {
@@ -539,20 +539,35 @@ static void client_read(struct client *c)
 
 /* Input is read in the flush step, not here, so that clients are read in
  * the order their bytes came: libev runs the watchers of one poll last
- * ready first, so each goes to the head of the list. Requests from
+ * ready first, so the set is read from its end. Requests from
  * different connections then reach Redis in the order they reached the
  * proxy, as they would directly (two blocked BRPOPLPUSH, say). */
+static inline void mark_readable(struct client *c)
+{
+    if (!c->readable) {
+        c->readable = 1;
+        client_set_add(&client_sc(c)->readable, c);
+    }
+}
+
+/* on_io's way for a client whose output waits (kept apart, so the common
+ * read needs no stack frame). */
+static __attribute__((noinline)) void on_io_write(struct client *c, int revents)
+{
+    client_mark_dirty(c);           /* the flush step writes it, once per iteration */
+    if (revents & EV_READ)
+        mark_readable(c);
+}
+
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
-    struct client *c = w->data;
+    struct client *c = (struct client *)((char *)w - offsetof(struct client, io));
     (void)loop;
 
-    if ((revents & EV_READ) && !c->readable) {
-        c->readable = 1;
-        STAILQ_INSERT_HEAD(&c->sc->readable, c, read_tqe);
-    }
-    if (revents & EV_WRITE)
-        client_mark_dirty(c);       /* the flush step writes it, once per iteration */
+    if (__builtin_expect(revents & EV_WRITE, 0))
+        on_io_write(c, revents);
+    else
+        mark_readable(c);
 }
 
 void request_accept(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
@@ -561,35 +576,73 @@ void request_accept(struct sidecar *sc, int fd, const struct sockaddr_storage *p
     client_new(sc, fd, peer, o, admin, on_io);
 }
 
-void request_flush_all(struct sidecar *sc)
+/* A client whose bit is set but was not added to its set (growing the set
+ * failed): NULL when there is none left. */
+static struct client *lost_one(struct sidecar *sc, int readable)
 {
     struct client *c;
 
-    while ((c = STAILQ_FIRST(&sc->readable)) != NULL) {
-        STAILQ_REMOVE_HEAD(&sc->readable, read_tqe);
-        c->readable = 0;
-        if (!c->closed && !c->closing && !c->paused)
-            client_read(c);
-    }
+    TAILQ_FOREACH(c, &sc->clients, tqe)
+        if (readable ? c->readable : c->dirty)
+            return c;
+    return NULL;
+}
 
-    while ((c = STAILQ_FIRST(&sc->dirty)) != NULL) {
-        STAILQ_REMOVE_HEAD(&sc->dirty, dirty_tqe);
-        c->dirty = 0;
-        if (c->closed)
-            continue;
-        if (CHECKS)
-            client_check_counts(c);
-        if (c->paused && c->wait == WAIT_NONE &&
-            (c->barrier ? c->inflight == 0
-                        : c->npending <= (unsigned)sc->cfg->max_pipeline / 2 &&
-                          c->inflight <= sc->cfg->max_query_buffer / 2)) {
-            c->paused = c->barrier = 0;
-            client_watch(c);
-            if (c->partial)
-                process_partial(c);
-        }
-        if (!c->closed)
-            client_write(c);
+static inline __attribute__((always_inline)) void read_one(struct client *c)
+{
+    c->readable = 0;
+    if (!c->closed && !c->closing && !c->paused)
+        client_read(c);
+}
+
+static inline __attribute__((always_inline)) void resume_and_write(struct sidecar *sc, struct client *c)
+{
+    c->dirty = 0;
+    if (c->closed)
+        return;
+    if (CHECKS)
+        client_check_counts(c);
+    if (c->paused && c->wait == WAIT_NONE &&
+        (c->barrier ? c->inflight == 0
+                    : c->npending <= (unsigned)sc->cfg->max_pipeline / 2 &&
+                      c->inflight <= sc->cfg->max_query_buffer / 2)) {
+        c->paused = c->barrier = 0;
+        client_watch(c);
+        if (c->partial)
+            process_partial(c);
     }
+    if (!c->closed)
+        client_write(c);
+}
+
+void request_flush_all(struct sidecar *sc)
+{
+    struct client_set *rs = &sc->readable, *ds = &sc->dirty;
+    struct client *c;
+    unsigned i, used = rs->n;
+
+    /* last added first: libev ran the watchers last ready first */
+    for (;;) {
+        if (rs->n > 0)
+            c = rs->v[--rs->n];
+        else if (!rs->lost || (c = lost_one(sc, 1)) == NULL)
+            break;
+        read_one(c);
+    }
+    rs->lost = 0;
+    client_set_trim(rs, used);
+
+    /* in the order they were added, those added meanwhile too */
+    for (i = 0;;) {
+        if (i < ds->n)
+            c = ds->v[i++];
+        else if (!ds->lost || (c = lost_one(sc, 0)) == NULL)
+            break;
+        resume_and_write(sc, c);
+    }
+    ds->lost = 0;
+    used = ds->n;
+    ds->n = 0;
+    client_set_trim(ds, used);
     client_free_closed(sc);
 }

@@ -152,7 +152,7 @@ static int needs_auth(const struct client *c, const struct command *cmd)
  * weaker). */
 static long long ryw_floor(struct client *c, struct node *m)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct client_ext *x = c->x;
 
     if (sc->cfg->read_your_writes == RYW_OFF || !x)
@@ -195,7 +195,7 @@ struct pick {
 static void consider(struct client *c, struct node *n, const struct topology *t,
                      long long floor, struct pick *pk)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct pool *p = client_pool(c, n);
     struct link *l;
     char why[96];
@@ -220,7 +220,7 @@ static void consider(struct client *c, struct node *n, const struct topology *t,
  * has offsets whenever it has replicas) to read from, or NULL. */
 static struct node *pick_replica(struct client *c, struct node *m, int sh, long long floor)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct pick pk = {0};
     struct node *n;
 
@@ -256,7 +256,7 @@ static inline __attribute__((always_inline)) void shared(struct client *c, struc
                                                          const char *frame,
                                                          const struct resp_frame *fr)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct node *n = sc->master;
     unsigned flags = rt->flags;
     const char *why;
@@ -341,7 +341,7 @@ int router_reuse(const struct sidecar *sc, const struct link *l, unsigned flags)
  * failover_wait. */
 static void needs_lease(struct client *c, struct route *rt, enum route_kind kind)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct node *m = sc->master;
     const char *why;
     int sh;
@@ -371,11 +371,11 @@ static void needs_lease(struct client *c, struct route *rt, enum route_kind kind
 static void lease(struct client *c, const struct command *cmd, const char *frame,
                   const struct resp_frame *fr, struct route *rt)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
 
     /* A cluster's transaction runs on the node of its first key, known
      * with the command after MULTI: MULTI waits for it. */
-    if (__builtin_expect(c->sc->cl != NULL, 0) && !c->lease && cmd &&
+    if (__builtin_expect(client_sc(c)->cl != NULL, 0) && !c->lease && cmd &&
         cmd->state == STATE_MULTI) {
         rt->kind = ROUTE_MULTI_HERE;
         return;
@@ -400,7 +400,7 @@ static void lease(struct client *c, const struct command *cmd, const char *frame
  * (while the pool has leases to spare). */
 static int paused(const struct client *c)
 {
-    const struct sidecar *sc = c->sc;
+    const struct sidecar *sc = client_sc(c);
     const struct pool *p = sc->master ? client_pool(c, sc->master) : NULL;
 
     return p && ev_now(sc->loop) < sc->clients_paused_until &&
@@ -425,12 +425,12 @@ static int select_needs_lease(struct client *c, const char *frame, const struct 
     size_t pos = 0, n;
     const char *a;
 
-    rt->db = c->sc->cfg->database;
+    rt->db = client_sc(c)->cfg->database;
     rt->db_ok = fr->argc == 2 && resp_next_arg(frame, fr->len, &pos, &a, &n) &&
                 resp_next_arg(frame, fr->len, &pos, &a, &n) && resp_parse_ll(a, n, &rt->db) == 0;
     if (!rt->db_ok)
         return c->lease != NULL;      /* a bad SELECT: redis's own error, if leased */
-    return c->lease != NULL || rt->db != c->sc->cfg->database;
+    return c->lease != NULL || rt->db != client_sc(c)->cfg->database;
 }
 
 /* CLIENT TRACKING, CACHING and REPLY change what a connection gets back
@@ -458,7 +458,7 @@ static int kills_or_unblocks(const char *frame, const struct resp_frame *fr)
 static int by_state(struct client *c, const struct command *cmd, const char *frame,
                     const struct resp_frame *fr, struct route *rt)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     enum cmd_local local = cmd ? cmd->local : LOCAL_NONE;
 
     /* A cluster's MULTI not sent yet: EXEC or DISCARD of nothing is
@@ -532,7 +532,7 @@ static int by_state(struct client *c, const struct command *cmd, const char *fra
 void router_route(struct client *c, const char *frame, const struct resp_frame *fr,
                   struct route *rt)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     const struct command *cmd = c->last_cmd;
     int nl = fr->name_len > 40 ? 40 : (int)fr->name_len;
     const char *name = frame + fr->name_off;

@@ -34,7 +34,7 @@ static int is_default(const char *user, size_t ul)
 static int admin_credentials(struct client *c, const char *user, size_t ul,
                              const char *pass, size_t pl)
 {
-    const struct config *cfg = c->sc->cfg;
+    const struct config *cfg = client_sc(c)->cfg;
 
     if (!cfg->admin_password || (user && !is_default(user, ul)) ||
         !secret_eq(cfg->admin_password, pass, pl))
@@ -49,7 +49,7 @@ static int admin_credentials(struct client *c, const char *user, size_t ul,
 static int check_credentials(struct client *c, const char *user, size_t ul,
                              const char *pass, size_t pl)
 {
-    const struct config *cfg = c->sc->cfg;
+    const struct config *cfg = client_sc(c)->cfg;
 
     if (user && !is_default(user, ul))
         return -1;
@@ -58,7 +58,7 @@ static int check_credentials(struct client *c, const char *user, size_t ul,
 
 static void auth_failed(struct client *c)
 {
-    c->sc->st.err_auth++;
+    client_sc(c)->st.err_auth++;
     client_reply_error(c, "WRONGPASS invalid username-password pair or user "
                        "is disabled.");
 }
@@ -71,7 +71,7 @@ static void auth_failed(struct client *c)
 static void auth_upstream(struct client *c, const char *user, size_t ul, const char *pass,
                           size_t pl, int hello)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct node *m = sc->master;
     struct buf *b = &sc->scratch;
     struct user *u = NULL;
@@ -134,7 +134,7 @@ static void cmd_auth(struct client *c, const struct resp_args *a)
     if (admin_credentials(c, user, ul, a->v[a->argc - 1], a->l[a->argc - 1])) {
         c->authed = 1;
         client_reply_ok(c);
-    } else if (!c->sc->cfg->password) {
+    } else if (!client_sc(c)->cfg->password) {
         auth_upstream(c, user, ul, a->v[a->argc - 1], a->l[a->argc - 1], 0);
     } else if (check_credentials(c, user, ul, a->v[a->argc - 1], a->l[a->argc - 1]) < 0) {
         auth_failed(c);
@@ -169,7 +169,7 @@ void session_set_name(struct client *c, const char *p, size_t n)
 /* redis's reply to HELLO, in b: a map of 7 in RESP3, a flat array of 14 in RESP2 */
 static void hello_build(struct client *c, struct buf *b)
 {
-    const char *v = nodes_version(c->sc);
+    const char *v = nodes_version(client_sc(c));
 
     buf_reset(b);
     buf_appendf(b, "%s\r\n$6\r\nserver\r\n$5\r\nredis\r\n$7\r\nversion\r\n"
@@ -183,7 +183,7 @@ static void hello_build(struct client *c, struct buf *b)
  * -1 with the error line (CRLF-ended) in e. */
 static int switch_protocol(struct client *c, int resp3, char *e, size_t el)
 {
-    struct node *m = c->sc->master;
+    struct node *m = client_sc(c)->master;
 
     /* Its own connection upstream would have to switch in step: not
      * inside a transaction (queued there, it may never run) nor under
@@ -203,7 +203,7 @@ static int switch_protocol(struct client *c, int resp3, char *e, size_t el)
      * protocol when it goes back to the pool. Every node gets its RESP3
      * links (the first RESP3 client opens them), where the router looks. */
     if ((c->lease && pool_lease_protocol(c->lease, resp3) < 0) ||
-        (resp3 && nodes_open_resp3(c->sc) < 0)) {
+        (resp3 && nodes_open_resp3(client_sc(c)) < 0)) {
         snprintf(e, el, "-ERR proxy out of memory\r\n");
         return -1;
     }
@@ -270,13 +270,13 @@ static void cmd_hello(struct client *c, const struct resp_args *a)
         }
     }
     /* redis checks the protocol before the credentials */
-    if (ver == 3 && c->sc->master && c->sc->master->pool->resp3_refused[0]) {
+    if (ver == 3 && client_sc(c)->master && client_sc(c)->master->pool->resp3_refused[0]) {
         client_reply_error(c, "NOPROTO unsupported protocol version (the upstream refused "
-                           "HELLO 3: %s)", c->sc->master->pool->resp3_refused);
+                           "HELLO 3: %s)", client_sc(c)->master->pool->resp3_refused);
         return;
     }
     if (auth && !admin_credentials(c, a->v[auth], a->l[auth], a->v[auth + 1], a->l[auth + 1])) {
-        if (!c->sc->cfg->password) {
+        if (!client_sc(c)->cfg->password) {
             /* Redis decides; the name waits for its answer */
             struct client_ext *x = client_ext(c);
             if (x) {
@@ -298,7 +298,7 @@ static void cmd_hello(struct client *c, const struct resp_args *a)
         }
     }
     if (!c->authed && !auth) {
-        c->sc->st.err_auth++;
+        client_sc(c)->st.err_auth++;
         client_reply_error(c, "NOAUTH HELLO must be called with the client already "
                            "authenticated, otherwise the HELLO <proto> AUTH <user> "
                            "<pass> option can be used to authenticate the client and "
@@ -307,8 +307,8 @@ static void cmd_hello(struct client *c, const struct resp_args *a)
     }
     if (auth)
         c->authed = 1;
-    hello_done(c, (int)ver, name, namel, &c->sc->scratch);
-    client_reply(c, buf_start(&c->sc->scratch), buf_used(&c->sc->scratch));
+    hello_done(c, (int)ver, name, namel, &client_sc(c)->scratch);
+    client_reply(c, buf_start(&client_sc(c)->scratch), buf_used(&client_sc(c)->scratch));
 }
 
 /* Redis's answer to an app's AUTH (or HELLO ... AUTH) sent by
@@ -319,7 +319,7 @@ static void cmd_hello(struct client *c, const struct resp_args *a)
 void session_auth_answered(struct client *c, struct req *r, const char *req, const char *p,
                            size_t n, const char *err)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct user *u = r->parked;
     int hello = !(r->flags & REQ_HELLO) ? 0 : (r->flags & REQ_HELLO3) ? 3 : 2;
     struct client_ext *x = c->x;
@@ -398,7 +398,7 @@ static void cmd_reset(struct client *c)
         x->redir = 0;
         x->owed = x->nxlate = x->uncounted = x->reply_off = x->reply_skip = 0;
     }
-    c->authed = c->sc->cfg->password == NULL;
+    c->authed = client_sc(c)->cfg->password == NULL;
     users_set(c, NULL);
     if (c->admin_auth)
         c->admin = c->admin_auth = 0;

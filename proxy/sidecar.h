@@ -29,6 +29,17 @@ struct http_conn;
 struct listener;
 struct sidecar;
 
+/* Clients the loop's flush step visits, each at most once (its dirty or
+ * readable bit says it is on): an array in the sidecar rather than a link
+ * in every client, so an idle connection pays nothing for it. Should the
+ * array fail to grow, `lost` has the flush step look at every client's bit
+ * instead (client_set_add). */
+struct client_set {
+    struct client **v;
+    unsigned        n, cap;
+    int             lost;
+};
+
 /* An ACL user an app authenticated as (without [proxy] password, Redis
  * checks AUTH): its requests run on pools of its own, one per node, whose
  * links authenticate as it (users.c). */
@@ -167,8 +178,8 @@ struct sidecar {
                                      const struct sockaddr_storage *peer,
                                      const struct origin *o, int admin);
     TAILQ_HEAD(, client)  clients;   /* open */
-    STAILQ_HEAD(, client) dirty;     /* output to write or input to resume */
-    STAILQ_HEAD(, client) readable;  /* input arrived, in the order it did (request.c) */
+    struct client_set     dirty;     /* output to write or input to resume */
+    struct client_set     readable;  /* input arrived, in the order it did (request.c) */
     TAILQ_HEAD(, client)  closed;    /* freed after this loop iteration */
     unsigned              nclients;  /* open ones (checked in make asan) */
     struct iptable        ips;       /* per-IP accounting and bans */

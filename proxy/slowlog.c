@@ -41,7 +41,7 @@ int slowlog_configure(struct sidecar *sc)
  * no pattern of requests hides from it. */
 void slowlog_sample(struct client *c, const char *frame, const struct resp_frame *fr)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct apps *t = &sc->apps;
     uint32_t x = t->rng;
     unsigned every = (unsigned)sc->cfg->hotkeys_sample;
@@ -66,7 +66,7 @@ void slowlog_sample(struct client *c, const char *frame, const struct resp_frame
 
 void slowlog_capture(struct client *c, struct req *r, const char *req)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     struct resp_frame fr;
     const char *k;
     size_t n;
@@ -82,7 +82,7 @@ void slowlog_capture(struct client *c, struct req *r, const char *req)
 
 void slowlog_add(struct client *c, const struct req *r, double total)
 {
-    struct apps *t = &c->sc->apps;
+    struct apps *t = &client_sc(c)->apps;
     const struct command *cmd = r->what;
 
     if (!t->slow_cap || (!t->slow && !(t->slow = calloc(t->slow_cap, sizeof *t->slow))))
@@ -90,7 +90,7 @@ void slowlog_add(struct client *c, const struct req *r, double total)
     struct slow_entry *e = &t->slow[t->slow_head];
     memset(e, 0, sizeof *e);
     e->id = t->slow_next_id++;
-    e->at = ev_now(c->sc->loop);
+    e->at = ev_now(client_sc(c)->loop);
     e->total = total;
     e->upstream = !(r->flags & REQ_KEYED) ? 0 : r->upstream < total ? r->upstream : total;
     e->client_id = c->id;
@@ -129,7 +129,7 @@ static int arg_count(const struct resp_args *a, int i, long long *n)
 
 void slowlog_command(struct client *c, const struct resp_args *a)
 {
-    struct apps *t = &c->sc->apps;
+    struct apps *t = &client_sc(c)->apps;
     long long want = 10;
     int i = 2;
 
@@ -173,7 +173,7 @@ static int by_hits(const void *x, const void *y)
 
 void slowlog_hotkeys(struct client *c, const struct resp_args *a)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     long long want = 10;
     int i = 2;
     struct app *only = NULL;

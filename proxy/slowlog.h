@@ -21,7 +21,7 @@ void slowlog_sample(struct client *c, const char *frame, const struct resp_frame
 static inline void slowlog_note(struct client *c, const char *frame,
                                 const struct resp_frame *fr)
 {
-    if (__builtin_expect(--c->sc->apps.sample_left == 0, 0))
+    if (__builtin_expect(--client_sc(c)->apps.sample_left == 0, 0))
         slowlog_sample(c, frame, fr);
 }
 
@@ -33,7 +33,7 @@ void slowlog_capture(struct client *c, struct req *r, const char *req);
  * time upstream for the slowlog. Nothing else pays more than this test. */
 static inline void slowlog_answered(struct client *c, struct req *r, const char *req)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
 
     if (__builtin_expect(sc->now - r->arrived >= sc->apps.slow_after, 0) ||
         (r != TAILQ_FIRST(&c->pending) && sc->apps.slow_cap))
@@ -47,7 +47,7 @@ void slowlog_add(struct client *c, const struct req *r, double total);
  * choice. */
 static inline void slowlog_reply_out(struct client *c, const struct req *r)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     double t = sc->now - r->arrived;
 
     if (__builtin_expect((r->flags & (REQ_NOTIMEOUT | REQ_QUIET)) == REQ_NOTIMEOUT, 0))

@@ -626,7 +626,7 @@ static void scan_request(struct split *s, struct client *c, const char *frame,
 void split_request(struct client *c, enum split_kind kind, const char *frame,
                    const struct resp_frame *fr)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     int readonly = kind == SPLIT_MGET || kind == SPLIT_ALL_SUM || kind == SPLIT_ALL_CONCAT ||
                    kind == SPLIT_ALL_AND || kind == SPLIT_SCAN || (kind == SPLIT_COUNT && c->last_cmd &&
                                              (c->last_cmd->flags & CMD_READONLY));

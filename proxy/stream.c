@@ -23,7 +23,7 @@
  * flight, so that its replies stay in order. */
 static void lease_for_redirect(struct client *t)
 {
-    struct node *m = t->sc->master;
+    struct node *m = client_sc(t)->master;
     struct pool *p = m ? client_pool(t, m) : NULL;
     struct link *l;
 
@@ -163,7 +163,7 @@ int stream_hello(struct client *c, const char *frame, const struct resp_frame *f
     /* subscribed in RESP2, redis refuses it */
     if (!c->resp3 && c->x && (c->x->sub || c->x->psub || c->x->ssub))
         return 0;
-    if (ver == 3 && nodes_open_resp3(c->sc) < 0) {
+    if (ver == 3 && nodes_open_resp3(client_sc(c)) < 0) {
         client_reply_error(c, "ERR proxy out of memory");
         return -1;
     }
@@ -254,7 +254,7 @@ int stream_frame(struct client *c, const char *p, size_t n, struct buf *out)
     if (!x)
         return 0;
     if (x->monitor && p[0] == '+')
-        return own_line(c->sc, p, n);
+        return own_line(client_sc(c), p, n);
     /* subscribe and friends: *3 (or >3) $kind $channel :count */
     if (n > 4 && (p[0] == '*' || p[0] == '>') && p[1] == '3' && p[2] == '\r' &&
         (pos = 4, bulk_at(p, n, &pos, &s, &sl)) && sl >= 9 && sl <= 12) {

@@ -31,7 +31,7 @@ static int refused(const char *p, size_t n, int by_master)
 /* To the master, in the same slot, behind the client's held requests. */
 static int to_master(struct client *c, struct req *r, const char *req)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
     /* a cluster's: the master of the request's slot now */
     struct node *m = sc->cl ? cluster_route_bytes(sc, req, r->len) : sc->master;
 
@@ -52,7 +52,7 @@ static void redirected(struct client *c, struct req *r)
 {
     r->flags &= ~(unsigned)REQ_REROUTE;
     c->x->replica_reads--;
-    c->sc->st.replica_redirects++;
+    client_sc(c)->st.replica_redirects++;
 }
 
 /* A request that did not run where it went runs on the master instead,
@@ -62,7 +62,7 @@ static void redirected(struct client *c, struct req *r)
 static int send_again(struct client *c, struct req *r, const char *req, const char *p,
                       size_t n, const char *err)
 {
-    struct sidecar *sc = c->sc;
+    struct sidecar *sc = client_sc(c);
 
     if (r->flags & REQ_REROUTE) {
         if (!err && !refused(p, n, 0))
@@ -117,11 +117,11 @@ static void special_reply(struct client *c, struct req *r, const char *req, cons
         }
         clientcmd_quiet_answered(c, req, r->len, p, err ? 0 : n);
     }
-    if (req && ((r->flags & REQ_REROUTE) || c->sc->sentinels) &&
+    if (req && ((r->flags & REQ_REROUTE) || client_sc(c)->sentinels) &&
         send_again(c, r, req, p, n, err) == 0)
         return;
     /* a cluster's redirections: the request did not run, it goes on */
-    if (__builtin_expect(c->sc->cl != NULL, 0) && req && !err && n && p[0] == '-' &&
+    if (__builtin_expect(client_sc(c)->cl != NULL, 0) && req && !err && n && p[0] == '-' &&
         cluster_redirect(c, r, req, p, n) == 0)
         return;
     if (req)
@@ -143,7 +143,7 @@ void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
      * and err in saved registers around the call (11 instructions a reply
      * more under callgrind); this way special_reply is a tail call. */
     if (__builtin_expect(!(r->flags & (UPSTREAM_READ_BY_PROXY | REQ_STREAMED | REQ_REROUTE)) &&
-                         (err || !n || p[0] != '-' || (!c->sc->sentinels && !c->sc->cl)), 1)) {
+                         (err || !n || p[0] != '-' || (!client_sc(c)->sentinels && !client_sc(c)->cl)), 1)) {
         if (req)
             slowlog_answered(c, r, req);
         client_answer(c, r, p, n, err);
@@ -213,7 +213,7 @@ void upstream_on_unrun(struct req *r, const char *req, const char *why, void *ar
 void upstream_on_stream(void *lessee, const char *p, size_t n, void *arg)
 {
     struct client *c = lessee;
-    struct buf *b = &c->sc->scratch;
+    struct buf *b = &client_sc(c)->scratch;
     (void)arg;
 
     if (c->x) {                          /* subscription counts, ids to translate */
@@ -225,7 +225,7 @@ void upstream_on_stream(void *lessee, const char *p, size_t n, void *arg)
             n = buf_used(b);
         }
     }
-    c->sc->st.replies++;
-    c->sc->st.replies_by[TALLY(CLASS_STATEFUL, DEST_MASTER)][n && (p[0] == '-' || p[0] == '!')]++;
+    client_sc(c)->st.replies++;
+    client_sc(c)->st.replies_by[TALLY(CLASS_STATEFUL, DEST_MASTER)][n && (p[0] == '-' || p[0] == '!')]++;
     client_stream(c, p, n);
 }

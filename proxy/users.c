@@ -252,7 +252,7 @@ void users_set(struct client *c, struct user *u)
     if (was == u || (!x && !(x = client_ext(c))))
         return;
     if (was && --was->clients == 0)
-        was->idle_since = ev_now(c->sc->loop);
+        was->idle_since = ev_now(client_sc(c)->loop);
     x->user = u;
     if (u)
         u->clients++;

@@ -169,7 +169,7 @@ static void world_client(struct world *w, const uint8_t *s)
     struct client *c = &w->c;
     ev_tstamp now = ev_now(w->sc.loop);
 
-    c->sc = &w->sc;
+    c->io.data = &w->sc;
     c->id = s[6] & 7;
     c->resp3 = (s[1] >> 5) & 1;
     c->authed = (s[1] >> 6) & 1;

@@ -84,7 +84,7 @@ static struct client *client(void)
 {
     struct client *c = calloc(1, sizeof *c);
 
-    c->sc = &sc;
+    c->io.data = &sc;
     c->id = 7;
     c->authed = 1;
     TAILQ_INIT(&c->pending);
