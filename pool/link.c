@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "../lib/invariant.h"
@@ -77,10 +78,57 @@ static void close_socket(struct link *l)
     resp_framer_reset(&l->fr);
 }
 
-/* A request's bytes, still in the output stream. */
-static const char *req_bytes(const struct link *l, const struct req *r)
+/* The bytes at stream offset off, in seg[0..n) or out (based at base). */
+static const char *stream_at(const struct link_seg *seg, unsigned n, const struct buf *out,
+                             uint64_t base, uint64_t off)
 {
-    return buf_start(&l->out) + (r->off - l->out_base);
+    if (off >= base)
+        return buf_start(out) + (off - base);
+    while (n-- > 0)
+        if (off >= seg[n].base)
+            break;
+    return buf_start(&seg[n].b) + (off - seg[n].base);
+}
+
+/* A request's bytes, still in the output stream. */
+static inline const char *req_bytes(const struct link *l, const struct req *r)
+{
+    if (__builtin_expect(r->off >= l->out_base, 1))
+        return buf_start(&l->out) + (r->off - l->out_base);
+    return stream_at(l->seg, l->nseg, &l->out, l->out_base, r->off);
+}
+
+static void consume_segs(struct link *l, uint64_t end) __attribute__((noinline));
+
+static void consume_segs(struct link *l, uint64_t end)
+{
+    while (l->nseg && l->seg[0].base + buf_used(&l->seg[0].b) <= end) {
+        buf_free(&l->seg[0].b);
+        memmove(l->seg, l->seg + 1, --l->nseg * sizeof *l->seg);
+    }
+    if (l->nseg && end > l->seg[0].base) {
+        buf_consume(&l->seg[0].b, (size_t)(end - l->seg[0].base));
+        l->seg[0].base = end;
+    }
+}
+
+/* The stream's bytes before end are done with (answered, or dropped). */
+static inline void out_consume(struct link *l, uint64_t end)
+{
+    if (__builtin_expect(l->nseg != 0, 0)) {
+        consume_segs(l, end);
+        if (l->nseg)
+            return;
+    }
+    buf_consume(&l->out, (size_t)(end - l->out_base));
+    l->out_base = end;
+}
+
+void link_out_free(struct link *l)
+{
+    buf_free(&l->out);
+    while (l->nseg > 0)
+        buf_free(&l->seg[--l->nseg].b);
 }
 
 static void unlink_req(struct link *l, struct req *r)
@@ -125,6 +173,8 @@ static void settle(struct link *l, const char *why, int reconnect)
 {
     struct pool *p = l->pool;
     struct buf out = {0}, old = l->out;
+    struct link_seg oldseg[LINK_SEGS];
+    unsigned noldseg = l->nseg;
     struct req_fifo keep = TAILQ_HEAD_INITIALIZER(keep), back = TAILQ_HEAD_INITIALIZER(back);
     char msg[320];
     struct req *r;
@@ -180,6 +230,8 @@ static void settle(struct link *l, const char *why, int reconnect)
     /* The link is whole again before any owner hears of it: what they do
      * with a request handed back may touch this very link. */
     uint64_t old_base = l->out_base;
+    memcpy(oldseg, l->seg, noldseg * sizeof *oldseg);
+    l->nseg = 0;
     l->out = out;
     l->out_base = l->sent = 0;
     TAILQ_CONCAT(&l->fifo, &keep, link_tqe);
@@ -194,9 +246,12 @@ static void settle(struct link *l, const char *why, int reconnect)
                                           * handed back (an error closed it) */
             req_release(p->cache, r);
         else
-            p->cb.on_unrun(r, buf_start(&old) + (r->off - old_base), why, p->cb.arg);
+            p->cb.on_unrun(r, stream_at(oldseg, noldseg, &old, old_base, r->off), why,
+                           p->cb.arg);
     }
     buf_free(&old);
+    while (noldseg > 0)
+        buf_free(&oldseg[--noldseg].b);
 }
 
 /* A lease in stream mode that never got ready: the bytes its holder
@@ -315,6 +370,12 @@ static void link_down(struct link *l, enum link_loss cause, const char *why)
     ev_timer_start(p->loop, &l->conn_timer);
 }
 
+/* Bytes in the output stream, in out or seg[]. */
+static inline int has_output(const struct link *l)
+{
+    return buf_used(&l->out) || l->nseg;
+}
+
 static void link_ready(struct link *l)
 {
     struct pool *p = l->pool;
@@ -324,14 +385,14 @@ static void link_ready(struct link *l)
         l->validating = 0;
         l->state = LINK_READY;
         p->st.validation_wait += ev_now(p->loop) - l->validate_started;
-        if (buf_used(&l->out))
+        if (has_output(l))
             pool_mark_dirty(p, l);
         return;
     }
     if (link_is_lease(l) && l->opened_at) {     /* a lease given back, reset */
         l->state = LINK_READY;
         l->last_rx = ev_now(p->loop);
-        if (buf_used(&l->out))           /* taken while it was being reset */
+        if (has_output(l))           /* taken while it was being reset */
             pool_mark_dirty(p, l);
         pool_lease_returned(p, l);
         return;
@@ -351,7 +412,7 @@ static void link_ready(struct link *l)
     l->backoff = 0;
     l->last_rx = ev_now(p->loop);
     p->st.links_opened++;
-    if (buf_used(&l->out))
+    if (has_output(l))
         pool_mark_dirty(p, l);
     if (l->lease == LEASE_RETURNING)     /* opened ahead of need: idle now */
         pool_lease_returned(p, l);
@@ -640,10 +701,9 @@ static int ahead_reply(struct link *l, struct req *r, const char *p, size_t n)
         return -1;
     unlink_req(l, r);
     req_release(l->pool->cache, r);
-    buf_consume(&l->out, (size_t)(end - l->out_base));
-    l->out_base = end;
+    out_consume(l, end);
     if (--l->ahead == 0) {
-        if (buf_used(&l->out) > l->sent - l->out_base)
+        if (l->out_base + buf_used(&l->out) > l->sent)
             pool_mark_dirty(l->pool, l);
         pool_lease_returned(l->pool, l);
     }
@@ -688,8 +748,7 @@ static int deliver(struct link *l, const char *p, size_t n, int last)
         pl->cb.on_reply(r, req_bytes(l, r), p, n, NULL, pl->cb.arg);
     else
         req_release(pl->cache, r);
-    buf_consume(&l->out, (size_t)(end - l->out_base));
-    l->out_base = end;
+    out_consume(l, end);
     return 0;
 }
 
@@ -823,8 +882,7 @@ static inline __attribute__((always_inline)) void hand_over(struct link *l, stru
     }
     rtt_observe_n(&pl->st, l->last_rx - t0, same);
     pl->cb.on_replies(v, req, len, k, p, pl->cb.arg);
-    buf_consume(&l->out, (size_t)(end - l->out_base));
-    l->out_base = end;
+    out_consume(l, end);
 }
 
 /* The replies after the first (len0 bytes from p, of the n read) for the
@@ -1193,8 +1251,8 @@ static void link_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* Requests waiting for a socket give up after queue_timeout. On a ready
  * socket, the server may be silent for reply_timeout while a reply is
- * awaited: a link busy with other replies (a deep pipeline of large ones)
- * is slow, not dead. RESP has no request ids, so a late reply costs the
+ * awaited: a link busy with other replies (a deep pipeline of large ones),
+ * or still taking in a large request, is slow, not dead. RESP has no request ids, so a late reply costs the
  * whole link. */
 static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -1209,6 +1267,8 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         /* A blocking call may wait as long as it asked to (r->block is 0
          * for the others, INFINITY for ever). */
         ev_tstamp since = r && r->queued_at > l->last_rx ? r->queued_at : l->last_rx;
+        if (since < l->last_tx)          /* still taking a large request: not silent */
+            since = l->last_tx;
         if (since < p->quiet_until)      /* a CLIENT PAUSE holds the server's replies */
             since = p->quiet_until;
         if (r && now - since > p->cfg.reply_timeout + r->block) {
@@ -1222,7 +1282,7 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         while ((r = TAILQ_FIRST(&l->fifo)) != NULL &&
                now - (r->queued_at > p->quiet_until ? r->queued_at : p->quiet_until) >=
                p->cfg.queue_timeout) {
-            size_t len = r->len;
+            uint64_t end = r->off + r->len;
             l->ahead -= (r->flags & REQ_HANDSHAKE) != 0;   /* a lease's, sent ahead */
             p->st.failed_unavailable++;
             /* a replica's read goes to the master instead */
@@ -1230,10 +1290,9 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
                 hand_back(l, r, why);
             else
                 fail_req(l, r, why);
-            buf_consume(&l->out, len);
-            l->out_base += len;
-            if (l->sent < l->out_base)
-                l->sent = l->out_base;
+            out_consume(l, end);
+            if (l->sent < end)
+                l->sent = end;
         }
     }
     if (CHECKS) {
@@ -1325,23 +1384,96 @@ void link_batch_copy(struct link_batch *b)
     out->len += b->len;
 }
 
-int link_send(struct link *l, struct req *r, const char *p, size_t n)
+/* The request whose bytes, n of them at stream offset off, end the
+ * stream, on the FIFO: after a validation PING if the link was idle too
+ * long. */
+static inline __attribute__((always_inline)) void queue_last(struct link *l, struct req *r,
+                                                             uint64_t off, size_t n)
 {
     struct pool *pl = l->pool;
-
-    /* The bytes first: a slot on the FIFO without them would take
-     * another request's reply. */
-    if (buf_append(&l->out, p, n) < 0)
-        return -1;
-    /* Never inside a lease: a PING in a MULTI would be queued with it. */
     ev_tstamp now = ev_now(pl->loop);
+
+    /* Never inside a lease: a PING in a MULTI would be queued with it. */
     if (l->state == LINK_READY && !link_is_lease(l) && l->nfifo == 0 &&
         pl->cfg.validate_after > 0 && now - l->last_rx > pl->cfg.validate_after &&
         now >= pl->quiet_until)
         link_validate(l, "idle before use");
-    enqueue(l, r, l->out_base + buf_used(&l->out) - n, n, now);
+    enqueue(l, r, off, n, now);
     link_busy(l);
+}
+
+int link_send(struct link *l, struct req *r, const char *p, size_t n)
+{
+    /* The bytes first: a slot on the FIFO without them would take
+     * another request's reply. */
+    if (buf_append(&l->out, p, n) < 0)
+        return -1;
+    queue_last(l, r, l->out_base + buf_used(&l->out) - n, n);
     return 0;
+}
+
+int link_send_buf(struct link *l, struct req *r, struct buf *b)
+{
+    size_t n = buf_used(b);
+
+    if (l->tls || link_is_lease(l) || l->ahead || l->nseg + 2 > LINK_SEGS)
+        return 1;
+    if (buf_used(&l->out)) {               /* what is before it stays before it */
+        l->seg[l->nseg++] = (struct link_seg){l->out, l->out_base};
+        l->out_base += buf_used(&l->out);
+        l->out = (struct buf){0};
+    }
+    l->seg[l->nseg++] = (struct link_seg){*b, l->out_base};
+    *b = (struct buf){0};
+    l->out_base += n;
+    l->pool->st.requests_unbuffered++;
+    queue_last(l, r, l->out_base - n, n);
+    return 0;
+}
+
+/* link_flush with bytes unsent in seg[]: all that is unsent, in one
+ * writev (plaintext, not a lease: link_send_buf). */
+static void flush_segs(struct link *l) __attribute__((noinline));
+
+static void flush_segs(struct link *l)
+{
+    struct iovec iov[LINK_SEGS + 1];
+    int k = 0;
+    size_t n = 0;
+    uint64_t at = l->sent;
+
+    if (CHECKS)
+        assert(l->nseg > 0 && !l->tls && !l->ahead);
+    for (unsigned i = 0; i < l->nseg; i++) {
+        uint64_t end = l->seg[i].base + buf_used(&l->seg[i].b);
+        if (at < end) {
+            iov[k].iov_base = buf_start(&l->seg[i].b) + (at - l->seg[i].base);
+            iov[k].iov_len = (size_t)(end - at);
+            n += iov[k++].iov_len;
+            at = end;
+        }
+    }
+    if (buf_used(&l->out) > at - l->out_base) {
+        iov[k].iov_base = buf_start(&l->out) + (at - l->out_base);
+        iov[k].iov_len = buf_used(&l->out) - (size_t)(at - l->out_base);
+        n += iov[k++].iov_len;
+    }
+    ssize_t w = writev(l->fd, iov, k);
+    if (w < 0 && errno != EAGAIN && errno != EINTR) {
+        char why[200];
+        snprintf(why, sizeof why, "%s", strerror(errno));
+        link_down(l, LOST_ERROR, why);
+        return;
+    }
+    if (w > 0) {
+        l->sent += (uint64_t)w;
+        l->last_tx = ev_now(l->pool->loop);
+        l->pool->st.bytes_out += (uint64_t)w;
+    }
+    if (w == (ssize_t)n)
+        ev_io_stop(l->pool->loop, &l->wio);
+    else
+        ev_io_start(l->pool->loop, &l->wio);
 }
 
 void link_flush(struct link *l)
@@ -1354,6 +1486,10 @@ void link_flush(struct link *l)
     }
     if (l->state != LINK_READY)
         return;
+    if (__builtin_expect(l->sent < l->out_base, 0)) {
+        flush_segs(l);
+        return;
+    }
     size_t from = (size_t)(l->sent - l->out_base);
     size_t n = buf_used(&l->out) - from;
     if (__builtin_expect(l->ahead != 0, 0) && l->ahead_end - l->sent < n)
@@ -1371,6 +1507,7 @@ void link_flush(struct link *l)
     }
     if (w > 0) {
         l->sent += (uint64_t)w;
+        l->last_tx = ev_now(loop);
         l->pool->st.bytes_out += (uint64_t)w;
         if (l->lease == LEASE_STREAM && !l->ahead) {  /* no slot keeps these: gone once written */
             buf_consume(&l->out, (size_t)w);
@@ -1394,7 +1531,7 @@ void link_stop(struct link *l)
     ev_timer_stop(l->pool->loop, &l->watchdog);
     while ((r = TAILQ_FIRST(&l->fifo)) != NULL)
         fail_req(l, r, "proxy is shutting down");
-    buf_free(&l->out);
+    link_out_free(l);
     l->state = LINK_DOWN;
     l->ahead = 0;
 }
@@ -1417,7 +1554,7 @@ void link_fail_all(struct link *l, const char *reply, size_t n)
         else
             req_release(p->cache, r);
     }
-    buf_free(&l->out);
+    link_out_free(l);
     l->out_base = l->sent = 0;
 }
 

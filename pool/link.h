@@ -45,6 +45,15 @@ enum lease_state {
     LEASE_NSTATES
 };
 
+/* Bytes of the output stream before `out`: a large request taken whole
+ * from the buffer it was read into (link_send_buf), or what `out` held
+ * when one was. Each holds whole requests. */
+#define LINK_SEGS 8
+struct link_seg {
+    struct buf b;
+    uint64_t   base;            /* stream offset of buf_start(&b) */
+};
+
 struct link {
     struct pool *pool;
     int          idx;           /* position in the pool, for logs: addr#idx */
@@ -57,8 +66,12 @@ struct link {
     ev_io        rio, wio;
     ev_timer     conn_timer;    /* connect+handshake deadline, then backoff */
     ev_timer     watchdog;      /* reply_timeout and queued-wait checks */
-    struct buf   out;           /* bytes of every request on the FIFO */
+    struct buf   out;           /* bytes of every request on the FIFO, but
+                                 * for those in seg[] */
     uint64_t     out_base;      /* stream offset of buf_start(&out) */
+    unsigned     nseg;          /* seg[0..nseg) come before out, in order
+                                 * (plaintext shared links only) */
+    struct link_seg seg[LINK_SEGS];
     uint64_t     sent;          /* stream offset written so far */
     struct buf   hs;            /* handshake (or validation PING), sent before `out` */
     int          hs_pending;    /* handshake replies still expected */
@@ -85,6 +98,7 @@ struct link {
     TAILQ_ENTRY(link) lease_tqe;  /* on the pool's list for its lease state */
     ev_tstamp    opened_at;     /* when the socket became ready (0: never yet) */
     ev_tstamp    last_rx;       /* when bytes last arrived: idle since */
+    ev_tstamp    last_tx;       /* when request bytes were last written */
     double       age_limit;     /* max_link_age with this link's jitter */
     char         last_err[160]; /* why the last connect or link failed */
     long long    server_id;     /* a lease's CLIENT ID on its server (0: unknown) */
@@ -95,6 +109,11 @@ void link_start(struct link *l);
 /* Queue a request's bytes; they go out at the end of this loop iteration.
  * -1 (out of memory): the request was not queued. */
 int link_send(struct link *l, struct req *r, const char *p, size_t n);
+/* The same for a request that is all of *b (a large one, in the buffer
+ * it was read into): the link takes the buffer instead of copying the
+ * bytes, and *b is left empty. 1: not on this link (TLS, a lease, too many
+ * taken already), nothing done: link_send it instead. */
+int link_send_buf(struct link *l, struct req *r, struct buf *b);
 /* Requests whose bytes follow one another in the caller's buffer (a
  * pipelined batch): each is queued as link_send would queue it, with room
  * made for its bytes but nothing copied, and link_batch_end copies them
@@ -154,5 +173,7 @@ void link_evacuate(struct link *l, const char *why);
 void link_tend(struct link *l, ev_tstamp now);
 static inline int link_is_ready(const struct link *l) { return l->state == LINK_READY; }
 static inline int link_is_lease(const struct link *l) { return l->lease != LEASE_NONE; }
+/* Frees the output stream's buffers (out and seg[]). */
+void link_out_free(struct link *l);
 
 #endif

@@ -89,7 +89,7 @@ static void free_dead(struct pool *p)
     while ((l = TAILQ_FIRST(&p->lease_list[LEASE_DEAD])) != NULL) {
         TAILQ_REMOVE(&p->lease_list[LEASE_DEAD], l, lease_tqe);
         p->nlease[LEASE_DEAD]--;
-        buf_free(&l->out);
+        link_out_free(l);
         free(l);
     }
 }
@@ -197,6 +197,7 @@ void pool_stats_add(struct pool_stats *to, const struct pool_stats *from)
     to->bytes_out += from->bytes_out;
     to->bytes_in += from->bytes_in;
     to->pushes_dropped += from->pushes_dropped;
+    to->requests_unbuffered += from->requests_unbuffered;
     to->replies_streamed += from->replies_streamed;
     to->streams_dropped += from->streams_dropped;
     to->reconnects += from->reconnects;

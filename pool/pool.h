@@ -157,6 +157,8 @@ struct pool_stats {
     uint64_t bytes_out;
     uint64_t bytes_in;
     uint64_t pushes_dropped;       /* RESP3 pushes on a link that is no stream */
+    uint64_t requests_unbuffered;  /* large requests sent from the buffer they were
+                                    * read into, not copied (link_send_buf) */
     uint64_t replies_streamed;     /* large replies passed on as they came */
     uint64_t streams_dropped;      /* ... whose client left mid-way: the rest dropped */
     uint64_t reconnects;           /* shared links ready again after a loss */

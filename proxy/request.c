@@ -80,6 +80,22 @@ static void slot_failed(struct client *c, struct req *r)
     client_answer(c, r, NULL, 0, "proxy out of memory");
 }
 
+/* A request this large that is all of the client's input buffer (it was
+ * read there, a part at a time) goes to the link in that buffer, uncopied. */
+#define FORWARD_WHOLE_BUF (64 * 1024)
+
+static int send_request(struct client *c, struct link *l, struct req *r, const char *p,
+                        size_t n)
+{
+    struct buf *in = c->partial ? &c->partial->buf : NULL;
+    int rc;
+
+    if (__builtin_expect(n >= FORWARD_WHOLE_BUF, 0) && in && p == buf_start(in) &&
+        n == buf_used(in) && (rc = link_send_buf(l, r, in)) <= 0)
+        return rc;
+    return link_send(l, r, p, n);
+}
+
 static struct req *forward(struct client *c, struct link *l, const char *p, size_t n,
                            unsigned flags, float block)
 {
@@ -87,7 +103,7 @@ static struct req *forward(struct client *c, struct link *l, const char *p, size
 
     if (r)
         r->block = block;
-    if (r && link_send(l, r, p, n) < 0) {
+    if (r && send_request(c, l, r, p, n) < 0) {
         r->len = n;
         slot_failed(c, r);
         return NULL;
@@ -476,9 +492,11 @@ static size_t same_again(struct client *c, const char *p, size_t n, struct resp_
 static void process_partial(struct client *c)
 {
     struct client_input *in = c->partial;
-    size_t used = process(c, buf_start(&in->buf), buf_used(&in->buf), &in->fr);
+    size_t had = buf_used(&in->buf);
+    size_t used = process(c, buf_start(&in->buf), had, &in->fr);
 
-    if (c->closed || c->closing || used == buf_used(&in->buf)) {
+    /* all used: its buffer may be a link's now (send_request) */
+    if (c->closed || c->closing || used == had) {
         buf_free(&in->buf);
         free(in);
         c->partial = NULL;

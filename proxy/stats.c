@@ -364,6 +364,8 @@ const struct stat_row stats_table[] = {
      N(READY_RESP3)},
     {"Links", "pushes_dropped", "pushes_dropped_total", "", "RESP3 pushes on a shared link, "
      "dropped.", 'c', P(pushes_dropped)},
+    {"Links", "requests_unbuffered", "requests_unbuffered_total", "", "Large requests sent "
+     "from the buffer they were read into, not copied.", 'c', P(requests_unbuffered)},
     {"Links", "replies_streamed", "replies_streamed_total", "", "Large replies passed on to "
      "their client as they came.", 'c', P(replies_streamed)},
     {"Links", "streams_dropped", "streams_dropped_total", "", "Streamed replies whose client "
