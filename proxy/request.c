@@ -84,20 +84,28 @@ static void slot_failed(struct client *c, struct req *r)
  * read there, a part at a time) goes to the link in that buffer, uncopied. */
 #define FORWARD_WHOLE_BUF (64 * 1024)
 
-static int send_request(struct client *c, struct link *l, struct req *r, const char *p,
-                        size_t n)
+static __attribute__((noinline)) int send_large(struct client *c, struct link *l,
+                                                 struct req *r, const char *p, size_t n)
 {
     struct buf *in = c->partial ? &c->partial->buf : NULL;
     int rc;
 
-    if (__builtin_expect(n >= FORWARD_WHOLE_BUF, 0) && in && p == buf_start(in) &&
-        n == buf_used(in) && (rc = link_send_buf(l, r, in)) <= 0)
+    if (in && p == buf_start(in) && n == buf_used(in) && (rc = link_send_buf(l, r, in)) <= 0)
         return rc;
     return link_send(l, r, p, n);
 }
 
-static struct req *forward(struct client *c, struct link *l, const char *p, size_t n,
-                           unsigned flags, float block)
+static inline int send_request(struct client *c, struct link *l, struct req *r, const char *p,
+                               size_t n)
+{
+    if (__builtin_expect(n >= FORWARD_WHOLE_BUF, 0))
+        return send_large(c, l, r, p, n);
+    return link_send(l, r, p, n);
+}
+
+static inline __attribute__((always_inline)) struct req *forward(struct client *c, struct link *l,
+                                                                  const char *p, size_t n,
+                                                                  unsigned flags, float block)
 {
     struct req *r = upstream_slot(c, n, flags);
 
