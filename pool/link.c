@@ -87,6 +87,8 @@ static const char *stream_at(const struct link_seg *seg, unsigned n, const struc
     while (n-- > 0)
         if (off >= seg[n].base)
             break;
+    if (CHECKS)
+        assert(n != (unsigned)-1);       /* off is never before the stream's start */
     return buf_start(&seg[n].b) + (off - seg[n].base);
 }
 
@@ -205,6 +207,12 @@ static void settle(struct link *l, const char *why, int reconnect)
             if (r->owner)
                 p->st.failed_after_send++;
             fail_req(l, r, msg);
+            continue;
+        }
+        /* room in the new stream first: a slot without its bytes there
+         * would take another request's reply */
+        if (reconnect && buf_reserve(&out, buf_used(&out) + r->len) < 0) {
+            fail_req(l, r, "proxy out of memory");
             continue;
         }
         TAILQ_REMOVE(&l->fifo, r, link_tqe);
@@ -1252,7 +1260,8 @@ static void link_conn_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
 /* Requests waiting for a socket give up after queue_timeout. On a ready
  * socket, the server may be silent for reply_timeout while a reply is
  * awaited: a link busy with other replies (a deep pipeline of large ones),
- * or still taking in a large request, is slow, not dead. RESP has no request ids, so a late reply costs the
+ * or whose server is still taking in the awaited request (a large one),
+ * is slow, not dead. RESP has no request ids, so a late reply costs the
  * whole link. */
 static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 {
@@ -1267,7 +1276,7 @@ static void link_watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
         /* A blocking call may wait as long as it asked to (r->block is 0
          * for the others, INFINITY for ever). */
         ev_tstamp since = r && r->queued_at > l->last_rx ? r->queued_at : l->last_rx;
-        if (since < l->last_tx)          /* still taking a large request: not silent */
+        if (since < l->last_tx)          /* still taking in the awaited request */
             since = l->last_tx;
         if (since < p->quiet_until)      /* a CLIENT PAUSE holds the server's replies */
             since = p->quiet_until;
@@ -1416,7 +1425,9 @@ int link_send_buf(struct link *l, struct req *r, struct buf *b)
 {
     size_t n = buf_used(b);
 
-    if (l->tls || link_is_lease(l) || l->ahead || l->nseg + 2 > LINK_SEGS)
+    /* the pool's setting, not l->tls: a TLS link is plaintext while down
+     * or connecting; two segments at most: out's bytes, then the buffer */
+    if (l->pool->cfg.tls || link_is_lease(l) || l->nseg + 2 > LINK_SEGS)
         return 1;
     if (buf_used(&l->out)) {               /* what is before it stays before it */
         l->seg[l->nseg++] = (struct link_seg){l->out, l->out_base};
@@ -1429,6 +1440,22 @@ int link_send_buf(struct link *l, struct req *r, struct buf *b)
     l->pool->st.requests_unbuffered++;
     queue_last(l, r, l->out_base - n, n);
     return 0;
+}
+
+/* w bytes of the stream written. last_tx: when the request whose reply
+ * comes next was still being taken in (its last byte, or a later part of
+ * it, written then); other requests' bytes going out say nothing of a
+ * server that may have stopped reading them. */
+static inline void wrote(struct link *l, ssize_t w)
+{
+    const struct req *h = TAILQ_FIRST(&l->fifo);
+
+    if (w <= 0)
+        return;
+    if (h && l->sent < h->off + h->len)
+        l->last_tx = ev_now(l->pool->loop);
+    l->sent += (uint64_t)w;
+    l->pool->st.bytes_out += (uint64_t)w;
 }
 
 /* link_flush with bytes unsent in seg[]: all that is unsent, in one
@@ -1465,11 +1492,7 @@ static void flush_segs(struct link *l)
         link_down(l, LOST_ERROR, why);
         return;
     }
-    if (w > 0) {
-        l->sent += (uint64_t)w;
-        l->last_tx = ev_now(l->pool->loop);
-        l->pool->st.bytes_out += (uint64_t)w;
-    }
+    wrote(l, w);
     if (w == (ssize_t)n)
         ev_io_stop(l->pool->loop, &l->wio);
     else
@@ -1505,10 +1528,8 @@ void link_flush(struct link *l)
         link_down(l, l->tls ? LOST_TLS : LOST_ERROR, why);
         return;
     }
+    wrote(l, w);
     if (w > 0) {
-        l->sent += (uint64_t)w;
-        l->last_tx = ev_now(loop);
-        l->pool->st.bytes_out += (uint64_t)w;
         if (l->lease == LEASE_STREAM && !l->ahead) {  /* no slot keeps these: gone once written */
             buf_consume(&l->out, (size_t)w);
             l->out_base += (uint64_t)w;

@@ -60,7 +60,8 @@ struct link {
     int          resp3;         /* opened with HELLO 3: replies (and pushes) in RESP3 */
     int          fd;
     enum link_state state;
-    struct tls_conn *tls;       /* over TLS (pool's cfg.tls), NULL: plaintext */
+    struct tls_conn *tls;       /* the TLS session (pool's cfg.tls); NULL: plaintext,
+                                 * or no socket or session yet */
     unsigned char tls_rd_wants_write, tls_wr_wants_read;  /* a TLS read or write
                                  * waits for the other direction */
     ev_io        rio, wio;
@@ -71,7 +72,6 @@ struct link {
     uint64_t     out_base;      /* stream offset of buf_start(&out) */
     unsigned     nseg;          /* seg[0..nseg) come before out, in order
                                  * (plaintext shared links only) */
-    struct link_seg seg[LINK_SEGS];
     uint64_t     sent;          /* stream offset written so far */
     struct buf   hs;            /* handshake (or validation PING), sent before `out` */
     int          hs_pending;    /* handshake replies still expected */
@@ -102,6 +102,7 @@ struct link {
     double       age_limit;     /* max_link_age with this link's jitter */
     char         last_err[160]; /* why the last connect or link failed */
     long long    server_id;     /* a lease's CLIENT ID on its server (0: unknown) */
+    struct link_seg seg[LINK_SEGS];  /* rarely used: last */
 };
 
 void link_init(struct link *l, struct pool *p, int idx, int resp3);
@@ -111,7 +112,9 @@ void link_start(struct link *l);
 int link_send(struct link *l, struct req *r, const char *p, size_t n);
 /* The same for a request that is all of *b (a large one, in the buffer
  * it was read into): the link takes the buffer instead of copying the
- * bytes, and *b is left empty. 1: not on this link (TLS, a lease, too many
+ * bytes, and *b is left empty. The bytes stay where they are, never freed
+ * or moved within this call, until the request's reply is in (the caller
+ * may still read them). 1: not on this link (a TLS pool, a lease, too many
  * taken already), nothing done: link_send it instead. */
 int link_send_buf(struct link *l, struct req *r, struct buf *b);
 /* Requests whose bytes follow one another in the caller's buffer (a

@@ -42,6 +42,9 @@ void client_mark_dirty(struct client *c)
     }
 }
 
+/* A set's first size, and the size past which one that used a quarter or
+ * less in an iteration is halved: the memory follows the busiest moments,
+ * and an idle proxy keeps only a few kilobytes of it. */
 #define CLIENT_SET_FIRST 64
 #define CLIENT_SET_KEEP  1024
 
@@ -83,7 +86,6 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
         close(fd);
         return;
     }
-    c->io.data = sc;
     c->ips = o->ips;
     c->proc = o->proc;
     c->peer_ino = o->peer_ino;
@@ -104,6 +106,7 @@ void client_new(struct sidecar *sc, int fd, const struct sockaddr_storage *peer,
         net_set_keepalive(fd, (int)sc->cfg->tcp_keepalive, 0);
     }
     ev_io_init(&c->io, on_io, fd, EV_READ);
+    c->io.data = sc;
     ev_io_start(sc->loop, &c->io);
     TAILQ_INSERT_TAIL(&sc->clients, c, tqe);
     sc->nclients++;
@@ -276,7 +279,9 @@ static void close_over_limit(struct client *c) __attribute__((cold, noinline));
 
 static inline int over_output_limit(struct client *c, size_t n)
 {
-    if (__builtin_expect(client_out_used(c) + c->parked + n <= client_sc(c)->cfg->max_output_buffer, 1))
+    size_t limit = client_sc(c)->cfg->max_output_buffer;
+
+    if (__builtin_expect(client_out_used(c) + c->parked + n <= limit, 1))
         return 0;
     close_over_limit(c);
     return 1;
@@ -875,7 +880,8 @@ static void describe_fields(struct buf *b, const struct client *c, ev_tstamp now
                 "user=%s redir=%lld resp=%d pending=%u obuf=%zu admin=%d",
                 (unsigned long long)c->id, client_addr(c, a, sizeof a), client_laddr(c, la, sizeof la),
                 c->io.fd, name, now - c->created, now - c->last_active, flags,
-                c->other_db && x ? x->db : client_sc(c)->cfg->database, x ? x->sub : 0, x ? x->psub : 0,
+                c->other_db && x ? x->db : client_sc(c)->cfg->database, x ? x->sub : 0,
+                x ? x->psub : 0,
                 x ? x->ssub : 0, c->in_multi && x ? x->multi : -1, qbuf,
                 c->partial && c->partial->buf.cap > qbuf ? c->partial->buf.cap - qbuf : 0,
                 c->partial ? c->partial->buf.cap : 0,

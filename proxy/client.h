@@ -126,6 +126,12 @@ static inline struct sidecar *client_sc(const struct client *c)
     return c->io.data;
 }
 
+/* The client whose watcher w is. */
+static inline struct client *client_of_io(ev_io *w)
+{
+    return (struct client *)((char *)w - offsetof(struct client, io));
+}
+
 /* Reply bytes in its output, not yet written. */
 static inline size_t client_out_used(const struct client *c)
 {

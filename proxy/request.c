@@ -587,7 +587,7 @@ static __attribute__((noinline)) void on_io_write(struct client *c, int revents)
 
 static void on_io(struct ev_loop *loop, ev_io *w, int revents)
 {
-    struct client *c = (struct client *)((char *)w - offsetof(struct client, io));
+    struct client *c = client_of_io(w);
     (void)loop;
 
     if (__builtin_expect(revents & EV_WRITE, 0))
@@ -653,6 +653,8 @@ void request_flush_all(struct sidecar *sc)
             c = rs->v[--rs->n];
         else if (!rs->lost || (c = lost_one(sc, 1)) == NULL)
             break;
+        if (CHECKS)
+            assert(c->readable);          /* on it once: the bit goes with it */
         read_one(c);
     }
     rs->lost = 0;
@@ -664,6 +666,8 @@ void request_flush_all(struct sidecar *sc)
             c = ds->v[i++];
         else if (!ds->lost || (c = lost_one(sc, 0)) == NULL)
             break;
+        if (CHECKS)
+            assert(c->dirty);
         resume_and_write(sc, c);
     }
     ds->lost = 0;

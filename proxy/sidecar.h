@@ -32,8 +32,9 @@ struct sidecar;
 /* Clients the loop's flush step visits, each at most once (its dirty or
  * readable bit says it is on): an array in the sidecar rather than a link
  * in every client, so an idle connection pays nothing for it. Should the
- * array fail to grow, `lost` has the flush step look at every client's bit
- * instead (client_set_add). */
+ * array fail to grow (out of memory only), `lost` has the flush step look
+ * at every client's bit instead, in the order they connected
+ * (client_set_add). */
 struct client_set {
     struct client **v;
     unsigned        n, cap;

@@ -143,7 +143,8 @@ void upstream_on_reply(struct req *r, const char *req, const char *p, size_t n,
      * and err in saved registers around the call (11 instructions a reply
      * more under callgrind); this way special_reply is a tail call. */
     if (__builtin_expect(!(r->flags & (UPSTREAM_READ_BY_PROXY | REQ_STREAMED | REQ_REROUTE)) &&
-                         (err || !n || p[0] != '-' || (!client_sc(c)->sentinels && !client_sc(c)->cl)), 1)) {
+                         (err || !n || p[0] != '-' ||
+                          (!client_sc(c)->sentinels && !client_sc(c)->cl)), 1)) {
         if (req)
             slowlog_answered(c, r, req);
         client_answer(c, r, p, n, err);
@@ -225,7 +226,9 @@ void upstream_on_stream(void *lessee, const char *p, size_t n, void *arg)
             n = buf_used(b);
         }
     }
-    client_sc(c)->st.replies++;
-    client_sc(c)->st.replies_by[TALLY(CLASS_STATEFUL, DEST_MASTER)][n && (p[0] == '-' || p[0] == '!')]++;
+    struct sidecar *sc = client_sc(c);
+
+    sc->st.replies++;
+    sc->st.replies_by[TALLY(CLASS_STATEFUL, DEST_MASTER)][n && (p[0] == '-' || p[0] == '!')]++;
     client_stream(c, p, n);
 }

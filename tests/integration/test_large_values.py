@@ -182,6 +182,12 @@ def test_large_requests_go_uncopied_and_keep_their_order_with_other_clients(env,
         assert master.client().get(f"one{size}") == value
     assert sc.counter("requests_unbuffered") == taken0 + 3
     assert sc.counter("validations") >= validated0 + 3
+    piped = os.urandom(MB)                    # with a request behind it: copied
+    p = r.pipeline(transaction=False)
+    p.set("piped", piped).get("small")
+    assert p.execute() == [True, b"s"]
+    assert r.get("piped") == piped
+    assert sc.counter("requests_unbuffered") == taken0 + 3
     errors = []
 
     def app(t):
@@ -262,6 +268,35 @@ def test_a_lease_holder_closed_at_its_output_limit_mid_stream(env, master):
     r = sc.client(db=1)
     assert r.get("v") == b"x" * 600000
     assert sc.client().ping()
+
+
+def test_a_large_set_for_a_tls_link_that_is_down_is_copied_and_sent_whole(env, certs):
+    """A TLS pool's link has no TLS session while it reconnects: a large
+    request waiting for it is copied all the same (never taken whole, which
+    would be written past TLS), and goes out whole once the link is up."""
+    m = env.redis("master", tls=certs.redis_tls())
+    sc = env.sidecar(m, upstream=tls_upstream(certs), pool={"connections": "1",
+                                                            "connect_timeout": "20s"})
+    r = sc.client(socket_timeout=30)
+    assert r.ping()
+    taken0 = sc.counter("requests_unbuffered")
+    m.stop()
+    value = os.urandom(2 * MB)
+    out = {}
+
+    def send():
+        try:
+            out["reply"] = r.set("tls", value)
+        except redis.RedisError as e:
+            out["reply"] = e
+    t = threading.Thread(target=send)
+    t.start()
+    time.sleep(0.5)                           # read whole, waiting for the link
+    m.start()
+    t.join(30)
+    assert out.get("reply") is True, out
+    assert r.get("tls") == value
+    assert sc.counter("requests_unbuffered") == taken0
 
 
 def test_large_values_both_ways_over_tls(env, certs):

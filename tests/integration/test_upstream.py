@@ -1,5 +1,8 @@
 """The master down at start, killed while idle, and killed under load:
 clear errors within connect_timeout, no hang, recovery once it is back."""
+import os
+import signal
+import threading
 import time
 
 import pytest
@@ -114,3 +117,38 @@ def test_a_busy_link_is_slow_not_dead(env, master):
         assert sc.counter("links_lost_reply_timeout") == 0
     finally:
         relay.close()
+
+
+def test_a_stopped_server_is_silent_though_later_requests_still_go_out(env, master):
+    """Later requests' bytes still fit in a stopped server's socket buffers:
+    writing them says nothing of the server, and the awaited reply's
+    reply_timeout runs all the same (only the awaited request's own bytes
+    going out count, as a large one is taken in)."""
+    sc = env.sidecar(master, pool={"connections": "1", "reply_timeout": "1s",
+                                   "validate_after": "0"})
+    a = sc.client(socket_timeout=20)
+    assert a.ping()
+    trickle = sc.raw(timeout=20)
+    os.kill(master.proc.pid, signal.SIGSTOP)
+    out = {}
+
+    def first():
+        t0 = time.monotonic()
+        try:
+            out["reply"] = a.set("x", "1")
+        except redis.RedisError as e:
+            out["reply"] = e
+        out["took"] = time.monotonic() - t0
+    try:
+        t = threading.Thread(target=first)
+        t.start()
+        deadline = time.monotonic() + 5
+        while t.is_alive() and time.monotonic() < deadline:
+            trickle.sendall(resp_cmd("GET", "y"))    # other requests, on the same link
+            time.sleep(0.05)
+        t.join(10)
+    finally:
+        os.kill(master.proc.pid, signal.SIGCONT)
+    assert "may or may not have been applied" in str(out["reply"]), out
+    assert out["took"] < 3, out
+    assert sc.counter("links_lost_reply_timeout") >= 1
