@@ -62,7 +62,9 @@ def test_every_kind_of_request_over_tls_to_a_master_with_a_replica(env, certs):
     msg = ps.get_message(timeout=5)
     assert msg and msg["data"] == b"hello", msg
     ps.close()
-    # a RESP3 client
+    # a RESP3 client (a new connection: its GET may go to the replica,
+    # which must have k by then)
+    wait_until(lambda: rep.client().get("k") == b"v", what="k on the replica")
     s = sc.raw()
     f = s.makefile("rb")
     s.sendall(resp_cmd("HELLO", "3"))
