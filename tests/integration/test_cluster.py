@@ -733,14 +733,17 @@ def test_writes_paused_on_a_master_deposed_meanwhile_end_on_the_new_one(env, clu
     deposed node says it is a replica now, so they finish there, Redis
     answers them MOVED once the pause ends (they never ran), and they run
     on the new master: no error, none lost, none run twice."""
-    sc = cluster_sidecar(env, cluster)
+    # reply_timeout past the pause: the proxy does not know of it
+    sc = cluster_sidecar(env, cluster, pool={"reply_timeout": "30s"})
     masters = cluster.masters()
     victim = masters[0]
     heir = replica_of_node(cluster, victim)
     keys = keys_on(cluster, victim, "pz:", 4)
     sc.client().set(keys[0], "before")
     wait_replicated(cluster)
-    victim.client().execute_command("CLIENT", "PAUSE", 8000, "WRITE")
+    # long enough for an election or two on a loaded machine (one 7 s wait
+    # inside an 8 s pause was seen to run out once in CI)
+    victim.client().execute_command("CLIENT", "PAUSE", 15000, "WRITE")
     results = []
 
     def write(k):
@@ -761,7 +764,7 @@ def test_writes_paused_on_a_master_deposed_meanwhile_end_on_the_new_one(env, clu
             heir.client().execute_command("CLUSTER", "FAILOVER", "FORCE")
             asked[0] = time.monotonic()
         return False
-    wait_until(promoted, timeout=7, what="the replica promoted within the pause")
+    wait_until(promoted, timeout=14, what="the replica promoted within the pause")
     for t in threads:
         t.join(20)
     assert results == [1, 1, 1], results
