@@ -78,17 +78,17 @@ static void close_socket(struct link *l)
     resp_framer_reset(&l->fr);
 }
 
-/* The bytes at stream offset off, in seg[0..n) or out (based at base). */
+/* The bytes at stream offset off, in seg[0..n) or out (based at base).
+ * An offset before all of them is a stream lease's request whose bytes
+ * went once written (link_flush): the pointer is what it was before there
+ * were segments, for callers that do not read it then. */
 static const char *stream_at(const struct link_seg *seg, unsigned n, const struct buf *out,
                              uint64_t base, uint64_t off)
 {
-    if (off >= base)
+    if (off >= base || n == 0 || off < seg[0].base)
         return buf_start(out) + (off - base);
-    while (n-- > 0)
-        if (off >= seg[n].base)
-            break;
-    if (CHECKS)
-        assert(n != (unsigned)-1);       /* off is never before the stream's start */
+    while (off < seg[--n].base)
+        ;
     return buf_start(&seg[n].b) + (off - seg[n].base);
 }
 
