@@ -1458,50 +1458,48 @@ static inline void wrote(struct link *l, ssize_t w)
     l->pool->st.bytes_out += (uint64_t)w;
 }
 
-/* link_flush with bytes unsent in seg[]: all that is unsent, in one
- * writev (plaintext, not a lease: link_send_buf). */
-static void flush_segs(struct link *l) __attribute__((noinline));
+/* What is unsent of seg[] and out, in one writev (plaintext, not a
+ * lease: link_send_buf); *n: how much that is. As link_write returns. */
+static ssize_t write_segs(struct link *l, size_t *n, char *why, size_t whylen)
+    __attribute__((noinline));
 
-static void flush_segs(struct link *l)
+static ssize_t write_segs(struct link *l, size_t *n, char *why, size_t whylen)
 {
     struct iovec iov[LINK_SEGS + 1];
     int k = 0;
-    size_t n = 0;
     uint64_t at = l->sent;
 
     if (CHECKS)
         assert(l->nseg > 0 && !l->tls && !l->ahead);
+    *n = 0;
     for (unsigned i = 0; i < l->nseg; i++) {
         uint64_t end = l->seg[i].base + buf_used(&l->seg[i].b);
         if (at < end) {
             iov[k].iov_base = buf_start(&l->seg[i].b) + (at - l->seg[i].base);
             iov[k].iov_len = (size_t)(end - at);
-            n += iov[k++].iov_len;
+            *n += iov[k++].iov_len;
             at = end;
         }
     }
     if (buf_used(&l->out) > at - l->out_base) {
         iov[k].iov_base = buf_start(&l->out) + (at - l->out_base);
         iov[k].iov_len = buf_used(&l->out) - (size_t)(at - l->out_base);
-        n += iov[k++].iov_len;
+        *n += iov[k++].iov_len;
     }
     ssize_t w = writev(l->fd, iov, k);
-    if (w < 0 && errno != EAGAIN && errno != EINTR) {
-        char why[200];
-        snprintf(why, sizeof why, "%s", strerror(errno));
-        link_down(l, LOST_ERROR, why);
-        return;
-    }
-    wrote(l, w);
-    if (w == (ssize_t)n)
-        ev_io_stop(l->pool->loop, &l->wio);
-    else
-        ev_io_start(l->pool->loop, &l->wio);
+    if (w < 0 && errno != EAGAIN && errno != EINTR)
+        snprintf(why, whylen, "%s", strerror(errno));
+    else if (w < 0)
+        errno = EAGAIN;
+    return w;
 }
 
 void link_flush(struct link *l)
 {
     struct ev_loop *loop = l->pool->loop;
+    char why[200];
+    size_t n;
+    ssize_t w;
 
     if (l->state == LINK_HANDSHAKE && buf_used(&l->hs)) {
         write_handshake(l);
@@ -1509,31 +1507,29 @@ void link_flush(struct link *l)
     }
     if (l->state != LINK_READY)
         return;
-    if (__builtin_expect(l->sent < l->out_base, 0)) {
-        flush_segs(l);
-        return;
+    if (__builtin_expect(l->sent < l->out_base, 0)) {     /* unsent bytes in seg[] */
+        w = write_segs(l, &n, why, sizeof why);
+    } else {
+        size_t from = (size_t)(l->sent - l->out_base);
+        n = buf_used(&l->out) - from;
+        if (__builtin_expect(l->ahead != 0, 0) && l->ahead_end - l->sent < n)
+            n = (size_t)(l->ahead_end - l->sent);   /* the rest waits for its replies */
+        if (n == 0) {
+            if (!l->tls_rd_wants_write)
+                ev_io_stop(loop, &l->wio);
+            return;
+        }
+        w = link_write(l, buf_start(&l->out) + from, n, why, sizeof why);
     }
-    size_t from = (size_t)(l->sent - l->out_base);
-    size_t n = buf_used(&l->out) - from;
-    if (__builtin_expect(l->ahead != 0, 0) && l->ahead_end - l->sent < n)
-        n = (size_t)(l->ahead_end - l->sent);   /* the rest waits for its replies */
-    if (n == 0) {
-        if (!l->tls_rd_wants_write)
-            ev_io_stop(loop, &l->wio);
-        return;
-    }
-    char why[200];
-    ssize_t w = link_write(l, buf_start(&l->out) + from, n, why, sizeof why);
     if (w < 0 && errno != EAGAIN) {
         link_down(l, l->tls ? LOST_TLS : LOST_ERROR, why);
         return;
     }
     wrote(l, w);
-    if (w > 0) {
-        if (l->lease == LEASE_STREAM && !l->ahead) {  /* no slot keeps these: gone once written */
-            buf_consume(&l->out, (size_t)w);
-            l->out_base += (uint64_t)w;
-        }
+    /* a stream lease's: no slot keeps these, gone once written */
+    if (w > 0 && l->lease == LEASE_STREAM && !l->ahead) {
+        buf_consume(&l->out, (size_t)w);
+        l->out_base += (uint64_t)w;
     }
     /* a TLS write that waits for a read is flushed again by that read */
     if (w == (ssize_t)n || l->tls_wr_wants_read) {

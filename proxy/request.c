@@ -202,6 +202,8 @@ __attribute__((noinline))
 static int carry_out_routed(struct client *c, const char *frame, const struct resp_frame *fr,
                             struct route *rt)
 {
+    struct sidecar *sc = client_sc(c);
+
     switch (rt->kind) {
     case ROUTE_SHARED:
         if (rt->fanout)
@@ -244,12 +246,12 @@ static int carry_out_routed(struct client *c, const char *frame, const struct re
             if (rt->cmd && rt->cmd->local == LOCAL_HELLO && stream_hello(c, frame, fr) < 0)
                 break;
             if (rt->cmd && rt->cmd->local == LOCAL_CLIENT) {
-                int k = stream_client_cmd(c, frame, fr, &client_sc(c)->scratch);
+                int k = stream_client_cmd(c, frame, fr, &sc->scratch);
                 if (k < 0)
                     break;
                 if (k > 0) {
-                    frame = buf_start(&client_sc(c)->scratch);
-                    len = buf_used(&client_sc(c)->scratch);
+                    frame = buf_start(&sc->scratch);
+                    len = buf_used(&sc->scratch);
                 }
             }
             stream_forward(c, frame, len);
@@ -265,7 +267,7 @@ static int carry_out_routed(struct client *c, const char *frame, const struct re
             if (c->multi_aborted)
                 multi_flag_aborted(c->lease);
             c->multi_deferred = c->multi_aborted = 0;
-            lease_note(c, command_lookup(&client_sc(c)->cmds, "multi", 5), 0, 0);
+            lease_note(c, command_lookup(&sc->cmds, "multi", 5), 0, 0);
         }
         lease_note(c, rt->cmd, rt->db, rt->db_ok);
         if (__builtin_expect(c->in_multi || (rt->cmd && rt->cmd->state == STATE_END_MULTI), 0))
@@ -274,7 +276,7 @@ static int carry_out_routed(struct client *c, const char *frame, const struct re
          * unless redis refuses it (clientcmd_quiet_answered) */
         if (__builtin_expect(rt->block > 0, 0) && isfinite(rt->block) && rt->cmd &&
             strcmp(rt->cmd->name, "debug") == 0) {
-            master_paused(client_sc(c), rt->block > 86400 ? 86400 : rt->block, 0);
+            master_paused(sc, rt->block > 86400 ? 86400 : rt->block, 0);
             rt->flags |= REQ_QUIET;
         }
         forward(c, c->lease, frame, fr->len, rt->flags, rt->block);

@@ -231,6 +231,7 @@ static void hello_done(struct client *c, int ver, const char *name, size_t namel
 /* HELLO [protover [AUTH user pass] [SETNAME name]], parsed as redis 7 does. */
 static void cmd_hello(struct client *c, const struct resp_args *a)
 {
+    struct sidecar *sc = client_sc(c);
     long long ver = 0;
     int auth = 0;
     const char *name = NULL;
@@ -270,13 +271,13 @@ static void cmd_hello(struct client *c, const struct resp_args *a)
         }
     }
     /* redis checks the protocol before the credentials */
-    if (ver == 3 && client_sc(c)->master && client_sc(c)->master->pool->resp3_refused[0]) {
+    if (ver == 3 && sc->master && sc->master->pool->resp3_refused[0]) {
         client_reply_error(c, "NOPROTO unsupported protocol version (the upstream refused "
-                           "HELLO 3: %s)", client_sc(c)->master->pool->resp3_refused);
+                           "HELLO 3: %s)", sc->master->pool->resp3_refused);
         return;
     }
     if (auth && !admin_credentials(c, a->v[auth], a->l[auth], a->v[auth + 1], a->l[auth + 1])) {
-        if (!client_sc(c)->cfg->password) {
+        if (!sc->cfg->password) {
             /* Redis decides; the name waits for its answer */
             struct client_ext *x = client_ext(c);
             if (x) {
@@ -298,7 +299,7 @@ static void cmd_hello(struct client *c, const struct resp_args *a)
         }
     }
     if (!c->authed && !auth) {
-        client_sc(c)->st.err_auth++;
+        sc->st.err_auth++;
         client_reply_error(c, "NOAUTH HELLO must be called with the client already "
                            "authenticated, otherwise the HELLO <proto> AUTH <user> "
                            "<pass> option can be used to authenticate the client and "
@@ -307,8 +308,8 @@ static void cmd_hello(struct client *c, const struct resp_args *a)
     }
     if (auth)
         c->authed = 1;
-    hello_done(c, (int)ver, name, namel, &client_sc(c)->scratch);
-    client_reply(c, buf_start(&client_sc(c)->scratch), buf_used(&client_sc(c)->scratch));
+    hello_done(c, (int)ver, name, namel, &sc->scratch);
+    client_reply(c, buf_start(&sc->scratch), buf_used(&sc->scratch));
 }
 
 /* Redis's answer to an app's AUTH (or HELLO ... AUTH) sent by
