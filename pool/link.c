@@ -1092,19 +1092,24 @@ static void link_rd_cb(struct ev_loop *loop, ev_io *w, int revents)
     link_down(l, n == 0 ? LOST_CLOSED : LOST_ERROR, why);
 }
 
+/* A plain write()'s or writev()'s result as link_write returns it: EINTR
+ * is a wait (EAGAIN), another failure gets its why. */
+static inline ssize_t plain_written(ssize_t w, char *why, size_t whylen)
+{
+    if (w < 0 && errno != EAGAIN && errno != EINTR)
+        snprintf(why, whylen, "%s", strerror(errno));
+    else if (w < 0)
+        errno = EAGAIN;
+    return w;
+}
+
 /* Bytes out, as write(): over TLS, record after record until all are out
  * or the socket is full. -1 with errno EAGAIN is a wait; any other -1 a
  * failure, why set. */
 static ssize_t link_write(struct link *l, const char *p, size_t n, char *why, size_t whylen)
 {
-    if (__builtin_expect(l->tls == NULL, 1)) {
-        ssize_t w = write(l->fd, p, n);
-        if (w < 0 && errno != EAGAIN && errno != EINTR)
-            snprintf(why, whylen, "%s", strerror(errno));
-        else if (w < 0)
-            errno = EAGAIN;
-        return w;
-    }
+    if (__builtin_expect(l->tls == NULL, 1))
+        return plain_written(write(l->fd, p, n), why, whylen);
     size_t done = 0;
     int want = 0;
     l->tls_wr_wants_read = 0;
@@ -1486,12 +1491,7 @@ static ssize_t write_segs(struct link *l, size_t *n, char *why, size_t whylen)
         iov[k].iov_len = buf_used(&l->out) - (size_t)(at - l->out_base);
         *n += iov[k++].iov_len;
     }
-    ssize_t w = writev(l->fd, iov, k);
-    if (w < 0 && errno != EAGAIN && errno != EINTR)
-        snprintf(why, whylen, "%s", strerror(errno));
-    else if (w < 0)
-        errno = EAGAIN;
-    return w;
+    return plain_written(writev(l->fd, iov, k), why, whylen);
 }
 
 void link_flush(struct link *l)
