@@ -620,13 +620,6 @@ size_t resp_reply_skippable(const struct resp_framer *f, size_t n)
     return k;
 }
 
-long long resp_reply_body_left(const struct resp_framer *f)
-{
-    if ((f->phase != P_ITEM_BODY && f->phase != P_CHUNK_BODY) || f->off != 0 || f->bulk < 2)
-        return 0;
-    return f->bulk - 2;
-}
-
 size_t resp_reply_skip(struct resp_framer *f, size_t n)
 {
     size_t k = resp_reply_skippable(f, n);

@@ -80,11 +80,6 @@ long long resp_known(const struct resp_framer *f);
 size_t resp_reply_skip(struct resp_framer *f, size_t n);
 /* What resp_reply_skip(f, n) would return, f unchanged. */
 size_t resp_reply_skippable(const struct resp_framer *f, size_t n);
-/* Right after resp_reply_skip, inside a bulk string's (or a streamed
- * string chunk's) body: the bytes of it still to come, its CRLF not
- * counted; resp_reply_skip(f, k) for k up to that passes them over. 0
- * anywhere else. */
-long long resp_reply_body_left(const struct resp_framer *f);
 /* Split an inline line (without its line end) the way redis does
  * (quotes, \xHH escapes) and append it to `out` as a RESP array of bulk
  * strings. Returns the argument count, or -1 with *err set. */

@@ -6,7 +6,6 @@
 #include "link.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +21,6 @@
 #define LINK_KEEP_BUF    (64 * 1024)
 #define LINK_STREAM_CHUNK (256 * 1024)
 #define LINK_HOLD_OUT    (16 * 1024 * 1024)  /* a busy shared link keeps up to this */
-#define LINK_SPLICE_MIN  (16 * 1024)  /* a bulk body's rest worth a pipe */
-#define LINK_PIPE_SIZE   (1024 * 1024) /* what the pipe is asked to hold */
 #define BACKOFF_FIRST    0.05
 #define BACKOFF_MAX      2.0    /* and never over connect_timeout / 2, so a
                                  * request always sees a try before it gives up */
@@ -45,7 +42,6 @@ void link_init(struct link *l, struct pool *p, int idx, int resp3)
     l->idx = idx;
     l->resp3 = resp3;
     l->fd = -1;
-    l->pipe[0] = l->pipe[1] = -1;
     TAILQ_INIT(&l->fifo);
     resp_framer_reset(&l->fr);
     ev_init(&l->rio, link_rd_cb);
@@ -76,11 +72,6 @@ static void close_socket(struct link *l)
     if (l->fd >= 0)
         close(l->fd);
     l->fd = -1;
-    if (l->pipe[0] >= 0) {
-        close(l->pipe[0]);
-        close(l->pipe[1]);
-        l->pipe[0] = l->pipe[1] = -1;
-    }
     buf_free(&l->in);
     buf_free(&l->hs);
     l->hs_pending = 0;
@@ -1057,99 +1048,6 @@ static ssize_t tls_read_some(struct link *l, char *why, size_t whylen)
     }
 }
 
-/* The pipe splice_body moves bytes through, made on first use and kept
- * while the socket is. -1: none (then the bytes are read as ever). */
-static int open_pipe(struct link *l)
-{
-    if (pipe2(l->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
-        l->pipe[0] = l->pipe[1] = -1;
-        return -1;
-    }
-    (void)fcntl(l->pipe[1], F_SETPIPE_SZ, LINK_PIPE_SIZE);  /* else the default 64 KB */
-    return 0;
-}
-
-/* Bytes moved from the socket into the pipe that the owner's socket did
- * not take: read back into l->in and passed on the buffered way (its
- * output then holds them, within max_output_buffer as any reply). */
-static void unsplice(struct link *l, size_t n)
-{
-    char why[64];
-
-    if (buf_reserve(&l->in, n) < 0) {
-        link_down(l, LOST_ERROR, "out of memory");
-        return;
-    }
-    while (n) {
-        ssize_t k = read(l->pipe[0], l->in.data + l->in.len, n);
-        if (k <= 0) {                    /* a pipe holding n bytes gives them */
-            snprintf(why, sizeof why, "pipe: %s", k < 0 ? strerror(errno) : "empty");
-            link_down(l, LOST_ERROR, why);
-            return;
-        }
-        l->in.len += (size_t)k;
-        n -= (size_t)k;
-    }
-    process_replies(l);
-}
-
-/* A large bulk in a reply passed on as it comes (any bulk, at any depth)
- * goes from the server's socket to its client's through a pipe: splice()
- * moves pages, and its bytes are neither copied into this process nor
- * out of it. Only while nothing of the reply is buffered (l->in empty,
- * the framer inside the bulk's body), and only to an owner that takes
- * bytes straight now (pool cb splice_fd: a plaintext client whose output
- * is empty). The CRLF ending the body is read as usual, so the reply
- * ends the usual way (deliver). 1: done with this readiness; 0: read
- * it as usual. */
-static int splice_body(struct link *l)
-{
-    struct pool *p = l->pool;
-    struct req *r = TAILQ_FIRST(&l->fifo);
-    long long left = resp_reply_body_left(&l->fr);
-    size_t moved = 0;
-    int to;
-
-    if (left < LINK_SPLICE_MIN || buf_used(&l->in) || !r || !r->owner || !p->cb.splice_fd ||
-        (to = p->cb.splice_fd(r, p->cb.arg)) < 0 || (l->pipe[0] < 0 && open_pipe(l) < 0))
-        return 0;
-    while (left > 0 && moved < LINK_PIPE_SIZE) {
-        size_t want = left < LINK_PIPE_SIZE ? (size_t)left : LINK_PIPE_SIZE;
-        ssize_t k = splice(l->fd, NULL, l->pipe[1], NULL, want,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (k <= 0) {
-            char why[200];
-            if (k < 0 && (errno == EAGAIN || errno == EINTR))
-                return 1;
-            if (k < 0 && moved == 0 && (errno == EINVAL || errno == ENOSYS))
-                return 0;                /* no splice here: read */
-            snprintf(why, sizeof why, "%s", k == 0 ? "closed by the server" : strerror(errno));
-            link_down(l, k == 0 ? LOST_CLOSED : LOST_ERROR, why);
-            return 1;
-        }
-        l->last_rx = ev_now(p->loop);
-        p->st.bytes_in += (uint64_t)k;
-        ssize_t w = splice(l->pipe[0], NULL, to, NULL, (size_t)k,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (w < 0)
-            w = 0;                       /* a full socket, or a failure its owner sees */
-        if (w > 0) {
-            resp_reply_skip(&l->fr, (size_t)w);
-            p->cb.on_spliced(r, (size_t)w, p->cb.arg);
-            p->st.bytes_spliced += (uint64_t)w;
-        }
-        if (w < k) {
-            unsplice(l, (size_t)(k - w));
-            return 1;
-        }
-        left -= k;
-        moved += (size_t)k;
-        if ((size_t)k < want)
-            return 1;                    /* the socket had no more */
-    }
-    return 1;
-}
-
 static void link_rd_cb(struct ev_loop *loop, ev_io *w, int revents)
 {
     struct link *l = w->data;
@@ -1180,8 +1078,6 @@ static void link_rd_cb(struct ev_loop *loop, ev_io *w, int revents)
         link_down(l, n == 0 ? LOST_CLOSED : LOST_TLS, why);
         return;
     }
-    if (l->streaming && splice_body(l))
-        return;
     /* a reply passed on as it comes: as much at a time as has come */
     ssize_t n = buf_read_fd(&l->in, l->fd, l->streaming ? LINK_STREAM_CHUNK : LINK_READ_CHUNK);
     if (n > 0) {

@@ -59,7 +59,6 @@ struct link {
     int          idx;           /* position in the pool, for logs: addr#idx */
     int          resp3;         /* opened with HELLO 3: replies (and pushes) in RESP3 */
     int          fd;
-    int          pipe[2];       /* for large reply bodies (splice_body); -1: none */
     enum link_state state;
     struct tls_conn *tls;       /* the TLS session (pool's cfg.tls); NULL: plaintext,
                                  * or no socket or session yet */

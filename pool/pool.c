@@ -199,7 +199,6 @@ void pool_stats_add(struct pool_stats *to, const struct pool_stats *from)
     to->pushes_dropped += from->pushes_dropped;
     to->requests_unbuffered += from->requests_unbuffered;
     to->replies_streamed += from->replies_streamed;
-    to->bytes_spliced += from->bytes_spliced;
     to->streams_dropped += from->streams_dropped;
     to->reconnects += from->reconnects;
     for (int i = 0; i <= POOL_RTT_BUCKETS; i++)

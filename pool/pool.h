@@ -71,12 +71,6 @@ struct pool_callbacks {
      * (the owner cannot answer it any more: the frame is cut). */
     int (*on_reply_part)(struct req *r, const char *req, const char *p, size_t n, int last,
                          void *arg);
-    /* While such a reply streams (REQ_STREAMED): a plaintext socket that
-     * takes its next bytes straight, written by the pool (-1: none now,
-     * they go to on_reply_part); on_spliced counts what went. Both may
-     * be NULL. */
-    int (*splice_fd)(struct req *r, void *arg);
-    void (*on_spliced)(struct req *r, size_t n, void *arg);
     /* A request that did not run here and may run elsewhere (its link was
      * closed on purpose, or it is a replica's read whose link failed): its
      * bytes, valid during the call; the owner sends it on. */
@@ -166,7 +160,6 @@ struct pool_stats {
     uint64_t requests_unbuffered;  /* large requests sent from the buffer they were
                                     * read into, not copied (link_send_buf) */
     uint64_t replies_streamed;     /* large replies passed on as they came */
-    uint64_t bytes_spliced;        /* ... of them, moved socket to socket by splice */
     uint64_t streams_dropped;      /* ... whose client left mid-way: the rest dropped */
     uint64_t reconnects;           /* shared links ready again after a loss */
     /* Round trips, from handed to a link to its reply read, by bucket

@@ -370,11 +370,6 @@ static inline void count_out(struct client *c, size_t n)
     c->proc->app->bytes_out += n;
 }
 
-void client_passed(struct client *c, size_t n)
-{
-    count_out(c, n);
-}
-
 void client_pass(struct client *c, const char *p, size_t n)
 {
     /* Nothing queued before it: what the socket takes goes straight from

@@ -219,13 +219,6 @@ void client_stream(struct client *c, const char *p, size_t n);
 /* Part of a large reply passed on as it came, the next bytes the client
  * is owed: written at once if nothing waits before it. */
 void client_pass(struct client *c, const char *p, size_t n);
-/* The same written by the pool (splice): the socket to write to while
- * nothing waits in the output (else -1), and what went, counted. */
-static inline int client_pass_fd(const struct client *c)
-{
-    return client_out_used(c) || c->closed ? -1 : c->io.fd;
-}
-void client_passed(struct client *c, size_t n);
 /* A reply slot for a request about to go upstream, after the others. */
 struct req *client_slot(struct client *c, unsigned flags);
 /* A request's answer: its reply bytes, or err (sent as -ERR err). Fills

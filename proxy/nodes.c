@@ -119,7 +119,6 @@ struct node *nodes_add(struct sidecar *sc, const char *addr, const struct checke
 {
     const struct pool_callbacks cb = {
         .on_reply = upstream_on_reply, .on_reply_part = upstream_on_reply_part,
-        .splice_fd = upstream_splice_fd, .on_spliced = upstream_on_spliced,
         .on_replies = upstream_on_replies, .run_exclude = UPSTREAM_RUN_EXCLUDE,
         .on_unrun = upstream_on_unrun,
         .on_stream = upstream_on_stream, .on_lease_lost = lease_lost,

@@ -368,9 +368,6 @@ const struct stat_row stats_table[] = {
      "from the buffer they were read into, not copied.", 'c', P(requests_unbuffered)},
     {"Links", "replies_streamed", "replies_streamed_total", "", "Large replies passed on to "
      "their client as they came.", 'c', P(replies_streamed)},
-    {"Links", "reply_bytes_spliced", "reply_bytes_spliced_total", "", "Bytes of large "
-     "replies moved from a link's socket to their client's by splice(), not read.", 'c',
-     P(bytes_spliced)},
     {"Links", "streams_dropped", "streams_dropped_total", "", "Streamed replies whose client "
      "left mid-way (the rest dropped, the link kept).", 'c', P(streams_dropped)},
     {"Links", "links_opened", "links_opened_total", "", "Links that completed their "

@@ -188,18 +188,6 @@ int upstream_on_reply_part(struct req *r, const char *req, const char *p, size_t
     return 1;
 }
 
-int upstream_splice_fd(struct req *r, void *arg)
-{
-    (void)arg;
-    return client_pass_fd(r->owner);     /* REQ_STREAMED: the client's next bytes */
-}
-
-void upstream_on_spliced(struct req *r, size_t n, void *arg)
-{
-    (void)arg;
-    client_passed(r->owner, n);
-}
-
 void upstream_on_unrun(struct req *r, const char *req, const char *why, void *arg)
 {
     struct client *c = r->owner;

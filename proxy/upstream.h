@@ -25,8 +25,6 @@ void upstream_on_replies(struct req *const *v, const char *const *req, const siz
                          unsigned k, const char *p, void *arg);
 int upstream_on_reply_part(struct req *r, const char *req, const char *p, size_t n, int last,
                            void *arg);
-int upstream_splice_fd(struct req *r, void *arg);
-void upstream_on_spliced(struct req *r, size_t n, void *arg);
 void upstream_on_unrun(struct req *r, const char *req, const char *why, void *arg);
 void upstream_on_stream(void *lessee, const char *p, size_t n, void *arg);
 

@@ -52,7 +52,7 @@ def test_a_slow_reader_of_a_50mb_reply_costs_one_copy_within_the_output_limit(en
     the link goes on serving other clients meanwhile."""
     sc, value, other = one_link_and(env, master, "huge", 50)
     rss0 = status_kb(sc.proc.pid, "VmRSS")
-    streamed0, spliced0 = sc.counter("replies_streamed"), sc.counter("reply_bytes_spliced")
+    streamed0 = sc.counter("replies_streamed")
     s = sc.raw(timeout=30)
     s.sendall(resp_cmd("GET", "huge"))
     got = bytearray(s.recv(65536))
@@ -70,9 +70,6 @@ def test_a_slow_reader_of_a_50mb_reply_costs_one_copy_within_the_output_limit(en
     # buffered whole first, it would be +100 MB (link input and client output)
     assert ASAN or peak - rss0 <= 72 * 1024, (rss0, peak)
     assert sc.counter("replies_streamed") == streamed0 + 1
-    # spliced while the reader's socket took it, then read back from the
-    # pipe and buffered once it was full
-    assert 0 < sc.counter("reply_bytes_spliced") - spliced0 < len(value) // 2
     s.close()
 
 
@@ -120,53 +117,6 @@ def test_a_client_leaving_mid_way_through_a_streamed_reply_leaves_the_link_usabl
     p.get("small").get("big").get("small")
     assert p.execute() == [b"s", value, b"s"]
     assert {c["id"] for c in master.sidecar_links()} == links   # never reconnected
-
-
-def test_large_bulks_are_spliced_socket_to_socket_in_order(env, master):
-    """On a plaintext link the body of a large bulk (a value, or an
-    array's items) goes from Redis's socket to the client's through a
-    pipe; the replies around and after it keep their bytes and order."""
-    sc, value, r = one_link_and(env, master, "big", 8)
-    items = [os.urandom(1000) * 100 for _ in range(20)]         # an array of 2 MB
-    assert r.rpush("list", *items) == 20
-    spliced0 = sc.counter("reply_bytes_spliced")
-    p = r.pipeline(transaction=False)
-    p.get("big").lrange("list", 0, -1).get("small").get("big").mget("big", "small", "big")
-    assert p.execute() == [value, items, b"s", value, [value, b"s", value]]
-    total = 4 * len(value) + sum(map(len, items))
-    spliced = sc.counter("reply_bytes_spliced") - spliced0
-    print(f"\nspliced {spliced} of {total} bytes")
-    assert 1024 * 1024 < spliced <= total    # as much as the reader took as it came
-
-
-def test_a_link_lost_mid_splice_cuts_its_client_off_and_leaves_no_bytes_behind(env, master):
-    """Redis dies in the middle of a large reply being spliced: its client,
-    which has part of the frame, is closed; the link reconnects and the
-    next replies are whole (nothing of the old one left in a pipe)."""
-    sc, value, r = one_link_and(env, master, "big", 32)
-    head = b"$%d\r\n" % len(value)
-    spliced0 = sc.counter("reply_bytes_spliced")
-    s = sc.raw(timeout=30)
-    s.sendall(resp_cmd("GET", "big"))
-    got = bytearray(s.recv(65536))
-    os.kill(master.proc.pid, signal.SIGSTOP)     # the rest of the reply waits in redis
-    time.sleep(0.2)
-    master.stop(signal.SIGKILL)
-    while True:                              # what it had, then the close
-        chunk = s.recv(1 << 20)
-        if not chunk:
-            break
-        got += chunk
-    assert sc.counter("reply_bytes_spliced") > spliced0
-    assert len(head) < len(got) < len(head) + len(value)
-    assert bytes(got) == head + value[:len(got) - len(head)]
-    master.start()
-    master.client().set("big", value)
-    master.client().set("small", b"s")
-    wait_until(lambda: r.get("small") == b"s", what="the link serving again")
-    p = r.pipeline(transaction=False)
-    p.get("big").get("small").get("big")
-    assert p.execute() == [value, b"s", value]
 
 
 def test_a_large_set_whose_link_dies_mid_write_is_never_half_applied(env, tmp_path):
@@ -272,7 +222,7 @@ def test_a_large_request_taken_in_slowly_is_not_a_reply_timeout(env):
     a large request (a few MB each time it runs), it is not silent,
     however long the whole request takes."""
     master = env.redis("master")
-    sc = env.sidecar(master, pool={"connections": "1", "reply_timeout": "1s"},
+    sc = env.sidecar(master, pool={"connections": "1", "reply_timeout": "2s"},
                      clients={"max_query_buffer": "128mb"})
     r = sc.client(socket_timeout=60)
     assert r.ping()
@@ -297,7 +247,7 @@ def test_a_large_request_taken_in_slowly_is_not_a_reply_timeout(env):
         os.kill(master.proc.pid, signal.SIGCONT)
     took = time.monotonic() - t0
     print(f"\n100 MB taken in {took:.1f}s")
-    assert took > 1.5, took       # longer than reply_timeout, or this shows nothing
+    assert took > 2.5, took       # longer than reply_timeout, or this shows nothing
     # (make asan: the last few MB, in the kernel already, can take redis
     # longer than reply_timeout to read, which the proxy cannot see)
     assert ASAN or sc.counter("link_failures") == failures0
