@@ -7,13 +7,18 @@
  * due is sent at each wakeup.
  *
  *   loadgen -p PORT [-h 127.0.0.1] [-c 50] [-r 10000] [-t 5] [-w 1]
- *           [-T get|set] [-d 3] [-k 10000]
+ *           [-T get|set] [-d 3] [-k 10000] [-o FILE]
  *   loadgen -p PORT --populate [-d 3] [-k 10000]
+ *   loadgen --merge FILE
  *
  * Prints one line: rate, requests sent, answered, errors, lost (no reply
  * within 2 s of the end), and the latency percentiles p50, p90, p99,
  * p99.9 and the max, in microseconds, of the requests scheduled after the
- * warm-up (-w seconds, not counted). Exit 1 when it could not run. */
+ * warm-up (-w seconds, not counted). Exit 1 when it could not run.
+ * -o appends those latencies to FILE (raw floats), and --merge prints the
+ * count and percentiles of all a FILE holds: several runs pooled (make
+ * bench alternates the targets in rounds, so a slow spell of the machine
+ * falls on all of them). */
 #include <errno.h>
 #include <math.h>
 #include <netinet/in.h>
@@ -283,6 +288,45 @@ static double pct(double p)
     return lat[i < 0 ? 0 : i];
 }
 
+static void print_percentiles(void)
+{
+    qsort(lat, (size_t)counted, sizeof *lat, by_value);
+    printf("counted=%lld p50=%.1f p90=%.1f p99=%.1f p999=%.1f max=%.1f\n", counted, pct(50),
+           pct(90), pct(99), pct(99.9), counted ? lat[counted - 1] : NAN);
+}
+
+/* --merge FILE: the percentiles of every latency -o appended to it. */
+static int merge(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    long size;
+
+    if (!f || fseek(f, 0, SEEK_END) < 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0) {
+        fprintf(stderr, "loadgen: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    counted = size / (long)sizeof *lat;
+    if (!(lat = malloc((size_t)counted * sizeof *lat + 1)) ||
+        fread(lat, sizeof *lat, (size_t)counted, f) != (size_t)counted) {
+        fprintf(stderr, "loadgen: cannot read %s\n", path);
+        return 1;
+    }
+    fclose(f);
+    print_percentiles();
+    return 0;
+}
+
+/* -o FILE: this run's counted latencies appended, for --merge. */
+static void save(const char *path)
+{
+    FILE *f = fopen(path, "ab");
+
+    if (!f || fwrite(lat, sizeof *lat, (size_t)counted, f) != (size_t)counted || fclose(f)) {
+        fprintf(stderr, "loadgen: cannot write %s\n", path);
+        exit(1);
+    }
+}
+
 static int connect_to(void)
 {
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
@@ -338,6 +382,10 @@ static void populate(void)
 
 int main(int argc, char **argv)
 {
+    const char *out = NULL;
+
+    if (argc == 3 && !strcmp(argv[1], "--merge"))
+        return merge(argv[2]);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--populate")) {
@@ -346,7 +394,8 @@ int main(int argc, char **argv)
         }
         if (!v || a[0] != '-' || strlen(a) != 2) {
             fprintf(stderr, "usage: loadgen -p PORT [-h HOST] [-c CONNS] [-r RATE] [-t SECS] "
-                    "[-w WARMUP] [-T get|set] [-d SIZE] [-k KEYS] [--populate]\n");
+                    "[-w WARMUP] [-T get|set] [-d SIZE] [-k KEYS] [-o FILE] [--populate]\n"
+                    "       loadgen --merge FILE\n");
             return 1;
         }
         switch (a[1]) {
@@ -359,6 +408,7 @@ int main(int argc, char **argv)
         case 'T': opt.set = !strcmp(v, "set"); break;
         case 'd': opt.size = atoi(v); break;
         case 'k': opt.keys = atoi(v); break;
+        case 'o': out = v; break;
         default: fprintf(stderr, "loadgen: unknown option %s\n", a); return 1;
         }
         i++;
@@ -399,10 +449,10 @@ int main(int argc, char **argv)
     end_at = warm_until + opt.secs;
     send_due();
     ev_run(loop, 0);
-    qsort(lat, (size_t)counted, sizeof *lat, by_value);
-    printf("rate=%.0f sent=%lld answered=%lld errors=%lld lost=%lld counted=%lld "
-           "p50=%.1f p90=%.1f p99=%.1f p999=%.1f max=%.1f\n", opt.rate, sent, answered, errors,
-           sent - answered, counted, pct(50), pct(90), pct(99), pct(99.9),
-           counted ? lat[counted - 1] : NAN);
+    if (out)
+        save(out);
+    printf("rate=%.0f sent=%lld answered=%lld errors=%lld lost=%lld ", opt.rate, sent, answered,
+           errors, sent - answered);
+    print_percentiles();
     return answered < sent || errors ? 1 : 0;
 }

@@ -8,7 +8,7 @@
 #   BENCH_TLS_ONLY=1 ./bench/run.sh   # only section 7 (TLS to Redis)
 #   BENCH_CLUSTER_ONLY=1 ./bench/run.sh   # only section 8 (Redis Cluster)
 #   BENCH_LATENCY_ONLY=1 ./bench/run.sh   # only section 9 (open-loop latency;
-#                                           LOADGEN_BIN, BENCH_OL_SECS)
+#                                           LOADGEN_BIN, BENCH_OL_SECS, BENCH_OL_ROUNDS)
 #
 # Environment: SIDECAR_BIN (default ./redis-sidecar), NUTCRACKER_BIN (default
 # nutcracker from PATH or /usr/sbin), BENCH_QUICK=1, BENCH_TLS_ONLY=1 (run
@@ -61,7 +61,9 @@
 #  9. Open-loop latency (bench/loadgen): GET and SET, 3 B and 16 KB, at
 #     10k and 50k requests/s over 50 connections, direct, twemproxy and
 #     the sidecar: p50/p90/p99/p99.9 from each request's scheduled time,
-#     and what each proxy adds over direct.
+#     and what each proxy adds over direct. BENCH_OL_ROUNDS rounds (4) of
+#     BENCH_OL_SECS (2) per target, the targets in turn in each round,
+#     each target's latencies pooled over its rounds.
 #
 # Results go to stdout and, as markdown, to bench/out/results.md; per-run
 # numbers to bench/out/runs.csv; the processes' logs to bench/out/logs/.
@@ -116,7 +118,8 @@ RUN_MAIN=1 RUN_TLS=1 RUN_CLUSTER=1 RUN_LAT=1
 [ "$CLUSTER_ONLY" = 1 ] && RUN_MAIN=0 RUN_TLS=0 RUN_LAT=0
 [ "$LATENCY_ONLY" = 1 ] && RUN_MAIN=0 RUN_TLS=0 RUN_CLUSTER=0
 LOADGEN_BIN=${LOADGEN_BIN:-build/bench/loadgen}
-if [ "$QUICK" = 1 ]; then OL_SECS=${BENCH_OL_SECS:-1} OL_WARM=0.5; else OL_SECS=${BENCH_OL_SECS:-5} OL_WARM=1; fi
+if [ "$QUICK" = 1 ]; then OL_SECS=${BENCH_OL_SECS:-1} OL_WARM=0.5 OL_ROUNDS=${BENCH_OL_ROUNDS:-1}
+else OL_SECS=${BENCH_OL_SECS:-2} OL_WARM=0.5 OL_ROUNDS=${BENCH_OL_ROUNDS:-4}; fi
 
 # Workloads: label|test|clients|pipeline|value size|requests
 WORKLOADS=(
@@ -1286,7 +1289,7 @@ declare -A OL=()            # "label|target" -> loadgen's line
 OL_SKIP=""
 if [ "$RUN_LAT" = 1 ]; then
 echo
-echo "== open-loop latency: bench/loadgen, 50 connections, ${OL_SECS}s measured after ${OL_WARM}s of warm-up; µs from each request's scheduled time"
+echo "== open-loop latency: bench/loadgen, 50 connections, $OL_ROUNDS rounds of ${OL_SECS}s measured after ${OL_WARM}s of warm-up per target, pooled; µs from each request's scheduled time"
 if [ ! -x "$LOADGEN_BIN" ]; then
     OL_SKIP="$LOADGEN_BIN not built (make bench builds it)"
 else
@@ -1294,15 +1297,34 @@ else
     for wl in "${OL_WORKLOADS[@]}"; do
         IFS='|' read -r label test d rate keys <<<"$wl"
         taskset -c "$CPU_CLIENT" "$LOADGEN_BIN" -p "$P_MASTER" --populate -d "$d" -k "$keys"             >/dev/null 2>>"$TMP/loadgen.log" || FAILURES+=("FAIL: loadgen could not populate for $label")
-        line="  $label:"
-        for t in direct twemproxy sidecar; do
-            out=$(taskset -c "$CPU_CLIENT" "$LOADGEN_BIN" -p "$(port_of "$t")" -c 50 -r "$rate"                   -t "$OL_SECS" -w "$OL_WARM" -T "$test" -d "$d" -k "$keys" 2>>"$TMP/loadgen.log")
-            rc=$?
-            OL["$label|$t"]=$out
-            [ "$rc" = 0 ] || FAILURES+=("FAIL: loadgen through $t, $label: ${out:-no output} $(tail -c 200 "$TMP/loadgen.log")")
-            line+="  $t $(sed -n 's/.*p50=\([^ ]*\) .*p99=\([^ ]*\) p999=\([^ ]*\) .*/p50 \1 p99 \2 p99.9 \3/p' <<<"$out")"
-            echo "$label,1,$t-open-loop,,$(tr ' ' ';' <<<"$out")," >>"$OUT/runs.csv"
+        # OL_ROUNDS rounds, each running the three targets in a turn that
+        # starts one further on each round; a target's latencies pooled
+        declare -A OL_SUM=()
+        targets=(direct twemproxy sidecar)
+        for t in "${targets[@]}"; do rm -f "$TMP/ol-$t.lat"; done
+        for ((round = 0; round < OL_ROUNDS; round++)); do
+            for ((j = 0; j < 3; j++)); do
+                t=${targets[$(( (round + j) % 3 ))]}
+                out=$(taskset -c "$CPU_CLIENT" "$LOADGEN_BIN" -p "$(port_of "$t")" -c 50 -r "$rate" \
+                      -t "$OL_SECS" -w "$OL_WARM" -T "$test" -d "$d" -k "$keys" -o "$TMP/ol-$t.lat" \
+                      2>>"$TMP/loadgen.log")
+                rc=$?
+                [ "$rc" = 0 ] || FAILURES+=("FAIL: loadgen through $t, $label, round $((round + 1)): ${out:-no output} $(tail -c 200 "$TMP/loadgen.log")")
+                echo "$label,$((round + 1)),$t-open-loop,,$(tr ' ' ';' <<<"$out")," >>"$OUT/runs.csv"
+                for f in sent answered errors lost; do
+                    v=$(sed -n "s/.* $f=\([0-9]*\).*/\1/p" <<<" $out")
+                    OL_SUM["$t|$f"]=$(( ${OL_SUM["$t|$f"]:-0} + ${v:-0} ))
+                done
+            done
         done
+        line="  $label:"
+        for t in "${targets[@]}"; do
+            out="rate=$rate sent=${OL_SUM["$t|sent"]} answered=${OL_SUM["$t|answered"]} errors=${OL_SUM["$t|errors"]} lost=${OL_SUM["$t|lost"]} $("$LOADGEN_BIN" --merge "$TMP/ol-$t.lat" 2>>"$TMP/loadgen.log")"
+            OL["$label|$t"]=$out
+            line+="  $t $(sed -n 's/.*p50=\([^ ]*\) .*p99=\([^ ]*\) p999=\([^ ]*\) .*/p50 \1 p99 \2 p99.9 \3/p' <<<"$out")"
+            echo "$label,pooled,$t-open-loop,,$(tr ' ' ';' <<<"$out")," >>"$OUT/runs.csv"
+        done
+        unset OL_SUM
         echo "$line"
     done
     stop_proc "$TWEM_PID" INT 10
@@ -1526,7 +1548,7 @@ NOTES=(
     "cluster instructions: as in section 3 ('$CG_CMD' minus a 0-request run, min_idle_leases = 0), the sidecar with [upstream] cluster and [health] check_interval = 3600s; that command's one key (key:__rand_int__, no -r) is in one slot, so all its requests go to one node; the -r $CL_KEYS line spreads them over the 3. The 0-request run includes reading the slot map and opening the pool links to all 3 nodes. In cluster mode the sidecar reads the slot map again every check_interval (default 1 s): that work is per second, not per request, and would land on (or, when the loaded run is shorter than the empty run's 3 s idle, come off) the requests, so it is kept out of these runs (check_interval = 3600s) as section 3 keeps out leases opened on timers, and measured apart per idle second. The single-master figure keeps section 3's settings (default check_interval: one node's PING + ROLE per second). Wall time of each loaded run in brackets. Target: cluster/single master ≤ 1.20"
 )
 [ "$RUN_LAT" = 0 ] || NOTES+=(
-    "open-loop latency (section 9): bench/loadgen (C, libev) on CPU $CPU_CLIENT, 50 connections, requests scheduled at a fixed rate (a timerfd armed for the next one, timer slack 1 ns) and sent round-robin over the connections whatever the replies do; each one's latency runs from its scheduled time to its reply (so a stall counts the queueing it causes: no coordinated omission). ${OL_SECS} s measured after ${OL_WARM} s of warm-up, one run per target, direct, twemproxy and the sidecar one after the other against the same master; keys key:0..N-1 populated first by loadgen --populate. Added latency: the sidecar's (or twemproxy's) percentile minus direct's at the same rate and workload. On this 2-core VM, timer wake-ups and scheduling put the direct p50 near 50 µs and the tails (p99.9, max) in the milliseconds for every target"
+    "open-loop latency (section 9): bench/loadgen (C, libev) on CPU $CPU_CLIENT, 50 connections, requests scheduled at a fixed rate (a timerfd armed for the next one, timer slack 1 ns) and sent round-robin over the connections whatever the replies do; each one's latency runs from its scheduled time to its reply (so a stall counts the queueing it causes: no coordinated omission). $OL_ROUNDS rounds per workload, each running direct, twemproxy and the sidecar in turn (the turn starting one further on each round) against the same master, ${OL_SECS} s measured after ${OL_WARM} s of warm-up per run; a target's latencies over all its rounds pooled before the percentiles are taken, so a slow spell of the machine falls on every target; keys key:0..N-1 populated first by loadgen --populate. Added latency: the sidecar's (or twemproxy's) percentile minus direct's at the same rate and workload. On this 2-core VM, timer wake-ups and scheduling put the direct p50 near 50 µs and the tails (p99.9, max) in the milliseconds for every target"
 )
 
 VERS="redis-server $(redis-server --version | grep -o 'v=[^ ]*' | cut -c3-)"
@@ -1655,7 +1677,7 @@ CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')
     echo
     echo "## Open-loop latency"
     echo
-    echo "bench/loadgen sends at a fixed rate over 50 connections whatever the replies do, and times each request from its scheduled send time (no coordinated omission); ${OL_SECS} s measured after ${OL_WARM} s of warm-up, one run per target, the same master; µs.${OL_SKIP:+ **Did not run: $OL_SKIP.**}"
+    echo "bench/loadgen sends at a fixed rate over 50 connections whatever the replies do, and times each request from its scheduled send time (no coordinated omission); $OL_ROUNDS rounds of ${OL_SECS} s (after ${OL_WARM} s of warm-up) per target, the targets in turn within each round, latencies pooled over the rounds; the same master; µs.${OL_SKIP:+ **Did not run: $OL_SKIP.**}"
     echo
     echo "| workload | target | p50 | p90 | p99 | p99.9 | max | added over direct (p50 / p99 / p99.9) |"
     echo "|---|---|---:|---:|---:|---:|---:|---|"
