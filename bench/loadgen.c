@@ -299,16 +299,19 @@ static void print_percentiles(void)
 static int merge(const char *path)
 {
     FILE *f = fopen(path, "rb");
-    long size;
+    long size = -1;
 
     if (!f || fseek(f, 0, SEEK_END) < 0 || (size = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) < 0) {
         fprintf(stderr, "loadgen: %s: %s\n", path, strerror(errno));
+        if (f)
+            fclose(f);
         return 1;
     }
     counted = size / (long)sizeof *lat;
-    if (!(lat = malloc((size_t)counted * sizeof *lat + 1)) ||
+    if (size % (long)sizeof *lat || !(lat = malloc((size_t)counted * sizeof *lat + 1)) ||
         fread(lat, sizeof *lat, (size_t)counted, f) != (size_t)counted) {
-        fprintf(stderr, "loadgen: cannot read %s\n", path);
+        fprintf(stderr, "loadgen: cannot read %s (or not whole latencies)\n", path);
+        fclose(f);
         return 1;
     }
     fclose(f);

@@ -61,8 +61,8 @@
 #  9. Open-loop latency (bench/loadgen): GET and SET, 3 B and 16 KB, at
 #     10k and 50k requests/s over 50 connections, direct, twemproxy and
 #     the sidecar: p50/p90/p99/p99.9 from each request's scheduled time,
-#     and what each proxy adds over direct. BENCH_OL_ROUNDS rounds (4) of
-#     BENCH_OL_SECS (2) per target, the targets in turn in each round,
+#     and what each proxy adds over direct. BENCH_OL_ROUNDS rounds (3) of
+#     BENCH_OL_SECS (3) per target, the targets in turn in each round,
 #     each target's latencies pooled over its rounds.
 #
 # Results go to stdout and, as markdown, to bench/out/results.md; per-run
@@ -119,7 +119,9 @@ RUN_MAIN=1 RUN_TLS=1 RUN_CLUSTER=1 RUN_LAT=1
 [ "$LATENCY_ONLY" = 1 ] && RUN_MAIN=0 RUN_TLS=0 RUN_CLUSTER=0
 LOADGEN_BIN=${LOADGEN_BIN:-build/bench/loadgen}
 if [ "$QUICK" = 1 ]; then OL_SECS=${BENCH_OL_SECS:-1} OL_WARM=0.5 OL_ROUNDS=${BENCH_OL_ROUNDS:-1}
-else OL_SECS=${BENCH_OL_SECS:-2} OL_WARM=0.5 OL_ROUNDS=${BENCH_OL_ROUNDS:-4}; fi
+else OL_SECS=${BENCH_OL_SECS:-3} OL_WARM=0.5 OL_ROUNDS=${BENCH_OL_ROUNDS:-3}; fi
+# (3 rounds: each target runs once in each place of the turn)
+case "$OL_ROUNDS" in ''|*[!0-9]*|0) echo "bench: BENCH_OL_ROUNDS must be 1 or more" >&2; exit 1 ;; esac
 
 # Workloads: label|test|clients|pipeline|value size|requests
 WORKLOADS=(
@@ -1310,7 +1312,7 @@ else
                       2>>"$TMP/loadgen.log")
                 rc=$?
                 [ "$rc" = 0 ] || FAILURES+=("FAIL: loadgen through $t, $label, round $((round + 1)): ${out:-no output} $(tail -c 200 "$TMP/loadgen.log")")
-                echo "$label,$((round + 1)),$t-open-loop,,$(tr ' ' ';' <<<"$out")," >>"$OUT/runs.csv"
+                echo "\"$label\",$((round + 1)),$t-open-loop,,$(tr ' ' ';' <<<"$out")," >>"$OUT/runs.csv"
                 for f in sent answered errors lost; do
                     v=$(sed -n "s/.* $f=\([0-9]*\).*/\1/p" <<<" $out")
                     OL_SUM["$t|$f"]=$(( ${OL_SUM["$t|$f"]:-0} + ${v:-0} ))
@@ -1319,10 +1321,10 @@ else
         done
         line="  $label:"
         for t in "${targets[@]}"; do
-            out="rate=$rate sent=${OL_SUM["$t|sent"]} answered=${OL_SUM["$t|answered"]} errors=${OL_SUM["$t|errors"]} lost=${OL_SUM["$t|lost"]} $("$LOADGEN_BIN" --merge "$TMP/ol-$t.lat" 2>>"$TMP/loadgen.log")"
+            out="rate=$rate sent=${OL_SUM["$t|sent"]:-0} answered=${OL_SUM["$t|answered"]:-0} errors=${OL_SUM["$t|errors"]:-0} lost=${OL_SUM["$t|lost"]:-0} $("$LOADGEN_BIN" --merge "$TMP/ol-$t.lat" 2>>"$TMP/loadgen.log")"
             OL["$label|$t"]=$out
             line+="  $t $(sed -n 's/.*p50=\([^ ]*\) .*p99=\([^ ]*\) p999=\([^ ]*\) .*/p50 \1 p99 \2 p99.9 \3/p' <<<"$out")"
-            echo "$label,pooled,$t-open-loop,,$(tr ' ' ';' <<<"$out")," >>"$OUT/runs.csv"
+            echo "\"$label\",pooled,$t-open-loop,,$(tr ' ' ';' <<<"$out")," >>"$OUT/runs.csv"
         done
         unset OL_SUM
         echo "$line"
@@ -1548,7 +1550,7 @@ NOTES=(
     "cluster instructions: as in section 3 ('$CG_CMD' minus a 0-request run, min_idle_leases = 0), the sidecar with [upstream] cluster and [health] check_interval = 3600s; that command's one key (key:__rand_int__, no -r) is in one slot, so all its requests go to one node; the -r $CL_KEYS line spreads them over the 3. The 0-request run includes reading the slot map and opening the pool links to all 3 nodes. In cluster mode the sidecar reads the slot map again every check_interval (default 1 s): that work is per second, not per request, and would land on (or, when the loaded run is shorter than the empty run's 3 s idle, come off) the requests, so it is kept out of these runs (check_interval = 3600s) as section 3 keeps out leases opened on timers, and measured apart per idle second. The single-master figure keeps section 3's settings (default check_interval: one node's PING + ROLE per second). Wall time of each loaded run in brackets. Target: cluster/single master ≤ 1.20"
 )
 [ "$RUN_LAT" = 0 ] || NOTES+=(
-    "open-loop latency (section 9): bench/loadgen (C, libev) on CPU $CPU_CLIENT, 50 connections, requests scheduled at a fixed rate (a timerfd armed for the next one, timer slack 1 ns) and sent round-robin over the connections whatever the replies do; each one's latency runs from its scheduled time to its reply (so a stall counts the queueing it causes: no coordinated omission). $OL_ROUNDS rounds per workload, each running direct, twemproxy and the sidecar in turn (the turn starting one further on each round) against the same master, ${OL_SECS} s measured after ${OL_WARM} s of warm-up per run; a target's latencies over all its rounds pooled before the percentiles are taken, so a slow spell of the machine falls on every target; keys key:0..N-1 populated first by loadgen --populate. Added latency: the sidecar's (or twemproxy's) percentile minus direct's at the same rate and workload. On this 2-core VM, timer wake-ups and scheduling put the direct p50 near 50 µs and the tails (p99.9, max) in the milliseconds for every target"
+    "open-loop latency (section 9): bench/loadgen (C, libev) on CPU $CPU_CLIENT, 50 connections, requests scheduled at a fixed rate (a timerfd armed for the next one, timer slack 1 ns) and sent round-robin over the connections whatever the replies do; each one's latency runs from its scheduled time to its reply (so a stall counts the queueing it causes: no coordinated omission). $OL_ROUNDS rounds per workload, each running direct, twemproxy and the sidecar in turn (the turn starting one further on each round) against the same master, ${OL_SECS} s measured after ${OL_WARM} s of warm-up per run; a target's latencies over all its rounds pooled before the percentiles are taken, so a slow spell of the machine falls on every target; keys key:0..N-1 populated first by loadgen --populate. Added latency: the sidecar's (or twemproxy's) percentile minus direct's at the same rate and workload. Requests lost (no reply within 2 s of the end; lost= counts them) are not in the percentiles. On this 2-core VM, timer wake-ups and scheduling put the direct p50 anywhere from about 50 to 220 µs (at 10k/s it can change from one round to the next) and the tails (p99.9, max) in the milliseconds for every target"
 )
 
 VERS="redis-server $(redis-server --version | grep -o 'v=[^ ]*' | cut -c3-)"
