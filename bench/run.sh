@@ -118,9 +118,10 @@ RUN_MAIN=1 RUN_TLS=1 RUN_CLUSTER=1 RUN_LAT=1
 [ "$CLUSTER_ONLY" = 1 ] && RUN_MAIN=0 RUN_TLS=0 RUN_LAT=0
 [ "$LATENCY_ONLY" = 1 ] && RUN_MAIN=0 RUN_TLS=0 RUN_CLUSTER=0
 LOADGEN_BIN=${LOADGEN_BIN:-build/bench/loadgen}
-if [ "$QUICK" = 1 ]; then OL_SECS=${BENCH_OL_SECS:-1} OL_WARM=0.5 OL_ROUNDS=${BENCH_OL_ROUNDS:-1}
-else OL_SECS=${BENCH_OL_SECS:-3} OL_WARM=0.5 OL_ROUNDS=${BENCH_OL_ROUNDS:-3}; fi
+OL_WARM=0.5
 # (3 rounds: each target runs once in each place of the turn)
+if [ "$QUICK" = 1 ]; then OL_SECS=${BENCH_OL_SECS:-1} OL_ROUNDS=${BENCH_OL_ROUNDS:-1}
+else OL_SECS=${BENCH_OL_SECS:-3} OL_ROUNDS=${BENCH_OL_ROUNDS:-3}; fi
 case "$OL_ROUNDS" in ''|*[!0-9]*|0) echo "bench: BENCH_OL_ROUNDS must be 1 or more" >&2; exit 1 ;; esac
 
 # Workloads: label|test|clients|pipeline|value size|requests
@@ -1313,7 +1314,7 @@ else
                 rc=$?
                 [ "$rc" = 0 ] || FAILURES+=("FAIL: loadgen through $t, $label, round $((round + 1)): ${out:-no output} $(tail -c 200 "$TMP/loadgen.log")")
                 echo "\"$label\",$((round + 1)),$t-open-loop,,$(tr ' ' ';' <<<"$out")," >>"$OUT/runs.csv"
-                for f in sent answered errors lost; do
+                for f in sent answered errors; do
                     v=$(sed -n "s/.* $f=\([0-9]*\).*/\1/p" <<<" $out")
                     OL_SUM["$t|$f"]=$(( ${OL_SUM["$t|$f"]:-0} + ${v:-0} ))
                 done
@@ -1321,7 +1322,8 @@ else
         done
         line="  $label:"
         for t in "${targets[@]}"; do
-            out="rate=$rate sent=${OL_SUM["$t|sent"]:-0} answered=${OL_SUM["$t|answered"]:-0} errors=${OL_SUM["$t|errors"]:-0} lost=${OL_SUM["$t|lost"]:-0} $("$LOADGEN_BIN" --merge "$TMP/ol-$t.lat" 2>>"$TMP/loadgen.log")"
+            sent=${OL_SUM["$t|sent"]:-0} answered=${OL_SUM["$t|answered"]:-0}
+            out="rate=$rate sent=$sent answered=$answered errors=${OL_SUM["$t|errors"]:-0} lost=$((sent - answered)) $("$LOADGEN_BIN" --merge "$TMP/ol-$t.lat" 2>>"$TMP/loadgen.log")"
             OL["$label|$t"]=$out
             line+="  $t $(sed -n 's/.*p50=\([^ ]*\) .*p99=\([^ ]*\) p999=\([^ ]*\) .*/p50 \1 p99 \2 p99.9 \3/p' <<<"$out")"
             echo "\"$label\",pooled,$t-open-loop,,$(tr ' ' ';' <<<"$out")," >>"$OUT/runs.csv"
