@@ -220,6 +220,10 @@ def test_local_commands(sidecar, master):
     r = sidecar.client()
     # HELLO reports the master's version once a link has learnt it
     wait_until(lambda: sidecar.info()["master_links_ready"] == "2", what="links up")
+    # the version comes from the health check's INFO, which may answer after
+    # the links are up; until then HELLO says "unknown"
+    wait_until(lambda: sidecar.info()["upstream_redis_version"] != "unknown",
+               what="the master's version learnt")
     hello = r.execute_command("HELLO")
     d = dict(zip(hello[::2], hello[1::2]))
     assert d[b"proto"] == 2 and d[b"server"] == b"redis"

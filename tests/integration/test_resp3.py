@@ -37,8 +37,11 @@ def links_by_protocol(master):
 
 
 def test_hello_3_and_back(sidecar, master):
-    # the master's version is known once a link has said it (INFO on connect)
+    # the master's version is known once the health check's INFO has said it,
+    # which may be after the links are up
     wait_until(lambda: sidecar.info()["master_links_ready"] == "2", what="links ready")
+    wait_until(lambda: sidecar.info()["upstream_redis_version"] != "unknown",
+               what="the master's version learnt")
     c = Conn(sidecar)
     t, h = c.typed("HELLO", "3")
     assert t == b"%"
