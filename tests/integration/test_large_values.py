@@ -76,6 +76,8 @@ def test_a_slow_reader_of_a_50mb_reply_costs_one_copy_within_the_output_limit(en
 def test_a_slow_reader_over_max_output_buffer_is_closed_and_the_link_kept(env, master):
     sc = env.sidecar(master, pool={"connections": "1"}, clients={"max_output_buffer": "16mb"})
     master.client().set("big", b"b" * (10 * MB))
+    # the proxy listens before its link has named itself to redis
+    wait_until(lambda: len(master.sidecar_links()) == 1, what="the link named")
     links = {c["id"] for c in master.sidecar_links()}
     s = sc.raw(timeout=30)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

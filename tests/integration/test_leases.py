@@ -456,7 +456,10 @@ def test_monitor_on_its_own_lease(env, master):
 def test_leases_ready_ahead_of_need(env, master):
     """min_idle_leases: the master keeps leases open and reset, refilled as
     they are taken, and pinged so none goes stale."""
-    sc = env.sidecar(master, pool={"min_idle_leases": "2", "validate_after": "200ms"})
+    # an idle lease is pinged once idle for half validate_after, checked every
+    # quarter: at 1 s a stalled proxy has 250 ms before a lease is found stale
+    # (at 200 ms it had 50)
+    sc = env.sidecar(master, pool={"min_idle_leases": "2", "validate_after": "1s"})
     wait_until(lambda: sc.nodes()["node"][0]["leases_idle"] == "2", what="two leases ahead")
     assert len(master.links("sidecar-lease")) == 2
     s = sc.raw()
@@ -464,7 +467,7 @@ def test_leases_ready_ahead_of_need(env, master):
     wait_until(lambda: master.client().info("clients")["blocked_clients"] == 1, what="blocked")
     # one taken: another is opened to keep two ready
     wait_until(lambda: len(master.links("sidecar-lease")) == 3, what="refilled")
-    time.sleep(0.6)                              # past validate_after: pinged, not replaced
+    time.sleep(2.5)                              # past validate_after: pinged, not replaced
     opened = sc.counter("links_opened")
     r = sc.client()
     assert r.execute_command("MULTI") in (True, b"OK")

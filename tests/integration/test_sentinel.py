@@ -255,7 +255,12 @@ def master_killed_under_writes(topo):
           f"{len(reader.errors())} errors")
     assert not reader.errors(), reader.error_texts()[:5]
     assert during > 0
-    assert int(nodes(sc)["master_switches"]) == len(switches.times())
+    # one switch per master the sentinels named; in a double failover the
+    # middle master may be deposed before the proxy confirmed it by ROLE,
+    # and the proxy goes straight to the last one
+    named = len(switches.times())
+    got = int(nodes(sc)["master_switches"])
+    assert got == named if named == 1 else 1 <= got <= named, (got, named)
     # the switch was heard as events too, not only polled
     assert sum(int(s["events"]) for s in nodes(sc)["sentinel"]) > 0
     assert "master is now 127.0.0.1:%d" % new[1] in sc.log()
@@ -400,10 +405,12 @@ def test_sentinel_down_at_start_then_all_down_keeps_the_last_topology(env, topo)
     down.stop()
     sc = topo.sidecar()
     wait_confirmed(sc, f"127.0.0.1:{topo.master.port}")
-    n = nodes(sc)
-    states = {s["addr"]: s["state"] for s in n["sentinel"]}
-    assert states[f"127.0.0.1:{down.port}"] == "down"
-    assert list(states.values()).count("up") == 2
+    # the first sentinel to answer names the master; the other live one is
+    # "up" once its own poll has been answered, which may be a moment later
+    def states():
+        return {s["addr"]: s["state"] for s in nodes(sc)["sentinel"]}
+    wait_until(lambda: list(states().values()).count("up") == 2, what="two sentinels up")
+    assert states()[f"127.0.0.1:{down.port}"] == "down"
     assert f"sentinel 127.0.0.1:{down.port}: connect: Connection refused" in sc.log()
     replicas = {f"127.0.0.1:{r.port}" for r in topo.replicas}
     wait_until(lambda: {x["addr"] for x in nodes(sc)["node"] if x["use"] == "replica"} == replicas,

@@ -23,7 +23,9 @@ def timed_error(r, *cmd):
 
 def test_master_down_at_start(env):
     m = env.redis("master", start=False)
-    sc = env.sidecar(m.port, pool=POOL)
+    # the health check must not mark the master down during these requests
+    # (3 failed checks, 2 s, would; then the replies say "is down")
+    sc = env.sidecar(m.port, pool=POOL, health={"down_after": "100"})
     r = sc.client()
     msg, took = timed_error(r, "GET", "k")
     assert msg.startswith(f"upstream 127.0.0.1:{m.port} unavailable: connect: Connection refused")
