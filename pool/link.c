@@ -810,8 +810,9 @@ static int skip_reply(struct link *l)
  * a bulk or an array (not an error, whose text the owner reads, nor a
  * push) answering the request at the head, on a shared link or a lease
  * not in stream mode. Then what is read of it is passed on and dropped
- * from the input at each read, and memory holds one read's worth of it,
- * not the whole. */
+ * from the input: the first piece at once, later ones once they make
+ * LINK_STREAM_BATCH, and the end as it comes. Memory holds that and one
+ * read's worth of it, not the whole. */
 static void stream_reply(struct link *l) __attribute__((noinline));
 
 static void stream_reply(struct link *l)
@@ -826,6 +827,8 @@ static void stream_reply(struct link *l)
          (in[0] != '$' && in[0] != '*')))
         return;                          /* (a small reply in pieces leaves at the first test) */
     size_t n = resp_reply_skippable(&l->fr, buf_used(&l->in));
+    if (l->streaming && r->owner && n < LINK_STREAM_BATCH)
+        return;                          /* kept for a larger piece, or the end */
     if (!l->streaming) {
         /* set before the call: what it does may close this link (its
          * client closed at its output limit lets its lease go) */

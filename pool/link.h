@@ -22,6 +22,12 @@ struct pool;
 /* A reply known to be this large or more goes to its owner as it comes
  * (pool's on_reply_part), not buffered whole first. */
 #define LINK_STREAM_MIN (64 * 1024)
+/* After its first piece, such a reply is passed on in pieces of at least
+ * this much (or its end): each piece is a write to the client and a
+ * wake-up of the app. 1 MB GETs at -c 10, the app on the proxy's core:
+ * 5% less proxy CPU and 4-5% more req/s than passing on every read
+ * (~6 pieces a reply, now ~3); buffering the rest whole did less well. */
+#define LINK_STREAM_BATCH (512 * 1024)
 /* The most replies handed over in one on_replies call. */
 #define LINK_RUN_MAX 64
 
