@@ -265,6 +265,16 @@ static inline __attribute__((always_inline)) void shared(struct client *c, struc
     /* a cluster: the master of the slot of the first key */
     if (__builtin_expect(sc->cl != NULL, 0) &&
         !(n = cluster_route(sc, rt->cmd, frame, fr, &why, &sh))) {
+        if (sc->cl->have_map) {
+            /* a map with the slot unserved is a moment of a failover (the
+             * deposed master let its slots go before the heir's claim was
+             * heard): held as Redis's own CLUSTERDOWN is, until a map
+             * names its master or failover_wait runs out */
+            snprintf(sc->no_master_why, sizeof sc->no_master_why,
+                     "CLUSTERDOWN Hash slot not served (%s)", why);
+            rt->kind = ROUTE_HOLD;
+            return;
+        }
         error(rt, &sc->st.err_node_down, "CLUSTERDOWN Hash slot not served (%s)", why);
         return;
     }

@@ -468,7 +468,8 @@ static void send_part(struct split *s, struct client *c, struct node *n, int i,
     r->owner = s;
     r->flags = REQ_PART | flags;
     r->key_len = (uint32_t)i;            /* which part: the split's, as owner */
-    if (n && n->pool->down && hold_part(s, r, p, len) == 0)
+    /* its master down, or its slot unserved in the map (a failover) */
+    if ((n ? n->pool->down : s->sc->cl && s->sc->cl->have_map) && hold_part(s, r, p, len) == 0)
         return;
     if (!n || n->pool->down || !l || link_send(l, r, p, len) < 0) {
         r->len = len;

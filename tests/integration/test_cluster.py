@@ -556,6 +556,69 @@ def test_manual_failover_under_load_gives_no_error(env, cluster):
     assert load.errors() == [], load.error_texts()[:5]
 
 
+def unassign(cluster, slot):
+    """The slot unassigned on every node (a heartbeat already on its way
+    may give it back to its owner on some: asked again until none has it)."""
+    def gone():
+        left = False
+        for n in cluster.nodes:
+            owned = any(lo <= slot <= hi for lo, hi, *_ in n.client().execute_command(
+                "CLUSTER", "SLOTS"))
+            if owned:
+                left = True
+                try:
+                    n.client().execute_command("CLUSTER", "DELSLOTS", slot)
+                except redis.ResponseError:
+                    pass
+        return not left
+    wait_until(gone, timeout=10, what=f"slot {slot} unassigned everywhere")
+
+
+def map_slots(sc):
+    return sum(int(s["slots"]) for s in nodes(sc)["shard"])
+
+
+def test_a_slot_the_map_leaves_unserved_is_waited_for(env, cluster):
+    """A slot no master claims in the map is a moment of a failover (in a
+    manual one, the deposed master lets its slots go before the others
+    hear the heir claim them): its requests are held as Redis's own
+    CLUSTERDOWN is, and sent once a map names its master; a split's part
+    for it waits the same way. Past failover_wait they get the error."""
+    sc = cluster_sidecar(env, cluster, routing={"failover_wait": "10s"})
+    slot = key_slot(b"us")
+    owner = slot_owners(cluster)[slot]
+    other = next(k for k in (f"o{i}" for i in range(1000))
+                 if slot_owners(cluster)[key_slot(k.encode())] is not owner)
+    unassign(cluster, slot)
+    wait_until(lambda: map_slots(sc) == 16383, what="the map without the slot")
+    got = []
+    c1, c2 = sc.client(socket_timeout=15), sc.client(socket_timeout=15)
+    threads = [threading.Thread(target=lambda: got.append(("set", c1.set("{us}:k", "v")))),
+               threading.Thread(target=lambda: got.append(
+                   ("mset", c2.mset({"{us}:a": "1", other: "2"}))))]
+    for t in threads:
+        t.start()
+    wait_until(lambda: int(sc.info()["requests_held_for_master"]) >= 2, what="both held")
+    time.sleep(0.5)
+    assert got == [] and all(t.is_alive() for t in threads)
+    owner.client().execute_command("CLUSTER", "ADDSLOTS", slot)
+    for t in threads:
+        t.join(15)
+    assert sorted(got) == [("mset", True), ("set", True)], got
+    assert owner.client().get("{us}:k") == b"v" and owner.client().get("{us}:a") == b"1"
+    assert sc.client().get("{us}:k") == b"v"
+    # a slot that stays unserved: the error once failover_wait runs out
+    quick = cluster_sidecar(env, cluster, routing={"failover_wait": "1s"})
+    unassign(cluster, slot)
+    wait_until(lambda: map_slots(quick) == 16383, what="the map without the slot")
+    t0 = time.monotonic()
+    with pytest.raises(redis.ResponseError) as e:
+        quick.client(socket_timeout=15).get("{us}:k")
+    assert time.monotonic() - t0 >= 1
+    assert "failover_wait (1s)" in str(e.value), e.value
+    assert "CLUSTERDOWN Hash slot not served (no node serves this slot now)" in str(e.value)
+
+
 def test_a_tls_only_cluster(env, certs):
     """The same keys and one failover against a cluster that speaks only
     TLS (its bus too: tls-cluster yes)."""
