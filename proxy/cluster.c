@@ -138,8 +138,14 @@ static void apply_map(struct sidecar *sc, const struct cluster_map *map)
         cl->shard_node[cl->nshards] = n;
         remap[i + 1] = (uint8_t)++cl->nshards;
     }
-    for (unsigned s = 0; s < CLUSTER_SLOTS; s++)
-        cl->owner[s] = remap[map->owner[s]];
+    int lost = 0;
+    for (unsigned s = 0; s < CLUSTER_SLOTS; s++) {
+        uint8_t o = remap[map->owner[s]];
+        lost |= cl->owner[s] && !o;
+        cl->owner[s] = o;
+    }
+    if (lost && cl->have_map)
+        cl->slots_lost_at = ev_now(sc->loop);
     cl->have_map = 1;
     set_default(sc);
     /* a node the map names master of nothing goes, a deposed master too
@@ -315,6 +321,25 @@ struct node *cluster_route_unserved(struct sidecar *sc, unsigned shard_plus1, co
         *why = cl->have_map ? "no node serves this slot now" : sc->no_master_why;
     }
     return n;
+}
+
+int cluster_unserved_waits(const struct sidecar *sc)
+{
+    const struct cluster *cl = sc->cl;
+
+    return cl->have_map && cl->slots_lost_at &&
+           ev_now(sc->loop) - cl->slots_lost_at < sc->cfg->failover_wait;
+}
+
+const char *cluster_held_why(struct sidecar *sc, const char *req, size_t len)
+{
+    struct node *n = cluster_route_bytes(sc, req, len);
+
+    if (!n && sc->cl->have_map)
+        return CLUSTER_UNSERVED;
+    if (n && n->pool->down)
+        return n->pool->down_reason;
+    return sc->no_master_why;
 }
 
 struct node *cluster_slot_node(const struct sidecar *sc, unsigned slot)

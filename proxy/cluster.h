@@ -22,6 +22,7 @@ struct cluster {
     int                nshards;                   /* map's, and those MOVED added */
     uint8_t            owner[CLUSTER_SLOTS];      /* shard + 1; MOVED updates it */
     int                have_map;
+    ev_tstamp          slots_lost_at;             /* a map last left served slots unserved */
     char               id[41];                    /* the one-node cluster apps see */
     uint64_t           moved, asked, refreshes, tryagain, clusterdown;
     unsigned           scan_gen;                  /* owner[] changed: SCAN ranges restart */
@@ -58,6 +59,15 @@ cluster_route(struct sidecar *sc, const struct command *cmd, const char *frame,
     *shard = (int)sh - 1;
     return cl->shard_node[sh - 1];
 }
+#define CLUSTER_UNSERVED "CLUSTERDOWN Hash slot not served (no node serves this slot now)"
+/* 1 while a slot the map leaves unserved is waited for: within
+ * failover_wait of a map that took slots from their master (a manual
+ * failover's moment, before the heir's claim is heard). Else, or before
+ * the first map, such a request fails at once. */
+int cluster_unserved_waits(const struct sidecar *sc);
+/* Why a held request (its bytes) has no master now, for its error once
+ * failover_wait runs out. */
+const char *cluster_held_why(struct sidecar *sc, const char *req, size_t len);
 /* The replicas of a shard (of cluster_route) that may serve its reads. */
 int cluster_replicas(const struct sidecar *sc, int shard, struct node *const **v);
 /* 1 if n is the master of a shard in the map. */

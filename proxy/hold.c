@@ -221,10 +221,6 @@ static void expire(struct sidecar *sc)
     struct pool_waiter *w, *wnext;
     TAILQ_HEAD(, held) late = TAILQ_HEAD_INITIALIZER(late);
     char why[400];
-
-    snprintf(why, sizeof why, "no master confirmed within failover_wait (%gs): %.300s",
-             sc->cfg->failover_wait, sc->no_master_why[0] ? sc->no_master_why :
-             "the master keeps refusing requests as a replica or while loading");
     /* The expired ones are taken off first, then answered: an answer may
      * close its client, whose other held requests become orphans. */
     for (h = TAILQ_FIRST(&sc->held); h; h = next) {
@@ -236,6 +232,11 @@ static void expire(struct sidecar *sc)
     }
     while ((h = TAILQ_FIRST(&late)) != NULL) {
         struct req *r = h->r;
+        /* a cluster's: why its slot has no master now */
+        const char *reason = sc->cl ? cluster_held_why(sc, h->bytes, h->len) : sc->no_master_why;
+        snprintf(why, sizeof why, "no master confirmed within failover_wait (%gs): %.300s",
+                 sc->cfg->failover_wait, reason[0] ? reason :
+                 "the master keeps refusing requests as a replica or while loading");
         TAILQ_REMOVE(&late, h, tqe);
         if (unpark(sc, h)) {
             sc->st.held_failed++;

@@ -237,6 +237,14 @@ static struct node *pick_replica(struct client *c, struct node *m, int sh, long 
     return pk.best;
 }
 
+/* A write is tracked (read-your-writes) only when reads may go elsewhere. */
+static inline unsigned write_flag(const struct sidecar *sc, unsigned flags)
+{
+    if (!(flags & REQ_READONLY) && sc->nreplicas && sc->cfg->read_your_writes != RYW_OFF)
+        flags |= REQ_WRITE;
+    return flags;
+}
+
 /* A request of c's still on the shared links of a node a reload retired:
  * c's next ones go to other links, and must not overtake it. */
 static int behind_retiring(const struct client *c)
@@ -265,13 +273,9 @@ static inline __attribute__((always_inline)) void shared(struct client *c, struc
     /* a cluster: the master of the slot of the first key */
     if (__builtin_expect(sc->cl != NULL, 0) &&
         !(n = cluster_route(sc, rt->cmd, frame, fr, &why, &sh))) {
-        if (sc->cl->have_map) {
-            /* a map with the slot unserved is a moment of a failover (the
-             * deposed master let its slots go before the heir's claim was
-             * heard): held as Redis's own CLUSTERDOWN is, until a map
-             * names its master or failover_wait runs out */
-            snprintf(sc->no_master_why, sizeof sc->no_master_why,
-                     "CLUSTERDOWN Hash slot not served (%s)", why);
+        if (cluster_unserved_waits(sc)) {
+            /* a moment of a failover: held as Redis's own CLUSTERDOWN is */
+            rt->flags = write_flag(sc, flags);
             rt->kind = ROUTE_HOLD;
             return;
         }
@@ -283,9 +287,7 @@ static inline __attribute__((always_inline)) void shared(struct client *c, struc
         return;
     }
     if (!(flags & REQ_READONLY)) {
-        /* Only worth tracking when reads may go elsewhere. */
-        if (sc->nreplicas && sc->cfg->read_your_writes != RYW_OFF)
-            flags |= REQ_WRITE;
+        flags = write_flag(sc, flags);
     } else if (sc->cfg->read_from != READ_MASTER &&
                !(sc->cl && c->x && c->x->nheld)) {    /* else held, for the master */
         long long floor = ryw_floor(c, n);
@@ -357,7 +359,8 @@ static void needs_lease(struct client *c, struct route *rt, enum route_kind kind
     int sh;
 
     /* a cluster's: on the node of the first key (none: the default master) */
-    if (sc->cl && !(m = cluster_route(sc, rt->cmd, rt->frame, rt->fr, &why, &sh))) {
+    if (sc->cl && !(m = cluster_route(sc, rt->cmd, rt->frame, rt->fr, &why, &sh)) &&
+        !cluster_unserved_waits(sc)) {
         error(rt, &sc->st.err_node_down, "CLUSTERDOWN Hash slot not served (%s)", why);
         return;
     }
@@ -371,7 +374,8 @@ static void needs_lease(struct client *c, struct route *rt, enum route_kind kind
         rt->kind = kind;
     } else if (c->x && c->x->wait_deadline && ev_now(sc->loop) >= c->x->wait_deadline) {
         error(rt, NULL, "ERR no master confirmed within failover_wait (%gs): %s",
-              sc->cfg->failover_wait, m ? m->pool->down_reason : sc->no_master_why);
+              sc->cfg->failover_wait, m ? m->pool->down_reason : sc->cl ? CLUSTER_UNSERVED
+                                                                        : sc->no_master_why);
     } else {
         rt->kind = ROUTE_WAIT_MASTER;
     }

@@ -558,7 +558,8 @@ def test_manual_failover_under_load_gives_no_error(env, cluster):
 
 def unassign(cluster, slot):
     """The slot unassigned on every node (a heartbeat already on its way
-    may give it back to its owner on some: asked again until none has it)."""
+    may give it back to its owner on some: asked again until none has had
+    it on two looks half a second apart)."""
     def gone():
         left = False
         for n in cluster.nodes:
@@ -571,7 +572,13 @@ def unassign(cluster, slot):
                 except redis.ResponseError:
                     pass
         return not left
-    wait_until(gone, timeout=10, what=f"slot {slot} unassigned everywhere")
+
+    def gone_twice():
+        if not gone():
+            return False
+        time.sleep(0.5)
+        return gone()
+    wait_until(gone_twice, timeout=10, what=f"slot {slot} unassigned everywhere")
 
 
 def map_slots(sc):
@@ -583,7 +590,8 @@ def test_a_slot_the_map_leaves_unserved_is_waited_for(env, cluster):
     manual one, the deposed master lets its slots go before the others
     hear the heir claim them): its requests are held as Redis's own
     CLUSTERDOWN is, and sent once a map names its master; a split's part
-    for it waits the same way. Past failover_wait they get the error."""
+    and a lease (BLPOP) for it wait the same way. Past failover_wait they
+    get the error, and a slot unserved for longer fails at once."""
     sc = cluster_sidecar(env, cluster, routing={"failover_wait": "10s"})
     slot = key_slot(b"us")
     owner = slot_owners(cluster)[slot]
@@ -592,10 +600,12 @@ def test_a_slot_the_map_leaves_unserved_is_waited_for(env, cluster):
     unassign(cluster, slot)
     wait_until(lambda: map_slots(sc) == 16383, what="the map without the slot")
     got = []
-    c1, c2 = sc.client(socket_timeout=15), sc.client(socket_timeout=15)
+    c1, c2, c3 = (sc.client(socket_timeout=15) for _ in range(3))
     threads = [threading.Thread(target=lambda: got.append(("set", c1.set("{us}:k", "v")))),
                threading.Thread(target=lambda: got.append(
-                   ("mset", c2.mset({"{us}:a": "1", other: "2"}))))]
+                   ("mset", c2.mset({"{us}:a": "1", other: "2"})))),
+               threading.Thread(target=lambda: got.append(
+                   ("blpop", c3.blpop(["{us}:q"], timeout=0.1))))]
     for t in threads:
         t.start()
     wait_until(lambda: int(sc.info()["requests_held_for_master"]) >= 2, what="both held")
@@ -604,11 +614,12 @@ def test_a_slot_the_map_leaves_unserved_is_waited_for(env, cluster):
     owner.client().execute_command("CLUSTER", "ADDSLOTS", slot)
     for t in threads:
         t.join(15)
-    assert sorted(got) == [("mset", True), ("set", True)], got
+    assert sorted(got, key=str) == [("blpop", None), ("mset", True), ("set", True)], got
     assert owner.client().get("{us}:k") == b"v" and owner.client().get("{us}:a") == b"1"
     assert sc.client().get("{us}:k") == b"v"
     # a slot that stays unserved: the error once failover_wait runs out
     quick = cluster_sidecar(env, cluster, routing={"failover_wait": "1s"})
+    wait_until(lambda: map_slots(quick) == 16384, what="the slot in its first map")
     unassign(cluster, slot)
     wait_until(lambda: map_slots(quick) == 16383, what="the map without the slot")
     t0 = time.monotonic()
@@ -617,6 +628,12 @@ def test_a_slot_the_map_leaves_unserved_is_waited_for(env, cluster):
     assert time.monotonic() - t0 >= 1
     assert "failover_wait (1s)" in str(e.value), e.value
     assert "CLUSTERDOWN Hash slot not served (no node serves this slot now)" in str(e.value)
+    time.sleep(1)                        # past failover_wait since the map lost it
+    t0 = time.monotonic()
+    with pytest.raises(redis.ResponseError) as e:
+        quick.client(socket_timeout=15).get("{us}:k")
+    assert time.monotonic() - t0 < 0.5
+    assert str(e.value) == "CLUSTERDOWN Hash slot not served (no node serves this slot now)", e.value
 
 
 def test_a_tls_only_cluster(env, certs):
