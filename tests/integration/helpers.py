@@ -337,6 +337,10 @@ class Sidecar:
             socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
             return True
         wait_until(accepting, what="sidecar listening")
+        # the admin socket is bound just after the TCP listener
+        path = (self.cfg.get("admin") or {}).get("socket")
+        if path:
+            wait_until(lambda: accepting() and os.path.exists(path), what="the admin socket")
         return self
 
     def alive(self):
