@@ -331,6 +331,11 @@ int cluster_unserved_waits(const struct sidecar *sc)
            ev_now(sc->loop) - cl->slots_lost_at < sc->cfg->failover_wait;
 }
 
+int cluster_waits_for(const struct sidecar *sc, const struct node *n)
+{
+    return n ? n->pool->down : cluster_unserved_waits(sc);
+}
+
 const char *cluster_held_why(struct sidecar *sc, const char *req, size_t len)
 {
     struct node *n = cluster_route_bytes(sc, req, len);

@@ -65,6 +65,9 @@ cluster_route(struct sidecar *sc, const struct command *cmd, const char *frame,
  * failover's moment, before the heir's claim is heard). Else, or before
  * the first map, such a request fails at once. */
 int cluster_unserved_waits(const struct sidecar *sc);
+/* A request for node n (NULL: its slot unserved now) waits for the
+ * cluster to settle (hold.c): n is down, or cluster_unserved_waits. */
+int cluster_waits_for(const struct sidecar *sc, const struct node *n);
 /* Why a held request (its bytes) has no master now, for its error once
  * failover_wait runs out. */
 const char *cluster_held_why(struct sidecar *sc, const char *req, size_t len);

@@ -468,8 +468,7 @@ static void send_part(struct split *s, struct client *c, struct node *n, int i,
     r->owner = s;
     r->flags = REQ_PART | flags;
     r->key_len = (uint32_t)i;            /* which part: the split's, as owner */
-    /* its master down, or its slot unserved in the map (a failover) */
-    if ((n ? n->pool->down : cluster_unserved_waits(s->sc)) && hold_part(s, r, p, len) == 0)
+    if (cluster_waits_for(s->sc, n) && hold_part(s, r, p, len) == 0)
         return;
     if (!n || n->pool->down || !l || link_send(l, r, p, len) < 0) {
         r->len = len;
@@ -704,7 +703,7 @@ void split_part_unrun(struct req *r, const char *req, const char *why)
     struct pool *pl = n ? client_pool(c, n) : NULL;
     struct link *l = pl ? pool_link_for(pl, c->id, c->resp3) : NULL;
 
-    if (c && s->kind < SPLIT_ALL_SUM && (n ? n->pool->down : cluster_unserved_waits(s->sc)) &&
+    if (c && s->kind < SPLIT_ALL_SUM && cluster_waits_for(s->sc, n) &&
         hold_part(s, r, req, r->len) == 0)
         return;
     if (!l || n->pool->down || link_resend(l, r, req, r->len) < 0)

@@ -37,7 +37,7 @@ static int to_master(struct client *c, struct req *r, const char *req)
 
     if (sc->sentinels && (!m || (c->x && c->x->nheld)))
         return hold_request(c, r, req, r->len);
-    if (sc->cl && (m ? m->pool->down || (c->x && c->x->nheld) : cluster_unserved_waits(sc)))
+    if (sc->cl && (cluster_waits_for(sc, m) || (m && c->x && c->x->nheld)))
         return hold_request(c, r, req, r->len);      /* its shard may be failing over */
     struct pool *p = m ? client_pool(c, m) : NULL;
     struct link *l = p ? pool_link_for(p, c->id, c->resp3) : NULL;
